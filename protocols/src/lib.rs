@@ -1,0 +1,54 @@
+//! Parsers and passive fingerprint extraction shared by the ward agent and collector.
+//!
+//! This crate does no I/O and no async: it turns bytes into [`Evidence`]. Every parser follows
+//! smoltcp's `wire` contract: untrusted input goes through a `new_checked` constructor (or a
+//! streaming decoder that checks lengths itself), and once that succeeds no accessor panics.
+//! Indexing, `unwrap`, `expect` and `panic!` are denied outside tests so that contract is checked
+//! by the compiler rather than by review.
+//!
+//! Patient data is unobtainable by construction: extraction is by allow-list. The only values
+//! this crate ever copies out of a packet are the ones named by [`Field`]; the HL7 and DICOM
+//! decoders skip every other value without reading it.
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+pub mod dhcp;
+pub mod dicom;
+pub mod dissect;
+pub mod error;
+pub mod evidence;
+pub mod frame;
+pub mod hl7;
+pub mod reassembly;
+
+pub use error::{DecodeError, Layer};
+pub use evidence::{Direction, Endpoints, Evidence, Fact, Field, MacAddr, Protocol};
+
+/// A decoder for one direction of a TCP stream, fed in-order bytes by the reassembler.
+///
+/// `feed` sees every byte the decoder has not yet consumed (the unconsumed tail from the last
+/// call followed by new data) and returns how many bytes it consumed. Bytes it leaves are offered
+/// again with more data appended; the reassembler bounds how much it keeps, and once that bound
+/// is reached it calls `feed` with `at_limit = true`, after which the decoder must consume
+/// something or give up (return [`Feed::Done`]).
+pub trait StreamDecoder {
+    /// Decodes what it can of `data`, pushing extracted facts into `facts`.
+    fn feed(&mut self, data: &[u8], at_limit: bool, facts: &mut Vec<Fact>) -> Feed;
+}
+
+/// What a [`StreamDecoder`] did with the bytes it was offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// Consumed this many bytes from the front; wants more data.
+    Consumed(usize),
+    /// Nothing more of interest can come from this stream direction; stop feeding it.
+    Done,
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for ward end-to-end tests: reading fixture captures through the protocols crate.
