@@ -174,6 +174,47 @@ impl Fact {
     }
 }
 
+/// Longest value, in characters, that [`clean_text`] keeps: identity fields are short, so
+/// anything longer is cut rather than letting one packet allocate without bound.
+pub const MAX_VALUE_CHARS: usize = 256;
+
+/// Turns raw protocol bytes into a printable value: bytes are read as Latin-1 (a superset of the
+/// ASCII all these fields are meant to be), control characters become U+FFFD so a value can never
+/// forge a log line, surrounding spaces and NULs are trimmed, and at most [`MAX_VALUE_CHARS`]
+/// characters are kept.
+pub fn clean_text(raw: &[u8]) -> String {
+    let trimmed = trim_padding(raw);
+    trimmed
+        .iter()
+        .take(MAX_VALUE_CHARS)
+        .map(|&b| {
+            if b < 0x20 || b == 0x7f || (0x80..0xa0).contains(&b) {
+                '\u{fffd}'
+            } else {
+                char::from(b)
+            }
+        })
+        .collect()
+}
+
+fn trim_padding(mut raw: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = raw {
+        if *first == b' ' || *first == 0 {
+            raw = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = raw {
+        if *last == b' ' || *last == 0 {
+            raw = rest;
+        } else {
+            break;
+        }
+    }
+    raw
+}
+
 /// Direction of the packet that carried a fact, relative to the TCP connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -305,6 +346,14 @@ mod tests {
             let json = serde_json::to_string(f).unwrap();
             assert_eq!(json, format!("\"{}\"", f.name()));
         }
+    }
+
+    #[test]
+    fn clean_text_trims_and_neutralises_controls() {
+        assert_eq!(clean_text(b"  STORESCU   \0"), "STORESCU");
+        assert_eq!(clean_text(b"a\nb"), "a\u{fffd}b");
+        assert_eq!(clean_text(&[b'x'; 1000]).len(), MAX_VALUE_CHARS);
+        assert_eq!(clean_text(b""), "");
     }
 
     #[test]

@@ -32,16 +32,19 @@ pub mod reassembly;
 pub use error::{DecodeError, Layer};
 pub use evidence::{Direction, Endpoints, Evidence, Fact, Field, MacAddr, Protocol};
 
-/// A decoder for one direction of a TCP stream, fed in-order bytes by the reassembler.
+/// A decoder for one TCP connection, fed each direction's in-order bytes by the reassembler.
 ///
-/// `feed` sees every byte the decoder has not yet consumed (the unconsumed tail from the last
+/// One decoder value serves both directions (DICOM needs the A-ASSOCIATE-AC of one direction to
+/// read the datasets of the other); `side` says which direction `data` belongs to. For each
+/// side, `feed` sees every byte the decoder has not yet consumed (the unconsumed tail from the last
 /// call followed by new data) and returns how many bytes it consumed. Bytes it leaves are offered
 /// again with more data appended; the reassembler bounds how much it keeps, and once that bound
 /// is reached it calls `feed` with `at_limit = true`, after which the decoder must consume
 /// something or give up (return [`Feed::Done`]).
 pub trait StreamDecoder {
     /// Decodes what it can of `data`, pushing extracted facts into `facts`.
-    fn feed(&mut self, data: &[u8], at_limit: bool, facts: &mut Vec<Fact>) -> Feed;
+    fn feed(&mut self, side: Direction, data: &[u8], at_limit: bool, facts: &mut Vec<Fact>)
+        -> Feed;
 }
 
 /// What a [`StreamDecoder`] did with the bytes it was offered.
@@ -49,6 +52,7 @@ pub trait StreamDecoder {
 pub enum Feed {
     /// Consumed this many bytes from the front; wants more data.
     Consumed(usize),
-    /// Nothing more of interest can come from this stream direction; stop feeding it.
+    /// Nothing more of interest can come from this direction; stop feeding it (the bytes it was
+    /// offered count as consumed).
     Done,
 }
