@@ -1,1 +1,421 @@
-//! TODO
+//! DHCPv4 (RFC 2131/2132): the client's self-description and the address it is given.
+//!
+//! The options a client sends, and their order, identify its DHCP stack; hostname, vendor class
+//! and client id often name the device outright. Options are walked in wire order and that order
+//! is kept (a map-based parser such as dhcproto's would lose it). Option overload (52) is not
+//! followed: clients that put identity options in `sname`/`file` are vanishingly rare.
+
+use core::fmt::Write as _;
+use core::net::Ipv4Addr;
+
+use crate::error::{DecodeError, Layer};
+use crate::evidence::{clean_text, Fact, Field, MacAddr};
+
+mod field {
+    //! Byte offsets of the fixed BOOTP header (RFC 2131 §2).
+    use core::ops::Range;
+
+    pub const OP: usize = 0;
+    pub const HTYPE: usize = 1;
+    pub const HLEN: usize = 2;
+    pub const YIADDR: Range<usize> = 16..20;
+    pub const CHADDR: Range<usize> = 28..44;
+    pub const COOKIE: Range<usize> = 236..240;
+    pub const OPTIONS: usize = 240;
+}
+
+/// The magic cookie that starts the options area.
+pub const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
+
+/// UDP ports DHCPv4 uses: server 67, client 68.
+pub const PORTS: [u16; 2] = [67, 68];
+
+/// A checked view of a DHCPv4 message.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Checks that the fixed header and magic cookie are present.
+    pub fn new_checked(buffer: T) -> Result<Self, DecodeError> {
+        let b = buffer.as_ref();
+        if b.len() < field::OPTIONS {
+            return Err(DecodeError::truncated(Layer::Dhcp, 0, field::OPTIONS, b.len()));
+        }
+        if b.get(field::COOKIE) != Some(&MAGIC_COOKIE[..]) {
+            return Err(DecodeError::Invalid {
+                layer: Layer::Dhcp,
+                offset: field::COOKIE.start,
+                what: "magic cookie",
+            });
+        }
+        if !matches!(b.get(field::OP), Some(1 | 2)) {
+            return Err(DecodeError::Invalid {
+                layer: Layer::Dhcp,
+                offset: field::OP,
+                what: "op (not BOOTREQUEST or BOOTREPLY)",
+            });
+        }
+        Ok(Packet { buffer })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
+    /// True for BOOTREQUEST (client to server).
+    pub fn is_request(&self) -> bool {
+        self.bytes().get(field::OP) == Some(&1)
+    }
+
+    /// Client hardware address when it is an Ethernet MAC (htype 1, hlen 6).
+    pub fn client_mac(&self) -> Option<MacAddr> {
+        let b = self.bytes();
+        if b.get(field::HTYPE) != Some(&1) || b.get(field::HLEN) != Some(&6) {
+            return None;
+        }
+        let mac: [u8; 6] = b.get(field::CHADDR)?.get(..6)?.try_into().ok()?;
+        Some(MacAddr(mac))
+    }
+
+    /// `yiaddr`: the address a server offers or assigns.
+    pub fn your_ip(&self) -> Ipv4Addr {
+        let b: [u8; 4] = self
+            .bytes()
+            .get(field::YIADDR)
+            .and_then(|s| s.try_into().ok())
+            .unwrap_or([0; 4]);
+        Ipv4Addr::from(b)
+    }
+
+    /// Options in wire order, up to the end option.
+    pub fn options(&self) -> Options<'_> {
+        Options {
+            data: self.bytes().get(field::OPTIONS..).unwrap_or(&[]),
+            offset: field::OPTIONS,
+            done: false,
+        }
+    }
+
+    /// The DHCP message type (option 53), if present and well formed.
+    pub fn message_type(&self) -> Option<MessageType> {
+        self.options()
+            .map_while(Result::ok)
+            .find(|o| o.code == option::MESSAGE_TYPE)
+            .and_then(|o| o.data.first().copied())
+            .map(MessageType)
+    }
+}
+
+/// Option codes ward reads.
+pub mod option {
+    /// Pad.
+    pub const PAD: u8 = 0;
+    /// Host name.
+    pub const HOSTNAME: u8 = 12;
+    /// Requested IP address.
+    pub const REQUESTED_IP: u8 = 50;
+    /// DHCP message type.
+    pub const MESSAGE_TYPE: u8 = 53;
+    /// Parameter request list.
+    pub const PARAMETER_REQUEST_LIST: u8 = 55;
+    /// Vendor class identifier.
+    pub const VENDOR_CLASS: u8 = 60;
+    /// Client identifier.
+    pub const CLIENT_ID: u8 = 61;
+    /// Client FQDN.
+    pub const FQDN: u8 = 81;
+    /// End.
+    pub const END: u8 = 255;
+}
+
+/// One option: its code and data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DhcpOption<'a> {
+    /// Option code.
+    pub code: u8,
+    /// Option data (without code and length).
+    pub data: &'a [u8],
+}
+
+/// Iterator over options in wire order. Stops at the end option, at the end of the buffer, or
+/// after yielding an error for a truncated option.
+#[derive(Debug, Clone)]
+pub struct Options<'a> {
+    data: &'a [u8],
+    offset: usize,
+    done: bool,
+}
+
+impl<'a> Iterator for Options<'a> {
+    type Item = Result<DhcpOption<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let Some((&code, rest)) = self.data.split_first() else {
+                self.done = true;
+                return None;
+            };
+            match code {
+                option::PAD => {
+                    self.data = rest;
+                    self.offset += 1;
+                }
+                option::END => {
+                    self.done = true;
+                    return None;
+                }
+                _ => {
+                    let Some((&len, rest)) = rest.split_first() else {
+                        self.done = true;
+                        return Some(Err(DecodeError::truncated(
+                            Layer::Dhcp,
+                            self.offset,
+                            2,
+                            1,
+                        )));
+                    };
+                    let len = usize::from(len);
+                    let Some((data, rest)) = rest.split_at_checked(len) else {
+                        self.done = true;
+                        return Some(Err(DecodeError::truncated(
+                            Layer::Dhcp,
+                            self.offset,
+                            2 + len,
+                            2 + rest.len(),
+                        )));
+                    };
+                    self.data = rest;
+                    self.offset += 2 + len;
+                    return Some(Ok(DhcpOption { code, data }));
+                }
+            }
+        }
+    }
+}
+
+/// DHCP message type (option 53).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageType(pub u8);
+
+impl MessageType {
+    /// The RFC 2132 name, e.g. `DISCOVER`, or the number for unknown types.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self.0 {
+            1 => "DISCOVER",
+            2 => "OFFER",
+            3 => "REQUEST",
+            4 => "DECLINE",
+            5 => "ACK",
+            6 => "NAK",
+            7 => "RELEASE",
+            8 => "INFORM",
+            _ => return None,
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn join_codes(codes: impl Iterator<Item = u8>) -> String {
+    let mut s = String::new();
+    for (i, c) in codes.enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{c}");
+    }
+    s
+}
+
+/// Extracts the identity facts of one DHCP message (a UDP payload) into `out`.
+///
+/// Facts found before a malformed option are kept and the error is returned, so a damaged
+/// message still yields what it can.
+pub fn extract(payload: &[u8], out: &mut Vec<Fact>) -> Result<(), DecodeError> {
+    let pkt = Packet::new_checked(payload)?;
+    let msg_type = pkt.message_type();
+    if let Some(t) = msg_type {
+        let name = t.name().map_or_else(|| t.0.to_string(), str::to_owned);
+        out.push(Fact::new(Field::DhcpMessageType, name));
+    }
+    if pkt.is_request() {
+        if let Some(mac) = pkt.client_mac() {
+            out.push(Fact::new(Field::DhcpClientMac, mac.to_string()));
+        }
+    } else if matches!(msg_type.map(|t| t.0), Some(2 | 5)) {
+        let ip = pkt.your_ip();
+        if !ip.is_unspecified() {
+            out.push(Fact::new(Field::DhcpYourIp, ip.to_string()));
+        }
+    }
+    let mut order = Vec::new();
+    let mut result = Ok(());
+    for opt in pkt.options() {
+        let opt = match opt {
+            Ok(o) => o,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        order.push(opt.code);
+        // Only client-sent options describe the device; a server's reply echoes its own.
+        if !pkt.is_request() {
+            continue;
+        }
+        let fact = match opt.code {
+            option::HOSTNAME => Some((Field::DhcpHostname, clean_text(opt.data))),
+            option::REQUESTED_IP => <[u8; 4]>::try_from(opt.data)
+                .ok()
+                .map(|b| (Field::DhcpRequestedIp, Ipv4Addr::from(b).to_string())),
+            option::PARAMETER_REQUEST_LIST => Some((
+                Field::DhcpParameterRequestList,
+                join_codes(opt.data.iter().copied()),
+            )),
+            option::VENDOR_CLASS => Some((Field::DhcpVendorClass, clean_text(opt.data))),
+            option::CLIENT_ID => Some((Field::DhcpClientId, hex(opt.data.get(..64).unwrap_or(opt.data)))),
+            // RFC 4702: flags, two deprecated RCODE bytes, then the name (wire or ASCII form).
+            option::FQDN => opt
+                .data
+                .get(3..)
+                .map(|name| (Field::DhcpFqdn, fqdn_text(name))),
+            _ => None,
+        };
+        if let Some((field, value)) = fact {
+            if !value.is_empty() {
+                out.push(Fact::new(field, value));
+            }
+        }
+    }
+    if !order.is_empty() {
+        out.push(Fact::new(Field::DhcpOptionOrder, join_codes(order.into_iter())));
+    }
+    result
+}
+
+/// Renders an FQDN option name: DNS wire format (length-prefixed labels) when it parses as
+/// such, otherwise the bytes as text.
+fn fqdn_text(name: &[u8]) -> String {
+    let mut labels = Vec::new();
+    let mut rest = name;
+    while let Some((&len, tail)) = rest.split_first() {
+        if len == 0 {
+            if tail.is_empty() {
+                return labels.join(".");
+            }
+            break;
+        }
+        let Some((label, tail)) = tail.split_at_checked(usize::from(len)) else {
+            break;
+        };
+        labels.push(clean_text(label));
+        rest = tail;
+    }
+    if rest.is_empty() && !labels.is_empty() {
+        return labels.join(".");
+    }
+    clean_text(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DHCPDISCOVER built from the bytes of a real udhcpc client (busybox 1.35), trimmed to
+    /// the options area and reassembled here so the test is self-describing.
+    fn discover() -> Vec<u8> {
+        let mut p = vec![0u8; 240];
+        p[0] = 1;
+        p[1] = 1;
+        p[2] = 6;
+        p[4..8].copy_from_slice(&[0x12, 0x34, 0x56, 0x78]);
+        p[28..34].copy_from_slice(&[0x00, 0x12, 0x21, 0xaa, 0xbb, 0x01]);
+        p[236..240].copy_from_slice(&MAGIC_COOKIE);
+        p.extend_from_slice(&[53, 1, 1]);
+        p.extend_from_slice(&[61, 7, 1, 0x00, 0x12, 0x21, 0xaa, 0xbb, 0x01]);
+        p.extend_from_slice(&[12, 16]);
+        p.extend_from_slice(b"infusion-pump-07");
+        p.extend_from_slice(&[60, 19]);
+        p.extend_from_slice(b"BBraun-SpaceStation");
+        p.extend_from_slice(&[55, 7, 1, 3, 6, 12, 15, 28, 42]);
+        p.extend_from_slice(&[81, 9, 0, 0, 0, 4, b'p', b'u', b'm', b'p', 0]);
+        p.push(255);
+        p
+    }
+
+    fn value(facts: &[Fact], f: Field) -> Option<&str> {
+        facts.iter().find(|x| x.field == f).map(|x| x.value.as_str())
+    }
+
+    #[test]
+    fn discover_facts_in_wire_order() {
+        let mut facts = Vec::new();
+        extract(&discover(), &mut facts).unwrap();
+        assert_eq!(value(&facts, Field::DhcpMessageType), Some("DISCOVER"));
+        assert_eq!(value(&facts, Field::DhcpClientMac), Some("00:12:21:aa:bb:01"));
+        assert_eq!(value(&facts, Field::DhcpHostname), Some("infusion-pump-07"));
+        assert_eq!(value(&facts, Field::DhcpVendorClass), Some("BBraun-SpaceStation"));
+        assert_eq!(
+            value(&facts, Field::DhcpParameterRequestList),
+            Some("1,3,6,12,15,28,42")
+        );
+        assert_eq!(value(&facts, Field::DhcpClientId), Some("01001221aabb01"));
+        assert_eq!(value(&facts, Field::DhcpFqdn), Some("pump"));
+        assert_eq!(value(&facts, Field::DhcpOptionOrder), Some("53,61,12,60,55,81"));
+    }
+
+    #[test]
+    fn offer_gives_your_ip_but_not_server_options() {
+        let mut p = discover();
+        p[0] = 2;
+        p[16..20].copy_from_slice(&[10, 77, 0, 50]);
+        p[242] = 2;
+        let mut facts = Vec::new();
+        extract(&p, &mut facts).unwrap();
+        assert_eq!(value(&facts, Field::DhcpMessageType), Some("OFFER"));
+        assert_eq!(value(&facts, Field::DhcpYourIp), Some("10.77.0.50"));
+        assert_eq!(value(&facts, Field::DhcpHostname), None);
+    }
+
+    #[test]
+    fn bad_cookie_and_short_packets_are_errors() {
+        let mut p = discover();
+        p[236] = 0;
+        let e = extract(&p, &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            e,
+            DecodeError::Invalid {
+                layer: Layer::Dhcp,
+                offset: 236,
+                what: "magic cookie"
+            }
+        );
+        assert!(matches!(
+            extract(&[1, 1, 6], &mut Vec::new()),
+            Err(DecodeError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn every_truncation_yields_facts_or_an_error() {
+        let p = discover();
+        for n in 0..p.len() {
+            let mut facts = Vec::new();
+            let r = extract(&p[..n], &mut facts);
+            if n < 240 {
+                assert!(r.is_err());
+            }
+        }
+    }
+}
