@@ -1,1 +1,212 @@
-fn main() {}
+//! Throughput of the protocols crate, per core:
+//! - `frame_decode/*`: link → transport decoding of the fixture frames and of a synthetic mixed
+//!   capture (packets/s; target ≥ 5 M/s for typical frames);
+//! - `dissect/*`: decoding plus flow tracking, reassembly and detection (packets/s);
+//! - `stream_scan/*`: DICOM and HL7 stream decoders fed long streams (bytes/s; target
+//!   ≥ 2 GB/s).
+//!
+//! Run with `cargo bench -p ward-protocols`.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use etherparse::PacketBuilder;
+use pcap_parser::pcapng::Block;
+use pcap_parser::traits::PcapReaderIterator;
+use pcap_parser::{PcapBlockOwned, PcapError};
+use ward_protocols::dicom::DicomDecoder;
+use ward_protocols::dissect::Dissector;
+use ward_protocols::frame::{self, LinkType};
+use ward_protocols::hl7::Hl7Decoder;
+use ward_protocols::{Direction, Feed, StreamDecoder};
+
+fn load(path: &Path) -> Vec<(LinkType, Vec<u8>)> {
+    let file = std::fs::File::open(path).expect("fixture");
+    let mut reader = pcap_parser::create_reader(1 << 20, file).expect("pcap");
+    let mut out = Vec::new();
+    let mut legacy = 1;
+    let mut ifaces = Vec::new();
+    loop {
+        match reader.next() {
+            Ok((off, block)) => {
+                match block {
+                    PcapBlockOwned::LegacyHeader(h) => legacy = h.network.0 as u32,
+                    PcapBlockOwned::Legacy(b) => {
+                        if let Some(l) = LinkType::from_linktype(legacy) {
+                            out.push((l, b.data[..b.caplen as usize].to_vec()));
+                        }
+                    }
+                    PcapBlockOwned::NG(Block::InterfaceDescription(i)) => {
+                        ifaces.push(i.linktype.0 as u32)
+                    }
+                    PcapBlockOwned::NG(Block::EnhancedPacket(e)) => {
+                        if let Some(l) = ifaces
+                            .get(e.if_id as usize)
+                            .and_then(|&t| LinkType::from_linktype(t))
+                        {
+                            out.push((l, e.data[..e.caplen as usize].to_vec()));
+                        }
+                    }
+                    _ => {}
+                }
+                reader.consume(off);
+            }
+            Err(PcapError::Eof) => break,
+            Err(PcapError::Incomplete(_)) => reader.refill().expect("refill"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    out
+}
+
+fn fixture_frames() -> Vec<(LinkType, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let mut all = Vec::new();
+    let mut paths = Vec::new();
+    for sub in [dir.clone(), dir.join("public")] {
+        for e in std::fs::read_dir(sub).expect("fixtures dir").flatten() {
+            let p = e.path();
+            if matches!(
+                p.extension().and_then(|x| x.to_str()),
+                Some("pcap" | "pcapng")
+            ) {
+                paths.push(p);
+            }
+        }
+    }
+    paths.sort();
+    for p in paths {
+        all.extend(load(&p));
+    }
+    all
+}
+
+/// A synthetic mixed capture of typical clinical-VLAN frames: web and other TCP traffic (80%),
+/// DNS-like UDP, ARP, over 1 000 connections, with and without VLAN tags.
+fn synthetic_mix() -> Vec<(LinkType, Vec<u8>)> {
+    let mut out = Vec::new();
+    let payload = vec![0x41u8; 512];
+    for i in 0..20_000u32 {
+        let host = (i % 1000) as u8;
+        let mut buf = Vec::new();
+        let eth = PacketBuilder::ethernet2([0, 0x12, 0x21, 0, 0, host], [0, 0x0a, 0x37, 0, 0, 1]);
+        match i % 10 {
+            0..=5 => eth
+                .ipv4([10, 1, 0, host], [10, 1, 1, 1], 64)
+                .tcp(40000 + (i % 1000) as u16, 443, i * 512, 1024)
+                .write(&mut buf, &payload[..(i as usize * 7) % 512])
+                .unwrap(),
+            6 | 7 => eth
+                .single_vlan(100u16.try_into().unwrap())
+                .ipv4([10, 1, 0, host], [10, 1, 1, 2], 64)
+                .tcp(50000 + (i % 1000) as u16, 80, i * 100, 1024)
+                .write(&mut buf, &payload[..100])
+                .unwrap(),
+            8 => eth
+                .ipv4([10, 1, 0, host], [10, 1, 1, 53], 64)
+                .udp(5353, 53, )
+                .write(&mut buf, &payload[..40])
+                .unwrap(),
+            _ => {
+                buf.extend_from_slice(&[0xff; 6]);
+                buf.extend_from_slice(&[0, 0x12, 0x21, 0, 0, host, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+                buf.extend_from_slice(&[0, 0x12, 0x21, 0, 0, host, 10, 1, 0, host]);
+                buf.extend_from_slice(&[0; 6]);
+                buf.extend_from_slice(&[10, 1, 1, 1]);
+            }
+        }
+        out.push((LinkType::Ethernet, buf));
+    }
+    out
+}
+
+fn bench_frames(c: &mut Criterion) {
+    for (name, frames) in [("fixtures", fixture_frames()), ("synthetic_mix", synthetic_mix())] {
+        let mut g = c.benchmark_group("frame_decode");
+        g.throughput(Throughput::Elements(frames.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                for (l, f) in &frames {
+                    let _ = black_box(frame::decode(*l, black_box(f)));
+                }
+            })
+        });
+        g.finish();
+        let mut g = c.benchmark_group("dissect");
+        g.throughput(Throughput::Elements(frames.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut d = Dissector::default();
+                let mut out = Vec::new();
+                for (i, (l, f)) in frames.iter().enumerate() {
+                    if let Ok(fr) = frame::decode(*l, f) {
+                        d.process(i as i64, &fr, &mut out);
+                    }
+                }
+                black_box(out.len())
+            })
+        });
+        g.finish();
+    }
+}
+
+/// Feeds a whole stream in 1460-byte segments the way the dissector would, without the prefix
+/// limit, so the number is the decoder's own scanning speed.
+fn scan<D: StreamDecoder + Default>(stream: &[u8]) -> usize {
+    let mut d = D::default();
+    let mut facts = Vec::new();
+    let mut pending: Vec<u8> = Vec::new();
+    for seg in stream.chunks(1460) {
+        pending.extend_from_slice(seg);
+        match d.feed(Direction::FromClient, &pending, false, &mut facts) {
+            Feed::Consumed(n) => {
+                pending.drain(..n);
+            }
+            Feed::Done => break,
+        }
+    }
+    facts.len()
+}
+
+fn dicom_stream() -> Vec<u8> {
+    // A-ASSOCIATE-RQ followed by C-STORE P-DATA PDUs carrying 16 KiB dataset fragments, like a
+    // modality pushing images.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/dicom");
+    let mut s = std::fs::read(dir.join("store_explicit.client.bin")).expect("dicom testdata");
+    let frag = vec![0u8; 16 * 1024];
+    while s.len() < 32 << 20 {
+        let len = (frag.len() + 6) as u32;
+        s.extend_from_slice(&[0x04, 0]);
+        s.extend_from_slice(&len.to_be_bytes());
+        s.extend_from_slice(&((frag.len() + 2) as u32).to_be_bytes());
+        s.extend_from_slice(&[1, 0x00]);
+        s.extend_from_slice(&frag);
+    }
+    s
+}
+
+fn hl7_stream() -> Vec<u8> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/hl7");
+    let one = std::fs::read(dir.join("hl7-oru-client.bin")).expect("hl7 testdata");
+    let mut s = Vec::new();
+    while s.len() < 32 << 20 {
+        s.extend_from_slice(&one);
+    }
+    s
+}
+
+fn bench_streams(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stream_scan");
+    g.sample_size(20);
+    let dicom = dicom_stream();
+    g.throughput(Throughput::Bytes(dicom.len() as u64));
+    g.bench_function("dicom_cstore_32MiB", |b| b.iter(|| scan::<DicomDecoder>(black_box(&dicom))));
+    let hl7 = hl7_stream();
+    g.throughput(Throughput::Bytes(hl7.len() as u64));
+    g.bench_function("hl7_oru_32MiB", |b| b.iter(|| scan::<Hl7Decoder>(black_box(&hl7))));
+    g.finish();
+}
+
+criterion_group!(benches, bench_frames, bench_streams);
+criterion_main!(benches);

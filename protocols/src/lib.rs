@@ -26,6 +26,8 @@ pub mod dissect;
 pub mod error;
 pub mod evidence;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz_harness;
 pub mod hl7;
 pub mod reassembly;
 

@@ -1,0 +1,6 @@
+//! The ward agent as a library: capture-file reading and the offline pipeline the binary wires
+//! up. Live capture and MQTT streaming arrive with issue 3.
+#![forbid(unsafe_code)]
+
+pub mod pcap;
+pub mod pipeline;

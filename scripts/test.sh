@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The whole ward test suite, as CI runs it: installs what the tests need (when root), then
+# fmt check, clippy with -D warnings, every test, and the fuzz-corpus replay.
+#
+#   scripts/test.sh            # everything
+#   WARD_SKIP_INSTALL=1 ...    # do not touch the system's packages (they must already be there)
+#
+# A tool the tests need that is missing is an error here, never a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(tshark dcmtk tcpdump dnsmasq-base busybox udhcpc iproute2 wireshark-common)
+PIP_PACKAGES=(pynetdicom==3.0.4 hl7apy==1.3.5)
+
+log() { printf '\n==> %s\n' "$*"; }
+
+install_deps() {
+  if [[ "${WARD_SKIP_INSTALL:-0}" == 1 ]]; then
+    return
+  fi
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "not root: skipping package installation; the checks below will fail if tools are missing" >&2
+    return
+  fi
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if ! python3 -c 'import pynetdicom, hl7apy' 2>/dev/null; then
+    log "pip install ${PIP_PACKAGES[*]}"
+    python3 -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
+  fi
+}
+
+require() {
+  local bad=0
+  for t in "$@"; do
+    if ! command -v "$t" >/dev/null 2>&1; then
+      echo "missing required tool: $t" >&2
+      bad=1
+    fi
+  done
+  python3 -c 'import pynetdicom, hl7apy' || { echo "missing python modules pynetdicom/hl7apy" >&2; bad=1; }
+  ((bad == 0)) || { echo "install the tools above (run this script as root to have it do so)" >&2; exit 1; }
+}
+
+install_deps
+require cargo tshark tcpdump storescu storescp echoscu findscu wlmscpfs dump2dcm dnsmasq udhcpc ip editcap capinfos
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy (workspace, all targets, -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Regenerate every fixture from real peers in throw-away network namespaces, so each run proves
+# the generator and the extractors against fresh traffic as well as the committed captures.
+FRESH=$(mktemp -d /tmp/ward-fresh.XXXXXX)
+trap 'rm -rf "$FRESH"' EXIT
+log "generating fresh captures into $FRESH"
+tests/captures/generate.sh "$FRESH"
+export WARD_FRESH_CAPTURES="$FRESH"
+
+log "cargo test (workspace)"
+cargo test --workspace --locked
+
+log "all checks passed"

@@ -1,0 +1,47 @@
+//! Replays the committed cargo-fuzz corpus (`fuzz/corpus/<target>/`) through the same harness
+//! functions the fuzz targets call, so every input the fuzzer kept is a regression test.
+
+use std::path::Path;
+
+use ward_protocols::fuzz_harness;
+
+fn replay(target: &str, run: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading corpus {}: {e}", dir.display()));
+    let mut n = 0;
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        run(&data);
+        n += 1;
+    }
+    assert!(n > 0, "empty corpus {}", dir.display());
+}
+
+#[test]
+fn frame_corpus() {
+    replay("frame", fuzz_harness::frames);
+}
+
+#[test]
+fn reassembly_corpus() {
+    replay("reassembly", fuzz_harness::reassembly);
+}
+
+#[test]
+fn dicom_corpus() {
+    replay("dicom", fuzz_harness::dicom);
+}
+
+#[test]
+fn hl7_corpus() {
+    replay("hl7", fuzz_harness::hl7);
+}
+
+#[test]
+fn dhcp_corpus() {
+    replay("dhcp", fuzz_harness::dhcp);
+}

@@ -1,0 +1,184 @@
+//! Differential test against Wireshark's dissectors: on every fixture, the DICOM AE titles,
+//! implementation class UIDs and version names, and the HL7 MSH fields ward extracts are
+//! exactly the values tshark decodes from the same capture.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use ward_tests::{fact_set, fixtures_dir, manifest, run_capture};
+
+fn tshark(args: &[&str], file: &Path) -> String {
+    let out = Command::new("tshark")
+        .arg("-n")
+        .arg("-r")
+        .arg(file)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("tshark is required for this test (scripts/test.sh installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "tshark failed on {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+type FieldSets = BTreeMap<&'static str, BTreeSet<String>>;
+
+fn tshark_dicom(file: &Path) -> FieldSets {
+    let fields = [
+        ("dicom.assoc.ae.called", "dicom.called_ae"),
+        ("dicom.assoc.ae.calling", "dicom.calling_ae"),
+        ("dicom.userinfo.uid", "dicom.implementation_class_uid"),
+        ("dicom.userinfo.version", "dicom.implementation_version"),
+    ];
+    let mut args = vec![
+        "--enable-heuristic",
+        "dicom_tcp",
+        "-Y",
+        "dicom",
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=\u{1}",
+    ];
+    for (f, _) in &fields {
+        args.push("-e");
+        args.push(f);
+    }
+    let mut sets = FieldSets::new();
+    for line in tshark(&args, file).lines() {
+        for ((_, ours), col) in fields.iter().zip(line.split('\t')) {
+            for v in col.split('\u{1}').map(str::trim).filter(|v| !v.is_empty()) {
+                sets.entry(ours).or_default().insert(v.to_owned());
+            }
+        }
+    }
+    sets
+}
+
+/// Server ports of every TCP conversation with payload (the lower port of each pair), so HL7
+/// can be decoded wherever it runs.
+fn tcp_ports(file: &Path) -> BTreeSet<u16> {
+    tshark(
+        &["-Y", "tcp.len>0", "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.dstport"],
+        file,
+    )
+    .lines()
+    .filter_map(|l| {
+        let mut it = l.split('\t').map(|p| p.trim().parse::<u16>().ok());
+        Some(it.next()??.min(it.next()??))
+    })
+    .collect()
+}
+
+fn tshark_hl7(file: &Path) -> FieldSets {
+    let msh = [
+        (3, "hl7.sending_application"),
+        (4, "hl7.sending_facility"),
+        (5, "hl7.receiving_application"),
+        (6, "hl7.receiving_facility"),
+        (9, "hl7.message_type"),
+        (11, "hl7.processing_id"),
+        (12, "hl7.version"),
+        (21, "hl7.profile"),
+    ];
+    let decode_as: Vec<String> = tcp_ports(file)
+        .into_iter()
+        .map(|p| format!("tcp.port=={p},hl7"))
+        .collect();
+    let mut args: Vec<&str> = vec!["-V", "-Y", "hl7"];
+    for d in &decode_as {
+        args.push("-d");
+        args.push(d);
+    }
+    let mut sets = FieldSets::new();
+    let mut in_msh = false;
+    for line in tshark(&args, file).lines() {
+        let t = line.trim_start();
+        if t.starts_with("MSH (") {
+            in_msh = true;
+            continue;
+        }
+        if !t.starts_with("field ") {
+            in_msh = false;
+            continue;
+        }
+        if !in_msh {
+            continue;
+        }
+        let Some((num, value)) = t["field ".len()..].split_once(": ") else {
+            continue;
+        };
+        let Ok(num) = num.parse::<u32>() else { continue };
+        if let Some((_, ours)) = msh.iter().find(|(n, _)| *n == num) {
+            let reps: Vec<&str> = if num == 21 { value.split('~').collect() } else { vec![value] };
+            for v in reps.into_iter().map(str::trim).filter(|v| !v.is_empty()) {
+                sets.entry(ours).or_default().insert(v.to_owned());
+            }
+        }
+    }
+    sets
+}
+
+fn ours(file: &Path, fields: &[&str]) -> FieldSets {
+    let mut sets = FieldSets::new();
+    for f in fact_set(&run_capture(file)) {
+        if let Some(name) = fields.iter().find(|n| **n == f.field) {
+            sets.entry(name).or_default().insert(f.value);
+        }
+    }
+    sets
+}
+
+#[test]
+fn dicom_and_hl7_identity_fields_equal_tsharks() {
+    let mut compared = (0, 0);
+    let mut problems = Vec::new();
+    for fx in manifest().fixtures {
+        let file = fixtures_dir().join(&fx.file);
+        let has = |p: &str| fx.facts.iter().any(|f| f.field.starts_with(p));
+        if has("dicom.") {
+            let theirs = tshark_dicom(&file);
+            let mine = ours(&file, &[
+                "dicom.called_ae",
+                "dicom.calling_ae",
+                "dicom.implementation_class_uid",
+                "dicom.implementation_version",
+            ]);
+            if theirs.is_empty() {
+                problems.push(format!("{}: tshark decoded no DICOM", fx.file));
+            }
+            if mine != theirs {
+                problems.push(format!("{}: DICOM differs\n  ward:   {mine:?}\n  tshark: {theirs:?}", fx.file));
+            }
+            compared.0 += 1;
+        }
+        if has("hl7.") {
+            let theirs = tshark_hl7(&file);
+            let mine = ours(&file, &[
+                "hl7.sending_application",
+                "hl7.sending_facility",
+                "hl7.receiving_application",
+                "hl7.receiving_facility",
+                "hl7.message_type",
+                "hl7.processing_id",
+                "hl7.version",
+                "hl7.profile",
+            ]);
+            if theirs.is_empty() {
+                problems.push(format!("{}: tshark decoded no HL7", fx.file));
+            }
+            if mine != theirs {
+                problems.push(format!("{}: HL7 MSH differs\n  ward:   {mine:?}\n  tshark: {theirs:?}", fx.file));
+            }
+            compared.1 += 1;
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(compared.0 >= 4 && compared.1 >= 4, "compared only {compared:?} DICOM/HL7 fixtures");
+}
