@@ -384,6 +384,13 @@ impl Dissector {
 /// in-order bytes to it. Returns (new DICOM flows, new HL7 flows) for the counters.
 fn pump(flow: &mut Flow, side: usize, closing: bool, facts: &mut Vec<Fact>) -> (u64, u64) {
     let mut new = (0, 0);
+    // Decoders keep per-direction state keyed by the side they are told, so two distinct sides
+    // are needed even when the capture missed the SYN and the true roles are unknown.
+    let dir = match flow.direction(side) {
+        Direction::Unknown if side == 0 => Direction::FromClient,
+        Direction::Unknown => Direction::FromServer,
+        known => known,
+    };
     let Some(half) = flow.halves.get_mut(side) else {
         return new;
     };
@@ -435,13 +442,6 @@ fn pump(flow: &mut Flow, side: usize, closing: bool, facts: &mut Vec<Fact>) -> (
             }
         }
     }
-    // Decoders keep per-direction state keyed by the side they are told, so two distinct sides
-    // are needed even when the capture missed the SYN and the true roles are unknown.
-    let dir = match flow.direction(side) {
-        Direction::Unknown if side == 0 => Direction::FromClient,
-        Direction::Unknown => Direction::FromServer,
-        known => known,
-    };
     let Some(decoder) = flow.app.decoder() else {
         return new;
     };
