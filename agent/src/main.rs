@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use ward_protocols::dissect::DissectorConfig;
 
 #[derive(Debug, Parser)]
-#[command(name = "ward-agent", version, about = "Passive medical-device fingerprinting agent")]
+#[command(
+    name = "ward-agent",
+    version,
+    about = "Passive medical-device fingerprinting agent"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,7 +38,10 @@ fn main() -> anyhow::Result<()> {
             let mut out = BufWriter::new(stdout.lock());
             for path in files {
                 let result = if path.as_os_str() == "-" {
-                    ward_agent::pipeline::evidence_from_capture(io::stdin(), DissectorConfig::default())
+                    ward_agent::pipeline::evidence_from_capture(
+                        io::stdin(),
+                        DissectorConfig::default(),
+                    )
                 } else {
                     let f = File::open(&path)
                         .with_context(|| format!("opening capture {}", path.display()))?;

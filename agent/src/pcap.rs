@@ -5,7 +5,6 @@
 use std::io::Read;
 
 use pcap_parser::pcapng::Block;
-use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError};
 use ward_protocols::frame::LinkType;
 
@@ -121,15 +120,15 @@ pub fn read_packets<R: Read + Send>(
                             }
                         })
                     }
-                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => ifaces.first().map(|iface| {
-                        Packet {
+                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                        ifaces.first().map(|iface| Packet {
                             time_us: 0,
                             linktype: iface.linktype,
                             link: LinkType::from_linktype(iface.linktype),
                             data: spb.data,
                             wire_len: spb.origlen,
-                        }
-                    }),
+                        })
+                    }
                     PcapBlockOwned::NG(_) => None,
                 };
                 if let Some(p) = pkt {

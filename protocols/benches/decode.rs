@@ -13,7 +13,6 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use etherparse::PacketBuilder;
 use pcap_parser::pcapng::Block;
-use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError};
 use ward_protocols::dicom::DicomDecoder;
 use ward_protocols::dissect::Dissector;
@@ -105,12 +104,14 @@ fn synthetic_mix() -> Vec<(LinkType, Vec<u8>)> {
                 .unwrap(),
             8 => eth
                 .ipv4([10, 1, 0, host], [10, 1, 1, 53], 64)
-                .udp(5353, 53, )
+                .udp(5353, 53)
                 .write(&mut buf, &payload[..40])
                 .unwrap(),
             _ => {
                 buf.extend_from_slice(&[0xff; 6]);
-                buf.extend_from_slice(&[0, 0x12, 0x21, 0, 0, host, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+                buf.extend_from_slice(&[
+                    0, 0x12, 0x21, 0, 0, host, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1,
+                ]);
                 buf.extend_from_slice(&[0, 0x12, 0x21, 0, 0, host, 10, 1, 0, host]);
                 buf.extend_from_slice(&[0; 6]);
                 buf.extend_from_slice(&[10, 1, 1, 1]);
@@ -122,7 +123,10 @@ fn synthetic_mix() -> Vec<(LinkType, Vec<u8>)> {
 }
 
 fn bench_frames(c: &mut Criterion) {
-    for (name, frames) in [("fixtures", fixture_frames()), ("synthetic_mix", synthetic_mix())] {
+    for (name, frames) in [
+        ("fixtures", fixture_frames()),
+        ("synthetic_mix", synthetic_mix()),
+    ] {
         let mut g = c.benchmark_group("frame_decode");
         g.throughput(Throughput::Elements(frames.len() as u64));
         g.bench_function(name, |b| {
@@ -201,10 +205,14 @@ fn bench_streams(c: &mut Criterion) {
     g.sample_size(20);
     let dicom = dicom_stream();
     g.throughput(Throughput::Bytes(dicom.len() as u64));
-    g.bench_function("dicom_cstore_32MiB", |b| b.iter(|| scan::<DicomDecoder>(black_box(&dicom))));
+    g.bench_function("dicom_cstore_32MiB", |b| {
+        b.iter(|| scan::<DicomDecoder>(black_box(&dicom)))
+    });
     let hl7 = hl7_stream();
     g.throughput(Throughput::Bytes(hl7.len() as u64));
-    g.bench_function("hl7_oru_32MiB", |b| b.iter(|| scan::<Hl7Decoder>(black_box(&hl7))));
+    g.bench_function("hl7_oru_32MiB", |b| {
+        b.iter(|| scan::<Hl7Decoder>(black_box(&hl7)))
+    });
     g.finish();
 }
 

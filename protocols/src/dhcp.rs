@@ -41,7 +41,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn new_checked(buffer: T) -> Result<Self, DecodeError> {
         let b = buffer.as_ref();
         if b.len() < field::OPTIONS {
-            return Err(DecodeError::truncated(Layer::Dhcp, 0, field::OPTIONS, b.len()));
+            return Err(DecodeError::truncated(
+                Layer::Dhcp,
+                0,
+                field::OPTIONS,
+                b.len(),
+            ));
         }
         if b.get(field::COOKIE) != Some(&MAGIC_COOKIE[..]) {
             return Err(DecodeError::Invalid {
@@ -172,12 +177,7 @@ impl<'a> Iterator for Options<'a> {
                 _ => {
                     let Some((&len, rest)) = rest.split_first() else {
                         self.done = true;
-                        return Some(Err(DecodeError::truncated(
-                            Layer::Dhcp,
-                            self.offset,
-                            2,
-                            1,
-                        )));
+                        return Some(Err(DecodeError::truncated(Layer::Dhcp, self.offset, 2, 1)));
                     };
                     let len = usize::from(len);
                     let Some((data, rest)) = rest.split_at_checked(len) else {
@@ -284,7 +284,10 @@ pub fn extract(payload: &[u8], out: &mut Vec<Fact>) -> Result<(), DecodeError> {
                 join_codes(opt.data.iter().copied()),
             )),
             option::VENDOR_CLASS => Some((Field::DhcpVendorClass, clean_text(opt.data))),
-            option::CLIENT_ID => Some((Field::DhcpClientId, hex(opt.data.get(..64).unwrap_or(opt.data)))),
+            option::CLIENT_ID => Some((
+                Field::DhcpClientId,
+                hex(opt.data.get(..64).unwrap_or(opt.data)),
+            )),
             // RFC 4702: flags, two deprecated RCODE bytes, then the name (wire or ASCII form).
             option::FQDN => opt
                 .data
@@ -299,7 +302,10 @@ pub fn extract(payload: &[u8], out: &mut Vec<Fact>) -> Result<(), DecodeError> {
         }
     }
     if !order.is_empty() {
-        out.push(Fact::new(Field::DhcpOptionOrder, join_codes(order.into_iter())));
+        out.push(Fact::new(
+            Field::DhcpOptionOrder,
+            join_codes(order.into_iter()),
+        ));
     }
     result
 }
@@ -355,7 +361,10 @@ mod tests {
     }
 
     fn value(facts: &[Fact], f: Field) -> Option<&str> {
-        facts.iter().find(|x| x.field == f).map(|x| x.value.as_str())
+        facts
+            .iter()
+            .find(|x| x.field == f)
+            .map(|x| x.value.as_str())
     }
 
     #[test]
@@ -363,16 +372,25 @@ mod tests {
         let mut facts = Vec::new();
         extract(&discover(), &mut facts).unwrap();
         assert_eq!(value(&facts, Field::DhcpMessageType), Some("DISCOVER"));
-        assert_eq!(value(&facts, Field::DhcpClientMac), Some("00:12:21:aa:bb:01"));
+        assert_eq!(
+            value(&facts, Field::DhcpClientMac),
+            Some("00:12:21:aa:bb:01")
+        );
         assert_eq!(value(&facts, Field::DhcpHostname), Some("infusion-pump-07"));
-        assert_eq!(value(&facts, Field::DhcpVendorClass), Some("BBraun-SpaceStation"));
+        assert_eq!(
+            value(&facts, Field::DhcpVendorClass),
+            Some("BBraun-SpaceStation")
+        );
         assert_eq!(
             value(&facts, Field::DhcpParameterRequestList),
             Some("1,3,6,12,15,28,42")
         );
         assert_eq!(value(&facts, Field::DhcpClientId), Some("01001221aabb01"));
         assert_eq!(value(&facts, Field::DhcpFqdn), Some("pump"));
-        assert_eq!(value(&facts, Field::DhcpOptionOrder), Some("53,61,12,60,55,81"));
+        assert_eq!(
+            value(&facts, Field::DhcpOptionOrder),
+            Some("53,61,12,60,55,81")
+        );
     }
 
     #[test]

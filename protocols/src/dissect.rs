@@ -144,7 +144,11 @@ impl Default for Dissector {
     }
 }
 
-fn endpoints(frame: &Frame<'_>, src: Option<(IpAddr, u16)>, dst: Option<(IpAddr, u16)>) -> Endpoints {
+fn endpoints(
+    frame: &Frame<'_>,
+    src: Option<(IpAddr, u16)>,
+    dst: Option<(IpAddr, u16)>,
+) -> Endpoints {
     Endpoints {
         src_mac: frame.src_mac,
         dst_mac: frame.dst_mac,
@@ -220,11 +224,8 @@ impl Dissector {
                     if dhcp::extract(udp.payload, &mut facts).is_err() {
                         self.stats.app_errors += 1;
                     }
-                    let ends = endpoints(
-                        frame,
-                        Some((src, udp.src_port)),
-                        Some((dst, udp.dst_port)),
-                    );
+                    let ends =
+                        endpoints(frame, Some((src, udp.src_port)), Some((dst, udp.dst_port)));
                     self.emit(time_us, Direction::Unknown, &ends, &mut facts, out);
                     self.facts = facts;
                 }
@@ -264,9 +265,23 @@ impl Dissector {
         let s = (src, seg.src_port);
         let d = (dst, seg.dst_port);
         let (key, side) = if s <= d {
-            (FlowKey { lo: s, hi: d, vlan: frame.vlans.as_slice().last().copied() }, 0)
+            (
+                FlowKey {
+                    lo: s,
+                    hi: d,
+                    vlan: frame.vlans.as_slice().last().copied(),
+                },
+                0,
+            )
         } else {
-            (FlowKey { lo: d, hi: s, vlan: frame.vlans.as_slice().last().copied() }, 1)
+            (
+                FlowKey {
+                    lo: d,
+                    hi: s,
+                    vlan: frame.vlans.as_slice().last().copied(),
+                },
+                1,
+            )
         };
         self.tick += 1;
         let tick = self.tick;
@@ -307,10 +322,12 @@ impl Dissector {
         flow.last_seen_us = time_us;
 
         if matches!(flow.app, App::Ignored) {
-            if seg.rst || (seg.fin && flow.closed[1 - side]) {
+            if seg.rst || (seg.fin && flow.closed.get(1 - side) == Some(&true)) {
                 self.remove(&key);
             } else if seg.fin {
-                flow.closed[side] = true;
+                if let Some(c) = flow.closed.get_mut(side) {
+                    *c = true;
+                }
             }
             return;
         }
@@ -336,7 +353,9 @@ impl Dissector {
             self.stats.hl7_flows += new_apps.1;
         }
         if closing {
-            flow.closed[side] = true;
+            if let Some(c) = flow.closed.get_mut(side) {
+                *c = true;
+            }
         }
         let dir = flow.direction(side);
         let other_dir = flow.direction(1 - side);
@@ -416,7 +435,11 @@ fn pump(flow: &mut Flow, side: usize, closing: bool, facts: &mut Vec<Fact>) -> (
             Some(false) => {
                 // Picked up mid-connection, an HL7 stream can still be joined at its next
                 // message start; anything else on this side is not ours.
-                if let Some(pos) = half.midstream().then(|| hl7::find_mllp_start(data)).flatten() {
+                if let Some(pos) = half
+                    .midstream()
+                    .then(|| hl7::find_mllp_start(data))
+                    .flatten()
+                {
                     half.consume(pos);
                     flow.app = App::Hl7(Box::default());
                     new.1 = 1;
@@ -456,7 +479,11 @@ fn pump(flow: &mut Flow, side: usize, closing: bool, facts: &mut Vec<Fact>) -> (
         Feed::Consumed(n) => {
             half.consume(n);
             if at_limit {
-                half.finish(if closing { Stop::Closed } else { Stop::DecoderDone });
+                half.finish(if closing {
+                    Stop::Closed
+                } else {
+                    Stop::DecoderDone
+                });
             }
         }
         Feed::Done => half.finish(Stop::DecoderDone),

@@ -342,7 +342,11 @@ mod tests {
         for f in Field::ALL {
             assert!(seen.insert(f.name()), "duplicate {}", f.name());
             let proto = serde_json::to_string(&f.protocol()).unwrap();
-            assert!(f.name().starts_with(proto.trim_matches('"')), "{}", f.name());
+            assert!(
+                f.name().starts_with(proto.trim_matches('"')),
+                "{}",
+                f.name()
+            );
             let json = serde_json::to_string(f).unwrap();
             assert_eq!(json, format!("\"{}\"", f.name()));
         }

@@ -284,9 +284,10 @@ fn cooked_mac(arphrd: Option<u16>, len: Option<usize>, addr: Option<&[u8]>) -> O
 
 fn from_sliced(sliced: LaxSlicedPacket<'_>, cooked_src: Option<MacAddr>) -> Frame<'_> {
     let (src_mac, dst_mac) = match &sliced.link {
-        Some(LinkSlice::Ethernet2(eth)) => {
-            (Some(MacAddr(eth.source())), Some(MacAddr(eth.destination())))
-        }
+        Some(LinkSlice::Ethernet2(eth)) => (
+            Some(MacAddr(eth.source())),
+            Some(MacAddr(eth.destination())),
+        ),
         _ => (cooked_src, None),
     };
     let mut vlans = Vlans::default();
@@ -444,7 +445,9 @@ mod tests {
         let ip = &eth[14..];
         let mut sll = vec![0, 0, 0, 1, 0, 6, 0, 0x12, 0x21, 1, 2, 3, 0, 0, 0x08, 0x00];
         sll.extend_from_slice(ip);
-        let mut sll2 = vec![0x08, 0, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 0, 0x12, 0x21, 1, 2, 3, 0, 0];
+        let mut sll2 = vec![
+            0x08, 0, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 0, 0x12, 0x21, 1, 2, 3, 0, 0,
+        ];
         sll2.extend_from_slice(ip);
         let mut null = 2u32.to_le_bytes().to_vec();
         null.extend_from_slice(ip);

@@ -182,7 +182,11 @@ impl HalfStream {
             }
             return;
         }
-        if self.pending.iter().any(|(s, p)| *s == seq && p.len() >= payload.len()) {
+        if self
+            .pending
+            .iter()
+            .any(|(s, p)| *s == seq && p.len() >= payload.len())
+        {
             self.stats.duplicate_bytes += payload.len() as u64;
             return;
         }
@@ -263,7 +267,11 @@ impl HalfStream {
     pub fn memory(&self) -> usize {
         self.buf.capacity()
             + self.pending.capacity() * core::mem::size_of::<(u32, Vec<u8>)>()
-            + self.pending.iter().map(|(_, p)| p.capacity()).sum::<usize>()
+            + self
+                .pending
+                .iter()
+                .map(|(_, p)| p.capacity())
+                .sum::<usize>()
     }
 }
 
@@ -303,7 +311,10 @@ mod tests {
     fn retransmission_and_overlap() {
         let mut h = HalfStream::new(cfg(1000));
         h.on_syn(99);
-        let out = run(&mut h, &[(100, b"abcd"), (100, b"abcd"), (102, b"cdef"), (106, b"g")]);
+        let out = run(
+            &mut h,
+            &[(100, b"abcd"), (100, b"abcd"), (102, b"cdef"), (106, b"g")],
+        );
         assert_eq!(out, b"abcdefg");
         assert_eq!(h.stats().duplicate_bytes, 6);
     }

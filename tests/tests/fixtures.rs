@@ -29,8 +29,14 @@ fn check_fixture(dir: &Path, fx: &Fixture) -> Vec<String> {
     for canary in &fx.canaries {
         for part in canary.split(['^', ' ']).filter(|p| p.len() >= 4) {
             for hay in [&json, &debug] {
-                if hay.to_ascii_lowercase().contains(&part.to_ascii_lowercase()) {
-                    problems.push(format!("{}: patient data {part:?} reached the evidence", fx.file));
+                if hay
+                    .to_ascii_lowercase()
+                    .contains(&part.to_ascii_lowercase())
+                {
+                    problems.push(format!(
+                        "{}: patient data {part:?} reached the evidence",
+                        fx.file
+                    ));
                 }
             }
         }
@@ -41,11 +47,17 @@ fn check_fixture(dir: &Path, fx: &Fixture) -> Vec<String> {
             .iter()
             .any(|e| e.endpoints.vlans == fx.vlans);
         if !tagged {
-            problems.push(format!("{}: no evidence carries VLANs {:?}", fx.file, fx.vlans));
+            problems.push(format!(
+                "{}: no evidence carries VLANs {:?}",
+                fx.file, fx.vlans
+            ));
         }
     }
     if result.link_errors > 0 {
-        problems.push(format!("{}: {} frames with undecodable link headers", fx.file, result.link_errors));
+        problems.push(format!(
+            "{}: {} frames with undecodable link headers",
+            fx.file, result.link_errors
+        ));
     }
     problems
 }
@@ -53,7 +65,11 @@ fn check_fixture(dir: &Path, fx: &Fixture) -> Vec<String> {
 #[test]
 fn committed_fixtures_yield_every_listed_fact_and_no_patient_data() {
     let m = manifest();
-    assert!(m.fixtures.len() >= 10, "manifest lists only {} fixtures", m.fixtures.len());
+    assert!(
+        m.fixtures.len() >= 10,
+        "manifest lists only {} fixtures",
+        m.fixtures.len()
+    );
     let problems: Vec<_> = m
         .fixtures
         .iter()
@@ -79,7 +95,11 @@ fn freshly_generated_captures_yield_the_same_facts() {
     let mut problems = Vec::new();
     for fx in m.fixtures.iter().filter(|f| !f.file.starts_with("public/")) {
         let path = dir.join(&fx.file);
-        assert!(path.exists(), "generator did not produce {}", path.display());
+        assert!(
+            path.exists(),
+            "generator did not produce {}",
+            path.display()
+        );
         problems.extend(check_fixture(dir, fx));
         checked += 1;
     }
@@ -103,6 +123,9 @@ fn fixtures_cover_every_link_type_and_pcapng() {
         }
     }
     for want in ["Ethernet", "LinuxSll", "LinuxSll2", "Null", "pcapng"] {
-        assert!(seen.contains(want), "no fixture exercises {want}; seen {seen:?}");
+        assert!(
+            seen.contains(want),
+            "no fixture exercises {want}; seen {seen:?}"
+        );
     }
 }

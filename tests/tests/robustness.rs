@@ -75,7 +75,10 @@ fn random_mutations_of_fixture_frames() {
     let n = frames.len();
     runner
         .run(
-            &(0..n, proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)),
+            &(
+                0..n,
+                proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+            ),
             |(i, edits)| {
                 let (link, mut bytes) = frames[i].clone();
                 for (pos, val) in edits {
@@ -97,7 +100,10 @@ fn random_mutations_of_fixture_frames() {
 
 #[test]
 fn random_mutations_of_fixture_streams() {
-    let streams: Vec<_> = all_streams().into_iter().filter(|s| !s.is_empty()).collect();
+    let streams: Vec<_> = all_streams()
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
     let mut runner = TestRunner::new(Config {
         cases: 1000,
         ..Config::default()

@@ -15,7 +15,9 @@ fn tshark(args: &[&str], file: &Path) -> String {
         .arg(file)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("tshark is required for this test (scripts/test.sh installs it): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("tshark is required for this test (scripts/test.sh installs it): {e}")
+        });
     assert!(
         out.status.success(),
         "tshark failed on {}: {}",
@@ -65,7 +67,16 @@ fn tshark_dicom(file: &Path) -> FieldSets {
 /// can be decoded wherever it runs.
 fn tcp_ports(file: &Path) -> BTreeSet<u16> {
     tshark(
-        &["-Y", "tcp.len>0", "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.dstport"],
+        &[
+            "-Y",
+            "tcp.len>0",
+            "-T",
+            "fields",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "tcp.dstport",
+        ],
         file,
     )
     .lines()
@@ -114,9 +125,15 @@ fn tshark_hl7(file: &Path) -> FieldSets {
         let Some((num, value)) = t["field ".len()..].split_once(": ") else {
             continue;
         };
-        let Ok(num) = num.parse::<u32>() else { continue };
+        let Ok(num) = num.parse::<u32>() else {
+            continue;
+        };
         if let Some((_, ours)) = msh.iter().find(|(n, _)| *n == num) {
-            let reps: Vec<&str> = if num == 21 { value.split('~').collect() } else { vec![value] };
+            let reps: Vec<&str> = if num == 21 {
+                value.split('~').collect()
+            } else {
+                vec![value]
+            };
             for v in reps.into_iter().map(str::trim).filter(|v| !v.is_empty()) {
                 sets.entry(ours).or_default().insert(v.to_owned());
             }
@@ -125,7 +142,7 @@ fn tshark_hl7(file: &Path) -> FieldSets {
     sets
 }
 
-fn ours(file: &Path, fields: &[&str]) -> FieldSets {
+fn ours(file: &Path, fields: &[&'static str]) -> FieldSets {
     let mut sets = FieldSets::new();
     for f in fact_set(&run_capture(file)) {
         if let Some(name) = fields.iter().find(|n| **n == f.field) {
@@ -144,41 +161,56 @@ fn dicom_and_hl7_identity_fields_equal_tsharks() {
         let has = |p: &str| fx.facts.iter().any(|f| f.field.starts_with(p));
         if has("dicom.") {
             let theirs = tshark_dicom(&file);
-            let mine = ours(&file, &[
-                "dicom.called_ae",
-                "dicom.calling_ae",
-                "dicom.implementation_class_uid",
-                "dicom.implementation_version",
-            ]);
+            let mine = ours(
+                &file,
+                &[
+                    "dicom.called_ae",
+                    "dicom.calling_ae",
+                    "dicom.implementation_class_uid",
+                    "dicom.implementation_version",
+                ],
+            );
             if theirs.is_empty() {
                 problems.push(format!("{}: tshark decoded no DICOM", fx.file));
             }
             if mine != theirs {
-                problems.push(format!("{}: DICOM differs\n  ward:   {mine:?}\n  tshark: {theirs:?}", fx.file));
+                problems.push(format!(
+                    "{}: DICOM differs\n  ward:   {mine:?}\n  tshark: {theirs:?}",
+                    fx.file
+                ));
             }
             compared.0 += 1;
         }
         if has("hl7.") {
             let theirs = tshark_hl7(&file);
-            let mine = ours(&file, &[
-                "hl7.sending_application",
-                "hl7.sending_facility",
-                "hl7.receiving_application",
-                "hl7.receiving_facility",
-                "hl7.message_type",
-                "hl7.processing_id",
-                "hl7.version",
-                "hl7.profile",
-            ]);
+            let mine = ours(
+                &file,
+                &[
+                    "hl7.sending_application",
+                    "hl7.sending_facility",
+                    "hl7.receiving_application",
+                    "hl7.receiving_facility",
+                    "hl7.message_type",
+                    "hl7.processing_id",
+                    "hl7.version",
+                    "hl7.profile",
+                ],
+            );
             if theirs.is_empty() {
                 problems.push(format!("{}: tshark decoded no HL7", fx.file));
             }
             if mine != theirs {
-                problems.push(format!("{}: HL7 MSH differs\n  ward:   {mine:?}\n  tshark: {theirs:?}", fx.file));
+                problems.push(format!(
+                    "{}: HL7 MSH differs\n  ward:   {mine:?}\n  tshark: {theirs:?}",
+                    fx.file
+                ));
             }
             compared.1 += 1;
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert!(compared.0 >= 4 && compared.1 >= 4, "compared only {compared:?} DICOM/HL7 fixtures");
+    assert!(
+        compared.0 >= 4 && compared.1 >= 4,
+        "compared only {compared:?} DICOM/HL7 fixtures"
+    );
 }
