@@ -9,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(tshark dcmtk tcpdump dnsmasq-base busybox udhcpc iproute2 wireshark-common)
-PIP_PACKAGES=(pynetdicom==3.0.4 hl7apy==1.3.5)
+APT_PACKAGES=(tshark wireshark-common dcmtk tcpdump dnsmasq-base isc-dhcp-client iproute2 ethtool python3-pip)
+PIP_PACKAGES=(pynetdicom==3.0.4 pydicom==3.0.2 hl7apy==1.3.5 hl7==0.4.5)
 
 log() { printf '\n==> %s\n' "$*"; }
 
@@ -33,7 +33,7 @@ install_deps() {
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  if ! python3 -c 'import pynetdicom, hl7apy' 2>/dev/null; then
+  if ! python3 -c 'import pynetdicom, hl7apy, hl7' 2>/dev/null || ! command -v mllp_send >/dev/null; then
     log "pip install ${PIP_PACKAGES[*]}"
     python3 -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
   fi
@@ -47,12 +47,12 @@ require() {
       bad=1
     fi
   done
-  python3 -c 'import pynetdicom, hl7apy' || { echo "missing python modules pynetdicom/hl7apy" >&2; bad=1; }
+  python3 -c 'import pynetdicom, hl7apy, hl7' || { echo "missing python modules pynetdicom/hl7apy/hl7" >&2; bad=1; }
   ((bad == 0)) || { echo "install the tools above (run this script as root to have it do so)" >&2; exit 1; }
 }
 
 install_deps
-require cargo tshark tcpdump storescu storescp echoscu findscu wlmscpfs dump2dcm dnsmasq udhcpc ip editcap capinfos
+require cargo tshark tcpdump /usr/bin/storescu /usr/bin/storescp /usr/bin/echoscu /usr/bin/findscu wlmscpfs dump2dcm dnsmasq dhclient mllp_send ip ethtool editcap capinfos
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -65,7 +65,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 FRESH=$(mktemp -d /tmp/ward-fresh.XXXXXX)
 trap 'rm -rf "$FRESH"' EXIT
 log "generating fresh captures into $FRESH"
-tests/captures/generate.sh "$FRESH"
+OUT_DIR="$FRESH" tests/captures/generate.sh
+# The generator derives the manifest from the captures through tshark; a fresh run must agree
+# with the committed one, or the fixtures no longer reflect what the peers send.
+diff -u tests/fixtures/manifest.json "$FRESH/manifest.json"
 export WARD_FRESH_CAPTURES="$FRESH"
 
 log "cargo test (workspace)"

@@ -1,0 +1,511 @@
+#!/usr/bin/env python3
+"""Build tests/fixtures/manifest.json from the fixture captures.
+
+Usage: build_manifest.py FIXTURE_DIR
+
+The facts are *read back from the captures* with tshark (DICOM association
+items, DIMSE command fields and data-set attributes come from tshark's DICOM
+dissector; HL7 fields are parsed from the MLLP frames of the TCP streams that
+tshark reassembles; DHCP options come from the UDP payloads tshark extracts),
+so the manifest only ever lists what is really on the wire.  For the
+generated fixtures the script additionally asserts that everything the
+scenarios injected (EXPECT below) was found, and that the listed canaries are
+present and cover every "CANARY..." token on the wire; it exits non-zero if
+not, which makes generate.sh fail.
+
+Only stable facts are listed: no timestamps, no TCP ports, no addresses
+that change between runs.
+"""
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+
+# --------------------------------------------------------------------------
+# Fixture table.  ports: decode-as for tshark; expect: facts the generator
+# injected (must be found); canaries: patient-data strings on the wire.
+# --------------------------------------------------------------------------
+CT_FACTS = [
+    ("dicom.modality", "CT"), ("dicom.manufacturer", "WARD TEST MEDICAL"),
+    ("dicom.station_name", "CT-STATION-1"), ("dicom.model_name", "WardScan 64"),
+    ("dicom.device_serial_number", "SN-0042"),
+    ("dicom.software_versions", "VA40B"), ("dicom.software_versions", "SP2"),
+    ("dicom.abstract_syntax", "1.2.840.10008.5.1.4.1.1.2"),
+    ("dicom.command", "C-STORE-RQ"),
+]
+DCMTK_FACTS = [
+    ("dicom.calling_ae", "WARD_CT01"), ("dicom.called_ae", "WARD_PACS"),
+    ("dicom.called_ae", "WARD_WLM"), ("dicom.command", "C-ECHO-RQ"),
+    ("dicom.command", "C-FIND-RQ"), ("dicom.abstract_syntax", "1.2.840.10008.1.1"),
+    ("dicom.abstract_syntax", "1.2.840.10008.5.1.4.31"),
+] + CT_FACTS
+DCMTK_CANARIES = ["CANARY^DICOMPATIENT", "CANARY-MRN-0001", "CANARY-ACC-0001",
+                  "CANARY^WORKLISTPATIENT", "CANARY-MRN-0002", "CANARY-ACC-0002"]
+
+PCD01_FACTS = [
+    ("hl7.sending_application", "MINDRAY_D-SERIES^00A037009A0053DE^EUI-64"),
+    ("hl7.sending_facility", "WARD_ICU"),
+    ("hl7.receiving_application", "WARD_DOC^0012211839000100^EUI-64"),
+    ("hl7.receiving_facility", "WARD_HOSPITAL"),
+    ("hl7.message_type", "ORU^R01^ORU_R01"), ("hl7.processing_id", "P"),
+    ("hl7.version", "2.6"),
+    ("hl7.profile", "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"),
+    ("hl7.equipment_instance", "0012211839000001^EUI-64"),
+    ("hl7.device_code", "69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC"),
+]
+PCD01_CANARIES = ["CANARYFAMILY^CANARYGIVEN", "CANARY-MRN-HL7-0001",
+                  "CANARYOBXVALUE", "CANARYNTECOMMENT"]
+ADT_FACTS = [
+    ("hl7.sending_application", "WARD_ADT"), ("hl7.sending_facility", "WARD_HOSPITAL"),
+    ("hl7.receiving_application", "WARD_LIS"), ("hl7.receiving_facility", "WARD_LAB"),
+    ("hl7.message_type", "ADT^A01^ADT_A01"), ("hl7.version", "2.5"),
+]
+ADT_CANARIES = ["CANARYADT^PATIENT", "CANARY-MRN-ADT-0001", "CANARYKIN^RELATIVE",
+                "CANARYINSURED^PERSON", "CANARYGUARANTOR^PERSON",
+                "1 CANARY STREET", "CANARYTOWN"]
+V29_FACTS = [
+    ("hl7.sending_application", "WARD_PUMP_GW^0012211839000002^EUI-64"),
+    ("hl7.version", "2.9"),
+    ("hl7.participation_device", "WP500-0099-7731^WARD_INFUSION^0012211839000003^EUI-64"),
+    ("hl7.udi", "(01)00643169001763(17)160712(21)21A11F4855"),
+    ("hl7.device_manufacturer", "WARD INFUSION SYSTEMS"),
+    ("hl7.device_model", "WardPump 500"), ("hl7.device_serial", "WP-0099-7731"),
+    ("hl7.device_software_version", "4.2.1"),
+]
+V29_CANARIES = ["CANARYV29^PATIENT", "CANARY-MRN-V29-0001"]
+
+DHCP_FACTS = [
+    ("dhcp.message_type", "DISCOVER"), ("dhcp.message_type", "OFFER"),
+    ("dhcp.message_type", "REQUEST"), ("dhcp.message_type", "ACK"),
+    ("dhcp.client_mac", "00:12:21:aa:bb:01"), ("dhcp.hostname", "infusion-pump-07"),
+    ("dhcp.vendor_class", "BBraun-SpaceStation"),
+    ("dhcp.parameter_request_list", "1,3,6,42,12,43,15,28"),
+    ("dhcp.client_id", "01001221aabb01"), ("dhcp.fqdn", "infusion-pump-07.ward.test"),
+]
+
+GENERATED = [
+    dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
+         canaries=DCMTK_CANARIES),
+    dict(file="dicom-dcmtk.pcapng", dicom=[11112, 11113], expect=DCMTK_FACTS,
+         canaries=DCMTK_CANARIES),
+    dict(file="dicom-pynetdicom.pcap", dicom=[4242], expect=[
+        ("dicom.calling_ae", "WARD_MR02"), ("dicom.called_ae", "WARD_PYSCP"),
+        ("dicom.command", "C-ECHO-RQ"), ("dicom.command", "C-STORE-RQ"),
+        ("dicom.abstract_syntax", "1.2.840.10008.1.1"),
+        ("dicom.abstract_syntax", "1.2.840.10008.5.1.4.1.1.4"),
+        ("dicom.modality", "MR"), ("dicom.manufacturer", "WARD PY MEDICAL"),
+        ("dicom.station_name", "MR-STATION-2"), ("dicom.model_name", "PyMR 3T"),
+        ("dicom.device_serial_number", "PY-0007"),
+        ("dicom.software_versions", "syngo MR XA20")],
+        canaries=["CANARY^PYPATIENT", "CANARY-MRN-PY1", "CANARY-ACC-PY1"]),
+    dict(file="dicom-reject-abort.pcap", dicom=[11112], expect=[
+        ("dicom.calling_ae", "WARD_MR02"), ("dicom.called_ae", "WARD_UNKNOWN"),
+        ("dicom.called_ae", "WARD_STRICT"), ("dicom.command", "C-ECHO-RQ"),
+        ("dicom.reject", "result=permanent,source=service_user,reason=called_ae_not_recognized"),
+        ("dicom.abort", "source=service_user,reason=not_specified")], canaries=[]),
+    dict(file="dicom-sll.pcap", dicom=[11112], expect=[
+        ("dicom.calling_ae", "WARD_CT01"), ("dicom.called_ae", "WARD_PACS"),
+        ("dicom.command", "C-ECHO-RQ")] + CT_FACTS,
+        canaries=["CANARY^DICOMPATIENT", "CANARY-MRN-0001", "CANARY-ACC-0001"]),
+    dict(file="qinq.pcap", dicom=[11112], vlans=[200, 100], expect=[
+        ("dicom.calling_ae", "WARD_QINQ01"), ("dicom.called_ae", "WARD_PACS"),
+        ("dicom.command", "C-ECHO-RQ")], canaries=[]),
+    dict(file="hl7-mllp.pcap", hl7=[2575], expect=PCD01_FACTS + ADT_FACTS + V29_FACTS,
+         canaries=PCD01_CANARIES + ADT_CANARIES + V29_CANARIES),
+    dict(file="hl7-null.pcap", hl7=[2575], expect=PCD01_FACTS + ADT_FACTS + V29_FACTS,
+         canaries=PCD01_CANARIES + ADT_CANARIES + V29_CANARIES),
+    dict(file="hl7-mllp-vlan.pcap", hl7=[2575], vlans=[100], expect=PCD01_FACTS,
+         canaries=PCD01_CANARIES),
+    dict(file="hl7-sll2.pcap", hl7=[2575], expect=ADT_FACTS, canaries=ADT_CANARIES),
+    dict(file="dhcp.pcap", dhcp=True, expect=DHCP_FACTS, canaries=[]),
+]
+
+PUBLIC = [
+    dict(file="public/HL7-ADT-UDI-OBX.pcap", hl7=[6661], canaries=["MOUSE^MICKEY"]),
+    dict(file="public/HL7-ADT-UDI-PRT.pcap", hl7=[6661], canaries=["MOUSE^MICKEY"]),
+    dict(file="public/HL7-ADT.pcap", hl7=[6661], canaries=["MOUSE^MICKEY", "MOUSE^MINNIE"]),
+    dict(file="public/HL7-ORM.pcap", hl7=[6661], canaries=["MOUSE^MICKEY"]),
+    dict(file="public/HL7-ORU.pcap", hl7=[6661], canaries=["MOUSE^MINNIE"]),
+    dict(file="public/dicom_arq_1_find_testclient.pcap", dicom=[104], canaries=[]),
+    dict(file="public/dicom_arq_2_get_testclient.pcap", dicom=[104], canaries=[]),
+    dict(file="public/dicom_arq_3_find_bogus_local.pcap", dicom=[104], canaries=[]),
+    dict(file="public/dicom_arq_4_get_bogus_local.pcap", dicom=[104], canaries=[]),
+]
+
+LINKTYPES = {0: "NULL", 1: "ETHERNET", 101: "RAW", 113: "LINUX_SLL",
+             228: "IPV4", 276: "LINUX_SLL2"}
+DHCP_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK",
+              6: "NAK", 7: "RELEASE", 8: "INFORM"}
+
+
+class Failure(Exception):
+    pass
+
+
+# ----------------------------------------------------------- file level ----
+
+# PS3.8 §9.3.4 / §9.3.8 code names, as ward reports them (unknown codes stay numeric).
+def reject_text(result, source, reason):
+    results = {1: "permanent", 2: "transient"}
+    sources = {1: "service_user", 2: "service_provider_acse", 3: "service_provider_presentation"}
+    reasons = {(1, 1): "no_reason_given", (2, 1): "no_reason_given",
+               (1, 2): "application_context_not_supported", (1, 3): "calling_ae_not_recognized",
+               (1, 7): "called_ae_not_recognized", (2, 2): "protocol_version_not_supported",
+               (3, 1): "temporary_congestion", (3, 2): "local_limit_exceeded"}
+    return "result=%s,source=%s,reason=%s" % (
+        results.get(result, result), sources.get(source, source), reasons.get((source, reason), reason))
+
+
+def abort_text(source, reason):
+    sources = {0: "service_user", 2: "service_provider"}
+    reasons = {0: "not_specified", 1: "unrecognized_pdu", 2: "unexpected_pdu",
+               4: "unrecognized_pdu_parameter", 5: "unexpected_pdu_parameter",
+               6: "invalid_pdu_parameter_value"}
+    return "source=%s,reason=%s" % (sources.get(source, source), reasons.get(reason, reason))
+
+def file_info(path):
+    """(format, linktype name, [frames]) -- frames only for classic pcap."""
+    with open(path, "rb") as f:
+        data = f.read()
+    magic = data[:4]
+    if magic == b"\x0a\x0d\x0d\x0a":
+        e = "<" if data[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+        off = struct.unpack(e + "I", data[4:8])[0]
+        while off + 12 <= len(data):
+            btype, blen = struct.unpack(e + "II", data[off:off + 8])
+            if btype == 1:  # Interface Description Block
+                lt = struct.unpack(e + "H", data[off + 8:off + 10])[0]
+                return "pcapng", LINKTYPES.get(lt, str(lt)), None
+            off += blen
+        raise Failure("%s: no interface description block" % path)
+    e = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    lt = struct.unpack(e + "I", data[20:24])[0]
+    frames, off = [], 24
+    while off + 16 <= len(data):
+        incl = struct.unpack(e + "I", data[off + 8:off + 12])[0]
+        frames.append(data[off + 16:off + 16 + incl])
+        off += 16 + incl
+    return "pcap", LINKTYPES.get(lt & 0xFFFF, str(lt)), frames
+
+
+def vlan_stacks(frames):
+    """Distinct tag stacks (outer first) seen on Ethernet frames."""
+    stacks = []
+    for fr in frames or []:
+        stack, off = [], 12
+        while off + 4 <= len(fr):
+            tpid = struct.unpack(">H", fr[off:off + 2])[0]
+            if tpid not in (0x8100, 0x88A8, 0x9100):
+                break
+            vid = struct.unpack(">H", fr[off + 2:off + 4])[0] & 0x0FFF
+            stack.append((tpid, vid))
+            off += 4
+        if stack and stack not in stacks:
+            stacks.append(stack)
+    return stacks
+
+
+# ------------------------------------------------------------- tshark ----
+def tshark(path, *args, decode=()):
+    cmd = ["tshark", "-n", "-r", path]
+    for port, proto in decode:
+        cmd += ["-d", "tcp.port==%d,%s" % (port, proto)]
+    cmd += list(args)
+    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True, errors="replace")
+    if res.returncode != 0:
+        raise Failure("tshark failed: %s" % " ".join(cmd))
+    return res.stdout
+
+
+def tcp_streams(path):
+    """[(client_bytes, server_bytes)] for every TCP stream, reassembled by
+    tshark's follow (node 0 is the side that sent the first packet)."""
+    ids = {int(x) for x in tshark(path, "-T", "fields", "-e", "tcp.stream").split() if x}
+    out = []
+    for sid in sorted(ids):
+        txt = tshark(path, "-q", "-z", "follow,tcp,raw,%d" % sid)
+        a, b = bytearray(), bytearray()
+        body = txt.split("Node 1:", 1)[1].split("\n", 1)[1]
+        for line in body.splitlines():
+            if line.startswith("====="):
+                break
+            if line.startswith("\t"):
+                b += bytes.fromhex(line.strip())
+            elif line.strip():
+                a += bytes.fromhex(line.strip())
+        out.append((bytes(a), bytes(b)))
+    return out
+
+
+# -------------------------------------------------------------- DICOM ----
+ELEMENT_FACTS = {
+    "(0008,0060)": "dicom.modality", "(0008,0070)": "dicom.manufacturer",
+    "(0008,1010)": "dicom.station_name", "(0008,1090)": "dicom.model_name",
+    "(0018,1000)": "dicom.device_serial_number", "(0018,1020)": "dicom.software_versions",
+}
+ELEMENT_RE = re.compile(r"^( +)(\([0-9a-f]{4},[0-9a-f]{4}\)) +\d+ (.+?)  +(?:\[[A-Z]{2}\] ?)?(.*)$")
+
+
+def dicom_facts(path, ports):
+    decode = [(p, "dicom") for p in ports]
+    facts = []
+    rows = tshark(path, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a",
+                  "-e", "dicom.pdu.type", "-e", "dicom.assoc.ae.called",
+                  "-e", "dicom.assoc.ae.calling", "-e", "dicom.userinfo.uid",
+                  "-e", "dicom.userinfo.version", "-e", "dicom.pctx.abss.syntax",
+                  "-e", "dicom.assoc.reject.result", "-e", "dicom.assoc.reject.source",
+                  "-e", "dicom.assoc.reject.reason", "-e", "dicom.assoc.abort.source",
+                  "-e", "dicom.assoc.abort.reason", decode=decode)
+    for row in rows.splitlines():
+        c = row.split("\t")
+        c += [""] * (11 - len(c))
+        types = c[0].split(",")
+        if "0x01" in types:  # A-ASSOCIATE-RQ carries the identities proposed
+            facts.append(("dicom.called_ae", c[1].strip()))
+            facts.append(("dicom.calling_ae", c[2].strip()))
+            for uid in re.findall(r"\(([0-9]+(?:\.[0-9]+)+)\)", c[5]):
+                facts.append(("dicom.abstract_syntax", uid))
+        if "0x01" in types or "0x02" in types:
+            for v in c[3].split(","):
+                facts.append(("dicom.implementation_class_uid", v.strip()))
+            for v in c[4].split(","):
+                facts.append(("dicom.implementation_version", v.strip()))
+        if "0x03" in types:
+            facts.append(("dicom.reject", reject_text(*(int(x, 0) for x in (c[6], c[7], c[8])))))
+        if "0x07" in types:
+            facts.append(("dicom.abort", abort_text(*(int(x, 0) for x in (c[9], c[10])))))
+    # DIMSE command fields and top-level data-set attributes from -V.
+    for line in tshark(path, "-V", decode=decode).splitlines():
+        m = ELEMENT_RE.match(line)
+        if not m:
+            continue
+        indent, tag, _name, value = len(m.group(1)), m.group(2), m.group(3), m.group(4)
+        value = value.strip()
+        if tag == "(0000,0100)" and value.endswith("-RQ"):
+            facts.append(("dicom.command", value))
+        elif tag in ELEMENT_FACTS and indent == 8 and value and value != "<Empty>":
+            field = ELEMENT_FACTS[tag]
+            for part in value.split("\\"):
+                if part.strip():
+                    facts.append((field, part.strip()))
+    return [(f, v) for f, v in facts if v]
+
+
+# ---------------------------------------------------------------- HL7 ----
+MLLP_RE = re.compile(rb"\x0b(.*?)\x1c\x0d", re.S)
+
+
+def hl7_messages(streams):
+    msgs = []
+    for a, b in streams:
+        for blob in (a, b):
+            for m in MLLP_RE.finditer(blob):
+                msgs.append(m.group(1).decode("utf-8", "replace"))
+    return msgs
+
+
+def hl7_facts_for(msg):
+    segs = [s for s in re.split(r"\r\n|\r|\n", msg) if s]
+    if not segs or not segs[0].startswith("MSH"):
+        return []
+    fs = segs[0][3]
+    rep = segs[0][5] if len(segs[0]) > 5 else "~"
+    facts = []
+
+    def field(parts, n):
+        return parts[n] if len(parts) > n else ""
+
+    def add(name, value, repeat=False):
+        for v in (value.split(rep) if repeat else [value]):
+            if v:
+                facts.append((name, v))
+
+    for seg in segs:
+        p = seg.split(fs)
+        name = p[0]
+        if name == "MSH":
+            msh = ["MSH", fs] + p[1:]  # msh[n] == MSH-n
+            add("hl7.sending_application", field(msh, 3))
+            add("hl7.sending_facility", field(msh, 4))
+            add("hl7.receiving_application", field(msh, 5))
+            add("hl7.receiving_facility", field(msh, 6))
+            add("hl7.message_type", field(msh, 9))
+            add("hl7.processing_id", field(msh, 11))
+            add("hl7.version", field(msh, 12))
+            add("hl7.profile", field(msh, 21), repeat=True)
+        elif name == "OBX":
+            add("hl7.equipment_instance", field(p, 18), repeat=True)
+            if "MDC_DEV_" in field(p, 3):
+                add("hl7.device_code", field(p, 3))
+        elif name == "PRT":
+            # Issue 2's allow-list: PRT-10/16 count only for an equipment participation
+            # (PRT-4 EQUIP); the public HL7-ADT-UDI-PRT capture has a placeholder "D" there.
+            prt4 = field(p, 4)
+            if prt4.split("^")[0].upper() == "EQUIP" or "equipment" in prt4.lower():
+                add("hl7.participation_device", field(p, 10), repeat=True)
+                add("hl7.udi", field(p, 16), repeat=True)
+        elif name == "DEV":
+            add("hl7.device_manufacturer", field(p, 5))
+            add("hl7.device_model", field(p, 7))
+            add("hl7.device_serial", field(p, 11))
+            add("hl7.device_software_version", field(p, 16))
+    return facts
+
+
+def hl7_facts(path, ports, streams):
+    msgs = hl7_messages(streams)
+    if not msgs:
+        raise Failure("%s: no MLLP-framed HL7 message found" % path)
+    # Cross-check with tshark's HL7 dissector: every MSH-9 we parsed must be
+    # shown by it (for MSH its "field N" is MSH-N; other segments are off by one).
+    text = tshark(path, "-V", decode=[(p, "hl7") for p in ports])
+    for msg in msgs:
+        msh9 = msg.split("\r", 1)[0].split(msg[3])[8]
+        if ("field 9: %s" % msh9) not in text:
+            raise Failure("%s: tshark does not show MSH-9 %r" % (path, msh9))
+    facts = []
+    for msg in msgs:
+        facts += hl7_facts_for(msg)
+    return facts
+
+
+# --------------------------------------------------------------- DHCP ----
+def dhcp_facts(path):
+    facts = []
+    rows = tshark(path, "-Y", "dhcp", "-T", "fields", "-e", "udp.payload")
+    for hexpayload in rows.split():
+        p = bytes.fromhex(hexpayload.replace(":", ""))
+        op, hlen = p[0], p[2]
+        yiaddr = ".".join(str(x) for x in p[16:20])
+        chaddr = ":".join("%02x" % x for x in p[28:28 + hlen])
+        opts, off = {}, 240  # after the magic cookie
+        while off < len(p) and p[off] != 255:
+            if p[off] == 0:
+                off += 1
+                continue
+            code, ln = p[off], p[off + 1]
+            opts[code] = p[off + 2:off + 2 + ln]
+            off += 2 + ln
+        mtype = DHCP_TYPES.get(opts.get(53, b"\0")[0], "UNKNOWN")
+        facts.append(("dhcp.message_type", mtype))
+        facts.append(("dhcp.client_mac", chaddr))
+        if yiaddr != "0.0.0.0":
+            facts.append(("dhcp.your_ip", yiaddr))
+        if op == 1:  # client -> server: the device's own fingerprint
+            if 12 in opts:
+                facts.append(("dhcp.hostname", opts[12].decode("ascii", "replace")))
+            if 60 in opts:
+                facts.append(("dhcp.vendor_class", opts[60].decode("ascii", "replace")))
+            if 55 in opts:
+                facts.append(("dhcp.parameter_request_list", ",".join(str(x) for x in opts[55])))
+            if 61 in opts:
+                facts.append(("dhcp.client_id", opts[61].hex()))
+            if 81 in opts and len(opts[81]) > 3:
+                facts.append(("dhcp.fqdn", fqdn_name(opts[81])))
+    # Cross-check the strings with tshark's own DHCP fields.
+    ts = tshark(path, "-Y", "dhcp", "-T", "fields", "-e", "dhcp.option.hostname",
+                "-e", "dhcp.option.vendor_class_id")
+    for f, v in facts:
+        if f in ("dhcp.hostname", "dhcp.vendor_class") and v not in ts:
+            raise Failure("%s: tshark disagrees on %s=%s" % (path, f, v))
+    return facts
+
+
+def fqdn_name(opt):
+    flags, name = opt[0], opt[3:]
+    if flags & 0x04:  # E bit: DNS wire format
+        labels, i = [], 0
+        while i < len(name) and name[i]:
+            labels.append(name[i + 1:i + 1 + name[i]].decode("ascii", "replace"))
+            i += 1 + name[i]
+        return ".".join(labels)
+    return name.decode("ascii", "replace").rstrip(".")
+
+
+# ------------------------------------------------------------- driver ----
+def dedupe(facts):
+    seen, out = set(), []
+    for f, v in facts:
+        if (f, v) not in seen:
+            seen.add((f, v))
+            out.append((f, v))
+    return out
+
+
+def build(fixdir, spec, generated):
+    path = os.path.join(fixdir, spec["file"])
+    fmt, lt, frames = file_info(path)
+    entry = {"file": spec["file"], "format": fmt, "linktype": lt}
+    ports = {}
+    facts = []
+    streams = None
+    if spec.get("dicom"):
+        ports["dicom"] = spec["dicom"]
+        facts += dicom_facts(path, spec["dicom"])
+    if spec.get("hl7"):
+        ports["hl7"] = spec["hl7"]
+        streams = tcp_streams(path)
+        facts += hl7_facts(path, spec["hl7"], streams)
+    if spec.get("dhcp"):
+        ports["dhcp"] = [67, 68]
+        facts += dhcp_facts(path)
+    facts = dedupe(facts)
+    if ports:
+        entry["ports"] = ports
+    stacks = vlan_stacks(frames)
+    if stacks:
+        if len(stacks) != 1:
+            raise Failure("%s: several VLAN tag stacks %r" % (path, stacks))
+        entry["vlans"] = [vid for _, vid in stacks[0]]
+        entry["vlan_tpids"] = ["0x%04x" % tpid for tpid, _ in stacks[0]]
+    if spec.get("vlans") is not None and entry.get("vlans") != spec["vlans"]:
+        raise Failure("%s: vlans %r, expected %r" % (path, entry.get("vlans"), spec["vlans"]))
+    entry["facts"] = [{"field": f, "value": v} for f, v in facts]
+    entry["canaries"] = list(spec["canaries"])
+
+    # Canary checks on the reassembled TCP payloads.
+    if streams is None and (spec["canaries"] or generated):
+        streams = tcp_streams(path) if "tcp" in tshark(path, "-T", "fields", "-e", "frame.protocols") else []
+    wire = b"\n".join(a + b"\n" + b for a, b in (streams or []))
+    for c in spec["canaries"]:
+        if c.encode() not in wire:
+            raise Failure("%s: canary %r not on the wire" % (path, c))
+    if generated:
+        for tok in set(re.findall(rb"CANARY[A-Z0-9_\-]*", wire)):
+            if not any(tok.decode() in c for c in spec["canaries"]):
+                raise Failure("%s: wire token %r not covered by the canary list" % (path, tok))
+        missing = [fv for fv in spec["expect"] if fv not in facts]
+        if missing:
+            raise Failure("%s: expected facts not found: %r" % (path, missing))
+        for f, v in facts:
+            if "CANARY" in v:
+                raise Failure("%s: canary leaked into fact %s=%s" % (path, f, v))
+    return entry
+
+
+def main():
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    fixdir = sys.argv[1]
+    out = {"fixtures": []}
+    try:
+        for spec in GENERATED:
+            out["fixtures"].append(build(fixdir, spec, True))
+        for spec in PUBLIC:
+            if os.path.exists(os.path.join(fixdir, spec["file"])):
+                out["fixtures"].append(build(fixdir, spec, False))
+    except Failure as e:
+        print("build_manifest: %s" % e, file=sys.stderr)
+        return 1
+    with open(os.path.join(fixdir, "manifest.json"), "w") as f:
+        json.dump(out, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    print("manifest.json: %d fixtures" % len(out["fixtures"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

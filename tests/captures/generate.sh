@@ -1,0 +1,434 @@
+#!/usr/bin/env bash
+# Regenerate the ward fixture captures in tests/fixtures/.
+#
+#   sudo env "PATH=$PATH" tests/captures/generate.sh
+#
+# Builds two network namespaces (a "device" side and a "server" side) joined
+# by a veth pair with fixed MAC addresses (for the VLAN scenarios a third
+# "switch" namespace sits in between, see ns_up_switched), runs real protocol
+# peers in them
+# (dcmtk, pynetdicom, hl7apy's MLLP server, the `hl7` package's mllp_send,
+# dnsmasq, ISC dhclient), records each scenario with tcpdump and writes the
+# pcaps plus manifest.json.  No traffic ever leaves the namespaces: they have
+# no link to the host's network and no default route.
+#
+# Environment overrides:
+#   PYTHON     python interpreter with pynetdicom, hl7apy and hl7 installed
+#              (default: the first python3 on PATH that has them)
+#   DCMTK_BIN  directory holding the dcmtk tools (default /usr/bin; pynetdicom
+#              installs its own storescu/echoscu/findscu which must not be used)
+#   OUT_DIR    where to write the fixtures (default: tests/fixtures)
+#   KEEP_WORK=1  keep the scratch directory for debugging
+set -euo pipefail
+
+if [[ ${EUID} -ne 0 ]]; then
+    echo "generate.sh: must run as root (network namespaces, tcpdump)" >&2
+    exit 1
+fi
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OUT=${OUT_DIR:-$(cd "$HERE/.." && pwd)/fixtures}
+DCMTK=${DCMTK_BIN:-/usr/bin}
+export LC_ALL=C TZ=UTC
+
+NS_A=wardcap-dev        # device / client side
+NS_B=wardcap-srv        # server side
+NS_S=wardcap-sw         # "switch" for the VLAN scenarios
+IF_A=vdev
+IF_B=vsrv
+IP_A=192.0.2.10         # TEST-NET-1 (RFC 5737), only ever inside the namespaces
+IP_B=192.0.2.20
+MAC_SRV=02:57:41:52:44:20   # locally administered, "WARD" in ASCII
+
+WORK=$(mktemp -d /tmp/ward-captures.XXXXXX)
+STAGE=$WORK/out         # fixtures land here; copied to $OUT only if all succeeded
+BG_PIDS=()
+CAP_PID=
+START=$(date +%s)
+
+log() { printf '[generate %3ss] %s\n' "$(($(date +%s) - START))" "$*"; }
+die() { echo "generate.sh: $*" >&2; exit 1; }
+
+ns_down() {
+    local ns
+    for ns in "$NS_A" "$NS_B" "$NS_S"; do
+        if [[ -e /run/netns/$ns ]]; then
+            # Kill anything still running inside (only our own peers live there).
+            local p
+            for p in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$p" 2>/dev/null || true; done
+            sleep 0.1
+            for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+            ip netns del "$ns" 2>/dev/null || true
+        fi
+    done
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    [[ -n $CAP_PID ]] && kill -INT "$CAP_PID" 2>/dev/null
+    for p in "${BG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${BG_PIDS[@]}" $CAP_PID; do wait "$p" 2>/dev/null; done
+    ns_down
+    if [[ ${KEEP_WORK:-0} == 1 ]]; then echo "scratch kept in $WORK"; else rm -rf "$WORK"; fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- tools ----
+find_python() {
+    local c
+    for c in "${PYTHON:-}" python3 python3.11 python; do
+        [[ -n $c ]] || continue
+        command -v "$c" >/dev/null 2>&1 || continue
+        if "$c" -c 'import pynetdicom, hl7apy, hl7' >/dev/null 2>&1; then
+            "$c" -c 'import sys; print(sys.executable)'
+            return 0
+        fi
+    done
+    return 1
+}
+PY=$(find_python) || die "no python3 with pynetdicom, hl7apy and hl7 (pip install pynetdicom hl7apy hl7); set PYTHON=..."
+MLLP_SEND=$(dirname "$PY")/mllp_send
+[[ -x $MLLP_SEND ]] || die "mllp_send (pip package hl7) not found next to $PY"
+for t in tcpdump tshark editcap capinfos dnsmasq ethtool dhclient; do
+    command -v "$t" >/dev/null || die "missing tool: $t"
+done
+for t in storescu storescp echoscu findscu wlmscpfs dump2dcm; do
+    [[ -x $DCMTK/$t ]] || die "missing dcmtk tool $DCMTK/$t"
+done
+[[ $("$DCMTK/storescu" --version 2>&1) == *dcmtk* ]] || die "$DCMTK/storescu is not dcmtk's"
+
+# ------------------------------------------------------------ namespaces ----
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+# ns_up MAC_DEVICE [MAC_SERVER]: fresh namespaces and a veth pair between them.
+ns_up() {
+    local mac_a=$1 mac_b=${2:-$MAC_SRV} ns
+    ns_down
+    for ns in "$NS_A" "$NS_B"; do
+        ip netns add "$ns"
+        nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+        nsx "$ns" ip link set lo up
+    done
+    ip link add name "$IF_A" netns "$NS_A" address "$mac_a" type veth \
+        peer name "$IF_B" netns "$NS_B" address "$mac_b"
+    # No offloads: real checksums and MTU-sized segments in the captures.
+    nsx "$NS_A" ethtool -K "$IF_A" tx off tso off gso off gro off >/dev/null 2>&1 || true
+    nsx "$NS_B" ethtool -K "$IF_B" tx off tso off gso off gro off >/dev/null 2>&1 || true
+    nsx "$NS_A" ip link set "$IF_A" up
+    nsx "$NS_B" ip link set "$IF_B" up
+}
+
+# ns_up_switched MAC_DEVICE TPID:VID...: like ns_up, but the device and the
+# server are joined through a "switch" namespace in which two vlan_relay.py
+# processes carry the frames over a tagged veth trunk (trk1 <-> trk2):
+#   A:vdev <-> S:acc1 [relay] S:trk1 <=tagged=> S:trk2 [relay] S:acc2 <-> B:vsrv
+# The kernel here has no 802.1Q support, so the tags are pushed/popped in
+# userspace; see vlan_relay.py.  Capture on S:trk1.
+ns_up_switched() {
+    local mac_a=$1 ns i; shift
+    ns_down
+    for ns in "$NS_A" "$NS_B" "$NS_S"; do
+        ip netns add "$ns"
+        nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+        nsx "$ns" ip link set lo up
+    done
+    ip link add name "$IF_A" netns "$NS_A" address "$mac_a" type veth \
+        peer name acc1 netns "$NS_S" address 02:57:41:52:44:31
+    ip link add name "$IF_B" netns "$NS_B" address "$MAC_SRV" type veth \
+        peer name acc2 netns "$NS_S" address 02:57:41:52:44:32
+    ip link add name trk1 netns "$NS_S" address 02:57:41:52:44:41 type veth \
+        peer name trk2 netns "$NS_S" address 02:57:41:52:44:42
+    nsx "$NS_A" ethtool -K "$IF_A" tx off tso off gso off gro off >/dev/null 2>&1 || true
+    nsx "$NS_B" ethtool -K "$IF_B" tx off tso off gso off gro off >/dev/null 2>&1 || true
+    for i in acc1 acc2 trk1 trk2; do
+        nsx "$NS_S" ethtool -K "$i" tx off tso off gso off gro off rxvlan off txvlan off >/dev/null 2>&1 || true
+        nsx "$NS_S" ip link set "$i" mtu 1600 up
+    done
+    nsx "$NS_A" ip link set "$IF_A" up
+    nsx "$NS_B" ip link set "$IF_B" up
+    bg "$NS_S" relay1 "$PY" -u "$HERE/vlan_relay.py" acc1 trk1 "$@"
+    bg "$NS_S" relay2 "$PY" -u "$HERE/vlan_relay.py" acc2 trk2 "$@"
+    for i in $(seq 1 100); do
+        grep -q ready "$WORK/relay1.log" && grep -q ready "$WORK/relay2.log" && return 0
+        sleep 0.05
+    done
+    die "vlan relays did not start"
+}
+
+# addr NS IFACE CIDR
+addr() { nsx "$1" ip addr add "$3" dev "$2"; nsx "$1" ip link set "$2" up; }
+
+offload_off() { nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true; }
+
+# ------------------------------------------------------ background procs ----
+# bg NS LOGNAME CMD...: run CMD in NS in the background, remember its pid.
+bg() {
+    local ns=$1 name=$2; shift 2
+    # `ip netns exec` execs the command, so $! is the peer's own pid (a shell
+    # function here would fork a subshell and $! would be that subshell).
+    ip netns exec "$ns" "$@" >"$WORK/$name.log" 2>&1 &
+    BG_PIDS+=($!)
+    LAST_BG=$!
+}
+
+stop_bg() {
+    local p=$1 keep=() q
+    kill -TERM "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+    for q in "${BG_PIDS[@]}"; do [[ $q == "$p" ]] || keep+=("$q"); done
+    BG_PIDS=("${keep[@]}")
+}
+
+stop_all_bg() { local p; for p in "${BG_PIDS[@]}"; do stop_bg "$p"; done; }
+
+wait_port() { # NS PORT [tcp|udp]
+    local ns=$1 port=$2 proto=${3:-tcp} i flag=-Hltn
+    [[ $proto == udp ]] && flag=-Hlun
+    for i in $(seq 1 100); do
+        [[ -n $(nsx "$ns" ss $flag "sport = :$port") ]] && return 0
+        sleep 0.05
+    done
+    die "nothing listening on $proto/$port in $ns (see $WORK/*.log)"
+}
+
+# cap_start NS IFACE NAME [tcpdump args...]: start recording into $WORK/NAME.
+cap_start() {
+    local ns=$1 ifc=$2 name=$3 i; shift 3
+    : >"$WORK/$name.tcpdump.log"
+    # --immediate-mode: without it TPACKET_V3 holds packets in a ring block
+    # for up to a second and SIGINT would drop the unread tail.
+    # -B: with -s 0 on "any" libpcap sizes each ring slot for 256 KiB, so the
+    # default 2 MiB ring only holds ~8 packets and bursts would be dropped.
+    ip netns exec "$ns" tcpdump -i "$ifc" -s 0 -B 65536 -U -n -Z root --immediate-mode "$@" -w "$WORK/$name" \
+        2>"$WORK/$name.tcpdump.log" &
+    CAP_PID=$!
+    CAP_NAME=$name
+    for i in $(seq 1 100); do
+        grep -q "listening on" "$WORK/$name.tcpdump.log" && return 0
+        kill -0 "$CAP_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    cat "$WORK/$name.tcpdump.log" >&2
+    die "tcpdump did not start for $name"
+}
+
+# cap_stop: let the last FIN/ACKs land, stop tcpdump cleanly, publish the file.
+cap_stop() {
+    sleep 0.3
+    kill -INT "$CAP_PID"
+    wait "$CAP_PID" || true
+    CAP_PID=
+    local got want
+    got=$(awk '/packets captured/ {print $1}' "$WORK/$CAP_NAME.tcpdump.log")
+    want=$(awk '/packets received by filter/ {print $1}' "$WORK/$CAP_NAME.tcpdump.log")
+    [[ -n $got && $got -gt 0 && $got == "$want" ]] \
+        || die "capture $CAP_NAME incomplete: $(cat "$WORK/$CAP_NAME.tcpdump.log")"
+    cp "$WORK/$CAP_NAME" "$STAGE/$CAP_NAME"
+    log "recorded $CAP_NAME ($(stat -c %s "$STAGE/$CAP_NAME") bytes, $(capinfos -c -M "$STAGE/$CAP_NAME" | awk -F': *' '/Number of packets/ {print $2}') packets)"
+}
+
+# ------------------------------------------------------------ test data ----
+prepare_data() {
+    mkdir -p "$WORK/dicom" "$WORK/wlistdb/WARD_WLM" "$WORK/store" "$WORK/hl7"
+    "$DCMTK/dump2dcm" -q +te "$HERE/data/ct-image.dump" "$WORK/dicom/ct-image.dcm"
+    "$DCMTK/dump2dcm" -q +te "$HERE/data/worklist-query.dump" "$WORK/dicom/worklist-query.dcm"
+    "$DCMTK/dump2dcm" -q +te "$HERE/data/worklist.dump" "$WORK/wlistdb/WARD_WLM/ward-ct-0001.wl"
+    : >"$WORK/wlistdb/WARD_WLM/lockfile"
+    "$PY" "$HERE/hl7_peers.py" write "$WORK/hl7"
+}
+
+# ------------------------------------------------------------- scenarios ----
+DCM_CT=( -aet WARD_CT01 )
+
+scenario_dicom_dcmtk() {
+    ns_up 02:57:41:52:44:0a
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    bg "$NS_B" storescp "$DCMTK/storescp" -aet WARD_PACS -od "$WORK/store" 11112
+    bg "$NS_B" wlmscpfs "$DCMTK/wlmscpfs" -s -dfp "$WORK/wlistdb" 11113
+    wait_port "$NS_B" 11112; wait_port "$NS_B" 11113
+    cap_start "$NS_B" "$IF_B" dicom-dcmtk.pcap
+    nsx "$NS_A" "$DCMTK/echoscu" "${DCM_CT[@]}" -aec WARD_PACS "$IP_B" 11112
+    # Explicit VR little endian: storescu's default proposal (dozens of storage
+    # SOP classes, so the A-ASSOCIATE-RQ is a ~9.5 KB PDU spanning several TCP
+    # segments); storescp prefers explicit VR.
+    nsx "$NS_A" "$DCMTK/storescu" "${DCM_CT[@]}" -aec WARD_PACS "$IP_B" 11112 "$WORK/dicom/ct-image.dcm"
+    # Implicit VR little endian only (-xi), proposing just the CT context (-R).
+    nsx "$NS_A" "$DCMTK/storescu" -xi -R "${DCM_CT[@]}" -aec WARD_PACS "$IP_B" 11112 "$WORK/dicom/ct-image.dcm"
+    nsx "$NS_A" "$DCMTK/findscu" -W "${DCM_CT[@]}" -aec WARD_WLM "$IP_B" 11113 \
+        "$WORK/dicom/worklist-query.dcm" >"$WORK/findscu.log" 2>&1
+    grep -q "CANARY^WORKLISTPATIENT" "$WORK/findscu.log" || die "worklist query returned no match"
+    cap_stop
+    stop_all_bg
+}
+
+scenario_dicom_pynetdicom() {
+    ns_up 02:57:41:52:44:0b
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    bg "$NS_B" pyscp "$PY" "$HERE/dicom_peers.py" scp --port 4242 --aet WARD_PYSCP
+    wait_port "$NS_B" 4242
+    cap_start "$NS_B" "$IF_B" dicom-pynetdicom.pcap
+    nsx "$NS_A" "$PY" "$HERE/dicom_peers.py" scu-mr --host "$IP_B" --port 4242 \
+        --aet WARD_MR02 --aec WARD_PYSCP
+    cap_stop
+    stop_all_bg
+}
+
+scenario_dicom_reject_abort() {
+    ns_up 02:57:41:52:44:0c
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    bg "$NS_B" pyscp-strict "$PY" "$HERE/dicom_peers.py" scp --port 11112 --aet WARD_STRICT --strict
+    wait_port "$NS_B" 11112
+    cap_start "$NS_B" "$IF_B" dicom-reject-abort.pcap
+    nsx "$NS_A" "$PY" "$HERE/dicom_peers.py" scu-reject-abort --host "$IP_B" --port 11112 \
+        --aet WARD_MR02 --aec WARD_STRICT --bad-aec WARD_UNKNOWN
+    cap_stop
+    stop_all_bg
+}
+
+hl7_server_up() {
+    bg "$NS_B" mllp-server "$PY" "$HERE/hl7_peers.py" server --port 2575
+    wait_port "$NS_B" 2575
+}
+
+mllp_send() { # FILE (one message per connection: hl7apy's server closes after the ACK)
+    nsx "$NS_A" "$MLLP_SEND" --loose -p 2575 -f "$WORK/hl7/$1.hl7" "$IP_B" >>"$WORK/mllp_send.log"
+}
+
+scenario_hl7_mllp() {
+    # The device side uses a MAC in Mindray's OUI (00:A0:37), as a monitor would.
+    ns_up 00:a0:37:9a:53:de
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    hl7_server_up
+    cap_start "$NS_B" "$IF_B" hl7-mllp.pcap
+    mllp_send oru-pcd01
+    mllp_send adt-a01
+    # v2.9 PRT/DEV message, written in two TCP sends 300 ms apart.
+    nsx "$NS_A" "$PY" "$HERE/hl7_peers.py" send-split --host "$IP_B" --port 2575 \
+        --file "$WORK/hl7/oru-v29-prt-dev.hl7" >>"$WORK/mllp_send.log"
+    cap_stop
+    stop_all_bg
+    [[ $(grep -c "MSA|AA|" "$WORK/mllp_send.log" | tr -d ' ') -ge 1 ]] || die "no HL7 ACKs"
+}
+
+scenario_hl7_vlan() {
+    ns_up_switched 00:a0:37:9a:53:df 0x8100:100
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    hl7_server_up
+    cap_start "$NS_S" trk1 hl7-mllp-vlan.pcap
+    mllp_send oru-pcd01
+    cap_stop
+    stop_all_bg
+}
+
+scenario_qinq() {
+    # 802.1ad service tag 200 outside, 802.1Q customer tag 100 inside.
+    ns_up_switched 02:57:41:52:44:0d 0x88a8:200 0x8100:100
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    bg "$NS_B" storescp-qinq "$DCMTK/storescp" -aet WARD_PACS -od "$WORK/store" 11112
+    wait_port "$NS_B" 11112
+    cap_start "$NS_S" trk1 qinq.pcap
+    nsx "$NS_A" "$DCMTK/echoscu" -aet WARD_QINQ01 -aec WARD_PACS "$IP_B" 11112
+    cap_stop
+    stop_all_bg
+}
+
+scenario_hl7_sll2() {
+    ns_up 00:a0:37:9a:53:e0
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    hl7_server_up
+    cap_start "$NS_A" any hl7-sll2.pcap -y LINUX_SLL2
+    mllp_send adt-a01
+    cap_stop
+    stop_all_bg
+}
+
+scenario_dicom_sll() {
+    ns_up 02:57:41:52:44:0e
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    bg "$NS_B" storescp-sll "$DCMTK/storescp" -aet WARD_PACS -od "$WORK/store" 11112
+    wait_port "$NS_B" 11112
+    cap_start "$NS_A" any dicom-sll.pcap -y LINUX_SLL
+    nsx "$NS_A" "$DCMTK/echoscu" "${DCM_CT[@]}" -aec WARD_PACS "$IP_B" 11112
+    nsx "$NS_A" "$DCMTK/storescu" "${DCM_CT[@]}" -aec WARD_PACS "$IP_B" 11112 "$WORK/dicom/ct-image.dcm"
+    cap_stop
+    stop_all_bg
+}
+
+scenario_dhcp() {
+    # B. Braun OUI 00:12:21 on the "infusion pump".
+    ns_up 00:12:21:aa:bb:01
+    addr "$NS_B" "$IF_B" 192.0.2.1/24
+    rm -f "$WORK/dnsmasq.leases"
+    bg "$NS_B" dnsmasq dnsmasq --no-daemon --conf-file=/dev/null --port=0 \
+        --interface="$IF_B" --bind-interfaces --except-interface=lo \
+        --dhcp-range=192.0.2.100,192.0.2.199,255.255.255.0,1h \
+        --dhcp-leasefile="$WORK/dnsmasq.leases" --no-ping --pid-file= \
+        --user=root --log-dhcp
+    wait_port "$NS_B" 67 udp
+    cap_start "$NS_B" "$IF_B" dhcp.pcap
+    # ISC dhclient (not busybox udhcpc: udhcpc always sends its parameter
+    # request list sorted).  -sf /bin/true: do not touch the interface.
+    # Stop it with SIGTERM once bound (no DHCPRELEASE on the wire).
+    bg "$NS_A" dhclient dhclient -4 -1 -d -v -cf "$HERE/data/dhclient.conf" \
+        -lf "$WORK/dhclient.leases" -pf "$WORK/dhclient.pid" -sf /bin/true "$IF_A"
+    local dh=$LAST_BG i
+    for i in $(seq 1 300); do
+        grep -qs "^bound to" "$WORK/dhclient.log" && break
+        kill -0 "$dh" 2>/dev/null || break
+        sleep 0.05
+    done
+    grep -q "^bound to" "$WORK/dhclient.log" || { cat "$WORK/dhclient.log" >&2; die "dhclient got no lease"; }
+    stop_bg "$dh"
+    cap_stop
+    stop_all_bg
+}
+
+derived() {
+    editcap -F pcapng "$STAGE/dicom-dcmtk.pcap" "$STAGE/dicom-dcmtk.pcapng"
+    log "derived dicom-dcmtk.pcapng ($(stat -c %s "$STAGE/dicom-dcmtk.pcapng") bytes)"
+    "$PY" "$HERE/pcap_to_null.py" "$STAGE/hl7-mllp.pcap" "$STAGE/hl7-null.pcap" >/dev/null
+    log "derived hl7-null.pcap ($(stat -c %s "$STAGE/hl7-null.pcap") bytes)"
+}
+
+copy_public() {
+    local src=${PUBLIC_CAPTURES:-$HERE/../../../shared/captures/public}
+    [[ -d $src ]] || src=/work/shared/captures/public
+    mkdir -p "$STAGE/public"
+    if [[ -d $src ]]; then
+        cp --no-preserve=mode "$src"/* "$STAGE/public/"
+        log "copied public captures from $src"
+    elif [[ -d $OUT/public ]]; then
+        cp "$OUT/public"/* "$STAGE/public/"
+        log "public captures not found; keeping the ones in $OUT/public"
+    fi
+}
+
+# ------------------------------------------------------------------ main ----
+mkdir -p "$OUT" "$STAGE"
+prepare_data
+log "python: $PY; dcmtk: $DCMTK"
+
+scenario_dicom_dcmtk
+scenario_dicom_pynetdicom
+scenario_dicom_reject_abort
+scenario_hl7_mllp
+scenario_hl7_vlan
+scenario_qinq
+scenario_hl7_sll2
+scenario_dicom_sll
+scenario_dhcp
+ns_down
+derived
+copy_public
+
+"$PY" "$HERE/build_manifest.py" "$STAGE"
+
+# Everything recorded and verified: publish.
+rm -f "$OUT"/*.pcap "$OUT"/*.pcapng "$OUT"/manifest.json
+rm -rf "$OUT/public"
+cp -r "$STAGE"/. "$OUT"/
+caps=("$STAGE"/*.pcap "$STAGE"/*.pcapng)
+log "done: ${#caps[@]} captures and manifest.json in $OUT"
