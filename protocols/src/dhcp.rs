@@ -338,26 +338,14 @@ fn fqdn_text(name: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    /// A DHCPDISCOVER built from the bytes of a real udhcpc client (busybox 1.35), trimmed to
-    /// the options area and reassembled here so the test is self-describing.
+    /// A DHCPDISCOVER, OFFER and ACK captured from ISC dhclient talking to dnsmasq
+    /// (tests/fixtures/dhcp.pcap, UDP payloads).
+    const DISCOVER: &[u8] = include_bytes!("../testdata/dhcp/discover.bin");
+    const OFFER: &[u8] = include_bytes!("../testdata/dhcp/offer.bin");
+    const ACK: &[u8] = include_bytes!("../testdata/dhcp/ack.bin");
+
     fn discover() -> Vec<u8> {
-        let mut p = vec![0u8; 240];
-        p[0] = 1;
-        p[1] = 1;
-        p[2] = 6;
-        p[4..8].copy_from_slice(&[0x12, 0x34, 0x56, 0x78]);
-        p[28..34].copy_from_slice(&[0x00, 0x12, 0x21, 0xaa, 0xbb, 0x01]);
-        p[236..240].copy_from_slice(&MAGIC_COOKIE);
-        p.extend_from_slice(&[53, 1, 1]);
-        p.extend_from_slice(&[61, 7, 1, 0x00, 0x12, 0x21, 0xaa, 0xbb, 0x01]);
-        p.extend_from_slice(&[12, 16]);
-        p.extend_from_slice(b"infusion-pump-07");
-        p.extend_from_slice(&[60, 19]);
-        p.extend_from_slice(b"BBraun-SpaceStation");
-        p.extend_from_slice(&[55, 7, 1, 3, 6, 12, 15, 28, 42]);
-        p.extend_from_slice(&[81, 9, 0, 0, 0, 4, b'p', b'u', b'm', b'p', 0]);
-        p.push(255);
-        p
+        DISCOVER.to_vec()
     }
 
     fn value(facts: &[Fact], f: Field) -> Option<&str> {
@@ -370,7 +358,7 @@ mod tests {
     #[test]
     fn discover_facts_in_wire_order() {
         let mut facts = Vec::new();
-        extract(&discover(), &mut facts).unwrap();
+        extract(DISCOVER, &mut facts).unwrap();
         assert_eq!(value(&facts, Field::DhcpMessageType), Some("DISCOVER"));
         assert_eq!(
             value(&facts, Field::DhcpClientMac),
@@ -381,29 +369,38 @@ mod tests {
             value(&facts, Field::DhcpVendorClass),
             Some("BBraun-SpaceStation")
         );
+        // dhclient sends its list unsorted: the order is the fingerprint.
         assert_eq!(
             value(&facts, Field::DhcpParameterRequestList),
-            Some("1,3,6,12,15,28,42")
+            Some("1,3,6,42,12,43,15,28")
         );
         assert_eq!(value(&facts, Field::DhcpClientId), Some("01001221aabb01"));
-        assert_eq!(value(&facts, Field::DhcpFqdn), Some("pump"));
+        assert_eq!(
+            value(&facts, Field::DhcpFqdn),
+            Some("infusion-pump-07.ward.test")
+        );
         assert_eq!(
             value(&facts, Field::DhcpOptionOrder),
-            Some("53,61,12,60,55,81")
+            Some("53,12,81,55,60,61")
         );
     }
 
     #[test]
-    fn offer_gives_your_ip_but_not_server_options() {
-        let mut p = discover();
-        p[0] = 2;
-        p[16..20].copy_from_slice(&[10, 77, 0, 50]);
-        p[242] = 2;
-        let mut facts = Vec::new();
-        extract(&p, &mut facts).unwrap();
-        assert_eq!(value(&facts, Field::DhcpMessageType), Some("OFFER"));
-        assert_eq!(value(&facts, Field::DhcpYourIp), Some("10.77.0.50"));
-        assert_eq!(value(&facts, Field::DhcpHostname), None);
+    fn offer_and_ack_give_your_ip_but_not_server_options() {
+        for (bytes, kind) in [(OFFER, "OFFER"), (ACK, "ACK")] {
+            let mut facts = Vec::new();
+            extract(bytes, &mut facts).unwrap();
+            assert_eq!(value(&facts, Field::DhcpMessageType), Some(kind));
+            assert_eq!(value(&facts, Field::DhcpYourIp), Some("192.0.2.177"));
+            assert_eq!(value(&facts, Field::DhcpHostname), None);
+            assert_eq!(value(&facts, Field::DhcpClientMac), None);
+        }
+    }
+
+    #[test]
+    fn fqdn_in_ascii_form_is_kept_as_text() {
+        assert_eq!(fqdn_text(b"pump.ward.test"), "pump.ward.test");
+        assert_eq!(fqdn_text(&[4, b'p', b'u', b'm', b'p', 0]), "pump");
     }
 
     #[test]

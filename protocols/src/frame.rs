@@ -468,6 +468,73 @@ mod tests {
         }
     }
 
+    /// Real frames from the fixture captures (tests/fixtures), one per link type.
+    #[test]
+    fn real_frames_of_every_link_type() {
+        let cases: [(LinkType, &[u8], &[u16], u16); 5] = [
+            (
+                LinkType::Ethernet,
+                include_bytes!("../testdata/frames/qinq-dicom-rq.bin"),
+                &[200, 100],
+                11112,
+            ),
+            (
+                LinkType::Ethernet,
+                include_bytes!("../testdata/frames/vlan100-hl7.bin"),
+                &[100],
+                2575,
+            ),
+            (
+                LinkType::LinuxSll,
+                include_bytes!("../testdata/frames/sll-dicom-rq.bin"),
+                &[],
+                11112,
+            ),
+            (
+                LinkType::LinuxSll2,
+                include_bytes!("../testdata/frames/sll2-hl7.bin"),
+                &[],
+                2575,
+            ),
+            (
+                LinkType::Null,
+                include_bytes!("../testdata/frames/null-hl7.bin"),
+                &[],
+                2575,
+            ),
+        ];
+        for (lt, bytes, vlans, port) in cases {
+            let f = decode(lt, bytes).unwrap();
+            assert_eq!(f.vlans.as_slice(), vlans, "{lt:?}");
+            assert!(f.stopped.is_none(), "{lt:?}: {:?}", f.stopped);
+            let Net::Ip {
+                src,
+                dst,
+                fragmented: false,
+            } = f.net
+            else {
+                panic!("{lt:?}: {:?}", f.net)
+            };
+            assert_eq!(src.to_string(), "192.0.2.10", "{lt:?}");
+            assert_eq!(dst.to_string(), "192.0.2.20", "{lt:?}");
+            let Transport::Tcp(t) = f.transport else {
+                panic!("{lt:?}: no tcp")
+            };
+            assert_eq!(t.dst_port, port, "{lt:?}");
+            assert!(!t.payload.is_empty() && !t.truncated, "{lt:?}");
+            // Every truncation decodes or errors; a cut inside the payload is flagged.
+            for n in 0..bytes.len() {
+                if let Ok(Frame {
+                    transport: Transport::Tcp(t),
+                    ..
+                }) = decode(lt, &bytes[..n])
+                {
+                    assert!(t.truncated || t.payload.is_empty() || n == bytes.len());
+                }
+            }
+        }
+    }
+
     #[test]
     fn arp_is_decoded() {
         // A real ARP request (who-has 10.77.0.2 tell 10.77.0.1), Ethernet II.
