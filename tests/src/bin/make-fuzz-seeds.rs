@@ -37,7 +37,10 @@ fn captures() -> Vec<PathBuf> {
         let Ok(rd) = fs::read_dir(&dir) else { continue };
         for e in rd.flatten() {
             let p = e.path();
-            if matches!(p.extension().and_then(|x| x.to_str()), Some("pcap" | "pcapng")) {
+            if matches!(
+                p.extension().and_then(|x| x.to_str()),
+                Some("pcap" | "pcapng")
+            ) {
                 out.push(p);
             }
         }
@@ -52,7 +55,11 @@ fn write(dir: &Path, name: &str, data: &[u8]) {
 }
 
 fn main() {
-    let out = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "fuzz/corpus".into()));
+    let out = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "fuzz/corpus".into()),
+    );
     let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../protocols/testdata");
     let mut n = 0;
     for cap in captures() {
@@ -71,7 +78,11 @@ fn main() {
         }
         for (i, s) in tcp_streams(&cap).iter().enumerate() {
             let s = &s[..s.len().min(16 * 1024)];
-            let target = if stem.to_ascii_lowercase().contains("hl7") { "hl7" } else { "dicom" };
+            let target = if stem.to_ascii_lowercase().contains("hl7") {
+                "hl7"
+            } else {
+                "dicom"
+            };
             write(&out.join(target), &format!("{stem}-{i}.seed"), &chunked(s));
             // reassembly: the same bytes as out-of-order segments (kind 1) after a SYN (kind 0).
             let mut ops = vec![0u8, 0, 0, 0, 0, 0, 0];
@@ -87,13 +98,19 @@ fn main() {
         }
     }
     for (sub, target) in [("dicom", "dicom"), ("hl7", "hl7")] {
-        let Ok(rd) = fs::read_dir(testdata.join(sub)) else { continue };
+        let Ok(rd) = fs::read_dir(testdata.join(sub)) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.extension().and_then(|x| x.to_str()) == Some("bin") {
                 let data = fs::read(&p).unwrap();
                 let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-                write(&out.join(target), &format!("testdata-{name}.seed"), &chunked(&data[..data.len().min(16 * 1024)]));
+                write(
+                    &out.join(target),
+                    &format!("testdata-{name}.seed"),
+                    &chunked(&data[..data.len().min(16 * 1024)]),
+                );
                 n += 1;
             }
         }
@@ -102,7 +119,9 @@ fn main() {
     for cap in captures() {
         let stem = cap.file_stem().unwrap().to_string_lossy().into_owned();
         for (i, (link, f)) in frames(&cap).iter().enumerate() {
-            let Ok(fr) = ward_protocols::frame::decode(*link, f) else { continue };
+            let Ok(fr) = ward_protocols::frame::decode(*link, f) else {
+                continue;
+            };
             if let ward_protocols::frame::Transport::Udp(u) = fr.transport {
                 if [67, 68].contains(&u.src_port) {
                     write(&out.join("dhcp"), &format!("{stem}-{i}.seed"), u.payload);
