@@ -2,5 +2,6 @@
 //! up. Live capture and MQTT streaming arrive with issue 3.
 #![forbid(unsafe_code)]
 
+pub mod observation;
 pub mod pcap;
 pub mod pipeline;
