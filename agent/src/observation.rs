@@ -158,13 +158,18 @@ pub struct RuleMatchRecord {
 /// Everything the agent knows about one device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceRecord {
-    /// MAC address.
-    pub mac: MacAddr,
+    /// Stable key of the device within this agent: `mac:<mac>[@<vlan>]`, or `ip:<address>` for
+    /// captures without link-layer addresses (raw IP, loopback, Linux cooked receivers).
+    pub key: String,
+    /// MAC address, when the capture has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
     /// Innermost VLAN id, when tagged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
-    /// Universal or locally administered MAC.
-    pub mac_kind: MacKind,
+    /// Universal or locally administered MAC (absent without a MAC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_kind: Option<MacKind>,
     /// Organisation the IEEE registry assigns the OUI to (universal MACs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oui_vendor: Option<String>,

@@ -249,11 +249,12 @@ pub fn extract(payload: &[u8], out: &mut Vec<Fact>) -> Result<(), DecodeError> {
         let name = t.name().map_or_else(|| t.0.to_string(), str::to_owned);
         out.push(Fact::new(Field::DhcpMessageType, name));
     }
-    if pkt.is_request() {
-        if let Some(mac) = pkt.client_mac() {
-            out.push(Fact::new(Field::DhcpClientMac, mac.to_string()));
-        }
-    } else if matches!(msg_type.map(|t| t.0), Some(2 | 5)) {
+    // In requests and replies alike chaddr names the client the message is about, which is how
+    // a reply's yiaddr is tied to a device (and a relayed request to the right MAC).
+    if let Some(mac) = pkt.client_mac() {
+        out.push(Fact::new(Field::DhcpClientMac, mac.to_string()));
+    }
+    if !pkt.is_request() && matches!(msg_type.map(|t| t.0), Some(2 | 5)) {
         let ip = pkt.your_ip();
         if !ip.is_unspecified() {
             out.push(Fact::new(Field::DhcpYourIp, ip.to_string()));
@@ -393,7 +394,7 @@ mod tests {
             assert_eq!(value(&facts, Field::DhcpMessageType), Some(kind));
             assert_eq!(value(&facts, Field::DhcpYourIp), Some("192.0.2.177"));
             assert_eq!(value(&facts, Field::DhcpHostname), None);
-            assert_eq!(value(&facts, Field::DhcpClientMac), None);
+            assert_eq!(value(&facts, Field::DhcpClientMac), Some("00:12:21:aa:bb:01"));
         }
     }
 

@@ -129,7 +129,8 @@ fields! {
 
     /// DHCP message type (option 53), e.g. `DISCOVER`.
     DhcpMessageType => Dhcp, "dhcp.message_type";
-    /// Client hardware address (chaddr) for Ethernet clients, `aa:bb:cc:dd:ee:ff`.
+    /// Client hardware address (chaddr) for Ethernet clients, `aa:bb:cc:dd:ee:ff`, in requests
+    /// and replies: the device the message is about.
     DhcpClientMac => Dhcp, "dhcp.client_mac";
     /// Option 12 host name.
     DhcpHostname => Dhcp, "dhcp.hostname";
