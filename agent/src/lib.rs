@@ -2,6 +2,14 @@
 //! up. Live capture and MQTT streaming arrive with issue 3.
 #![forbid(unsafe_code)]
 
+pub mod capture;
+pub mod config;
+pub mod devices;
+pub mod engine;
 pub mod observation;
+pub mod oui;
+pub mod output;
 pub mod pcap;
 pub mod pipeline;
+pub mod privileges;
+pub mod rules;

@@ -27,14 +27,11 @@ fn check_fixture(dir: &Path, fx: &Fixture) -> Vec<String> {
     let json = serde_json::to_string(&result.evidence).unwrap();
     let debug = format!("{:?} {:?}", result.read, result.dissect);
     for canary in &fx.canaries {
-        for part in canary.split(['^', ' ']).filter(|p| p.len() >= 4) {
+        for needle in ward_tests::canary_needles(canary) {
             for hay in [&json, &debug] {
-                if hay
-                    .to_ascii_lowercase()
-                    .contains(&part.to_ascii_lowercase())
-                {
+                if hay.to_ascii_lowercase().contains(&needle) {
                     problems.push(format!(
-                        "{}: patient data {part:?} reached the evidence",
+                        "{}: patient data {needle:?} reached the evidence",
                         fx.file
                     ));
                 }

@@ -1,0 +1,706 @@
+//! The device table: what the agent knows about each device it has seen, keyed by MAC (+ VLAN),
+//! or by IP address in captures that carry no link-layer addresses.
+//!
+//! Facts arrive from two places: every decoded frame (addresses, ARP, services seen from
+//! SYN-ACKs and UDP responses) and the dissector's evidence (identity facts, attributed to the
+//! device each field describes — see [`subject`]). Every fact keeps first/last seen and a count.
+//! The table is hard-capped: beyond `max_devices` the least recently seen device is evicted and
+//! counted, and every per-device list is capped too, so memory stays bounded under floods.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+
+use ward_protocols::frame::{Frame, Net, Transport};
+use ward_protocols::{Direction, Evidence, Field, MacAddr, Protocol};
+
+use crate::observation::{
+    AddressRecord, ClassificationRecord, DeviceRecord, FactRecord, MacKind, Seen, ServiceRecord,
+};
+use crate::oui::{self, OuiRegistry};
+use crate::rules::{RuleInput, RuleSet};
+
+/// Limits of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceTableConfig {
+    /// Devices tracked at once.
+    pub max_devices: usize,
+    /// Distinct facts kept per device.
+    pub max_facts: usize,
+    /// Addresses kept per device.
+    pub max_addresses: usize,
+    /// Services kept per device and direction (offered / used).
+    pub max_services: usize,
+    /// Distinct peers counted per service.
+    pub max_peers: usize,
+}
+
+impl Default for DeviceTableConfig {
+    fn default() -> Self {
+        DeviceTableConfig {
+            max_devices: 100_000,
+            max_facts: 256,
+            max_addresses: 16,
+            max_services: 64,
+            max_peers: 64,
+        }
+    }
+}
+
+/// Key of a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DeviceKey {
+    /// A MAC address on a VLAN (innermost tag).
+    Mac(MacAddr, Option<u16>),
+    /// An IP address, for captures without MACs.
+    Ip(IpAddr),
+}
+
+impl DeviceKey {
+    fn render(&self) -> String {
+        match self {
+            DeviceKey::Mac(m, None) => format!("mac:{m}"),
+            DeviceKey::Mac(m, Some(v)) => format!("mac:{m}@{v}"),
+            DeviceKey::Ip(ip) => format!("ip:{ip}"),
+        }
+    }
+}
+
+/// Counters of the table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceStats {
+    /// Devices currently tracked.
+    pub devices: u64,
+    /// Devices created.
+    pub created: u64,
+    /// Devices evicted because the table was full.
+    pub evicted: u64,
+    /// Facts, addresses, services or peers not recorded because a per-device cap was reached.
+    pub capped: u64,
+}
+
+#[derive(Debug)]
+struct Service {
+    app: Option<Protocol>,
+    peers: HashSet<IpAddr>,
+    peer_overflow: u64,
+    seen: Seen,
+}
+
+#[derive(Debug)]
+struct Device {
+    seen: Seen,
+    oui_vendor: Option<&'static str>,
+    addresses: Vec<AddressRecord>,
+    facts: HashMap<(Field, String), Seen>,
+    offered: HashMap<(bool, u16), Service>,
+    used: HashMap<(bool, u16), Service>,
+    classification: Option<ClassificationRecord>,
+    facts_changed: bool,
+    dirty: bool,
+    tick: u64,
+}
+
+/// The table. See the module documentation.
+#[derive(Debug)]
+pub struct DeviceTable {
+    cfg: DeviceTableConfig,
+    devices: HashMap<DeviceKey, Device>,
+    lru: BTreeMap<u64, DeviceKey>,
+    tick: u64,
+    dirty: Vec<DeviceKey>,
+    stats: DeviceStats,
+    oui: &'static OuiRegistry,
+    /// Addresses learned by MAC-keyed devices, so a packet that carries only an IP (the
+    /// receiver in a Linux cooked capture) finds the device instead of creating an IP-keyed one.
+    by_ip: HashMap<IpAddr, DeviceKey>,
+}
+
+/// Which endpoint of the carrying packet a field describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// The packet's sender.
+    Sender,
+    /// The packet's receiver.
+    Receiver,
+    /// The DHCP client named by chaddr.
+    DhcpClient,
+}
+
+/// The device a field describes, given the direction of the packet that carried it; `None`
+/// when that cannot be told (the fact is then not attributed).
+pub fn subject(field: Field, dir: Direction) -> Option<Subject> {
+    use Field::*;
+    Some(match field {
+        // The called AE names the acceptor: the receiver of an RQ, the sender of an AC.
+        DicomCalledAe => match dir {
+            Direction::FromClient => Subject::Receiver,
+            Direction::FromServer => Subject::Sender,
+            Direction::Unknown => return None,
+        },
+        DicomCallingAe => match dir {
+            Direction::FromClient => Subject::Sender,
+            Direction::FromServer => Subject::Receiver,
+            Direction::Unknown => return None,
+        },
+        // Dataset attributes describe the equipment that made the image: the sender when it
+        // pushes (C-STORE as requestor); images an archive returns (C-GET) describe someone else.
+        DicomModality
+        | DicomManufacturer
+        | DicomStationName
+        | DicomModelName
+        | DicomDeviceSerialNumber
+        | DicomSoftwareVersions => match dir {
+            Direction::FromClient => Subject::Sender,
+            _ => return None,
+        },
+        Hl7ReceivingApplication | Hl7ReceivingFacility => Subject::Receiver,
+        DhcpMessageType
+        | DhcpClientMac
+        | DhcpHostname
+        | DhcpRequestedIp
+        | DhcpParameterRequestList
+        | DhcpVendorClass
+        | DhcpClientId
+        | DhcpFqdn
+        | DhcpYourIp
+        | DhcpOptionOrder => Subject::DhcpClient,
+        _ => Subject::Sender,
+    })
+}
+
+/// Facts that describe a message rather than the DHCP client's own stack: kept out of the
+/// client's record when a server sent them.
+fn server_side_dhcp(field: Field) -> bool {
+    matches!(field, Field::DhcpOptionOrder | Field::DhcpMessageType)
+}
+
+impl DeviceTable {
+    /// An empty table.
+    pub fn new(cfg: DeviceTableConfig) -> Self {
+        DeviceTable {
+            cfg,
+            devices: HashMap::new(),
+            lru: BTreeMap::new(),
+            tick: 0,
+            dirty: Vec::new(),
+            stats: DeviceStats::default(),
+            oui: OuiRegistry::bundled(),
+            by_ip: HashMap::new(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> DeviceStats {
+        DeviceStats {
+            devices: self.devices.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// Number of devices.
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    fn key_for(
+        &self,
+        mac: Option<MacAddr>,
+        vlan: Option<u16>,
+        ip: Option<IpAddr>,
+    ) -> Option<DeviceKey> {
+        match (mac, ip) {
+            (Some(m), _) if !oui::is_multicast(m) && m.0 != [0; 6] => Some(DeviceKey::Mac(m, vlan)),
+            (Some(_), _) => None,
+            (None, Some(ip)) if unicast_ip(ip) => match self.by_ip.get(&ip) {
+                Some(k) if self.devices.contains_key(k) => Some(*k),
+                _ => Some(DeviceKey::Ip(ip)),
+            },
+            (None, _) => None,
+        }
+    }
+
+    /// Records that MAC-keyed `key` uses `ip`, folding any IP-keyed device for that address
+    /// (created before the MAC was known) into it.
+    fn learn_ip(&mut self, key: DeviceKey, ip: IpAddr) {
+        if !matches!(key, DeviceKey::Mac(..)) || !unicast_ip(ip) {
+            return;
+        }
+        if self.by_ip.get(&ip) != Some(&key)
+            && self.by_ip.len() < self.cfg.max_devices.saturating_mul(self.cfg.max_addresses)
+        {
+            self.by_ip.insert(ip, key);
+        }
+        let Some(orphan) = self.devices.remove(&DeviceKey::Ip(ip)) else {
+            return;
+        };
+        self.lru.remove(&orphan.tick);
+        let cfg = self.cfg;
+        if let Some(dev) = self.devices.get_mut(&key) {
+            dev.seen.first_us = dev.seen.first_us.min(orphan.seen.first_us);
+            dev.seen.last_us = dev.seen.last_us.max(orphan.seen.last_us);
+            dev.seen.count += orphan.seen.count;
+            for ((f, v), seen) in orphan.facts {
+                if dev.facts.len() < cfg.max_facts || dev.facts.contains_key(&(f, v.clone())) {
+                    let e = dev.facts.entry((f, v)).or_insert(seen);
+                    e.first_us = e.first_us.min(seen.first_us);
+                    e.last_us = e.last_us.max(seen.last_us);
+                }
+            }
+            for (svc, s) in orphan.offered {
+                if dev.offered.len() < cfg.max_services {
+                    dev.offered.entry(svc).or_insert(s);
+                }
+            }
+            for (svc, s) in orphan.used {
+                if dev.used.len() < cfg.max_services {
+                    dev.used.entry(svc).or_insert(s);
+                }
+            }
+            dev.facts_changed = true;
+        }
+    }
+
+    /// The device for `key`, created if new (evicting the least recently seen when full), its
+    /// recency refreshed and marked changed.
+    fn touch(&mut self, key: DeviceKey, t: i64) -> &mut Device {
+        self.tick += 1;
+        let tick = self.tick;
+        if !self.devices.contains_key(&key) && self.devices.len() >= self.cfg.max_devices {
+            if let Some((_, old)) = self.lru.pop_first() {
+                self.devices.remove(&old);
+                self.stats.evicted += 1;
+            }
+        }
+        let oui = self.oui;
+        let stats = &mut self.stats;
+        let dev = self.devices.entry(key).or_insert_with(|| {
+            stats.created += 1;
+            Device {
+                seen: Seen {
+                    first_us: t,
+                    last_us: t,
+                    count: 0,
+                },
+                oui_vendor: match key {
+                    DeviceKey::Mac(m, _) => oui.lookup(m),
+                    DeviceKey::Ip(_) => None,
+                },
+                addresses: Vec::new(),
+                facts: HashMap::new(),
+                offered: HashMap::new(),
+                used: HashMap::new(),
+                classification: None,
+                facts_changed: true,
+                dirty: false,
+                tick,
+            }
+        });
+        self.lru.remove(&dev.tick);
+        self.lru.insert(tick, key);
+        dev.tick = tick;
+        dev.seen.again(t);
+        if !dev.dirty {
+            dev.dirty = true;
+            self.dirty.push(key);
+        }
+        dev
+    }
+
+    /// Learns from one decoded frame: the sender's presence and address, ARP bindings, and
+    /// services from TCP SYN-ACKs and UDP responses from well-known ports.
+    pub fn observe_frame(&mut self, t: i64, frame: &Frame<'_>) {
+        let vlan = frame.vlans.as_slice().last().copied();
+        let cfg = self.cfg;
+        let (src_ip, dst_ip) = match frame.net {
+            Net::Ip { src, dst, .. } => (Some(src), Some(dst)),
+            Net::Arp(arp) => {
+                if let Some(key) = self.key_for(Some(arp.sender_mac), vlan, None) {
+                    let ip = IpAddr::V4(arp.sender_ip);
+                    if unicast_ip(ip) {
+                        let capped = add_address(self.touch(key, t), &cfg, ip, "arp", t);
+                        self.stats.capped += u64::from(capped);
+                        self.learn_ip(key, ip);
+                    }
+                }
+                return;
+            }
+            Net::None => (None, None),
+        };
+        let Some(src_key) = self.key_for(frame.src_mac, vlan, src_ip) else {
+            return;
+        };
+        let mut learned = None;
+        {
+            let dev = self.touch(src_key, t);
+            // Only MAC-keyed devices learn addresses from IP headers; an IP key is its address.
+            if let (DeviceKey::Mac(..), Some(ip)) = (src_key, src_ip) {
+                if unicast_ip(ip) && !dev.addresses.iter().any(|a| a.ip == ip) {
+                    let capped = add_address(dev, &cfg, ip, "ip", t);
+                    self.stats.capped += u64::from(capped);
+                    learned = Some(ip);
+                } else if let Some(a) = dev.addresses.iter_mut().find(|a| Some(a.ip) == src_ip) {
+                    a.seen.again(t);
+                }
+            }
+        }
+        if let Some(ip) = learned {
+            self.learn_ip(src_key, ip);
+        }
+        let service = match frame.transport {
+            Transport::Tcp(s) if s.syn && s.ack => Some((true, s.src_port)),
+            Transport::Udp(u) if u.src_port < 1024 && u.dst_port >= 1024 => {
+                Some((false, u.src_port))
+            }
+            _ => None,
+        };
+        if let Some(svc) = service {
+            let peer = dst_ip;
+            let capped = record_service(self.touch(src_key, t), &cfg, true, svc, peer, None, t);
+            self.stats.capped += u64::from(capped);
+            if let Some(dst_key) = self.key_for(frame.dst_mac, vlan, dst_ip) {
+                let capped =
+                    record_service(self.touch(dst_key, t), &cfg, false, svc, src_ip, None, t);
+                self.stats.capped += u64::from(capped);
+            }
+        }
+    }
+
+    /// Attributes the evidence of one frame to the devices it describes.
+    pub fn observe_evidence(&mut self, batch: &[Evidence]) {
+        let cfg = self.cfg;
+        // A DHCP message's facts all describe the client its chaddr names.
+        let dhcp_client = batch
+            .iter()
+            .find(|e| e.field == Field::DhcpClientMac)
+            .and_then(|e| e.value.parse::<MacAddr>().ok());
+        let mut labelled = false;
+        for e in batch {
+            let ends = &e.endpoints;
+            let vlan = ends.vlans.last().copied();
+            let sender = self.key_for(ends.src_mac, vlan, ends.src_ip);
+            let receiver = self.key_for(ends.dst_mac, vlan, ends.dst_ip);
+            // The first fact of a TCP application tells which side serves that protocol.
+            if !labelled && e.protocol != Protocol::Dhcp {
+                labelled = true;
+                self.label_service(e, sender, receiver);
+            }
+            let from_server = e.endpoints.src_port == Some(67);
+            let key = match subject(e.field, e.direction) {
+                Some(Subject::Sender) => sender,
+                Some(Subject::Receiver) => receiver,
+                Some(Subject::DhcpClient) => {
+                    if from_server && server_side_dhcp(e.field) {
+                        None
+                    } else {
+                        dhcp_client
+                            .and_then(|m| self.key_for(Some(m), vlan, None))
+                            .or(sender)
+                    }
+                }
+                None => None,
+            };
+            let Some(key) = key else { continue };
+            let t = e.time_us;
+            let dev = self.touch(key, t);
+            let mut learned = None;
+            let capped = if e.field == Field::DhcpYourIp {
+                match e.value.parse::<IpAddr>() {
+                    Ok(ip) => {
+                        learned = Some(ip);
+                        add_address(dev, &cfg, ip, "dhcp", t)
+                    }
+                    Err(_) => false,
+                }
+            } else {
+                add_fact(dev, &cfg, e.field, &e.value, t)
+            };
+            self.stats.capped += u64::from(capped);
+            if let Some(ip) = learned {
+                self.learn_ip(key, ip);
+            }
+        }
+    }
+
+    fn label_service(
+        &mut self,
+        e: &Evidence,
+        sender: Option<DeviceKey>,
+        receiver: Option<DeviceKey>,
+    ) {
+        let ends = &e.endpoints;
+        let (server, client, port, server_ip, client_ip) = match e.direction {
+            Direction::FromClient => (receiver, sender, ends.dst_port, ends.dst_ip, ends.src_ip),
+            Direction::FromServer => (sender, receiver, ends.src_port, ends.src_ip, ends.dst_ip),
+            Direction::Unknown => return,
+        };
+        let Some(port) = port else { return };
+        let cfg = self.cfg;
+        let t = e.time_us;
+        if let Some(k) = server {
+            let c = record_service(
+                self.touch(k, t),
+                &cfg,
+                true,
+                (true, port),
+                client_ip,
+                Some(e.protocol),
+                t,
+            );
+            self.stats.capped += u64::from(c);
+        }
+        if let Some(k) = client {
+            let c = record_service(
+                self.touch(k, t),
+                &cfg,
+                false,
+                (true, port),
+                server_ip,
+                Some(e.protocol),
+                t,
+            );
+            self.stats.capped += u64::from(c);
+        }
+    }
+
+    /// Devices changed since the last call, classified with `rules`, as records; clears the
+    /// changed marks.
+    pub fn take_changes(&mut self, rules: &RuleSet) -> Vec<DeviceRecord> {
+        let keys = std::mem::take(&mut self.dirty);
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(dev) = self.devices.get_mut(&key) {
+                dev.dirty = false;
+                out.push(record(key, dev, rules));
+            }
+        }
+        out
+    }
+
+    /// Every device, classified, as records (a full snapshot). Does not clear changed marks.
+    pub fn snapshot(&mut self, rules: &RuleSet) -> Vec<DeviceRecord> {
+        let mut keys: Vec<DeviceKey> = self.devices.keys().copied().collect();
+        keys.sort();
+        keys.into_iter()
+            .filter_map(|k| self.devices.get_mut(&k).map(|d| record(k, d, rules)))
+            .collect()
+    }
+
+    /// Rough heap bytes held, for statistics (walks the table; not for per-packet use).
+    pub fn memory(&self) -> usize {
+        let per_dev = std::mem::size_of::<Device>() + std::mem::size_of::<DeviceKey>() * 2 + 32;
+        self.devices
+            .values()
+            .map(|d| {
+                per_dev
+                    + d.addresses.capacity() * std::mem::size_of::<AddressRecord>()
+                    + d.facts
+                        .iter()
+                        .map(|((_, v), _)| v.capacity() + 64)
+                        .sum::<usize>()
+                    + (d.offered.len() + d.used.len()) * 96
+                    + d.offered
+                        .values()
+                        .chain(d.used.values())
+                        .map(|s| s.peers.capacity() * 24)
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+}
+
+fn unicast_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    }
+}
+
+/// Returns true when the per-device cap stopped the address being recorded.
+fn add_address(
+    dev: &mut Device,
+    cfg: &DeviceTableConfig,
+    ip: IpAddr,
+    source: &str,
+    t: i64,
+) -> bool {
+    if let Some(a) = dev
+        .addresses
+        .iter_mut()
+        .find(|a| a.ip == ip && a.source == source)
+    {
+        a.seen.again(t);
+        return false;
+    }
+    if dev.addresses.len() >= cfg.max_addresses {
+        // A router's MAC carries every remote address: keep the most recent ones.
+        if let Some(oldest) = dev
+            .addresses
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, a)| a.seen.last_us)
+            .map(|(i, _)| i)
+        {
+            dev.addresses.swap_remove(oldest);
+        }
+        dev.addresses.push(AddressRecord {
+            ip,
+            source: source.to_owned(),
+            seen: Seen::once(t),
+        });
+        dev.facts_changed = true;
+        return true;
+    }
+    dev.addresses.push(AddressRecord {
+        ip,
+        source: source.to_owned(),
+        seen: Seen::once(t),
+    });
+    dev.facts_changed = true;
+    false
+}
+
+fn add_fact(dev: &mut Device, cfg: &DeviceTableConfig, field: Field, value: &str, t: i64) -> bool {
+    // Look up without allocating: facts repeat far more often than they are new.
+    if let Some((_, seen)) = dev
+        .facts
+        .iter_mut()
+        .find(|((f, v), _)| *f == field && v == value)
+    {
+        seen.again(t);
+        return false;
+    }
+    if dev.facts.len() >= cfg.max_facts {
+        return true;
+    }
+    dev.facts.insert((field, value.to_owned()), Seen::once(t));
+    dev.facts_changed = true;
+    false
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_service(
+    dev: &mut Device,
+    cfg: &DeviceTableConfig,
+    offered: bool,
+    svc: (bool, u16),
+    peer: Option<IpAddr>,
+    app: Option<Protocol>,
+    t: i64,
+) -> bool {
+    let map = if offered {
+        &mut dev.offered
+    } else {
+        &mut dev.used
+    };
+    let mut capped = false;
+    if !map.contains_key(&svc) {
+        if map.len() >= cfg.max_services {
+            return true;
+        }
+        map.insert(
+            svc,
+            Service {
+                app: None,
+                peers: HashSet::new(),
+                peer_overflow: 0,
+                seen: Seen {
+                    first_us: t,
+                    last_us: t,
+                    count: 0,
+                },
+            },
+        );
+        dev.facts_changed = true;
+    }
+    if let Some(s) = map.get_mut(&svc) {
+        if app.is_some() && s.app.is_none() {
+            s.app = app;
+            dev.facts_changed = true;
+        } else {
+            s.seen.again(t);
+        }
+        if let Some(p) = peer {
+            if !s.peers.contains(&p) {
+                if s.peers.len() < cfg.max_peers {
+                    s.peers.insert(p);
+                } else {
+                    s.peer_overflow += 1;
+                    capped = true;
+                }
+            }
+        }
+    }
+    capped
+}
+
+fn services(map: &HashMap<(bool, u16), Service>) -> Vec<ServiceRecord> {
+    let mut v: Vec<ServiceRecord> = map
+        .iter()
+        .map(|(&(tcp, port), s)| ServiceRecord {
+            transport: if tcp { "tcp" } else { "udp" }.to_owned(),
+            port,
+            app: s.app,
+            peers: s.peers.len() as u64 + s.peer_overflow,
+            seen: s.seen,
+        })
+        .collect();
+    v.sort_by(|a, b| (&a.transport, a.port).cmp(&(&b.transport, b.port)));
+    v
+}
+
+fn record(key: DeviceKey, dev: &mut Device, rules: &RuleSet) -> DeviceRecord {
+    let mac = match key {
+        DeviceKey::Mac(m, _) => Some(m),
+        DeviceKey::Ip(_) => None,
+    };
+    if dev.facts_changed || dev.classification.is_none() {
+        let facts: Vec<(Field, &str)> = dev.facts.keys().map(|(f, v)| (*f, v.as_str())).collect();
+        let input = RuleInput {
+            mac: mac.unwrap_or_default(),
+            oui_vendor: dev.oui_vendor,
+            facts: &facts,
+        };
+        dev.classification = Some(rules.classify(&input));
+        dev.facts_changed = false;
+    }
+    let mut facts: Vec<FactRecord> = dev
+        .facts
+        .iter()
+        .map(|((f, v), s)| FactRecord {
+            field: *f,
+            protocol: f.protocol(),
+            value: v.clone(),
+            seen: *s,
+        })
+        .collect();
+    facts.sort_by(|a, b| (a.field, &a.value).cmp(&(b.field, &b.value)));
+    let mut addresses = dev.addresses.clone();
+    addresses.sort_by(|a, b| (a.ip, &a.source).cmp(&(b.ip, &b.source)));
+    DeviceRecord {
+        key: key.render(),
+        mac,
+        vlan: match key {
+            DeviceKey::Mac(_, v) => v,
+            DeviceKey::Ip(_) => None,
+        },
+        mac_kind: mac.map(|m| {
+            if oui::is_locally_administered(m) {
+                MacKind::Local
+            } else {
+                MacKind::Universal
+            }
+        }),
+        oui_vendor: dev.oui_vendor.map(str::to_owned),
+        seen: dev.seen,
+        addresses,
+        facts,
+        services_offered: services(&dev.offered),
+        services_used: services(&dev.used),
+        classification: dev.classification.clone(),
+    }
+}

@@ -1,0 +1,515 @@
+//! Where observations go: an MQTT broker (with a durable on-disk spool, so nothing is lost
+//! while the broker is away) or a JSON-lines file / standard output.
+//!
+//! - [`parse_output_url`] turns `--output` into an [`OutputSpec`].
+//! - [`mqtt::MqttOutput`] publishes `ward.observation.v1` messages on
+//!   `ward/v1/<site>/<agent-id>/devices` (QoS 1) and `ward.status.v1` on
+//!   `ward/v1/<site>/<agent-id>/status` (QoS 1, retained, with an offline last will).
+//! - [`jsonl::JsonlOutput`] writes every message as one line.
+//! - [`Output`] is either, behind one surface.
+//!
+//! Message schemas and delivery guarantees: `docs/schema/observation-v1.md`.
+
+pub mod jsonl;
+pub mod mqtt;
+pub mod spool;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub use jsonl::JsonlOutput;
+pub use mqtt::{MqttConfig, MqttOutput};
+pub use spool::{Spool, SpoolError, SpoolMessage, SpoolStats};
+
+/// Default port of `mqtt://`.
+pub const MQTT_PORT: u16 = 1883;
+/// Default port of `mqtts://`.
+pub const MQTTS_PORT: u16 = 8883;
+
+/// Output errors.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// `--output` (or `MqttConfig::url`) could not be parsed.
+    #[error("invalid output {url:?}: {reason}")]
+    InvalidUrl {
+        /// What was given.
+        url: String,
+        /// Why it is wrong.
+        reason: String,
+    },
+    /// A setting is invalid; `setting` is the [`MqttConfig`] field name.
+    #[error("invalid MQTT setting `{setting}`: {reason}")]
+    InvalidSetting {
+        /// The field.
+        setting: &'static str,
+        /// Why it is wrong.
+        reason: String,
+    },
+    /// The spool failed (the message was not stored).
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// Writing a JSON-lines output failed.
+    #[error("{target}: {source}")]
+    Io {
+        /// The file (or `-`).
+        target: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A message was not valid JSON (JSON-lines output re-encodes multi-line JSON).
+    #[error("message is not valid JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    /// The message is larger than an MQTT packet can be.
+    #[error("message of {size} bytes exceeds the MQTT packet limit of {max} bytes")]
+    TooLarge {
+        /// Packet size it would need.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The output was shut down or its task is gone.
+    #[error("output is shut down")]
+    Closed,
+    /// `MqttOutput::start` was called outside a Tokio runtime.
+    #[error("the MQTT output must be started inside a Tokio runtime")]
+    NoRuntime,
+}
+
+/// A parsed `--output`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputSpec {
+    /// `mqtt://host[:port]` or `mqtts://host[:port]`.
+    Mqtt(MqttEndpoint),
+    /// `jsonl:PATH` or `jsonl:-`.
+    Jsonl(JsonlTarget),
+}
+
+/// A broker address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttEndpoint {
+    /// `mqtts://`.
+    pub tls: bool,
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// Port (1883 / 8883 by default).
+    pub port: u16,
+}
+
+/// Where JSON lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonlTarget {
+    /// `jsonl:-`.
+    Stdout,
+    /// `jsonl:PATH` (appended to).
+    File(PathBuf),
+}
+
+impl std::fmt::Display for MqttEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Parses `mqtt://host[:port]` (default 1883), `mqtts://host[:port]` (default 8883),
+/// `jsonl:PATH` and `jsonl:-` (standard output).
+pub fn parse_output_url(s: &str) -> Result<OutputSpec, OutputError> {
+    let bad = |reason: &str| OutputError::InvalidUrl {
+        url: s.to_string(),
+        reason: reason.to_string(),
+    };
+    if let Some(path) = s.strip_prefix("jsonl:") {
+        return match path {
+            "" => Err(bad("expected jsonl:PATH or jsonl:- (standard output)")),
+            "-" => Ok(OutputSpec::Jsonl(JsonlTarget::Stdout)),
+            p => Ok(OutputSpec::Jsonl(JsonlTarget::File(PathBuf::from(
+                p.strip_prefix("//").unwrap_or(p),
+            )))),
+        };
+    }
+    let (tls, rest) = if let Some(r) = s.strip_prefix("mqtt://") {
+        (false, r)
+    } else if let Some(r) = s.strip_prefix("mqtts://") {
+        (true, r)
+    } else {
+        let lower = s.to_ascii_lowercase();
+        let hint = if lower.starts_with("tcp://") {
+            "use mqtt://host[:port]"
+        } else if lower.starts_with("ssl://") || lower.starts_with("tls://") {
+            "use mqtts://host[:port]"
+        } else if lower.starts_with("mqtt://") || lower.starts_with("mqtts://") {
+            "the scheme must be lower case"
+        } else {
+            "expected mqtt://host[:port], mqtts://host[:port], jsonl:PATH or jsonl:-"
+        };
+        return Err(bad(hint));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('@') {
+        return Err(bad(
+            "credentials do not belong in the URL; use the username/password settings",
+        ));
+    }
+    if rest.contains(['/', '?', '#']) {
+        return Err(bad("a broker URL has no path, query or fragment"));
+    }
+    let default_port = if tls { MQTTS_PORT } else { MQTT_PORT };
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let Some((host, after)) = v6.split_once(']') else {
+            return Err(bad("unterminated [IPv6 address]"));
+        };
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad("invalid IPv6 address"));
+        }
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| bad("expected :port after ]"))?,
+            ),
+        };
+        (host, port)
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("missing host"));
+    }
+    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("host contains whitespace or control characters"));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(0) | Err(_) => return Err(bad("port must be a number from 1 to 65535")),
+            Ok(p) => p,
+        },
+    };
+    Ok(OutputSpec::Mqtt(MqttEndpoint {
+        tls,
+        host: host.to_string(),
+        port,
+    }))
+}
+
+/// Counters of an output. Cheap to read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutputStats {
+    /// Device messages accepted by `publish_devices` since start.
+    pub published: u64,
+    /// Device PUBLISH packets handed to the connection, resends included (JSON lines: lines
+    /// written).
+    pub sent: u64,
+    /// Device messages the broker acknowledged (PUBACK) and the spool dropped (JSON lines:
+    /// lines flushed).
+    pub acked: u64,
+    /// Messages in the spool.
+    pub spool_depth: u64,
+    /// Bytes in the spool.
+    pub spool_bytes: u64,
+    /// Messages evicted from the full spool since start.
+    pub evicted_messages: u64,
+    /// Bytes evicted since start.
+    pub evicted_bytes: u64,
+    /// Successful connections after the first.
+    pub reconnects: u64,
+    /// Failed connection attempts (refused, unreachable, TLS, authentication…).
+    pub connect_failures: u64,
+    /// Connected to the broker now (JSON lines: always true).
+    pub connected: bool,
+}
+
+/// Schema identifier of status messages.
+pub const STATUS_SCHEMA: &str = "ward.status.v1";
+
+/// Agent state in a status message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    /// Running and connected.
+    Online,
+    /// Stopped, or the broker lost the connection (last will).
+    Offline,
+}
+
+/// A `ward.status.v1` message, published retained on `ward/v1/<site>/<agent-id>/status`.
+/// Documented in `docs/schema/observation-v1.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusMessage {
+    /// Always [`STATUS_SCHEMA`].
+    pub schema: String,
+    /// Online or offline.
+    pub state: AgentState,
+    /// Agent id.
+    pub agent_id: String,
+    /// Site.
+    pub site: String,
+    /// Agent instance (as in observations).
+    pub instance: String,
+    /// Agent version.
+    pub version: String,
+    /// When the instance started, RFC 3339 UTC.
+    pub started_at: String,
+    /// When the message was made, RFC 3339 UTC (the last will: when it was registered).
+    pub time: String,
+    /// Why offline: `shutdown` or `connection_lost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Counters (absent from the last will).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<StatusStats>,
+}
+
+/// The `stats` object of a status message; cumulative since the instance started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusStats {
+    /// Packets captured.
+    pub packets: u64,
+    /// Bytes captured.
+    pub bytes: u64,
+    /// Packets the kernel dropped.
+    pub kernel_drops: u64,
+    /// Devices in the table now.
+    pub devices: u64,
+    /// TCP flows tracked now.
+    pub flows: u64,
+    /// Flow and device table evictions.
+    pub evictions: u64,
+    /// Messages waiting in the spool.
+    pub spool_depth: u64,
+    /// Bytes waiting in the spool.
+    pub spool_bytes: u64,
+    /// Messages the full spool evicted (lost).
+    pub spool_evicted: u64,
+}
+
+impl StatusMessage {
+    /// A status with the schema and version filled in and `time` = now.
+    pub fn new(
+        state: AgentState,
+        site: &str,
+        agent_id: &str,
+        instance: &str,
+        started_at: SystemTime,
+    ) -> StatusMessage {
+        StatusMessage {
+            schema: STATUS_SCHEMA.to_string(),
+            state,
+            agent_id: agent_id.to_string(),
+            site: site.to_string(),
+            instance: instance.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: rfc3339_millis(started_at),
+            time: rfc3339_millis(SystemTime::now()),
+            reason: None,
+            stats: None,
+        }
+    }
+}
+
+/// `2025-01-31T12:34:56.789Z`.
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = d.as_secs();
+    let millis = d.subsec_millis();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, dd) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Either output, behind one surface.
+#[derive(Debug)]
+pub enum Output {
+    /// MQTT with a spool.
+    Mqtt(MqttOutput),
+    /// JSON lines.
+    Jsonl(JsonlOutput),
+}
+
+impl Output {
+    /// Publishes one `ward.observation.v1` message. MQTT: stored durably in the spool before
+    /// this returns (a blocking fsync), then sent; returns the spool id. JSON lines: buffered;
+    /// returns the line number.
+    pub fn publish_devices(&self, payload: Vec<u8>) -> Result<u64, OutputError> {
+        match self {
+            Output::Mqtt(o) => o.publish_devices(payload),
+            Output::Jsonl(o) => o.publish_devices(payload),
+        }
+    }
+
+    /// Publishes a `ward.status.v1` message (MQTT: retained, latest value only, not spooled).
+    pub fn publish_status(&self, payload: Vec<u8>) -> Result<(), OutputError> {
+        match self {
+            Output::Mqtt(o) => o.publish_status(payload),
+            Output::Jsonl(o) => o.publish_status(payload),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> OutputStats {
+        match self {
+            Output::Mqtt(o) => o.stats(),
+            Output::Jsonl(o) => o.stats(),
+        }
+    }
+
+    /// Stops accepting messages and drains: MQTT waits up to `timeout` for the spool to drain,
+    /// publishes the retained offline status and disconnects (what is not acknowledged stays
+    /// spooled for the next start); JSON lines flushes.
+    pub async fn shutdown(self, timeout: Duration) -> Result<OutputStats, OutputError> {
+        match self {
+            Output::Mqtt(o) => Ok(o.shutdown(timeout).await),
+            Output::Jsonl(o) => o.shutdown(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mqtt(tls: bool, host: &str, port: u16) -> OutputSpec {
+        OutputSpec::Mqtt(MqttEndpoint {
+            tls,
+            host: host.into(),
+            port,
+        })
+    }
+
+    #[test]
+    fn parses_output_urls() {
+        assert_eq!(
+            parse_output_url("mqtt://broker").unwrap(),
+            mqtt(false, "broker", 1883)
+        );
+        assert_eq!(
+            parse_output_url("mqtt://broker:1884/").unwrap(),
+            mqtt(false, "broker", 1884)
+        );
+        assert_eq!(
+            parse_output_url("mqtts://broker.example").unwrap(),
+            mqtt(true, "broker.example", 8883)
+        );
+        assert_eq!(
+            parse_output_url("mqtts://10.0.0.1:9000").unwrap(),
+            mqtt(true, "10.0.0.1", 9000)
+        );
+        assert_eq!(
+            parse_output_url("mqtt://[::1]:1999").unwrap(),
+            mqtt(false, "::1", 1999)
+        );
+        assert_eq!(
+            parse_output_url("mqtt://[fe80::1]").unwrap(),
+            mqtt(false, "fe80::1", 1883)
+        );
+        assert_eq!(
+            parse_output_url("jsonl:-").unwrap(),
+            OutputSpec::Jsonl(JsonlTarget::Stdout)
+        );
+        assert_eq!(
+            parse_output_url("jsonl:/var/lib/ward/out.jsonl").unwrap(),
+            OutputSpec::Jsonl(JsonlTarget::File("/var/lib/ward/out.jsonl".into()))
+        );
+        assert_eq!(
+            parse_output_url("jsonl:rel.jsonl").unwrap(),
+            OutputSpec::Jsonl(JsonlTarget::File("rel.jsonl".into()))
+        );
+    }
+
+    #[test]
+    fn rejects_bad_urls_with_reasons() {
+        for (url, needle) in [
+            ("", "expected mqtt://"),
+            ("broker:1883", "expected mqtt://"),
+            ("tcp://broker", "use mqtt://"),
+            ("ssl://broker", "use mqtts://"),
+            ("MQTT://broker", "lower case"),
+            ("mqtt://", "missing host"),
+            ("mqtt://:1883", "missing host"),
+            ("mqtt://broker:0", "port"),
+            ("mqtt://broker:65536", "port"),
+            ("mqtt://broker:x", "port"),
+            ("mqtt://user:pw@broker", "credentials"),
+            ("mqtt://broker/topic", "path"),
+            ("mqtt://[::1", "unterminated"),
+            ("mqtt://[zz]:1", "IPv6"),
+            ("mqtt://[::1]x", ":port"),
+            ("jsonl:", "jsonl:PATH"),
+        ] {
+            let e = parse_output_url(url).unwrap_err().to_string();
+            assert!(e.contains(needle), "{url:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn endpoint_display_round_trips() {
+        for url in ["mqtt://h:1", "mqtts://h:8883", "mqtt://[::1]:1883"] {
+            let OutputSpec::Mqtt(ep) = parse_output_url(url).unwrap() else {
+                panic!()
+            };
+            assert_eq!(ep.to_string(), url);
+        }
+    }
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339_millis(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(951_782_400_123); // leap day 2000
+        assert_eq!(rfc3339_millis(t), "2000-02-29T00:00:00.123Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_735_689_599); // last second of 2024
+        assert_eq!(rfc3339_millis(t), "2024-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn status_serializes_per_schema() {
+        let mut s = StatusMessage::new(AgentState::Online, "site", "agent", "inst", UNIX_EPOCH);
+        s.stats = Some(StatusStats::default());
+        let v: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["schema"], "ward.status.v1");
+        assert_eq!(v["state"], "online");
+        assert_eq!(v["started_at"], "1970-01-01T00:00:00.000Z");
+        assert!(v.get("reason").is_none());
+        for k in [
+            "packets",
+            "bytes",
+            "kernel_drops",
+            "devices",
+            "flows",
+            "evictions",
+            "spool_depth",
+            "spool_bytes",
+            "spool_evicted",
+        ] {
+            assert_eq!(v["stats"][k], 0, "{k}");
+        }
+    }
+}

@@ -1,0 +1,784 @@
+//! Fingerprint rules as data: what a device is, from the evidence seen about it.
+//!
+//! Rules live in TOML files (format, precedence and override semantics: `agent/rules/README.md`).
+//! The bundled set (`agent/rules/*.toml`) is compiled into the binary; sites add or override rules
+//! with their own directory. Each rule has AND-ed conditions on evidence fields (every
+//! [`ward_protocols::Field`] name, plus the pseudo-fields `oui`, `mac_prefix` and `mac`) and sets
+//! some of `manufacturer`, `model`, `device_type` (a fixed vocabulary, [`DEVICE_TYPES`]) and
+//! `software_version`, with a confidence.
+//!
+//! Loading validates everything — TOML syntax and keys, field names, regexes, templates, device
+//! types, confidences, duplicate ids across files — and reports `file:line:column` of the problem.
+//!
+//! [`RuleSet::classify`] evaluates every rule against one device's facts. It is cheap: regexes
+//! are compiled at load, `equals` conditions are looked up in a hash index per field, and every
+//! other condition is only tried on facts of its own field. For each output attribute the value
+//! comes from the matching rule of highest precedence: higher confidence, then user over bundled,
+//! then more conditions, then earlier in file order.
+
+mod load;
+mod template;
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use regex::Regex;
+use ward_protocols::{Field, MacAddr};
+
+use crate::observation::{ClassificationRecord, RuleMatchRecord};
+use crate::oui::OuiRegistry;
+use template::Template;
+
+/// The device-type vocabulary: a rule may only set one of these. Documented in
+/// `agent/rules/README.md`.
+pub const DEVICE_TYPES: &[&str] = &[
+    // Imaging modalities.
+    "ct",
+    "mr",
+    "us",
+    "xray",
+    "nm",
+    "pet",
+    "mammography",
+    "radiotherapy",
+    "ecg",
+    "modality_other",
+    // Imaging infrastructure.
+    "pacs",
+    "worklist_server",
+    "dicom_toolkit",
+    // Bedside devices.
+    "patient_monitor",
+    "monitor_gateway",
+    "infusion_pump",
+    "ventilator",
+    "anesthesia",
+    "lab_analyzer",
+    "medical_device_other",
+    // Clinical IT.
+    "interface_engine",
+    "ehr",
+    "workstation",
+    // General IT.
+    "printer",
+    "network_infra",
+    "mobile_device",
+    "unknown",
+];
+
+/// The facts known about one device, as [`RuleSet::classify`] reads them.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleInput<'a> {
+    /// The device's MAC address. The all-zero address means "no MAC known" (captures without a
+    /// link layer): the `mac` and `mac_prefix` pseudo-fields are then absent.
+    pub mac: MacAddr,
+    /// Organisation of the MAC's OUI (the `oui` pseudo-field), normally
+    /// [`OuiRegistry::lookup`], which is `None` for locally administered addresses.
+    pub oui_vendor: Option<&'a str>,
+    /// Distinct (field, value) facts known for the device.
+    pub facts: &'a [(Field, &'a str)],
+}
+
+impl<'a> RuleInput<'a> {
+    /// Input whose `oui_vendor` comes from the bundled IEEE registry.
+    pub fn with_bundled_oui(mac: MacAddr, facts: &'a [(Field, &'a str)]) -> RuleInput<'a> {
+        RuleInput {
+            mac,
+            oui_vendor: OuiRegistry::bundled().lookup(mac),
+            facts,
+        }
+    }
+}
+
+/// A problem loading rules. The `Display` form is `file:line:column: rule "id": what is wrong`.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// A file or directory could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A rule file is malformed or a rule is invalid.
+    #[error("{file}:{line}:{column}: {}{message}", rule_prefix(rule.as_deref()))]
+    Invalid {
+        /// Source name of the file (its path, or `bundled:NAME` for bundled rules).
+        file: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column (in characters) of the problem.
+        column: usize,
+        /// Id of the rule concerned, when known.
+        rule: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn rule_prefix(rule: Option<&str>) -> String {
+    rule.map(|id| format!("rule {id:?}: ")).unwrap_or_default()
+}
+
+/// What [`check_dir`] found: rule counts per file, in load order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RuleSummary {
+    /// One entry per `*.toml` file.
+    pub files: Vec<FileSummary>,
+}
+
+/// Rule counts of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSummary {
+    /// Source name (path) of the file.
+    pub file: String,
+    /// Enabled rules.
+    pub rules: usize,
+    /// Rules with `enabled = false` (overrides that switch a bundled rule off).
+    pub disabled: usize,
+}
+
+impl RuleSummary {
+    /// Enabled rules in all files.
+    pub fn total(&self) -> usize {
+        self.files.iter().map(|f| f.rules).sum()
+    }
+}
+
+impl fmt::Display for RuleSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} rule(s) in {} file(s): OK",
+            self.total(),
+            self.files.len()
+        )?;
+        for file in &self.files {
+            write!(f, "  {}: {} rule(s)", file.file, file.rules)?;
+            if file.disabled > 0 {
+                write!(f, ", {} disabled", file.disabled)?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads and validates every `*.toml` file in `dir` (what `ward-agent rules check DIR` runs).
+pub fn check_dir(dir: &Path) -> Result<RuleSummary, RuleError> {
+    load::load_dir(dir).map(|(_, summary)| summary)
+}
+
+/// The bundled rule files, in precedence (file) order.
+const BUNDLED: &[(&str, &str)] = &[
+    ("bundled:dicom.toml", include_str!("../rules/dicom.toml")),
+    ("bundled:hl7.toml", include_str!("../rules/hl7.toml")),
+    ("bundled:dhcp.toml", include_str!("../rules/dhcp.toml")),
+    ("bundled:oui.toml", include_str!("../rules/oui.toml")),
+];
+
+/// A compiled, indexed set of rules.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    /// Enabled rules in file order (bundled first after [`RuleSet::with_overrides`]).
+    rules: Vec<Rule>,
+    /// Rules switched off with `enabled = false`: they only matter to `with_overrides`.
+    disabled: Vec<Located>,
+    index: Index,
+}
+
+/// Where a rule was defined.
+#[derive(Debug, Clone)]
+struct Located {
+    id: String,
+    source: Arc<str>,
+    line: usize,
+    column: usize,
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+struct Rule {
+    at: Located,
+    /// AND-ed; the first is positive and is the primary condition (evidence and captures).
+    conditions: Vec<Condition>,
+    manufacturer: Option<Template>,
+    model: Option<Template>,
+    device_type: Option<&'static str>,
+    software_version: Option<Template>,
+    confidence: f32,
+    /// From a user override set: wins ties against bundled rules.
+    user: bool,
+}
+
+/// What a condition looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    Fact(Field),
+    /// Organisation name of the MAC's OUI.
+    Oui,
+    /// First three octets of the MAC, `aa:bb:cc`.
+    MacPrefix,
+    /// The whole MAC, `aa:bb:cc:dd:ee:ff`.
+    Mac,
+}
+
+/// Number of index slots: every field, then the three pseudo-fields.
+const SLOTS: usize = Field::ALL.len() + 3;
+
+impl Subject {
+    fn parse(name: &str) -> Option<Subject> {
+        match name {
+            "oui" => Some(Subject::Oui),
+            "mac_prefix" => Some(Subject::MacPrefix),
+            "mac" => Some(Subject::Mac),
+            _ => Field::ALL
+                .iter()
+                .find(|f| f.name() == name)
+                .map(|&f| Subject::Fact(f)),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Subject::Fact(f) => f.name(),
+            Subject::Oui => "oui",
+            Subject::MacPrefix => "mac_prefix",
+            Subject::Mac => "mac",
+        }
+    }
+
+    fn slot(self) -> usize {
+        match self {
+            // Declaration order, which is also the order of `Field::ALL`.
+            Subject::Fact(f) => f as usize,
+            Subject::Oui => Field::ALL.len(),
+            Subject::MacPrefix => Field::ALL.len() + 1,
+            Subject::Mac => Field::ALL.len() + 2,
+        }
+    }
+
+    fn is_mac(self) -> bool {
+        matches!(self, Subject::MacPrefix | Subject::Mac)
+    }
+}
+
+/// One condition: `field` + one test, possibly negated.
+#[derive(Debug, Clone)]
+struct Condition {
+    subject: Subject,
+    test: Test,
+    /// `not = true`: holds when *no* fact of the field passes the test.
+    negate: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Test {
+    Equals(Box<str>),
+    /// Case-insensitive equality; the pattern is stored lowercased.
+    EqualsCi(Box<str>),
+    Prefix(Box<str>),
+    Contains(Box<str>),
+    /// `regex`, and case-insensitive `prefix`/`contains` (compiled to an escaped regex).
+    Regex(Regex),
+}
+
+impl Test {
+    fn matches(&self, value: &str) -> bool {
+        match self {
+            Test::Equals(p) => value == &**p,
+            Test::EqualsCi(p) => value.chars().flat_map(char::to_lowercase).eq(p.chars()),
+            Test::Prefix(p) => value.starts_with(&**p),
+            Test::Contains(p) => value.contains(&**p),
+            Test::Regex(re) => re.is_match(value),
+        }
+    }
+}
+
+/// Per-field lookup structures.
+#[derive(Debug, Clone, Default)]
+struct Index {
+    /// Indexed by [`Subject::slot`]; `SLOTS` long once built.
+    slots: Vec<SlotIndex>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SlotIndex {
+    /// Rules anchored on a case-sensitive `equals` of this field, by value.
+    exact: HashMap<Box<str>, Vec<u32>>,
+    /// Rules anchored on a case-insensitive `equals`, by lowercased value.
+    exact_ci: HashMap<Box<str>, Vec<u32>>,
+    /// Rules anchored on another test of this field: (rule, condition index) to try per fact.
+    scan: Vec<(u32, usize)>,
+}
+
+impl Index {
+    fn build(rules: &[Rule]) -> Index {
+        let mut slots = vec![SlotIndex::default(); SLOTS];
+        for (i, rule) in (0u32..).zip(rules) {
+            // Anchor on the first positive `equals` (a hash lookup), else on the primary
+            // condition. A rule can only match if its anchor matches some fact.
+            let anchor = rule
+                .conditions
+                .iter()
+                .position(|c| !c.negate && matches!(c.test, Test::Equals(_) | Test::EqualsCi(_)))
+                .unwrap_or(0);
+            let Some(cond) = rule.conditions.get(anchor) else {
+                continue;
+            };
+            let Some(slot) = slots.get_mut(cond.subject.slot()) else {
+                continue;
+            };
+            match &cond.test {
+                Test::Equals(v) => slot.exact.entry(v.clone()).or_default().push(i),
+                Test::EqualsCi(v) => slot.exact_ci.entry(v.clone()).or_default().push(i),
+                _ => slot.scan.push((i, anchor)),
+            }
+        }
+        Index { slots }
+    }
+}
+
+/// Work counters of one classification (tests check classify does not scan every rule).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Stats {
+    /// Rules whose anchor matched a fact.
+    candidates: usize,
+    /// Condition tests run (anchor scans and full evaluation).
+    tests: usize,
+}
+
+/// A matching rule and the fact that satisfied its primary condition.
+#[derive(Debug, Clone, Copy)]
+struct Hit<'f> {
+    rule: usize,
+    subject: Subject,
+    value: &'f str,
+}
+
+impl RuleSet {
+    /// The rules bundled with ward (`agent/rules/*.toml`).
+    pub fn bundled() -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::default();
+        for (name, text) in BUNDLED {
+            set = load::merge(set, load::parse(name, text)?)?;
+        }
+        Ok(set)
+    }
+
+    /// Loads every `*.toml` file of `dir` (not recursive), in file-name order. Ids must be unique
+    /// across the files.
+    pub fn load_dir(dir: &Path) -> Result<RuleSet, RuleError> {
+        load::load_dir(dir).map(|(set, _)| set)
+    }
+
+    /// Parses one rule file; `source_name` names it in errors and in match records.
+    pub fn parse(source_name: &str, text: &str) -> Result<RuleSet, RuleError> {
+        load::parse(source_name, text)
+    }
+
+    /// `self` (normally the bundled rules) overridden by `user` rules: a user rule replaces the
+    /// rule with the same id (a user rule with `enabled = false` just removes it), and user rules
+    /// win precedence ties against the rest.
+    pub fn with_overrides(self, user: RuleSet) -> RuleSet {
+        let replaced: HashSet<&str> = user
+            .rules
+            .iter()
+            .map(|r| r.at.id.as_str())
+            .chain(user.disabled.iter().map(|d| d.id.as_str()))
+            .collect();
+        let mut rules: Vec<Rule> = self
+            .rules
+            .into_iter()
+            .filter(|r| !replaced.contains(r.at.id.as_str()))
+            .collect();
+        let mut disabled: Vec<Located> = self
+            .disabled
+            .into_iter()
+            .filter(|d| !replaced.contains(d.id.as_str()))
+            .collect();
+        drop(replaced);
+        rules.extend(user.rules.into_iter().map(|mut r| {
+            r.user = true;
+            r
+        }));
+        disabled.extend(user.disabled);
+        RuleSet::from_parts(rules, disabled)
+    }
+
+    /// Number of (enabled) rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Ids of the rules, in file order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| r.at.id.as_str())
+    }
+
+    /// Classifies one device. See the module documentation and `agent/rules/README.md` for the
+    /// semantics; with no matching rule the device type is `unknown` with confidence 0.
+    pub fn classify(&self, input: &RuleInput<'_>) -> ClassificationRecord {
+        self.classify_counted(input, &mut Stats::default())
+    }
+
+    fn from_parts(rules: Vec<Rule>, disabled: Vec<Located>) -> RuleSet {
+        let index = Index::build(&rules);
+        RuleSet {
+            rules,
+            disabled,
+            index,
+        }
+    }
+
+    fn classify_counted(&self, input: &RuleInput<'_>, stats: &mut Stats) -> ClassificationRecord {
+        let has_mac = input.mac != MacAddr::default();
+        let mac_text = if has_mac {
+            input.mac.to_string()
+        } else {
+            String::new()
+        };
+        let mut facts: Vec<(Subject, &str)> = Vec::with_capacity(input.facts.len() + 3);
+        facts.extend(input.facts.iter().map(|&(f, v)| (Subject::Fact(f), v)));
+        if let Some(vendor) = input.oui_vendor {
+            facts.push((Subject::Oui, vendor));
+        }
+        if has_mac {
+            facts.push((Subject::MacPrefix, mac_text.get(..8).unwrap_or_default()));
+            facts.push((Subject::Mac, mac_text.as_str()));
+        }
+
+        // Candidates: rules whose anchor condition matches some fact.
+        let mut candidates: Vec<u32> = Vec::new();
+        let mut lowered = String::new();
+        for &(subject, value) in &facts {
+            let Some(slot) = self.index.slots.get(subject.slot()) else {
+                continue;
+            };
+            if let Some(rules) = slot.exact.get(value) {
+                candidates.extend_from_slice(rules);
+            }
+            if !slot.exact_ci.is_empty() {
+                lowered.clear();
+                lowered.extend(value.chars().flat_map(char::to_lowercase));
+                if let Some(rules) = slot.exact_ci.get(lowered.as_str()) {
+                    candidates.extend_from_slice(rules);
+                }
+            }
+            for &(rule, cond) in &slot.scan {
+                stats.tests += 1;
+                let hit = self
+                    .rules
+                    .get(rule as usize)
+                    .and_then(|r| r.conditions.get(cond))
+                    .is_some_and(|c| c.test.matches(value));
+                if hit {
+                    candidates.push(rule);
+                }
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        stats.candidates = candidates.len();
+
+        // Full evaluation of the candidates.
+        let mut hits: Vec<Hit<'_>> = Vec::new();
+        for &i in &candidates {
+            let Some(rule) = self.rules.get(i as usize) else {
+                continue;
+            };
+            let all = rule.conditions.iter().all(|c| {
+                let any = facts.iter().any(|&(s, v)| {
+                    s == c.subject && {
+                        stats.tests += 1;
+                        c.test.matches(v)
+                    }
+                });
+                any != c.negate
+            });
+            if !all {
+                continue;
+            }
+            let primary = rule.conditions.first();
+            let evidence = facts
+                .iter()
+                .find(|&&(s, v)| primary.is_some_and(|c| s == c.subject && c.test.matches(v)));
+            if let Some(&(subject, value)) = evidence {
+                hits.push(Hit {
+                    rule: i as usize,
+                    subject,
+                    value,
+                });
+            }
+        }
+        hits.sort_by(|a, b| self.precedence(a.rule, b.rule));
+
+        let mut out = ClassificationRecord {
+            manufacturer: None,
+            model: None,
+            device_type: "unknown".to_owned(),
+            software_version: None,
+            confidence: 0.0,
+            matches: Vec::with_capacity(hits.len()),
+        };
+        let mut type_confidence: Option<f32> = None;
+        for hit in &hits {
+            let Some(rule) = self.rules.get(hit.rule) else {
+                continue;
+            };
+            if let (Some(t), None) = (rule.device_type, type_confidence) {
+                out.device_type = t.to_owned();
+                type_confidence = Some(rule.confidence);
+            }
+            let wanted = [
+                (out.manufacturer.is_none(), rule.manufacturer.as_ref()),
+                (out.model.is_none(), rule.model.as_ref()),
+                (
+                    out.software_version.is_none(),
+                    rule.software_version.as_ref(),
+                ),
+            ];
+            if wanted.iter().any(|(want, t)| *want && t.is_some()) {
+                let captures = match rule.conditions.first().map(|c| &c.test) {
+                    Some(Test::Regex(re))
+                        if wanted
+                            .iter()
+                            .any(|(w, t)| *w && t.is_some_and(Template::needs_captures)) =>
+                    {
+                        re.captures(hit.value)
+                    }
+                    _ => None,
+                };
+                let expand = |t: Option<&Template>| t?.expand(hit.value, captures.as_ref());
+                if out.manufacturer.is_none() {
+                    out.manufacturer = expand(rule.manufacturer.as_ref());
+                }
+                if out.model.is_none() {
+                    out.model = expand(rule.model.as_ref());
+                }
+                if out.software_version.is_none() {
+                    out.software_version = expand(rule.software_version.as_ref());
+                }
+            }
+            out.matches.push(RuleMatchRecord {
+                rule: rule.at.id.clone(),
+                source: rule.at.source.to_string(),
+                field: hit.subject.name().to_owned(),
+                value: hit.value.to_owned(),
+            });
+        }
+        // Hits are in precedence order, so the first is the most confident of all.
+        let best_any = hits
+            .first()
+            .and_then(|h| self.rules.get(h.rule))
+            .map(|r| r.confidence);
+        out.confidence = type_confidence.or(best_any).unwrap_or(0.0);
+        out
+    }
+
+    /// Orders rule indices by precedence, strongest first: confidence, user over bundled, more
+    /// conditions, earlier in file order.
+    fn precedence(&self, a: usize, b: usize) -> Ordering {
+        match (self.rules.get(a), self.rules.get(b)) {
+            (Some(ra), Some(rb)) => rb
+                .confidence
+                .total_cmp(&ra.confidence)
+                .then(rb.user.cmp(&ra.user))
+                .then(rb.conditions.len().cmp(&ra.conditions.len()))
+                .then(a.cmp(&b)),
+            _ => a.cmp(&b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(text: &str) -> RuleSet {
+        RuleSet::parse("test.toml", text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn input<'a>(facts: &'a [(Field, &'a str)]) -> RuleInput<'a> {
+        RuleInput {
+            mac: MacAddr::default(),
+            oui_vendor: None,
+            facts,
+        }
+    }
+
+    #[test]
+    fn bundled_rules_load() {
+        let set = RuleSet::bundled().unwrap_or_else(|e| panic!("{e}"));
+        assert!(set.len() > 100, "{}", set.len());
+    }
+
+    #[test]
+    fn every_field_has_a_slot() {
+        for (i, f) in Field::ALL.iter().enumerate() {
+            assert_eq!(Subject::Fact(*f).slot(), i, "{f}");
+            assert_eq!(Subject::parse(f.name()), Some(Subject::Fact(*f)));
+        }
+        assert_eq!(Subject::Mac.slot(), SLOTS - 1);
+    }
+
+    #[test]
+    fn highest_confidence_wins_each_attribute_and_ties_go_to_more_conditions_then_order() {
+        let set = rules(
+            r#"
+            [[rule]]
+            id = "a"
+            description = "low"
+            confidence = 0.3
+            manufacturer = "Low"
+            model = "OnlyModel"
+            match = [{ field = "hl7.sending_application", prefix = "X" }]
+
+            [[rule]]
+            id = "b"
+            description = "high"
+            confidence = 0.9
+            manufacturer = "High"
+            match = [{ field = "hl7.sending_application", equals = "XYZ" }]
+
+            [[rule]]
+            id = "c"
+            description = "type, 1 condition"
+            confidence = 0.5
+            device_type = "ct"
+            match = [{ field = "hl7.sending_application", contains = "Y" }]
+
+            [[rule]]
+            id = "d"
+            description = "type, 2 conditions"
+            confidence = 0.5
+            device_type = "mr"
+            match = [
+                { field = "hl7.sending_application", contains = "Z" },
+                { field = "hl7.version", equals = "2.5" },
+            ]
+            "#,
+        );
+        let facts = [
+            (Field::Hl7SendingApplication, "XYZ"),
+            (Field::Hl7Version, "2.5"),
+        ];
+        let c = set.classify(&input(&facts));
+        assert_eq!(c.manufacturer.as_deref(), Some("High"));
+        assert_eq!(c.model.as_deref(), Some("OnlyModel"));
+        assert_eq!(c.device_type, "mr");
+        assert_eq!(c.confidence, 0.5);
+        let order: Vec<&str> = c.matches.iter().map(|m| m.rule.as_str()).collect();
+        assert_eq!(order, ["b", "d", "c", "a"]);
+    }
+
+    #[test]
+    fn negated_and_case_insensitive_conditions() {
+        let set = rules(
+            r#"
+            [[rule]]
+            id = "ct-not-archive"
+            description = "t"
+            confidence = 0.8
+            device_type = "ct"
+            [[rule.match]]
+            field = "dicom.modality"
+            equals = "ct"
+            case_insensitive = true
+            [[rule.match]]
+            field = "dicom.role_hint"
+            equals = "storage_scp"
+            not = true
+            "#,
+        );
+        let ct = [(Field::DicomModality, "CT")];
+        assert_eq!(set.classify(&input(&ct)).device_type, "ct");
+        let archive = [
+            (Field::DicomModality, "CT"),
+            (Field::DicomRoleHint, "storage_scp"),
+        ];
+        let c = set.classify(&input(&archive));
+        assert_eq!((c.device_type.as_str(), c.confidence), ("unknown", 0.0));
+        assert!(c.matches.is_empty());
+    }
+
+    #[test]
+    fn pseudo_fields_follow_the_mac_and_oui() {
+        let set = rules(
+            r#"
+            [[rule]]
+            id = "prefix"
+            description = "t"
+            confidence = 0.3
+            manufacturer = "B. Braun"
+            match = [{ field = "mac_prefix", equals = "00-12-21" }]
+
+            [[rule]]
+            id = "vendor"
+            description = "t"
+            confidence = 0.1
+            manufacturer = "${value}"
+            model = "${1}"
+            match = [{ field = "oui", regex = '^(\S+)' }]
+            "#,
+        );
+        let mac: MacAddr = "00:12:21:AA:BB:01".parse().unwrap();
+        let c = set.classify(&RuleInput::with_bundled_oui(mac, &[]));
+        assert_eq!(c.manufacturer.as_deref(), Some("B. Braun"));
+        assert_eq!(c.model.as_deref(), Some("B.Braun"));
+        assert_eq!(c.matches[0].field, "mac_prefix");
+        assert_eq!(c.matches[0].value, "00:12:21");
+        assert_eq!(c.matches[1].value, "B.Braun Melsungen AG");
+        // No MAC: no pseudo-facts.
+        assert!(set.classify(&input(&[])).matches.is_empty());
+    }
+
+    #[test]
+    fn classify_does_not_scan_every_rule() {
+        let set = RuleSet::bundled().unwrap();
+        let mut owned: Vec<(Field, String)> = Vec::new();
+        for i in 0..50 {
+            let field = Field::ALL[i % Field::ALL.len()];
+            owned.push((field, format!("value-{i}")));
+        }
+        owned[0] = (Field::DicomModality, "CT".into());
+        owned[1] = (Field::DicomImplementationVersion, "OFFIS_DCMTK_367".into());
+        let facts: Vec<(Field, &str)> = owned.iter().map(|(f, v)| (*f, v.as_str())).collect();
+        let mac: MacAddr = "00:12:21:aa:bb:01".parse().unwrap();
+        let mut stats = Stats::default();
+        let c = set.classify_counted(&RuleInput::with_bundled_oui(mac, &facts), &mut stats);
+        assert_eq!(c.device_type, "ct");
+        // Scanning every rule against every fact would be len × 53 tests; the index keeps
+        // `equals` rules out of the per-fact work entirely.
+        let scanned: usize = set.index.slots.iter().map(|s| s.scan.len()).sum();
+        let exact: usize = set
+            .index
+            .slots
+            .iter()
+            .flat_map(|s| s.exact.values().chain(s.exact_ci.values()))
+            .map(Vec::len)
+            .sum();
+        assert_eq!(exact + scanned, set.len());
+        assert!(exact > 40, "equals rules are hash-indexed: {exact}");
+        eprintln!(
+            "{stats:?}, {exact} indexed, {scanned} scanned, {} rules",
+            set.len()
+        );
+        assert!(
+            stats.tests < set.len() * facts.len() / 4,
+            "{stats:?} with {} rules ({scanned} scanned)",
+            set.len()
+        );
+        assert!(stats.candidates < 20, "{stats:?}");
+    }
+}

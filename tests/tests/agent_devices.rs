@@ -1,0 +1,167 @@
+//! The agent's device table on the fixture captures: the right devices, with the right type and
+//! manufacturer, each naming the rules and evidence that classified it; and no patient canary in
+//! any record.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+
+use ward_agent::engine::{Engine, EngineConfig};
+use ward_agent::observation::DeviceRecord;
+use ward_agent::rules::RuleSet;
+use ward_tests::{fixtures_dir, manifest};
+
+fn devices(file: &str) -> Vec<DeviceRecord> {
+    let mut engine = Engine::new(EngineConfig::default(), RuleSet::bundled().unwrap());
+    let f = File::open(fixtures_dir().join(file)).unwrap();
+    ward_agent::pcap::read_packets(f, |p| engine.process(p.time_us, p.link, p.data)).unwrap();
+    engine.snapshot()
+}
+
+fn summary(d: &DeviceRecord) -> (String, String) {
+    let c = d.classification.as_ref().unwrap();
+    (
+        c.device_type.clone(),
+        c.manufacturer.clone().unwrap_or_default(),
+    )
+}
+
+/// (fixture, device key) → (device type, manufacturer). Manufacturer "" = none expected.
+const EXPECTED: &[(&str, &str, &str, &str)] = &[
+    (
+        "dicom-dcmtk.pcap",
+        "mac:02:57:41:52:44:0a",
+        "ct",
+        "WARD TEST MEDICAL",
+    ),
+    (
+        "dicom-dcmtk.pcap",
+        "mac:02:57:41:52:44:20",
+        "worklist_server",
+        "",
+    ),
+    (
+        "dicom-dcmtk.pcapng",
+        "mac:02:57:41:52:44:0a",
+        "ct",
+        "WARD TEST MEDICAL",
+    ),
+    (
+        "dicom-pynetdicom.pcap",
+        "mac:02:57:41:52:44:0b",
+        "mr",
+        "WARD PY MEDICAL",
+    ),
+    ("dicom-pynetdicom.pcap", "mac:02:57:41:52:44:20", "pacs", ""),
+    (
+        "dicom-sll.pcap",
+        "mac:02:57:41:52:44:0e",
+        "ct",
+        "WARD TEST MEDICAL",
+    ),
+    ("dicom-sll.pcap", "mac:02:57:41:52:44:20", "pacs", ""),
+    (
+        "qinq.pcap",
+        "mac:02:57:41:52:44:0d@100",
+        "dicom_toolkit",
+        "",
+    ),
+    (
+        "hl7-mllp-vlan.pcap",
+        "mac:00:a0:37:9a:53:df@100",
+        "patient_monitor",
+        "Mindray",
+    ),
+    (
+        "hl7-mllp.pcap",
+        "mac:00:a0:37:9a:53:de",
+        "patient_monitor",
+        "WARD INFUSION SYSTEMS",
+    ),
+    (
+        "hl7-null.pcap",
+        "ip:192.0.2.10",
+        "patient_monitor",
+        "WARD INFUSION SYSTEMS",
+    ),
+    (
+        "dhcp.pcap",
+        "mac:00:12:21:aa:bb:01",
+        "infusion_pump",
+        "B. Braun",
+    ),
+    (
+        "public/HL7-ADT-UDI-OBX.pcap",
+        "mac:00:03:b1:b5:b6:48",
+        "infusion_pump",
+        "ICU Medical",
+    ),
+    (
+        "public/HL7-ADT.pcap",
+        "mac:00:0c:29:b5:b6:48",
+        "unknown",
+        "VMware, Inc.",
+    ),
+    (
+        "public/dicom_arq_1_find_testclient.pcap",
+        "ip:127.0.0.1",
+        "modality_other",
+        "",
+    ),
+    (
+        "public/dicom_arq_2_get_testclient.pcap",
+        "ip:127.0.0.1",
+        "workstation",
+        "",
+    ),
+];
+
+#[test]
+fn device_types_and_manufacturers_match_the_expected_table() {
+    let mut by_file: BTreeMap<&str, Vec<DeviceRecord>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (file, key, dtype, manufacturer) in EXPECTED {
+        let devs = by_file.entry(file).or_insert_with(|| devices(file));
+        let Some(d) = devs.iter().find(|d| d.key == *key) else {
+            problems.push(format!(
+                "{file}: no device {key}; have {:?}",
+                devs.iter().map(|d| &d.key).collect::<Vec<_>>()
+            ));
+            continue;
+        };
+        let (t, m) = summary(d);
+        if (t.as_str(), m.as_str()) != (*dtype, *manufacturer) {
+            problems.push(format!(
+                "{file} {key}: got ({t}, {m:?}), want ({dtype}, {manufacturer:?})"
+            ));
+        }
+        let c = d.classification.as_ref().unwrap();
+        if c.device_type != "unknown" && c.matches.is_empty() {
+            problems.push(format!("{file} {key}: classified without naming a rule"));
+        }
+        for m in &c.matches {
+            if m.rule.is_empty() || m.field.is_empty() || m.value.is_empty() || m.source.is_empty()
+            {
+                problems.push(format!("{file} {key}: match without rule/evidence: {m:?}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn no_patient_canary_in_any_device_record() {
+    for fx in manifest().fixtures {
+        let json = serde_json::to_string(&devices(&fx.file))
+            .unwrap()
+            .to_ascii_lowercase();
+        for canary in &fx.canaries {
+            for needle in ward_tests::canary_needles(canary) {
+                assert!(
+                    !json.contains(&needle),
+                    "{}: {needle:?} reached a device record",
+                    fx.file
+                );
+            }
+        }
+    }
+}
