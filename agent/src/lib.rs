@@ -13,3 +13,4 @@ pub mod pcap;
 pub mod pipeline;
 pub mod privileges;
 pub mod rules;
+pub mod run;

@@ -270,15 +270,3 @@ mod tests {
         assert!(e.what.contains("no organisation"), "{e}");
     }
 }
-#[cfg(test)]
-mod timing_tmp {
-    #[test]
-    fn timing_tmp() {
-        let t = std::time::Instant::now();
-        let r = super::OuiRegistry::from_tsv(super::BUNDLED_TSV).unwrap();
-        eprintln!("oui parse {:?} {}", t.elapsed(), r.len());
-        let t = std::time::Instant::now();
-        let s = crate::rules::RuleSet::bundled().unwrap();
-        eprintln!("rules load {:?} {}", t.elapsed(), s.len());
-    }
-}

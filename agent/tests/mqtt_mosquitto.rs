@@ -506,8 +506,9 @@ async fn a_five_hundred_in_order_then_clean_shutdown() {
     assert_eq!(v["stats"]["packets"], 42, "derived from the latest status");
     assert_eq!(v["stats"]["spool_depth"], 0);
 
-    // Retained offline for newcomers; and a clean disconnect: the broker saw DISCONNECT, so
-    // no last will follows.
+    // A clean disconnect: the broker saw DISCONNECT (so it discards the last will), and the
+    // retained status for newcomers is the offline one.
+    broker.wait_log("Client ward-agent-a disconnected.");
     let late = Sub::connect(port, &status_topic, None).await;
     wait_for(
         "the retained offline status",
@@ -520,7 +521,9 @@ async fn a_five_hundred_in_order_then_clean_shutdown() {
     assert!(retained);
     assert_eq!(v["state"], "offline");
     assert_eq!(v["reason"], "shutdown");
-    broker.wait_log("disconnected.");
+    assert!(!broker
+        .log_text()
+        .contains("Client ward-agent-a closed its connection"));
     eprintln!(
         "a: 500 messages + shutdown in {:?} (shutdown {shutdown_time:?})",
         started.elapsed()

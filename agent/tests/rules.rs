@@ -179,11 +179,29 @@ fn syntax_error_names_file_line_and_column() {
 fn unknown_key_is_an_error_at_the_key() {
     let text = "[[rule]]\nid = \"x\"\ndescription = \"d\"\nconfidence = 0.5\ncolour = \"red\"\n";
     let e = load_error(&[("a.toml", text)]);
-    assert_at(&e, "a.toml", 5, 1, "unknown field `colour`");
+    assert_at(
+        &e,
+        "a.toml",
+        5,
+        1,
+        "rule \"x\": unknown field `colour`, expected one of",
+    );
     let text = "[[rule]]\nid = \"x\"\ndescription = \"d\"\nconfidence = 0.5\n\
                 match = [{ field = \"dicom.modality\", equal = \"CT\" }]\n";
     let e = load_error(&[("a.toml", text)]);
-    assert_at(&e, "a.toml", 5, 38, "unknown field `equal`");
+    assert_at(&e, "a.toml", 5, 38, "rule \"x\": unknown field `equal`");
+    let text = format!(
+        "{GOOD}\n[[rule]]\nid = \"y\"\ndescription = \"d\"\nconfidence = 0.5\ndevice_type = \"ct\"\n\
+         [[rule.match]]\nfield = \"dicom.modality\"\nequals = \"CT\"\nignore_case = true\n"
+    );
+    let e = load_error(&[("a.toml", &text)]);
+    assert_at(
+        &e,
+        "a.toml",
+        17,
+        1,
+        "rule \"y\": unknown field `ignore_case`",
+    );
     let e = load_error(&[("a.toml", "[[rules]]\nid = \"x\"\n")]);
     assert_at(&e, "a.toml", 1, 0, "unknown field `rules`");
 }
@@ -787,4 +805,25 @@ fn other_bundled_signals() {
         &[("dicom.implementation_class_uid", "1.2.840.113619.6.5")],
     );
     assert_eq!(c.manufacturer.as_deref(), Some("GE HealthCare"));
+}
+
+#[test]
+fn readme_examples_parse() {
+    let readme = std::fs::read_to_string(rules_dir().join("README.md")).unwrap();
+    let mut blocks = 0;
+    for (i, block) in readme.split("```toml").skip(1).enumerate() {
+        let text = block.split("```").next().unwrap();
+        if !text.contains("[[rule]]") {
+            continue; // a fragment
+        }
+        // The markdown list indents one example.
+        let text: String = text
+            .lines()
+            .map(|l| format!("{}\n", l.trim_start()))
+            .collect();
+        RuleSet::parse(&format!("README example {i}"), &text)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        blocks += 1;
+    }
+    assert!(blocks >= 4, "{blocks}");
 }

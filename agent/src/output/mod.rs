@@ -489,6 +489,34 @@ mod tests {
         assert_eq!(rfc3339_millis(t), "2024-12-31T23:59:59.000Z");
     }
 
+    fn json_blocks(md: &str) -> Vec<serde_json::Value> {
+        md.split("```json\n")
+            .skip(1)
+            .map(|b| serde_json::from_str(b.split("```").next().unwrap()).unwrap())
+            .collect()
+    }
+
+    /// The examples in the schema documents are exactly what the types produce.
+    #[test]
+    fn documented_examples_round_trip() {
+        let obs = json_blocks(include_str!("../../../docs/schema/observation-v1.md"));
+        assert_eq!(obs.len(), 1);
+        let o: crate::observation::Observation = serde_json::from_value(obs[0].clone()).unwrap();
+        assert_eq!(o.schema, crate::observation::SCHEMA);
+        // Compared as the wire text is parsed (to_value would widen f32 `confidence` to f64).
+        let wire: serde_json::Value =
+            serde_json::from_slice(&serde_json::to_vec(&o).unwrap()).unwrap();
+        assert_eq!(wire, obs[0]);
+
+        let status = json_blocks(include_str!("../../../docs/schema/status-v1.md"));
+        assert_eq!(status.len(), 2);
+        for v in status {
+            let s: StatusMessage = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(s.schema, STATUS_SCHEMA);
+            assert_eq!(serde_json::to_value(&s).unwrap(), v);
+        }
+    }
+
     #[test]
     fn status_serializes_per_schema() {
         let mut s = StatusMessage::new(AgentState::Online, "site", "agent", "inst", UNIX_EPOCH);

@@ -19,9 +19,10 @@
 //! the order). So the controller pops the FIFO head on each such event and records
 //! `pkid → tag`; a PUBACK then names the tag, and for `Device(id)` the spool drops `id`.
 //!
-//! Across a connection loss: the poller forwards the error and waits until the controller has
-//! stopped submitting and forgotten every pkid mapping, then clears whatever rumqttc still
-//! queued (`EventLoop::clean` + `pending.clear()`, as the session is clean anyway), sleeps the
+//! Across a connection loss: the poller forwards the events rumqttc had still queued for the
+//! dead connection, then the error, and waits until the controller has stopped submitting and
+//! forgotten every pkid mapping; then it clears whatever rumqttc still holds
+//! (`EventLoop::clean`, `pending`, `state.events`; the session is clean anyway), sleeps the
 //! backoff and reconnects. After the CONNACK the controller restarts from the oldest spooled
 //! message. No request from an old connection can therefore be confused with a new one.
 //!
@@ -787,6 +788,14 @@ async fn poll_loop(
                 }
             }
             Err(error) => {
+                // Events rumqttc queued before failing (PUBACKs read in the same batch, the
+                // Outgoing::Publish of a write that then failed) still belong to the dead
+                // connection: deliver them before the Down, never after the next CONNACK.
+                while let Some(event) = eventloop.state.events.pop_front() {
+                    if tx.send(LoopMsg::Event(event)).is_err() {
+                        return;
+                    }
+                }
                 if connected_at
                     .take()
                     .is_some_and(|t| t.elapsed() >= STABLE_CONNECTION)
@@ -804,6 +813,7 @@ async fn poll_loop(
                 }
                 eventloop.clean();
                 eventloop.pending.clear();
+                eventloop.state.events.clear();
                 tokio::time::sleep(backoff.next_delay()).await;
                 eventloop.mqtt_options.set_last_will(shared.will());
             }

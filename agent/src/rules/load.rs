@@ -108,8 +108,13 @@ pub(super) fn parse(source_name: &str, text: &str) -> Result<RuleSet, RuleError>
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
+        let rule = rule_at(text, span.start);
         // The message alone: the span already says where, and `Display` adds a source excerpt.
-        ctx.error(span, None, e.message().trim().replace('\n', "; "))
+        ctx.error(
+            span,
+            rule.as_deref(),
+            e.message().trim().replace('\n', "; "),
+        )
     })?;
     let mut rules = Vec::with_capacity(raw.rule.len());
     let mut disabled = Vec::new();
@@ -131,6 +136,29 @@ pub(super) fn parse(source_name: &str, text: &str) -> Result<RuleSet, RuleError>
         }
     }
     Ok(RuleSet::from_parts(rules, disabled))
+}
+
+/// Id of the rule whose table contains byte `offset`, if the file is valid enough to tell: used
+/// to name the rule in errors the strict parse reports (unknown keys, wrong types).
+fn rule_at(text: &str, offset: usize) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Loose {
+        #[serde(default)]
+        rule: Vec<Spanned<LooseRule>>,
+    }
+    #[derive(Deserialize)]
+    struct LooseRule {
+        id: Option<toml::Value>,
+    }
+    let loose: Loose = toml::from_str(text).ok()?;
+    // A rule's span covers its own keys but not the `[[rule.match]]` tables after it, so take
+    // the last rule that starts before the offset.
+    loose
+        .rule
+        .iter()
+        .filter(|r| r.span().start <= offset)
+        .last()
+        .and_then(|r| r.get_ref().id.as_ref()?.as_str().map(str::to_owned))
 }
 
 fn check_id(ctx: &Ctx<'_>, id: &Spanned<String>) -> Result<(), RuleError> {
@@ -462,6 +490,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::invalid_regex)] // the point of the test
     fn regex_errors_are_one_line() {
         let e = regex::Regex::new("a(b").unwrap_err();
         let m = regex_message(&e);

@@ -1,0 +1,322 @@
+//! The agent's main loop, shared by `capture` and `read`: packets into the [`Engine`], delta
+//! batches every `batch_interval`, full snapshots every `snapshot_interval`, a stats log line
+//! and a status message every `stats_interval`, and a final flush when the input ends or a
+//! stop is requested (SIGTERM/SIGINT).
+//!
+//! Runs on a plain OS thread: the engine is synchronous; only the MQTT output is async, and
+//! its `publish_*` methods are callable from any thread.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+
+use crate::capture::{CaptureHandle, OwnedPacket};
+use crate::engine::{Batcher, Engine};
+use crate::observation::Kind;
+use crate::output::{AgentState, Output, StatusMessage, StatusStats};
+
+/// A fresh message numberer for this run (`seq` counts from 1 per instance).
+pub fn batcher(cfg: &LoopConfig) -> Batcher {
+    Batcher::new(
+        &cfg.site,
+        &cfg.agent_id,
+        &cfg.instance,
+        cfg.devices_per_message,
+    )
+}
+
+/// Intervals and identity for the loop.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// Site.
+    pub site: String,
+    /// Agent id.
+    pub agent_id: String,
+    /// This run's instance id.
+    pub instance: String,
+    /// When the agent started.
+    pub started_at: SystemTime,
+    /// Delta batch interval.
+    pub batch_interval: Duration,
+    /// Snapshot interval.
+    pub snapshot_interval: Duration,
+    /// Stats interval.
+    pub stats_interval: Duration,
+    /// Devices per message.
+    pub devices_per_message: usize,
+}
+
+/// What the loop did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoopSummary {
+    /// Packets processed.
+    pub packets: u64,
+    /// Bytes processed.
+    pub bytes: u64,
+    /// Devices at the end.
+    pub devices: u64,
+    /// Observation messages published.
+    pub messages: u64,
+}
+
+struct Loop<'a> {
+    cfg: &'a LoopConfig,
+    engine: &'a mut Engine,
+    batcher: &'a mut Batcher,
+    output: &'a Output,
+    last_batch: Instant,
+    last_snapshot: Instant,
+    last_stats: Instant,
+    last_packets: u64,
+    last_bytes: u64,
+    messages: u64,
+    kernel_drops: u64,
+    progress: Option<(Arc<AtomicU64>, u64)>,
+}
+
+impl Loop<'_> {
+    fn publish(&mut self, kind: Kind, last_time_us: i64) -> anyhow::Result<()> {
+        let devices = match kind {
+            Kind::Delta => self.engine.take_changes(),
+            Kind::Snapshot => {
+                // A snapshot includes every change, so pending deltas are cleared with it.
+                let _ = self.engine.take_changes();
+                self.engine.snapshot()
+            }
+        };
+        for msg in self.batcher.messages(kind, last_time_us, devices) {
+            let payload = serde_json::to_vec(&msg).context("serialising an observation")?;
+            self.output
+                .publish_devices(payload)
+                .context("publishing an observation")?;
+            self.messages += 1;
+        }
+        Ok(())
+    }
+
+    fn stats(&mut self, state: AgentState) -> anyhow::Result<()> {
+        let s = self.engine.stats();
+        let out = self.output.stats();
+        let secs = self.last_stats.elapsed().as_secs_f64().max(1e-3);
+        let pps = (s.packets - self.last_packets) as f64 / secs;
+        let mbps = (s.bytes - self.last_bytes) as f64 * 8.0 / secs / 1e6;
+        self.last_packets = s.packets;
+        self.last_bytes = s.bytes;
+        let progress = self.progress.as_ref().map(|(read, total)| {
+            let r = read.load(Ordering::Relaxed);
+            if *total > 0 {
+                format!("{:.1}%", r as f64 * 100.0 / *total as f64)
+            } else {
+                format!("{r} bytes")
+            }
+        });
+        tracing::info!(
+            packets = s.packets,
+            bytes = s.bytes,
+            pps = pps as u64,
+            mbit_s = format!("{mbps:.1}"),
+            kernel_drops = self.kernel_drops,
+            devices = s.devices.devices,
+            devices_evicted = s.devices.evicted,
+            flows = s.dissect.flows_active,
+            flows_evicted = s.dissect.flows_evicted,
+            dicom_flows = s.dissect.dicom_flows,
+            hl7_flows = s.dissect.hl7_flows,
+            spool_depth = out.spool_depth,
+            spool_evicted = out.evicted_messages,
+            connected = out.connected,
+            progress = progress.as_deref().unwrap_or("-"),
+            "stats"
+        );
+        let mut status = StatusMessage::new(
+            state,
+            &self.cfg.site,
+            &self.cfg.agent_id,
+            &self.cfg.instance,
+            self.cfg.started_at,
+        );
+        status.stats = Some(StatusStats {
+            packets: s.packets,
+            bytes: s.bytes,
+            kernel_drops: self.kernel_drops,
+            devices: s.devices.devices,
+            flows: s.dissect.flows_active,
+            evictions: s.devices.evicted + s.dissect.flows_evicted,
+            spool_depth: out.spool_depth,
+            spool_bytes: out.spool_bytes,
+            spool_evicted: out.evicted_messages,
+        });
+        self.output
+            .publish_status(serde_json::to_vec(&status)?)
+            .context("publishing status")?;
+        self.last_stats = Instant::now();
+        Ok(())
+    }
+
+    /// Timers: called between packets (cheaply: `Instant::now` only every few packets).
+    fn tick(&mut self, last_time_us: i64) -> anyhow::Result<()> {
+        if self.last_snapshot.elapsed() >= self.cfg.snapshot_interval {
+            self.publish(Kind::Snapshot, last_time_us)?;
+            self.last_snapshot = Instant::now();
+            self.last_batch = Instant::now();
+        } else if self.last_batch.elapsed() >= self.cfg.batch_interval {
+            self.publish(Kind::Delta, last_time_us)?;
+            self.last_batch = Instant::now();
+        }
+        if self.last_stats.elapsed() >= self.cfg.stats_interval {
+            self.stats(AgentState::Online)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, last_time_us: i64) -> anyhow::Result<LoopSummary> {
+        self.publish(Kind::Delta, last_time_us)?;
+        self.publish(Kind::Snapshot, last_time_us)?;
+        self.stats(AgentState::Online)?;
+        let s = self.engine.stats();
+        Ok(LoopSummary {
+            packets: s.packets,
+            bytes: s.bytes,
+            devices: s.devices.devices,
+            messages: self.messages,
+        })
+    }
+}
+
+fn new_loop<'a>(
+    cfg: &'a LoopConfig,
+    engine: &'a mut Engine,
+    batcher: &'a mut Batcher,
+    output: &'a Output,
+) -> Loop<'a> {
+    let now = Instant::now();
+    Loop {
+        cfg,
+        engine,
+        batcher,
+        output,
+        last_batch: now,
+        last_snapshot: now,
+        last_stats: now,
+        last_packets: 0,
+        last_bytes: 0,
+        messages: 0,
+        kernel_drops: 0,
+        progress: None,
+    }
+}
+
+/// Counts bytes read and reports end of file once `stop` is set, so a long file read ends
+/// promptly on SIGTERM with everything read so far flushed.
+struct StoppableRead<R> {
+    inner: R,
+    stop: Arc<AtomicBool>,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for StoppableRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Reads one capture stream (`size` bytes, 0 if unknown) through the engine.
+pub fn run_file<R: Read + Send>(
+    cfg: &LoopConfig,
+    engine: &mut Engine,
+    batcher: &mut Batcher,
+    output: &Output,
+    input: R,
+    size: u64,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<LoopSummary> {
+    let mut lp = new_loop(cfg, engine, batcher, output);
+    let read = Arc::new(AtomicU64::new(0));
+    lp.progress = Some((read.clone(), size));
+    let input = StoppableRead {
+        inner: input,
+        stop,
+        read,
+    };
+    let mut last_time = 0i64;
+    let mut n = 0u64;
+    let mut failure = None;
+    let result = crate::pcap::read_packets(input, |p| {
+        if failure.is_some() {
+            return;
+        }
+        lp.engine.process(p.time_us, p.link, p.data);
+        last_time = p.time_us;
+        n += 1;
+        if n % 4096 == 0 {
+            if let Err(e) = lp.tick(last_time) {
+                failure = Some(e);
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let stats = result.context("reading capture")?;
+    if stats.unknown_link > 0 {
+        tracing::warn!(
+            packets = stats.unknown_link,
+            "packets with a link type ward does not decode were skipped"
+        );
+    }
+    lp.finish(last_time)
+}
+
+/// Runs live capture until `stop` is set.
+pub fn run_live(
+    cfg: &LoopConfig,
+    engine: &mut Engine,
+    batcher: &mut Batcher,
+    output: &Output,
+    handle: &CaptureHandle,
+    packets: Receiver<OwnedPacket>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<LoopSummary> {
+    let mut lp = new_loop(cfg, engine, batcher, output);
+    let mut last_time = 0i64;
+    let mut last_kernel = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        match packets.recv_timeout(Duration::from_millis(200)) {
+            Ok(p) => {
+                lp.engine.process(p.time_us, Some(p.link), &p.data);
+                last_time = p.time_us;
+                // Drain what is already queued before looking at the clocks again.
+                for p in packets.try_iter().take(4096) {
+                    lp.engine.process(p.time_us, Some(p.link), &p.data);
+                    last_time = p.time_us;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if last_kernel.elapsed() >= cfg.stats_interval.min(Duration::from_secs(5)) {
+            lp.kernel_drops = handle
+                .stats()
+                .iter()
+                .map(|s| s.socket.as_ref().and_then(|k| k.drops).unwrap_or(0) + s.sink_dropped)
+                .sum();
+            last_kernel = Instant::now();
+        }
+        lp.tick(last_time)?;
+    }
+    handle.stop();
+    for p in packets.try_iter() {
+        lp.engine.process(p.time_us, Some(p.link), &p.data);
+        last_time = p.time_us;
+    }
+    lp.finish(last_time)
+}
