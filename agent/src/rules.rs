@@ -216,6 +216,21 @@ struct Rule {
     user: bool,
 }
 
+impl Rule {
+    /// Whether the rule matches `facts`; if so, the fact that satisfied its primary condition.
+    fn evaluate<'f>(
+        &self,
+        facts: &[(Subject, &'f str)],
+        stats: &mut Stats,
+    ) -> Option<(Subject, &'f str)> {
+        let (primary, rest) = self.conditions.split_first()?;
+        let evidence = primary.first_match(facts, stats)?;
+        rest.iter()
+            .all(|c| c.first_match(facts, stats).is_some() != c.negate)
+            .then_some(evidence)
+    }
+}
+
 /// What a condition looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Subject {
@@ -275,6 +290,22 @@ struct Condition {
     test: Test,
     /// `not = true`: holds when *no* fact of the field passes the test.
     negate: bool,
+}
+
+impl Condition {
+    /// The first fact of this condition's field that passes its test (ignoring `negate`).
+    fn first_match<'f>(
+        &self,
+        facts: &[(Subject, &'f str)],
+        stats: &mut Stats,
+    ) -> Option<(Subject, &'f str)> {
+        facts.iter().copied().find(|&(s, v)| {
+            s == self.subject && {
+                stats.tests += 1;
+                self.test.matches(v)
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -492,37 +523,21 @@ impl RuleSet {
         stats.candidates = candidates.len();
 
         // Full evaluation of the candidates.
-        let mut hits: Vec<Hit<'_>> = Vec::new();
-        for &i in &candidates {
-            let Some(rule) = self.rules.get(i as usize) else {
-                continue;
-            };
-            let all = rule.conditions.iter().all(|c| {
-                let any = facts.iter().any(|&(s, v)| {
-                    s == c.subject && {
-                        stats.tests += 1;
-                        c.test.matches(v)
-                    }
-                });
-                any != c.negate
-            });
-            if !all {
-                continue;
-            }
-            let primary = rule.conditions.first();
-            let evidence = facts
-                .iter()
-                .find(|&&(s, v)| primary.is_some_and(|c| s == c.subject && c.test.matches(v)));
-            if let Some(&(subject, value)) = evidence {
-                hits.push(Hit {
+        let mut hits: Vec<Hit<'_>> = candidates
+            .iter()
+            .filter_map(|&i| {
+                let rule = self.rules.get(i as usize)?;
+                let (subject, value) = rule.evaluate(&facts, stats)?;
+                Some(Hit {
                     rule: i as usize,
                     subject,
                     value,
-                });
-            }
-        }
+                })
+            })
+            .collect();
         hits.sort_by(|a, b| self.precedence(a.rule, b.rule));
 
+        // Each attribute from the first rule, in precedence order, that sets it.
         let mut out = ClassificationRecord {
             manufacturer: None,
             model: None,
@@ -540,35 +555,23 @@ impl RuleSet {
                 out.device_type = t.to_owned();
                 type_confidence = Some(rule.confidence);
             }
-            let wanted = [
-                (out.manufacturer.is_none(), rule.manufacturer.as_ref()),
-                (out.model.is_none(), rule.model.as_ref()),
-                (
-                    out.software_version.is_none(),
-                    rule.software_version.as_ref(),
-                ),
+            let slots = [
+                (&mut out.manufacturer, rule.manufacturer.as_ref()),
+                (&mut out.model, rule.model.as_ref()),
+                (&mut out.software_version, rule.software_version.as_ref()),
             ];
-            if wanted.iter().any(|(want, t)| *want && t.is_some()) {
-                let captures = match rule.conditions.first().map(|c| &c.test) {
-                    Some(Test::Regex(re))
-                        if wanted
-                            .iter()
-                            .any(|(w, t)| *w && t.is_some_and(Template::needs_captures)) =>
-                    {
-                        re.captures(hit.value)
-                    }
-                    _ => None,
+            // Regex captures only when a template that will be used needs them.
+            let mut captures = None;
+            for (slot, template) in slots {
+                let (None, Some(template)) = (&slot, template) else {
+                    continue;
                 };
-                let expand = |t: Option<&Template>| t?.expand(hit.value, captures.as_ref());
-                if out.manufacturer.is_none() {
-                    out.manufacturer = expand(rule.manufacturer.as_ref());
+                if template.needs_captures() && captures.is_none() {
+                    if let Some(Test::Regex(re)) = rule.conditions.first().map(|c| &c.test) {
+                        captures = re.captures(hit.value);
+                    }
                 }
-                if out.model.is_none() {
-                    out.model = expand(rule.model.as_ref());
-                }
-                if out.software_version.is_none() {
-                    out.software_version = expand(rule.software_version.as_ref());
-                }
+                *slot = template.expand(hit.value, captures.as_ref());
             }
             out.matches.push(RuleMatchRecord {
                 rule: rule.at.id.clone(),

@@ -230,6 +230,11 @@ impl<R: Read> Read for StoppableRead<R> {
 }
 
 /// Reads one capture stream (`size` bytes, 0 if unknown) through the engine.
+///
+/// A regular file is read on this thread with the timers checked every few thousand packets.
+/// A pipe (`size` 0, e.g. `tcpdump -w - | ward-agent read -`) may pause for any length of time,
+/// so it is parsed on a reader thread and handed over packet by packet, letting batches,
+/// snapshots and status go out on time while the input is idle.
 pub fn run_file<R: Read + Send>(
     cfg: &LoopConfig,
     engine: &mut Engine,
@@ -244,10 +249,46 @@ pub fn run_file<R: Read + Send>(
     lp.progress = Some((read.clone(), size));
     let input = StoppableRead {
         inner: input,
-        stop,
+        stop: stop.clone(),
         read,
     };
     let mut last_time = 0i64;
+    if size == 0 {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<OwnedPacket>(4096);
+        let result = std::thread::scope(|scope| {
+            // Owned by this closure so that an early return drops it, unblocking the reader
+            // before the scope joins it.
+            let rx = rx;
+            let reader = scope.spawn(move || {
+                crate::pcap::read_packets(input, |p| {
+                    let Some(link) = p.link else { return };
+                    let _ = tx.send(OwnedPacket {
+                        time_us: p.time_us,
+                        interface: 0,
+                        link,
+                        data: p.data.to_vec(),
+                    });
+                })
+            });
+            loop {
+                match rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(p) => {
+                        lp.engine.process(p.time_us, Some(p.link), &p.data);
+                        last_time = p.time_us;
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                lp.tick(last_time)?;
+            }
+            reader
+                .join()
+                .map_err(|_| anyhow::anyhow!("capture reader thread panicked"))?
+                .context("reading capture")
+        });
+        result?;
+        return lp.finish(last_time);
+    }
     let mut n = 0u64;
     let mut failure = None;
     let result = crate::pcap::read_packets(input, |p| {

@@ -156,8 +156,8 @@ fn rule_at(text: &str, offset: usize) -> Option<String> {
     loose
         .rule
         .iter()
-        .filter(|r| r.span().start <= offset)
-        .last()
+        .rev()
+        .find(|r| r.span().start <= offset)
         .and_then(|r| r.get_ref().id.as_ref()?.as_str().map(str::to_owned))
 }
 
