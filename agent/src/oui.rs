@@ -211,15 +211,24 @@ mod tests {
     #[test]
     fn longest_prefix_wins() {
         let reg = OuiRegistry::bundled();
-        // 70:B3:D5 is the MA-L block the IEEE RA carves MA-S assignments out of.
-        assert_eq!(
-            reg.lookup(mac("70:b3:d5:00:00:01")),
-            reg.lookup(mac("70:b3:d5:00:00:02"))
-        );
+        // 70:B3:D5 and 00:50:C2 are MA-L blocks the IEEE RA carves MA-S and IAB assignments
+        // out of: the 36-bit assignment wins over the 24-bit holder.
         assert_eq!(
             reg.lookup(mac("70:b3:d5:f2:f1:23")),
             Some("TELEPLATFORMS"),
             "MA-S 70B3D5F2F"
+        );
+        assert_eq!(
+            reg.lookup(mac("00:50:c2:00:0a:bc")),
+            Some("T.L.S. Corp."),
+            "IAB 0050C2000"
+        );
+        let mut tables = reg.tables.clone();
+        tables[0].clear();
+        let without_36_bit = OuiRegistry { tables };
+        assert_eq!(
+            without_36_bit.lookup(mac("70:b3:d5:f2:f1:23")),
+            Some("IEEE Registration Authority")
         );
         let synthetic = OuiRegistry::from_tsv(
             "# test\nAABBCC\tLarge\nAABBCCD\tMedium\nAABBCCDDE\tSmall\n\nAABBCC\tDuplicate\n",

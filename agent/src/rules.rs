@@ -152,18 +152,17 @@ impl RuleSummary {
 
 impl fmt::Display for RuleSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
+        write!(
             f,
             "{} rule(s) in {} file(s): OK",
             self.total(),
             self.files.len()
         )?;
         for file in &self.files {
-            write!(f, "  {}: {} rule(s)", file.file, file.rules)?;
+            write!(f, "\n  {}: {} rule(s)", file.file, file.rules)?;
             if file.disabled > 0 {
                 write!(f, ", {} disabled", file.disabled)?;
             }
-            writeln!(f)?;
         }
         Ok(())
     }

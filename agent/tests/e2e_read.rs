@@ -49,7 +49,9 @@ impl Broker {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("mosquitto is required (apt-get install mosquitto; scripts/test.sh installs it)");
+            .expect(
+                "mosquitto is required (apt-get install mosquitto; scripts/test.sh installs it)",
+            );
         let b = Broker { child, conf };
         wait_port(port);
         b
@@ -90,7 +92,16 @@ fn wait_port(port: u16) {
 /// when the broker comes back (`-c` keeps its session, QoS 1).
 fn subscribe(port: u16, id: &str) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "ward/v1/#", "-q", "1"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "ward/v1/#",
+            "-q",
+            "1",
+        ])
         .args(["-c", "-i", id, "-v"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -111,7 +122,9 @@ fn subscribe(port: u16, id: &str) -> (Child, mpsc::Receiver<String>) {
 fn device_keys(lines: &[String]) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
     for l in lines {
-        let Some((topic, payload)) = l.split_once(' ') else { continue };
+        let Some((topic, payload)) = l.split_once(' ') else {
+            continue;
+        };
         if !topic.ends_with("/devices") {
             continue;
         }
@@ -132,10 +145,10 @@ fn canaries() -> Vec<String> {
         for c in f["canaries"].as_array().into_iter().flatten() {
             let c = c.as_str().unwrap();
             for part in c.split(['^', ' ']) {
-                if part.to_ascii_uppercase().contains("CANARY") || !c.contains("CANARY") {
-                    if part.len() >= 4 {
-                        out.push(part.to_ascii_lowercase());
-                    }
+                if (part.to_ascii_uppercase().contains("CANARY") || !c.contains("CANARY"))
+                    && part.len() >= 4
+                {
+                    out.push(part.to_ascii_lowercase());
                 }
             }
         }
@@ -181,7 +194,14 @@ fn broker_killed_mid_stream_loses_no_observation() {
         .args(["--output", &format!("mqtt://127.0.0.1:{port}")])
         .arg("--spool-dir")
         .arg(&spool)
-        .args(["--stats-interval", "1", "--log-format", "json", "--log-level", "debug"])
+        .args([
+            "--stats-interval",
+            "1",
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+        ])
         .env_remove("WARD_CONFIG")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -239,7 +259,11 @@ fn broker_killed_mid_stream_loses_no_observation() {
         }
     }
     let max = *seqs.iter().max().unwrap();
-    assert_eq!(seqs.len() as u64, max, "gap in observation sequence numbers: {seqs:?}");
+    assert_eq!(
+        seqs.len() as u64,
+        max,
+        "gap in observation sequence numbers: {seqs:?}"
+    );
     // The spool drained, and nothing anywhere holds patient data.
     let left: Vec<_> = std::fs::read_dir(&spool)
         .unwrap()
@@ -262,7 +286,12 @@ fn jsonl_output_log_and_spool_hold_no_patient_data() {
         .unwrap()
         .chain(std::fs::read_dir(fixtures().join("public")).unwrap())
         .map(|e| e.unwrap().path())
-        .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("pcap" | "pcapng")))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|x| x.to_str()),
+                Some("pcap" | "pcapng")
+            )
+        })
         .collect();
     files.sort();
     let result = Command::new(AGENT)

@@ -394,7 +394,10 @@ mod tests {
             assert_eq!(value(&facts, Field::DhcpMessageType), Some(kind));
             assert_eq!(value(&facts, Field::DhcpYourIp), Some("192.0.2.177"));
             assert_eq!(value(&facts, Field::DhcpHostname), None);
-            assert_eq!(value(&facts, Field::DhcpClientMac), Some("00:12:21:aa:bb:01"));
+            assert_eq!(
+                value(&facts, Field::DhcpClientMac),
+                Some("00:12:21:aa:bb:01")
+            );
         }
     }
 

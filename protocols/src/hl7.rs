@@ -138,7 +138,7 @@ impl StreamDecoder for Hl7Decoder {
 }
 
 /// A message's delimiters, from MSH-1 and MSH-2. Absent encoding characters play no role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Separators {
     field: u8,
     component: Option<u8>,
@@ -174,6 +174,16 @@ impl Separators {
     }
 
     /// The default delimiter playing the same role as `b` in this message, or `b` itself.
+    /// True when every delimiter is HL7's default, so [`Self::canonical`] changes nothing.
+    fn is_default(&self) -> bool {
+        let ok = |d: Option<u8>, default: u8| d.is_none_or(|c| c == default);
+        ok(self.component, b'^')
+            && ok(self.repetition, b'~')
+            && ok(self.subcomponent, b'&')
+            && ok(self.truncation, b'#')
+            && ok(self.escape, b'\\')
+    }
+
     fn canonical(&self, b: u8) -> u8 {
         let role = Some(b);
         if role == self.component {
@@ -199,6 +209,20 @@ fn is_delimiter(b: u8) -> bool {
 /// Ends a segment or message wherever it appears: HL7 forbids these bytes in content.
 fn is_terminator(b: u8) -> bool {
     matches!(b, CR | LF | END_BLOCK | START_BLOCK)
+}
+
+/// First terminator in `s`. Segments are skipped at memchr speed: one SIMD pass for the three
+/// common terminators, and a second over the bytes before it for a message start.
+fn find_terminator(s: &[u8]) -> Option<usize> {
+    let end = memchr::memchr3(CR, LF, END_BLOCK, s);
+    let head = s.get(..end.unwrap_or(s.len())).unwrap_or(s);
+    memchr::memchr(START_BLOCK, head).or(end)
+}
+
+/// First field separator or terminator in `s`. Fields are short, so a plain loop beats
+/// setting up SIMD searches.
+fn find_field_end(s: &[u8], field: u8) -> Option<usize> {
+    s.iter().position(|&b| b == field || is_terminator(b))
 }
 
 /// The only segments ever looked into.
@@ -259,7 +283,7 @@ impl Segment {
 }
 
 /// How a wanted field turns into facts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Want {
     /// One fact with the whole field.
     Whole(Field),
@@ -328,6 +352,8 @@ struct Side {
     /// Bytes passed over while hunting since the last message start.
     hunted: usize,
     seen: HashSet<Fact>,
+    /// Hashes of (wanted field, raw bytes) already decoded on this side.
+    raw_seen: HashSet<u64>,
 }
 
 impl fmt::Debug for Side {
@@ -350,6 +376,7 @@ impl Side {
             overflow: false,
             hunted: 0,
             seen: HashSet::new(),
+            raw_seen: HashSet::new(),
         }
     }
 
@@ -496,8 +523,8 @@ impl Side {
         let (
             Mode::Fields {
                 segment,
-                field,
-                want,
+                mut field,
+                mut want,
                 mut equipment,
             },
             Some(seps),
@@ -506,9 +533,42 @@ impl Side {
             self.mode = Mode::Skip;
             return rest;
         };
-        let stop = rest
-            .iter()
-            .position(|&b| b == seps.field || is_terminator(b));
+        // Fields nobody asked for are stepped over in one tight loop, without a round trip
+        // through the state machine per field.
+        let mut rest = rest;
+        while want.is_none() {
+            let Some(p) = find_field_end(rest, seps.field) else {
+                self.mode = Mode::Fields {
+                    segment,
+                    field,
+                    want,
+                    equipment,
+                };
+                return &[];
+            };
+            let (Some(&b), tail) = (rest.get(p), rest.get(p + 1..).unwrap_or_default()) else {
+                return &[];
+            };
+            if b != seps.field {
+                self.mode = Mode::after_terminator(b);
+                return tail;
+            }
+            if field >= segment.last_wanted() {
+                self.mode = Mode::Skip;
+                return tail;
+            }
+            field += 1;
+            want = segment.wanted(field, equipment);
+            rest = tail;
+        }
+        // The wanted field may continue in the next feed: remember where we are.
+        self.mode = Mode::Fields {
+            segment,
+            field,
+            want,
+            equipment,
+        };
+        let stop = find_field_end(rest, seps.field);
         let end = stop.unwrap_or(rest.len());
         if want.is_some() {
             self.collect(rest.get(..end).unwrap_or_default());
@@ -539,7 +599,7 @@ impl Side {
     }
 
     fn skip<'a>(&mut self, rest: &'a [u8]) -> &'a [u8] {
-        match rest.iter().position(|&b| is_terminator(b)) {
+        match find_terminator(rest) {
             Some(p) => {
                 if let Some(&b) = rest.get(p) {
                     self.mode = Mode::after_terminator(b);
@@ -579,6 +639,19 @@ impl Side {
             return;
         }
         let raw = core::mem::take(&mut self.value);
+        // An interface engine repeats the same header fields in every message: recognise a
+        // field already reported by a hash of its raw bytes before decoding it again.
+        if !matches!(want, Want::Participation) {
+            let key = raw_key(want, seps, &raw);
+            if self.raw_seen.contains(&key) {
+                self.value = raw;
+                self.clear_value();
+                return;
+            }
+            if self.raw_seen.len() < MAX_DEDUPE {
+                self.raw_seen.insert(key);
+            }
+        }
         match want {
             Want::Whole(field) => self.emit(field, &unescape(&raw, seps), facts),
             Want::Each(field) => {
@@ -621,6 +694,32 @@ impl Side {
     }
 }
 
+/// FNV-1a over the field kind, the delimiters (the same bytes mean different things under
+/// different delimiters) and the raw bytes. Not collision-resistant, and need not be: the set
+/// it keys is capped, so crafted collisions can only make a value go unreported as a duplicate
+/// of another on the same connection side.
+fn raw_key(want: Want, seps: &Separators, raw: &[u8]) -> u64 {
+    let kind: u8 = match want {
+        Want::Whole(f) | Want::Each(f) => f as u8,
+        Want::DeviceCode => 0xfe,
+        Want::Participation => 0xff,
+    };
+    let delims = [
+        seps.field,
+        seps.component.unwrap_or(0),
+        seps.repetition.unwrap_or(0),
+        seps.escape.unwrap_or(0),
+        seps.subcomponent.unwrap_or(0),
+        seps.truncation.unwrap_or(0),
+    ];
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in [kind].iter().chain(&delims).chain(raw) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 fn repetitions<'a>(raw: &'a [u8], seps: &Separators) -> impl Iterator<Item = &'a [u8]> {
     let rep = seps.repetition;
     raw.split(move |&b| Some(b) == rep)
@@ -652,7 +751,15 @@ fn contains(haystack: &[u8], needle: &[u8], ignore_case: bool) -> bool {
 /// `\Xhh…\` its bytes (control bytes are neutralised later by `clean_text`); highlighting,
 /// formatting and character-set escapes are dropped; anything else keeps its escape character as
 /// a literal so that no data silently disappears.
-fn unescape(raw: &[u8], seps: &Separators) -> Vec<u8> {
+fn unescape<'a>(raw: &'a [u8], seps: &Separators) -> std::borrow::Cow<'a, [u8]> {
+    // The common case: default delimiters and no escape sequence, so nothing to rewrite.
+    if seps.is_default() && seps.escape.is_none_or(|e| memchr::memchr(e, raw).is_none()) {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    std::borrow::Cow::Owned(unescape_slow(raw, seps))
+}
+
+fn unescape_slow(raw: &[u8], seps: &Separators) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
     let mut rest = raw;
     while let Some((&b, tail)) = rest.split_first() {
