@@ -467,10 +467,12 @@ impl DeviceTable {
         }
     }
 
-    /// Devices changed since the last call, classified with `rules`, as records; clears the
-    /// changed marks.
-    pub fn take_changes(&mut self, rules: &RuleSet) -> Vec<DeviceRecord> {
-        let keys = std::mem::take(&mut self.dirty);
+    /// Up to `limit` devices changed since they were last taken, classified with `rules`, as
+    /// records; clears their changed marks. Call until it returns nothing: taking changes in
+    /// bounded chunks keeps a flood of new devices from building one huge batch in memory.
+    pub fn take_changes(&mut self, rules: &RuleSet, limit: usize) -> Vec<DeviceRecord> {
+        let n = self.dirty.len().min(limit.max(1));
+        let keys: Vec<DeviceKey> = self.dirty.drain(..n).collect();
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             if let Some(dev) = self.devices.get_mut(&key) {
@@ -478,16 +480,29 @@ impl DeviceTable {
                 out.push(record(key, dev, rules));
             }
         }
+        if self.dirty.is_empty() && self.dirty.capacity() > 4096 {
+            self.dirty = Vec::new();
+        }
         out
     }
 
-    /// Every device, classified, as records (a full snapshot). Does not clear changed marks.
-    pub fn snapshot(&mut self, rules: &RuleSet) -> Vec<DeviceRecord> {
+    /// Every device, classified, handed to `each` in chunks of at most `chunk` records, in key
+    /// order (a full snapshot). Does not clear changed marks.
+    pub fn snapshot(
+        &mut self,
+        rules: &RuleSet,
+        chunk: usize,
+        mut each: impl FnMut(Vec<DeviceRecord>),
+    ) {
         let mut keys: Vec<DeviceKey> = self.devices.keys().copied().collect();
         keys.sort();
-        keys.into_iter()
-            .filter_map(|k| self.devices.get_mut(&k).map(|d| record(k, d, rules)))
-            .collect()
+        for part in keys.chunks(chunk.max(1)) {
+            let records: Vec<DeviceRecord> = part
+                .iter()
+                .filter_map(|k| self.devices.get_mut(k).map(|d| record(*k, d, rules)))
+                .collect();
+            each(records);
+        }
     }
 
     /// Rough heap bytes held, for statistics (walks the table; not for per-packet use).

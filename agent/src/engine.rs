@@ -93,14 +93,21 @@ impl Engine {
         }
     }
 
-    /// Devices changed since the last call.
-    pub fn take_changes(&mut self) -> Vec<DeviceRecord> {
-        self.devices.take_changes(&self.rules)
+    /// Up to `limit` devices changed since they were last taken (call until empty).
+    pub fn take_changes(&mut self, limit: usize) -> Vec<DeviceRecord> {
+        self.devices.take_changes(&self.rules, limit)
     }
 
-    /// Every device.
-    pub fn snapshot(&mut self) -> Vec<DeviceRecord> {
-        self.devices.snapshot(&self.rules)
+    /// Every device, in chunks of at most `chunk`.
+    pub fn snapshot(&mut self, chunk: usize, each: impl FnMut(Vec<DeviceRecord>)) {
+        self.devices.snapshot(&self.rules, chunk, each);
+    }
+
+    /// Every device in one vector (tests and small tables).
+    pub fn snapshot_all(&mut self) -> Vec<DeviceRecord> {
+        let mut all = Vec::new();
+        self.snapshot(usize::MAX, |mut c| all.append(&mut c));
+        all
     }
 
     /// Counters.

@@ -80,22 +80,61 @@ struct Loop<'a> {
 
 impl Loop<'_> {
     fn publish(&mut self, kind: Kind, last_time_us: i64) -> anyhow::Result<()> {
-        let devices = match kind {
-            Kind::Delta => self.engine.take_changes(),
+        let per = self.cfg.devices_per_message;
+        match kind {
+            Kind::Delta => loop {
+                let devices = self.engine.take_changes(per);
+                if devices.is_empty() {
+                    break;
+                }
+                self.send(kind, last_time_us, devices)?;
+            },
             Kind::Snapshot => {
-                // A snapshot includes every change, so pending deltas are cleared with it.
-                let _ = self.engine.take_changes();
-                self.engine.snapshot()
+                // A snapshot includes every change, so pending changes are cleared with it.
+                while !self.engine.take_changes(per).is_empty() {}
+                // Stream chunk by chunk: a snapshot of a big table is never whole in memory.
+                let Loop {
+                    engine,
+                    batcher,
+                    output,
+                    messages,
+                    ..
+                } = self;
+                let mut failure = None;
+                let mut chunks = 0;
+                engine.snapshot(per, |c| {
+                    chunks += 1;
+                    if failure.is_none() {
+                        if let Err(e) = send(batcher, output, messages, kind, last_time_us, c) {
+                            failure = Some(e);
+                        }
+                    }
+                });
+                if let Some(e) = failure {
+                    return Err(e);
+                }
+                if chunks == 0 {
+                    self.send(kind, last_time_us, Vec::new())?;
+                }
             }
-        };
-        for msg in self.batcher.messages(kind, last_time_us, devices) {
-            let payload = serde_json::to_vec(&msg).context("serialising an observation")?;
-            self.output
-                .publish_devices(payload)
-                .context("publishing an observation")?;
-            self.messages += 1;
         }
         Ok(())
+    }
+
+    fn send(
+        &mut self,
+        kind: Kind,
+        last_time_us: i64,
+        devices: Vec<crate::observation::DeviceRecord>,
+    ) -> anyhow::Result<()> {
+        send(
+            self.batcher,
+            self.output,
+            &mut self.messages,
+            kind,
+            last_time_us,
+            devices,
+        )
     }
 
     fn stats(&mut self, state: AgentState) -> anyhow::Result<()> {
@@ -185,6 +224,24 @@ impl Loop<'_> {
             messages: self.messages,
         })
     }
+}
+
+fn send(
+    batcher: &mut Batcher,
+    output: &Output,
+    messages: &mut u64,
+    kind: Kind,
+    last_time_us: i64,
+    devices: Vec<crate::observation::DeviceRecord>,
+) -> anyhow::Result<()> {
+    for msg in batcher.messages(kind, last_time_us, devices) {
+        let payload = serde_json::to_vec(&msg).context("serialising an observation")?;
+        output
+            .publish_devices(payload)
+            .context("publishing an observation")?;
+        *messages += 1;
+    }
+    Ok(())
 }
 
 fn new_loop<'a>(

@@ -14,7 +14,7 @@ fn devices(file: &str) -> Vec<DeviceRecord> {
     let mut engine = Engine::new(EngineConfig::default(), RuleSet::bundled().unwrap());
     let f = File::open(fixtures_dir().join(file)).unwrap();
     ward_agent::pcap::read_packets(f, |p| engine.process(p.time_us, p.link, p.data)).unwrap();
-    engine.snapshot()
+    engine.snapshot_all()
 }
 
 fn summary(d: &DeviceRecord) -> (String, String) {
