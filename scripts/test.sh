@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(tshark wireshark-common dcmtk tcpdump dnsmasq-base isc-dhcp-client iproute2 ethtool python3-pip)
+APT_PACKAGES=(tshark wireshark-common dcmtk tcpdump dnsmasq-base isc-dhcp-client iproute2 ethtool mosquitto mosquitto-clients openssl python3-pip)
 PIP_PACKAGES=(pynetdicom==3.0.4 pydicom==3.0.2 hl7apy==1.3.5 hl7==0.4.5)
 
 log() { printf '\n==> %s\n' "$*"; }
@@ -52,7 +52,7 @@ require() {
 }
 
 install_deps
-require cargo tshark tcpdump /usr/bin/storescu /usr/bin/storescp /usr/bin/echoscu /usr/bin/findscu wlmscpfs dump2dcm dnsmasq dhclient mllp_send ip ethtool editcap capinfos
+require cargo mosquitto mosquitto_sub openssl tc tshark tcpdump /usr/bin/storescu /usr/bin/storescp /usr/bin/echoscu /usr/bin/findscu wlmscpfs dump2dcm dnsmasq dhclient mllp_send ip ethtool editcap capinfos
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
