@@ -443,6 +443,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_packaged_sample_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/agent.toml");
+        let file = FileConfig::load(&path).unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(c.site, "main-campus");
+        assert_eq!(c.interfaces, ["eth1"]);
+    }
+
+    #[test]
     fn unknown_key_is_an_error_with_line_and_column() {
         let text = "site = \"a\"\n[spool]\nmax_byte = 3\n";
         let e = FileConfig::parse(Path::new("agent.toml"), text).unwrap_err();
