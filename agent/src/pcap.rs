@@ -59,11 +59,78 @@ struct Iface {
     ts_offset: i64,
 }
 
+/// Hands pcap-parser the file header in one piece, then reports one empty read.
+///
+/// `create_reader` reads once to sniff the format and the reader it builds reads again before
+/// parsing the header; on a pipe whose writer has sent only a little (`tcpdump -w - | …` on a
+/// quiet port) that second read would block until more traffic arrives. Serving the whole
+/// header first and an empty read second lets parsing start at once; later reads go straight
+/// through.
+struct HeaderFirst<R> {
+    header: Vec<u8>,
+    state: u8,
+    inner: R,
+}
+
+impl<R: Read> HeaderFirst<R> {
+    fn new(mut inner: R) -> std::io::Result<Self> {
+        let mut header = vec![0u8; 8];
+        inner.read_exact(&mut header)?;
+        // pcapng: the section header block's own length (bytes 4..8, in the section's byte
+        // order, told by the magic at 8..12); legacy pcap: a fixed 24-byte header.
+        let want = if header.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+            let mut bom = [0u8; 4];
+            inner.read_exact(&mut bom)?;
+            header.extend_from_slice(&bom);
+            let len_bytes = [header[4], header[5], header[6], header[7]];
+            let len = if bom == [0x4d, 0x3c, 0x2b, 0x1a] {
+                u32::from_le_bytes(len_bytes)
+            } else {
+                u32::from_be_bytes(len_bytes)
+            };
+            (len as usize).clamp(12, 1 << 16)
+        } else {
+            24
+        };
+        let have = header.len();
+        header.resize(want.max(have), 0);
+        inner.read_exact(&mut header[have..])?;
+        Ok(HeaderFirst {
+            header,
+            state: 0,
+            inner,
+        })
+    }
+}
+
+impl<R: Read> Read for HeaderFirst<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.state {
+            0 => {
+                let n = self.header.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.header[..n]);
+                self.header.drain(..n);
+                if self.header.is_empty() {
+                    self.state = 1;
+                }
+                Ok(n)
+            }
+            1 => {
+                self.state = 2;
+                Ok(0)
+            }
+            _ => self.inner.read(buf),
+        }
+    }
+}
+
 /// Reads every packet of a pcap or pcapng stream, calling `on_packet` for each.
 pub fn read_packets<R: Read + Send>(
     input: R,
     mut on_packet: impl FnMut(Packet<'_>),
 ) -> Result<ReadStats, ReadError> {
+    let input = HeaderFirst::new(input)
+        .map_err(|e| ReadError::Format(format!("reading the capture header: {e}")))?;
     let mut reader = pcap_parser::create_reader(1 << 20, input)
         .map_err(|e| ReadError::Format(format!("{e:?}")))?;
     let mut stats = ReadStats::default();

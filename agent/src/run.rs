@@ -292,7 +292,7 @@ impl<R: Read> Read for StoppableRead<R> {
 /// A pipe (`size` 0, e.g. `tcpdump -w - | ward-agent read -`) may pause for any length of time,
 /// so it is parsed on a reader thread and handed over packet by packet, letting batches,
 /// snapshots and status go out on time while the input is idle.
-pub fn run_file<R: Read + Send>(
+pub fn run_file<R: Read + Send + 'static>(
     cfg: &LoopConfig,
     engine: &mut Engine,
     batcher: &mut Batcher,
@@ -312,11 +312,11 @@ pub fn run_file<R: Read + Send>(
     let mut last_time = 0i64;
     if size == 0 {
         let (tx, rx) = std::sync::mpsc::sync_channel::<OwnedPacket>(4096);
-        let result = std::thread::scope(|scope| {
-            // Owned by this closure so that an early return drops it, unblocking the reader
-            // before the scope joins it.
-            let rx = rx;
-            let reader = scope.spawn(move || {
+        // Detached, not scoped: a reader blocked on an idle pipe must not keep a stop request
+        // waiting. On stop the loop leaves it blocked; the process exits after the flush.
+        let reader = std::thread::Builder::new()
+            .name("ward-read".into())
+            .spawn(move || {
                 crate::pcap::read_packets(input, |p| {
                     let Some(link) = p.link else { return };
                     let _ = tx.send(OwnedPacket {
@@ -326,24 +326,34 @@ pub fn run_file<R: Read + Send>(
                         data: p.data.to_vec(),
                     });
                 })
-            });
-            loop {
-                match rx.recv_timeout(Duration::from_millis(200)) {
-                    Ok(p) => {
-                        lp.engine.process(p.time_us, Some(p.link), &p.data);
-                        last_time = p.time_us;
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => break,
+            })
+            .context("starting the capture reader thread")?;
+        let mut finished = false;
+        while !stop.load(Ordering::Relaxed) {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(p) => {
+                    lp.engine.process(p.time_us, Some(p.link), &p.data);
+                    last_time = p.time_us;
                 }
-                lp.tick(last_time)?;
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    finished = true;
+                    break;
+                }
             }
+            lp.tick(last_time)?;
+        }
+        // Whatever was already handed over is processed before the final flush.
+        for p in rx.try_iter() {
+            lp.engine.process(p.time_us, Some(p.link), &p.data);
+            last_time = p.time_us;
+        }
+        if finished {
             reader
                 .join()
                 .map_err(|_| anyhow::anyhow!("capture reader thread panicked"))?
-                .context("reading capture")
-        });
-        result?;
+                .context("reading capture")?;
+        }
         return lp.finish(last_time);
     }
     let mut n = 0u64;

@@ -225,8 +225,21 @@ fn broker_killed_mid_stream_loses_no_observation() {
     stdin.flush().unwrap();
     // While the broker is down, the agent keeps working and spools.
     std::thread::sleep(Duration::from_millis(5500));
-    let spooled = std::fs::read_dir(&spool).unwrap().count();
-    assert!(spooled > 0, "nothing spooled while the broker was down");
+    let spooled: Vec<PathBuf> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "msg"))
+        .collect();
+    assert!(
+        !spooled.is_empty(),
+        "nothing spooled while the broker was down"
+    );
+    for f in &spooled {
+        assert_no_canary(
+            &format!("spool file {}", f.display()),
+            &String::from_utf8_lossy(&std::fs::read(f).unwrap()),
+        );
+    }
     broker.restart(port);
     drop(stdin);
     let status = agent.wait().unwrap();
@@ -316,4 +329,47 @@ fn jsonl_output_log_and_spool_hold_no_patient_data() {
     }
     assert_no_canary("JSONL output", &text);
     assert_no_canary("log", &String::from_utf8_lossy(&result.stderr));
+}
+
+#[test]
+fn sigterm_flushes_devices_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let mut agent = Command::new(AGENT)
+        .args(["read", "-", "--output", &format!("jsonl:{}", out.display())])
+        .arg("--spool-dir")
+        .arg(dir.path().join("spool"))
+        .env_remove("WARD_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = agent.stdin.take().unwrap();
+    stdin
+        .write_all(&std::fs::read(fixtures().join("dhcp.pcap")).unwrap())
+        .unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    // The input is still open: only the signal can end the run.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = agent.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "agent did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(stdin);
+    assert!(status.success(), "exit status {status}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("mac:00:12:21:aa:bb:01") && text.contains("\"snapshot\""),
+        "final flush missing: {text}"
+    );
 }
