@@ -8,6 +8,10 @@
 //! counted, and every per-device list is capped too, so memory stays bounded under floods.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Keyed by what the network sends: a randomly seeded, fast hasher (aHash) keeps lookups
+/// constant-time under crafted input without SipHash's per-packet cost.
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 use std::net::IpAddr;
 
 use ward_protocols::frame::{Frame, Net, Transport};
@@ -91,7 +95,9 @@ struct Device {
     seen: Seen,
     oui_vendor: Option<&'static str>,
     addresses: Vec<AddressRecord>,
-    facts: HashMap<(Field, String), Seen>,
+    /// Facts by field, then value: looked up by `&str`, so a repeated fact costs no allocation.
+    facts: FastMap<Field, FastMap<String, Seen>>,
+    fact_count: usize,
     offered: HashMap<(bool, u16), Service>,
     used: HashMap<(bool, u16), Service>,
     classification: Option<ClassificationRecord>,
@@ -104,7 +110,7 @@ struct Device {
 #[derive(Debug)]
 pub struct DeviceTable {
     cfg: DeviceTableConfig,
-    devices: HashMap<DeviceKey, Device>,
+    devices: FastMap<DeviceKey, Device>,
     lru: BTreeMap<u64, DeviceKey>,
     tick: u64,
     dirty: Vec<DeviceKey>,
@@ -112,7 +118,7 @@ pub struct DeviceTable {
     oui: &'static OuiRegistry,
     /// Addresses learned by MAC-keyed devices, so a packet that carries only an IP (the
     /// receiver in a Linux cooked capture) finds the device instead of creating an IP-keyed one.
-    by_ip: HashMap<IpAddr, DeviceKey>,
+    by_ip: FastMap<IpAddr, DeviceKey>,
 }
 
 /// Which endpoint of the carrying packet a field describes.
@@ -179,13 +185,13 @@ impl DeviceTable {
     pub fn new(cfg: DeviceTableConfig) -> Self {
         DeviceTable {
             cfg,
-            devices: HashMap::new(),
+            devices: FastMap::default(),
             lru: BTreeMap::new(),
             tick: 0,
             dirty: Vec::new(),
             stats: DeviceStats::default(),
             oui: OuiRegistry::bundled(),
-            by_ip: HashMap::new(),
+            by_ip: FastMap::default(),
         }
     }
 
@@ -244,11 +250,17 @@ impl DeviceTable {
             dev.seen.first_us = dev.seen.first_us.min(orphan.seen.first_us);
             dev.seen.last_us = dev.seen.last_us.max(orphan.seen.last_us);
             dev.seen.count += orphan.seen.count;
-            for ((f, v), seen) in orphan.facts {
-                if dev.facts.len() < cfg.max_facts || dev.facts.contains_key(&(f, v.clone())) {
-                    let e = dev.facts.entry((f, v)).or_insert(seen);
-                    e.first_us = e.first_us.min(seen.first_us);
-                    e.last_us = e.last_us.max(seen.last_us);
+            for (f, values) in orphan.facts {
+                for (v, seen) in values {
+                    let known = dev.facts.get(&f).is_some_and(|m| m.contains_key(&v));
+                    if known || dev.fact_count < cfg.max_facts {
+                        let e = dev.facts.entry(f).or_default().entry(v).or_insert(seen);
+                        if !known {
+                            dev.fact_count += 1;
+                        }
+                        e.first_us = e.first_us.min(seen.first_us);
+                        e.last_us = e.last_us.max(seen.last_us);
+                    }
                 }
             }
             for (svc, s) in orphan.offered {
@@ -291,7 +303,8 @@ impl DeviceTable {
                     DeviceKey::Ip(_) => None,
                 },
                 addresses: Vec::new(),
-                facts: HashMap::new(),
+                facts: FastMap::default(),
+                fact_count: 0,
                 offered: HashMap::new(),
                 used: HashMap::new(),
                 classification: None,
@@ -519,8 +532,9 @@ impl DeviceTable {
                 per_dev
                     + d.addresses.capacity() * std::mem::size_of::<AddressRecord>()
                     + d.facts
-                        .iter()
-                        .map(|((_, v), _)| v.capacity() + 64)
+                        .values()
+                        .flat_map(|m| m.keys())
+                        .map(|v| v.capacity() + 64)
                         .sum::<usize>()
                     + (d.offered.len() + d.used.len()) * 96
                     + d.offered
@@ -585,19 +599,18 @@ fn add_address(
 }
 
 fn add_fact(dev: &mut Device, cfg: &DeviceTableConfig, field: Field, value: &str, t: i64) -> bool {
-    // Look up without allocating: facts repeat far more often than they are new.
-    if let Some((_, seen)) = dev
-        .facts
-        .iter_mut()
-        .find(|((f, v), _)| *f == field && v == value)
-    {
+    if let Some(seen) = dev.facts.get_mut(&field).and_then(|m| m.get_mut(value)) {
         seen.again(t);
         return false;
     }
-    if dev.facts.len() >= cfg.max_facts {
+    if dev.fact_count >= cfg.max_facts {
         return true;
     }
-    dev.facts.insert((field, value.to_owned()), Seen::once(t));
+    dev.facts
+        .entry(field)
+        .or_default()
+        .insert(value.to_owned(), Seen::once(t));
+    dev.fact_count += 1;
     dev.facts_changed = true;
     false
 }
@@ -679,7 +692,15 @@ fn record(key: DeviceKey, dev: &mut Device, rules: &RuleSet) -> DeviceRecord {
         DeviceKey::Ip(_) => None,
     };
     if dev.facts_changed || dev.classification.is_none() {
-        let facts: Vec<(Field, &str)> = dev.facts.keys().map(|(f, v)| (*f, v.as_str())).collect();
+        // First-seen order: for a multi-valued field the value seen first leads (a device's
+        // primary software version, not the alphabetically first).
+        let mut ordered: Vec<(i64, Field, &str)> = dev
+            .facts
+            .iter()
+            .flat_map(|(f, m)| m.iter().map(|(v, s)| (s.first_us, *f, v.as_str())))
+            .collect();
+        ordered.sort();
+        let facts: Vec<(Field, &str)> = ordered.into_iter().map(|(_, f, v)| (f, v)).collect();
         let input = RuleInput {
             mac: mac.unwrap_or_default(),
             oui_vendor: dev.oui_vendor,
@@ -691,11 +712,13 @@ fn record(key: DeviceKey, dev: &mut Device, rules: &RuleSet) -> DeviceRecord {
     let mut facts: Vec<FactRecord> = dev
         .facts
         .iter()
-        .map(|((f, v), s)| FactRecord {
-            field: *f,
-            protocol: f.protocol(),
-            value: v.clone(),
-            seen: *s,
+        .flat_map(|(f, m)| {
+            m.iter().map(|(v, s)| FactRecord {
+                field: *f,
+                protocol: f.protocol(),
+                value: v.clone(),
+                seen: *s,
+            })
         })
         .collect();
     facts.sort_by(|a, b| (a.field, &a.value).cmp(&(b.field, &b.value)));

@@ -32,6 +32,8 @@ pub struct ReadStats {
     pub bytes: u64,
     /// Packets whose link type ward does not decode (still delivered, with `link: None`).
     pub unknown_link: u64,
+    /// The capture ended in the middle of a block: everything before it was read.
+    pub truncated: bool,
 }
 
 /// Why a capture could not be read.
@@ -52,6 +54,9 @@ pub enum ReadError {
     #[error("reading capture: {0}")]
     Io(String),
 }
+
+const INITIAL_BUFFER: usize = 256 * 1024;
+const MAX_BUFFER: usize = 16 << 20;
 
 struct Iface {
     linktype: u32,
@@ -131,7 +136,10 @@ pub fn read_packets<R: Read + Send>(
 ) -> Result<ReadStats, ReadError> {
     let input = HeaderFirst::new(input)
         .map_err(|e| ReadError::Format(format!("reading the capture header: {e}")))?;
-    let mut reader = pcap_parser::create_reader(1 << 20, input)
+    // Small enough to stay in cache (1 MiB reads ran markedly slower here), large enough for
+    // any ordinary frame; grown on demand.
+    let mut capacity = INITIAL_BUFFER;
+    let mut reader = pcap_parser::create_reader(capacity, input)
         .map_err(|e| ReadError::Format(format!("{e:?}")))?;
     let mut stats = ReadStats::default();
     let mut legacy_linktype = 1u32;
@@ -209,7 +217,29 @@ pub fn read_packets<R: Read + Send>(
                 reader.consume(offset);
             }
             Err(PcapError::Eof) => break,
+            Err(PcapError::UnexpectedEof) => {
+                stats.truncated = true;
+                break;
+            }
             Err(PcapError::Incomplete(_)) => {
+                if reader.reader_exhausted() {
+                    // A capture cut short (tcpdump killed, disk full) is common; keep what was
+                    // read and say so rather than discard it.
+                    stats.truncated = true;
+                    break;
+                }
+                // A block larger than the buffer (e.g. GRO super-frames with a large snap
+                // length): grow, within a bound, rather than spin.
+                if reader.data().len() >= capacity {
+                    if capacity >= MAX_BUFFER {
+                        return Err(ReadError::Block {
+                            packets: stats.packets,
+                            detail: format!("a block is larger than {MAX_BUFFER} bytes"),
+                        });
+                    }
+                    capacity *= 2;
+                    reader.grow(capacity);
+                }
                 reader.refill().map_err(|e| ReadError::Block {
                     packets: stats.packets,
                     detail: format!("{e:?}"),

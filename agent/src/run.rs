@@ -213,8 +213,9 @@ impl Loop<'_> {
     }
 
     fn finish(mut self, last_time_us: i64) -> anyhow::Result<LoopSummary> {
+        // Every device is in some delta (new devices are changed devices), so the final flush
+        // is a delta; full snapshots stay on their timer.
         self.publish(Kind::Delta, last_time_us)?;
-        self.publish(Kind::Snapshot, last_time_us)?;
         self.stats(AgentState::Online)?;
         let s = self.engine.stats();
         Ok(LoopSummary {
@@ -375,6 +376,12 @@ pub fn run_file<R: Read + Send + 'static>(
         return Err(e);
     }
     let stats = result.context("reading capture")?;
+    if stats.truncated {
+        tracing::warn!(
+            packets = stats.packets,
+            "the capture ends in the middle of a packet (truncated file); everything before it was read"
+        );
+    }
     if stats.unknown_link > 0 {
         tracing::warn!(
             packets = stats.unknown_link,

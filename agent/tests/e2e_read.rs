@@ -369,7 +369,7 @@ fn sigterm_flushes_devices_and_exits_cleanly() {
     assert!(status.success(), "exit status {status}");
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(
-        text.contains("mac:00:12:21:aa:bb:01") && text.contains("\"snapshot\""),
+        text.contains("mac:00:12:21:aa:bb:01"),
         "final flush missing: {text}"
     );
 }

@@ -6,6 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+/// Keyed by attacker-controlled addresses and ports: a randomly seeded, fast hasher (aHash)
+/// keeps lookups constant-time without SipHash's per-packet cost.
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
 use core::net::IpAddr;
 
 use crate::dicom::{self, DicomDecoder};
@@ -121,7 +125,7 @@ impl Flow {
 /// Turns frames into evidence. See the module documentation.
 pub struct Dissector {
     cfg: DissectorConfig,
-    flows: HashMap<FlowKey, Flow>,
+    flows: FastMap<FlowKey, Flow>,
     /// Flows by the tick they were last touched: the first entry is the least recently seen.
     lru: BTreeMap<u64, FlowKey>,
     tick: u64,
@@ -177,7 +181,7 @@ impl Dissector {
     pub fn new(cfg: DissectorConfig) -> Self {
         Dissector {
             cfg,
-            flows: HashMap::new(),
+            flows: FastMap::default(),
             lru: BTreeMap::new(),
             tick: 0,
             stats: DissectStats::default(),
