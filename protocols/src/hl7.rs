@@ -353,7 +353,9 @@ struct Side {
     hunted: usize,
     seen: HashSet<Fact>,
     /// Hashes of (wanted field, raw bytes) already decoded on this side.
-    raw_seen: HashSet<u64>,
+    raw_seen: HashSet<u64, ahash::RandomState>,
+    /// Seeded per side, so crafted collisions cannot be precomputed.
+    raw_hasher: ahash::RandomState,
 }
 
 impl fmt::Debug for Side {
@@ -376,7 +378,8 @@ impl Side {
             overflow: false,
             hunted: 0,
             seen: HashSet::new(),
-            raw_seen: HashSet::new(),
+            raw_seen: HashSet::default(),
+            raw_hasher: ahash::RandomState::new(),
         }
     }
 
@@ -642,7 +645,7 @@ impl Side {
         // An interface engine repeats the same header fields in every message: recognise a
         // field already reported by a hash of its raw bytes before decoding it again.
         if !matches!(want, Want::Participation) {
-            let key = raw_key(want, seps, &raw);
+            let key = raw_key(&self.raw_hasher, want, seps, &raw);
             if self.raw_seen.contains(&key) {
                 self.value = raw;
                 self.clear_value();
@@ -694,30 +697,11 @@ impl Side {
     }
 }
 
-/// FNV-1a over the field kind, the delimiters (the same bytes mean different things under
-/// different delimiters) and the raw bytes. Not collision-resistant, and need not be: the set
-/// it keys is capped, so crafted collisions can only make a value go unreported as a duplicate
-/// of another on the same connection side.
-fn raw_key(want: Want, seps: &Separators, raw: &[u8]) -> u64 {
-    let kind: u8 = match want {
-        Want::Whole(f) | Want::Each(f) => f as u8,
-        Want::DeviceCode => 0xfe,
-        Want::Participation => 0xff,
-    };
-    let delims = [
-        seps.field,
-        seps.component.unwrap_or(0),
-        seps.repetition.unwrap_or(0),
-        seps.escape.unwrap_or(0),
-        seps.subcomponent.unwrap_or(0),
-        seps.truncation.unwrap_or(0),
-    ];
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in [kind].iter().chain(&delims).chain(raw) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+/// Hash of the field kind, the delimiters (the same bytes mean different things under
+/// different delimiters) and the raw bytes, with a per-side random seed. A collision could only
+/// make one value go unreported as a duplicate of another on the same connection side.
+fn raw_key(hasher: &ahash::RandomState, want: Want, seps: &Separators, raw: &[u8]) -> u64 {
+    hasher.hash_one((want, seps, raw))
 }
 
 fn repetitions<'a>(raw: &'a [u8], seps: &Separators) -> impl Iterator<Item = &'a [u8]> {
