@@ -389,7 +389,8 @@ impl DeviceTable {
     }
 
     /// Attributes the evidence of one frame to the devices it describes.
-    pub fn observe_evidence(&mut self, batch: &[Evidence]) {
+    /// Drains `batch`: values move into the table rather than being copied.
+    pub fn observe_evidence(&mut self, batch: &mut Vec<Evidence>) {
         let cfg = self.cfg;
         // A DHCP message's facts all describe the client its chaddr names.
         let dhcp_client = batch
@@ -397,15 +398,28 @@ impl DeviceTable {
             .find(|e| e.field == Field::DhcpClientMac)
             .and_then(|e| e.value.parse::<MacAddr>().ok());
         let mut labelled = false;
-        for e in batch {
+        // Facts of one frame share its endpoints: resolve the device keys once per endpoints.
+        let mut keys: Option<(
+            ward_protocols::Endpoints,
+            Option<DeviceKey>,
+            Option<DeviceKey>,
+        )> = None;
+        for e in batch.drain(..) {
             let ends = &e.endpoints;
             let vlan = ends.vlans.last().copied();
-            let sender = self.key_for(ends.src_mac, vlan, ends.src_ip);
-            let receiver = self.key_for(ends.dst_mac, vlan, ends.dst_ip);
+            let (sender, receiver) = match &keys {
+                Some((k, s, r)) if k == ends => (*s, *r),
+                _ => {
+                    let s = self.key_for(ends.src_mac, vlan, ends.src_ip);
+                    let r = self.key_for(ends.dst_mac, vlan, ends.dst_ip);
+                    keys = Some((ends.clone(), s, r));
+                    (s, r)
+                }
+            };
             // The first fact of a TCP application tells which side serves that protocol.
             if !labelled && e.protocol != Protocol::Dhcp {
                 labelled = true;
-                self.label_service(e, sender, receiver);
+                self.label_service(&e, sender, receiver);
             }
             let from_server = e.endpoints.src_port == Some(67);
             let key = match subject(e.field, e.direction) {
@@ -435,7 +449,7 @@ impl DeviceTable {
                     Err(_) => false,
                 }
             } else {
-                add_fact(dev, &cfg, e.field, &e.value, t)
+                add_fact(dev, &cfg, e.field, e.value, t)
             };
             self.stats.capped += u64::from(capped);
             if let Some(ip) = learned {
@@ -598,8 +612,18 @@ fn add_address(
     false
 }
 
-fn add_fact(dev: &mut Device, cfg: &DeviceTableConfig, field: Field, value: &str, t: i64) -> bool {
-    if let Some(seen) = dev.facts.get_mut(&field).and_then(|m| m.get_mut(value)) {
+fn add_fact(
+    dev: &mut Device,
+    cfg: &DeviceTableConfig,
+    field: Field,
+    value: String,
+    t: i64,
+) -> bool {
+    if let Some(seen) = dev
+        .facts
+        .get_mut(&field)
+        .and_then(|m| m.get_mut(value.as_str()))
+    {
         seen.again(t);
         return false;
     }
@@ -609,7 +633,7 @@ fn add_fact(dev: &mut Device, cfg: &DeviceTableConfig, field: Field, value: &str
     dev.facts
         .entry(field)
         .or_default()
-        .insert(value.to_owned(), Seen::once(t));
+        .insert(value, Seen::once(t));
     dev.fact_count += 1;
     dev.facts_changed = true;
     false

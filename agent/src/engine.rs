@@ -83,8 +83,7 @@ impl Engine {
         self.devices.observe_frame(time_us, &frame);
         self.dissector.process(time_us, &frame, &mut self.evidence);
         if !self.evidence.is_empty() {
-            self.devices.observe_evidence(&self.evidence);
-            self.evidence.clear();
+            self.devices.observe_evidence(&mut self.evidence);
         }
         // Idle flows are dropped once per second of capture time, not per packet.
         if time_us.saturating_sub(self.last_expire_us) >= 1_000_000 {

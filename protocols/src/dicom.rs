@@ -18,6 +18,9 @@ pub mod sop;
 
 use std::collections::{BTreeMap, HashSet};
 
+/// Per-connection dedupe sets hold peer-chosen strings: randomly seeded aHash, not SipHash.
+type FastSet<T> = HashSet<T, ahash::RandomState>;
+
 use crate::evidence::{clean_text, Direction, Fact, Field};
 use crate::{Feed, StreamDecoder};
 use dataset::{DatasetWalker, Encoding};
@@ -114,9 +117,9 @@ struct Association {
     contexts: BTreeMap<u8, Context>,
     rq_seen: bool,
     /// (command field, SOP class) pairs already reported.
-    commands: HashSet<(u16, String)>,
+    commands: FastSet<(u16, String)>,
     /// Dataset facts already reported.
-    dataset_facts: HashSet<Fact>,
+    dataset_facts: FastSet<Fact>,
 }
 
 /// Where a direction is in its PDU stream.
@@ -489,7 +492,7 @@ impl Association {
             .contexts
             .values()
             .any(|c| sop::is_get_model(&c.abstract_syntax));
-        let mut emitted = HashSet::new();
+        let mut emitted = FastSet::default();
         for ctx in self.contexts.values_mut() {
             let uid = &ctx.abstract_syntax;
             if uid.is_empty() {
@@ -522,7 +525,7 @@ impl Association {
             return;
         };
         push_ae_titles(&ac, facts);
-        let mut emitted = HashSet::new();
+        let mut emitted = FastSet::default();
         for item in ac.items().map_while(Result::ok) {
             match item.item_type {
                 item::APPLICATION_CONTEXT => {

@@ -351,7 +351,7 @@ struct Side {
     overflow: bool,
     /// Bytes passed over while hunting since the last message start.
     hunted: usize,
-    seen: HashSet<Fact>,
+    seen: HashSet<Fact, ahash::RandomState>,
     /// Hashes of (wanted field, raw bytes) already decoded on this side.
     raw_seen: HashSet<u64, ahash::RandomState>,
     /// Seeded per side, so crafted collisions cannot be precomputed.
@@ -377,7 +377,7 @@ impl Side {
             value: Vec::new(),
             overflow: false,
             hunted: 0,
-            seen: HashSet::new(),
+            seen: HashSet::default(),
             raw_seen: HashSet::default(),
             raw_hasher: ahash::RandomState::new(),
         }
