@@ -23,6 +23,7 @@ use ward_protocols::dissect::DissectorConfig;
 use ward_protocols::reassembly::ReassemblyConfig;
 
 const DEFAULT_CONFIG: &str = "/etc/ward/agent.toml";
+const DEFAULT_USER: &str = "ward";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,7 +62,7 @@ enum Command {
         )]
         interfaces: Vec<String>,
         /// After opening the interfaces, switch to this user keeping only CAP_NET_RAW (when
-        /// started as root).
+        /// started as root) [default: "ward" if that user exists].
         #[arg(long, env = "WARD_USER", value_name = "USER")]
         user: Option<String>,
         #[command(flatten)]
@@ -331,9 +332,24 @@ fn agent(command: Command) -> anyhow::Result<()> {
             c.promiscuous = cfg.promiscuous;
             c.read_buffer_bytes = cfg.read_buffer_bytes;
             let capture = Capture::open(&c)?;
-            if let Some(user) = &cfg.user {
-                ward_agent::privileges::drop_to(user)
-                    .with_context(|| format!("dropping privileges to user {user:?} (--user)"))?;
+            // As root, the agent never keeps running as root: it switches to --user, or to the
+            // packaged "ward" user when none is given.
+            let user = cfg.user.clone().or_else(|| {
+                (nix::unistd::geteuid().is_root()
+                    && nix::unistd::User::from_name(DEFAULT_USER)
+                        .ok()
+                        .flatten()
+                        .is_some())
+                .then(|| DEFAULT_USER.to_owned())
+            });
+            match &user {
+                Some(user) => ward_agent::privileges::drop_to(user)
+                    .with_context(|| format!("dropping privileges to user {user:?} (--user)"))?,
+                None if nix::unistd::geteuid().is_root() => tracing::warn!(
+                    "running as root: no --user given and no {DEFAULT_USER:?} user exists; \
+                     create one or pass --user to keep only CAP_NET_RAW"
+                ),
+                None => {}
             }
             Some(capture)
         }
