@@ -4,8 +4,11 @@
 //! a clinical VLAN also carries (HTTPS-sized segments, small ACKs, DNS-like UDP).
 //!
 //! ```sh
-//! cargo run --release -p ward-tests --bin make-mixed-capture -- /tmp/mixed.pcap 1024   # MiB
+//! cargo run --release -p ward-tests --bin make-mixed-capture -- /tmp/mixed.pcap 1024 [BULK]
 //! ```
+//!
+//! `BULK` (default 3) is the number of bulk frames written after each fixture frame: 3 makes a
+//! quarter of the packets medical-protocol exchanges (a dense worst case), 19 makes 5 %.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -91,6 +94,10 @@ fn main() -> std::io::Result<()> {
         .next()
         .map(|s| s.parse().expect("size in MiB"))
         .unwrap_or(1024);
+    let bulk_per_fixture: u32 = args
+        .next()
+        .map(|s| s.parse().expect("bulk frames per fixture frame"))
+        .unwrap_or(3);
     let target = mib * 1024 * 1024;
     let mut base = Vec::new();
     for fx in manifest().fixtures {
@@ -114,8 +121,7 @@ fn main() -> std::io::Result<()> {
             written += record(&mut w, t, &scratch)? as u64;
             t += 10;
             packets += 1;
-            // Three bulk frames per fixture frame.
-            for k in 0..3 {
+            for k in 0..bulk_per_fixture {
                 bulk(copy, packets as u32 * 3 + k, &mut scratch);
                 written += record(&mut w, t, &scratch)? as u64;
                 t += 10;
