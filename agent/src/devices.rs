@@ -703,6 +703,11 @@ fn services(map: &HashMap<(bool, u16), Service>) -> Vec<ServiceRecord> {
             port,
             app: s.app,
             peers: s.peers.len() as u64 + s.peer_overflow,
+            peer_addresses: {
+                let mut p: Vec<IpAddr> = s.peers.iter().copied().collect();
+                p.sort_unstable();
+                p
+            },
             seen: s.seen,
         })
         .collect();

@@ -6,7 +6,11 @@ pub mod capture;
 pub mod config;
 pub mod devices;
 pub mod engine;
-pub mod observation;
+pub mod observation {
+    //! The observation schema; defined in [`ward_protocols::schema::observation`] so the
+    //! collector shares it.
+    pub use ward_protocols::schema::observation::*;
+}
 pub mod oui;
 pub mod output;
 pub mod pcap;

@@ -17,7 +17,7 @@ use anyhow::Context;
 use crate::capture::{CaptureHandle, OwnedPacket};
 use crate::engine::{Batcher, Engine};
 use crate::observation::Kind;
-use crate::output::{AgentState, Output, StatusMessage, StatusStats};
+use crate::output::{AgentState, Output, StatusStats};
 
 /// A fresh message numberer for this run (`seq` counts from 1 per instance).
 pub fn batcher(cfg: &LoopConfig) -> Batcher {
@@ -171,7 +171,7 @@ impl Loop<'_> {
             progress = progress.as_deref().unwrap_or("-"),
             "stats"
         );
-        let mut status = StatusMessage::new(
+        let mut status = crate::output::new_status(
             state,
             &self.cfg.site,
             &self.cfg.agent_id,

@@ -18,7 +18,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use ward_agent::observation::{Kind, Observation, SCHEMA};
 use ward_agent::output::mqtt::{MqttConfig, MqttOutput};
-use ward_agent::output::{AgentState, StatusMessage, StatusStats};
+use ward_agent::output::{AgentState, StatusStats};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: binaries, ports, logs
@@ -429,7 +429,7 @@ async fn a_five_hundred_in_order_then_clean_shutdown() {
     let out = MqttOutput::start(cfg).unwrap();
     wait_connected(&out).await;
 
-    let mut status = StatusMessage::new(
+    let mut status = ward_agent::output::new_status(
         AgentState::Online,
         SITE,
         "agent-a",

@@ -30,6 +30,7 @@ pub mod frame;
 pub mod fuzz_harness;
 pub mod hl7;
 pub mod reassembly;
+pub mod schema;
 
 pub use error::{DecodeError, Layer};
 pub use evidence::{Direction, Endpoints, Evidence, Fact, Field, MacAddr, Protocol};

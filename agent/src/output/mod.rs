@@ -17,7 +17,7 @@ pub mod spool;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use jsonl::JsonlOutput;
 pub use mqtt::{MqttConfig, MqttOutput};
@@ -228,91 +228,27 @@ pub struct OutputStats {
     pub connected: bool,
 }
 
-/// Schema identifier of status messages.
-pub const STATUS_SCHEMA: &str = "ward.status.v1";
+pub use ward_protocols::schema::status::{AgentState, StatusMessage, StatusStats, STATUS_SCHEMA};
 
-/// Agent state in a status message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentState {
-    /// Running and connected.
-    Online,
-    /// Stopped, or the broker lost the connection (last will).
-    Offline,
-}
-
-/// A `ward.status.v1` message, published retained on `ward/v1/<site>/<agent-id>/status`.
-/// Documented in `docs/schema/observation-v1.md`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusMessage {
-    /// Always [`STATUS_SCHEMA`].
-    pub schema: String,
-    /// Online or offline.
-    pub state: AgentState,
-    /// Agent id.
-    pub agent_id: String,
-    /// Site.
-    pub site: String,
-    /// Agent instance (as in observations).
-    pub instance: String,
-    /// Agent version.
-    pub version: String,
-    /// When the instance started, RFC 3339 UTC.
-    pub started_at: String,
-    /// When the message was made, RFC 3339 UTC (the last will: when it was registered).
-    pub time: String,
-    /// Why offline: `shutdown` or `connection_lost`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Counters (absent from the last will).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stats: Option<StatusStats>,
-}
-
-/// The `stats` object of a status message; cumulative since the instance started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusStats {
-    /// Packets captured.
-    pub packets: u64,
-    /// Bytes captured.
-    pub bytes: u64,
-    /// Packets the kernel dropped.
-    pub kernel_drops: u64,
-    /// Devices in the table now.
-    pub devices: u64,
-    /// TCP flows tracked now.
-    pub flows: u64,
-    /// Flow and device table evictions.
-    pub evictions: u64,
-    /// Messages waiting in the spool.
-    pub spool_depth: u64,
-    /// Bytes waiting in the spool.
-    pub spool_bytes: u64,
-    /// Messages the full spool evicted (lost).
-    pub spool_evicted: u64,
-}
-
-impl StatusMessage {
-    /// A status with the schema and version filled in and `time` = now.
-    pub fn new(
-        state: AgentState,
-        site: &str,
-        agent_id: &str,
-        instance: &str,
-        started_at: SystemTime,
-    ) -> StatusMessage {
-        StatusMessage {
-            schema: STATUS_SCHEMA.to_string(),
-            state,
-            agent_id: agent_id.to_string(),
-            site: site.to_string(),
-            instance: instance.to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            started_at: rfc3339_millis(started_at),
-            time: rfc3339_millis(SystemTime::now()),
-            reason: None,
-            stats: None,
-        }
+/// A status with the schema and version filled in and `time` = now.
+pub fn new_status(
+    state: AgentState,
+    site: &str,
+    agent_id: &str,
+    instance: &str,
+    started_at: SystemTime,
+) -> StatusMessage {
+    StatusMessage {
+        schema: STATUS_SCHEMA.to_string(),
+        state,
+        agent_id: agent_id.to_string(),
+        site: site.to_string(),
+        instance: instance.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: rfc3339_millis(started_at),
+        time: rfc3339_millis(SystemTime::now()),
+        reason: None,
+        stats: None,
     }
 }
 
@@ -519,7 +455,8 @@ mod tests {
 
     #[test]
     fn status_serializes_per_schema() {
-        let mut s = StatusMessage::new(AgentState::Online, "site", "agent", "inst", UNIX_EPOCH);
+        let mut s =
+            crate::output::new_status(AgentState::Online, "site", "agent", "inst", UNIX_EPOCH);
         s.stats = Some(StatusStats::default());
         let v: serde_json::Value = serde_json::to_value(&s).unwrap();
         assert_eq!(v["schema"], "ward.status.v1");

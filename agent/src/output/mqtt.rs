@@ -385,7 +385,7 @@ struct Identity {
 
 impl Identity {
     fn status(&self, state: AgentState) -> StatusMessage {
-        StatusMessage::new(
+        crate::output::new_status(
             state,
             &self.site,
             &self.agent_id,

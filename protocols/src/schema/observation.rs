@@ -5,8 +5,8 @@
 //! Every value here is derived from allow-listed [`ward_protocols::Field`]s, addresses, ports and
 //! counts; nothing carries payload bytes.
 
+use crate::{Field, MacAddr, Protocol};
 use serde::{Deserialize, Serialize};
-use ward_protocols::{Field, MacAddr, Protocol};
 
 /// Schema identifier carried in every message.
 pub const SCHEMA: &str = "ward.observation.v1";
@@ -118,6 +118,10 @@ pub struct ServiceRecord {
     pub app: Option<Protocol>,
     /// Distinct peers (capped count).
     pub peers: u64,
+    /// The distinct peer addresses behind `peers`, sorted; at most the agent's per-service cap
+    /// (64 by default), so `peers` may be larger. Added in v1.1; absent from older agents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer_addresses: Vec<std::net::IpAddr>,
     /// Connections (TCP SYN-ACKs) or datagrams seen.
     pub seen: Seen,
 }
