@@ -4,6 +4,12 @@
 
 pub mod assets;
 pub mod broker;
+pub mod config;
 pub mod contracts;
 pub mod model;
+pub mod pattern;
 pub mod source;
+pub mod store;
+pub mod flags;
+pub mod ingest;
+pub mod link;

@@ -1,17 +1,396 @@
-//! `ward-collector`: the inventory, contract and flag service. Only its command-line surface
-//! exists so far; ingest, storage and contracts arrive with issue 4.
+//! `ward-collector`: ingests agent observations into the inventory, imports contracts and the
+//! CMMS asset register, links devices to both, and keeps compliance flags with evidence.
 
-use clap::Parser;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ward_collector::config::Config;
+use ward_collector::ingest;
+use ward_collector::store::sqlite::SqliteStore;
+use ward_collector::store::Store;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "ward-collector",
     version,
-    about = "ward collector: device inventory, contract linkage and support flags (not yet implemented; see issue 4)"
+    about = "ward collector: device inventory, MC2 contract and CMMS linkage, compliance flags",
+    long_about = "ward collector: ingests what ward agents see (over MQTT), keeps the device \
+inventory with its history in SQLite, imports contracts (MC2 terms) and the clinical-engineering \
+asset register, links devices to assets and contracts, and raises flags - end of support, no \
+contract, services or remote access outside the contract, cleartext DICOM/HL7 - each with its \
+evidence.\n\nStart with `ward-collector serve` (embedded MQTT broker on 127.0.0.1:1883, \
+database ./ward-collector.db), point agents at it, then `contracts import` and `assets import`.\n\n\
+Configuration: --config FILE (TOML, see packaging/collector.toml) < WARD_COLLECTOR_* environment \
+< flags."
 )]
-struct Cli {}
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!("ward-collector is not implemented yet (issue 4); the agent works offline: `ward-agent read FILE`")
+#[derive(Debug, Args)]
+struct Global {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "WARD_COLLECTOR_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// SQLite database file [default: ward-collector.db].
+    #[arg(long, global = true, env = "WARD_COLLECTOR_DB", value_name = "FILE")]
+    db: Option<PathBuf>,
+    /// Log level or filter, e.g. info, debug, ward_collector=debug [default: info].
+    #[arg(long, global = true, env = "WARD_COLLECTOR_LOG", value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, global = true, env = "WARD_COLLECTOR_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the collector: embedded MQTT broker (or --broker), ingest, scheduled flag evaluation.
+    /// Stops cleanly on SIGTERM/SIGINT after committing what it has acknowledged.
+    Serve(ServeArgs),
+    /// Replay agent JSON-lines files (`ward-agent read --output jsonl:FILE`) into the database.
+    Ingest {
+        /// JSON-lines files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Messages per transaction.
+        #[arg(long, default_value_t = 512)]
+        batch: usize,
+    },
+    /// Contracts (MC2 terms): import from YAML, JSON or CSV; see docs/contracts.md.
+    Contracts {
+        #[command(subcommand)]
+        cmd: ContractsCmd,
+    },
+    /// CMMS asset register: import a CSV export; see docs/assets.md.
+    Assets {
+        #[command(subcommand)]
+        cmd: AssetsCmd,
+    },
+    /// Re-link devices and re-evaluate every flag now (serve also does this on a schedule).
+    Evaluate {
+        /// Evaluate as of this time (RFC 3339 or YYYY-MM-DD) instead of now: for audits and tests.
+        #[arg(long)]
+        now: Option<String>,
+    },
+    /// Print the inventory: devices with their links (JSON with --json).
+    Devices {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print flags (open ones unless --all).
+    Flags {
+        /// Include resolved flags.
+        #[arg(long)]
+        all: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print agents with their last status and message counts.
+    Agents,
+    /// Print device merges with their explanations.
+    Merges,
+    /// Print counts.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum ContractsCmd {
+    /// Import (insert or replace by id). All or nothing: any error imports nothing.
+    Import {
+        /// `.yaml`/`.yml`, `.json` or `.csv`.
+        file: PathBuf,
+        /// Validate only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List contracts (JSON).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum AssetsCmd {
+    /// Import a CSV export (insert or replace by asset tag). All or nothing.
+    Import {
+        /// CSV file (`,` or `;` separated, header row required).
+        file: PathBuf,
+        /// Map a field to a header, e.g. `--map tag="Equip #"`; fields: tag, manufacturer,
+        /// model, serial, mac, ip, hostname, location, department, contract_id, risk_class.
+        #[arg(long, value_name = "FIELD=HEADER")]
+        map: Vec<String>,
+        /// The file is the whole register: remove assets not in it.
+        #[arg(long)]
+        replace: bool,
+        /// Validate only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List assets (JSON).
+    List,
+}
+
+/// `serve` options; each overrides the configuration file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Embedded broker listen address [default: 127.0.0.1:1883].
+    #[arg(long, env = "WARD_COLLECTOR_LISTEN", value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// Subscribe to this external broker instead of embedding one: mqtt://host:port or
+    /// mqtts://host:port.
+    #[arg(long, env = "WARD_COLLECTOR_BROKER", value_name = "URL")]
+    broker: Option<String>,
+    /// MQTT client id at the external broker (stable: it names the persistent session).
+    #[arg(long, env = "WARD_COLLECTOR_CLIENT_ID")]
+    client_id: Option<String>,
+    /// Shared-subscription group at the external broker, so several collectors split agents.
+    #[arg(long, env = "WARD_COLLECTOR_SHARE_GROUP")]
+    share_group: Option<String>,
+    /// Per-agent credentials for the embedded broker (TOML: username = "password").
+    #[arg(long, env = "WARD_COLLECTOR_CREDENTIALS", value_name = "FILE")]
+    credentials: Option<PathBuf>,
+    /// TLS certificate for the embedded broker (PEM).
+    #[arg(long, env = "WARD_COLLECTOR_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// TLS key for the embedded broker (PEM).
+    #[arg(long, env = "WARD_COLLECTOR_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// CA for agent client certificates (embedded broker) or for the external broker.
+    #[arg(long, env = "WARD_COLLECTOR_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Seconds between scheduled evaluations [default: 60].
+    #[arg(long, value_name = "SECS")]
+    evaluate_interval: Option<u64>,
+}
+
+fn init_logging(cfg: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
+        .with_context(|| format!("invalid log filter {:?}", cfg.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log_format.as_str() {
+        "text" => builder.init(),
+        "json" => builder.json().init(),
+        other => anyhow::bail!("unknown log format {other:?} (expected text or json)"),
+    }
+    Ok(())
+}
+
+fn parse_time(s: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_micros());
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .with_context(|| format!("--now {s:?}: expected RFC 3339 or YYYY-MM-DD"))?;
+    Ok(d.and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc()
+        .timestamp_micros())
+}
+
+fn open(cfg: &Config) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open(&cfg.db).with_context(|| format!("database {}", cfg.db.display()))
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ward-collector: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut cfg = match &cli.global.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(db) = cli.global.db {
+        cfg.db = db;
+    }
+    if let Some(l) = cli.global.log_level {
+        cfg.log_level = l;
+    }
+    if let Some(f) = cli.global.log_format {
+        cfg.log_format = f;
+    }
+    init_logging(&cfg)?;
+    match cli.cmd {
+        Cmd::Serve(a) => {
+            if let Some(l) = a.listen {
+                cfg.broker.listen = l;
+            }
+            if a.broker.is_some() {
+                cfg.source.url = a.broker;
+            }
+            if a.client_id.is_some() {
+                cfg.source.client_id = a.client_id;
+            }
+            if a.share_group.is_some() {
+                cfg.source.share_group = a.share_group;
+            }
+            if a.credentials.is_some() {
+                cfg.broker.credentials_file = a.credentials;
+            }
+            if a.tls_cert.is_some() {
+                cfg.broker.tls_cert = a.tls_cert;
+            }
+            if a.tls_key.is_some() {
+                cfg.broker.tls_key = a.tls_key;
+            }
+            if let Some(ca) = a.tls_ca {
+                cfg.broker.tls_ca = Some(ca.clone());
+                cfg.source.ca = Some(ca);
+            }
+            if let Some(i) = a.evaluate_interval {
+                cfg.ingest.evaluate_interval_secs = i;
+            }
+            ward_collector::serve::run(cfg)
+        }
+        Cmd::Ingest { files, batch } => {
+            let mut store = open(&cfg)?;
+            let t = std::time::Instant::now();
+            let (st, bad) = ingest::replay_files(&mut store, &files, batch.max(1))?;
+            let secs = t.elapsed().as_secs_f64();
+            let ev = ingest::evaluate(&mut store, &cfg.flags, ingest::now_us())?;
+            tracing::info!(
+                messages = st.messages,
+                duplicates = st.duplicates,
+                device_records = st.device_records,
+                devices_created = st.devices_created,
+                merges = st.merges,
+                statuses = st.statuses,
+                bad_lines = bad,
+                seconds = secs,
+                records_per_sec = (st.device_records as f64 / secs.max(1e-9)) as u64,
+                flags_open = ev.flags_open,
+                "replay done"
+            );
+            print_json(&serde_json::json!({"ingest": st, "bad_lines": bad, "evaluation": ev}))
+        }
+        Cmd::Contracts { cmd } => match cmd {
+            ContractsCmd::Import { file, dry_run } => {
+                let contracts = ward_collector::contracts::load(&file)?;
+                if dry_run {
+                    println!("{}: {} contracts, valid", file.display(), contracts.len());
+                    return Ok(());
+                }
+                let mut store = open(&cfg)?;
+                let st = store.import_contracts(
+                    &contracts,
+                    &file.display().to_string(),
+                    ingest::now_us(),
+                )?;
+                let ev = ingest::evaluate(&mut store, &cfg.flags, ingest::now_us())?;
+                tracing::info!(file = %file.display(), inserted = st.inserted, replaced = st.replaced, flags_open = ev.flags_open, "contracts imported");
+                print_json(&serde_json::json!({"import": st, "evaluation": ev}))
+            }
+            ContractsCmd::List => print_json(&open(&cfg)?.inventory()?.contracts),
+        },
+        Cmd::Assets { cmd } => match cmd {
+            AssetsCmd::Import {
+                file,
+                map,
+                replace,
+                dry_run,
+            } => {
+                let colmap = ward_collector::assets::ColumnMap::with_overrides(&map)?;
+                let imp = ward_collector::assets::load(&file, &colmap)?;
+                if !imp.ignored_columns.is_empty() {
+                    tracing::info!(file = %file.display(), columns = ?imp.ignored_columns, "columns not mapped (ignored)");
+                }
+                if dry_run {
+                    println!("{}: {} assets, valid", file.display(), imp.assets.len());
+                    return Ok(());
+                }
+                let mut store = open(&cfg)?;
+                let st = store.import_assets(
+                    &imp.assets,
+                    replace,
+                    &file.display().to_string(),
+                    ingest::now_us(),
+                )?;
+                let ev = ingest::evaluate(&mut store, &cfg.flags, ingest::now_us())?;
+                tracing::info!(file = %file.display(), inserted = st.inserted, replaced = st.replaced, removed = st.removed, flags_open = ev.flags_open, "assets imported");
+                print_json(&serde_json::json!({"import": st, "ignored_columns": imp.ignored_columns, "evaluation": ev}))
+            }
+            AssetsCmd::List => print_json(&open(&cfg)?.inventory()?.assets),
+        },
+        Cmd::Evaluate { now } => {
+            let now = match now {
+                Some(s) => parse_time(&s)?,
+                None => ingest::now_us(),
+            };
+            let mut store = open(&cfg)?;
+            let ev = ingest::evaluate(&mut store, &cfg.flags, now)?;
+            print_json(&ev)
+        }
+        Cmd::Devices { json } => {
+            let store = open(&cfg)?;
+            let inv = store.inventory()?;
+            let links = store.links()?;
+            if json {
+                return print_json(&serde_json::json!({"devices": inv.devices, "links": links}));
+            }
+            for d in &inv.devices {
+                let (m, model) = ward_collector::link::manufacturer_model(d);
+                let l: Vec<String> = links
+                    .iter()
+                    .filter(|l| l.device_id == d.id)
+                    .map(|l| {
+                        format!(
+                            "{}={} ({}, {:.2})",
+                            l.kind.as_str(),
+                            l.target,
+                            l.method,
+                            l.confidence
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{:>6}  {:<40} {:<28} {:<18} {}",
+                    d.id,
+                    d.macs
+                        .iter()
+                        .map(|m| m.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    format!("{} {}", m.unwrap_or("?"), model.unwrap_or("")),
+                    d.current("device_type").unwrap_or("unknown"),
+                    l.join("  ")
+                );
+            }
+            Ok(())
+        }
+        Cmd::Flags { all, json } => {
+            let flags = open(&cfg)?.flags(!all)?;
+            if json {
+                return print_json(&flags);
+            }
+            for f in &flags {
+                println!(
+                    "{:>6} {:<8} {:<6} {:<38} {}",
+                    f.id, f.status, f.severity, f.kind, f.summary
+                );
+            }
+            Ok(())
+        }
+        Cmd::Agents => print_json(&open(&cfg)?.agents()?),
+        Cmd::Merges => print_json(&open(&cfg)?.merges()?),
+        Cmd::Status => print_json(&open(&cfg)?.counts()?),
+    }
 }

@@ -1,0 +1,145 @@
+//! Collector configuration: a TOML file (`--config`), overridden by `WARD_COLLECTOR_*`
+//! environment variables, overridden by flags. Unknown keys are errors so a typo never
+//! silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::flags::FlagConfig;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// SQLite database file.
+    pub db: PathBuf,
+    /// Log level or filter.
+    pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Embedded broker (used unless `source.url` is set).
+    pub broker: BrokerSection,
+    /// External broker to subscribe to instead of the embedded one.
+    pub source: SourceSection,
+    /// Ingest tuning.
+    pub ingest: IngestSection,
+    /// Flag thresholds.
+    pub flags: FlagConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            db: PathBuf::from("ward-collector.db"),
+            log_level: "info".into(),
+            log_format: "text".into(),
+            broker: BrokerSection::default(),
+            source: SourceSection::default(),
+            ingest: IngestSection::default(),
+            flags: FlagConfig::default(),
+        }
+    }
+}
+
+/// `[broker]`: the embedded MQTT broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerSection {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// TLS server certificate (PEM); with `tls_key`, the listener speaks MQTT over TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that agent client certificates must chain to (mutual TLS).
+    pub tls_ca: Option<PathBuf>,
+    /// File of per-agent credentials, one `username = "password"` per line (TOML); when set,
+    /// anonymous connections are refused.
+    pub credentials_file: Option<PathBuf>,
+    /// Largest accepted MQTT payload, bytes.
+    pub max_payload: usize,
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        BrokerSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            credentials_file: None,
+            max_payload: 4 << 20,
+        }
+    }
+}
+
+/// `[source]`: an external broker.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceSection {
+    /// `mqtt://host:port` or `mqtts://host:port`; unset = embedded broker.
+    pub url: Option<String>,
+    /// MQTT client id (must be stable: the broker keeps the persistent session under it).
+    pub client_id: Option<String>,
+    /// User name.
+    pub username: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+    /// CA certificate (PEM) for `mqtts://`.
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM).
+    pub cert: Option<PathBuf>,
+    /// Client key (PEM).
+    pub key: Option<PathBuf>,
+    /// Shared-subscription group: several collectors split the agents' messages
+    /// (`$share/<group>/ward/v1/+/+/devices`).
+    pub share_group: Option<String>,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSection {
+    /// Most messages per database transaction.
+    pub batch: usize,
+    /// Seconds between scheduled link + flag evaluations (time-based flags need them).
+    pub evaluate_interval_secs: u64,
+    /// Least seconds between evaluations triggered by ingest.
+    pub evaluate_debounce_secs: u64,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection {
+            batch: 512,
+            evaluate_interval_secs: 60,
+            evaluate_debounce_secs: 2,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading configuration {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("configuration {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packaged_sample_parses_and_unknown_keys_fail() {
+        let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/collector.toml");
+        let c = Config::load(Path::new(sample)).unwrap();
+        assert_eq!(c.broker.listen.port(), 1883);
+        let e = toml::from_str::<Config>("dbb = 'x'").unwrap_err();
+        assert!(e.to_string().contains("dbb"), "{e}");
+    }
+}

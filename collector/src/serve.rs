@@ -1,0 +1,190 @@
+//! `ward-collector serve`: source (embedded broker or external) → decode → batched store
+//! transactions → acknowledgement → debounced and scheduled evaluation.
+//!
+//! The acknowledgement comes after the commit: with an external broker and its persistent
+//! session, a crash before commit means redelivery, and the store's `(site, agent, instance,
+//! seq)` key turns the redelivery into a no-op.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use crate::broker::{self, BrokerConfig};
+use crate::config::Config;
+use crate::ingest::{self, decode};
+use crate::source::{self, Delivery, SourceConfig};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{IngestStats, Store};
+
+/// Topic filters the collector subscribes to.
+pub const FILTERS: [&str; 2] = ["ward/v1/+/+/devices", "ward/v1/+/+/status"];
+
+fn read_credentials(path: &std::path::Path) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading credentials {}", path.display()))?;
+    toml::from_str(&text).with_context(|| {
+        format!(
+            "credentials {}: expected lines of username = \"password\"",
+            path.display()
+        )
+    })
+}
+
+/// Runs until SIGTERM/SIGINT.
+pub fn run(cfg: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_async(cfg))
+}
+
+async fn run_async(cfg: Config) -> anyhow::Result<()> {
+    let mut store = SqliteStore::open(&cfg.db)
+        .with_context(|| format!("database {}", cfg.db.display()))?;
+    let (tx, mut rx) = mpsc::channel::<Delivery>(cfg.ingest.batch.max(1) * 4);
+    let filters: Vec<String> = FILTERS.iter().map(|s| s.to_string()).collect();
+    let mut _embedded = None;
+    let source_cfg = match &cfg.source.url {
+        Some(url) => {
+            let password = match &cfg.source.password_file {
+                Some(p) => Some(
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("reading password file {}", p.display()))?
+                        .trim_end()
+                        .to_string(),
+                ),
+                None => std::env::var("WARD_COLLECTOR_MQTT_PASSWORD").ok(),
+            };
+            SourceConfig::External(source::ExternalConfig {
+                url: url.clone(),
+                client_id: cfg.source.client_id.clone().unwrap_or_else(|| {
+                    format!(
+                        "ward-collector-{}",
+                        hostname::get()
+                            .map(|h| h.to_string_lossy().into_owned())
+                            .unwrap_or_else(|_| "local".into())
+                    )
+                }),
+                username: cfg.source.username.clone(),
+                password,
+                ca: cfg.source.ca.clone(),
+                cert: cfg.source.cert.clone(),
+                key: cfg.source.key.clone(),
+                shared_group: cfg.source.share_group.clone(),
+            })
+        }
+        None => {
+            let credentials = match &cfg.broker.credentials_file {
+                Some(p) => Some(read_credentials(p)?),
+                None => None,
+            };
+            let tls = match (&cfg.broker.tls_cert, &cfg.broker.tls_key) {
+                (Some(cert), Some(key)) => Some(broker::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: cfg.broker.tls_ca.clone(),
+                }),
+                (None, None) => None,
+                _ => anyhow::bail!("the embedded broker's TLS needs both tls_cert and tls_key"),
+            };
+            let b = broker::start(&BrokerConfig {
+                listen: cfg.broker.listen,
+                tls,
+                credentials,
+                max_payload: cfg.broker.max_payload,
+                ..BrokerConfig::default()
+            })
+            .with_context(|| format!("starting the embedded broker on {}", cfg.broker.listen))?;
+            let sc = SourceConfig::Embedded(b.source_config());
+            _embedded = Some(b);
+            tracing::info!(listen = %cfg.broker.listen, tls = cfg.broker.tls_cert.is_some(), auth = cfg.broker.credentials_file.is_some(), "embedded broker listening");
+            sc
+        }
+    };
+    let handle = source::spawn(source_cfg, &filters, tx)
+        .await
+        .context("connecting the ingest source")?;
+    tracing::info!(db = %cfg.db.display(), "collector running");
+
+    let batch_max = cfg.ingest.batch.max(1);
+    let debounce = Duration::from_secs(cfg.ingest.evaluate_debounce_secs);
+    let mut tick = tokio::time::interval(Duration::from_secs(
+        cfg.ingest.evaluate_interval_secs.max(1),
+    ));
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(30));
+    let mut totals = IngestStats::default();
+    let mut rejected = 0u64;
+    let mut dirty = false;
+    let mut last_eval = Instant::now() - debounce;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let started = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break; }
+            first = rx.recv() => {
+                let Some(first) = first else {
+                    anyhow::bail!("the ingest source stopped");
+                };
+                let mut deliveries = vec![first];
+                while deliveries.len() < batch_max {
+                    match rx.try_recv() {
+                        Ok(d) => deliveries.push(d),
+                        Err(_) => break,
+                    }
+                }
+                let mut msgs = Vec::with_capacity(deliveries.len());
+                for d in &deliveries {
+                    match decode(&d.topic, &d.payload) {
+                        Ok(m) => msgs.push(m),
+                        Err(e) => {
+                            rejected += 1;
+                            tracing::warn!(topic = %d.topic, bytes = d.payload.len(), error = %e, "message rejected");
+                        }
+                    }
+                }
+                let st = tokio::task::block_in_place(|| store.ingest(&msgs, ingest::now_us()))
+                    .context("storing observations")?;
+                // Committed: now, and only now, the broker may forget them.
+                for d in deliveries {
+                    handle.ack(d.ack).await;
+                }
+                totals.add(&st);
+                dirty |= st.messages > 0 || st.statuses > 0;
+                if dirty && last_eval.elapsed() >= debounce {
+                    tokio::task::block_in_place(|| ingest::evaluate(&mut store, &cfg.flags, ingest::now_us()))
+                        .context("evaluating flags")?;
+                    last_eval = Instant::now();
+                    dirty = false;
+                }
+            }
+            _ = tick.tick() => {
+                tokio::task::block_in_place(|| ingest::evaluate(&mut store, &cfg.flags, ingest::now_us()))
+                    .context("evaluating flags")?;
+                last_eval = Instant::now();
+                dirty = false;
+            }
+            _ = stats_tick.tick() => {
+                let secs = started.elapsed().as_secs_f64().max(1e-9);
+                tracing::info!(
+                    messages = totals.messages, duplicates = totals.duplicates,
+                    device_records = totals.device_records, devices_created = totals.devices_created,
+                    merges = totals.merges, statuses = totals.statuses, rejected,
+                    records_per_sec = (totals.device_records as f64 / secs) as u64,
+                    "ingest stats"
+                );
+            }
+        }
+    }
+    handle.shutdown().await;
+    if dirty {
+        ingest::evaluate(&mut store, &cfg.flags, ingest::now_us()).context("evaluating flags")?;
+    }
+    tracing::info!(messages = totals.messages, duplicates = totals.duplicates, device_records = totals.device_records, rejected, "collector stopped");
+    Ok(())
+}

@@ -1,0 +1,402 @@
+//! The storage boundary. Everything the collector keeps goes through [`Store`], so a second
+//! backend (PostgreSQL, for several collectors sharing one inventory) implements this trait and
+//! nothing above it changes. SQLite ([`sqlite::SqliteStore`]) is the default.
+//!
+//! Rules every backend keeps:
+//! - each method is one transaction: it lands whole or not at all;
+//! - ingest is idempotent on `(site, agent_id, instance, seq)` and order-safe: every stored
+//!   time is a min/max, every "current" value is the one seen last *by observation time*;
+//! - nothing here assumes it is the only writer (no in-process caches of database state that
+//!   another collector could invalidate).
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Serialize;
+use ward_protocols::schema::observation::Observation;
+use ward_protocols::schema::status::StatusMessage;
+use ward_protocols::MacAddr;
+
+use crate::model::{Asset, Contract};
+
+/// A storage failure. The message names the operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database: {context}: {source}")]
+    Db {
+        /// What was being done.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database is newer than this program.
+    #[error("database schema version {found} is newer than this ward-collector understands ({supported}); upgrade ward-collector")]
+    TooNew {
+        /// Found in the file.
+        found: i64,
+        /// Highest known.
+        supported: i64,
+    },
+    /// Stored data that does not decode (corruption or a foreign writer).
+    #[error("stored {what} does not decode: {detail}")]
+    Corrupt {
+        /// Which record.
+        what: String,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// One decoded message from an agent.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// `ward.observation.v1`.
+    Observation(Observation),
+    /// `ward.status.v1`.
+    Status(StatusMessage),
+}
+
+/// What one ingest call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IngestStats {
+    /// Observation messages stored.
+    pub messages: u64,
+    /// Observation messages skipped because they were already stored (replays).
+    pub duplicates: u64,
+    /// Device records applied.
+    pub device_records: u64,
+    /// Devices created.
+    pub devices_created: u64,
+    /// Device merges on a strong identity.
+    pub merges: u64,
+    /// Status messages stored.
+    pub statuses: u64,
+}
+
+impl IngestStats {
+    /// Adds another call's counts.
+    pub fn add(&mut self, o: &IngestStats) {
+        self.messages += o.messages;
+        self.duplicates += o.duplicates;
+        self.device_records += o.device_records;
+        self.devices_created += o.devices_created;
+        self.merges += o.merges;
+        self.statuses += o.statuses;
+    }
+}
+
+/// A service as stored for a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceView {
+    /// `offered` (the device is the server) or `used` (the device is the client).
+    pub direction: String,
+    /// `tcp` or `udp`.
+    pub transport: String,
+    /// Server port.
+    pub port: u16,
+    /// Recognised application protocol.
+    pub app: Option<String>,
+    /// Distinct peers reported (may exceed `peer_addresses`).
+    pub peers: u64,
+    /// Peer addresses known.
+    pub peer_addresses: Vec<IpAddr>,
+    /// First seen, µs.
+    pub first_us: i64,
+    /// Last seen, µs.
+    pub last_us: i64,
+}
+
+/// One value of an attribute over time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttributeValue {
+    /// The value.
+    pub value: String,
+    /// First seen, µs.
+    pub first_us: i64,
+    /// Last seen, µs.
+    pub last_us: i64,
+    /// Agent that last reported it.
+    pub agent_id: String,
+}
+
+/// Where (which agent, site, VLAN) a device was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sighting {
+    /// Site.
+    pub site: String,
+    /// Agent.
+    pub agent_id: String,
+    /// Agent-local key.
+    pub key: String,
+    /// VLAN.
+    pub vlan: Option<u16>,
+    /// First seen, µs.
+    pub first_us: i64,
+    /// Last seen, µs.
+    pub last_us: i64,
+}
+
+/// Everything stored about one device, as linking and flags need it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeviceView {
+    /// Device id.
+    pub id: i64,
+    /// First seen by any agent, µs.
+    pub first_us: i64,
+    /// Last seen by any agent, µs.
+    pub last_us: i64,
+    /// MAC addresses.
+    pub macs: Vec<MacAddr>,
+    /// Where it was seen.
+    pub sightings: Vec<Sighting>,
+    /// Identities by kind (`mac`, `serial`, `eui64`, `udi`, `ip`, `ae_title`, `hostname`).
+    pub identities: BTreeMap<String, Vec<String>>,
+    /// Attribute histories by name (`manufacturer`, `model`, `device_type`, `software_version`,
+    /// every allow-listed fact field…), each sorted by first seen.
+    pub attributes: BTreeMap<String, Vec<AttributeValue>>,
+    /// Services.
+    pub services: Vec<ServiceView>,
+}
+
+impl DeviceView {
+    /// The current value of an attribute: the one seen last (by observation time).
+    pub fn current(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .get(name)?
+            .iter()
+            .max_by(|a, b| (a.last_us, a.first_us).cmp(&(b.last_us, b.first_us)))
+            .map(|a| a.value.as_str())
+    }
+
+    /// Identity values of a kind.
+    pub fn ids(&self, kind: &str) -> &[String] {
+        self.identities.get(kind).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// The whole inventory, as linking and flag evaluation read it.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    /// Devices (merged ones excluded).
+    pub devices: Vec<DeviceView>,
+    /// Assets.
+    pub assets: Vec<Asset>,
+    /// Contracts.
+    pub contracts: Vec<Contract>,
+}
+
+/// What a link joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    /// Device → CMMS asset (target = asset tag).
+    Asset,
+    /// Device → contract (target = contract id).
+    Contract,
+}
+
+impl LinkKind {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Asset => "asset",
+            LinkKind::Contract => "contract",
+        }
+    }
+}
+
+/// A link with how it was made.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Link {
+    /// Device id.
+    pub device_id: i64,
+    /// Kind.
+    pub kind: LinkKind,
+    /// Asset tag or contract id.
+    pub target: String,
+    /// How: `mac`, `serial`, `eui64`, `udi`, `ip+hostname`, `ip`, `asset_contract_id`,
+    /// `contract_asset_tag`, `contract_serial`, `model_coverage`.
+    pub method: String,
+    /// 0–1.
+    pub confidence: f32,
+}
+
+/// A flag condition that holds now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlagInstance {
+    /// Kind (`end_of_support_passed`, …).
+    pub kind: String,
+    /// `device:<id>`, `asset:<tag>` or `contract:<id>`.
+    pub subject: String,
+    /// What distinguishes several flags of one kind on one subject (e.g. `tcp/23/offered`);
+    /// empty when there is one.
+    pub detail: String,
+    /// `high`, `medium`, `low`, `info`.
+    pub severity: String,
+    /// One line for people.
+    pub summary: String,
+    /// The evidence, structured.
+    pub evidence: serde_json::Value,
+}
+
+/// A stored flag.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlagRow {
+    /// Row id.
+    pub id: i64,
+    /// Kind.
+    pub kind: String,
+    /// Subject.
+    pub subject: String,
+    /// Detail.
+    pub detail: String,
+    /// Severity.
+    pub severity: String,
+    /// `open` or `resolved`.
+    pub status: String,
+    /// Summary.
+    pub summary: String,
+    /// Evidence (as of the last evaluation that found it true).
+    pub evidence: serde_json::Value,
+    /// When first found true, µs.
+    pub opened_us: i64,
+    /// When last found true, µs.
+    pub last_true_us: i64,
+    /// When found no longer true, µs.
+    pub resolved_us: Option<i64>,
+}
+
+/// What applying an evaluation changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyStats {
+    /// Links added or changed.
+    pub links_changed: u64,
+    /// Links removed.
+    pub links_removed: u64,
+    /// Flags opened.
+    pub flags_opened: u64,
+    /// Flags resolved.
+    pub flags_resolved: u64,
+    /// Flags open now.
+    pub flags_open: u64,
+}
+
+/// A recorded merge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MergeRow {
+    /// Device kept.
+    pub kept: i64,
+    /// Device absorbed.
+    pub absorbed: i64,
+    /// Identity kind that justified it.
+    pub identity_kind: String,
+    /// Its value.
+    pub identity_value: String,
+    /// Why, for people.
+    pub explanation: String,
+    /// Observation time, µs.
+    pub at_us: i64,
+}
+
+/// An agent as last heard from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentRow {
+    /// Site.
+    pub site: String,
+    /// Agent id.
+    pub agent_id: String,
+    /// Last instance.
+    pub instance: Option<String>,
+    /// `online`/`offline` from the last status.
+    pub state: Option<String>,
+    /// Agent version.
+    pub version: Option<String>,
+    /// Last status time (RFC 3339).
+    pub status_time: Option<String>,
+    /// Offline reason.
+    pub reason: Option<String>,
+    /// Last stats object.
+    pub stats: Option<serde_json::Value>,
+    /// Observation messages stored.
+    pub messages: i64,
+    /// Messages missing: per instance, highest `seq` minus messages stored (a message lost
+    /// between an agent and the store; the agent's next snapshot restores the state).
+    pub missing: i64,
+}
+
+/// Counts for the summary line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Devices (not merged away).
+    pub devices: u64,
+    /// Observation messages stored.
+    pub messages: u64,
+    /// Contracts.
+    pub contracts: u64,
+    /// Assets.
+    pub assets: u64,
+    /// Links.
+    pub links: u64,
+    /// Open flags.
+    pub open_flags: u64,
+    /// Merges.
+    pub merges: u64,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ImportStats {
+    /// New records.
+    pub inserted: u64,
+    /// Replaced records (same id/tag).
+    pub replaced: u64,
+    /// Removed (assets with `--replace`).
+    pub removed: u64,
+}
+
+/// The storage operations. Each is one transaction.
+pub trait Store: Send {
+    /// Stores a batch of agent messages: device records, identities, history, agent status.
+    /// Replays (same `site, agent_id, instance, seq`) are skipped.
+    fn ingest(&mut self, batch: &[Message], received_us: i64) -> Result<IngestStats, StoreError>;
+    /// Inserts or replaces contracts by id.
+    fn import_contracts(
+        &mut self,
+        contracts: &[Contract],
+        source: &str,
+        now_us: i64,
+    ) -> Result<ImportStats, StoreError>;
+    /// Inserts or replaces assets by tag; with `replace`, removes every asset not in `assets`
+    /// (the file is a full register export).
+    fn import_assets(
+        &mut self,
+        assets: &[Asset],
+        replace: bool,
+        source: &str,
+        now_us: i64,
+    ) -> Result<ImportStats, StoreError>;
+    /// Reads what linking and flag evaluation need.
+    fn inventory(&self) -> Result<Inventory, StoreError>;
+    /// Replaces the links with `links` and reconciles flags: conditions in `flags` open (or stay
+    /// open), open flags not in `flags` are resolved at `now_us`.
+    fn apply_evaluation(
+        &mut self,
+        links: &[Link],
+        flags: &[FlagInstance],
+        now_us: i64,
+    ) -> Result<ApplyStats, StoreError>;
+    /// Flags, newest first; `open_only` filters.
+    fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError>;
+    /// Links.
+    fn links(&self) -> Result<Vec<Link>, StoreError>;
+    /// Merges.
+    fn merges(&self) -> Result<Vec<MergeRow>, StoreError>;
+    /// Agents.
+    fn agents(&self) -> Result<Vec<AgentRow>, StoreError>;
+    /// Counts.
+    fn counts(&self) -> Result<Counts, StoreError>;
+}

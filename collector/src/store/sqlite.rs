@@ -1,0 +1,1284 @@
+//! SQLite backend: one file, WAL, versioned migrations in `PRAGMA user_version`.
+//!
+//! Why WAL with `synchronous = FULL`: a committed ingest batch is what the collector
+//! acknowledges to the broker, so a commit must survive power loss, not just a process kill.
+//! Batching (many messages per transaction) keeps that affordable.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use ward_protocols::schema::observation::{DeviceRecord, Observation, ServiceRecord};
+use ward_protocols::schema::status::StatusMessage;
+use ward_protocols::{Field, MacAddr};
+
+use super::{
+    AgentRow, ApplyStats, AttributeValue, Counts, DeviceView, FlagInstance, FlagRow, ImportStats,
+    IngestStats, Inventory, Link, LinkKind, MergeRow, Message, ServiceView, Sighting, Store,
+    StoreError,
+};
+use crate::model::{Asset, Contract};
+
+/// Migrations, in order; `user_version` = how many have run. Never edit one that shipped:
+/// append.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE agents (
+    site TEXT NOT NULL, agent_id TEXT NOT NULL,
+    instance TEXT, state TEXT, version TEXT, started_at TEXT, status_time TEXT, reason TEXT,
+    stats TEXT, last_message_us INTEGER,
+    PRIMARY KEY (site, agent_id)
+);
+CREATE TABLE messages (
+    site TEXT NOT NULL, agent_id TEXT NOT NULL, instance TEXT NOT NULL, seq INTEGER NOT NULL,
+    kind TEXT NOT NULL, time_us INTEGER NOT NULL, devices INTEGER NOT NULL,
+    received_us INTEGER NOT NULL,
+    PRIMARY KEY (site, agent_id, instance, seq)
+);
+CREATE TABLE devices (
+    id INTEGER PRIMARY KEY,
+    first_us INTEGER NOT NULL, last_us INTEGER NOT NULL,
+    merged_into INTEGER REFERENCES devices(id)
+);
+CREATE TABLE sightings (
+    site TEXT NOT NULL, agent_id TEXT NOT NULL, key TEXT NOT NULL,
+    device_id INTEGER NOT NULL REFERENCES devices(id), vlan INTEGER,
+    first_us INTEGER NOT NULL, last_us INTEGER NOT NULL,
+    PRIMARY KEY (site, agent_id, key)
+);
+CREATE INDEX sightings_device ON sightings(device_id);
+CREATE TABLE identities (
+    kind TEXT NOT NULL, value TEXT NOT NULL, device_id INTEGER NOT NULL REFERENCES devices(id),
+    first_us INTEGER NOT NULL, last_us INTEGER NOT NULL, agent_id TEXT NOT NULL,
+    PRIMARY KEY (kind, value, device_id)
+);
+CREATE INDEX identities_device ON identities(device_id);
+CREATE TABLE attributes (
+    device_id INTEGER NOT NULL REFERENCES devices(id), name TEXT NOT NULL, value TEXT NOT NULL,
+    first_us INTEGER NOT NULL, last_us INTEGER NOT NULL, count INTEGER NOT NULL,
+    site TEXT NOT NULL, agent_id TEXT NOT NULL,
+    PRIMARY KEY (device_id, name, value)
+);
+CREATE TABLE services (
+    device_id INTEGER NOT NULL REFERENCES devices(id), direction TEXT NOT NULL,
+    transport TEXT NOT NULL, port INTEGER NOT NULL, app TEXT, peers INTEGER NOT NULL,
+    first_us INTEGER NOT NULL, last_us INTEGER NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (device_id, direction, transport, port)
+);
+CREATE TABLE service_peers (
+    device_id INTEGER NOT NULL, direction TEXT NOT NULL, transport TEXT NOT NULL,
+    port INTEGER NOT NULL, peer TEXT NOT NULL,
+    PRIMARY KEY (device_id, direction, transport, port, peer)
+);
+CREATE TABLE merges (
+    id INTEGER PRIMARY KEY, kept INTEGER NOT NULL, absorbed INTEGER NOT NULL,
+    identity_kind TEXT NOT NULL, identity_value TEXT NOT NULL, explanation TEXT NOT NULL,
+    at_us INTEGER NOT NULL
+);
+CREATE TABLE contracts (
+    id TEXT PRIMARY KEY, supplier TEXT NOT NULL, body TEXT NOT NULL, source TEXT NOT NULL,
+    imported_us INTEGER NOT NULL
+);
+CREATE TABLE assets (
+    tag TEXT PRIMARY KEY, body TEXT NOT NULL, mac TEXT, serial TEXT, ip TEXT, contract_id TEXT,
+    source TEXT NOT NULL, imported_us INTEGER NOT NULL
+);
+CREATE TABLE links (
+    device_id INTEGER NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, method TEXT NOT NULL,
+    confidence REAL NOT NULL, since_us INTEGER NOT NULL,
+    PRIMARY KEY (device_id, kind)
+);
+CREATE TABLE flags (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL,
+    severity TEXT NOT NULL, status TEXT NOT NULL, summary TEXT NOT NULL, evidence TEXT NOT NULL,
+    opened_us INTEGER NOT NULL, last_true_us INTEGER NOT NULL, resolved_us INTEGER
+);
+CREATE UNIQUE INDEX flags_open ON flags(kind, subject, detail) WHERE status = 'open';
+CREATE INDEX flags_subject ON flags(subject);
+"#];
+
+/// Identity kinds strong enough to merge two MACs into one device.
+pub const STRONG_KINDS: &[&str] = &["serial", "eui64", "udi"];
+
+fn db(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Db { context, source }
+}
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open(path)
+            .map_err(db(format!("opening database {}", path.display())))?;
+        Self::setup(conn)
+    }
+
+    /// An in-memory database, for tests.
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        Self::setup(Connection::open_in_memory().map_err(db("opening in-memory database"))?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<SqliteStore, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db("enabling WAL"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db("setting synchronous"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(db("enabling foreign keys"))?;
+        // Several collectors or a CLI import may share the file; wait rather than fail.
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(db("setting busy timeout"))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db("reading schema version"))?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(StoreError::TooNew {
+                found: version,
+                supported,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction().map_err(db("starting migration"))?;
+            tx.execute_batch(sql)
+                .map_err(db(format!("applying migration {}", i + 1)))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(db("recording schema version"))?;
+            tx.commit().map_err(db("committing migration"))?;
+            tracing::info!(version = i + 1, "database migrated");
+        }
+        Ok(SqliteStore { conn })
+    }
+
+    /// Schema version.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db("reading schema version"))
+    }
+}
+
+/// An identity taken from a device record.
+struct Ident {
+    kind: &'static str,
+    value: String,
+    field: &'static str,
+}
+
+/// Serial numbers some devices send when they have none; merging on them would join strangers.
+fn plausible_serial(s: &str) -> bool {
+    let t = s.trim();
+    if t.len() < 3 {
+        return false;
+    }
+    let lower = t.to_ascii_lowercase();
+    if matches!(
+        lower.as_str(),
+        "n/a" | "na" | "none" | "null" | "unknown" | "serial" | "0000" | "000000" | "123456"
+    ) {
+        return false;
+    }
+    let first = t.chars().next();
+    !t.chars().all(|c| Some(c) == first)
+}
+
+/// `0012211839000001^EUI-64` (IEEE 11073 equipment instance): the 16 hex digits before an
+/// `EUI-64` component.
+fn eui64(v: &str) -> Option<String> {
+    let comps: Vec<&str> = v.split('^').collect();
+    for w in comps.windows(2) {
+        if let [id, kind] = w {
+            if kind.eq_ignore_ascii_case("EUI-64")
+                && id.len() == 16
+                && id.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Some(id.to_ascii_uppercase());
+            }
+        }
+    }
+    None
+}
+
+fn identities_of(rec: &DeviceRecord) -> (Vec<Ident>, Vec<Ident>) {
+    let mut strong = Vec::new();
+    let mut weak = Vec::new();
+    for f in &rec.facts {
+        let v = f.value.trim();
+        if v.is_empty() {
+            continue;
+        }
+        match f.field {
+            Field::DicomDeviceSerialNumber | Field::Hl7DeviceSerial if plausible_serial(v) => {
+                strong.push(Ident {
+                    kind: "serial",
+                    value: v.to_string(),
+                    field: f.field.name(),
+                })
+            }
+            Field::Hl7Udi => strong.push(Ident {
+                kind: "udi",
+                value: v.to_string(),
+                field: f.field.name(),
+            }),
+            Field::Hl7EquipmentInstance => {
+                if let Some(e) = eui64(v) {
+                    strong.push(Ident {
+                        kind: "eui64",
+                        value: e,
+                        field: f.field.name(),
+                    })
+                }
+            }
+            Field::DicomCallingAe | Field::DicomCalledAe => weak.push(Ident {
+                kind: "ae_title",
+                value: v.to_string(),
+                field: f.field.name(),
+            }),
+            Field::DhcpHostname | Field::DhcpFqdn => weak.push(Ident {
+                kind: "hostname",
+                value: v.to_ascii_lowercase(),
+                field: f.field.name(),
+            }),
+            _ => {}
+        }
+    }
+    for a in &rec.addresses {
+        weak.push(Ident {
+            kind: "ip",
+            value: a.ip.to_string(),
+            field: "address",
+        });
+    }
+    (strong, weak)
+}
+
+fn fmt_time(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| us.to_string())
+}
+
+struct Ingest<'a> {
+    tx: &'a Transaction<'a>,
+    stats: IngestStats,
+}
+
+impl Ingest<'_> {
+    fn observation(&mut self, o: &Observation, received_us: i64) -> Result<(), StoreError> {
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO messages (site, agent_id, instance, seq, kind, time_us, devices, received_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    o.site,
+                    o.agent_id,
+                    o.instance,
+                    o.seq as i64,
+                    match o.kind {
+                        ward_protocols::schema::observation::Kind::Delta => "delta",
+                        ward_protocols::schema::observation::Kind::Snapshot => "snapshot",
+                    },
+                    o.time_us,
+                    o.devices.len() as i64,
+                    received_us
+                ])
+            })
+            .map_err(db("recording message"))?;
+        if inserted == 0 {
+            self.stats.duplicates += 1;
+            return Ok(());
+        }
+        self.stats.messages += 1;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO agents (site, agent_id, last_message_us) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (site, agent_id) DO UPDATE SET
+                   last_message_us = max(coalesce(last_message_us, 0), excluded.last_message_us)",
+            )
+            .and_then(|mut s| s.execute(params![o.site, o.agent_id, o.time_us]))
+            .map_err(db("updating agent"))?;
+        for rec in &o.devices {
+            self.device(&o.site, &o.agent_id, rec)?;
+        }
+        Ok(())
+    }
+
+    fn status(&mut self, s: &StatusMessage) -> Result<(), StoreError> {
+        let stats = s
+            .stats
+            .as_ref()
+            .map(|st| serde_json::to_string(st).unwrap_or_default());
+        let state = match s.state {
+            ward_protocols::schema::status::AgentState::Online => "online",
+            ward_protocols::schema::status::AgentState::Offline => "offline",
+        };
+        // Order-safe: an older status (a replayed retained message) never overwrites a newer.
+        self.tx
+            .prepare_cached(
+                "INSERT INTO agents (site, agent_id, instance, state, version, started_at, status_time, reason, stats)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (site, agent_id) DO UPDATE SET
+                   instance = excluded.instance, state = excluded.state, version = excluded.version,
+                   started_at = excluded.started_at, status_time = excluded.status_time,
+                   reason = excluded.reason, stats = coalesce(excluded.stats, agents.stats)
+                 WHERE agents.status_time IS NULL OR excluded.status_time >= agents.status_time",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    s.site,
+                    s.agent_id,
+                    s.instance,
+                    state,
+                    s.version,
+                    s.started_at,
+                    s.time,
+                    s.reason,
+                    stats
+                ])
+            })
+            .map_err(db("storing agent status"))?;
+        self.stats.statuses += 1;
+        Ok(())
+    }
+
+    fn device(&mut self, site: &str, agent: &str, rec: &DeviceRecord) -> Result<(), StoreError> {
+        self.stats.device_records += 1;
+        let tx = self.tx;
+        let (first, last) = (rec.seen.first_us, rec.seen.last_us);
+        let sighted: Option<i64> = tx
+            .prepare_cached(
+                "SELECT device_id FROM sightings WHERE site = ?1 AND agent_id = ?2 AND key = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![site, agent, rec.key], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(db("looking up sighting"))?;
+        // MAC-less records (raw IP captures) are only ever one device per site and address.
+        let (primary_kind, primary_value) = match rec.mac {
+            Some(m) => ("mac", m.to_string()),
+            None => ("ipkey", format!("{site}|{}", rec.key)),
+        };
+        let mut dev = match sighted {
+            Some(d) => d,
+            None => {
+                let found: Option<i64> = tx
+                    .prepare_cached(
+                        "SELECT min(device_id) FROM identities WHERE kind = ?1 AND value = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![primary_kind, primary_value], |r| r.get(0))
+                    })
+                    .map_err(db("looking up identity"))?;
+                match found {
+                    Some(d) => d,
+                    None => {
+                        tx.prepare_cached("INSERT INTO devices (first_us, last_us) VALUES (?1, ?2)")
+                            .and_then(|mut s| s.execute(params![first, last]))
+                            .map_err(db("creating device"))?;
+                        self.stats.devices_created += 1;
+                        tx.last_insert_rowid()
+                    }
+                }
+            }
+        };
+        let (strong, weak) = identities_of(rec);
+        for id in &strong {
+            let others: Vec<i64> = tx
+                .prepare_cached(
+                    "SELECT DISTINCT device_id FROM identities WHERE kind = ?1 AND value = ?2 AND device_id != ?3",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![id.kind, id.value, dev], |r| r.get(0))?
+                        .collect::<Result<Vec<i64>, _>>()
+                })
+                .map_err(db("looking up strong identity"))?;
+            for other in others {
+                let (kept, absorbed) = (dev.min(other), dev.max(other));
+                merge(tx, kept, absorbed, id, site, agent, last)?;
+                self.stats.merges += 1;
+                dev = kept;
+            }
+        }
+        tx.prepare_cached(
+            "INSERT INTO sightings (site, agent_id, key, device_id, vlan, first_us, last_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (site, agent_id, key) DO UPDATE SET device_id = excluded.device_id,
+               first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us)",
+        )
+        .and_then(|mut s| s.execute(params![site, agent, rec.key, dev, rec.vlan, first, last]))
+        .map_err(db("recording sighting"))?;
+        tx.prepare_cached(
+            "UPDATE devices SET first_us = min(first_us, ?2), last_us = max(last_us, ?3) WHERE id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![dev, first, last]))
+        .map_err(db("updating device"))?;
+
+        let mut ident = tx
+            .prepare_cached(
+                "INSERT INTO identities (kind, value, device_id, first_us, last_us, agent_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (kind, value, device_id) DO UPDATE SET
+                   first_us = min(first_us, excluded.first_us),
+                   agent_id = CASE WHEN excluded.last_us >= last_us THEN excluded.agent_id ELSE agent_id END,
+                   last_us = max(last_us, excluded.last_us)",
+            )
+            .map_err(db("preparing identity upsert"))?;
+        ident
+            .execute(params![primary_kind, primary_value, dev, first, last, agent])
+            .map_err(db("storing identity"))?;
+        for id in strong.iter().chain(weak.iter()) {
+            ident
+                .execute(params![id.kind, id.value, dev, first, last, agent])
+                .map_err(db("storing identity"))?;
+        }
+
+        let mut attr = tx
+            .prepare_cached(
+                "INSERT INTO attributes (device_id, name, value, first_us, last_us, count, site, agent_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (device_id, name, value) DO UPDATE SET
+                   first_us = min(first_us, excluded.first_us),
+                   site = CASE WHEN excluded.last_us >= last_us THEN excluded.site ELSE site END,
+                   agent_id = CASE WHEN excluded.last_us >= last_us THEN excluded.agent_id ELSE agent_id END,
+                   last_us = max(last_us, excluded.last_us),
+                   count = max(count, excluded.count)",
+            )
+            .map_err(db("preparing attribute upsert"))?;
+        let mut put = |name: &str, value: &str, f: i64, l: i64, c: u64| {
+            attr.execute(params![dev, name, value, f, l, c as i64, site, agent])
+                .map(|_| ())
+                .map_err(db("storing attribute"))
+        };
+        let seen_count = rec.seen.count;
+        if let Some(v) = rec.vlan {
+            put("vlan", &v.to_string(), first, last, seen_count)?;
+        }
+        if let Some(k) = rec.mac_kind {
+            let k = match k {
+                ward_protocols::schema::observation::MacKind::Universal => "universal",
+                ward_protocols::schema::observation::MacKind::Local => "local",
+            };
+            put("mac_kind", k, first, last, seen_count)?;
+        }
+        if let Some(v) = &rec.oui_vendor {
+            put("oui_vendor", v, first, last, seen_count)?;
+        }
+        if let Some(c) = &rec.classification {
+            put("device_type", &c.device_type, first, last, seen_count)?;
+            if let Some(v) = &c.manufacturer {
+                put("manufacturer", v, first, last, seen_count)?;
+            }
+            if let Some(v) = &c.model {
+                put("model", v, first, last, seen_count)?;
+            }
+        }
+        for f in &rec.facts {
+            put(
+                f.field.name(),
+                &f.value,
+                f.seen.first_us,
+                f.seen.last_us,
+                f.seen.count,
+            )?;
+        }
+        // The software version's history is what patch-SLA review needs: take its times from
+        // the facts that carried it, not from the device as a whole.
+        if let Some(c) = &rec.classification {
+            if let Some(v) = &c.software_version {
+                let (f, l) = rec
+                    .facts
+                    .iter()
+                    .filter(|f| {
+                        f.value.contains(v.as_str())
+                            && matches!(
+                                f.field,
+                                Field::DicomSoftwareVersions
+                                    | Field::DicomImplementationVersion
+                                    | Field::Hl7DeviceSoftwareVersion
+                            )
+                    })
+                    .fold(None, |acc: Option<(i64, i64)>, f| {
+                        Some(match acc {
+                            None => (f.seen.first_us, f.seen.last_us),
+                            Some((a, b)) => (a.min(f.seen.first_us), b.max(f.seen.last_us)),
+                        })
+                    })
+                    .unwrap_or((first, last));
+                put("software_version", v, f, l, seen_count)?;
+            }
+        }
+        drop(attr);
+        for s in &rec.services_offered {
+            service(tx, dev, "offered", s)?;
+        }
+        for s in &rec.services_used {
+            service(tx, dev, "used", s)?;
+        }
+        Ok(())
+    }
+}
+
+fn service(tx: &Transaction, dev: i64, dir: &str, s: &ServiceRecord) -> Result<(), StoreError> {
+    let app = s.app.map(|a| match a {
+        ward_protocols::Protocol::Dicom => "dicom",
+        ward_protocols::Protocol::Hl7 => "hl7",
+        ward_protocols::Protocol::Dhcp => "dhcp",
+    });
+    tx.prepare_cached(
+        "INSERT INTO services (device_id, direction, transport, port, app, peers, first_us, last_us, count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (device_id, direction, transport, port) DO UPDATE SET
+           app = coalesce(excluded.app, app), peers = max(peers, excluded.peers),
+           first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us),
+           count = max(count, excluded.count)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            dev,
+            dir,
+            s.transport,
+            s.port,
+            app,
+            s.peers as i64,
+            s.seen.first_us,
+            s.seen.last_us,
+            s.seen.count as i64
+        ])
+    })
+    .map_err(db("storing service"))?;
+    let mut peer = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO service_peers (device_id, direction, transport, port, peer)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(db("preparing peer insert"))?;
+    for p in &s.peer_addresses {
+        peer.execute(params![dev, dir, s.transport, s.port, p.to_string()])
+            .map_err(db("storing service peer"))?;
+    }
+    Ok(())
+}
+
+fn macs_of(tx: &Transaction, dev: i64) -> Result<String, StoreError> {
+    let v: Vec<String> = tx
+        .prepare_cached("SELECT value FROM identities WHERE device_id = ?1 AND kind = 'mac' ORDER BY value")
+        .and_then(|mut s| {
+            s.query_map(params![dev], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()
+        })
+        .map_err(db("reading MACs"))?;
+    Ok(if v.is_empty() {
+        "no MAC".to_string()
+    } else {
+        v.join(", ")
+    })
+}
+
+/// Folds `absorbed` into `kept`. Histories are combined with min/max so the result is the same
+/// whichever order the two were seen in.
+fn merge(
+    tx: &Transaction,
+    kept: i64,
+    absorbed: i64,
+    why: &Ident,
+    site: &str,
+    agent: &str,
+    at_us: i64,
+) -> Result<(), StoreError> {
+    let explanation = format!(
+        "device {absorbed} ({}) merged into device {kept} ({}): both report {} {:?} ({}); seen by agent {agent} at site {site} at {}",
+        macs_of(tx, absorbed)?,
+        macs_of(tx, kept)?,
+        why.kind,
+        why.value,
+        why.field,
+        fmt_time(at_us)
+    );
+    let stmts = [
+        "INSERT INTO identities (kind, value, device_id, first_us, last_us, agent_id)
+         SELECT kind, value, ?1, first_us, last_us, agent_id FROM identities WHERE device_id = ?2
+         ON CONFLICT (kind, value, device_id) DO UPDATE SET
+           first_us = min(identities.first_us, excluded.first_us),
+           last_us = max(identities.last_us, excluded.last_us)",
+        "DELETE FROM identities WHERE device_id = ?2",
+        "INSERT INTO attributes (device_id, name, value, first_us, last_us, count, site, agent_id)
+         SELECT ?1, name, value, first_us, last_us, count, site, agent_id FROM attributes WHERE device_id = ?2
+         ON CONFLICT (device_id, name, value) DO UPDATE SET
+           first_us = min(attributes.first_us, excluded.first_us),
+           last_us = max(attributes.last_us, excluded.last_us),
+           count = max(attributes.count, excluded.count)",
+        "DELETE FROM attributes WHERE device_id = ?2",
+        "INSERT INTO services (device_id, direction, transport, port, app, peers, first_us, last_us, count)
+         SELECT ?1, direction, transport, port, app, peers, first_us, last_us, count FROM services WHERE device_id = ?2
+         ON CONFLICT (device_id, direction, transport, port) DO UPDATE SET
+           app = coalesce(services.app, excluded.app), peers = max(services.peers, excluded.peers),
+           first_us = min(services.first_us, excluded.first_us),
+           last_us = max(services.last_us, excluded.last_us),
+           count = max(services.count, excluded.count)",
+        "DELETE FROM services WHERE device_id = ?2",
+        "INSERT OR IGNORE INTO service_peers (device_id, direction, transport, port, peer)
+         SELECT ?1, direction, transport, port, peer FROM service_peers WHERE device_id = ?2",
+        "DELETE FROM service_peers WHERE device_id = ?2",
+        "UPDATE sightings SET device_id = ?1 WHERE device_id = ?2",
+        "UPDATE devices SET
+           first_us = min(first_us, (SELECT first_us FROM devices WHERE id = ?2)),
+           last_us = max(last_us, (SELECT last_us FROM devices WHERE id = ?2))
+         WHERE id = ?1",
+        "UPDATE devices SET merged_into = ?1 WHERE id = ?2 OR merged_into = ?2",
+        "DELETE FROM links WHERE device_id = ?2",
+    ];
+    for sql in stmts {
+        tx.prepare_cached(sql)
+            .and_then(|mut s| s.execute(params![kept, absorbed]))
+            .map_err(db("merging devices"))?;
+    }
+    // The absorbed device's open flags end here; the next evaluation raises them on the kept one.
+    tx.prepare_cached(
+        "UPDATE flags SET status = 'resolved', resolved_us = ?2,
+           summary = summary || ' (device merged into ' || ?3 || ')'
+         WHERE subject = ?1 AND status = 'open'",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            format!("device:{absorbed}"),
+            at_us,
+            kept.to_string()
+        ])
+    })
+    .map_err(db("resolving merged device flags"))?;
+    tx.prepare_cached(
+        "INSERT INTO merges (kept, absorbed, identity_kind, identity_value, explanation, at_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| s.execute(params![kept, absorbed, why.kind, why.value, explanation, at_us]))
+    .map_err(db("recording merge"))?;
+    tracing::info!(kept, absorbed, kind = why.kind, value = %why.value, "devices merged on a strong identity");
+    Ok(())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
+        what: what.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> String {
+    // Serialising plain data structs cannot fail; an empty object keeps the row well-formed if
+    // it ever did.
+    serde_json::to_string(v).unwrap_or_else(|_| "{}".to_string())
+}
+
+impl Store for SqliteStore {
+    fn ingest(&mut self, batch: &[Message], received_us: i64) -> Result<IngestStats, StoreError> {
+        let tx = self.conn.transaction().map_err(db("starting ingest"))?;
+        let mut ing = Ingest {
+            tx: &tx,
+            stats: IngestStats::default(),
+        };
+        for m in batch {
+            match m {
+                Message::Observation(o) => ing.observation(o, received_us)?,
+                Message::Status(s) => ing.status(s)?,
+            }
+        }
+        let stats = ing.stats;
+        tx.commit().map_err(db("committing ingest"))?;
+        Ok(stats)
+    }
+
+    fn import_contracts(
+        &mut self,
+        contracts: &[Contract],
+        source: &str,
+        now_us: i64,
+    ) -> Result<ImportStats, StoreError> {
+        let tx = self.conn.transaction().map_err(db("starting import"))?;
+        let mut st = ImportStats::default();
+        for c in contracts {
+            let existed: bool = tx
+                .query_row(
+                    "SELECT count(*) FROM contracts WHERE id = ?1",
+                    params![c.id],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(db("reading contract"))?
+                > 0;
+            tx.execute(
+                "INSERT INTO contracts (id, supplier, body, source, imported_us) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET supplier = excluded.supplier, body = excluded.body,
+                   source = excluded.source, imported_us = excluded.imported_us",
+                params![c.id, c.supplier, encode(c), source, now_us],
+            )
+            .map_err(db(format!("storing contract {}", c.id)))?;
+            if existed {
+                st.replaced += 1
+            } else {
+                st.inserted += 1
+            }
+        }
+        tx.commit().map_err(db("committing import"))?;
+        Ok(st)
+    }
+
+    fn import_assets(
+        &mut self,
+        assets: &[Asset],
+        replace: bool,
+        source: &str,
+        now_us: i64,
+    ) -> Result<ImportStats, StoreError> {
+        let tx = self.conn.transaction().map_err(db("starting import"))?;
+        let mut st = ImportStats::default();
+        if replace {
+            let tags: HashSet<&str> = assets.iter().map(|a| a.tag.as_str()).collect();
+            let existing: Vec<String> = tx
+                .prepare("SELECT tag FROM assets")
+                .and_then(|mut s| {
+                    s.query_map([], |r| r.get(0))?
+                        .collect::<Result<Vec<String>, _>>()
+                })
+                .map_err(db("reading assets"))?;
+            for t in existing {
+                if !tags.contains(t.as_str()) {
+                    tx.execute("DELETE FROM assets WHERE tag = ?1", params![t])
+                        .map_err(db("removing asset"))?;
+                    st.removed += 1;
+                }
+            }
+        }
+        for a in assets {
+            let existed = tx
+                .query_row(
+                    "SELECT count(*) FROM assets WHERE tag = ?1",
+                    params![a.tag],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(db("reading asset"))?
+                > 0;
+            tx.execute(
+                "INSERT INTO assets (tag, body, mac, serial, ip, contract_id, source, imported_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (tag) DO UPDATE SET body = excluded.body, mac = excluded.mac,
+                   serial = excluded.serial, ip = excluded.ip, contract_id = excluded.contract_id,
+                   source = excluded.source, imported_us = excluded.imported_us",
+                params![
+                    a.tag,
+                    encode(a),
+                    a.mac.map(|m| m.to_string()),
+                    a.serial,
+                    a.ip.map(|i| i.to_string()),
+                    a.contract_id,
+                    source,
+                    now_us
+                ],
+            )
+            .map_err(db(format!("storing asset {}", a.tag)))?;
+            if existed {
+                st.replaced += 1
+            } else {
+                st.inserted += 1
+            }
+        }
+        tx.commit().map_err(db("committing import"))?;
+        Ok(st)
+    }
+
+    fn inventory(&self) -> Result<Inventory, StoreError> {
+        // One read transaction so the pieces agree with each other.
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(db("starting read"))?;
+        let mut devs: BTreeMap<i64, DeviceView> = BTreeMap::new();
+        {
+            let mut s = tx
+                .prepare("SELECT id, first_us, last_us FROM devices WHERE merged_into IS NULL")
+                .map_err(db("reading devices"))?;
+            let rows = s
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(db("reading devices"))?;
+            for row in rows {
+                let (id, first_us, last_us): (i64, i64, i64) = row.map_err(db("reading devices"))?;
+                devs.insert(
+                    id,
+                    DeviceView {
+                        id,
+                        first_us,
+                        last_us,
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+        {
+            let mut s = tx
+                .prepare("SELECT device_id, kind, value FROM identities ORDER BY device_id, kind, first_us, value")
+                .map_err(db("reading identities"))?;
+            let rows = s
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(db("reading identities"))?;
+            for row in rows {
+                let (id, kind, value): (i64, String, String) =
+                    row.map_err(db("reading identities"))?;
+                if let Some(d) = devs.get_mut(&id) {
+                    if kind == "mac" {
+                        if let Ok(m) = value.parse::<MacAddr>() {
+                            d.macs.push(m);
+                        }
+                    }
+                    d.identities.entry(kind).or_default().push(value);
+                }
+            }
+        }
+        {
+            let mut s = tx
+                .prepare("SELECT device_id, name, value, first_us, last_us, agent_id FROM attributes ORDER BY device_id, name, first_us")
+                .map_err(db("reading attributes"))?;
+            let rows = s
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        AttributeValue {
+                            value: r.get(2)?,
+                            first_us: r.get(3)?,
+                            last_us: r.get(4)?,
+                            agent_id: r.get(5)?,
+                        },
+                    ))
+                })
+                .map_err(db("reading attributes"))?;
+            for row in rows {
+                let (id, name, v) = row.map_err(db("reading attributes"))?;
+                if let Some(d) = devs.get_mut(&id) {
+                    d.attributes.entry(name).or_default().push(v);
+                }
+            }
+        }
+        {
+            let mut s = tx
+                .prepare("SELECT site, agent_id, key, device_id, vlan, first_us, last_us FROM sightings ORDER BY device_id, site, agent_id, key")
+                .map_err(db("reading sightings"))?;
+            let rows = s
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(3)?,
+                        Sighting {
+                            site: r.get(0)?,
+                            agent_id: r.get(1)?,
+                            key: r.get(2)?,
+                            vlan: r.get(4)?,
+                            first_us: r.get(5)?,
+                            last_us: r.get(6)?,
+                        },
+                    ))
+                })
+                .map_err(db("reading sightings"))?;
+            for row in rows {
+                let (id, si) = row.map_err(db("reading sightings"))?;
+                if let Some(d) = devs.get_mut(&id) {
+                    d.sightings.push(si);
+                }
+            }
+        }
+        let mut peers: HashMap<(i64, String, String, u16), Vec<IpAddr>> = HashMap::new();
+        {
+            let mut s = tx
+                .prepare("SELECT device_id, direction, transport, port, peer FROM service_peers")
+                .map_err(db("reading service peers"))?;
+            let rows = s
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, u16>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
+                .map_err(db("reading service peers"))?;
+            for row in rows {
+                let (id, dir, tr, port, peer) = row.map_err(db("reading service peers"))?;
+                if let Ok(ip) = peer.parse::<IpAddr>() {
+                    peers.entry((id, dir, tr, port)).or_default().push(ip);
+                }
+            }
+        }
+        {
+            let mut s = tx
+                .prepare("SELECT device_id, direction, transport, port, app, peers, first_us, last_us FROM services ORDER BY device_id, direction, transport, port")
+                .map_err(db("reading services"))?;
+            let rows = s
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        ServiceView {
+                            direction: r.get(1)?,
+                            transport: r.get(2)?,
+                            port: r.get(3)?,
+                            app: r.get(4)?,
+                            peers: r.get::<_, i64>(5)?.max(0) as u64,
+                            peer_addresses: Vec::new(),
+                            first_us: r.get(6)?,
+                            last_us: r.get(7)?,
+                        },
+                    ))
+                })
+                .map_err(db("reading services"))?;
+            for row in rows {
+                let (id, mut sv) = row.map_err(db("reading services"))?;
+                if let Some(mut p) = peers.remove(&(
+                    id,
+                    sv.direction.clone(),
+                    sv.transport.clone(),
+                    sv.port,
+                )) {
+                    p.sort_unstable();
+                    sv.peer_addresses = p;
+                }
+                if let Some(d) = devs.get_mut(&id) {
+                    d.services.push(sv);
+                }
+            }
+        }
+        let contracts = {
+            let mut s = tx
+                .prepare("SELECT id, body FROM contracts ORDER BY id")
+                .map_err(db("reading contracts"))?;
+            let rows = s
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db("reading contracts"))?;
+            let mut v = Vec::new();
+            for row in rows {
+                let (id, body) = row.map_err(db("reading contracts"))?;
+                v.push(decode::<Contract>(&format!("contract {id}"), &body)?);
+            }
+            v
+        };
+        let assets = {
+            let mut s = tx
+                .prepare("SELECT tag, body FROM assets ORDER BY tag")
+                .map_err(db("reading assets"))?;
+            let rows = s
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db("reading assets"))?;
+            let mut v = Vec::new();
+            for row in rows {
+                let (tag, body) = row.map_err(db("reading assets"))?;
+                v.push(decode::<Asset>(&format!("asset {tag}"), &body)?);
+            }
+            v
+        };
+        Ok(Inventory {
+            devices: devs.into_values().collect(),
+            assets,
+            contracts,
+        })
+    }
+
+    fn apply_evaluation(
+        &mut self,
+        links: &[Link],
+        flags: &[FlagInstance],
+        now_us: i64,
+    ) -> Result<ApplyStats, StoreError> {
+        let tx = self.conn.transaction().map_err(db("starting evaluation"))?;
+        let mut st = ApplyStats::default();
+        let existing: HashMap<(i64, String), (String, String, f64)> = tx
+            .prepare("SELECT device_id, kind, target, method, confidence FROM links")
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok((
+                        (r.get::<_, i64>(0)?, r.get::<_, String>(1)?),
+                        (r.get(2)?, r.get(3)?, r.get(4)?),
+                    ))
+                })?
+                .collect::<Result<HashMap<_, _>, _>>()
+            })
+            .map_err(db("reading links"))?;
+        let mut wanted: HashSet<(i64, String)> = HashSet::new();
+        for l in links {
+            let key = (l.device_id, l.kind.as_str().to_string());
+            wanted.insert(key.clone());
+            let same = existing.get(&key).is_some_and(|(t, m, c)| {
+                t == &l.target && m == &l.method && (*c - f64::from(l.confidence)).abs() < 1e-6
+            });
+            if !same {
+                tx.execute(
+                    "INSERT INTO links (device_id, kind, target, method, confidence, since_us)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (device_id, kind) DO UPDATE SET target = excluded.target,
+                       method = excluded.method, confidence = excluded.confidence,
+                       since_us = excluded.since_us",
+                    params![
+                        l.device_id,
+                        l.kind.as_str(),
+                        l.target,
+                        l.method,
+                        f64::from(l.confidence),
+                        now_us
+                    ],
+                )
+                .map_err(db("storing link"))?;
+                st.links_changed += 1;
+            }
+        }
+        for key in existing.keys() {
+            if !wanted.contains(key) {
+                tx.execute(
+                    "DELETE FROM links WHERE device_id = ?1 AND kind = ?2",
+                    params![key.0, key.1],
+                )
+                .map_err(db("removing link"))?;
+                st.links_removed += 1;
+            }
+        }
+        let open: HashMap<(String, String, String), i64> = tx
+            .prepare("SELECT kind, subject, detail, id FROM flags WHERE status = 'open'")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)))?
+                    .collect::<Result<HashMap<_, _>, _>>()
+            })
+            .map_err(db("reading flags"))?;
+        let mut still: HashSet<i64> = HashSet::new();
+        for f in flags {
+            let key = (f.kind.clone(), f.subject.clone(), f.detail.clone());
+            match open.get(&key) {
+                Some(&id) => {
+                    still.insert(id);
+                    tx.prepare_cached(
+                        "UPDATE flags SET last_true_us = ?2, severity = ?3, summary = ?4, evidence = ?5 WHERE id = ?1",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![id, now_us, f.severity, f.summary, encode(&f.evidence)])
+                    })
+                    .map_err(db("updating flag"))?;
+                }
+                None => {
+                    tx.prepare_cached(
+                        "INSERT INTO flags (kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us)
+                         VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?7)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            f.kind,
+                            f.subject,
+                            f.detail,
+                            f.severity,
+                            f.summary,
+                            encode(&f.evidence),
+                            now_us
+                        ])
+                    })
+                    .map_err(db("opening flag"))?;
+                    st.flags_opened += 1;
+                    tracing::info!(kind = %f.kind, subject = %f.subject, detail = %f.detail, severity = %f.severity, "flag opened");
+                }
+            }
+        }
+        for (key, id) in &open {
+            if !still.contains(id) {
+                tx.execute(
+                    "UPDATE flags SET status = 'resolved', resolved_us = ?2 WHERE id = ?1",
+                    params![id, now_us],
+                )
+                .map_err(db("resolving flag"))?;
+                st.flags_resolved += 1;
+                tracing::info!(kind = %key.0, subject = %key.1, detail = %key.2, "flag resolved");
+            }
+        }
+        st.flags_open = tx
+            .query_row("SELECT count(*) FROM flags WHERE status = 'open'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(db("counting flags"))? as u64;
+        tx.commit().map_err(db("committing evaluation"))?;
+        Ok(st)
+    }
+
+    fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError> {
+        let sql = if open_only {
+            "SELECT id, kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us, resolved_us FROM flags WHERE status = 'open' ORDER BY id DESC"
+        } else {
+            "SELECT id, kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us, resolved_us FROM flags ORDER BY id DESC"
+        };
+        let mut s = self.conn.prepare(sql).map_err(db("reading flags"))?;
+        let rows = s
+            .query_map([], |r| {
+                Ok((
+                    FlagRow {
+                        id: r.get(0)?,
+                        kind: r.get(1)?,
+                        subject: r.get(2)?,
+                        detail: r.get(3)?,
+                        severity: r.get(4)?,
+                        status: r.get(5)?,
+                        summary: r.get(6)?,
+                        evidence: serde_json::Value::Null,
+                        opened_us: r.get(8)?,
+                        last_true_us: r.get(9)?,
+                        resolved_us: r.get(10)?,
+                    },
+                    r.get::<_, String>(7)?,
+                ))
+            })
+            .map_err(db("reading flags"))?;
+        let mut v = Vec::new();
+        for row in rows {
+            let (mut f, ev) = row.map_err(db("reading flags"))?;
+            f.evidence = decode("flag evidence", &ev)?;
+            v.push(f);
+        }
+        Ok(v)
+    }
+
+    fn links(&self) -> Result<Vec<Link>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare("SELECT device_id, kind, target, method, confidence FROM links ORDER BY device_id, kind")
+            .map_err(db("reading links"))?;
+        let rows = s
+            .query_map([], |r| {
+                Ok(Link {
+                    device_id: r.get(0)?,
+                    kind: if r.get::<_, String>(1)? == "asset" {
+                        LinkKind::Asset
+                    } else {
+                        LinkKind::Contract
+                    },
+                    target: r.get(2)?,
+                    method: r.get(3)?,
+                    confidence: r.get::<_, f64>(4)? as f32,
+                })
+            })
+            .map_err(db("reading links"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db("reading links"))
+    }
+
+    fn merges(&self) -> Result<Vec<MergeRow>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare("SELECT kept, absorbed, identity_kind, identity_value, explanation, at_us FROM merges ORDER BY id")
+            .map_err(db("reading merges"))?;
+        let rows = s
+            .query_map([], |r| {
+                Ok(MergeRow {
+                    kept: r.get(0)?,
+                    absorbed: r.get(1)?,
+                    identity_kind: r.get(2)?,
+                    identity_value: r.get(3)?,
+                    explanation: r.get(4)?,
+                    at_us: r.get(5)?,
+                })
+            })
+            .map_err(db("reading merges"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db("reading merges"))
+    }
+
+    fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare(
+                "SELECT a.site, a.agent_id, a.instance, a.state, a.version, a.status_time, a.reason, a.stats,
+                   (SELECT count(*) FROM messages m WHERE m.site = a.site AND m.agent_id = a.agent_id),
+                   (SELECT coalesce(sum(mx - n), 0) FROM
+                      (SELECT max(seq) AS mx, count(*) AS n FROM messages m
+                       WHERE m.site = a.site AND m.agent_id = a.agent_id GROUP BY instance))
+                 FROM agents a ORDER BY a.site, a.agent_id",
+            )
+            .map_err(db("reading agents"))?;
+        let rows = s
+            .query_map([], |r| {
+                Ok(AgentRow {
+                    site: r.get(0)?,
+                    agent_id: r.get(1)?,
+                    instance: r.get(2)?,
+                    state: r.get(3)?,
+                    version: r.get(4)?,
+                    status_time: r.get(5)?,
+                    reason: r.get(6)?,
+                    stats: r
+                        .get::<_, Option<String>>(7)?
+                        .and_then(|s| serde_json::from_str(&s).ok()),
+                    messages: r.get(8)?,
+                    missing: r.get(9)?,
+                })
+            })
+            .map_err(db("reading agents"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(db("reading agents"))
+    }
+
+    fn counts(&self) -> Result<Counts, StoreError> {
+        let one = |sql: &str| -> Result<u64, StoreError> {
+            self.conn
+                .query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .map_err(db("counting"))
+        };
+        Ok(Counts {
+            devices: one("SELECT count(*) FROM devices WHERE merged_into IS NULL")?,
+            messages: one("SELECT count(*) FROM messages")?,
+            contracts: one("SELECT count(*) FROM contracts")?,
+            assets: one("SELECT count(*) FROM assets")?,
+            links: one("SELECT count(*) FROM links")?,
+            open_flags: one("SELECT count(*) FROM flags WHERE status = 'open'")?,
+            merges: one("SELECT count(*) FROM merges")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eui64_needs_the_marker_and_sixteen_hex_digits() {
+        assert_eq!(
+            eui64("0012211839000001^EUI-64").as_deref(),
+            Some("0012211839000001")
+        );
+        assert_eq!(
+            eui64("abcdefabcdefabcd^EUI-64^IEEE").as_deref(),
+            Some("ABCDEFABCDEFABCD")
+        );
+        assert_eq!(eui64("0012211839000001"), None);
+        assert_eq!(eui64("00122118390000^EUI-64"), None);
+    }
+
+    #[test]
+    fn placeholder_serials_never_merge() {
+        for s in ["", "0", "N/A", "unknown", "0000", "XXXXXX", "123456"] {
+            assert!(!plausible_serial(s), "{s}");
+        }
+        assert!(plausible_serial("SN-0042"));
+    }
+
+    #[test]
+    fn migrations_run_once_and_a_newer_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.db");
+        let s = SqliteStore::open(&p).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        drop(s);
+        let s = SqliteStore::open(&p).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        s.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(s);
+        let e = SqliteStore::open(&p).unwrap_err();
+        assert!(e.to_string().contains("newer"), "{e}");
+    }
+}

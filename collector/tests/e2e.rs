@@ -1,0 +1,505 @@
+//! End to end with real parts: the real agent reads the fixture captures and publishes over
+//! MQTT — to the collector's embedded broker, and again through a real Mosquitto — the real
+//! collector stores them; contract and asset files raise every flag kind, and a second set
+//! clears every one. Patient canaries never reach the database or the logs.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// The agents: two SPAN ports at one site, between them every fixture capture.
+const AGENTS: &[(&str, &[&str])] = &[
+    (
+        "span-rad",
+        &[
+            "dicom-dcmtk.pcap",
+            "dicom-pynetdicom.pcap",
+            "dicom-reject-abort.pcap",
+            "dicom-sll.pcap",
+            "qinq.pcap",
+        ],
+    ),
+    (
+        "span-icu",
+        &[
+            "hl7-mllp.pcap",
+            "hl7-mllp-vlan.pcap",
+            "hl7-null.pcap",
+            "hl7-sll2.pcap",
+            "dhcp.pcap",
+            "dicom-dcmtk.pcapng",
+        ],
+    ),
+];
+
+fn run_agent(agent: &str, files: &[&str], output: &str, dir: &Path) {
+    let mut cmd = Command::new(agent_bin());
+    cmd.arg("read");
+    for f in files {
+        cmd.arg(fixtures().join(f));
+    }
+    let out = cmd
+        .args(["--output", output, "--site", "test", "--agent-id", agent])
+        .arg("--spool-dir")
+        .arg(dir.join(format!("spool-{agent}")))
+        .args(["--log-level", "warn", "--stats-interval", "1"])
+        .output()
+        .expect("running ward-agent");
+    std::fs::write(dir.join(format!("agent-{agent}.log")), &out.stderr).unwrap();
+    assert!(
+        out.status.success(),
+        "ward-agent {agent} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits until both agents' messages are all stored (none missing) and the count is stable.
+fn wait_ingested(db: &Path) {
+    let mut last = (-1i64, 0u32);
+    eventually("all agent messages stored", || {
+        let agents = cli_json(db, &["agents"]);
+        let rows = agents.as_array().unwrap();
+        let ok = rows.len() == AGENTS.len()
+            && rows
+                .iter()
+                .all(|a| a["messages"].as_i64().unwrap_or(0) > 0 && a["missing"] == 0);
+        let total: i64 = rows.iter().map(|a| a["messages"].as_i64().unwrap_or(0)).sum();
+        if ok && total == last.0 {
+            last.1 += 1;
+        } else {
+            last = (total, 0);
+        }
+        ok && last.1 >= 3
+    });
+}
+
+/// The device id that has this MAC.
+fn dev(devices: &Value, mac: &str) -> i64 {
+    devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| {
+            d["macs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m.as_str() == Some(mac))
+        })
+        .unwrap_or_else(|| panic!("no device with MAC {mac}:\n{devices:#}"))["id"]
+        .as_i64()
+        .unwrap()
+}
+
+fn link_of(devices: &Value, id: i64, kind: &str) -> Option<(String, String)> {
+    devices["links"].as_array().unwrap().iter().find_map(|l| {
+        (l["device_id"] == id && l["kind"] == kind).then(|| {
+            (
+                l["target"].as_str().unwrap().to_string(),
+                l["method"].as_str().unwrap().to_string(),
+            )
+        })
+    })
+}
+
+/// `(kind, subject, detail) -> status` of every flag.
+fn flags(db: &Path) -> BTreeMap<(String, String, String), String> {
+    let v = cli_json(db, &["flags", "--all", "--json"]);
+    let mut out = BTreeMap::new();
+    for f in v.as_array().unwrap() {
+        let key = (
+            f["kind"].as_str().unwrap().to_string(),
+            f["subject"].as_str().unwrap().to_string(),
+            f["detail"].as_str().unwrap().to_string(),
+        );
+        // Newest first: the first row of a key is its current state.
+        out.entry(key)
+            .or_insert_with(|| f["status"].as_str().unwrap().to_string());
+    }
+    out
+}
+
+fn date(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .unwrap()
+        .to_rfc3339()
+}
+
+fn shift_times(v: &mut Value, by: i64) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k.ends_with("_us") {
+                    if let Some(n) = x.as_i64() {
+                        *x = Value::from(n + by);
+                    }
+                } else {
+                    shift_times(x, by);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| shift_times(x, by)),
+        _ => {}
+    }
+}
+
+const CONFIG: &str = r#"
+[flags]
+# The pynetdicom fixture's SCP listens on 4242; the test treats it as a remote-access port so the
+# fixtures can raise remote_access_not_permitted (real captures use 22/3389/5900…).
+remote_access_ports = [22, 23, 3389, 5900, 4242]
+"#;
+
+fn contracts(now: i64, raise: bool) -> String {
+    let far = date(now + 1000 * DAY_US);
+    let (ct_eos, mr_eos) = if raise {
+        (date(now - 10 * DAY_US), date(now + 60 * DAY_US))
+    } else {
+        (far.clone(), far.clone())
+    };
+    let ct_terms = if raise {
+        r#"    supported_software_versions: ["SP3*"]
+    permitted_services: ["dicom tcp/104 outbound"]
+    encryption_in_transit_required: true
+    sites: [main-campus]"#
+    } else {
+        r#"    supported_software_versions: ["SP2", "SP3*"]
+    permitted_services: ["dicom tcp/104 outbound", "dicom tcp/11112 outbound", "dicom tcp/11113 outbound"]
+    encryption_in_transit_required: false
+    sites: [main-campus, test]"#
+    };
+    format!(
+        r#"contracts:
+  - id: C-CT
+    supplier: WARD TEST MEDICAL
+    products: ["WardScan *"]
+    end_of_support: {ct_eos}
+    external_communication_permitted: true
+{ct_terms}
+  - id: C-MR
+    supplier: WARD PY MEDICAL
+    products: ["PyMR*"]
+    end_of_support: {mr_eos}
+    external_communication_permitted: {mr_ext}
+  - id: C-PY
+    supplier: pynetdicom
+    asset_tags: [A-PY1, A-PY2]
+    quantity: {py_q}
+    external_communication_permitted: true
+  - id: C-SRV
+    supplier: OFFIS
+    asset_tags: [A-SRV]
+    remote_access: {srv_ra}
+    external_communication_permitted: true
+  - id: C-MON
+    supplier: WARD INFUSION SYSTEMS
+    serials: [WP-0099-7731]
+    vlans: [{mon_vlans}]
+    external_communication_permitted: true
+"#,
+        mr_ext = !raise,
+        py_q = if raise { 1 } else { 2 },
+        srv_ra = if raise { "none" } else { "unrestricted" },
+        mon_vlans = if raise { "300" } else { "100, 300" },
+    )
+}
+
+fn assets(raise: bool) -> String {
+    let mut s = String::from(
+        "Asset Tag,Manufacturer,Model,Serial Number,MAC Address,IP Address,Location,Department,Contract,Risk Class,PM Due\n\
+         A-PY1,pynetdicom,pynetdicom SCU,,02:57:41:52:44:0c,,Radiology 1,Radiology,C-PY,medium,2027-01-01\n\
+         A-PY2,OFFIS,DCMTK SCU,,02-57-41-52-44-0D,,Radiology 2,Radiology,C-PY,medium,2027-01-01\n\
+         A-SRV,OFFIS,DCMTK worklist,,0257.4152.4420,,Data centre,IT,C-SRV,low,\n",
+    );
+    if raise {
+        s.push_str("A-GHOST,Acme,Ghost 1,GH-1,00:11:22:33:44:55,,Storage,Biomed,,high,\n");
+    } else {
+        s.push_str("A-E0,Mindray,BeneVision,,00:a0:37:9a:53:e0,,ICU 3,ICU,C-MON,high,\n");
+    }
+    s
+}
+
+fn assert_no_canary(dir: &Path, db: &Path, extra: &[String]) {
+    let mut hay: Vec<(String, Vec<u8>)> = Vec::new();
+    for ext in ["", "-wal", "-shm"] {
+        let p = format!("{}{ext}", db.display());
+        if let Ok(b) = std::fs::read(&p) {
+            hay.push((p, b));
+        }
+    }
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "log") {
+            hay.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+    for (i, s) in extra.iter().enumerate() {
+        hay.push((format!("cli output {i}"), s.as_bytes().to_vec()));
+    }
+    for (name, bytes) in hay {
+        let text = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
+        assert!(!text.contains("canary"), "patient canary found in {name}");
+    }
+}
+
+/// The whole scenario against whatever broker `serve_args` selects.
+fn scenario(dir: &Path, serve_args: &[&str], agent_port: u16, embedded: bool) {
+    let db = dir.join("ward.db");
+    let cfg = dir.join("collector.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let mut args = vec!["--config", cfg.to_str().unwrap()];
+    args.extend_from_slice(serve_args);
+    let mut collector = serve(
+        &db,
+        &args,
+        &dir.join("collector.log"),
+        embedded.then_some(agent_port),
+    );
+    let output = format!("mqtt://127.0.0.1:{agent_port}");
+    for (agent, files) in AGENTS {
+        run_agent(agent, files, &output, dir);
+    }
+    wait_ingested(&db);
+    let st = collector.sigterm();
+    assert!(st.success(), "collector exit {st}:\n{}", collector.log_text());
+    assert!(collector.log_text().contains("collector stopped"));
+
+    // Replays change nothing.
+    let before = cli_json(&db, &["status"]);
+    let again = dir.join("again.jsonl");
+    run_agent(
+        "span-rad",
+        AGENTS[0].1,
+        &format!("jsonl:{}", again.display()),
+        dir,
+    );
+
+    // A software update on the infusion pump a day later, as the agent reports it.
+    let hl7 = dir.join("update.jsonl");
+    run_agent(
+        "span-icu",
+        &["hl7-mllp.pcap"],
+        &format!("jsonl:{}", hl7.display()),
+        dir,
+    );
+    let mut lines = Vec::new();
+    for l in std::fs::read_to_string(&hl7).unwrap().lines() {
+        let mut v: Value = serde_json::from_str(l).unwrap();
+        if v["schema"] == "ward.observation.v1" {
+            shift_times(&mut v, DAY_US);
+            v["instance"] = Value::from("after-update");
+        }
+        lines.push(v.to_string().replace("4.2.1", "4.3.0"));
+    }
+    std::fs::write(&hl7, lines.join("\n")).unwrap();
+    let r = cli_json(&db, &["ingest", hl7.to_str().unwrap()]);
+    assert!(r["ingest"]["messages"].as_u64().unwrap() > 0, "{r}");
+
+    let devices = cli_json(&db, &["devices", "--json"]);
+    let last = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["last_us"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    let now = last + DAY_US;
+
+    // Identity: one device across VLANs and agents; merges on serial and EUI-64, explained.
+    let ct = dev(&devices, "02:57:41:52:44:0a");
+    assert_eq!(ct, dev(&devices, "02:57:41:52:44:0e"), "CT MACs share serial SN-0042");
+    let mon = dev(&devices, "00:a0:37:9a:53:de");
+    assert_eq!(mon, dev(&devices, "00:a0:37:9a:53:df"), "pump MACs share an EUI-64");
+    let srv = dev(&devices, "02:57:41:52:44:20");
+    let srv_dev = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == srv)
+        .unwrap();
+    let vlans: BTreeSet<Option<i64>> = srv_dev["sightings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["vlan"].as_i64())
+        .collect();
+    assert_eq!(vlans, BTreeSet::from([None, Some(100)]), "{srv_dev:#}");
+    let merges = cli_json(&db, &["merges"]);
+    let kinds: BTreeSet<&str> = merges
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["identity_kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, BTreeSet::from(["eui64", "serial"]), "{merges:#}");
+    for m in merges.as_array().unwrap() {
+        let e = m["explanation"].as_str().unwrap();
+        assert!(e.contains("merged into") && e.contains("both report"), "{e}");
+    }
+
+    // Raise every flag kind.
+    let cfile = dir.join("contracts.yaml");
+    std::fs::write(&cfile, contracts(now, true)).unwrap();
+    cli_json(&db, &["contracts", "import", cfile.to_str().unwrap()]);
+    let afile = dir.join("assets.csv");
+    std::fs::write(&afile, assets(true)).unwrap();
+    cli_json(&db, &["assets", "import", afile.to_str().unwrap()]);
+    let cfg_arg = ["--config", cfg.to_str().unwrap()];
+    let now_s = rfc3339(now);
+    let ev = |at: &str| {
+        let mut a: Vec<&str> = cfg_arg.to_vec();
+        a.extend(["evaluate", "--now", at]);
+        cli_json(&db, &a)
+    };
+    ev(&now_s);
+
+    let devices = cli_json(&db, &["devices", "--json"]);
+    let py = dev(&devices, "02:57:41:52:44:0c");
+    let e0 = dev(&devices, "00:a0:37:9a:53:e0");
+    let mr = dev(&devices, "02:57:41:52:44:0b");
+    assert_eq!(
+        link_of(&devices, ct, "contract"),
+        Some(("C-CT".into(), "model_coverage".into()))
+    );
+    assert_eq!(
+        link_of(&devices, mon, "contract"),
+        Some(("C-MON".into(), "contract_serial".into()))
+    );
+    assert_eq!(
+        link_of(&devices, py, "asset"),
+        Some(("A-PY1".into(), "mac".into()))
+    );
+    assert_eq!(
+        link_of(&devices, py, "contract"),
+        Some(("C-PY".into(), "asset_contract_id".into()))
+    );
+    assert_eq!(
+        link_of(&devices, srv, "contract"),
+        Some(("C-SRV".into(), "asset_contract_id".into()))
+    );
+
+    let dsub = |id: i64| format!("device:{id}");
+    let expect_open: Vec<(&str, String, &str)> = vec![
+        ("end_of_support_passed", dsub(ct), ""),
+        ("end_of_support_within", dsub(mr), ""),
+        ("no_contract", dsub(e0), ""),
+        ("not_in_asset_register", dsub(e0), ""),
+        ("asset_not_seen", "asset:A-GHOST".into(), ""),
+        ("service_not_permitted", dsub(ct), "tcp/11112/used"),
+        ("cleartext_phi_protocol", dsub(ct), "tcp/11112/used"),
+        ("remote_access_not_permitted", dsub(srv), "tcp/4242/offered"),
+        ("external_communication_not_permitted", dsub(mr), ""),
+        ("software_version_unsupported", dsub(ct), "SP2"),
+        ("over_contracted_quantity", "contract:C-PY".into(), ""),
+        ("segment_not_permitted", dsub(ct), "site:test"),
+        ("segment_not_permitted", dsub(mon), "vlan:100"),
+        ("software_changed", dsub(mon), "4.2.1->4.3.0"),
+    ];
+    let f = flags(&db);
+    for (k, s, d) in &expect_open {
+        let st = f.get(&(k.to_string(), s.clone(), d.to_string()));
+        assert_eq!(st.map(String::as_str), Some("open"), "{k} {s} {d}: {f:#?}");
+    }
+    let raised: BTreeSet<&str> = f.keys().map(|k| k.0.as_str()).collect();
+    for k in ward_collector::flags::KINDS {
+        assert!(raised.contains(k), "flag kind {k} never raised");
+    }
+    // Evidence names the contract and the device.
+    let rows = cli_json(&db, &["flags", "--json"]);
+    let eos = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "end_of_support_passed")
+        .unwrap();
+    assert_eq!(eos["evidence"]["contract"]["contract_id"], "C-CT");
+    assert!(eos["evidence"]["device"]["macs"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("02:57:41:52:44:0a")));
+
+    // Clear every one.
+    std::fs::write(&cfile, contracts(now, false)).unwrap();
+    cli_json(&db, &["contracts", "import", cfile.to_str().unwrap()]);
+    std::fs::write(&afile, assets(false)).unwrap();
+    cli_json(
+        &db,
+        &["assets", "import", afile.to_str().unwrap(), "--replace"],
+    );
+    ev(&now_s);
+    let f = flags(&db);
+    for (k, s, d) in &expect_open {
+        if *k == "software_changed" {
+            continue;
+        }
+        let st = f.get(&(k.to_string(), s.clone(), d.to_string()));
+        assert_eq!(st.map(String::as_str), Some("resolved"), "{k} {s} {d}");
+    }
+    // The patch-review window passes.
+    ev(&rfc3339(now + 40 * DAY_US));
+    let f = flags(&db);
+    assert_eq!(
+        f.get(&(
+            "software_changed".into(),
+            dsub(mon),
+            "4.2.1->4.3.0".into()
+        ))
+        .map(String::as_str),
+        Some("resolved")
+    );
+
+    // Replaying the first agent's messages (same instance? no: a new run is a new instance,
+    // so replay the stored JSON lines of this run twice instead).
+    let r1 = cli_json(&db, &["ingest", again.to_str().unwrap()]);
+    let c1 = cli_json(&db, &["status"]);
+    let r2 = cli_json(&db, &["ingest", again.to_str().unwrap()]);
+    let c2 = cli_json(&db, &["status"]);
+    assert!(r1["ingest"]["messages"].as_u64().unwrap() > 0);
+    assert_eq!(r2["ingest"]["messages"], 0, "replay stored again: {r2}");
+    assert_eq!(r2["ingest"]["duplicates"], r1["ingest"]["messages"]);
+    assert_eq!(c1["devices"], c2["devices"]);
+    assert_eq!(c1["messages"], c2["messages"]);
+    assert_eq!(before["merges"], c2["merges"]);
+
+    let outs = vec![
+        cli_json(&db, &["devices", "--json"]).to_string(),
+        cli_json(&db, &["flags", "--all", "--json"]).to_string(),
+        cli_json(&db, &["agents"]).to_string(),
+    ];
+    assert_no_canary(dir, &db, &outs);
+}
+
+#[test]
+fn agents_to_embedded_broker_to_inventory_links_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    scenario(dir.path(), &["--listen", &listen], port, true);
+}
+
+#[test]
+fn agents_through_real_mosquitto_to_inventory_links_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_mosq, port) = mosquitto(&dir.path().join("mosquitto"));
+    let url = format!("mqtt://127.0.0.1:{port}");
+    scenario(
+        dir.path(),
+        &["--broker", &url, "--client-id", "ward-collector-e2e"],
+        port,
+        false,
+    );
+}
