@@ -8,6 +8,7 @@ pub mod config;
 pub mod contracts;
 pub mod model;
 pub mod pattern;
+pub mod serve;
 pub mod source;
 pub mod store;
 pub mod flags;

@@ -58,23 +58,24 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 ),
                 None => std::env::var("WARD_COLLECTOR_MQTT_PASSWORD").ok(),
             };
-            SourceConfig::External(source::ExternalConfig {
-                url: url.clone(),
-                client_id: cfg.source.client_id.clone().unwrap_or_else(|| {
-                    format!(
-                        "ward-collector-{}",
-                        hostname::get()
-                            .map(|h| h.to_string_lossy().into_owned())
-                            .unwrap_or_else(|_| "local".into())
-                    )
-                }),
-                username: cfg.source.username.clone(),
-                password,
-                ca: cfg.source.ca.clone(),
-                cert: cfg.source.cert.clone(),
-                key: cfg.source.key.clone(),
-                shared_group: cfg.source.share_group.clone(),
-            })
+            let client_id = cfg.source.client_id.clone().unwrap_or_else(|| {
+                format!(
+                    "ward-collector-{}",
+                    hostname::get()
+                        .map(|h| h.to_string_lossy().into_owned())
+                        .unwrap_or_else(|_| "local".into())
+                )
+            });
+            let mut ext = source::ExternalSource::new(url.clone(), client_id);
+            ext.username = cfg.source.username.clone();
+            ext.password = password;
+            ext.ca_file = cfg.source.ca.clone();
+            ext.client_cert = cfg.source.cert.clone();
+            ext.client_key = cfg.source.key.clone();
+            ext.shared_group = cfg.source.share_group.clone();
+            ext.max_packet_size = cfg.broker.max_payload;
+            tracing::info!(url = %url, client_id = %ext.client_id, share_group = ?ext.shared_group, "subscribing to an external broker");
+            SourceConfig::External(ext)
         }
         None => {
             let credentials = match &cfg.broker.credentials_file {
@@ -98,7 +99,10 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 ..BrokerConfig::default()
             })
             .with_context(|| format!("starting the embedded broker on {}", cfg.broker.listen))?;
-            let sc = SourceConfig::Embedded(b.source_config());
+            let sc = SourceConfig::Embedded(source::EmbeddedSource {
+                broker: b.linker(),
+                client_id: "ward-collector-ingest".into(),
+            });
             _embedded = Some(b);
             tracing::info!(listen = %cfg.broker.listen, tls = cfg.broker.tls_cert.is_some(), auth = cfg.broker.credentials_file.is_some(), "embedded broker listening");
             sc
@@ -152,7 +156,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                     .context("storing observations")?;
                 // Committed: now, and only now, the broker may forget them.
                 for d in deliveries {
-                    handle.ack(d.ack).await;
+                    handle.ack(d.ack);
                 }
                 totals.add(&st);
                 dirty |= st.messages > 0 || st.statuses > 0;
