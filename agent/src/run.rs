@@ -366,7 +366,7 @@ pub fn run_file<R: Read + Send + 'static>(
         lp.engine.process(p.time_us, p.link, p.data);
         last_time = p.time_us;
         n += 1;
-        if n % 4096 == 0 {
+        if n.is_multiple_of(4096) {
             if let Err(e) = lp.tick(last_time) {
                 failure = Some(e);
             }

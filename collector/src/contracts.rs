@@ -1,1 +1,1660 @@
-//! (in progress)
+//! Contract import: YAML, JSON or CSV files of MC2 contract terms, validated into [`Contract`]s.
+//!
+//! Contract files are written by hand (procurement, clinical engineering), so every error names
+//! the file, line and column to fix and the contract it belongs to. Deserialisation runs on
+//! loosely typed "raw" structs so that syntax, type and unknown-field errors keep serde's own
+//! location; the checks that need a value's meaning (dates, ports, networks, coverage,
+//! duplicates) run afterwards and find their place again with a probe parse ([`Probe`]).
+//! `docs/contracts.md` is the user-facing schema.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::IpAddr;
+use std::path::Path;
+
+use chrono::NaiveDate;
+use ipnet::IpNet;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::model::{
+    Contract, Direction, NoticeMonths, PatchSla, PermittedService, ProductPattern, RemoteAccess,
+    RemoteAccessPolicy, Transport,
+};
+use crate::pattern::Pattern;
+
+/// Problems beyond this are summarised: each one may cost a re-parse to locate, and nobody
+/// reads the 101st line of a wall of errors.
+const MAX_REPORTED: usize = 100;
+
+/// A contract or asset file that cannot be imported, with the place to fix it.
+///
+/// Displays as `file:line:column: contract "ID": what is wrong`, one line per problem, the form
+/// editors and terminals jump to. Imports are all-or-nothing, so one error means nothing was
+/// imported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render(self))]
+pub struct ImportError {
+    /// The file as given on the command line.
+    pub file: String,
+    /// 1-based line, when the problem has a place.
+    pub line: Option<u32>,
+    /// 1-based column, when known (YAML and JSON; CSV messages name the column header instead).
+    pub column: Option<u32>,
+    /// The contract or asset concerned, when known.
+    pub record: Option<Record>,
+    /// What is wrong, in plain words.
+    pub message: String,
+    /// Further problems found in the same pass, in file order: validation reports them all, so
+    /// a 300-row export is not fixed one re-run per typo.
+    pub more: Vec<ImportError>,
+}
+
+/// The record an [`ImportError`] is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A contract, by id.
+    Contract(String),
+    /// A CMMS asset, by tag.
+    Asset(String),
+}
+
+impl fmt::Display for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Record::Contract(id) => write!(f, "contract {id:?}"),
+            Record::Asset(tag) => write!(f, "asset {tag:?}"),
+        }
+    }
+}
+
+fn render(e: &ImportError) -> String {
+    let one = |e: &ImportError| {
+        let mut s = e.file.clone();
+        if let Some(line) = e.line {
+            s.push_str(&format!(":{line}"));
+            if let Some(column) = e.column {
+                s.push_str(&format!(":{column}"));
+            }
+        }
+        if let Some(record) = &e.record {
+            s.push_str(&format!(": {record}"));
+        }
+        format!("{s}: {}", e.message)
+    };
+    std::iter::once(e)
+        .chain(&e.more)
+        .map(one)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ImportError {
+    pub(crate) fn new(file: &str, message: impl Into<String>) -> ImportError {
+        ImportError {
+            file: file.to_owned(),
+            line: None,
+            column: None,
+            record: None,
+            message: message.into(),
+            more: Vec::new(),
+        }
+    }
+
+    pub(crate) fn at(mut self, line: Option<usize>, column: Option<usize>) -> ImportError {
+        // u32 keeps the error small (it travels in every `Result`); no file has 4G lines.
+        let narrow = |n: Option<usize>| n.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        self.line = narrow(line);
+        // serde_json says column 0 before the first character of a line.
+        self.column = narrow(column.map(|c| c.max(1))).filter(|_| line.is_some());
+        self
+    }
+
+    pub(crate) fn about(mut self, record: Option<Record>) -> ImportError {
+        self.record = record;
+        self
+    }
+
+    /// This problem and the further ones, in file order.
+    pub fn problems(&self) -> impl Iterator<Item = &ImportError> {
+        std::iter::once(self).chain(&self.more)
+    }
+
+    /// Folds a pass's problems into one error (first in file order, the rest in `more`);
+    /// `total` counts problems the caller did not even locate, so the summary is honest.
+    pub(crate) fn collect(mut errors: Vec<ImportError>, total: usize) -> Option<ImportError> {
+        errors.sort_by_key(|e| (e.line.unwrap_or(0), e.column.unwrap_or(0)));
+        errors.truncate(MAX_REPORTED);
+        let hidden = total.saturating_sub(errors.len());
+        let mut errors = errors.into_iter();
+        let mut first = errors.next()?;
+        first.more = errors.collect();
+        if hidden > 0 {
+            let note = format!("{hidden} more problems not shown");
+            first.more.push(ImportError::new(&first.file, note));
+        }
+        Some(first)
+    }
+}
+
+/// Contract file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.yaml`, `.yml`.
+    Yaml,
+    /// `.json`.
+    Json,
+    /// `.csv`: one contract per row.
+    Csv,
+}
+
+impl Format {
+    /// The format a file name's extension (case-insensitive) says.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "yaml" | "yml" => Some(Format::Yaml),
+            "json" => Some(Format::Json),
+            "csv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// Reads and validates a contract file; the format comes from the extension.
+pub fn load(path: &Path) -> Result<Vec<Contract>, ImportError> {
+    let file = path.display().to_string();
+    let format = Format::from_path(path).ok_or_else(|| {
+        ImportError::new(
+            &file,
+            "unsupported file type: contracts are read from .yaml, .yml, .json or .csv files",
+        )
+    })?;
+    let text = read_text(path, &file)?;
+    parse_str(&text, format, &file)
+}
+
+/// Parses and validates contract text; `file_name` is used in error messages only.
+pub fn parse_str(
+    text: &str,
+    format: Format,
+    file_name: &str,
+) -> Result<Vec<Contract>, ImportError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let src = Source {
+        text,
+        format,
+        file: file_name,
+    };
+    let (raws, mut problems) = match format {
+        Format::Yaml => {
+            let doc = serde_yaml_ng::from_str(text).map_err(|e| src.yaml_error(e))?;
+            src.entries(doc)
+        }
+        Format::Json => {
+            let doc = serde_json::from_str(text).map_err(|e| src.json_error(e))?;
+            src.entries(doc)
+        }
+        Format::Csv => parse_csv(text, file_name)?,
+    };
+
+    let mut contracts = Vec::with_capacity(raws.len());
+    let mut first_seen: HashMap<String, Origin> = HashMap::new();
+    for (raw, origin) in raws {
+        let mut found = Vec::new();
+        let contract = convert(raw, &mut found);
+        if !contract.id.is_empty() {
+            if let Some(prev) = first_seen.get(&contract.id) {
+                let (line, _) = src.locate(*prev, &[Seg::Key("id")]);
+                let other = line.map_or_else(String::new, |l| format!(" (line {l})"));
+                found.push(Problem::new(
+                    vec![Seg::Key("id")],
+                    format!("duplicate contract id: also the id of an earlier contract{other}"),
+                ));
+            } else {
+                first_seen.insert(contract.id.clone(), origin);
+            }
+        }
+        let record = (!contract.id.is_empty()).then(|| Record::Contract(contract.id.clone()));
+        problems.extend(found.into_iter().map(|p| Located {
+            origin,
+            message: p.to_string(),
+            path: p.path,
+            record: record.clone(),
+        }));
+        contracts.push(contract);
+    }
+    if problems.is_empty() {
+        return Ok(contracts);
+    }
+    let total = problems.len();
+    let errors = problems
+        .into_iter()
+        .take(MAX_REPORTED)
+        .map(|p| {
+            let (line, column) = src.locate(p.origin, &p.path);
+            ImportError::new(file_name, p.message)
+                .at(line, column)
+                .about(p.record)
+        })
+        .collect();
+    Err(ImportError::collect(errors, total)
+        .unwrap_or_else(|| ImportError::new(file_name, "invalid")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw structs: what the file says, before its meaning is checked.
+
+/// Containers default field by field: a missing key means "not given", and a missing `id` or
+/// `supplier` is reported by the same check as an empty one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with a `contracts` list")]
+struct RawFile {
+    version: Option<u64>,
+    contracts: Vec<RawContract>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a contract (a mapping with id, supplier, ...)"
+)]
+struct RawContract {
+    id: String,
+    supplier: String,
+    products: Vec<StrOr<RawProduct>>,
+    serials: Vec<String>,
+    asset_tags: Vec<String>,
+    quantity: Option<u64>,
+    sites: Vec<String>,
+    vlans: Vec<u64>,
+    start: Option<String>,
+    end: Option<String>,
+    end_of_support: Option<String>,
+    end_of_guaranteed_support: Option<String>,
+    end_of_life: Option<String>,
+    notice_months: RawNotice,
+    supported_software_versions: Vec<String>,
+    patch_sla_days: RawSla,
+    permitted_services: Vec<StrOr<RawService>>,
+    remote_access: Option<StrOr<RawRemote>>,
+    encryption_in_transit_required: bool,
+    external_communication_permitted: bool,
+    mds2: Option<String>,
+    sbom: Option<String>,
+    notes: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping of notice periods in months"
+)]
+struct RawNotice {
+    end_of_life: Option<u32>,
+    end_of_guaranteed_support: Option<u32>,
+    end_of_support: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a mapping of patch deadlines in days"
+)]
+struct RawSla {
+    critical: Option<u32>,
+    high: Option<u32>,
+    medium: Option<u32>,
+    low: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a product (a mapping with model and optionally manufacturer)"
+)]
+struct RawProduct {
+    manufacturer: Option<String>,
+    model: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a service (a mapping with transport, port, ...)"
+)]
+struct RawService {
+    protocol: Option<String>,
+    transport: String,
+    port: u64,
+    direction: Option<String>,
+    #[serde(default)]
+    peers: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a remote-access mapping with policy and gateways"
+)]
+struct RawRemote {
+    policy: String,
+    #[serde(default)]
+    gateways: Vec<String>,
+}
+
+/// A compact string or the full mapping. Hand-written rather than `#[serde(untagged)]`, whose
+/// "data did not match any variant" would hide the real error (an unknown field inside the
+/// mapping, say) and its location.
+#[derive(Debug)]
+enum StrOr<T> {
+    Str(String),
+    Obj(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for StrOr<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = StrOr<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a mapping")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StrOr::Str(v.to_owned()))
+            }
+            // A bare model number (`- 8015`) is a string to people.
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(StrOr::Str(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(StrOr::Obj)
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Meaning: raw values to the model, collecting every problem.
+
+/// A step from a node to a child: a mapping key or a sequence index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seg {
+    Key(&'static str),
+    Index(usize),
+}
+
+use Seg::{Index as I, Key as K};
+
+/// A problem at a path relative to its contract entry.
+#[derive(Debug)]
+struct Problem {
+    path: Vec<Seg>,
+    message: String,
+}
+
+impl Problem {
+    fn new(path: Vec<Seg>, message: String) -> Problem {
+        Problem { path, message }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut path = String::new();
+        for seg in &self.path {
+            match seg {
+                Seg::Key(k) if path.is_empty() => path.push_str(k),
+                Seg::Key(k) => path.push_str(&format!(".{k}")),
+                Seg::Index(i) => path.push_str(&format!("[{i}]")),
+            }
+        }
+        if path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{path}: {}", self.message)
+        }
+    }
+}
+
+fn path(base: &[Seg], more: &[Seg]) -> Vec<Seg> {
+    base.iter().chain(more).copied().collect()
+}
+
+/// Converts one entry; the contract is returned even when `out` gained problems (callers
+/// discard it then) so that all problems of all entries are found in one pass.
+fn convert(raw: RawContract, out: &mut Vec<Problem>) -> Contract {
+    let id = required("id", raw.id, out);
+    let supplier = required("supplier", raw.supplier, out);
+
+    let mut products = Vec::new();
+    for (i, p) in raw.products.into_iter().enumerate() {
+        let at = [K("products"), I(i)];
+        let (manufacturer, model, model_at) = match p {
+            StrOr::Str(model) => (None, model, at.to_vec()),
+            StrOr::Obj(p) => (p.manufacturer, p.model, path(&at, &[K("model")])),
+        };
+        let manufacturer = manufacturer.map(|m| glob(path(&at, &[K("manufacturer")]), m, out));
+        let model = glob(model_at, model, out);
+        products.push(ProductPattern {
+            manufacturer,
+            model,
+        });
+    }
+    let serials = list("serials", raw.serials, out);
+    let asset_tags = list("asset_tags", raw.asset_tags, out);
+    let sites = list("sites", raw.sites, out);
+
+    let quantity = raw.quantity.and_then(|q| match u32::try_from(q) {
+        Ok(q) if q > 0 => Some(q),
+        _ => {
+            let why = "must be a number of devices from 1 to 4294967295";
+            out.push(Problem::new(vec![K("quantity")], format!("{q} {why}")));
+            None
+        }
+    });
+    let mut vlans = Vec::new();
+    for (i, v) in raw.vlans.into_iter().enumerate() {
+        match u16::try_from(v) {
+            Ok(v) if (1..=4094).contains(&v) => vlans.push(v),
+            _ => out.push(Problem::new(
+                vec![K("vlans"), I(i)],
+                format!("VLAN {v} is out of range (1-4094)"),
+            )),
+        }
+    }
+
+    let start = date("start", raw.start, out);
+    let end = date("end", raw.end, out);
+    if let (Some(s), Some(e)) = (start, end) {
+        if e < s {
+            out.push(Problem::new(
+                vec![K("end")],
+                format!("contract ends ({e}) before it starts ({s})"),
+            ));
+        }
+    }
+    let end_of_support = date("end_of_support", raw.end_of_support, out);
+    let end_of_guaranteed_support = date(
+        "end_of_guaranteed_support",
+        raw.end_of_guaranteed_support,
+        out,
+    );
+    let end_of_life = date("end_of_life", raw.end_of_life, out);
+
+    let supported_software_versions = raw
+        .supported_software_versions
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| glob(vec![K("supported_software_versions"), I(i)], v, out))
+        .collect();
+
+    let mut permitted_services = Vec::new();
+    for (i, s) in raw.permitted_services.into_iter().enumerate() {
+        let at = [K("permitted_services"), I(i)];
+        let service = match s {
+            StrOr::Str(text) => compact_service(&text).map_err(|why| {
+                out.push(Problem::new(
+                    at.to_vec(),
+                    format!("{:?}: {why}", text.trim()),
+                ));
+            }),
+            StrOr::Obj(s) => service_object(&at, s, out),
+        };
+        if let Ok(service) = service {
+            permitted_services.push(service);
+        }
+    }
+
+    if products.is_empty() && serials.is_empty() && asset_tags.is_empty() {
+        out.push(Problem::new(
+            Vec::new(),
+            "covers no devices: give at least one of products, serials or asset_tags".into(),
+        ));
+    }
+
+    Contract {
+        id,
+        supplier,
+        products,
+        serials,
+        asset_tags,
+        quantity,
+        sites,
+        vlans,
+        start,
+        end,
+        end_of_support,
+        end_of_guaranteed_support,
+        end_of_life,
+        notice_months: NoticeMonths {
+            end_of_life: raw.notice_months.end_of_life,
+            end_of_guaranteed_support: raw.notice_months.end_of_guaranteed_support,
+            end_of_support: raw.notice_months.end_of_support,
+        },
+        supported_software_versions,
+        patch_sla_days: PatchSla {
+            critical: raw.patch_sla_days.critical,
+            high: raw.patch_sla_days.high,
+            medium: raw.patch_sla_days.medium,
+            low: raw.patch_sla_days.low,
+        },
+        permitted_services,
+        remote_access: remote_access(raw.remote_access, out),
+        encryption_in_transit_required: raw.encryption_in_transit_required,
+        external_communication_permitted: raw.external_communication_permitted,
+        mds2: optional(raw.mds2),
+        sbom: optional(raw.sbom),
+        notes: optional(raw.notes),
+    }
+}
+
+fn required(field: &'static str, v: String, out: &mut Vec<Problem>) -> String {
+    let v = v.trim().to_owned();
+    if v.is_empty() {
+        out.push(Problem::new(vec![K(field)], "missing or empty".into()));
+    }
+    v
+}
+
+fn optional(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+fn list(field: &'static str, items: Vec<String>, out: &mut Vec<Problem>) -> Vec<String> {
+    let mut kept = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let item = item.trim();
+        if item.is_empty() {
+            out.push(Problem::new(vec![K(field), I(i)], "empty entry".into()));
+        } else {
+            kept.push(item.to_owned());
+        }
+    }
+    kept
+}
+
+/// Checked by compiling it so that a pattern the linker would refuse is refused here, where the
+/// user can see where it came from.
+fn glob(at: Vec<Seg>, v: String, out: &mut Vec<Problem>) -> String {
+    let v = v.trim().to_owned();
+    if let Err(e) = Pattern::new(&v) {
+        out.push(Problem::new(at, e.to_string()));
+    }
+    v
+}
+
+fn date(field: &'static str, v: Option<String>, out: &mut Vec<Problem>) -> Option<NaiveDate> {
+    let v = optional(v)?;
+    let parsed = parse_date(&v);
+    if parsed.is_none() {
+        out.push(Problem::new(
+            vec![K(field)],
+            format!("{v:?} is not a date (expected YYYY-MM-DD)"),
+        ));
+    }
+    parsed
+}
+
+/// Strict ISO 8601 calendar date: chrono's `%Y-%m-%d` alone would also take `2025-1-5` and
+/// `+2025-01-05`, which are more likely typos than intent.
+fn parse_date(s: &str) -> Option<NaiveDate> {
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        s.get(r)
+            .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))?
+            .parse()
+            .ok()
+    };
+    if s.len() != 10 || s.get(4..5) != Some("-") || s.get(7..8) != Some("-") {
+        return None;
+    }
+    let year = i32::try_from(digits(0..4)?).ok()?;
+    NaiveDate::from_ymd_opt(year, digits(5..7)?, digits(8..10)?)
+}
+
+/// A bare address is the network of just that host (/32 or /128).
+fn parse_net(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+fn net_error(s: &str) -> String {
+    format!(
+        "{:?} is not an IP address or network (e.g. 10.1.2.3 or 10.0.0.0/8)",
+        s.trim()
+    )
+}
+
+fn parse_transport(s: &str) -> Result<Transport, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "tcp" => Ok(Transport::Tcp),
+        "udp" => Ok(Transport::Udp),
+        _ => Err(format!(
+            "{:?} is not a transport (expected tcp or udp)",
+            s.trim()
+        )),
+    }
+}
+
+fn parse_port(n: u64) -> Result<u16, String> {
+    match u16::try_from(n) {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("port {n} is not a valid port (1-65535)")),
+    }
+}
+
+fn parse_direction(s: &str) -> Result<Direction, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "inbound" => Ok(Direction::Inbound),
+        "outbound" => Ok(Direction::Outbound),
+        "both" => Ok(Direction::Both),
+        _ => Err(format!(
+            "{:?} is not a direction (expected inbound, outbound or both)",
+            s.trim()
+        )),
+    }
+}
+
+/// `[protocol] transport/port [inbound|outbound|both] [peer,peer...]`, e.g.
+/// `hl7 tcp/2575 outbound 10.0.0.0/8,10.1.2.3`.
+fn compact_service(text: &str) -> Result<PermittedService, String> {
+    let mut tokens = text.split_whitespace().peekable();
+    let first = tokens.next().ok_or("empty service")?;
+    let (protocol, tp) = if first.contains('/') {
+        (None, first)
+    } else {
+        let tp = tokens
+            .next()
+            .ok_or("missing TRANSPORT/PORT after the protocol (e.g. dicom tcp/104)")?;
+        (Some(first.to_owned()), tp)
+    };
+    let (transport, port) = tp
+        .split_once('/')
+        .ok_or_else(|| format!("{tp:?} is not TRANSPORT/PORT (e.g. tcp/104)"))?;
+    let transport = parse_transport(transport)?;
+    let port = port
+        .parse::<u64>()
+        .map_err(|_| format!("{port:?} is not a port number"))
+        .and_then(parse_port)?;
+    // Peers always contain '.', ':' or '/', so a word here is a direction (or a misspelt one).
+    let mut direction = Direction::Both;
+    if let Some(t) = tokens.next_if(|t| !t.contains(['.', ':', '/', ','])) {
+        direction = parse_direction(t)?;
+    }
+    let mut peers = Vec::new();
+    for p in tokens.flat_map(|t| t.split(',')).filter(|p| !p.is_empty()) {
+        peers.push(parse_net(p).ok_or_else(|| net_error(p))?);
+    }
+    Ok(PermittedService {
+        protocol,
+        transport,
+        port,
+        direction,
+        peers,
+    })
+}
+
+fn service_object(
+    at: &[Seg],
+    s: RawService,
+    out: &mut Vec<Problem>,
+) -> Result<PermittedService, ()> {
+    let before = out.len();
+    let mut fail = |field: &'static str, why: String| {
+        out.push(Problem::new(path(at, &[K(field)]), why));
+    };
+    let transport = parse_transport(&s.transport).map_err(|e| fail("transport", e));
+    let port = parse_port(s.port).map_err(|e| fail("port", e));
+    let direction = s
+        .direction
+        .as_deref()
+        .map_or(Ok(Direction::Both), parse_direction)
+        .map_err(|e| fail("direction", e));
+    let mut peers = Vec::new();
+    for (i, p) in s.peers.iter().enumerate() {
+        match parse_net(p) {
+            Some(n) => peers.push(n),
+            None => out.push(Problem::new(path(at, &[K("peers"), I(i)]), net_error(p))),
+        }
+    }
+    match (transport, port, direction) {
+        (Ok(transport), Ok(port), Ok(direction)) if out.len() == before => Ok(PermittedService {
+            protocol: optional(s.protocol),
+            transport,
+            port,
+            direction,
+            peers,
+        }),
+        _ => Err(()),
+    }
+}
+
+fn remote_access(raw: Option<StrOr<RawRemote>>, out: &mut Vec<Problem>) -> RemoteAccess {
+    let (policy, gateways, policy_at) = match raw {
+        None => return RemoteAccess::default(),
+        Some(StrOr::Str(p)) => (p, Vec::new(), vec![K("remote_access")]),
+        Some(StrOr::Obj(r)) => (r.policy, r.gateways, vec![K("remote_access"), K("policy")]),
+    };
+    let policy = match policy.trim().to_ascii_lowercase().as_str() {
+        "none" => Some(RemoteAccessPolicy::None),
+        "listed" => Some(RemoteAccessPolicy::Listed),
+        "unrestricted" => Some(RemoteAccessPolicy::Unrestricted),
+        _ => {
+            out.push(Problem::new(
+                policy_at,
+                format!(
+                    "{:?} is not a remote-access policy (expected none, listed or unrestricted)",
+                    policy.trim()
+                ),
+            ));
+            None
+        }
+    };
+    let mut nets = Vec::new();
+    for (i, g) in gateways.iter().enumerate() {
+        match parse_net(g) {
+            Some(n) => nets.push(n),
+            None => out.push(Problem::new(
+                vec![K("remote_access"), K("gateways"), I(i)],
+                net_error(g),
+            )),
+        }
+    }
+    match policy {
+        Some(RemoteAccessPolicy::Listed) if gateways.is_empty() => out.push(Problem::new(
+            vec![K("remote_access")],
+            "policy listed needs at least one gateway".into(),
+        )),
+        Some(RemoteAccessPolicy::None | RemoteAccessPolicy::Unrestricted)
+            if !gateways.is_empty() =>
+        {
+            out.push(Problem::new(
+                vec![K("remote_access"), K("gateways")],
+                "gateways are only allowed with policy listed".into(),
+            ))
+        }
+        _ => {}
+    }
+    RemoteAccess {
+        policy: policy.unwrap_or(RemoteAccessPolicy::Unrestricted),
+        gateways: nets,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finding places again (YAML, JSON).
+
+/// Where an entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The document itself (top-level keys).
+    Document,
+    /// `contracts[i]` of a YAML or JSON document.
+    Entry(usize),
+    /// A CSV row starting on this line.
+    Line(usize),
+}
+
+/// A problem waiting to be located.
+#[derive(Debug)]
+struct Located {
+    origin: Origin,
+    path: Vec<Seg>,
+    record: Option<Record>,
+    message: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Source<'a> {
+    text: &'a str,
+    format: Format,
+    file: &'a str,
+}
+
+type Entries = (Vec<(RawContract, Origin)>, Vec<Located>);
+
+impl Source<'_> {
+    fn entries(&self, doc: RawFile) -> Entries {
+        let mut problems = Vec::new();
+        if let Some(v) = doc.version.filter(|v| *v != 1) {
+            problems.push(Located {
+                origin: Origin::Document,
+                path: vec![K("version")],
+                record: None,
+                message: format!("version: {v} is not supported (this ward reads version 1)"),
+            });
+        }
+        let entries = doc
+            .contracts
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (c, Origin::Entry(i)))
+            .collect();
+        (entries, problems)
+    }
+
+    /// Line and column of `path` under `origin`, falling back to the entry itself.
+    fn locate(&self, origin: Origin, rel: &[Seg]) -> (Option<usize>, Option<usize>) {
+        let base: Vec<Seg> = match origin {
+            Origin::Line(line) => return (Some(line), None),
+            Origin::Document => Vec::new(),
+            Origin::Entry(i) => vec![K("contracts"), I(i)],
+        };
+        self.probe(&path(&base, rel))
+            .or_else(|| self.probe(&base))
+            .map_or((None, None), |(l, c)| (Some(l), Some(c)))
+    }
+
+    fn probe(&self, path: &[Seg]) -> Option<(usize, usize)> {
+        match self.format {
+            Format::Yaml => {
+                let de = serde_yaml_ng::Deserializer::from_str(self.text);
+                let err = Probe(path).deserialize(de).err()?;
+                probe_width(&err.to_string())?;
+                let loc = err.location()?;
+                Some((loc.line(), loc.column()))
+            }
+            Format::Json => {
+                let mut de = serde_json::Deserializer::from_str(self.text);
+                let err = Probe(path).deserialize(&mut de).err()?;
+                let width = probe_width(&err.to_string())?;
+                // serde_json reports the last byte it consumed: the end of a scalar or key, or
+                // (width 0) the whitespace before the next token after `{`/`[`.
+                let col = if width == 0 {
+                    err.column() + 1
+                } else {
+                    (err.column() + 1).saturating_sub(width).max(1)
+                };
+                Some((err.line(), col))
+            }
+            Format::Csv => None,
+        }
+    }
+
+    fn yaml_error(&self, e: serde_yaml_ng::Error) -> ImportError {
+        let loc = e.location().map(|l| (l.line(), l.column()));
+        self.deserialize_error(e.to_string(), loc)
+    }
+
+    fn json_error(&self, e: serde_json::Error) -> ImportError {
+        let loc = (e.line() > 0).then(|| (e.line(), e.column()));
+        self.deserialize_error(e.to_string(), loc)
+    }
+
+    fn deserialize_error(&self, message: String, loc: Option<(usize, usize)>) -> ImportError {
+        let Some((line, column)) = loc else {
+            return ImportError::new(self.file, message);
+        };
+        let message = message.replacen(&format!(" at line {line} column {column}"), "", 1);
+        // serde_yaml_ng prefixes the path (`contracts[3].end: ...`); the record says which entry.
+        let message = match message.strip_prefix("contracts[") {
+            Some(rest) => rest
+                .split_once(']')
+                .map(|(_, r)| r.trim_start_matches(['.', ':', ' ']).to_owned())
+                .unwrap_or(message),
+            None => message,
+        };
+        let record = self.entry_ids().and_then(|ids| {
+            let i = self.entry_containing(ids.len(), (line, column))?;
+            ids.into_iter().nth(i).flatten().map(Record::Contract)
+        });
+        ImportError::new(self.file, message)
+            .at(Some(line), Some(column))
+            .about(record)
+    }
+
+    /// Ids of the entries, read leniently so that they are known even when the entry is not
+    /// a valid contract.
+    fn entry_ids(&self) -> Option<Vec<Option<String>>> {
+        match self.format {
+            Format::Yaml => {
+                let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(self.text).ok()?;
+                let entries = doc.get("contracts")?.as_sequence()?;
+                Some(
+                    entries
+                        .iter()
+                        .map(|e| match e.get("id")? {
+                            serde_yaml_ng::Value::String(s) => Some(s.clone()),
+                            serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            }
+            Format::Json => {
+                let doc: serde_json::Value = serde_json::from_str(self.text).ok()?;
+                let entries = doc.get("contracts")?.as_array()?;
+                Some(
+                    entries
+                        .iter()
+                        .map(|e| e.get("id")?.as_str().map(str::to_owned))
+                        .collect(),
+                )
+            }
+            Format::Csv => None,
+        }
+    }
+
+    /// The last entry starting at or before `pos` (binary search: entries are in file order).
+    fn entry_containing(&self, n: usize, pos: (usize, usize)) -> Option<usize> {
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.probe(&[K("contracts"), I(mid)]) {
+                Some(start) if start <= pos => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        lo.checked_sub(1)
+    }
+}
+
+const PROBE: &str = "\u{1}ward-probe:";
+
+fn probe_error<E: de::Error>(width: usize) -> E {
+    E::custom(format!("{PROBE}{width}"))
+}
+
+fn probe_width(message: &str) -> Option<usize> {
+    let at = message.find(PROBE)?;
+    let rest = message.get(at + PROBE.len()..)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Walks a path through a document and fails on arrival, so that the parser's own error
+/// location says where the node is. Neither serde_json nor serde_yaml_ng hands out spans, and
+/// this runs only to report problems in small files, so re-parsing is the simpler price.
+#[derive(Debug, Clone, Copy)]
+struct Probe<'p>(&'p [Seg]);
+
+impl<'de> DeserializeSeed<'de> for Probe<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        match self.0.first() {
+            None => d.deserialize_any(Arrive),
+            Some(Seg::Key(_)) => d.deserialize_map(self),
+            Some(Seg::Index(_)) => d.deserialize_seq(self),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Probe<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the probed path")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some((&Seg::Key(key), rest)) = self.0.split_first() else {
+            return Ok(());
+        };
+        let seed = KeyProbe {
+            key,
+            arrive: rest.is_empty(),
+        };
+        while let Some(found) = map.next_key_seed(seed)? {
+            if found {
+                return map.next_value_seed(Probe(rest));
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some((&Seg::Index(index), rest)) = self.0.split_first() else {
+            return Ok(());
+        };
+        for _ in 0..index {
+            if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Ok(());
+            }
+        }
+        seq.next_element_seed(Probe(rest)).map(|_| ())
+    }
+}
+
+/// Recognises the wanted key; when the path ends at it, fails there (a key is a better place
+/// to point at than its value, which may be a long block).
+#[derive(Debug, Clone, Copy)]
+struct KeyProbe {
+    key: &'static str,
+    arrive: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for KeyProbe {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyProbe {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        match (v == self.key, self.arrive) {
+            (true, true) => Err(probe_error(v.len() + 2)),
+            (found, _) => Ok(found),
+        }
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+/// Fails at whatever node it is given; the width lets the JSON side find the node's start.
+#[derive(Debug, Clone, Copy)]
+struct Arrive;
+
+impl<'de> Visitor<'de> for Arrive {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        Err(probe_error(v.to_string().len()))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        Err(probe_error(v.to_string().len()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        Err(probe_error(v.to_string().len()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        Err(probe_error(v.to_string().len()))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        let width = serde_json::to_string(v).map_or(v.len() + 2, |s| s.len());
+        Err(probe_error(width))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(probe_error(4))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Err(probe_error(4))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(probe_error(0))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(probe_error(0))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV.
+
+/// Header names: the YAML keys, nested ones flattened with `_` (`.` is accepted too).
+const CSV_COLUMNS: [&str; 29] = [
+    "id",
+    "supplier",
+    "products",
+    "serials",
+    "asset_tags",
+    "quantity",
+    "sites",
+    "vlans",
+    "start",
+    "end",
+    "end_of_support",
+    "end_of_guaranteed_support",
+    "end_of_life",
+    "notice_months_end_of_life",
+    "notice_months_end_of_guaranteed_support",
+    "notice_months_end_of_support",
+    "supported_software_versions",
+    "patch_sla_days_critical",
+    "patch_sla_days_high",
+    "patch_sla_days_medium",
+    "patch_sla_days_low",
+    "permitted_services",
+    "remote_access",
+    "remote_access_gateways",
+    "encryption_in_transit_required",
+    "external_communication_permitted",
+    "mds2",
+    "sbom",
+    "notes",
+];
+
+fn parse_csv(text: &str, file: &str) -> Result<Entries, ImportError> {
+    let mut reader = csv_reader(text);
+    let headers = reader.headers().map_err(|e| csv_error(file, &e))?.clone();
+    let header_line = Some(headers.position().map_or(1, |p| p.line() as usize));
+    let mut columns: Vec<&'static str> = Vec::new();
+    for h in &headers {
+        let norm = h.trim().to_ascii_lowercase().replace('.', "_");
+        let Some(&name) = CSV_COLUMNS.iter().find(|c| **c == norm) else {
+            return Err(ImportError::new(
+                file,
+                format!(
+                    "unknown column {:?} (known columns: {})",
+                    h.trim(),
+                    CSV_COLUMNS.join(", ")
+                ),
+            )
+            .at(header_line, None));
+        };
+        if columns.contains(&name) {
+            let msg = format!("column {:?} appears twice", h.trim());
+            return Err(ImportError::new(file, msg).at(header_line, None));
+        }
+        columns.push(name);
+    }
+    for needed in ["id", "supplier"] {
+        if !columns.contains(&needed) {
+            let msg = format!("no {needed:?} column");
+            return Err(ImportError::new(file, msg).at(header_line, None));
+        }
+    }
+
+    let mut entries = Vec::new();
+    let mut problems = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| csv_error(file, &e))?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let mut raw = RawContract::default();
+        let mut remote = (None, Vec::new());
+        let mut row_problems = Vec::new();
+        for (name, cell) in columns.iter().zip(&record) {
+            let cell = cell.trim();
+            if cell.is_empty() {
+                continue;
+            }
+            if let Err(why) = csv_cell(&mut raw, &mut remote, name, cell) {
+                row_problems.push(format!("{name}: {why}"));
+            }
+        }
+        raw.remote_access = match remote {
+            (None, gateways) if gateways.is_empty() => None,
+            (Some(policy), gateways) if gateways.is_empty() => Some(StrOr::Str(policy)),
+            (policy, gateways) => Some(StrOr::Obj(RawRemote {
+                policy: policy.unwrap_or_default(),
+                gateways,
+            })),
+        };
+        let id = raw.id.trim();
+        let record = (!id.is_empty()).then(|| Record::Contract(id.to_owned()));
+        problems.extend(row_problems.into_iter().map(|message| Located {
+            origin: Origin::Line(line),
+            path: Vec::new(),
+            record: record.clone(),
+            message,
+        }));
+        entries.push((raw, Origin::Line(line)));
+    }
+    Ok((entries, problems))
+}
+
+fn csv_cell(
+    raw: &mut RawContract,
+    remote: &mut (Option<String>, Vec<String>),
+    name: &str,
+    cell: &str,
+) -> Result<(), String> {
+    let items = || -> Vec<String> { split_list(cell).map(str::to_owned).collect() };
+    let text = || Some(cell.to_owned());
+    match name {
+        "id" => raw.id = cell.to_owned(),
+        "supplier" => raw.supplier = cell.to_owned(),
+        "products" => {
+            raw.products = split_list(cell)
+                .map(|p| match p.split_once('|') {
+                    Some((m, model)) => StrOr::Obj(RawProduct {
+                        manufacturer: Some(m.trim().to_owned()),
+                        model: model.trim().to_owned(),
+                    }),
+                    None => StrOr::Str(p.to_owned()),
+                })
+                .collect()
+        }
+        "serials" => raw.serials = items(),
+        "asset_tags" => raw.asset_tags = items(),
+        "quantity" => raw.quantity = Some(number(cell)?),
+        "sites" => raw.sites = items(),
+        "vlans" => raw.vlans = split_list(cell).map(number).collect::<Result<_, _>>()?,
+        "start" => raw.start = text(),
+        "end" => raw.end = text(),
+        "end_of_support" => raw.end_of_support = text(),
+        "end_of_guaranteed_support" => raw.end_of_guaranteed_support = text(),
+        "end_of_life" => raw.end_of_life = text(),
+        "notice_months_end_of_life" => raw.notice_months.end_of_life = Some(number(cell)?),
+        "notice_months_end_of_guaranteed_support" => {
+            raw.notice_months.end_of_guaranteed_support = Some(number(cell)?)
+        }
+        "notice_months_end_of_support" => raw.notice_months.end_of_support = Some(number(cell)?),
+        "supported_software_versions" => raw.supported_software_versions = items(),
+        "patch_sla_days_critical" => raw.patch_sla_days.critical = Some(number(cell)?),
+        "patch_sla_days_high" => raw.patch_sla_days.high = Some(number(cell)?),
+        "patch_sla_days_medium" => raw.patch_sla_days.medium = Some(number(cell)?),
+        "patch_sla_days_low" => raw.patch_sla_days.low = Some(number(cell)?),
+        "permitted_services" => {
+            raw.permitted_services = split_list(cell).map(|s| StrOr::Str(s.to_owned())).collect()
+        }
+        "remote_access" => remote.0 = text(),
+        "remote_access_gateways" => remote.1 = items(),
+        "encryption_in_transit_required" => raw.encryption_in_transit_required = boolean(cell)?,
+        "external_communication_permitted" => raw.external_communication_permitted = boolean(cell)?,
+        "mds2" => raw.mds2 = text(),
+        "sbom" => raw.sbom = text(),
+        "notes" => raw.notes = text(),
+        _ => return Err("unknown column".into()),
+    }
+    Ok(())
+}
+
+/// `;`-separated list items; a trailing `;` is forgiven.
+fn split_list(cell: &str) -> impl Iterator<Item = &str> {
+    cell.split(';').map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{:?} is not a whole number", s.trim()))
+}
+
+fn boolean(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" => Ok(false),
+        _ => Err(format!(
+            "{:?} is not a boolean (expected true/false, yes/no or 1/0)",
+            s.trim()
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared with `assets`.
+
+/// Reads a whole file as UTF-8; a spreadsheet saved in a legacy code page is the usual
+/// culprit, so the error says where the first bad byte is and how to re-export.
+pub(crate) fn read_text(path: &Path, file: &str) -> Result<String, ImportError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| ImportError::new(file, format!("cannot read: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let line = e
+            .as_bytes()
+            .iter()
+            .take(valid)
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        ImportError::new(
+            file,
+            "not UTF-8 text (re-export or save it as UTF-8, e.g. \"CSV UTF-8\" in Excel)",
+        )
+        .at(Some(line), None)
+    })
+}
+
+/// A CSV reader for `text` (BOM already stripped), delimited by `;` when the header line has
+/// more `;` than `,`: spreadsheets in locales with a decimal comma export that way.
+pub(crate) fn csv_reader(text: &str) -> csv::Reader<&[u8]> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let header = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let delimiter = if header.matches(';').count() > header.matches(',').count() {
+        b';'
+    } else {
+        b','
+    };
+    csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_reader(text.as_bytes())
+}
+
+pub(crate) fn csv_error(file: &str, e: &csv::Error) -> ImportError {
+    let line = e.position().map(|p| p.line() as usize);
+    let message = match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("row has {len} fields but the header has {expected_len}"),
+        _ => e.to_string(),
+    };
+    ImportError::new(file, message).at(line, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn data(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/contracts")
+            .join(name)
+    }
+
+    fn ok(text: &str, format: Format) -> Vec<Contract> {
+        parse_str(text, format, "t").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn err(text: &str, format: Format) -> ImportError {
+        match parse_str(text, format, "t") {
+            Ok(c) => panic!("accepted: {c:?}"),
+            Err(e) => e,
+        }
+    }
+
+    const MINIMAL: &str = "contracts:\n  - id: C-1\n    supplier: Acme\n    products: [X*]\n";
+
+    #[test]
+    fn yaml_json_and_csv_forms_are_equal() {
+        let yaml = load(&data("good.yaml")).unwrap_or_else(|e| panic!("{e}"));
+        let json = load(&data("good.json")).unwrap_or_else(|e| panic!("{e}"));
+        let csv = load(&data("good.csv")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(yaml.len() >= 4);
+        assert_eq!(yaml, json);
+        assert_eq!(yaml, csv);
+    }
+
+    #[test]
+    fn good_yaml_values() {
+        let all = load(&data("good.yaml")).unwrap_or_else(|e| panic!("{e}"));
+        let ct = &all[0];
+        assert_eq!(ct.id, "C-1001");
+        assert_eq!(ct.products[0].manufacturer.as_deref(), Some("Siemens*"));
+        assert_eq!(ct.start, NaiveDate::from_ymd_opt(2023, 1, 1));
+        assert_eq!(ct.notice_months.end_of_support, Some(36));
+        assert_eq!(ct.patch_sla_days.critical, Some(30));
+        assert_eq!(ct.vlans, vec![110, 111]);
+        let dicom = &ct.permitted_services[0];
+        assert_eq!(dicom.protocol.as_deref(), Some("dicom"));
+        assert_eq!((dicom.transport, dicom.port), (Transport::Tcp, 104));
+        assert_eq!(dicom.direction, Direction::Inbound);
+        assert_eq!(ct.remote_access.policy, RemoteAccessPolicy::Listed);
+        assert_eq!(ct.remote_access.gateways[1].to_string(), "198.51.100.7/32");
+        assert!(ct.encryption_in_transit_required);
+        assert!(all
+            .iter()
+            .any(|c| c.remote_access.policy == RemoteAccessPolicy::None));
+    }
+
+    #[test]
+    fn defaults() {
+        let c = &ok(MINIMAL, Format::Yaml)[0];
+        assert!(!c.encryption_in_transit_required && !c.external_communication_permitted);
+        assert_eq!(c.remote_access, RemoteAccess::default());
+        assert!(c.permitted_services.is_empty() && c.vlans.is_empty() && c.serials.is_empty());
+        assert_eq!(c.products[0].manufacturer, None);
+        let v1 = format!("version: 1\n{MINIMAL}");
+        assert_eq!(ok(&v1, Format::Yaml), ok(MINIMAL, Format::Yaml));
+        assert!(ok("contracts: []", Format::Yaml).is_empty());
+    }
+
+    #[test]
+    fn compact_services() {
+        let s = compact_service("hl7 tcp/2575 outbound 10.0.0.0/8,10.1.2.3")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.protocol.as_deref(), Some("hl7"));
+        assert_eq!(
+            (s.transport, s.port, s.direction),
+            (Transport::Tcp, 2575, Direction::Outbound)
+        );
+        assert_eq!(s.peers.len(), 2);
+        assert_eq!(s.peers[1].to_string(), "10.1.2.3/32");
+        let s = compact_service("UDP/123").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (s.protocol, s.transport, s.port, s.direction),
+            (None, Transport::Udp, 123, Direction::Both)
+        );
+        let s = compact_service("tcp/443 10.0.0.0/8, fd00::/8").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.direction, s.peers.len()), (Direction::Both, 2));
+        for (bad, why) in [
+            ("", "empty"),
+            ("dicom", "missing TRANSPORT/PORT"),
+            ("dicom 104", "not TRANSPORT/PORT"),
+            ("sctp/1", "not a transport"),
+            ("tcp/0", "port 0"),
+            ("tcp/70000", "port 70000"),
+            ("tcp/x", "not a port number"),
+            ("tcp/1 sideways", "not a direction"),
+            ("tcp/1 inbound 10.0.0.0/33", "not an IP address or network"),
+        ] {
+            match compact_service(bad) {
+                Ok(s) => panic!("{bad:?} accepted: {s:?}"),
+                Err(e) => assert!(e.contains(why), "{bad:?}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn dates_are_strict() {
+        assert_eq!(
+            parse_date("2024-02-29"),
+            NaiveDate::from_ymd_opt(2024, 2, 29)
+        );
+        for bad in [
+            "2023-02-29",
+            "2024-2-01",
+            "+2024-01-01",
+            "2024/01/01",
+            "20240101",
+            "2024-01-1x",
+            "2024-13-01",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn yaml_error_points_at_the_field_and_names_the_contract() {
+        let text = "contracts:\n  - id: C-1\n    supplier: Acme\n    products: [X*]\n  - id: C-1002\n    supplier: Acme\n    products: [Y]\n    end_of_support: \"2026-13-01\"\n";
+        let e = err(text, Format::Yaml);
+        assert_eq!(
+            e.to_string(),
+            "t:8:5: contract \"C-1002\": end_of_support: \"2026-13-01\" is not a date (expected YYYY-MM-DD)"
+        );
+    }
+
+    #[test]
+    fn json_error_points_at_the_field() {
+        let text = "{\"contracts\": [\n  {\"id\": \"C-1\", \"supplier\": \"Acme\", \"products\": [\"X\"]},\n  {\"id\": \"C-2\", \"supplier\": \"Acme\", \"products\": [\"X\"],\n   \"vlans\": [10, 5000]}\n]}\n";
+        let e = err(text, Format::Json);
+        assert_eq!(
+            e.to_string(),
+            "t:4:18: contract \"C-2\": vlans[1]: VLAN 5000 is out of range (1-4094)"
+        );
+        let text = "{\"contracts\": [\n  {\"id\": \"C-1\", \"supplier\": \"Acme\", \"products\": [\"X\"]},\n  {\"id\": \"C-2\", \"supplier\": \"Acme\", \"products\": [\"X\"],\n   \"end\": \"2020-01-01\", \"start\": \"2021-01-01\"}\n]}\n";
+        let e = err(text, Format::Json);
+        assert_eq!((e.line, e.column), (Some(4), Some(4)), "{e}");
+        assert!(e.message.contains("before it starts"), "{e}");
+    }
+
+    #[test]
+    fn serde_errors_keep_their_place_and_find_the_contract() {
+        let text = format!(
+            "{MINIMAL}  - id: C-2\n    supplier: Acme\n    products: [X]\n    colour: red\n"
+        );
+        let e = err(&text, Format::Yaml);
+        assert_eq!((e.line, e.column), (Some(8), Some(5)));
+        assert_eq!(e.record, Some(Record::Contract("C-2".into())));
+        assert!(e.message.starts_with("unknown field `colour`"), "{e}");
+        let e = err(
+            "{\"contracts\": [{\"id\": \"C-9\", \"supplier\": 5}]}",
+            Format::Json,
+        );
+        assert_eq!(e.record, Some(Record::Contract("C-9".into())), "{e}");
+        assert!(e.message.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_in_file_order() {
+        let text = "contracts:\n  - id: C-1\n    supplier: \"\"\n    products: [X*]\n    vlans: [0]\n  - id: C-1\n    supplier: Acme\n";
+        let e = err(text, Format::Yaml);
+        let lines: Vec<_> = e.problems().map(|p| p.line).collect();
+        assert_eq!(lines, vec![Some(3), Some(5), Some(6), Some(6)], "{e}");
+        let text = e.to_string();
+        assert!(text.contains("t:6:5: contract \"C-1\": id: duplicate contract id: also the id of an earlier contract (line 2)"), "{text}");
+        assert!(text.contains("covers no devices"), "{text}");
+    }
+
+    #[test]
+    fn csv_headers_and_cells() {
+        let text = "ID,Supplier,Products,notice_months.end_of_support,Patch_SLA_Days_High,remote_access_gateways\nC-1,Acme,\"Acme|X*;Y\",24,7,10.0.0.1\n";
+        let e = err(text, Format::Csv);
+        assert!(
+            e.to_string()
+                .starts_with("t:2: contract \"C-1\": remote_access.policy"),
+            "{e}"
+        );
+        let text = "id;supplier;products;encryption_in_transit_required\nC-1;Acme;X;yes\n";
+        assert!(ok(text, Format::Csv)[0].encryption_in_transit_required);
+        let e = err("id,supplier,colour\n", Format::Csv);
+        assert!(
+            e.to_string().starts_with("t:1: unknown column \"colour\""),
+            "{e}"
+        );
+        let e = err(
+            "id,supplier,products,quantity\nC-1,Acme,X,many\n",
+            Format::Csv,
+        );
+        assert_eq!(
+            e.to_string(),
+            "t:2: contract \"C-1\": quantity: \"many\" is not a whole number"
+        );
+    }
+
+    #[test]
+    fn load_refuses_unknown_extensions() {
+        let e = load(Path::new("contracts.txt"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("unsupported file type")));
+    }
+
+    /// `str::floor_char_boundary` is newer than the MSRV.
+    fn floor(text: &str, i: usize) -> usize {
+        let i = i.min(text.len());
+        (0..=i)
+            .rev()
+            .find(|&j| text.is_char_boundary(j))
+            .unwrap_or(0)
+    }
+
+    proptest::proptest! {
+        // Each case re-parses whole files (and probes on error): 64 cases keep `cargo test` quick.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Damaged files are refused, never a panic: splice junk into the good files.
+        #[test]
+        fn damaged_files_never_panic(at in 0usize..6000, cut in 0usize..8, junk in "\\PC{0,8}") {
+            for (name, format) in [("good.yaml", Format::Yaml), ("good.json", Format::Json), ("good.csv", Format::Csv)] {
+                let text = std::fs::read_to_string(data(name)).unwrap_or_default();
+                let at = floor(&text, at);
+                let end = floor(&text, at + cut);
+                let damaged = format!("{}{junk}{}", &text[..at], &text[end..]);
+                if let Err(e) = parse_str(&damaged, format, name) {
+                    proptest::prop_assert!(e.to_string().starts_with(name));
+                }
+            }
+        }
+    }
+
+    /// Every bad file fails, naming itself and a line, with the expected complaint.
+    #[test]
+    fn bad_files() {
+        let expected: &[(&str, &str)] = &[
+            ("bad-unknown-field.yaml", "unknown field `warranty`"),
+            ("bad-date.yaml", "\"2026-13-01\" is not a date"),
+            ("bad-duplicate-id.yaml", "duplicate contract id"),
+            ("bad-end-before-start.yaml", "before it starts"),
+            ("bad-port.yaml", "port 0 is not a valid port"),
+            (
+                "bad-cidr.yaml",
+                "\"10.20.0.0/33\" is not an IP address or network",
+            ),
+            ("bad-direction.yaml", "\"sideways\" is not a direction"),
+            (
+                "bad-remote-policy.yaml",
+                "\"vpn-only\" is not a remote-access policy",
+            ),
+            ("bad-syntax.yaml", "did not find expected"),
+            ("bad-wrong-type.yaml", "invalid type"),
+            ("bad-empty-id.yaml", "id: missing or empty"),
+            ("bad-no-coverage.yaml", "covers no devices"),
+            ("bad-vlan.yaml", "VLAN 5000 is out of range"),
+            ("bad-empty-pattern.yaml", "empty pattern"),
+            ("bad-quantity.yaml", "quantity: 0 must be"),
+            ("bad-version.yaml", "version: 2 is not supported"),
+            ("bad-unknown-field.json", "unknown field `colour`"),
+            ("bad-date.json", "\"2025-02-30\" is not a date"),
+            ("bad-syntax.json", "expected"),
+            (
+                "bad-wrong-type.json",
+                "invalid type: string \"eight\", expected u64",
+            ),
+            ("bad-duplicate-id.json", "duplicate contract id"),
+            ("bad-header.csv", "unknown column \"warranty_end\""),
+            ("bad-date.csv", "\"31/12/2027\" is not a date"),
+            ("bad-service.csv", "\"sctp\" is not a transport"),
+            ("bad-boolean.csv", "\"maybe\" is not a boolean"),
+            ("bad-empty-id.csv", "id: missing or empty"),
+            (
+                "bad-row-length.csv",
+                "row has 4 fields but the header has 5",
+            ),
+        ];
+        let dir = data("");
+        let mut seen = 0;
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for path in entries {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            if !name.starts_with("bad-") {
+                continue;
+            }
+            seen += 1;
+            let e = match load(&path) {
+                Ok(c) => panic!("{name} accepted: {c:?}"),
+                Err(e) => e,
+            };
+            let text = e.to_string();
+            assert!(text.contains(&name), "{name}: {text}");
+            assert!(
+                e.line
+                    .is_some_and(|l| text.contains(&format!("{name}:{l}"))),
+                "{name}: {text}"
+            );
+            let want = expected.iter().find(|(n, _)| *n == name).map(|(_, w)| *w);
+            let want = want.unwrap_or_else(|| panic!("{name}: add it to the expectation table"));
+            assert!(text.contains(want), "{name}: want {want:?} in {text}");
+            if name.ends_with(".yaml") {
+                let body = std::fs::read_to_string(&path).unwrap_or_default();
+                assert!(
+                    body.starts_with('#'),
+                    "{name}: say what is wrong in a leading comment"
+                );
+            }
+        }
+        assert_eq!(seen, expected.len());
+    }
+}

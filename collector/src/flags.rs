@@ -77,10 +77,16 @@ impl Default for FlagConfig {
             internal_networks: nets.iter().filter_map(|n| n.parse().ok()).collect(),
             // SSH, telnet, RDP, VNC (and its web client), TeamViewer, pcAnywhere.
             remote_access_ports: vec![22, 23, 3389, 5800, 5900, 5901, 5902, 5938, 5631],
-            non_medical_types: ["unknown", "workstation", "printer", "network_infra", "mobile_device"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            non_medical_types: [
+                "unknown",
+                "workstation",
+                "printer",
+                "network_infra",
+                "mobile_device",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         }
     }
 }
@@ -159,11 +165,10 @@ fn permitted(c: &Contract, s: &ServiceView) -> bool {
         _ => return false,
     };
     c.permitted_services.iter().any(|p| {
-        let dir_ok = match (p.direction, s.direction.as_str()) {
-            (Direction::Both, _) => true,
-            (Direction::Inbound, "offered") | (Direction::Outbound, "used") => true,
-            _ => false,
-        };
+        let dir_ok = matches!(
+            (p.direction, s.direction.as_str()),
+            (Direction::Both, _) | (Direction::Inbound, "offered") | (Direction::Outbound, "used")
+        );
         p.transport == transport
             && p.port == s.port
             && dir_ok
@@ -275,7 +280,8 @@ pub fn evaluate(
                 if let [old, new] = w {
                     let changed = new.first_us;
                     if new.first_us > old.first_us
-                        && now_us.saturating_sub(changed) <= cfg.software_change_window_days * DAY_US
+                        && now_us.saturating_sub(changed)
+                            <= cfg.software_change_window_days * DAY_US
                     {
                         out.push(
                             "software_changed",
@@ -383,7 +389,9 @@ pub fn evaluate(
                         } else {
                             s.peer_addresses
                                 .iter()
-                                .filter(|p| !c.remote_access.gateways.iter().any(|g| g.contains(*p)))
+                                .filter(|p| {
+                                    !c.remote_access.gateways.iter().any(|g| g.contains(*p))
+                                })
                                 .map(|p| p.to_string())
                                 .collect()
                         }
@@ -446,7 +454,8 @@ pub fn evaluate(
 
     for a in &inv.assets {
         let last = asset_last_seen.get(a.tag.as_str()).copied();
-        let fresh = last.is_some_and(|l| now_us.saturating_sub(l) <= cfg.asset_not_seen_days * DAY_US);
+        let fresh =
+            last.is_some_and(|l| now_us.saturating_sub(l) <= cfg.asset_not_seen_days * DAY_US);
         if !fresh {
             out.push(
                 "asset_not_seen",
@@ -464,7 +473,10 @@ pub fn evaluate(
 
     for c in &inv.contracts {
         if let Some(q) = c.quantity {
-            let devs = per_contract.get(c.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            let devs = per_contract
+                .get(c.id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             if devs.len() as u64 > u64::from(q) {
                 out.push(
                     "over_contracted_quantity",

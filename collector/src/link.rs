@@ -192,13 +192,18 @@ pub fn link(inv: &Inventory) -> Vec<Link> {
                 .ids("serial")
                 .iter()
                 .map(|s| norm_serial(s))
-                .chain(d.ids("udi").iter().filter_map(|u| udi_serial(u)).map(norm_serial))
+                .chain(
+                    d.ids("udi")
+                        .iter()
+                        .filter_map(|u| udi_serial(u))
+                        .map(norm_serial),
+                )
                 .collect();
-            if let Some(c) = inv.contracts.iter().find(|c| {
-                c.serials
-                    .iter()
-                    .any(|s| serials.contains(&norm_serial(s)))
-            }) {
+            if let Some(c) = inv
+                .contracts
+                .iter()
+                .find(|c| c.serials.iter().any(|s| serials.contains(&norm_serial(s))))
+            {
                 contract = Some((
                     c.id.clone(),
                     "contract_serial".into(),
@@ -209,7 +214,10 @@ pub fn link(inv: &Inventory) -> Vec<Link> {
         if contract.is_none() {
             let (mut mfr, mut model) = manufacturer_model(d);
             // The register may know what the wire does not.
-            if let Some(a) = asset.as_ref().and_then(|(t, _, _)| idx.by_tag.get(t.as_str())) {
+            if let Some(a) = asset
+                .as_ref()
+                .and_then(|(t, _, _)| idx.by_tag.get(t.as_str()))
+            {
                 mfr = mfr.or(a.manufacturer.as_deref());
                 model = model.or(a.model.as_deref());
             }
@@ -251,7 +259,10 @@ mod tests {
     fn loose_manufacturer_names_match() {
         assert!(manufacturer_matches("Siemens Healthineers AG", "SIEMENS"));
         assert!(manufacturer_matches("B. Braun Melsungen AG", "B. Braun"));
-        assert!(manufacturer_matches("WARD TEST MEDICAL", "Ward Test Medical GmbH"));
+        assert!(manufacturer_matches(
+            "WARD TEST MEDICAL",
+            "Ward Test Medical GmbH"
+        ));
         assert!(!manufacturer_matches("GE HealthCare", "Philips"));
         assert!(!manufacturer_matches("", "Philips"));
     }
@@ -262,10 +273,7 @@ mod tests {
             udi_serial("(01)00643169001763(17)160712(21)21A11F4855"),
             Some("21A11F4855")
         );
-        assert_eq!(
-            udi_serial("(01)00643169001763(21)X1(17)160712"),
-            Some("X1")
-        );
+        assert_eq!(udi_serial("(01)00643169001763(21)X1(17)160712"), Some("X1"));
         assert_eq!(udi_serial("(01)00643169001763"), None);
     }
 }

@@ -34,7 +34,12 @@ struct Cli {
 #[derive(Debug, Args)]
 struct Global {
     /// Configuration file (TOML).
-    #[arg(long, global = true, env = "WARD_COLLECTOR_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "WARD_COLLECTOR_CONFIG",
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
     /// SQLite database file [default: ward-collector.db].
     #[arg(long, global = true, env = "WARD_COLLECTOR_DB", value_name = "FILE")]
@@ -43,7 +48,12 @@ struct Global {
     #[arg(long, global = true, env = "WARD_COLLECTOR_LOG", value_name = "FILTER")]
     log_level: Option<String>,
     /// Log format: text or json [default: text].
-    #[arg(long, global = true, env = "WARD_COLLECTOR_LOG_FORMAT", value_name = "FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        env = "WARD_COLLECTOR_LOG_FORMAT",
+        value_name = "FORMAT"
+    )]
     log_format: Option<String>,
 }
 
@@ -326,7 +336,9 @@ fn real_main() -> anyhow::Result<()> {
                 )?;
                 let ev = ingest::evaluate(&mut store, &cfg.flags, ingest::now_us())?;
                 tracing::info!(file = %file.display(), inserted = st.inserted, replaced = st.replaced, removed = st.removed, flags_open = ev.flags_open, "assets imported");
-                print_json(&serde_json::json!({"import": st, "ignored_columns": imp.ignored_columns, "evaluation": ev}))
+                print_json(
+                    &serde_json::json!({"import": st, "ignored_columns": imp.ignored_columns, "evaluation": ev}),
+                )
             }
             AssetsCmd::List => print_json(&open(&cfg)?.inventory()?.assets),
         },

@@ -20,7 +20,9 @@ use crate::store::{IngestStats, Store};
 /// Topic filters the collector subscribes to.
 pub const FILTERS: [&str; 2] = ["ward/v1/+/+/devices", "ward/v1/+/+/status"];
 
-fn read_credentials(path: &std::path::Path) -> anyhow::Result<std::collections::HashMap<String, String>> {
+fn read_credentials(
+    path: &std::path::Path,
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading credentials {}", path.display()))?;
     toml::from_str(&text).with_context(|| {
@@ -42,8 +44,8 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn run_async(cfg: Config) -> anyhow::Result<()> {
-    let mut store = SqliteStore::open(&cfg.db)
-        .with_context(|| format!("database {}", cfg.db.display()))?;
+    let mut store =
+        SqliteStore::open(&cfg.db).with_context(|| format!("database {}", cfg.db.display()))?;
     let (tx, mut rx) = mpsc::channel::<Delivery>(cfg.ingest.batch.max(1) * 4);
     let filters: Vec<String> = FILTERS.iter().map(|s| s.to_string()).collect();
     let mut _embedded = None;
@@ -189,6 +191,12 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     if dirty {
         ingest::evaluate(&mut store, &cfg.flags, ingest::now_us()).context("evaluating flags")?;
     }
-    tracing::info!(messages = totals.messages, duplicates = totals.duplicates, device_records = totals.device_records, rejected, "collector stopped");
+    tracing::info!(
+        messages = totals.messages,
+        duplicates = totals.duplicates,
+        device_records = totals.device_records,
+        rejected,
+        "collector stopped"
+    );
     Ok(())
 }

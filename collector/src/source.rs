@@ -1,1 +1,1287 @@
-//! (in progress)
+//! Where ingest messages come from: one stream of [`Delivery`]s, from the embedded broker or an
+//! external one.
+//!
+//! [`spawn`] subscribes to the given filters (normally [`INGEST_FILTERS`]) and feeds a bounded
+//! `tokio::sync::mpsc` channel. A full channel holds the source back (backpressure); nothing is
+//! ever buffered without bound. Every delivery carries an [`AckToken`]; the ingest loop hands
+//! it to [`SourceHandle::ack`] once the message is committed to the database (or deliberately
+//! rejected): acknowledging is what lets the broker forget the message.
+//!
+//! # External broker: at-least-once
+//!
+//! rumqttc with manual acknowledgements, a persistent session (`clean_session = false`, so the
+//! broker queues QoS 1 messages while the collector is down) and QoS 1 subscriptions (shared,
+//! `$share/<group>/<filter>`, when several collectors split the load). A PUBACK leaves only when
+//! the collector acked the delivery, so a crash before the commit means the broker sends the
+//! message again after the reconnect. Consequences:
+//!
+//! - **Duplicates** happen (redelivery after a crash or a reconnect): the ingest must be
+//!   idempotent (the agents' per-message `seq`).
+//! - **PUBACKs leave in the order the messages arrived** (MQTT 3.1.1 §4.6 requires it, and
+//!   some brokers, rumqttd among them, drop a client that acknowledges out of order): an ack
+//!   is held back until every earlier delivery was acked too. So *every* delivery must be
+//!   acked, rejected ones included: one that never is stalls every later acknowledgement, and
+//!   the broker stops sending once its in-flight window is full.
+//! - **Acks do not survive a connection**: packet ids are per connection, so after a
+//!   disconnect the tokens of the old connection are void ([`SourceStats::stale_acks`]) and
+//!   the broker redelivers those messages (with the same ids) on the new one.
+//! - **Throughput is bounded by the broker's in-flight window** for the client (Mosquitto:
+//!   `max_inflight_messages`, default 20) divided by the time from delivery to ack. A
+//!   collector that commits in batches needs a window at least as large as its batches; set
+//!   `max_inflight_messages 1000` (or more) and a `max_queued_messages` that covers an outage.
+//!
+//! The event loop runs in a task of its own and keeps running (pings, acks, reconnects) while
+//! the consumer is slow: deliveries wait in a small local queue, bounded by the broker's
+//! in-flight window for QoS 1 and by [`LOCAL_QUEUE_MESSAGES`] / [`LOCAL_QUEUE_BYTES`]
+//! otherwise; past those it stops reading from the socket (TCP backpressure) rather than
+//! buffer more. Connection failures are retried with exponential backoff (0.5 s to 30 s, with
+//! jitter); subscriptions are renewed whenever the broker did not keep the session.
+//!
+//! # Embedded broker: acks are no-ops
+//!
+//! The embedded source reads an in-process link of the [`crate::broker`]. rumqttd acknowledges
+//! a publisher's QoS 1 message as soon as it has it in memory, so the agent's PUBACK cannot be
+//! tied to our database commit, and a crash of the collector loses what was in memory. What
+//! heals that: the agents number their device messages with a gap-free `seq`, so the
+//! collector sees the gap after a restart, and the agent's next full snapshot brings the state
+//! back. Tokens of the embedded source are accepted and ignored; the in-memory backlog
+//! ([`crate::broker::BrokerConfig::backlog_bytes`]) bounds how far the ingest may lag.
+
+use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, NetworkOptions,
+    Outgoing, Publish, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+};
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet};
+use rumqttd::Notification;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::broker::{BrokerError, BrokerLinker};
+
+/// Filter of the agents' observation messages (`ward.observation.v1`).
+pub const DEVICES_FILTER: &str = "ward/v1/+/+/devices";
+/// Filter of the agents' retained status messages (`ward.status.v1`).
+pub const STATUS_FILTER: &str = "ward/v1/+/+/status";
+/// What the ingest subscribes to.
+pub const INGEST_FILTERS: [&str; 2] = [DEVICES_FILTER, STATUS_FILTER];
+
+/// Most deliveries held in the external source's local queue before it stops reading.
+pub const LOCAL_QUEUE_MESSAGES: usize = 65_536;
+/// Most payload bytes held in the external source's local queue before it stops reading.
+pub const LOCAL_QUEUE_BYTES: usize = 64 << 20;
+/// Default MQTT keep-alive towards an external broker.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Default largest incoming packet: agents send batches of up to about 1 MiB.
+pub const DEFAULT_MAX_PACKET: usize = 4 << 20;
+/// First reconnection delay, doubled after each failure…
+pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// …up to this.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// rumqttc's request channel: acks, subscriptions, the final disconnect.
+const REQUEST_CHANNEL: usize = 4096;
+/// How long the embedded source waits for the router to confirm its subscriptions.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a graceful shutdown waits for the last acks and the DISCONNECT to be written.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+const MQTT_PORT: u16 = 1883;
+const MQTTS_PORT: u16 = 8883;
+const MQTT_MAX_PACKET: usize = 268_435_455;
+/// Where the system CA bundle may be, when no CA file is given.
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// One message for the ingest loop.
+#[derive(Debug)]
+pub struct Delivery {
+    /// MQTT topic, e.g. `ward/v1/<site>/<agent-id>/devices`.
+    pub topic: String,
+    /// Message body as published.
+    pub payload: Vec<u8>,
+    /// Sent because it is the retained message of its topic (a new subscription replays
+    /// them), not because it was just published.
+    pub retained: bool,
+    /// Hand to [`SourceHandle::ack`] once the message is committed (or rejected).
+    pub ack: AckToken,
+}
+
+/// Proof of receipt of one [`Delivery`], to give back to [`SourceHandle::ack`]. Not `Clone`:
+/// each delivery is acknowledged once.
+#[must_use = "every delivery must be acked, or the acks of later ones are held back"]
+pub struct AckToken(Token);
+
+enum Token {
+    /// Nothing to acknowledge (embedded source, QoS 0).
+    None,
+    /// A QoS 1 (or 2) message of connection `epoch`, `seq`-th delivery of the source.
+    Broker { epoch: u64, seq: u64 },
+}
+
+impl fmt::Debug for AckToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Token::None => f.write_str("AckToken(none)"),
+            Token::Broker { epoch, seq } => write!(f, "AckToken(connection {epoch}, #{seq})"),
+        }
+    }
+}
+
+impl AckToken {
+    /// A token that acknowledges nothing (for tests and synthetic deliveries).
+    pub fn none() -> AckToken {
+        AckToken(Token::None)
+    }
+
+    /// Whether acking this token tells a broker anything.
+    pub fn is_noop(&self) -> bool {
+        matches!(self.0, Token::None)
+    }
+}
+
+/// Which broker to read from.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// The collector's own broker, through an in-process link.
+    Embedded(EmbeddedSource),
+    /// Another MQTT broker, over TCP or TLS.
+    External(ExternalSource),
+}
+
+/// An in-process link to the [`crate::broker::EmbeddedBroker`].
+#[derive(Debug, Clone)]
+pub struct EmbeddedSource {
+    /// From [`crate::broker::EmbeddedBroker::linker`].
+    pub broker: BrokerLinker,
+    /// Prefix of the link's client id (no `+ # / $`). A random suffix is appended: MQTT lets a
+    /// new connection with the same client id take over, so an agent that guessed the id
+    /// could otherwise cut the ingest off.
+    pub client_id: String,
+}
+
+/// An external MQTT 3.1.1 broker.
+#[derive(Clone)]
+pub struct ExternalSource {
+    /// `mqtt://host[:port]` (default port 1883) or `mqtts://host[:port]` (8883).
+    pub url: String,
+    /// Client id; identifies the persistent session, so keep it stable across restarts and
+    /// unique per collector (a duplicate makes the broker drop the other connection).
+    pub client_id: String,
+    /// User name.
+    pub username: Option<String>,
+    /// Password; requires `username`.
+    pub password: Option<String>,
+    /// PEM CA certificate(s) for `mqtts://`; default: the system bundle (or `SSL_CERT_FILE`).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain for `mqtts://` (with `client_key`).
+    pub client_cert: Option<PathBuf>,
+    /// PEM client private key (PKCS#8, PKCS#1 or SEC1) for `mqtts://` (with `client_cert`).
+    pub client_key: Option<PathBuf>,
+    /// Subscribe through `$share/<group>/<filter>`, so that the collectors of one group split
+    /// the messages between them.
+    pub shared_group: Option<String>,
+    /// MQTT keep-alive, 1 s to 65535 s.
+    pub keep_alive: Duration,
+    /// Largest incoming packet, in bytes. Keep the broker's own limit (Mosquitto:
+    /// `message_size_limit`) at or below it: a larger message makes the source drop the
+    /// connection, and the broker redelivers it after every reconnect, blocking the session.
+    pub max_packet_size: usize,
+}
+
+impl fmt::Debug for ExternalSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExternalSource")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("shared_group", &self.shared_group)
+            .field("keep_alive", &self.keep_alive)
+            .field("max_packet_size", &self.max_packet_size)
+            .finish()
+    }
+}
+
+impl ExternalSource {
+    /// Settings with defaults: no credentials, system CAs, no shared group, keep-alive 30 s,
+    /// packets up to 4 MiB.
+    pub fn new(url: impl Into<String>, client_id: impl Into<String>) -> ExternalSource {
+        ExternalSource {
+            url: url.into(),
+            client_id: client_id.into(),
+            username: None,
+            password: None,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            shared_group: None,
+            keep_alive: DEFAULT_KEEP_ALIVE,
+            max_packet_size: DEFAULT_MAX_PACKET,
+        }
+    }
+}
+
+/// Why a source could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A setting is unusable.
+    #[error("MQTT source: invalid {setting}: {reason}")]
+    InvalidSetting {
+        /// The setting.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A subscription filter is not a valid MQTT topic filter.
+    #[error("MQTT source: invalid topic filter {filter:?}: {reason}")]
+    InvalidFilter {
+        /// The filter.
+        filter: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A TLS file is missing or unusable.
+    #[error("MQTT source: {setting} {}: {reason}", path.display())]
+    Tls {
+        /// Which setting: `ca_file`, `client_cert` or `client_key`.
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The embedded broker refused the link.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The embedded broker did not confirm the subscriptions.
+    #[error("MQTT source: the embedded broker did not confirm the subscription to {filters:?}: {reason}")]
+    Subscribe {
+        /// The filters.
+        filters: Vec<String>,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Connection state of a source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceStatus {
+    /// Connected to the broker.
+    pub connected: bool,
+    /// Connected and the subscriptions are confirmed.
+    pub subscribed: bool,
+    /// Successful connections so far (a reconnect increments it).
+    pub connections: u64,
+    /// The task has ended (shutdown, channel closed, or the embedded link died).
+    pub stopped: bool,
+}
+
+/// Counters of a source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// Messages received from the broker (duplicates included).
+    pub received: u64,
+    /// PUBACKs written to the broker connection.
+    pub acks_sent: u64,
+    /// Acks of a previous connection, discarded (the broker redelivers those messages).
+    pub stale_acks: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    received: AtomicU64,
+    acks_sent: AtomicU64,
+    stale_acks: AtomicU64,
+}
+
+/// Running source. [`SourceHandle::shutdown`] stops it cleanly (the last acks are sent, then
+/// DISCONNECT); dropping the handle instead aborts the task without a DISCONNECT, as a crash
+/// would (an embedded link then stays registered, idle, until a link with the same client id
+/// replaces it).
+pub struct SourceHandle {
+    acks: Option<Arc<Mutex<AckState>>>,
+    counters: Arc<Counters>,
+    status: watch::Receiver<SourceStatus>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for SourceHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceHandle")
+            .field("external", &self.acks.is_some())
+            .field("status", &self.status())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl SourceHandle {
+    /// Acknowledges a delivery: call once it is committed (or rejected). Never blocks. The
+    /// PUBACK leaves once every earlier delivery of the same connection was acked too; a token
+    /// from a previous connection is discarded (the broker redelivers that message).
+    pub fn ack(&self, token: AckToken) {
+        let Token::Broker { epoch, seq } = token.0 else {
+            return;
+        };
+        let Some(acks) = &self.acks else {
+            return;
+        };
+        let mut state = lock(acks);
+        if !state.ack(epoch, seq) {
+            self.counters.stale_acks.fetch_add(1, Ordering::Relaxed);
+            debug!(
+                epoch,
+                seq, "ack of a previous connection discarded; the broker redelivers"
+            );
+            return;
+        }
+        state.flush();
+    }
+
+    /// Current connection state.
+    pub fn status(&self) -> SourceStatus {
+        *self.status.borrow()
+    }
+
+    /// Waits until the source is connected and subscribed, up to `timeout`; returns whether it
+    /// is.
+    pub async fn wait_subscribed(&self, timeout: Duration) -> bool {
+        let mut rx = self.status.clone();
+        let wait = async move {
+            rx.wait_for(|s| s.subscribed || s.stopped)
+                .await
+                .is_ok_and(|s| s.subscribed)
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SourceStats {
+        SourceStats {
+            received: self.counters.received.load(Ordering::Relaxed),
+            acks_sent: self.counters.acks_sent.load(Ordering::Relaxed),
+            stale_acks: self.counters.stale_acks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the source. External broker: deliveries not yet handed to the channel are dropped
+    /// (unacked, so the broker keeps them), the acks given so far are sent, then the
+    /// connection is closed with a DISCONNECT (the persistent session stays on the broker).
+    /// Embedded broker: the in-process link is closed; what it had not handed over is lost.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            if let Err(e) = task.await {
+                error!(error = %e, "MQTT source task failed");
+            }
+        }
+    }
+}
+
+impl Drop for SourceHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Starts reading `filters` from the broker of `cfg` into `tx`.
+///
+/// Configuration errors (URL, TLS files, filters) fail here. An external broker that is
+/// unreachable is not an error: the source keeps trying in the background (see
+/// [`SourceHandle::status`], [`SourceHandle::wait_subscribed`]). The embedded source returns
+/// once its subscriptions are in place, so nothing published afterwards is missed.
+pub async fn spawn(
+    cfg: SourceConfig,
+    filters: &[String],
+    tx: mpsc::Sender<Delivery>,
+) -> Result<SourceHandle, SourceError> {
+    if filters.is_empty() {
+        return Err(SourceError::InvalidSetting {
+            setting: "filters",
+            reason: "at least one topic filter is needed".into(),
+        });
+    }
+    for f in filters {
+        validate_filter(f)?;
+    }
+    match cfg {
+        SourceConfig::Embedded(e) => spawn_embedded(e, filters.to_vec(), tx).await,
+        SourceConfig::External(e) => spawn_external(&e, filters, tx),
+    }
+}
+
+fn validate_filter(filter: &str) -> Result<(), SourceError> {
+    let bad = |reason: &str| SourceError::InvalidFilter {
+        filter: filter.to_string(),
+        reason: reason.to_string(),
+    };
+    if filter.is_empty() || filter.len() > 65_535 {
+        return Err(bad("must be 1 to 65535 bytes"));
+    }
+    if filter.starts_with("$share/") {
+        return Err(bad("give the group as shared_group, not in the filter"));
+    }
+    if filter.chars().any(char::is_control) {
+        return Err(bad("contains control characters"));
+    }
+    if !rumqttc::valid_filter(filter) {
+        return Err(bad(
+            "wildcards must fill a whole level and `#` must be the last level",
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedded
+
+async fn spawn_embedded(
+    cfg: EmbeddedSource,
+    filters: Vec<String>,
+    tx: mpsc::Sender<Delivery>,
+) -> Result<SourceHandle, SourceError> {
+    let client_id = format!(
+        "{}-{:016x}",
+        cfg.client_id,
+        RandomState::new().hash_one(std::time::SystemTime::now())
+    );
+    let link_id = client_id.clone();
+    let subscribe_filters = filters.clone();
+    // Opening the link waits for the router's answer, and subscribing may wait for room in the
+    // router's queue: both block, briefly.
+    let linked = tokio::task::spawn_blocking(move || {
+        let (mut link_tx, link_rx) = cfg.broker.link(&link_id)?;
+        for f in &subscribe_filters {
+            link_tx
+                .subscribe(f.clone())
+                .map_err(|e| SourceError::Subscribe {
+                    filters: subscribe_filters.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok::<_, SourceError>((link_tx, link_rx))
+    })
+    .await
+    .map_err(|e| SourceError::Subscribe {
+        filters: filters.clone(),
+        reason: format!("link task failed: {e}"),
+    })??;
+    let (mut link_tx, mut link_rx) = linked;
+
+    // Wait for one SUBACK per filter; retained messages may already come along.
+    let mut early = VecDeque::new();
+    let mut confirmed = 0;
+    let wait = async {
+        while confirmed < filters.len() {
+            match link_rx.next().await {
+                Ok(Some(Notification::Forward(f))) => {
+                    if let Some(d) = forward_to_delivery(f) {
+                        early.push_back(d);
+                    }
+                }
+                Ok(Some(Notification::Unschedule)) => {
+                    link_rx.wake().await.map_err(|e| e.to_string())?;
+                }
+                Ok(Some(Notification::Disconnect(..))) => {
+                    return Err("the router closed the link".to_string())
+                }
+                Ok(Some(other)) => {
+                    if let Some(Packet::SubAck(ack, _)) = Option::<Packet>::from(other) {
+                        use rumqttd::protocol::SubscribeReasonCode as Code;
+                        for code in &ack.return_codes {
+                            match code {
+                                Code::QoS0 | Code::QoS1 | Code::QoS2 | Code::Success(_) => {
+                                    confirmed += 1
+                                }
+                                refused => return Err(format!("refused: {refused:?}")),
+                            }
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    };
+    let failed = match tokio::time::timeout(SUBSCRIBE_TIMEOUT, wait).await {
+        Ok(Ok(())) => None,
+        Ok(Err(reason)) => Some(reason),
+        Err(_) => Some(format!("no answer within {SUBSCRIBE_TIMEOUT:?}")),
+    };
+    if let Some(reason) = failed {
+        close_link(&mut link_tx, &client_id).await;
+        return Err(SourceError::Subscribe { filters, reason });
+    }
+    info!(client_id, ?filters, "subscribed to the embedded broker");
+
+    let counters = Arc::new(Counters::default());
+    counters
+        .received
+        .fetch_add(early.len() as u64, Ordering::Relaxed);
+    let (status_tx, status) = watch::channel(SourceStatus {
+        connected: true,
+        subscribed: true,
+        connections: 1,
+        stopped: false,
+    });
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(run_embedded(
+        link_tx,
+        link_rx,
+        early,
+        tx,
+        stop_rx,
+        status_tx,
+        counters.clone(),
+        client_id,
+    ));
+    Ok(SourceHandle {
+        acks: None,
+        counters,
+        status,
+        stop: Some(stop_tx),
+        task: Some(task),
+    })
+}
+
+fn forward_to_delivery(f: rumqttd::Forward) -> Option<Delivery> {
+    let publish = f.publish;
+    let topic = match String::from_utf8(publish.topic.to_vec()) {
+        Ok(t) => t,
+        Err(_) => {
+            // rumqttd validates topics; this would be a router bug.
+            warn!("embedded broker delivered a non-UTF-8 topic; message dropped");
+            return None;
+        }
+    };
+    Some(Delivery {
+        topic,
+        payload: publish.payload.to_vec(),
+        retained: publish.retain,
+        ack: AckToken::none(),
+    })
+}
+
+/// Unregisters the link from the router (otherwise it would stay, idle, until replaced).
+async fn close_link(link_tx: &mut LinkTx, client_id: &str) {
+    let disconnect = Packet::Disconnect(
+        Disconnect {
+            reason_code: DisconnectReasonCode::NormalDisconnection,
+        },
+        None,
+    );
+    if let Err(e) = link_tx.send(disconnect).await {
+        debug!(client_id, error = %e, "embedded link already closed");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_embedded(
+    mut link_tx: LinkTx,
+    mut link_rx: LinkRx,
+    mut pending: VecDeque<Delivery>,
+    tx: mpsc::Sender<Delivery>,
+    mut stop: oneshot::Receiver<()>,
+    status: watch::Sender<SourceStatus>,
+    counters: Arc<Counters>,
+    client_id: String,
+) {
+    'run: loop {
+        // Hand over what we hold before reading more: the router keeps the rest in its log.
+        while let Some(d) = pending.pop_front() {
+            tokio::select! {
+                biased;
+                _ = &mut stop => break 'run,
+                sent = tx.send(d) => if sent.is_err() {
+                    info!(client_id, "ingest channel closed; embedded source stopping");
+                    break 'run;
+                },
+            }
+        }
+        let notification = tokio::select! {
+            biased;
+            _ = &mut stop => break 'run,
+            n = link_rx.next() => n,
+        };
+        match notification {
+            Ok(Some(Notification::Forward(f))) => {
+                counters.received.fetch_add(1, Ordering::Relaxed);
+                pending.extend(forward_to_delivery(f));
+            }
+            // The router paused us because our buffer was full; everything before this marker
+            // has been handed over, so ask for more.
+            Ok(Some(Notification::Unschedule)) => {
+                if let Err(e) = link_rx.wake().await {
+                    error!(client_id, error = %e, "embedded broker link closed");
+                    break 'run;
+                }
+            }
+            Ok(Some(Notification::Disconnect(..))) => {
+                error!(
+                    client_id,
+                    "the embedded broker closed the ingest link (another link with the same id?)"
+                );
+                break 'run;
+            }
+            Ok(Some(_)) | Ok(None) => {}
+            Err(e) => {
+                error!(client_id, error = %e, "embedded broker link closed");
+                break 'run;
+            }
+        }
+    }
+    close_link(&mut link_tx, &client_id).await;
+    status.send_modify(|s| {
+        s.connected = false;
+        s.subscribed = false;
+        s.stopped = true;
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// External
+
+/// Packet ids awaiting the collector's ack, in arrival order, for the current connection.
+struct AckState {
+    client: AsyncClient,
+    /// Connection generation: incremented at every CONNACK.
+    epoch: u64,
+    connected: bool,
+    /// Sequence number the next delivery gets.
+    next_seq: u64,
+    /// Sequence number of `outstanding[0]`.
+    base: u64,
+    outstanding: VecDeque<Outstanding>,
+    /// Acked in order, not yet accepted by rumqttc's request channel (it was full).
+    released: VecDeque<(u16, QoS)>,
+}
+
+struct Outstanding {
+    pkid: u16,
+    qos: QoS,
+    acked: bool,
+}
+
+impl AckState {
+    fn register(&mut self, pkid: u16, qos: QoS) -> AckToken {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.outstanding.push_back(Outstanding {
+            pkid,
+            qos,
+            acked: false,
+        });
+        AckToken(Token::Broker {
+            epoch: self.epoch,
+            seq,
+        })
+    }
+
+    /// Marks `seq` acked and releases the acked prefix; false if the token is void.
+    fn ack(&mut self, epoch: u64, seq: u64) -> bool {
+        if !self.connected || epoch != self.epoch || seq < self.base {
+            return false;
+        }
+        let Some(entry) = usize::try_from(seq - self.base)
+            .ok()
+            .and_then(|i| self.outstanding.get_mut(i))
+        else {
+            return false;
+        };
+        entry.acked = true;
+        while self.outstanding.front().is_some_and(|o| o.acked) {
+            if let Some(o) = self.outstanding.pop_front() {
+                self.released.push_back((o.pkid, o.qos));
+                self.base += 1;
+            }
+        }
+        true
+    }
+
+    /// Hands released acks to rumqttc, as many as its channel takes.
+    fn flush(&mut self) {
+        while let Some(&(pkid, qos)) = self.released.front() {
+            let mut p = Publish::new("", qos, Vec::new());
+            p.pkid = pkid;
+            if self.client.try_ack(&p).is_err() {
+                break; // channel full: the event loop retries after its next event
+            }
+            self.released.pop_front();
+        }
+    }
+
+    /// The connection is gone: every token issued so far is void.
+    fn disconnected(&mut self) {
+        self.connected = false;
+        self.outstanding.clear();
+        self.released.clear();
+        self.base = self.next_seq;
+    }
+
+    fn connected(&mut self) {
+        self.epoch += 1;
+        self.connected = true;
+        self.outstanding.clear();
+        self.released.clear();
+        self.base = self.next_seq;
+    }
+}
+
+struct Endpoint {
+    tls: bool,
+    host: String,
+    port: u16,
+}
+
+fn parse_url(url: &str) -> Result<Endpoint, SourceError> {
+    let bad = |reason: &str| SourceError::InvalidSetting {
+        setting: "url",
+        reason: format!("{url:?}: {reason}"),
+    };
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else {
+        return Err(bad("expected mqtt://host[:port] or mqtts://host[:port]"));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('@') {
+        return Err(bad(
+            "credentials do not belong in the URL; use the username/password settings",
+        ));
+    }
+    if rest.contains(['/', '?', '#']) {
+        return Err(bad("a broker URL has no path, query or fragment"));
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let Some((host, after)) = v6.split_once(']') else {
+            return Err(bad("unterminated [IPv6 address]"));
+        };
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad("invalid IPv6 address"));
+        }
+        if tls {
+            return Err(bad(
+                "IPv6 address literals are not supported with mqtts://; use a host name",
+            ));
+        }
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| bad("expected :port after ]"))?,
+            ),
+        };
+        (format!("[{host}]"), port)
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (rest.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("missing host"));
+    }
+    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("host contains whitespace or control characters"));
+    }
+    let port = match port {
+        None if tls => MQTTS_PORT,
+        None => MQTT_PORT,
+        Some(p) => match p.parse::<u16>() {
+            Ok(0) | Err(_) => return Err(bad("port must be a number from 1 to 65535")),
+            Ok(p) => p,
+        },
+    };
+    Ok(Endpoint { tls, host, port })
+}
+
+fn read_file(setting: &'static str, path: &Path) -> Result<Vec<u8>, SourceError> {
+    std::fs::read(path).map_err(|e| SourceError::Tls {
+        setting,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+fn read_pem_certs(setting: &'static str, path: &Path) -> Result<Vec<u8>, SourceError> {
+    let pem = read_file(setting, path)?;
+    let tls_err = |reason: String| SourceError::Tls {
+        setting,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(tls_err("no PEM certificate found".into()));
+    }
+    Ok(pem)
+}
+
+fn read_pem_key(setting: &'static str, path: &Path) -> Result<Vec<u8>, SourceError> {
+    let pem = read_file(setting, path)?;
+    match rustls_pemfile::private_key(&mut pem.as_slice()) {
+        Ok(Some(_)) => Ok(pem),
+        Ok(None) => Err(SourceError::Tls {
+            setting,
+            path: path.to_path_buf(),
+            reason: "no PEM private key (PKCS#8, PKCS#1 or SEC1) found".into(),
+        }),
+        Err(e) => Err(SourceError::Tls {
+            setting,
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn tls_config(cfg: &ExternalSource) -> Result<TlsConfiguration, SourceError> {
+    let ca = match &cfg.ca_file {
+        Some(p) => read_pem_certs("ca_file", p)?,
+        None => {
+            let env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+            let found = env
+                .into_iter()
+                .chain(SYSTEM_CA_BUNDLES.iter().map(PathBuf::from))
+                .find(|p| p.is_file());
+            match found {
+                Some(p) => read_pem_certs("ca_file", &p)?,
+                None => {
+                    return Err(SourceError::InvalidSetting {
+                        setting: "ca_file",
+                        reason: "not given and no system CA bundle found (install \
+                                 ca-certificates or set ca_file)"
+                            .into(),
+                    })
+                }
+            }
+        }
+    };
+    let client_auth = match (&cfg.client_cert, &cfg.client_key) {
+        (Some(c), Some(k)) => Some((
+            read_pem_certs("client_cert", c)?,
+            read_pem_key("client_key", k)?,
+        )),
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(SourceError::InvalidSetting {
+                setting: "client_cert",
+                reason: "client_cert and client_key go together".into(),
+            })
+        }
+    };
+    Ok(TlsConfiguration::Simple {
+        ca,
+        alpn: None,
+        client_auth,
+    })
+}
+
+fn mqtt_options(cfg: &ExternalSource) -> Result<(Endpoint, MqttOptions), SourceError> {
+    let invalid = |setting: &'static str, reason: &str| SourceError::InvalidSetting {
+        setting,
+        reason: reason.to_string(),
+    };
+    let ep = parse_url(&cfg.url)?;
+    if cfg.client_id.is_empty() || cfg.client_id.len() > 65_535 {
+        return Err(invalid(
+            "client_id",
+            "must be 1 to 65535 bytes (a persistent session needs a stable id)",
+        ));
+    }
+    if cfg.client_id.chars().any(char::is_control) {
+        return Err(invalid("client_id", "contains control characters"));
+    }
+    if cfg.password.is_some() && cfg.username.is_none() {
+        return Err(invalid("password", "requires username"));
+    }
+    if let Some(g) = &cfg.shared_group {
+        if g.is_empty() || g.contains(['/', '+', '#']) || g.chars().any(char::is_control) {
+            return Err(invalid(
+                "shared_group",
+                "must be a non-empty topic level without `/ + #` or control characters",
+            ));
+        }
+    }
+    let keep_alive = cfg.keep_alive.as_secs();
+    if !(1..=65_535).contains(&keep_alive) {
+        return Err(invalid("keep_alive", "must be 1 s to 65535 s"));
+    }
+    if cfg.max_packet_size < 1024 || cfg.max_packet_size > MQTT_MAX_PACKET {
+        return Err(invalid(
+            "max_packet_size",
+            "must be from 1024 to 268435455 bytes",
+        ));
+    }
+    let mut o = MqttOptions::new(cfg.client_id.clone(), ep.host.clone(), ep.port);
+    o.set_keep_alive(Duration::from_secs(keep_alive))
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_request_channel_capacity(REQUEST_CHANNEL)
+        // Incoming: the observation batches. Outgoing: only acks and subscriptions.
+        .set_max_packet_size(cfg.max_packet_size, 1 << 20);
+    if let Some(u) = &cfg.username {
+        o.set_credentials(u.clone(), cfg.password.clone().unwrap_or_default());
+    }
+    if ep.tls {
+        o.set_transport(Transport::tls_with_config(tls_config(cfg)?));
+    } else if cfg.ca_file.is_some() || cfg.client_cert.is_some() || cfg.client_key.is_some() {
+        return Err(invalid(
+            "url",
+            "ca_file, client_cert and client_key are only used with mqtts://",
+        ));
+    }
+    Ok((ep, o))
+}
+
+fn spawn_external(
+    cfg: &ExternalSource,
+    filters: &[String],
+    tx: mpsc::Sender<Delivery>,
+) -> Result<SourceHandle, SourceError> {
+    let (ep, options) = mqtt_options(cfg)?;
+    let filters: Vec<String> = match &cfg.shared_group {
+        Some(g) => filters.iter().map(|f| format!("$share/{g}/{f}")).collect(),
+        None => filters.to_vec(),
+    };
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
+    let mut net = NetworkOptions::new();
+    // PUBACKs are tiny and the broker's window waits for them: no Nagle delay.
+    net.set_tcp_nodelay(true);
+    net.set_connection_timeout(10);
+    eventloop.set_network_options(net);
+
+    let acks = Arc::new(Mutex::new(AckState {
+        client: client.clone(),
+        epoch: 0,
+        connected: false,
+        next_seq: 0,
+        base: 0,
+        outstanding: VecDeque::new(),
+        released: VecDeque::new(),
+    }));
+    let counters = Arc::new(Counters::default());
+    let (status_tx, status) = watch::channel(SourceStatus::default());
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let url = cfg.url.clone();
+    info!(
+        url,
+        client_id = cfg.client_id,
+        tls = ep.tls,
+        ?filters,
+        "connecting to the MQTT broker"
+    );
+    let poller = Poller {
+        url,
+        client,
+        filters,
+        acks: acks.clone(),
+        counters: counters.clone(),
+        status: status_tx,
+        queue: VecDeque::new(),
+        queued_bytes: 0,
+        subscribed_once: false,
+        backoff: BACKOFF_MIN,
+        jitter: RandomState::new(),
+        max_packet_size: cfg.max_packet_size,
+    };
+    let task = tokio::spawn(poller.run(eventloop, stop_rx, tx));
+    Ok(SourceHandle {
+        acks: Some(acks),
+        counters,
+        status,
+        stop: Some(stop_tx),
+        task: Some(task),
+    })
+}
+
+type PollFuture = Pin<Box<dyn Future<Output = (EventLoop, Result<Event, ConnectionError>)> + Send>>;
+
+/// One `EventLoop::poll`, after an optional delay, owning the event loop and giving it back.
+/// Kept alive across `select!` rounds: a poll is never cancelled halfway (rumqttc may have
+/// taken a request, an ack, from its channel and not written it yet).
+fn next_poll(mut eventloop: EventLoop, delay: Option<Duration>) -> PollFuture {
+    Box::pin(async move {
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        let r = eventloop.poll().await;
+        (eventloop, r)
+    })
+}
+
+struct Poller {
+    url: String,
+    client: AsyncClient,
+    filters: Vec<String>,
+    acks: Arc<Mutex<AckState>>,
+    counters: Arc<Counters>,
+    status: watch::Sender<SourceStatus>,
+    queue: VecDeque<Delivery>,
+    queued_bytes: usize,
+    subscribed_once: bool,
+    backoff: Duration,
+    jitter: RandomState,
+    max_packet_size: usize,
+}
+
+impl Poller {
+    async fn run(
+        mut self,
+        eventloop: EventLoop,
+        mut stop: oneshot::Receiver<()>,
+        tx: mpsc::Sender<Delivery>,
+    ) {
+        let mut poll = next_poll(eventloop, None);
+        let mut polls = 0u64;
+        loop {
+            let room =
+                self.queue.len() < LOCAL_QUEUE_MESSAGES && self.queued_bytes < LOCAL_QUEUE_BYTES;
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                permit = tx.reserve(), if !self.queue.is_empty() => {
+                    let Ok(permit) = permit else {
+                        info!(url = self.url, "ingest channel closed; MQTT source stopping");
+                        break;
+                    };
+                    if let Some(d) = self.queue.pop_front() {
+                        self.queued_bytes -= d.payload.len();
+                        permit.send(d);
+                    }
+                }
+                (mut eventloop, event) = &mut poll, if room => {
+                    polls += 1;
+                    let delay = match event {
+                        Ok(event) => {
+                            self.on_event(event);
+                            None
+                        }
+                        Err(e) => Some(self.on_error(&mut eventloop, &e)),
+                    };
+                    // Acks that did not fit in rumqttc's channel before.
+                    lock(&self.acks).flush();
+                    poll = next_poll(eventloop, delay);
+                }
+            }
+        }
+        debug!(url = self.url, polls, "MQTT source stopping");
+        self.queue.clear();
+        self.disconnect(poll).await;
+        self.status.send_modify(|s| {
+            s.connected = false;
+            s.subscribed = false;
+            s.stopped = true;
+        });
+    }
+
+    /// Sends the acks given so far, then DISCONNECT, and waits (bounded) until written.
+    async fn disconnect(&mut self, mut poll: PollFuture) {
+        {
+            let mut acks = lock(&self.acks);
+            if !acks.connected {
+                return;
+            }
+            acks.flush();
+            // From here on, acks are void: the broker redelivers what was not acked.
+            acks.disconnected();
+        }
+        if self.client.try_disconnect().is_err() {
+            warn!(
+                url = self.url,
+                "cannot queue DISCONNECT; closing the connection"
+            );
+            return;
+        }
+        let done = async {
+            loop {
+                let (eventloop, event) = (&mut poll).await;
+                match event {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                    Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
+                        self.counters.acks_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+                poll = next_poll(eventloop, None);
+            }
+        };
+        match tokio::time::timeout(SHUTDOWN_TIMEOUT, done).await {
+            Ok(()) => info!(url = self.url, "disconnected from the MQTT broker"),
+            Err(_) => warn!(
+                url = self.url,
+                "DISCONNECT not written within the shutdown timeout; closing the connection"
+            ),
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Incoming(Incoming::Publish(p)) => {
+                self.counters.received.fetch_add(1, Ordering::Relaxed);
+                let ack = match p.qos {
+                    QoS::AtMostOnce => AckToken::none(),
+                    qos => lock(&self.acks).register(p.pkid, qos),
+                };
+                self.queued_bytes += p.payload.len();
+                self.queue.push_back(Delivery {
+                    topic: p.topic,
+                    payload: p.payload.to_vec(),
+                    retained: p.retain,
+                    ack,
+                });
+            }
+            Event::Outgoing(Outgoing::PubAck(_)) => {
+                self.counters.acks_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Incoming(Incoming::ConnAck(connack)) => self.on_connack(connack.session_present),
+            Event::Incoming(Incoming::SubAck(ack)) => {
+                let mut ok = true;
+                for (code, filter) in ack.return_codes.iter().zip(&self.filters) {
+                    match code {
+                        SubscribeReasonCode::Failure => {
+                            ok = false;
+                            error!(
+                                url = self.url,
+                                filter, "the broker refused the subscription (ACL?)"
+                            );
+                        }
+                        SubscribeReasonCode::Success(QoS::AtMostOnce) => warn!(
+                            url = self.url,
+                            filter,
+                            "the broker granted QoS 0 only: its messages are not redelivered \
+                             after a crash"
+                        ),
+                        SubscribeReasonCode::Success(_) => {}
+                    }
+                }
+                if ok {
+                    info!(url = self.url, filters = ?self.filters, "subscribed");
+                }
+                self.status.send_modify(|s| s.subscribed = ok);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_connack(&mut self, session_present: bool) {
+        self.backoff = BACKOFF_MIN;
+        lock(&self.acks).connected();
+        // A kept session keeps its subscriptions; renewing them anyway would make the broker
+        // replay every retained status. At our first connection the filters may have changed.
+        let subscribe = !self.subscribed_once || !session_present;
+        info!(
+            url = self.url,
+            session_present, subscribe, "connected to the MQTT broker"
+        );
+        if subscribe {
+            let filters = self
+                .filters
+                .iter()
+                .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+            if let Err(e) = self.client.try_subscribe_many(filters) {
+                // Only if the request channel is full of acks, which a fresh connection's is not.
+                error!(url = self.url, error = %e, "cannot queue the subscription");
+            }
+            self.subscribed_once = true;
+        }
+        self.status.send_modify(|s| {
+            s.connected = true;
+            s.subscribed = !subscribe;
+            s.connections += 1;
+        });
+    }
+
+    /// Handles a connection failure; returns the delay before the next attempt.
+    fn on_error(&mut self, eventloop: &mut EventLoop, e: &ConnectionError) -> Duration {
+        let was_connected = {
+            let mut acks = lock(&self.acks);
+            let was_connected = acks.connected;
+            acks.disconnected();
+            // rumqttc already dropped the acks queued for the dead connection; drop those given
+            // since (now that no more can come), so none reaches the next connection with an id
+            // the broker may have reused.
+            eventloop.clean();
+            if was_connected {
+                self.status.send_modify(|s| {
+                    s.connected = false;
+                    s.subscribed = false;
+                });
+            }
+            was_connected
+        };
+        let delay = self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        // ±20 % jitter so that collectors restarted together do not reconnect in lockstep.
+        let spread = delay.as_millis() as u64 / 5;
+        let offset = if spread == 0 {
+            0
+        } else {
+            self.jitter.hash_one(std::time::Instant::now()) % (2 * spread + 1)
+        };
+        let delay =
+            (delay + Duration::from_millis(offset)).saturating_sub(Duration::from_millis(spread));
+        match e {
+            ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+                rumqttc::Error::PayloadSizeLimitExceeded(size),
+            )) => error!(
+                url = self.url,
+                size,
+                max_packet_size = self.max_packet_size,
+                retry_in = ?delay,
+                "the broker sent a message larger than max_packet_size; it will redeliver it \
+                 after the reconnect and block this session until max_packet_size is raised \
+                 or the broker's message_size_limit keeps such messages out"
+            ),
+            ConnectionError::ConnectionRefused(code) => error!(
+                url = self.url,
+                ?code,
+                retry_in = ?delay,
+                "the MQTT broker refused the connection (credentials? client id?)"
+            ),
+            e if was_connected => {
+                warn!(url = self.url, error = %e, retry_in = ?delay, "MQTT connection lost")
+            }
+            e => warn!(
+                url = self.url,
+                error = %e,
+                retry_in = ?delay,
+                "cannot connect to the MQTT broker"
+            ),
+        }
+        delay
+    }
+}

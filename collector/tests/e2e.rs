@@ -70,7 +70,10 @@ fn wait_ingested(db: &Path) {
             && rows
                 .iter()
                 .all(|a| a["messages"].as_i64().unwrap_or(0) > 0 && a["missing"] == 0);
-        let total: i64 = rows.iter().map(|a| a["messages"].as_i64().unwrap_or(0)).sum();
+        let total: i64 = rows
+            .iter()
+            .map(|a| a["messages"].as_i64().unwrap_or(0))
+            .sum();
         if ok && total == last.0 {
             last.1 += 1;
         } else {
@@ -275,7 +278,11 @@ fn scenario(dir: &Path, serve_args: &[&str], agent_port: u16, embedded: bool) {
     }
     wait_ingested(&db);
     let st = collector.sigterm();
-    assert!(st.success(), "collector exit {st}:\n{}", collector.log_text());
+    assert!(
+        st.success(),
+        "collector exit {st}:\n{}",
+        collector.log_text()
+    );
     assert!(collector.log_text().contains("collector stopped"));
 
     // Replays change nothing.
@@ -321,9 +328,17 @@ fn scenario(dir: &Path, serve_args: &[&str], agent_port: u16, embedded: bool) {
 
     // Identity: one device across VLANs and agents; merges on serial and EUI-64, explained.
     let ct = dev(&devices, "02:57:41:52:44:0a");
-    assert_eq!(ct, dev(&devices, "02:57:41:52:44:0e"), "CT MACs share serial SN-0042");
+    assert_eq!(
+        ct,
+        dev(&devices, "02:57:41:52:44:0e"),
+        "CT MACs share serial SN-0042"
+    );
     let mon = dev(&devices, "00:a0:37:9a:53:de");
-    assert_eq!(mon, dev(&devices, "00:a0:37:9a:53:df"), "pump MACs share an EUI-64");
+    assert_eq!(
+        mon,
+        dev(&devices, "00:a0:37:9a:53:df"),
+        "pump MACs share an EUI-64"
+    );
     let srv = dev(&devices, "02:57:41:52:44:20");
     let srv_dev = devices["devices"]
         .as_array()
@@ -348,7 +363,10 @@ fn scenario(dir: &Path, serve_args: &[&str], agent_port: u16, embedded: bool) {
     assert_eq!(kinds, BTreeSet::from(["eui64", "serial"]), "{merges:#}");
     for m in merges.as_array().unwrap() {
         let e = m["explanation"].as_str().unwrap();
-        assert!(e.contains("merged into") && e.contains("both report"), "{e}");
+        assert!(
+            e.contains("merged into") && e.contains("both report"),
+            "{e}"
+        );
     }
 
     // Raise every flag kind.
@@ -453,12 +471,8 @@ fn scenario(dir: &Path, serve_args: &[&str], agent_port: u16, embedded: bool) {
     ev(&rfc3339(now + 40 * DAY_US));
     let f = flags(&db);
     assert_eq!(
-        f.get(&(
-            "software_changed".into(),
-            dsub(mon),
-            "4.2.1->4.3.0".into()
-        ))
-        .map(String::as_str),
+        f.get(&("software_changed".into(), dsub(mon), "4.2.1->4.3.0".into()))
+            .map(String::as_str),
         Some("resolved")
     );
 

@@ -15,7 +15,14 @@ fn publisher() -> std::path::PathBuf {
     let p = collector_bin().with_file_name("publish-observations");
     if !p.exists() {
         let st = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "ward-tests", "--bin", "publish-observations"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "ward-tests",
+                "--bin",
+                "publish-observations",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("running cargo build");
@@ -47,7 +54,13 @@ fn kill_9_mid_ingest_loses_nothing_and_duplicates_nothing() {
     let mut c = serve(&db, &args, &log, None);
 
     let out = Command::new(publisher())
-        .args([&format!("127.0.0.1:{port}"), &N.to_string(), "4", "k9", "3000"])
+        .args([
+            &format!("127.0.0.1:{port}"),
+            &N.to_string(),
+            "4",
+            "k9",
+            "3000",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -58,7 +71,11 @@ fn kill_9_mid_ingest_loses_nothing_and_duplicates_nothing() {
     // Every message is now acknowledged by the broker. Kill the collector mid-ingest.
     let start = Instant::now();
     while stored(&db) < (N / 4) as i64 {
-        assert!(start.elapsed() < Duration::from_secs(120), "ingest stalled:\n{}", c.log_text());
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "ingest stalled:\n{}",
+            c.log_text()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     c.kill9();
@@ -69,7 +86,9 @@ fn kill_9_mid_ingest_loses_nothing_and_duplicates_nothing() {
     );
 
     let mut c = serve(&db, &args, &log, None);
-    eventually("every acknowledged message stored", || stored(&db) >= N as i64);
+    eventually("every acknowledged message stored", || {
+        stored(&db) >= N as i64
+    });
     std::thread::sleep(Duration::from_secs(1));
     let st = c.sigterm();
     assert!(st.success(), "{}", c.log_text());

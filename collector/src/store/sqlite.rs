@@ -114,8 +114,8 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open(path)
-            .map_err(db(format!("opening database {}", path.display())))?;
+        let conn =
+            Connection::open(path).map_err(db(format!("opening database {}", path.display())))?;
         Self::setup(conn)
     }
 
@@ -382,9 +382,11 @@ impl Ingest<'_> {
                 match found {
                     Some(d) => d,
                     None => {
-                        tx.prepare_cached("INSERT INTO devices (first_us, last_us) VALUES (?1, ?2)")
-                            .and_then(|mut s| s.execute(params![first, last]))
-                            .map_err(db("creating device"))?;
+                        tx.prepare_cached(
+                            "INSERT INTO devices (first_us, last_us) VALUES (?1, ?2)",
+                        )
+                        .and_then(|mut s| s.execute(params![first, last]))
+                        .map_err(db("creating device"))?;
                         self.stats.devices_created += 1;
                         tx.last_insert_rowid()
                     }
@@ -434,7 +436,14 @@ impl Ingest<'_> {
             )
             .map_err(db("preparing identity upsert"))?;
         ident
-            .execute(params![primary_kind, primary_value, dev, first, last, agent])
+            .execute(params![
+                primary_kind,
+                primary_value,
+                dev,
+                first,
+                last,
+                agent
+            ])
             .map_err(db("storing identity"))?;
         for id in strong.iter().chain(weak.iter()) {
             ident
@@ -571,7 +580,9 @@ fn service(tx: &Transaction, dev: i64, dir: &str, s: &ServiceRecord) -> Result<(
 
 fn macs_of(tx: &Transaction, dev: i64) -> Result<String, StoreError> {
     let v: Vec<String> = tx
-        .prepare_cached("SELECT value FROM identities WHERE device_id = ?1 AND kind = 'mac' ORDER BY value")
+        .prepare_cached(
+            "SELECT value FROM identities WHERE device_id = ?1 AND kind = 'mac' ORDER BY value",
+        )
         .and_then(|mut s| {
             s.query_map(params![dev], |r| r.get(0))?
                 .collect::<Result<Vec<String>, _>>()
@@ -660,7 +671,16 @@ fn merge(
         "INSERT INTO merges (kept, absorbed, identity_kind, identity_value, explanation, at_us)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
-    .and_then(|mut s| s.execute(params![kept, absorbed, why.kind, why.value, explanation, at_us]))
+    .and_then(|mut s| {
+        s.execute(params![
+            kept,
+            absorbed,
+            why.kind,
+            why.value,
+            explanation,
+            at_us
+        ])
+    })
     .map_err(db("recording merge"))?;
     tracing::info!(kept, absorbed, kind = why.kind, value = %why.value, "devices merged on a strong identity");
     Ok(())
@@ -809,7 +829,8 @@ impl Store for SqliteStore {
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .map_err(db("reading devices"))?;
             for row in rows {
-                let (id, first_us, last_us): (i64, i64, i64) = row.map_err(db("reading devices"))?;
+                let (id, first_us, last_us): (i64, i64, i64) =
+                    row.map_err(db("reading devices"))?;
                 devs.insert(
                     id,
                     DeviceView {
@@ -938,12 +959,9 @@ impl Store for SqliteStore {
                 .map_err(db("reading services"))?;
             for row in rows {
                 let (id, mut sv) = row.map_err(db("reading services"))?;
-                if let Some(mut p) = peers.remove(&(
-                    id,
-                    sv.direction.clone(),
-                    sv.transport.clone(),
-                    sv.port,
-                )) {
+                if let Some(mut p) =
+                    peers.remove(&(id, sv.direction.clone(), sv.transport.clone(), sv.port))
+                {
                     p.sort_unstable();
                     sv.peer_addresses = p;
                 }
@@ -1099,9 +1117,11 @@ impl Store for SqliteStore {
             }
         }
         st.flags_open = tx
-            .query_row("SELECT count(*) FROM flags WHERE status = 'open'", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM flags WHERE status = 'open'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .map_err(db("counting flags"))? as u64;
         tx.commit().map_err(db("committing evaluation"))?;
         Ok(st)

@@ -173,7 +173,10 @@ pub fn serve(db: &Path, args: &[&str], log: &Path, wait_for_port: Option<u16>) -
                     std::fs::read_to_string(log).unwrap_or_default()
                 );
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "collector not running");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "collector not running"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_millis(300));
@@ -214,7 +217,10 @@ pub fn cli(db: &Path, args: &[&str]) -> std::process::Output {
 pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
-        assert!(start.elapsed() < Duration::from_secs(60), "timed out: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

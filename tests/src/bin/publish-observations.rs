@@ -76,12 +76,18 @@ fn device(i: u64, t: i64) -> DeviceRecord {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: publish-observations HOST:PORT COUNT [DEVICES_PER_MESSAGE] [AGENT_ID] [POOL]";
+    let usage =
+        "usage: publish-observations HOST:PORT COUNT [DEVICES_PER_MESSAGE] [AGENT_ID] [POOL]";
     let addr = args.get(1).ok_or_else(|| anyhow::anyhow!(usage))?;
     let count: u64 = args.get(2).ok_or_else(|| anyhow::anyhow!(usage))?.parse()?;
     let per: u64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(1);
     let agent = args.get(4).cloned().unwrap_or_else(|| "bench".into());
-    let pool: u64 = args.get(5).map(|s| s.parse()).transpose()?.unwrap_or(5000).max(1);
+    let pool: u64 = args
+        .get(5)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(5000)
+        .max(1);
     let (host, port) = addr
         .rsplit_once(':')
         .ok_or_else(|| anyhow::anyhow!("{addr}: expected HOST:PORT"))?;
@@ -97,7 +103,9 @@ async fn main() -> anyhow::Result<()> {
         let base = 1_767_225_600_000_000i64; // 2026-01-01
         for n in 1..=count {
             let t = base + n as i64 * 1000;
-            let devices = (0..per).map(|k| device(((n - 1) * per + k) % pool, t)).collect();
+            let devices = (0..per)
+                .map(|k| device(((n - 1) * per + k) % pool, t))
+                .collect();
             let obs = Observation {
                 schema: SCHEMA.into(),
                 site: "bench".into(),

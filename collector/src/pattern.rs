@@ -1,0 +1,151 @@
+//! Glob patterns for contract product models, manufacturers and software versions.
+//!
+//! Contracts name products the way suppliers write them (`SOMATOM *`, `VA4?`), and CMMS exports
+//! and device banners differ in case, so matching is a case-insensitive glob. Patterns are
+//! compiled once into an anchored regex because the linker tests every device against every
+//! contract.
+
+use std::fmt;
+use std::str::FromStr;
+
+use regex::Regex;
+
+/// A compiled case-insensitive glob: `*` matches any run of characters (also none), `?` exactly
+/// one; everything else is literal (there is no escape: model names do not contain `*` or `?`).
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    source: String,
+    regex: Regex,
+}
+
+/// Why a pattern was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// An empty pattern would match only empty text, which is never what a contract means.
+    #[error("empty pattern")]
+    Empty,
+    /// The regex engine refused the translation (in practice: size limits on huge patterns).
+    #[error("pattern {pattern:?} cannot be compiled: {reason}")]
+    Compile {
+        /// The glob as written.
+        pattern: String,
+        /// The regex engine's explanation.
+        reason: String,
+    },
+}
+
+impl Pattern {
+    /// Compiles `glob`; blank patterns are refused.
+    pub fn new(glob: &str) -> Result<Pattern, PatternError> {
+        if glob.trim().is_empty() {
+            return Err(PatternError::Empty);
+        }
+        // (?s): a `*` must also cross line breaks, or a multi-line value would silently not match.
+        let mut re = String::with_capacity(glob.len() * 2 + 8);
+        re.push_str("(?is)\\A");
+        let mut prev_star = false;
+        for c in glob.chars() {
+            match c {
+                '*' if prev_star => {}
+                '*' => re.push_str(".*"),
+                '?' => re.push('.'),
+                c => re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
+            }
+            prev_star = c == '*';
+        }
+        re.push_str("\\z");
+        let regex = Regex::new(&re).map_err(|e| PatternError::Compile {
+            pattern: glob.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(Pattern {
+            source: glob.to_owned(),
+            regex,
+        })
+    }
+
+    /// Whether the whole of `text` matches (not a substring search).
+    pub fn matches(&self, text: &str) -> bool {
+        self.regex.is_match(text)
+    }
+
+    /// The glob as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the pattern has no wildcard, so callers can use a cheaper exact comparison.
+    pub fn is_literal(&self) -> bool {
+        !self.source.contains(['*', '?'])
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Pattern {}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl FromStr for Pattern {
+    type Err = PatternError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Pattern::new(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: &str, t: &str) -> bool {
+        Pattern::new(p).map(|p| p.matches(t)).unwrap_or(false)
+    }
+
+    #[test]
+    fn globs_match_whole_text_case_insensitively() {
+        assert!(m("SOMATOM *", "somatom Force"));
+        assert!(m("SOMATOM *", "SOMATOM "));
+        assert!(!m("SOMATOM *", "SOMATOM"));
+        assert!(!m("SOMATOM", "SOMATOM Force"));
+        assert!(!m("Force", "SOMATOM Force"));
+        assert!(m("VA4?", "va40"));
+        assert!(!m("VA4?", "VA4"));
+        assert!(!m("VA4?", "VA401"));
+        assert!(m("*", ""));
+        assert!(m("a**b", "ab"));
+        assert!(m("Ärztlich*", "ärztliche"));
+    }
+
+    #[test]
+    fn regex_metacharacters_are_literal() {
+        assert!(m("2.1.*", "2.1.7"));
+        assert!(!m("2.1.*", "2x1.7"));
+        assert!(m("IntelliVue (MX*)", "intellivue (mx450)"));
+        assert!(m("a+b[c]", "A+B[C]"));
+        assert!(!m("a+b", "aab"));
+        assert!(m("*", "line1\nline2"));
+    }
+
+    #[test]
+    fn empty_patterns_are_refused() {
+        assert_eq!(Pattern::new(""), Err(PatternError::Empty));
+        assert_eq!(Pattern::new("  "), Err(PatternError::Empty));
+    }
+
+    #[test]
+    fn keeps_the_source() {
+        let p: Pattern = "Alaris*".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.as_str(), "Alaris*");
+        assert_eq!(p.to_string(), "Alaris*");
+        assert!(!p.is_literal());
+        assert!(Pattern::new("GC").is_ok_and(|p| p.is_literal()));
+    }
+}
