@@ -34,7 +34,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             db: PathBuf::from("ward-collector.db"),
-            log_level: "info".into(),
+            log_level: "info,rumqttd=warn".into(),
             log_format: "text".into(),
             broker: BrokerSection::default(),
             source: SourceSection::default(),

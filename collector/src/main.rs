@@ -44,7 +44,7 @@ struct Global {
     /// SQLite database file [default: ward-collector.db].
     #[arg(long, global = true, env = "WARD_COLLECTOR_DB", value_name = "FILE")]
     db: Option<PathBuf>,
-    /// Log level or filter, e.g. info, debug, ward_collector=debug [default: info].
+    /// Log level or filter, e.g. info, debug, ward_collector=debug [default: info,rumqttd=warn].
     #[arg(long, global = true, env = "WARD_COLLECTOR_LOG", value_name = "FILTER")]
     log_level: Option<String>,
     /// Log format: text or json [default: text].

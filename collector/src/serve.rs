@@ -48,7 +48,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         SqliteStore::open(&cfg.db).with_context(|| format!("database {}", cfg.db.display()))?;
     let (tx, mut rx) = mpsc::channel::<Delivery>(cfg.ingest.batch.max(1) * 4);
     let filters: Vec<String> = FILTERS.iter().map(|s| s.to_string()).collect();
-    let mut _embedded = None;
+    let mut embedded: Option<broker::EmbeddedBroker> = None;
     let source_cfg = match &cfg.source.url {
         Some(url) => {
             let password = match &cfg.source.password_file {
@@ -93,7 +93,10 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 (None, None) => None,
                 _ => anyhow::bail!("the embedded broker's TLS needs both tls_cert and tls_key"),
             };
-            let b = broker::start(&BrokerConfig {
+            // Subscribe before listening: rumqttd acknowledges a publisher on receipt, so a
+            // message an agent sent before our subscription existed would be acknowledged and
+            // dropped.
+            let b = broker::EmbeddedBroker::new(&BrokerConfig {
                 listen: cfg.broker.listen,
                 tls,
                 credentials,
@@ -105,14 +108,19 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 broker: b.linker(),
                 client_id: "ward-collector-ingest".into(),
             });
-            _embedded = Some(b);
-            tracing::info!(listen = %cfg.broker.listen, tls = cfg.broker.tls_cert.is_some(), auth = cfg.broker.credentials_file.is_some(), "embedded broker listening");
+            embedded = Some(b);
             sc
         }
     };
     let handle = source::spawn(source_cfg, &filters, tx)
         .await
         .context("connecting the ingest source")?;
+    if let Some(b) = embedded.as_mut() {
+        let addr = b
+            .listen()
+            .with_context(|| format!("embedded broker on {}", cfg.broker.listen))?;
+        tracing::info!(listen = %addr, tls = cfg.broker.tls_cert.is_some(), auth = cfg.broker.credentials_file.is_some(), "embedded broker listening");
+    }
     tracing::info!(db = %cfg.db.display(), "collector running");
 
     let batch_max = cfg.ingest.batch.max(1);
@@ -186,6 +194,25 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    // Deliveries already taken from the broker are stored before exit: with the embedded
+    // broker they exist nowhere else.
+    let mut rest = Vec::new();
+    while let Ok(d) = rx.try_recv() {
+        rest.push(d);
+    }
+    let msgs: Vec<_> = rest
+        .iter()
+        .filter_map(|d| decode(&d.topic, &d.payload).ok())
+        .collect();
+    if !msgs.is_empty() {
+        let st = tokio::task::block_in_place(|| store.ingest(&msgs, ingest::now_us()))
+            .context("storing observations")?;
+        totals.add(&st);
+        dirty = true;
+    }
+    for d in rest {
+        handle.ack(d.ack);
     }
     handle.shutdown().await;
     if dirty {

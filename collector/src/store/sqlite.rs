@@ -105,10 +105,50 @@ fn db(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError 
     move |source| StoreError::Db { context, source }
 }
 
+/// Times within this much of what this process already committed are not written again:
+/// agents send a delta every few seconds for every active device, and rewriting each of its rows
+/// each time would bound ingest by row updates, not by new information. Stored first/last-seen
+/// times are therefore exact to within this resolution.
+pub const TIME_RESOLUTION_US: i64 = 60_000_000;
+
+/// Most rows remembered before the cache starts over.
+const CACHE_MAX: usize = 1 << 20;
+
+/// What this process committed for one row: `(first_us, last_us)`. Stored ranges only ever
+/// widen (min/max), whoever writes them, so a range inside one we committed is already stored —
+/// which keeps this safe with several collectors sharing the database. Filled only after commit.
+#[derive(Debug, Default)]
+struct WriteCache {
+    rows: HashMap<RowKey, (i64, i64)>,
+}
+
+/// `(table, device, row key within the device)`.
+type RowKey = (u8, i64, String);
+
+impl WriteCache {
+    fn covers(&self, key: &RowKey, first: i64, last: i64) -> bool {
+        self.rows
+            .get(key)
+            .is_some_and(|&(f, l)| first >= f && last <= l + TIME_RESOLUTION_US)
+    }
+
+    fn commit(&mut self, pending: Vec<(RowKey, (i64, i64))>) {
+        if self.rows.len() + pending.len() > CACHE_MAX {
+            self.rows.clear();
+        }
+        for (k, (f, l)) in pending {
+            let e = self.rows.entry(k).or_insert((f, l));
+            e.0 = e.0.min(f);
+            e.1 = e.1.max(l);
+        }
+    }
+}
+
 /// The SQLite store.
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
+    cache: WriteCache,
 }
 
 impl SqliteStore {
@@ -153,7 +193,10 @@ impl SqliteStore {
             tx.commit().map_err(db("committing migration"))?;
             tracing::info!(version = i + 1, "database migrated");
         }
-        Ok(SqliteStore { conn })
+        Ok(SqliteStore {
+            conn,
+            cache: WriteCache::default(),
+        })
     }
 
     /// Schema version.
@@ -267,6 +310,29 @@ fn fmt_time(us: i64) -> String {
 struct Ingest<'a> {
     tx: &'a Transaction<'a>,
     stats: IngestStats,
+    cache: &'a WriteCache,
+    pending: Vec<(RowKey, (i64, i64))>,
+    merged: bool,
+    agents: HashMap<(String, String), i64>,
+}
+
+const T_SIGHTING: u8 = 0;
+const T_DEVICE: u8 = 1;
+const T_IDENTITY: u8 = 2;
+const T_ATTRIBUTE: u8 = 3;
+const T_SERVICE: u8 = 4;
+const T_PEER: u8 = 5;
+
+impl Ingest<'_> {
+    /// Whether a row needs writing; remembers it for the cache if so.
+    fn need(&mut self, table: u8, dev: i64, key: String, first: i64, last: i64) -> bool {
+        let k = (table, dev, key);
+        if self.cache.covers(&k, first, last) {
+            return false;
+        }
+        self.pending.push((k, (first, last)));
+        true
+    }
 }
 
 impl Ingest<'_> {
@@ -298,16 +364,27 @@ impl Ingest<'_> {
             return Ok(());
         }
         self.stats.messages += 1;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO agents (site, agent_id, last_message_us) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (site, agent_id) DO UPDATE SET
-                   last_message_us = max(coalesce(last_message_us, 0), excluded.last_message_us)",
-            )
-            .and_then(|mut s| s.execute(params![o.site, o.agent_id, o.time_us]))
-            .map_err(db("updating agent"))?;
+        let t = self
+            .agents
+            .entry((o.site.clone(), o.agent_id.clone()))
+            .or_insert(o.time_us);
+        *t = (*t).max(o.time_us);
         for rec in &o.devices {
             self.device(&o.site, &o.agent_id, rec)?;
+        }
+        Ok(())
+    }
+
+    fn finish_agents(&mut self) -> Result<(), StoreError> {
+        for ((site, agent), t) in std::mem::take(&mut self.agents) {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO agents (site, agent_id, last_message_us) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (site, agent_id) DO UPDATE SET
+                       last_message_us = max(coalesce(last_message_us, 0), excluded.last_message_us)",
+                )
+                .and_then(|mut s| s.execute(params![site, agent, t]))
+                .map_err(db("updating agent"))?;
         }
         Ok(())
     }
@@ -395,6 +472,15 @@ impl Ingest<'_> {
         };
         let (strong, weak) = identities_of(rec);
         for id in &strong {
+            // Already committed for this device: any other device claiming it since would have
+            // found this one when it wrote the identity.
+            if self.cache.covers(
+                &(T_IDENTITY, dev, format!("{}|{}", id.kind, id.value)),
+                first,
+                last,
+            ) {
+                continue;
+            }
             let others: Vec<i64> = tx
                 .prepare_cached(
                     "SELECT DISTINCT device_id FROM identities WHERE kind = ?1 AND value = ?2 AND device_id != ?3",
@@ -408,25 +494,46 @@ impl Ingest<'_> {
                 let (kept, absorbed) = (dev.min(other), dev.max(other));
                 merge(tx, kept, absorbed, id, site, agent, last)?;
                 self.stats.merges += 1;
+                self.merged = true;
                 dev = kept;
             }
         }
-        tx.prepare_cached(
-            "INSERT INTO sightings (site, agent_id, key, device_id, vlan, first_us, last_us)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (site, agent_id, key) DO UPDATE SET device_id = excluded.device_id,
-               first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us)",
-        )
-        .and_then(|mut s| s.execute(params![site, agent, rec.key, dev, rec.vlan, first, last]))
-        .map_err(db("recording sighting"))?;
-        tx.prepare_cached(
-            "UPDATE devices SET first_us = min(first_us, ?2), last_us = max(last_us, ?3) WHERE id = ?1",
-        )
-        .and_then(|mut s| s.execute(params![dev, first, last]))
-        .map_err(db("updating device"))?;
+        if self.need(
+            T_SIGHTING,
+            dev,
+            format!("{site}|{agent}|{}", rec.key),
+            first,
+            last,
+        ) {
+            tx.prepare_cached(
+                "INSERT INTO sightings (site, agent_id, key, device_id, vlan, first_us, last_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (site, agent_id, key) DO UPDATE SET device_id = excluded.device_id,
+                   first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us)",
+            )
+            .and_then(|mut s| s.execute(params![site, agent, rec.key, dev, rec.vlan, first, last]))
+            .map_err(db("recording sighting"))?;
+        }
+        if self.need(T_DEVICE, dev, String::new(), first, last) {
+            tx.prepare_cached(
+                "UPDATE devices SET first_us = min(first_us, ?2), last_us = max(last_us, ?3) WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![dev, first, last]))
+            .map_err(db("updating device"))?;
+        }
 
-        let mut ident = tx
-            .prepare_cached(
+        let mut idents: Vec<(&str, &str)> = vec![(primary_kind, primary_value.as_str())];
+        idents.extend(
+            strong
+                .iter()
+                .chain(weak.iter())
+                .map(|i| (i.kind, i.value.as_str())),
+        );
+        for (kind, value) in idents {
+            if !self.need(T_IDENTITY, dev, format!("{kind}|{value}"), first, last) {
+                continue;
+            }
+            tx.prepare_cached(
                 "INSERT INTO identities (kind, value, device_id, first_us, last_us, agent_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (kind, value, device_id) DO UPDATE SET
@@ -434,71 +541,48 @@ impl Ingest<'_> {
                    agent_id = CASE WHEN excluded.last_us >= last_us THEN excluded.agent_id ELSE agent_id END,
                    last_us = max(last_us, excluded.last_us)",
             )
-            .map_err(db("preparing identity upsert"))?;
-        ident
-            .execute(params![
-                primary_kind,
-                primary_value,
-                dev,
-                first,
-                last,
-                agent
-            ])
+            .and_then(|mut s| s.execute(params![kind, value, dev, first, last, agent]))
             .map_err(db("storing identity"))?;
-        for id in strong.iter().chain(weak.iter()) {
-            ident
-                .execute(params![id.kind, id.value, dev, first, last, agent])
-                .map_err(db("storing identity"))?;
         }
 
-        let mut attr = tx
-            .prepare_cached(
-                "INSERT INTO attributes (device_id, name, value, first_us, last_us, count, site, agent_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (device_id, name, value) DO UPDATE SET
-                   first_us = min(first_us, excluded.first_us),
-                   site = CASE WHEN excluded.last_us >= last_us THEN excluded.site ELSE site END,
-                   agent_id = CASE WHEN excluded.last_us >= last_us THEN excluded.agent_id ELSE agent_id END,
-                   last_us = max(last_us, excluded.last_us),
-                   count = max(count, excluded.count)",
-            )
-            .map_err(db("preparing attribute upsert"))?;
-        let mut put = |name: &str, value: &str, f: i64, l: i64, c: u64| {
-            attr.execute(params![dev, name, value, f, l, c as i64, site, agent])
-                .map(|_| ())
-                .map_err(db("storing attribute"))
-        };
         let seen_count = rec.seen.count;
+        let mut attrs: Vec<(&str, String, i64, i64, u64)> = Vec::new();
         if let Some(v) = rec.vlan {
-            put("vlan", &v.to_string(), first, last, seen_count)?;
+            attrs.push(("vlan", v.to_string(), first, last, seen_count));
         }
         if let Some(k) = rec.mac_kind {
             let k = match k {
                 ward_protocols::schema::observation::MacKind::Universal => "universal",
                 ward_protocols::schema::observation::MacKind::Local => "local",
             };
-            put("mac_kind", k, first, last, seen_count)?;
+            attrs.push(("mac_kind", k.to_string(), first, last, seen_count));
         }
         if let Some(v) = &rec.oui_vendor {
-            put("oui_vendor", v, first, last, seen_count)?;
+            attrs.push(("oui_vendor", v.clone(), first, last, seen_count));
         }
         if let Some(c) = &rec.classification {
-            put("device_type", &c.device_type, first, last, seen_count)?;
+            attrs.push((
+                "device_type",
+                c.device_type.clone(),
+                first,
+                last,
+                seen_count,
+            ));
             if let Some(v) = &c.manufacturer {
-                put("manufacturer", v, first, last, seen_count)?;
+                attrs.push(("manufacturer", v.clone(), first, last, seen_count));
             }
             if let Some(v) = &c.model {
-                put("model", v, first, last, seen_count)?;
+                attrs.push(("model", v.clone(), first, last, seen_count));
             }
         }
         for f in &rec.facts {
-            put(
+            attrs.push((
                 f.field.name(),
-                &f.value,
+                f.value.clone(),
                 f.seen.first_us,
                 f.seen.last_us,
                 f.seen.count,
-            )?;
+            ));
         }
         // The software version's history is what patch-SLA review needs: take its times from
         // the facts that carried it, not from the device as a whole.
@@ -523,59 +607,92 @@ impl Ingest<'_> {
                         })
                     })
                     .unwrap_or((first, last));
-                put("software_version", v, f, l, seen_count)?;
+                attrs.push(("software_version", v.clone(), f, l, seen_count));
             }
         }
-        drop(attr);
+        for (name, value, f, l, c) in attrs {
+            if !self.need(T_ATTRIBUTE, dev, format!("{name}|{value}"), f, l) {
+                continue;
+            }
+            tx.prepare_cached(
+                "INSERT INTO attributes (device_id, name, value, first_us, last_us, count, site, agent_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (device_id, name, value) DO UPDATE SET
+                   first_us = min(first_us, excluded.first_us),
+                   site = CASE WHEN excluded.last_us >= last_us THEN excluded.site ELSE site END,
+                   agent_id = CASE WHEN excluded.last_us >= last_us THEN excluded.agent_id ELSE agent_id END,
+                   last_us = max(last_us, excluded.last_us),
+                   count = max(count, excluded.count)",
+            )
+            .and_then(|mut s| s.execute(params![dev, name, value, f, l, c as i64, site, agent]))
+            .map_err(db("storing attribute"))?;
+        }
         for s in &rec.services_offered {
-            service(tx, dev, "offered", s)?;
+            self.service(dev, "offered", s)?;
         }
         for s in &rec.services_used {
-            service(tx, dev, "used", s)?;
+            self.service(dev, "used", s)?;
         }
         Ok(())
     }
-}
 
-fn service(tx: &Transaction, dev: i64, dir: &str, s: &ServiceRecord) -> Result<(), StoreError> {
-    let app = s.app.map(|a| match a {
-        ward_protocols::Protocol::Dicom => "dicom",
-        ward_protocols::Protocol::Hl7 => "hl7",
-        ward_protocols::Protocol::Dhcp => "dhcp",
-    });
-    tx.prepare_cached(
-        "INSERT INTO services (device_id, direction, transport, port, app, peers, first_us, last_us, count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT (device_id, direction, transport, port) DO UPDATE SET
-           app = coalesce(excluded.app, app), peers = max(peers, excluded.peers),
-           first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us),
-           count = max(count, excluded.count)",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            dev,
-            dir,
-            s.transport,
-            s.port,
-            app,
-            s.peers as i64,
+    fn service(&mut self, dev: i64, dir: &str, s: &ServiceRecord) -> Result<(), StoreError> {
+        let tx = self.tx;
+        let app = s.app.map(|a| match a {
+            ward_protocols::Protocol::Dicom => "dicom",
+            ward_protocols::Protocol::Hl7 => "hl7",
+            ward_protocols::Protocol::Dhcp => "dhcp",
+        });
+        let key = format!("{dir}|{}|{}", s.transport, s.port);
+        // A recognised protocol or more peers than committed is news even within the
+        // resolution.
+        let known = self.cache.covers(
+            &(T_SERVICE, dev, format!("{key}|{:?}|{}", app, s.peers)),
             s.seen.first_us,
             s.seen.last_us,
-            s.seen.count as i64
-        ])
-    })
-    .map_err(db("storing service"))?;
-    let mut peer = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO service_peers (device_id, direction, transport, port, peer)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .map_err(db("preparing peer insert"))?;
-    for p in &s.peer_addresses {
-        peer.execute(params![dev, dir, s.transport, s.port, p.to_string()])
+        );
+        if !known {
+            self.pending.push((
+                (T_SERVICE, dev, format!("{key}|{:?}|{}", app, s.peers)),
+                (s.seen.first_us, s.seen.last_us),
+            ));
+            tx.prepare_cached(
+                "INSERT INTO services (device_id, direction, transport, port, app, peers, first_us, last_us, count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (device_id, direction, transport, port) DO UPDATE SET
+                   app = coalesce(excluded.app, app), peers = max(peers, excluded.peers),
+                   first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us),
+                   count = max(count, excluded.count)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    dev,
+                    dir,
+                    s.transport,
+                    s.port,
+                    app,
+                    s.peers as i64,
+                    s.seen.first_us,
+                    s.seen.last_us,
+                    s.seen.count as i64
+                ])
+            })
+            .map_err(db("storing service"))?;
+        }
+        for p in &s.peer_addresses {
+            // Peers carry no times: presence is all there is to remember.
+            if !self.need(T_PEER, dev, format!("{key}|{p}"), 0, 0) {
+                continue;
+            }
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO service_peers (device_id, direction, transport, port, peer)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut st| st.execute(params![dev, dir, s.transport, s.port, p.to_string()]))
             .map_err(db("storing service peer"))?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn macs_of(tx: &Transaction, dev: i64) -> Result<String, StoreError> {
@@ -705,6 +822,10 @@ impl Store for SqliteStore {
         let mut ing = Ingest {
             tx: &tx,
             stats: IngestStats::default(),
+            cache: &self.cache,
+            pending: Vec::new(),
+            merged: false,
+            agents: HashMap::new(),
         };
         for m in batch {
             match m {
@@ -712,8 +833,15 @@ impl Store for SqliteStore {
                 Message::Status(s) => ing.status(s)?,
             }
         }
-        let stats = ing.stats;
+        ing.finish_agents()?;
+        let (stats, pending, merged) = (ing.stats, ing.pending, ing.merged);
         tx.commit().map_err(db("committing ingest"))?;
+        if merged {
+            // Rows moved between devices: start over rather than reason about which entries moved.
+            self.cache.rows.clear();
+        } else {
+            self.cache.commit(pending);
+        }
         Ok(stats)
     }
 

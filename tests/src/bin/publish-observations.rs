@@ -1,7 +1,7 @@
 //! Publishes synthetic `ward.observation.v1` messages at QoS 1, as fast as the broker
 //! acknowledges them: the load for the collector's ingest benchmark and its kill -9 test.
 //!
-//! `publish-observations HOST:PORT COUNT [DEVICES_PER_MESSAGE] [AGENT_ID] [POOL]`
+//! `publish-observations HOST:PORT|- COUNT [DEVICES_PER_MESSAGE] [AGENT_ID] [POOL]`
 //!
 //! Message `n` (1-based) has seq `n`; its devices are taken round-robin from a pool of `POOL`
 //! MACs (default 5000) so the collector updates existing devices as a real agent's deltas do.
@@ -88,6 +88,31 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(5000)
         .max(1);
+    if addr == "-" {
+        // JSON lines on stdout instead of MQTT: the same load for `ward-collector ingest`,
+        // which measures the store without the broker.
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let base = 1_767_225_600_000_000i64;
+        for n in 1..=count {
+            let t = base + n as i64 * 1000;
+            let obs = Observation {
+                schema: SCHEMA.into(),
+                site: "bench".into(),
+                agent_id: agent.clone(),
+                instance: "jsonl".into(),
+                seq: n,
+                kind: Kind::Delta,
+                time_us: t,
+                devices: (0..per)
+                    .map(|k| device(((n - 1) * per + k) % pool, t))
+                    .collect(),
+            };
+            serde_json::to_writer(&mut out, &obs)?;
+            out.write_all(b"\n")?;
+        }
+        return Ok(());
+    }
     let (host, port) = addr
         .rsplit_once(':')
         .ok_or_else(|| anyhow::anyhow!("{addr}: expected HOST:PORT"))?;

@@ -1,0 +1,1097 @@
+//! The embedded broker and the ingest sources against real peers: rumqttc clients over TCP and
+//! TLS, and a real Mosquitto started per test on a free port with a generated configuration in
+//! a temporary directory (never a system service).
+//!
+//! Needs `mosquitto` (package `mosquitto`) and `openssl`. A missing binary fails the tests.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS, TlsConfiguration, Transport};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use ward_agent::output::mqtt::{MqttConfig, MqttOutput};
+use ward_collector::broker::{self, BrokerConfig, BrokerError, EmbeddedBroker, TlsFiles};
+use ward_collector::source::{
+    self, Delivery, EmbeddedSource, ExternalSource, SourceConfig, SourceHandle, INGEST_FILTERS,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,rumqttd=error".into()),
+        )
+        .try_init();
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn loopback_any() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn filters() -> Vec<String> {
+    INGEST_FILTERS.iter().map(|f| f.to_string()).collect()
+}
+
+/// Receives `n` deliveries, or panics after `timeout`.
+async fn recv_n(rx: &mut mpsc::Receiver<Delivery>, n: usize, timeout: Duration) -> Vec<Delivery> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(d)) => out.push(d),
+            Ok(None) => panic!("channel closed after {} of {n} deliveries", out.len()),
+            Err(_) => panic!("timed out after {} of {n} deliveries", out.len()),
+        }
+    }
+    out
+}
+
+/// Asserts that nothing arrives within `quiet`.
+async fn expect_nothing(rx: &mut mpsc::Receiver<Delivery>, quiet: Duration) {
+    if let Ok(Some(d)) = tokio::time::timeout(quiet, rx.recv()).await {
+        panic!(
+            "unexpected delivery on {}: {:?}",
+            d.topic,
+            String::from_utf8_lossy(&d.payload)
+        );
+    }
+}
+
+fn index_of(d: &Delivery) -> u32 {
+    std::str::from_utf8(&d.payload)
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("payload {:?}", d.payload))
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A rumqttc client whose event loop runs in a task; events (and the first error, after
+/// which it stops) come through a channel.
+struct Client {
+    client: AsyncClient,
+    events: mpsc::UnboundedReceiver<Result<Event, String>>,
+    task: JoinHandle<()>,
+}
+
+impl Client {
+    fn start(mut opts: MqttOptions) -> Client {
+        opts.set_keep_alive(Duration::from_secs(30))
+            .set_inflight(1000)
+            .set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
+        let (tx, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(e) => {
+                        if tx.send(Ok(e)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                }
+            }
+        });
+        Client {
+            client,
+            events,
+            task,
+        }
+    }
+
+    fn tcp(id: &str, port: u16) -> Client {
+        Client::start(MqttOptions::new(id, "127.0.0.1", port))
+    }
+
+    /// Waits for the CONNACK; `Err` with the connection error otherwise.
+    async fn connected(&mut self) -> Result<(), String> {
+        let wait = async {
+            loop {
+                match self.events.recv().await {
+                    Some(Ok(Event::Incoming(Incoming::ConnAck(_)))) => return Ok(()),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e),
+                    None => return Err("event loop gone".into()),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| Err("no CONNACK within 10 s".into()))
+    }
+
+    /// Waits for `n` PUBACKs.
+    async fn pubacks(&mut self, n: usize) {
+        let mut got = 0;
+        let wait = async {
+            while got < n {
+                match self.events.recv().await {
+                    Some(Ok(Event::Incoming(Incoming::PubAck(_)))) => got += 1,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => panic!("publisher failed after {got} PUBACKs: {e}"),
+                    None => panic!("publisher gone"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .expect("PUBACKs within 60 s");
+    }
+
+    /// Waits for the next incoming PUBLISH.
+    async fn next_publish(&mut self) -> rumqttc::Publish {
+        let wait = async {
+            loop {
+                match self.events.recv().await {
+                    Some(Ok(Event::Incoming(Incoming::Publish(p)))) => return p,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => panic!("subscriber failed: {e}"),
+                    None => panic!("subscriber gone"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("a PUBLISH within 10 s")
+    }
+
+    async fn publish_range(&self, topic: &str, range: std::ops::Range<u32>) {
+        for i in range {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, i.to_string())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An embedded broker whose ingest source subscribed before the listener opened.
+async fn embedded(
+    cfg: BrokerConfig,
+    capacity: usize,
+) -> (EmbeddedBroker, SourceHandle, mpsc::Receiver<Delivery>) {
+    let mut b = EmbeddedBroker::new(&cfg).expect("broker");
+    let (tx, rx) = mpsc::channel(capacity);
+    let src = source::spawn(
+        SourceConfig::Embedded(EmbeddedSource {
+            broker: b.linker(),
+            client_id: "ward-collector-ingest".into(),
+        }),
+        &filters(),
+        tx,
+    )
+    .await
+    .expect("embedded source");
+    b.listen().expect("listen");
+    (b, src, rx)
+}
+
+fn port_of(b: &EmbeddedBroker) -> u16 {
+    b.local_addr().expect("listening").port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a) Embedded broker: throughput, order, retained status
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_delivers_everything_in_order_and_retains_status() {
+    init_logs();
+    let cfg = BrokerConfig {
+        listen: loopback_any(),
+        ..BrokerConfig::default()
+    };
+    // A small channel read only after everything was published: the router must hold the
+    // backlog and resume (Unschedule/wake) as the consumer drains.
+    let (b, src, mut rx) = embedded(cfg, 8).await;
+    let port = port_of(&b);
+
+    let mut agent = Client::tcp("agent-1", port);
+    agent.connected().await.unwrap();
+    let status = r#"{"schema":"ward.status.v1","state":"online"}"#;
+    agent
+        .client
+        .publish(
+            "ward/v1/site-a/agent-1/status",
+            QoS::AtLeastOnce,
+            true,
+            status,
+        )
+        .await
+        .unwrap();
+    let mut agent2 = Client::tcp("agent-2", port);
+    agent2.connected().await.unwrap();
+    let (a, b2) = tokio::join!(
+        agent.publish_range("ward/v1/site-a/agent-1/devices", 0..2000),
+        agent2.publish_range("ward/v1/site-b/agent-2/devices", 0..500),
+    );
+    let _ = (a, b2);
+    agent.pubacks(2001).await;
+    agent2.pubacks(500).await;
+
+    let got = recv_n(&mut rx, 2501, Duration::from_secs(30)).await;
+    let mut per_topic: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut statuses = Vec::new();
+    for d in &got {
+        assert!(d.ack.is_noop(), "embedded tokens acknowledge nothing");
+        if d.topic.ends_with("/status") {
+            statuses.push(String::from_utf8(d.payload.clone()).unwrap());
+        } else {
+            per_topic
+                .entry(d.topic.clone())
+                .or_default()
+                .push(index_of(d));
+        }
+    }
+    assert_eq!(statuses, vec![status.to_string()]);
+    assert_eq!(
+        per_topic["ward/v1/site-a/agent-1/devices"],
+        (0..2000).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        per_topic["ward/v1/site-b/agent-2/devices"],
+        (0..500).collect::<Vec<_>>()
+    );
+    for d in got {
+        src.ack(d.ack); // no-ops, but the ingest loop calls them all the same
+    }
+    expect_nothing(&mut rx, Duration::from_millis(200)).await;
+    assert_eq!(src.stats().received, 2501);
+
+    // A subscriber that connects later gets the retained status (TCP client)…
+    let mut late = Client::tcp("late-viewer", port);
+    late.connected().await.unwrap();
+    late.client
+        .subscribe("ward/v1/+/+/status", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let p = late.next_publish().await;
+    assert_eq!(p.topic, "ward/v1/site-a/agent-1/status");
+    assert!(p.retain);
+    assert_eq!(&p.payload[..], status.as_bytes());
+
+    // …and so does a new in-process source, marked as retained.
+    let (tx2, mut rx2) = mpsc::channel(16);
+    let src2 = source::spawn(
+        SourceConfig::Embedded(EmbeddedSource {
+            broker: b.linker(),
+            client_id: "second-ingest".into(),
+        }),
+        &filters(),
+        tx2,
+    )
+    .await
+    .unwrap();
+    let d = recv_n(&mut rx2, 1, Duration::from_secs(5)).await.remove(0);
+    assert_eq!(d.topic, "ward/v1/site-a/agent-1/status");
+    assert!(d.retained);
+    expect_nothing(&mut rx2, Duration::from_millis(200)).await;
+
+    // The agent's last will reaches the ingest when its connection dies.
+    let mut opts = MqttOptions::new("agent-3", "127.0.0.1", port);
+    opts.set_last_will(rumqttc::LastWill::new(
+        "ward/v1/site-a/agent-3/status",
+        r#"{"state":"offline","reason":"connection_lost"}"#,
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let mut agent3 = Client::start(opts);
+    agent3.connected().await.unwrap();
+    drop(agent3); // aborts the event loop: no DISCONNECT
+    let d = recv_n(&mut rx, 1, Duration::from_secs(10)).await.remove(0);
+    assert_eq!(d.topic, "ward/v1/site-a/agent-3/status");
+    assert!(String::from_utf8_lossy(&d.payload).contains("connection_lost"));
+
+    src2.shutdown().await;
+    src.shutdown().await;
+    b.shutdown();
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the listener is closed after shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_listen_fails_clearly_when_the_port_is_taken() {
+    init_logs();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = broker::start(&BrokerConfig {
+        listen: addr,
+        ..BrokerConfig::default()
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, BrokerError::Bind { addr: a, .. } if a == addr),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(&addr.to_string()), "{text}");
+    assert!(text.to_lowercase().contains("in use"), "{text}");
+
+    // TLS listener: same.
+    let tmp = tempfile::tempdir().unwrap();
+    make_pki(tmp.path());
+    let err = broker::start(&BrokerConfig {
+        listen: addr,
+        tls: Some(tls_files(tmp.path(), false)),
+        ..BrokerConfig::default()
+    })
+    .unwrap_err();
+    assert!(matches!(err, BrokerError::Bind { .. }), "{err}");
+
+    // A bad TLS file fails at start, naming the file.
+    let err = EmbeddedBroker::new(&BrokerConfig {
+        listen: loopback_any(),
+        tls: Some(TlsFiles {
+            cert: tmp.path().join("missing.pem"),
+            key: tmp.path().join("server.key"),
+            ca: None,
+        }),
+        ..BrokerConfig::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+    let err = EmbeddedBroker::new(&BrokerConfig {
+        listen: loopback_any(),
+        tls: Some(TlsFiles {
+            cert: tmp.path().join("server.pem"),
+            key: tmp.path().join("server.pem"), // no key in there
+            ca: None,
+        }),
+        ..BrokerConfig::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("private key"), "{err}");
+}
+
+/// The agent's real MQTT output (spool, PUBACK bookkeeping, retained status, last will)
+/// against the embedded broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_agent_output_to_embedded_broker() {
+    init_logs();
+    let cfg = BrokerConfig {
+        listen: loopback_any(),
+        ..BrokerConfig::default()
+    };
+    let (b, src, mut rx) = embedded(cfg, 64).await;
+    let port = port_of(&b);
+    let spool = tempfile::tempdir().unwrap();
+    let mut c = MqttConfig::new(
+        format!("mqtt://127.0.0.1:{port}"),
+        "site-x",
+        "agent-x",
+        "instance-1",
+        spool.path(),
+    );
+    c.keep_alive = Duration::from_secs(5);
+    c.inflight = 16;
+    let out = MqttOutput::start(c).unwrap();
+    for i in 0..300u32 {
+        out.publish_devices(i.to_string().into_bytes()).unwrap();
+    }
+    let mut devices = Vec::new();
+    let mut statuses = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while devices.len() < 300 || statuses.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{} devices, {statuses:?}",
+            devices.len()
+        );
+        if let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+            match d.topic.as_str() {
+                "ward/v1/site-x/agent-x/devices" => devices.push(index_of(&d)),
+                "ward/v1/site-x/agent-x/status" => {
+                    statuses.push(String::from_utf8(d.payload).unwrap())
+                }
+                t => panic!("unexpected topic {t}"),
+            }
+        }
+    }
+    assert_eq!(devices, (0..300).collect::<Vec<_>>());
+    assert!(statuses[0].contains(r#""state":"online""#), "{statuses:?}");
+    wait_until("the agent's spool drained", Duration::from_secs(10), || {
+        out.stats().spool_depth == 0
+    })
+    .await;
+    let stats = out.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(stats.acked, 300);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no offline status: {statuses:?}");
+        let d = recv_n(&mut rx, 1, Duration::from_secs(10)).await.remove(0);
+        let text = String::from_utf8(d.payload).unwrap();
+        if text.contains(r#""state":"offline""#) {
+            assert!(text.contains(r#""reason":"shutdown""#), "{text}");
+            break;
+        }
+    }
+    src.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (b) Credentials
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_credentials() {
+    init_logs();
+    let cfg = BrokerConfig {
+        listen: loopback_any(),
+        credentials: Some(HashMap::from([
+            ("agent-1".to_string(), "s3cret".to_string()),
+            ("agent-2".to_string(), "other".to_string()),
+        ])),
+        ..BrokerConfig::default()
+    };
+    let (b, src, mut rx) = embedded(cfg, 64).await;
+    let port = port_of(&b);
+
+    let with = |user: Option<(&str, &str)>| {
+        let mut o = MqttOptions::new(
+            format!("c-{}", user.map_or("anon", |u| u.0)),
+            "127.0.0.1",
+            port,
+        );
+        if let Some((u, p)) = user {
+            o.set_credentials(u, p);
+        }
+        Client::start(o)
+    };
+    for bad in [
+        None,
+        Some(("agent-1", "wrong")),
+        Some(("nobody", "s3cret")),
+        Some(("agent-1", "other")),
+    ] {
+        let mut c = with(bad);
+        let err = c.connected().await.expect_err("must be refused");
+        eprintln!("{bad:?} refused: {err}");
+    }
+    let mut ok = with(Some(("agent-1", "s3cret")));
+    ok.connected().await.unwrap();
+    ok.client
+        .publish("ward/v1/s/agent-1/devices", QoS::AtLeastOnce, false, "7")
+        .await
+        .unwrap();
+    ok.pubacks(1).await;
+    let d = recv_n(&mut rx, 1, Duration::from_secs(5)).await.remove(0);
+    assert_eq!(index_of(&d), 7);
+    expect_nothing(&mut rx, Duration::from_millis(100)).await;
+    src.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (c) TLS
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// CA, server certificate (localhost, 127.0.0.1) and client certificate, EC P-256.
+fn make_pki(dir: &Path) {
+    std::fs::write(
+        dir.join("ca.cnf"),
+        "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = ward test CA\n\
+         [v3_ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n\
+         subjectKeyIdentifier = hash\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509", "-config", "ca.cnf", "-extensions", "v3_ca"];
+    args.extend(ec);
+    args.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"]);
+    openssl(dir, &args);
+    for (name, cn, eku, san) in [
+        (
+            "server",
+            "localhost",
+            "serverAuth",
+            "subjectAltName = DNS:localhost,IP:127.0.0.1\n",
+        ),
+        ("client", "ward-agent-tls", "clientAuth", ""),
+    ] {
+        std::fs::write(
+            dir.join(format!("{name}.cnf")),
+            format!("[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = {cn}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!(
+                "basicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature\n\
+                 extendedKeyUsage = {eku}\n{san}"
+            ),
+        )
+        .unwrap();
+        let (cnf, key, csr, pem, ext) = (
+            format!("{name}.cnf"),
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        let mut args = vec!["req", "-new", "-config", &cnf];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr]);
+        openssl(dir, &args);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
+
+fn tls_files(pki: &Path, client_certs: bool) -> TlsFiles {
+    TlsFiles {
+        cert: pki.join("server.pem"),
+        key: pki.join("server.key"),
+        ca: client_certs.then(|| pki.join("ca.pem")),
+    }
+}
+
+fn tls_client(id: &str, port: u16, pki: &Path, client_cert: bool) -> Client {
+    let mut o = MqttOptions::new(id, "localhost", port);
+    let client_auth = client_cert.then(|| {
+        (
+            std::fs::read(pki.join("client.pem")).unwrap(),
+            std::fs::read(pki.join("client.key")).unwrap(),
+        )
+    });
+    o.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
+        ca: std::fs::read(pki.join("ca.pem")).unwrap(),
+        alpn: None,
+        client_auth,
+    }));
+    Client::start(o)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_tls() {
+    init_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    make_pki(tmp.path());
+    let cfg = BrokerConfig {
+        listen: loopback_any(),
+        tls: Some(tls_files(tmp.path(), false)),
+        ..BrokerConfig::default()
+    };
+    let (b, src, mut rx) = embedded(cfg, 64).await;
+    let port = port_of(&b);
+
+    // A client that connects and never speaks must not hold up the others.
+    let idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+
+    let mut agent = tls_client("agent-tls", port, tmp.path(), false);
+    agent.connected().await.unwrap();
+    agent
+        .publish_range("ward/v1/site/agent-tls/devices", 0..100)
+        .await;
+    agent.pubacks(100).await;
+    let got = recv_n(&mut rx, 100, Duration::from_secs(10)).await;
+    assert_eq!(
+        got.iter().map(index_of).collect::<Vec<_>>(),
+        (0..100).collect::<Vec<_>>()
+    );
+
+    // Plain MQTT on the TLS port fails.
+    let mut plain = Client::tcp("plain", port);
+    assert!(plain.connected().await.is_err());
+    drop(idle);
+
+    // The external source over mqtts:// against the same broker: rumqttd wants PUBACKs in
+    // order, which the source guarantees even when the ingest acks out of order.
+    let (tx, mut rx_ext) = mpsc::channel(64);
+    let mut ext = ExternalSource::new(format!("mqtts://localhost:{port}"), "ext-tls");
+    ext.ca_file = Some(tmp.path().join("ca.pem"));
+    let ext_src = source::spawn(SourceConfig::External(ext), &filters(), tx)
+        .await
+        .unwrap();
+    assert!(ext_src.wait_subscribed(Duration::from_secs(10)).await);
+    agent
+        .publish_range("ward/v1/site/agent-tls/devices", 100..150)
+        .await;
+    agent.pubacks(50).await;
+    let got = recv_n(&mut rx_ext, 50, Duration::from_secs(10)).await;
+    assert_eq!(
+        got.iter().map(index_of).collect::<Vec<_>>(),
+        (100..150).collect::<Vec<_>>()
+    );
+    for d in got.into_iter().rev() {
+        ext_src.ack(d.ack);
+    }
+    wait_until("50 PUBACKs written", Duration::from_secs(5), || {
+        ext_src.stats().acks_sent == 50
+    })
+    .await;
+    // The connection survived the acks (an out-of-order PUBACK would have made rumqttd drop it).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ext_src.status().connections, 1);
+    assert!(ext_src.status().connected);
+    ext_src.shutdown().await;
+    src.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_tls_with_client_certificates() {
+    init_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    make_pki(tmp.path());
+    let cfg = BrokerConfig {
+        listen: loopback_any(),
+        tls: Some(tls_files(tmp.path(), true)),
+        ..BrokerConfig::default()
+    };
+    let (b, src, mut rx) = embedded(cfg, 64).await;
+    let port = port_of(&b);
+
+    let mut anonymous = tls_client("no-cert", port, tmp.path(), false);
+    assert!(anonymous.connected().await.is_err());
+    let mut agent = tls_client("with-cert", port, tmp.path(), true);
+    agent.connected().await.unwrap();
+    agent
+        .publish_range("ward/v1/s/with-cert/devices", 0..3)
+        .await;
+    agent.pubacks(3).await;
+    let got = recv_n(&mut rx, 3, Duration::from_secs(10)).await;
+    assert_eq!(got.iter().map(index_of).collect::<Vec<_>>(), vec![0, 1, 2]);
+    src.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// (d) External broker: Mosquitto
+
+fn find_binary(name: &str, env: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
+        return p.into();
+    }
+    let path_dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    for dir in path_dirs
+        .into_iter()
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+    {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "`{name}` not found (searched PATH, /usr/sbin, /usr/local/sbin): these tests need a real \
+         Mosquitto broker. Install it with `apt-get install -y mosquitto`, or set {env}."
+    );
+}
+
+/// A Mosquitto process on a free port, killed on drop.
+struct Mosquitto {
+    port: u16,
+    log: PathBuf,
+    child: Child,
+}
+
+impl Mosquitto {
+    fn start(dir: &Path) -> Mosquitto {
+        start_mosquitto_on(dir, free_port())
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn external(
+    url: &str,
+    client_id: &str,
+    capacity: usize,
+) -> (SourceHandle, mpsc::Receiver<Delivery>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let src = source::spawn(
+        SourceConfig::External(ExternalSource::new(url, client_id)),
+        &filters(),
+        tx,
+    )
+    .await
+    .unwrap();
+    assert!(
+        src.wait_subscribed(Duration::from_secs(10)).await,
+        "not subscribed: {:?}",
+        src.status()
+    );
+    (src, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_redelivers_what_was_not_acked() {
+    init_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let mosq = Mosquitto::start(tmp.path());
+
+    let (src, mut rx) = external(&mosq.url(), "collector-1", 256).await;
+    let mut agent = Client::tcp("agent-1", mosq.port);
+    agent.connected().await.unwrap();
+    agent
+        .publish_range("ward/v1/s/agent-1/devices", 0..1000)
+        .await;
+    agent.pubacks(1000).await;
+
+    let got = recv_n(&mut rx, 1000, Duration::from_secs(30)).await;
+    assert_eq!(
+        got.iter().map(index_of).collect::<Vec<_>>(),
+        (0..1000).collect::<Vec<_>>()
+    );
+    let mut unacked = Vec::new();
+    for d in got {
+        if index_of(&d) < 500 {
+            src.ack(d.ack);
+        } else {
+            unacked.push(d); // held, as by an ingest that has not committed yet
+        }
+    }
+    wait_until("500 PUBACKs written", Duration::from_secs(10), || {
+        src.stats().acks_sent == 500
+    })
+    .await;
+    // Crash: the task is aborted, the socket closed, no DISCONNECT.
+    drop(src);
+    drop(rx);
+
+    let (src, mut rx) = external(&mosq.url(), "collector-1", 256).await;
+    let again = recv_n(&mut rx, 500, Duration::from_secs(30)).await;
+    let idx: Vec<u32> = again.iter().map(index_of).collect();
+    assert_eq!(
+        idx,
+        (500..1000).collect::<Vec<_>>(),
+        "exactly the unacked ones, in order"
+    );
+    // Tokens of the dead connection are void.
+    for d in unacked.drain(..) {
+        src.ack(d.ack);
+    }
+    assert_eq!(src.stats().stale_acks, 500);
+    for d in again {
+        src.ack(d.ack);
+    }
+    wait_until("500 more PUBACKs", Duration::from_secs(10), || {
+        src.stats().acks_sent == 500
+    })
+    .await;
+    expect_nothing(&mut rx, Duration::from_millis(300)).await;
+    // Clean shutdown: the session stays, with nothing left to redeliver.
+    src.shutdown().await;
+
+    agent
+        .publish_range("ward/v1/s/agent-1/devices", 1000..1010)
+        .await;
+    agent.pubacks(10).await;
+    let (src, mut rx) = external(&mosq.url(), "collector-1", 256).await;
+    let queued = recv_n(&mut rx, 10, Duration::from_secs(10)).await;
+    assert_eq!(
+        queued.iter().map(index_of).collect::<Vec<_>>(),
+        (1000..1010).collect::<Vec<_>>(),
+        "messages published while the collector was away were queued by the broker"
+    );
+    assert_eq!(src.status().connections, 1);
+    for d in queued {
+        src.ack(d.ack);
+    }
+    src.shutdown().await;
+    let log = mosq.log_text();
+    assert!(!log.contains("Error"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_reconnects_after_broker_restart_and_rejects_bad_settings() {
+    init_logs();
+    // Configuration errors fail at spawn, naming the setting or file.
+    let (tx, _rx) = mpsc::channel(1);
+    for (cfg, needle) in [
+        (ExternalSource::new("tcp://x:1883", "c"), "mqtt://"),
+        (ExternalSource::new("mqtt://x:0", "c"), "port"),
+        (ExternalSource::new("mqtt://x", ""), "client_id"),
+        (
+            ExternalSource {
+                ca_file: Some("/nonexistent/ca.pem".into()),
+                ..ExternalSource::new("mqtts://x", "c")
+            },
+            "/nonexistent/ca.pem",
+        ),
+        (
+            ExternalSource {
+                shared_group: Some("a/b".into()),
+                ..ExternalSource::new("mqtt://x", "c")
+            },
+            "shared_group",
+        ),
+    ] {
+        let err = source::spawn(SourceConfig::External(cfg), &filters(), tx.clone())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    let err = source::spawn(
+        SourceConfig::External(ExternalSource::new("mqtt://x", "c")),
+        &["ward/v1/#/devices".to_string()],
+        tx.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("ward/v1/#/devices"), "{err}");
+
+    // A broker that is not there yet: the source keeps trying, then connects.
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (tx, mut rx) = mpsc::channel(16);
+    let mut cfg = ExternalSource::new(format!("mqtt://127.0.0.1:{port}"), "collector-r");
+    cfg.shared_group = Some("ingest".into());
+    let src = source::spawn(SourceConfig::External(cfg), &filters(), tx)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!src.status().connected);
+    let mosq = start_mosquitto_on(tmp.path(), port);
+    assert!(
+        src.wait_subscribed(Duration::from_secs(15)).await,
+        "{:?}",
+        src.status()
+    );
+    let mut agent = Client::tcp("agent-r", port);
+    agent.connected().await.unwrap();
+    agent.publish_range("ward/v1/s/agent-r/devices", 0..5).await;
+    agent.pubacks(5).await;
+    let got = recv_n(&mut rx, 5, Duration::from_secs(10)).await;
+    assert_eq!(
+        got.iter().map(index_of).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    for d in got {
+        src.ack(d.ack);
+    }
+    wait_until("5 PUBACKs", Duration::from_secs(5), || {
+        src.stats().acks_sent == 5
+    })
+    .await;
+
+    // Broker restart (persistence on): the source reconnects by itself, the session with its
+    // shared subscription survives, messages flow again.
+    drop(mosq);
+    wait_until("disconnect noticed", Duration::from_secs(10), || {
+        !src.status().connected
+    })
+    .await;
+    let _mosq = start_mosquitto_on(tmp.path(), port);
+    wait_until("reconnected", Duration::from_secs(15), || {
+        src.status().connections >= 2
+    })
+    .await;
+    let mut agent = Client::tcp("agent-r2", port);
+    agent.connected().await.unwrap();
+    agent.publish_range("ward/v1/s/agent-r/devices", 5..8).await;
+    agent.pubacks(3).await;
+    let got = recv_n(&mut rx, 3, Duration::from_secs(10)).await;
+    assert_eq!(got.iter().map(index_of).collect::<Vec<_>>(), vec![5, 6, 7]);
+    for d in got {
+        src.ack(d.ack);
+    }
+    src.shutdown().await;
+}
+
+/// Mosquitto on `port` with persistence in `dir` (start it again on the same `dir` and port
+/// to restart the broker). `user root`: when the tests run as root, stay root (the `mosquitto`
+/// user could not write the temporary directory). No in-flight limit: a collector that acks
+/// after its commit holds many messages at once.
+fn start_mosquitto_on(dir: &Path, port: u16) -> Mosquitto {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let conf = dir.join("mosquitto.conf");
+    let log = dir.join("mosquitto.log");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\npersistence true\npersistence_location {}/\nautosave_interval 1\n\
+             log_dest stderr\nlog_type error\nlog_type warning\n\
+             max_inflight_messages 0\nmax_queued_messages 1000000\nset_tcp_nodelay true\n\
+             listener {port} 127.0.0.1\nallow_anonymous true\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
+    let mut child = Command::new(find_binary("mosquitto", "MOSQUITTO"))
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().unwrap())
+        .stderr(logf)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run mosquitto: {e}"));
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "mosquitto exited ({status}):\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "mosquitto does not listen"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Mosquitto { port, log, child }
+}
+
+/// Small QoS 1 messages through Mosquitto to an ingest that acks in batches, as after a commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn external_throughput() {
+    init_logs();
+    const PUBLISHERS: u32 = 4;
+    const PER_PUBLISHER: u32 = 10_000;
+    const BATCH: usize = 500;
+    let total = (PUBLISHERS * PER_PUBLISHER) as usize;
+    let tmp = tempfile::tempdir().unwrap();
+    let mosq = Mosquitto::start(tmp.path());
+    let (src, mut rx) = external(&mosq.url(), "collector-perf", 4096).await;
+
+    let mut agents = Vec::new();
+    for a in 0..PUBLISHERS {
+        let mut c = Client::tcp(&format!("perf-{a}"), mosq.port);
+        c.connected().await.unwrap();
+        agents.push(c);
+    }
+    let started = Instant::now();
+    let publishing: Vec<_> = agents
+        .iter()
+        .enumerate()
+        .map(|(a, c)| {
+            let client = c.client.clone();
+            tokio::spawn(async move {
+                let topic = format!("ward/v1/perf/agent-{a}/devices");
+                for i in 0..PER_PUBLISHER {
+                    client
+                        .publish(topic.as_str(), QoS::AtLeastOnce, false, i.to_string())
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+
+    let mut last: HashMap<String, i64> = HashMap::new();
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut received = 0;
+    while received < total {
+        let d = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("stalled after {received} of {total}: {:?}", src.stats()))
+            .expect("source alive");
+        let i = i64::from(index_of(&d));
+        let prev = last.insert(d.topic.clone(), i).unwrap_or(-1);
+        assert_eq!(i, prev + 1, "order on {}", d.topic);
+        received += 1;
+        batch.push(d.ack);
+        if batch.len() == BATCH || received == total {
+            for t in batch.drain(..) {
+                src.ack(t);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    for p in publishing {
+        p.await.unwrap();
+    }
+    wait_until("all PUBACKs written", Duration::from_secs(30), || {
+        src.stats().acks_sent == total as u64
+    })
+    .await;
+    let rate = total as f64 / elapsed.as_secs_f64();
+    eprintln!(
+        "external source: {total} QoS 1 messages from {PUBLISHERS} publishers in {elapsed:?}: \
+         {rate:.0} msg/s (acks in batches of {BATCH}; {} build)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    src.shutdown().await;
+    drop(agents);
+}
