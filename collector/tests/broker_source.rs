@@ -4,6 +4,8 @@
 //!
 //! Needs `mosquitto` (package `mosquitto`) and `openssl`. A missing binary fails the tests.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -362,7 +364,7 @@ async fn embedded_listen_fails_clearly_when_the_port_is_taken() {
 
     // TLS listener: same.
     let tmp = tempfile::tempdir().unwrap();
-    make_pki(tmp.path());
+    common::make_pki(tmp.path());
     let err = broker::start(&BrokerConfig {
         listen: addr,
         tls: Some(tls_files(tmp.path(), false)),
@@ -515,95 +517,6 @@ async fn embedded_credentials() {
 // ---------------------------------------------------------------------------------------------
 // (c) TLS
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// CA, server certificate (localhost, 127.0.0.1) and client certificate, EC P-256.
-fn make_pki(dir: &Path) {
-    std::fs::write(
-        dir.join("ca.cnf"),
-        "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = ward test CA\n\
-         [v3_ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n\
-         subjectKeyIdentifier = hash\n",
-    )
-    .unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut args = vec!["req", "-x509", "-config", "ca.cnf", "-extensions", "v3_ca"];
-    args.extend(ec);
-    args.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"]);
-    openssl(dir, &args);
-    for (name, cn, eku, san) in [
-        (
-            "server",
-            "localhost",
-            "serverAuth",
-            "subjectAltName = DNS:localhost,IP:127.0.0.1\n",
-        ),
-        ("client", "ward-agent-tls", "clientAuth", ""),
-    ] {
-        std::fs::write(
-            dir.join(format!("{name}.cnf")),
-            format!("[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = {cn}\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join(format!("{name}.ext")),
-            format!(
-                "basicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature\n\
-                 extendedKeyUsage = {eku}\n{san}"
-            ),
-        )
-        .unwrap();
-        let (cnf, key, csr, pem, ext) = (
-            format!("{name}.cnf"),
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-            format!("{name}.ext"),
-        );
-        let mut args = vec!["req", "-new", "-config", &cnf];
-        args.extend(ec);
-        args.extend(["-keyout", &key, "-out", &csr]);
-        openssl(dir, &args);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
-    }
-}
-
 fn tls_files(pki: &Path, client_certs: bool) -> TlsFiles {
     TlsFiles {
         cert: pki.join("server.pem"),
@@ -632,7 +545,7 @@ fn tls_client(id: &str, port: u16, pki: &Path, client_cert: bool) -> Client {
 async fn embedded_tls() {
     init_logs();
     let tmp = tempfile::tempdir().unwrap();
-    make_pki(tmp.path());
+    common::make_pki(tmp.path());
     let cfg = BrokerConfig {
         listen: loopback_any(),
         tls: Some(tls_files(tmp.path(), false)),
@@ -698,7 +611,7 @@ async fn embedded_tls() {
 async fn embedded_tls_with_client_certificates() {
     init_logs();
     let tmp = tempfile::tempdir().unwrap();
-    make_pki(tmp.path());
+    common::make_pki(tmp.path());
     let cfg = BrokerConfig {
         listen: loopback_any(),
         tls: Some(tls_files(tmp.path(), true)),

@@ -517,3 +517,62 @@ fn agents_through_real_mosquitto_to_inventory_links_and_flags() {
         false,
     );
 }
+
+/// The embedded broker as configured from the command line: TLS and per-agent credentials, with
+/// the real agent connecting over mqtts:// with a CA and a password.
+#[test]
+fn agent_over_tls_with_credentials_to_embedded_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_pki(d);
+    std::fs::write(
+        d.join("agents.toml"),
+        "span-rad = \"s3cret-rad\"\nspan-icu = \"s3cret-icu\"\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("pw"), "s3cret-rad\n").unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let db = d.join("ward.db");
+    let mut c = serve(
+        &db,
+        &[
+            "--listen",
+            &listen,
+            "--tls-cert",
+            d.join("server.pem").to_str().unwrap(),
+            "--tls-key",
+            d.join("server.key").to_str().unwrap(),
+            "--credentials",
+            d.join("agents.toml").to_str().unwrap(),
+        ],
+        &d.join("collector.log"),
+        Some(port),
+    );
+    let out = Command::new(agent_bin())
+        .arg("read")
+        .arg(fixtures().join("dicom-dcmtk.pcap"))
+        .args(["--output", &format!("mqtts://localhost:{port}")])
+        .args(["--site", "test", "--agent-id", "span-rad"])
+        .args(["--mqtt-username", "span-rad"])
+        .arg("--mqtt-password-file")
+        .arg(d.join("pw"))
+        .arg("--mqtt-ca")
+        .arg(d.join("ca.pem"))
+        .arg("--spool-dir")
+        .arg(d.join("spool"))
+        .args(["--log-level", "warn"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "agent: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the agent's devices stored", || {
+        cli_json(&db, &["status"])["devices"].as_u64().unwrap_or(0) > 0
+    });
+    let agents = cli_json(&db, &["agents"]);
+    assert_eq!(agents[0]["agent_id"], "span-rad", "{agents}");
+    assert!(c.sigterm().success(), "{}", c.log_text());
+}

@@ -224,3 +224,92 @@ pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// CA, server certificate (localhost, 127.0.0.1) and client certificate, EC P-256.
+pub fn make_pki(dir: &Path) {
+    std::fs::write(
+        dir.join("ca.cnf"),
+        "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = ward test CA\n\
+         [v3_ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n\
+         subjectKeyIdentifier = hash\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509", "-config", "ca.cnf", "-extensions", "v3_ca"];
+    args.extend(ec);
+    args.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"]);
+    openssl(dir, &args);
+    for (name, cn, eku, san) in [
+        (
+            "server",
+            "localhost",
+            "serverAuth",
+            "subjectAltName = DNS:localhost,IP:127.0.0.1\n",
+        ),
+        ("client", "ward-agent-tls", "clientAuth", ""),
+    ] {
+        std::fs::write(
+            dir.join(format!("{name}.cnf")),
+            format!("[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = {cn}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!(
+                "basicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature\n\
+                 extendedKeyUsage = {eku}\n{san}"
+            ),
+        )
+        .unwrap();
+        let (cnf, key, csr, pem, ext) = (
+            format!("{name}.cnf"),
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        let mut args = vec!["req", "-new", "-config", &cnf];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr]);
+        openssl(dir, &args);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
