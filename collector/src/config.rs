@@ -26,6 +26,8 @@ pub struct Config {
     pub source: SourceSection,
     /// Ingest tuning.
     pub ingest: IngestSection,
+    /// The HTTP API.
+    pub http: HttpSection,
     /// Flag thresholds.
     pub flags: FlagConfig,
 }
@@ -39,6 +41,7 @@ impl Default for Config {
             broker: BrokerSection::default(),
             source: SourceSection::default(),
             ingest: IngestSection::default(),
+            http: HttpSection::default(),
             flags: FlagConfig::default(),
         }
     }
@@ -97,6 +100,25 @@ pub struct SourceSection {
     /// Shared-subscription group: several collectors split the agents' messages
     /// (`$share/<group>/ward/v1/+/+/devices`).
     pub share_group: Option<String>,
+}
+
+/// `[http]`: the API and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    /// Serve the API at all.
+    pub enabled: bool,
+    /// Listen address (put a TLS-terminating proxy in front for other hosts).
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
 }
 
 /// `[ingest]`.

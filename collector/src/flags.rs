@@ -149,7 +149,9 @@ fn service_key(s: &ServiceView) -> String {
     format!("{}/{}/{}", s.transport, s.port, s.direction)
 }
 
-fn is_medical(d: &DeviceView, cfg: &FlagConfig) -> bool {
+/// Whether a device counts as a medical device: it speaks DICOM or HL7, or its type is not one
+/// of `cfg.non_medical_types`.
+pub fn is_medical(d: &DeviceView, cfg: &FlagConfig) -> bool {
     let speaks_clinical = d
         .services
         .iter()

@@ -6,7 +6,7 @@ use ward_protocols::schema::status::{StatusMessage, STATUS_SCHEMA};
 
 use crate::flags::{self, FlagConfig};
 use crate::link;
-use crate::store::{ApplyStats, IngestStats, Message, Store, StoreError};
+use crate::store::{Applied, IngestStats, Message, Store, StoreError};
 
 /// Why a message was not ingested. Such messages are logged, counted and acknowledged: a
 /// message that can never be stored must not block the ones behind it.
@@ -130,18 +130,19 @@ pub fn evaluate(
     store: &mut dyn Store,
     cfg: &FlagConfig,
     now_us: i64,
-) -> Result<ApplyStats, StoreError> {
+) -> Result<Applied, StoreError> {
     let t = std::time::Instant::now();
     let inv = store.inventory()?;
     let links = link::link(&inv);
     let flags = flags::evaluate(&inv, &links, cfg, now_us);
     let st = store.apply_evaluation(&links, &flags, now_us)?;
+    store.write_summaries(&crate::summary::summaries(&inv, &links, &flags, cfg))?;
     tracing::debug!(
         devices = inv.devices.len(),
         links = links.len(),
-        flags_open = st.flags_open,
-        opened = st.flags_opened,
-        resolved = st.flags_resolved,
+        flags_open = st.stats.flags_open,
+        opened = st.stats.flags_opened,
+        resolved = st.stats.flags_resolved,
         elapsed_ms = t.elapsed().as_millis() as u64,
         "evaluated"
     );

@@ -2,6 +2,8 @@
 //! and asset import, linking and compliance flags. The binary (`main.rs`) wires them up.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
+pub mod api;
 pub mod assets;
 pub mod broker;
 pub mod config;
@@ -11,6 +13,10 @@ pub mod ingest;
 pub mod link;
 pub mod model;
 pub mod pattern;
+pub mod report;
 pub mod serve;
 pub mod source;
 pub mod store;
+pub mod summary;
+pub mod tokens;
+pub mod views;

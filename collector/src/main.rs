@@ -108,6 +108,53 @@ enum Cmd {
     Merges,
     /// Print counts.
     Status,
+    /// API tokens: create (printed once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Reports: what the API shows, as a table, CSV or JSON. `--vendor` shows exactly what that
+    /// vendor's token would see.
+    Report {
+        /// devices, flags, coverage or installed-base.
+        #[arg(value_enum)]
+        kind: ward_collector::report::Kind,
+        /// Only these manufacturers (as a vendor token).
+        #[arg(long, value_name = "MANUFACTURER")]
+        vendor: Vec<String>,
+        /// table, csv or json.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ward_collector::report::Format,
+        /// Flags: open (default) or resolved; `all` for both.
+        #[arg(long, default_value = "open")]
+        status: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCmd {
+    /// Create a token and print it (it is stored hashed and cannot be shown again).
+    Create {
+        /// Who or what it is for.
+        #[arg(long)]
+        name: String,
+        /// admin, clinical_engineering or vendor.
+        #[arg(long)]
+        role: String,
+        /// For vendor tokens: a manufacturer the token may see (repeat for several names).
+        #[arg(long, value_name = "MANUFACTURER")]
+        vendor: Vec<String>,
+        /// Lifetime, e.g. 90d, 12h; default: no expiry.
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<humantime::Duration>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// Token id (the part after `ward_`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +220,12 @@ pub struct ServeArgs {
     /// CA for agent client certificates (embedded broker) or for the external broker.
     #[arg(long, env = "WARD_COLLECTOR_TLS_CA", value_name = "FILE")]
     tls_ca: Option<PathBuf>,
+    /// HTTP API listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "WARD_COLLECTOR_HTTP", value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// Do not serve the HTTP API.
+    #[arg(long)]
+    no_http: bool,
     /// Seconds between scheduled evaluations [default: 60].
     #[arg(long, value_name = "SECS")]
     evaluate_interval: Option<u64>,
@@ -266,6 +319,12 @@ fn real_main() -> anyhow::Result<()> {
                 cfg.broker.tls_ca = Some(ca.clone());
                 cfg.source.ca = Some(ca);
             }
+            if let Some(h) = a.http {
+                cfg.http.listen = h;
+            }
+            if a.no_http {
+                cfg.http.enabled = false;
+            }
             if let Some(i) = a.evaluate_interval {
                 cfg.ingest.evaluate_interval_secs = i;
             }
@@ -287,7 +346,7 @@ fn real_main() -> anyhow::Result<()> {
                 bad_lines = bad,
                 seconds = secs,
                 records_per_sec = (st.device_records as f64 / secs.max(1e-9)) as u64,
-                flags_open = ev.flags_open,
+                flags_open = ev.stats.flags_open,
                 "replay done"
             );
             print_json(&serde_json::json!({"ingest": st, "bad_lines": bad, "evaluation": ev}))
@@ -306,7 +365,7 @@ fn real_main() -> anyhow::Result<()> {
                     ingest::now_us(),
                 )?;
                 let ev = ingest::evaluate(&mut store, &cfg.flags, ingest::now_us())?;
-                tracing::info!(file = %file.display(), inserted = st.inserted, replaced = st.replaced, flags_open = ev.flags_open, "contracts imported");
+                tracing::info!(file = %file.display(), inserted = st.inserted, replaced = st.replaced, flags_open = ev.stats.flags_open, "contracts imported");
                 print_json(&serde_json::json!({"import": st, "evaluation": ev}))
             }
             ContractsCmd::List => print_json(&open(&cfg)?.inventory()?.contracts),
@@ -335,7 +394,7 @@ fn real_main() -> anyhow::Result<()> {
                     ingest::now_us(),
                 )?;
                 let ev = ingest::evaluate(&mut store, &cfg.flags, ingest::now_us())?;
-                tracing::info!(file = %file.display(), inserted = st.inserted, replaced = st.replaced, removed = st.removed, flags_open = ev.flags_open, "assets imported");
+                tracing::info!(file = %file.display(), inserted = st.inserted, replaced = st.replaced, removed = st.removed, flags_open = ev.stats.flags_open, "assets imported");
                 print_json(
                     &serde_json::json!({"import": st, "ignored_columns": imp.ignored_columns, "evaluation": ev}),
                 )
@@ -404,5 +463,56 @@ fn real_main() -> anyhow::Result<()> {
         Cmd::Agents => print_json(&open(&cfg)?.agents()?),
         Cmd::Merges => print_json(&open(&cfg)?.merges()?),
         Cmd::Status => print_json(&open(&cfg)?.counts()?),
+        Cmd::Token { cmd } => {
+            let mut store = open(&cfg)?;
+            match cmd {
+                TokenCmd::Create {
+                    name,
+                    role,
+                    vendor,
+                    expires,
+                } => {
+                    let role: ward_collector::tokens::Role =
+                        role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+                    let now = ingest::now_us();
+                    let exp = expires.map(|d| now + d.as_micros() as i64);
+                    let (rec, token) =
+                        ward_collector::tokens::create(&mut store, &name, role, &vendor, exp, now)?;
+                    tracing::info!(id = %rec.id, name = %rec.name, role = %rec.role, "token created");
+                    println!("{token}");
+                    Ok(())
+                }
+                TokenCmd::List => print_json(&store.token_list()?),
+                TokenCmd::Revoke { id } => {
+                    anyhow::ensure!(
+                        store.token_revoke(&id, ingest::now_us())?,
+                        "no token with id {id:?}"
+                    );
+                    println!("revoked {id}");
+                    Ok(())
+                }
+            }
+        }
+        Cmd::Report {
+            kind,
+            vendor,
+            format,
+            status,
+        } => {
+            let store = open(&cfg)?;
+            let p = if vendor.is_empty() {
+                ward_collector::tokens::Principal::local_admin()
+            } else {
+                ward_collector::tokens::Principal::vendor(&vendor)
+            };
+            let status = match status.as_str() {
+                "all" => None,
+                "open" | "resolved" => Some(status),
+                other => anyhow::bail!("--status {other:?}: expected open, resolved or all"),
+            };
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            ward_collector::report::run(&store, &p, kind, format, status, &mut out)
+        }
     }
 }

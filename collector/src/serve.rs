@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::mpsc;
 
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::api::{self, ApiState, Metrics};
 use crate::broker::{self, BrokerConfig};
 use crate::config::Config;
 use crate::ingest::{self, decode};
@@ -31,6 +35,15 @@ fn read_credentials(
             path.display()
         )
     })
+}
+
+fn count(m: &Metrics, st: &IngestStats, rejected: u64) {
+    m.messages.fetch_add(st.messages, Ordering::Relaxed);
+    m.duplicates.fetch_add(st.duplicates, Ordering::Relaxed);
+    m.device_records
+        .fetch_add(st.device_records, Ordering::Relaxed);
+    m.statuses.fetch_add(st.statuses, Ordering::Relaxed);
+    m.rejected.fetch_add(rejected, Ordering::Relaxed);
 }
 
 /// Runs until SIGTERM/SIGINT.
@@ -121,6 +134,19 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             .with_context(|| format!("embedded broker on {}", cfg.broker.listen))?;
         tracing::info!(listen = %addr, tls = cfg.broker.tls_cert.is_some(), auth = cfg.broker.credentials_file.is_some(), "embedded broker listening");
     }
+    let metrics = Arc::new(Metrics::default());
+    let stop_http = Arc::new(tokio::sync::Notify::new());
+    let http = if cfg.http.enabled {
+        let state = Arc::new(ApiState::new(
+            cfg.db.clone(),
+            metrics.clone(),
+            cfg.flags.clone(),
+        ));
+        let stop = stop_http.clone();
+        Some(api::serve(cfg.http.listen, state, async move { stop.notified().await }).await?)
+    } else {
+        None
+    };
     tracing::info!(db = %cfg.db.display(), "collector running");
 
     let batch_max = cfg.ingest.batch.max(1);
@@ -153,11 +179,13 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                     }
                 }
                 let mut msgs = Vec::with_capacity(deliveries.len());
+                let mut rejected_now = 0u64;
                 for d in &deliveries {
                     match decode(&d.topic, &d.payload) {
                         Ok(m) => msgs.push(m),
                         Err(e) => {
                             rejected += 1;
+                            rejected_now += 1;
                             tracing::warn!(topic = %d.topic, bytes = d.payload.len(), error = %e, "message rejected");
                         }
                     }
@@ -169,10 +197,12 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                     handle.ack(d.ack);
                 }
                 totals.add(&st);
+                count(&metrics, &st, rejected_now);
                 dirty |= st.messages > 0 || st.statuses > 0;
                 if dirty && last_eval.elapsed() >= debounce {
                     tokio::task::block_in_place(|| ingest::evaluate(&mut store, &cfg.flags, ingest::now_us()))
                         .context("evaluating flags")?;
+                    metrics.evaluations.fetch_add(1, Ordering::Relaxed);
                     last_eval = Instant::now();
                     dirty = false;
                 }
@@ -180,6 +210,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 tokio::task::block_in_place(|| ingest::evaluate(&mut store, &cfg.flags, ingest::now_us()))
                     .context("evaluating flags")?;
+                metrics.evaluations.fetch_add(1, Ordering::Relaxed);
                 last_eval = Instant::now();
                 dirty = false;
             }
@@ -215,6 +246,10 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         handle.ack(d.ack);
     }
     handle.shutdown().await;
+    stop_http.notify_one();
+    if let Some(h) = http {
+        let _ = h.await;
+    }
     if dirty {
         ingest::evaluate(&mut store, &cfg.flags, ingest::now_us()).context("evaluating flags")?;
     }

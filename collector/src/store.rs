@@ -285,6 +285,20 @@ pub struct ApplyStats {
     pub flags_open: u64,
 }
 
+/// What applying an evaluation did, with the flags it opened and resolved (for alerts).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Applied {
+    /// Counts.
+    #[serde(flatten)]
+    pub stats: ApplyStats,
+    /// Flags opened by this evaluation.
+    #[serde(skip)]
+    pub opened: Vec<FlagRow>,
+    /// Flags resolved by this evaluation.
+    #[serde(skip)]
+    pub resolved: Vec<FlagRow>,
+}
+
 /// A recorded merge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MergeRow {
@@ -358,6 +372,115 @@ pub struct ImportStats {
     pub removed: u64,
 }
 
+/// A link as shown with a device.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LinkRef {
+    /// Asset tag or contract id.
+    pub target: String,
+    /// How it was made.
+    pub method: String,
+    /// 0–1.
+    pub confidence: f32,
+}
+
+/// One row of the device list: what the API, reports and filters need, kept by every
+/// evaluation so listing 100 000 devices never loads the whole inventory.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct DeviceSummary {
+    /// Device id.
+    pub id: i64,
+    /// MAC addresses.
+    pub macs: Vec<String>,
+    /// IP addresses.
+    pub ips: Vec<String>,
+    /// Manufacturer (classified, else as reported).
+    pub manufacturer: Option<String>,
+    /// Model.
+    pub model: Option<String>,
+    /// Device type.
+    pub device_type: String,
+    /// Software version.
+    pub software_version: Option<String>,
+    /// Sites it was seen at.
+    pub sites: Vec<String>,
+    /// VLANs it was seen on.
+    pub vlans: Vec<u16>,
+    /// First seen, µs.
+    pub first_us: i64,
+    /// Last seen, µs.
+    pub last_us: i64,
+    /// Asset link.
+    pub asset: Option<LinkRef>,
+    /// Contract link.
+    pub contract: Option<LinkRef>,
+    /// Open flags on the device.
+    pub open_flags: u32,
+    /// Their kinds.
+    pub flag_kinds: Vec<String>,
+    /// Whether it counts as a medical device (see `flags::FlagConfig::non_medical_types`).
+    pub medical: bool,
+}
+
+/// Device list filters. `vendor_keys` confines the result to those vendors' devices.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceQuery {
+    /// Seen at this site.
+    pub site: Option<String>,
+    /// Of this type.
+    pub device_type: Option<String>,
+    /// Manufacturer contains this (case-insensitive).
+    pub manufacturer: Option<String>,
+    /// Has an open flag of this kind.
+    pub flag: Option<String>,
+    /// Only these vendors (see `link::vendor_key`); `None` = all.
+    pub vendor_keys: Option<Vec<String>>,
+    /// Page size.
+    pub limit: u32,
+    /// Page start.
+    pub offset: u64,
+}
+
+/// Flag list filters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlagQuery {
+    /// `open`, `resolved`; `None` = both.
+    pub status: Option<String>,
+    /// Kind.
+    pub kind: Option<String>,
+    /// Severity.
+    pub severity: Option<String>,
+    /// Subject.
+    pub subject: Option<String>,
+    /// Only flags on these vendors' devices and contracts; `None` = all.
+    pub vendor_keys: Option<Vec<String>>,
+    /// Page size.
+    pub limit: u32,
+    /// Page start.
+    pub offset: u64,
+}
+
+/// An API token as stored: only a hash of its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    /// Public id (the part of the token before the secret).
+    pub id: String,
+    /// Who or what it is for.
+    pub name: String,
+    /// `admin`, `clinical_engineering` or `vendor`.
+    pub role: String,
+    /// Manufacturers a vendor token is confined to.
+    pub vendors: Vec<String>,
+    /// SHA-256 of the secret, hex.
+    #[serde(skip)]
+    pub secret_sha256: String,
+    /// Created, µs.
+    pub created_us: i64,
+    /// Expires, µs.
+    pub expires_us: Option<i64>,
+    /// Revoked, µs.
+    pub revoked_us: Option<i64>,
+}
+
 /// The storage operations. Each is one transaction.
 pub trait Store: Send {
     /// Stores a batch of agent messages: device records, identities, history, agent status.
@@ -388,7 +511,7 @@ pub trait Store: Send {
         links: &[Link],
         flags: &[FlagInstance],
         now_us: i64,
-    ) -> Result<ApplyStats, StoreError>;
+    ) -> Result<Applied, StoreError>;
     /// Flags, newest first; `open_only` filters.
     fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError>;
     /// Links.
@@ -399,4 +522,31 @@ pub trait Store: Send {
     fn agents(&self) -> Result<Vec<AgentRow>, StoreError>;
     /// Counts.
     fn counts(&self) -> Result<Counts, StoreError>;
+    /// Every contract.
+    fn inventory_contracts(&self) -> Result<Vec<Contract>, StoreError>;
+    /// Every asset.
+    fn inventory_assets(&self) -> Result<Vec<Asset>, StoreError>;
+    /// Replaces the device summaries with `rows` (writing only what changed).
+    fn write_summaries(&mut self, rows: &[DeviceSummary]) -> Result<u64, StoreError>;
+    /// A page of device summaries and the total matching.
+    fn device_page(&self, q: &DeviceQuery) -> Result<(u64, Vec<DeviceSummary>), StoreError>;
+    /// Every device summary (of these vendors).
+    fn device_summaries(
+        &self,
+        vendor_keys: Option<&[String]>,
+    ) -> Result<Vec<DeviceSummary>, StoreError>;
+    /// One device's summary.
+    fn device_summary(&self, id: i64) -> Result<Option<DeviceSummary>, StoreError>;
+    /// One device in full.
+    fn device(&self, id: i64) -> Result<Option<DeviceView>, StoreError>;
+    /// A page of flags and the total matching.
+    fn flag_page(&self, q: &FlagQuery) -> Result<(u64, Vec<FlagRow>), StoreError>;
+    /// Stores a new token.
+    fn token_insert(&mut self, t: &TokenRecord) -> Result<(), StoreError>;
+    /// A token by id.
+    fn token_get(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Every token.
+    fn token_list(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Revokes a token; false if there is none with that id.
+    fn token_revoke(&mut self, id: &str, now_us: i64) -> Result<bool, StoreError>;
 }

@@ -14,15 +14,16 @@ use ward_protocols::schema::status::StatusMessage;
 use ward_protocols::{Field, MacAddr};
 
 use super::{
-    AgentRow, ApplyStats, AttributeValue, Counts, DeviceView, FlagInstance, FlagRow, ImportStats,
-    IngestStats, Inventory, Link, LinkKind, MergeRow, Message, ServiceView, Sighting, Store,
-    StoreError,
+    AgentRow, Applied, ApplyStats, AttributeValue, Counts, DeviceQuery, DeviceSummary, DeviceView,
+    FlagInstance, FlagQuery, FlagRow, ImportStats, IngestStats, Inventory, Link, LinkKind,
+    MergeRow, Message, ServiceView, Sighting, Store, StoreError, TokenRecord,
 };
 use crate::model::{Asset, Contract};
 
 /// Migrations, in order; `user_version` = how many have run. Never edit one that shipped:
 /// append.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE agents (
     site TEXT NOT NULL, agent_id TEXT NOT NULL,
     instance TEXT, state TEXT, version TEXT, started_at TEXT, status_time TEXT, reason TEXT,
@@ -95,7 +96,25 @@ CREATE TABLE flags (
 );
 CREATE UNIQUE INDEX flags_open ON flags(kind, subject, detail) WHERE status = 'open';
 CREATE INDEX flags_subject ON flags(subject);
-"#];
+"#,
+    r#"
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, vendors TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL, created_us INTEGER NOT NULL, expires_us INTEGER,
+    revoked_us INTEGER, last_used_us INTEGER
+);
+CREATE TABLE device_summary (
+    device_id INTEGER PRIMARY KEY, body TEXT NOT NULL,
+    manufacturer TEXT, vendor_key TEXT, model TEXT, device_type TEXT, software_version TEXT,
+    sites TEXT NOT NULL, first_us INTEGER NOT NULL, last_us INTEGER NOT NULL,
+    asset_tag TEXT, contract_id TEXT, open_flags INTEGER NOT NULL, flag_kinds TEXT NOT NULL,
+    medical INTEGER NOT NULL
+);
+CREATE INDEX device_summary_vendor ON device_summary(vendor_key);
+CREATE INDEX device_summary_type ON device_summary(device_type);
+ALTER TABLE contracts ADD COLUMN vendor_key TEXT;
+"#,
+];
 
 /// Identity kinds strong enough to merge two MACs into one device.
 pub const STRONG_KINDS: &[&str] = &["serial", "eui64", "udi"];
@@ -816,6 +835,201 @@ fn encode<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "{}".to_string())
 }
 
+/// Devices (not merged away) with everything stored about them; `one` restricts to one id.
+fn load_devices(
+    tx: &rusqlite::Transaction<'_>,
+    one: Option<i64>,
+) -> Result<BTreeMap<i64, DeviceView>, StoreError> {
+    // An integer, formatted: no injection possible, and the index on device_id is used.
+    let w = one
+        .map(|i| format!(" WHERE device_id = {i}"))
+        .unwrap_or_default();
+    let mut devs: BTreeMap<i64, DeviceView> = BTreeMap::new();
+    {
+        let mut s = tx
+            .prepare(&format!(
+                "SELECT id, first_us, last_us FROM devices WHERE merged_into IS NULL{}",
+                one.map(|i| format!(" AND id = {i}")).unwrap_or_default()
+            ))
+            .map_err(db("reading devices"))?;
+        let rows = s
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(db("reading devices"))?;
+        for row in rows {
+            let (id, first_us, last_us): (i64, i64, i64) = row.map_err(db("reading devices"))?;
+            devs.insert(
+                id,
+                DeviceView {
+                    id,
+                    first_us,
+                    last_us,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    {
+        let mut s = tx
+                .prepare(&format!("SELECT device_id, kind, value FROM identities{w} ORDER BY device_id, kind, first_us, value"))
+                .map_err(db("reading identities"))?;
+        let rows = s
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(db("reading identities"))?;
+        for row in rows {
+            let (id, kind, value): (i64, String, String) = row.map_err(db("reading identities"))?;
+            if let Some(d) = devs.get_mut(&id) {
+                if kind == "mac" {
+                    if let Ok(m) = value.parse::<MacAddr>() {
+                        d.macs.push(m);
+                    }
+                }
+                d.identities.entry(kind).or_default().push(value);
+            }
+        }
+    }
+    {
+        let mut s = tx
+                .prepare(&format!("SELECT device_id, name, value, first_us, last_us, agent_id FROM attributes{w} ORDER BY device_id, name, first_us"))
+                .map_err(db("reading attributes"))?;
+        let rows = s
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    AttributeValue {
+                        value: r.get(2)?,
+                        first_us: r.get(3)?,
+                        last_us: r.get(4)?,
+                        agent_id: r.get(5)?,
+                    },
+                ))
+            })
+            .map_err(db("reading attributes"))?;
+        for row in rows {
+            let (id, name, v) = row.map_err(db("reading attributes"))?;
+            if let Some(d) = devs.get_mut(&id) {
+                d.attributes.entry(name).or_default().push(v);
+            }
+        }
+    }
+    {
+        let mut s = tx
+                .prepare(&format!("SELECT site, agent_id, key, device_id, vlan, first_us, last_us FROM sightings{w} ORDER BY device_id, site, agent_id, key"))
+                .map_err(db("reading sightings"))?;
+        let rows = s
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(3)?,
+                    Sighting {
+                        site: r.get(0)?,
+                        agent_id: r.get(1)?,
+                        key: r.get(2)?,
+                        vlan: r.get(4)?,
+                        first_us: r.get(5)?,
+                        last_us: r.get(6)?,
+                    },
+                ))
+            })
+            .map_err(db("reading sightings"))?;
+        for row in rows {
+            let (id, si) = row.map_err(db("reading sightings"))?;
+            if let Some(d) = devs.get_mut(&id) {
+                d.sightings.push(si);
+            }
+        }
+    }
+    let mut peers: HashMap<(i64, String, String, u16), Vec<IpAddr>> = HashMap::new();
+    {
+        let mut s = tx
+            .prepare(&format!(
+                "SELECT device_id, direction, transport, port, peer FROM service_peers{w}"
+            ))
+            .map_err(db("reading service peers"))?;
+        let rows = s
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, u16>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(db("reading service peers"))?;
+        for row in rows {
+            let (id, dir, tr, port, peer) = row.map_err(db("reading service peers"))?;
+            if let Ok(ip) = peer.parse::<IpAddr>() {
+                peers.entry((id, dir, tr, port)).or_default().push(ip);
+            }
+        }
+    }
+    {
+        let mut s = tx
+                .prepare(&format!("SELECT device_id, direction, transport, port, app, peers, first_us, last_us FROM services{w} ORDER BY device_id, direction, transport, port"))
+                .map_err(db("reading services"))?;
+        let rows = s
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    ServiceView {
+                        direction: r.get(1)?,
+                        transport: r.get(2)?,
+                        port: r.get(3)?,
+                        app: r.get(4)?,
+                        peers: r.get::<_, i64>(5)?.max(0) as u64,
+                        peer_addresses: Vec::new(),
+                        first_us: r.get(6)?,
+                        last_us: r.get(7)?,
+                    },
+                ))
+            })
+            .map_err(db("reading services"))?;
+        for row in rows {
+            let (id, mut sv) = row.map_err(db("reading services"))?;
+            if let Some(mut p) =
+                peers.remove(&(id, sv.direction.clone(), sv.transport.clone(), sv.port))
+            {
+                p.sort_unstable();
+                sv.peer_addresses = p;
+            }
+            if let Some(d) = devs.get_mut(&id) {
+                d.services.push(sv);
+            }
+        }
+    }
+    Ok(devs)
+}
+
+fn read_contracts(tx: &rusqlite::Transaction<'_>) -> Result<Vec<Contract>, StoreError> {
+    let mut s = tx
+        .prepare("SELECT id, body FROM contracts ORDER BY id")
+        .map_err(db("reading contracts"))?;
+    let rows = s
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(db("reading contracts"))?;
+    let mut v = Vec::new();
+    for row in rows {
+        let (id, body) = row.map_err(db("reading contracts"))?;
+        v.push(decode::<Contract>(&format!("contract {id}"), &body)?);
+    }
+    Ok(v)
+}
+
+fn read_assets(tx: &rusqlite::Transaction<'_>) -> Result<Vec<Asset>, StoreError> {
+    let mut s = tx
+        .prepare("SELECT tag, body FROM assets ORDER BY tag")
+        .map_err(db("reading assets"))?;
+    let rows = s
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(db("reading assets"))?;
+    let mut v = Vec::new();
+    for row in rows {
+        let (tag, body) = row.map_err(db("reading assets"))?;
+        v.push(decode::<Asset>(&format!("asset {tag}"), &body)?);
+    }
+    Ok(v)
+}
+
 impl Store for SqliteStore {
     fn ingest(&mut self, batch: &[Message], received_us: i64) -> Result<IngestStats, StoreError> {
         let tx = self.conn.transaction().map_err(db("starting ingest"))?;
@@ -863,10 +1077,18 @@ impl Store for SqliteStore {
                 .map_err(db("reading contract"))?
                 > 0;
             tx.execute(
-                "INSERT INTO contracts (id, supplier, body, source, imported_us) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO contracts (id, supplier, body, source, imported_us, vendor_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (id) DO UPDATE SET supplier = excluded.supplier, body = excluded.body,
-                   source = excluded.source, imported_us = excluded.imported_us",
-                params![c.id, c.supplier, encode(c), source, now_us],
+                   source = excluded.source, imported_us = excluded.imported_us,
+                   vendor_key = excluded.vendor_key",
+                params![
+                    c.id,
+                    c.supplier,
+                    encode(c),
+                    source,
+                    now_us,
+                    crate::link::vendor_key(&c.supplier)
+                ],
             )
             .map_err(db(format!("storing contract {}", c.id)))?;
             if existed {
@@ -948,184 +1170,9 @@ impl Store for SqliteStore {
             .conn
             .unchecked_transaction()
             .map_err(db("starting read"))?;
-        let mut devs: BTreeMap<i64, DeviceView> = BTreeMap::new();
-        {
-            let mut s = tx
-                .prepare("SELECT id, first_us, last_us FROM devices WHERE merged_into IS NULL")
-                .map_err(db("reading devices"))?;
-            let rows = s
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(db("reading devices"))?;
-            for row in rows {
-                let (id, first_us, last_us): (i64, i64, i64) =
-                    row.map_err(db("reading devices"))?;
-                devs.insert(
-                    id,
-                    DeviceView {
-                        id,
-                        first_us,
-                        last_us,
-                        ..Default::default()
-                    },
-                );
-            }
-        }
-        {
-            let mut s = tx
-                .prepare("SELECT device_id, kind, value FROM identities ORDER BY device_id, kind, first_us, value")
-                .map_err(db("reading identities"))?;
-            let rows = s
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(db("reading identities"))?;
-            for row in rows {
-                let (id, kind, value): (i64, String, String) =
-                    row.map_err(db("reading identities"))?;
-                if let Some(d) = devs.get_mut(&id) {
-                    if kind == "mac" {
-                        if let Ok(m) = value.parse::<MacAddr>() {
-                            d.macs.push(m);
-                        }
-                    }
-                    d.identities.entry(kind).or_default().push(value);
-                }
-            }
-        }
-        {
-            let mut s = tx
-                .prepare("SELECT device_id, name, value, first_us, last_us, agent_id FROM attributes ORDER BY device_id, name, first_us")
-                .map_err(db("reading attributes"))?;
-            let rows = s
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        AttributeValue {
-                            value: r.get(2)?,
-                            first_us: r.get(3)?,
-                            last_us: r.get(4)?,
-                            agent_id: r.get(5)?,
-                        },
-                    ))
-                })
-                .map_err(db("reading attributes"))?;
-            for row in rows {
-                let (id, name, v) = row.map_err(db("reading attributes"))?;
-                if let Some(d) = devs.get_mut(&id) {
-                    d.attributes.entry(name).or_default().push(v);
-                }
-            }
-        }
-        {
-            let mut s = tx
-                .prepare("SELECT site, agent_id, key, device_id, vlan, first_us, last_us FROM sightings ORDER BY device_id, site, agent_id, key")
-                .map_err(db("reading sightings"))?;
-            let rows = s
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, i64>(3)?,
-                        Sighting {
-                            site: r.get(0)?,
-                            agent_id: r.get(1)?,
-                            key: r.get(2)?,
-                            vlan: r.get(4)?,
-                            first_us: r.get(5)?,
-                            last_us: r.get(6)?,
-                        },
-                    ))
-                })
-                .map_err(db("reading sightings"))?;
-            for row in rows {
-                let (id, si) = row.map_err(db("reading sightings"))?;
-                if let Some(d) = devs.get_mut(&id) {
-                    d.sightings.push(si);
-                }
-            }
-        }
-        let mut peers: HashMap<(i64, String, String, u16), Vec<IpAddr>> = HashMap::new();
-        {
-            let mut s = tx
-                .prepare("SELECT device_id, direction, transport, port, peer FROM service_peers")
-                .map_err(db("reading service peers"))?;
-            let rows = s
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, u16>(3)?,
-                        r.get::<_, String>(4)?,
-                    ))
-                })
-                .map_err(db("reading service peers"))?;
-            for row in rows {
-                let (id, dir, tr, port, peer) = row.map_err(db("reading service peers"))?;
-                if let Ok(ip) = peer.parse::<IpAddr>() {
-                    peers.entry((id, dir, tr, port)).or_default().push(ip);
-                }
-            }
-        }
-        {
-            let mut s = tx
-                .prepare("SELECT device_id, direction, transport, port, app, peers, first_us, last_us FROM services ORDER BY device_id, direction, transport, port")
-                .map_err(db("reading services"))?;
-            let rows = s
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        ServiceView {
-                            direction: r.get(1)?,
-                            transport: r.get(2)?,
-                            port: r.get(3)?,
-                            app: r.get(4)?,
-                            peers: r.get::<_, i64>(5)?.max(0) as u64,
-                            peer_addresses: Vec::new(),
-                            first_us: r.get(6)?,
-                            last_us: r.get(7)?,
-                        },
-                    ))
-                })
-                .map_err(db("reading services"))?;
-            for row in rows {
-                let (id, mut sv) = row.map_err(db("reading services"))?;
-                if let Some(mut p) =
-                    peers.remove(&(id, sv.direction.clone(), sv.transport.clone(), sv.port))
-                {
-                    p.sort_unstable();
-                    sv.peer_addresses = p;
-                }
-                if let Some(d) = devs.get_mut(&id) {
-                    d.services.push(sv);
-                }
-            }
-        }
-        let contracts = {
-            let mut s = tx
-                .prepare("SELECT id, body FROM contracts ORDER BY id")
-                .map_err(db("reading contracts"))?;
-            let rows = s
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(db("reading contracts"))?;
-            let mut v = Vec::new();
-            for row in rows {
-                let (id, body) = row.map_err(db("reading contracts"))?;
-                v.push(decode::<Contract>(&format!("contract {id}"), &body)?);
-            }
-            v
-        };
-        let assets = {
-            let mut s = tx
-                .prepare("SELECT tag, body FROM assets ORDER BY tag")
-                .map_err(db("reading assets"))?;
-            let rows = s
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(db("reading assets"))?;
-            let mut v = Vec::new();
-            for row in rows {
-                let (tag, body) = row.map_err(db("reading assets"))?;
-                v.push(decode::<Asset>(&format!("asset {tag}"), &body)?);
-            }
-            v
-        };
+        let devs = load_devices(&tx, None)?;
+        let contracts = read_contracts(&tx)?;
+        let assets = read_assets(&tx)?;
         Ok(Inventory {
             devices: devs.into_values().collect(),
             assets,
@@ -1138,9 +1185,11 @@ impl Store for SqliteStore {
         links: &[Link],
         flags: &[FlagInstance],
         now_us: i64,
-    ) -> Result<ApplyStats, StoreError> {
+    ) -> Result<Applied, StoreError> {
         let tx = self.conn.transaction().map_err(db("starting evaluation"))?;
         let mut st = ApplyStats::default();
+        let mut opened: Vec<FlagRow> = Vec::new();
+        let mut resolved: Vec<i64> = Vec::new();
         let existing: HashMap<(i64, String), (String, String, f64)> = tx
             .prepare("SELECT device_id, kind, target, method, confidence FROM links")
             .and_then(|mut s| {
@@ -1229,6 +1278,19 @@ impl Store for SqliteStore {
                     })
                     .map_err(db("opening flag"))?;
                     st.flags_opened += 1;
+                    opened.push(FlagRow {
+                        id: tx.last_insert_rowid(),
+                        kind: f.kind.clone(),
+                        subject: f.subject.clone(),
+                        detail: f.detail.clone(),
+                        severity: f.severity.clone(),
+                        status: "open".into(),
+                        summary: f.summary.clone(),
+                        evidence: f.evidence.clone(),
+                        opened_us: now_us,
+                        last_true_us: now_us,
+                        resolved_us: None,
+                    });
                     tracing::info!(kind = %f.kind, subject = %f.subject, detail = %f.detail, severity = %f.severity, "flag opened");
                 }
             }
@@ -1241,6 +1303,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(db("resolving flag"))?;
                 st.flags_resolved += 1;
+                resolved.push(*id);
                 tracing::info!(kind = %key.0, subject = %key.1, detail = %key.2, "flag resolved");
             }
         }
@@ -1252,7 +1315,20 @@ impl Store for SqliteStore {
             )
             .map_err(db("counting flags"))? as u64;
         tx.commit().map_err(db("committing evaluation"))?;
-        Ok(st)
+        let resolved = if resolved.is_empty() {
+            Vec::new()
+        } else {
+            let ids: HashSet<i64> = resolved.into_iter().collect();
+            self.flags(false)?
+                .into_iter()
+                .filter(|f| ids.contains(&f.id))
+                .collect()
+        };
+        Ok(Applied {
+            stats: st,
+            opened,
+            resolved,
+        })
     }
 
     fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError> {
@@ -1387,6 +1463,339 @@ impl Store for SqliteStore {
             merges: one("SELECT count(*) FROM merges")?,
         })
     }
+
+    fn inventory_contracts(&self) -> Result<Vec<Contract>, StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(db("starting read"))?;
+        read_contracts(&tx)
+    }
+
+    fn inventory_assets(&self) -> Result<Vec<Asset>, StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(db("starting read"))?;
+        read_assets(&tx)
+    }
+
+    fn write_summaries(&mut self, rows: &[DeviceSummary]) -> Result<u64, StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db("starting summary write"))?;
+        let existing: HashMap<i64, String> = tx
+            .prepare("SELECT device_id, body FROM device_summary")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<HashMap<_, _>, _>>()
+            })
+            .map_err(db("reading summaries"))?;
+        let mut written = 0u64;
+        let mut keep: HashSet<i64> = HashSet::with_capacity(rows.len());
+        for r in rows {
+            keep.insert(r.id);
+            let body = encode(r);
+            if existing.get(&r.id) == Some(&body) {
+                continue;
+            }
+            let join = |v: &[String]| format!(",{},", v.join(","));
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO device_summary (device_id, body, manufacturer, vendor_key, model,
+                   device_type, software_version, sites, first_us, last_us, asset_tag, contract_id,
+                   open_flags, flag_kinds, medical)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    r.id,
+                    body,
+                    r.manufacturer,
+                    r.manufacturer.as_deref().and_then(crate::link::vendor_key),
+                    r.model,
+                    r.device_type,
+                    r.software_version,
+                    join(&r.sites),
+                    r.first_us,
+                    r.last_us,
+                    r.asset.as_ref().map(|a| a.target.clone()),
+                    r.contract.as_ref().map(|c| c.target.clone()),
+                    r.open_flags,
+                    join(&r.flag_kinds),
+                    r.medical
+                ])
+            })
+            .map_err(db("writing summary"))?;
+            written += 1;
+        }
+        for id in existing.keys() {
+            if !keep.contains(id) {
+                tx.execute(
+                    "DELETE FROM device_summary WHERE device_id = ?1",
+                    params![id],
+                )
+                .map_err(db("removing summary"))?;
+                written += 1;
+            }
+        }
+        tx.commit().map_err(db("committing summaries"))?;
+        Ok(written)
+    }
+
+    fn device_page(&self, q: &DeviceQuery) -> Result<(u64, Vec<DeviceSummary>), StoreError> {
+        let mut wh: Vec<String> = Vec::new();
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let arg = |v: String, args: &mut Vec<rusqlite::types::Value>| {
+            args.push(rusqlite::types::Value::Text(v));
+            format!("?{}", args.len())
+        };
+        if let Some(site) = &q.site {
+            let p = arg(format!("%,{site},%"), &mut args);
+            wh.push(format!("sites LIKE {p}"));
+        }
+        if let Some(t) = &q.device_type {
+            let p = arg(t.clone(), &mut args);
+            wh.push(format!("device_type = {p}"));
+        }
+        if let Some(m) = &q.manufacturer {
+            let p = arg(format!("%{m}%"), &mut args);
+            wh.push(format!("manufacturer LIKE {p}"));
+        }
+        if let Some(f) = &q.flag {
+            let p = arg(format!("%,{f},%"), &mut args);
+            wh.push(format!("flag_kinds LIKE {p}"));
+        }
+        if let Some(keys) = &q.vendor_keys {
+            let ps: Vec<String> = keys.iter().map(|k| arg(k.clone(), &mut args)).collect();
+            if ps.is_empty() {
+                wh.push("0".into());
+            } else {
+                wh.push(format!("vendor_key IN ({})", ps.join(", ")));
+            }
+        }
+        let where_sql = if wh.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", wh.join(" AND "))
+        };
+        let total: i64 = self
+            .conn
+            .prepare_cached(&format!("SELECT count(*) FROM device_summary{where_sql}"))
+            .and_then(|mut s| s.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0)))
+            .map_err(db("counting devices"))?;
+        args.push(rusqlite::types::Value::Integer(i64::from(q.limit)));
+        let lim = args.len();
+        args.push(rusqlite::types::Value::Integer(
+            i64::try_from(q.offset).unwrap_or(i64::MAX),
+        ));
+        let off = args.len();
+        let bodies: Vec<String> = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT body FROM device_summary{where_sql} ORDER BY device_id LIMIT ?{lim} OFFSET ?{off}"
+            ))
+            .and_then(|mut s| {
+                s.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()
+            })
+            .map_err(db("listing devices"))?;
+        let rows = bodies
+            .iter()
+            .map(|b| decode("device summary", b))
+            .collect::<Result<Vec<DeviceSummary>, _>>()?;
+        Ok((total.max(0) as u64, rows))
+    }
+
+    fn device_summaries(
+        &self,
+        vendor_keys: Option<&[String]>,
+    ) -> Result<Vec<DeviceSummary>, StoreError> {
+        let (_, rows) = self.device_page(&DeviceQuery {
+            vendor_keys: vendor_keys.map(<[String]>::to_vec),
+            limit: u32::MAX,
+            ..DeviceQuery::default()
+        })?;
+        Ok(rows)
+    }
+
+    fn device_summary(&self, id: i64) -> Result<Option<DeviceSummary>, StoreError> {
+        let body: Option<String> = self
+            .conn
+            .prepare_cached("SELECT body FROM device_summary WHERE device_id = ?1")
+            .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+            .map_err(db("reading device summary"))?;
+        body.map(|b| decode("device summary", &b)).transpose()
+    }
+
+    fn device(&self, id: i64) -> Result<Option<DeviceView>, StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(db("starting read"))?;
+        Ok(load_devices(&tx, Some(id))?.remove(&id))
+    }
+
+    fn flag_page(&self, q: &FlagQuery) -> Result<(u64, Vec<FlagRow>), StoreError> {
+        let mut wh: Vec<String> = Vec::new();
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let arg = |v: String, args: &mut Vec<rusqlite::types::Value>| {
+            args.push(rusqlite::types::Value::Text(v));
+            format!("?{}", args.len())
+        };
+        for (col, v) in [
+            ("status", &q.status),
+            ("kind", &q.kind),
+            ("severity", &q.severity),
+            ("subject", &q.subject),
+        ] {
+            if let Some(v) = v {
+                let p = arg(v.clone(), &mut args);
+                wh.push(format!("{col} = {p}"));
+            }
+        }
+        if let Some(keys) = &q.vendor_keys {
+            // A vendor sees flags on its devices and on its own contracts, nothing else.
+            let ps: Vec<String> = keys.iter().map(|k| arg(k.clone(), &mut args)).collect();
+            if ps.is_empty() {
+                wh.push("0".into());
+            } else {
+                let list = ps.join(", ");
+                wh.push(format!(
+                    "(subject IN (SELECT 'device:' || device_id FROM device_summary WHERE vendor_key IN ({list}))
+                      OR subject IN (SELECT 'contract:' || id FROM contracts WHERE vendor_key IN ({list})))"
+                ));
+            }
+        }
+        let where_sql = if wh.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", wh.join(" AND "))
+        };
+        let total: i64 = self
+            .conn
+            .prepare_cached(&format!("SELECT count(*) FROM flags{where_sql}"))
+            .and_then(|mut s| s.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0)))
+            .map_err(db("counting flags"))?;
+        args.push(rusqlite::types::Value::Integer(i64::from(q.limit)));
+        let lim = args.len();
+        args.push(rusqlite::types::Value::Integer(
+            i64::try_from(q.offset).unwrap_or(i64::MAX),
+        ));
+        let off = args.len();
+        let mut s = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT id, kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us, resolved_us
+                 FROM flags{where_sql} ORDER BY id DESC LIMIT ?{lim} OFFSET ?{off}"
+            ))
+            .map_err(db("listing flags"))?;
+        let rows = s
+            .query_map(rusqlite::params_from_iter(args.iter()), flag_row)
+            .map_err(db("listing flags"))?;
+        let mut v = Vec::new();
+        for row in rows {
+            let (mut f, ev) = row.map_err(db("listing flags"))?;
+            f.evidence = decode("flag evidence", &ev)?;
+            v.push(f);
+        }
+        Ok((total.max(0) as u64, v))
+    }
+
+    fn token_insert(&mut self, t: &TokenRecord) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO tokens (id, name, role, vendors, secret_sha256, created_us, expires_us, revoked_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    t.id,
+                    t.name,
+                    t.role,
+                    encode(&t.vendors),
+                    t.secret_sha256,
+                    t.created_us,
+                    t.expires_us,
+                    t.revoked_us
+                ],
+            )
+            .map_err(db("storing token"))?;
+        Ok(())
+    }
+
+    fn token_get(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT id, name, role, vendors, secret_sha256, created_us, expires_us, revoked_us FROM tokens WHERE id = ?1",
+            )
+            .and_then(|mut s| s.query_row(params![id], token_row).optional())
+            .map_err(db("reading token"))?;
+        row.map(|(t, v)| finish_token(t, &v)).transpose()
+    }
+
+    fn token_list(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = self
+            .conn
+            .prepare(
+                "SELECT id, name, role, vendors, secret_sha256, created_us, expires_us, revoked_us FROM tokens ORDER BY created_us",
+            )
+            .and_then(|mut s| s.query_map([], token_row)?.collect::<Result<Vec<_>, _>>())
+            .map_err(db("reading tokens"))?;
+        rows.into_iter().map(|(t, v)| finish_token(t, &v)).collect()
+    }
+
+    fn token_revoke(&mut self, id: &str, now_us: i64) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE tokens SET revoked_us = coalesce(revoked_us, ?2) WHERE id = ?1",
+                params![id, now_us],
+            )
+            .map_err(db("revoking token"))?;
+        Ok(n > 0)
+    }
+}
+
+type FlagRowRaw = (FlagRow, String);
+
+fn flag_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FlagRowRaw> {
+    Ok((
+        FlagRow {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            subject: r.get(2)?,
+            detail: r.get(3)?,
+            severity: r.get(4)?,
+            status: r.get(5)?,
+            summary: r.get(6)?,
+            evidence: serde_json::Value::Null,
+            opened_us: r.get(8)?,
+            last_true_us: r.get(9)?,
+            resolved_us: r.get(10)?,
+        },
+        r.get::<_, String>(7)?,
+    ))
+}
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, String)> {
+    Ok((
+        TokenRecord {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            role: r.get(2)?,
+            vendors: Vec::new(),
+            secret_sha256: r.get(4)?,
+            created_us: r.get(5)?,
+            expires_us: r.get(6)?,
+            revoked_us: r.get(7)?,
+        },
+        r.get::<_, String>(3)?,
+    ))
+}
+
+fn finish_token(mut t: TokenRecord, vendors: &str) -> Result<TokenRecord, StoreError> {
+    t.vendors = decode("token vendors", vendors)?;
+    Ok(t)
 }
 
 #[cfg(test)]

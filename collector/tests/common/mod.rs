@@ -147,11 +147,17 @@ pub fn serve(db: &Path, args: &[&str], log: &Path, wait_for_port: Option<u16>) -
         .append(true)
         .open(log)
         .unwrap();
+    // Tests run in parallel: never the default API port.
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut args: Vec<&str> = args.to_vec();
+    if !args.iter().any(|a| *a == "--http" || *a == "--no-http") {
+        args.extend(["--http", http.as_str()]);
+    }
     let mut child = Command::new(collector_bin())
         .arg("--db")
         .arg(db)
         .arg("serve")
-        .args(args)
+        .args(&args)
         .env("WARD_COLLECTOR_LOG", "info")
         .stdin(Stdio::null())
         .stdout(logf.try_clone().unwrap())

@@ -1,0 +1,262 @@
+//! `ward-collector report …`: the API's views as tables, CSV or JSON, for people and
+//! spreadsheets. `--vendor` gives exactly what that vendor's API token would see.
+
+use std::io::Write;
+
+use serde_json::Value;
+
+use crate::store::{DeviceQuery, FlagQuery, Store};
+use crate::tokens::Principal;
+use crate::views::{self, MAX_LIMIT};
+
+/// Which report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Every device with its links and open flags.
+    Devices,
+    /// Flags (open by default).
+    Flags,
+    /// Coverage summary.
+    Coverage,
+    /// Installed base by manufacturer, model and software version.
+    InstalledBase,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns.
+    Table,
+    /// RFC 4180 CSV with a header row.
+    Csv,
+    /// JSON.
+    Json,
+}
+
+/// Column names, rows as text, and the same data as JSON.
+type Table = (Vec<&'static str>, Vec<Vec<String>>, Value);
+
+fn time(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+fn rows_devices(store: &dyn Store, p: &Principal) -> anyhow::Result<Table> {
+    let mut all = Vec::new();
+    let mut offset = 0u64;
+    loop {
+        let page = views::devices(
+            store,
+            p,
+            DeviceQuery {
+                limit: MAX_LIMIT,
+                offset,
+                ..DeviceQuery::default()
+            },
+        )?;
+        let n = page.items.len() as u64;
+        all.extend(page.items);
+        offset += n;
+        if n == 0 || offset >= page.total {
+            break;
+        }
+    }
+    let head = vec![
+        "id",
+        "macs",
+        "ips",
+        "manufacturer",
+        "model",
+        "type",
+        "software",
+        "sites",
+        "last_seen",
+        "asset",
+        "contract",
+        "open_flags",
+        "flag_kinds",
+    ];
+    let rows = all
+        .iter()
+        .map(|d| {
+            vec![
+                d.id.to_string(),
+                d.macs.join(" "),
+                d.ips.join(" "),
+                d.manufacturer.clone().unwrap_or_default(),
+                d.model.clone().unwrap_or_default(),
+                d.device_type.clone(),
+                d.software_version.clone().unwrap_or_default(),
+                d.sites.join(" "),
+                time(d.last_us),
+                d.asset
+                    .as_ref()
+                    .map(|a| format!("{} ({})", a.target, a.method))
+                    .unwrap_or_default(),
+                d.contract
+                    .as_ref()
+                    .map(|c| format!("{} ({})", c.target, c.method))
+                    .unwrap_or_default(),
+                d.open_flags.to_string(),
+                d.flag_kinds.join(" "),
+            ]
+        })
+        .collect();
+    Ok((head, rows, serde_json::to_value(&all)?))
+}
+
+fn rows_flags(store: &dyn Store, p: &Principal, status: Option<String>) -> anyhow::Result<Table> {
+    let mut all: Vec<Value> = Vec::new();
+    let mut offset = 0u64;
+    loop {
+        let page = views::flags(
+            store,
+            p,
+            FlagQuery {
+                status: status.clone(),
+                limit: MAX_LIMIT,
+                offset,
+                ..FlagQuery::default()
+            },
+        )?;
+        let n = page.items.len() as u64;
+        all.extend(page.items);
+        offset += n;
+        if n == 0 || offset >= page.total {
+            break;
+        }
+    }
+    let head = vec![
+        "id", "status", "severity", "kind", "subject", "detail", "opened", "resolved", "summary",
+    ];
+    let s = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let rows = all
+        .iter()
+        .map(|f| {
+            vec![
+                f["id"].to_string(),
+                s(f, "status"),
+                s(f, "severity"),
+                s(f, "kind"),
+                s(f, "subject"),
+                s(f, "detail"),
+                f["opened_us"].as_i64().map(time).unwrap_or_default(),
+                f["resolved_us"].as_i64().map(time).unwrap_or_default(),
+                s(f, "summary"),
+            ]
+        })
+        .collect();
+    Ok((head, rows, Value::Array(all)))
+}
+
+/// Writes a report.
+pub fn run(
+    store: &dyn Store,
+    p: &Principal,
+    kind: Kind,
+    format: Format,
+    status: Option<String>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let (head, rows, json): (Vec<&str>, Vec<Vec<String>>, Value) = match kind {
+        Kind::Devices => rows_devices(store, p)?,
+        Kind::Flags => rows_flags(store, p, status)?,
+        Kind::Coverage => {
+            let c = views::coverage(store, p)?;
+            let mut rows = vec![
+                vec!["devices".into(), c.devices.to_string()],
+                vec!["medical".into(), c.medical.to_string()],
+                vec![
+                    "medical_in_asset_register".into(),
+                    c.medical_in_asset_register.to_string(),
+                ],
+                vec![
+                    "medical_under_contract".into(),
+                    c.medical_under_contract.to_string(),
+                ],
+                vec![
+                    "end_of_support_passed".into(),
+                    c.end_of_support_passed.to_string(),
+                ],
+                vec![
+                    "end_of_support_within".into(),
+                    c.end_of_support_within.to_string(),
+                ],
+                vec!["with_open_flags".into(), c.with_open_flags.to_string()],
+            ];
+            for (k, v) in &c.open_flags_by_kind {
+                rows.push(vec![format!("open_flags.{k}"), v.to_string()]);
+            }
+            (vec!["measure", "value"], rows, serde_json::to_value(&c)?)
+        }
+        Kind::InstalledBase => {
+            let ib = views::installed_base(store, p)?;
+            let rows = ib
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.manufacturer.clone(),
+                        r.model.clone(),
+                        r.software_version.clone(),
+                        r.devices.to_string(),
+                        r.under_contract.to_string(),
+                        r.end_of_support_passed.to_string(),
+                        r.sites.join(" "),
+                    ]
+                })
+                .collect();
+            (
+                vec![
+                    "manufacturer",
+                    "model",
+                    "software",
+                    "devices",
+                    "under_contract",
+                    "end_of_support_passed",
+                    "sites",
+                ],
+                rows,
+                serde_json::to_value(&ib)?,
+            )
+        }
+    };
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &json)?;
+            writeln!(out)?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(&head)?;
+            for r in &rows {
+                w.write_record(r)?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+            for r in &rows {
+                for (i, c) in r.iter().enumerate() {
+                    if let Some(w) = width.get_mut(i) {
+                        *w = (*w).max(c.chars().count()).min(60);
+                    }
+                }
+            }
+            let line = |cells: Vec<String>, out: &mut dyn Write| -> std::io::Result<()> {
+                let mut s = String::new();
+                for (i, c) in cells.iter().enumerate() {
+                    let w = width.get(i).copied().unwrap_or(0);
+                    let c: String = c.chars().take(60).collect();
+                    s.push_str(&format!("{c:<w$}  "));
+                }
+                writeln!(out, "{}", s.trim_end())
+            };
+            line(head.iter().map(|h| h.to_string()).collect(), out)?;
+            for r in rows {
+                line(r, out)?;
+            }
+        }
+    }
+    Ok(())
+}

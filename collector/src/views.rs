@@ -1,0 +1,350 @@
+//! What each kind of reader may see. The HTTP API and the `report` command both go through
+//! these functions, so vendor isolation is enforced in one place: a vendor principal gets only
+//! its manufacturers' devices, their flags and its own contracts, and no peer of any device.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::link::vendor_key;
+use crate::model::{Asset, Contract};
+use crate::store::{
+    AgentRow, DeviceQuery, DeviceSummary, DeviceView, FlagQuery, FlagRow, LinkKind, Store,
+    StoreError,
+};
+use crate::tokens::{Principal, Role};
+
+/// Refusals and failures of a view.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// The role may not see this.
+    #[error("forbidden for role {0}")]
+    Forbidden(&'static str),
+    /// No such thing (or not visible to this principal: the two are not told apart).
+    #[error("not found")]
+    NotFound,
+    /// A parameter is wrong.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A page of results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    /// Matching in total.
+    pub total: u64,
+    /// Page size asked for.
+    pub limit: u32,
+    /// Offset asked for.
+    pub offset: u64,
+    /// The page.
+    pub items: Vec<T>,
+}
+
+/// Attributes a vendor may see of its own devices: identity and software, nothing naming a
+/// peer (AE titles and HL7 applications/facilities can name the other end of a conversation).
+pub const VENDOR_ATTRIBUTES: &[&str] = &[
+    "manufacturer",
+    "model",
+    "device_type",
+    "software_version",
+    "oui_vendor",
+    "mac_kind",
+    "vlan",
+    "dicom.manufacturer",
+    "dicom.model_name",
+    "dicom.device_serial_number",
+    "dicom.software_versions",
+    "dicom.implementation_class_uid",
+    "dicom.implementation_version",
+    "dicom.modality",
+    "hl7.device_manufacturer",
+    "hl7.device_model",
+    "hl7.device_serial",
+    "hl7.device_software_version",
+    "hl7.udi",
+    "hl7.equipment_instance",
+    "hl7.device_code",
+    "dhcp.vendor_class",
+    "dhcp.hostname",
+    "dhcp.parameter_request_list",
+];
+
+/// Identity kinds a vendor may see.
+pub const VENDOR_IDENTITIES: &[&str] = &["mac", "serial", "eui64", "udi", "ip", "hostname"];
+
+/// Maximum page size.
+pub const MAX_LIMIT: u32 = 1000;
+
+fn vendor_keys(p: &Principal) -> Option<Vec<String>> {
+    match p.role {
+        Role::Vendor => Some(p.vendor_keys.clone().unwrap_or_default()),
+        _ => None,
+    }
+}
+
+fn owns(p: &Principal, manufacturer: Option<&str>) -> bool {
+    match vendor_keys(p) {
+        None => true,
+        Some(keys) => manufacturer
+            .and_then(vendor_key)
+            .is_some_and(|k| keys.contains(&k)),
+    }
+}
+
+/// Removes every field about peers, recursively: a vendor sees its devices, not whom they talk
+/// to.
+pub fn strip_peers(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|k, _| !k.contains("peer"));
+            m.values_mut().for_each(strip_peers);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_peers),
+        _ => {}
+    }
+}
+
+/// Device list.
+pub fn devices(
+    store: &dyn Store,
+    p: &Principal,
+    mut q: DeviceQuery,
+) -> Result<Page<DeviceSummary>, ViewError> {
+    if q.limit == 0 || q.limit > MAX_LIMIT {
+        return Err(ViewError::BadRequest(format!(
+            "limit must be 1..={MAX_LIMIT}"
+        )));
+    }
+    q.vendor_keys = vendor_keys(p);
+    let (total, items) = store.device_page(&q)?;
+    Ok(Page {
+        total,
+        limit: q.limit,
+        offset: q.offset,
+        items,
+    })
+}
+
+fn device_json(d: &DeviceView, vendor: bool) -> Value {
+    let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+    if vendor {
+        if let Some(m) = v.get_mut("attributes").and_then(Value::as_object_mut) {
+            m.retain(|k, _| VENDOR_ATTRIBUTES.contains(&k.as_str()));
+        }
+        if let Some(m) = v.get_mut("identities").and_then(Value::as_object_mut) {
+            m.retain(|k, _| VENDOR_IDENTITIES.contains(&k.as_str()));
+        }
+        strip_peers(&mut v);
+    }
+    v
+}
+
+/// One device with its history, links and flags.
+pub fn device(store: &dyn Store, p: &Principal, id: i64) -> Result<Value, ViewError> {
+    let summary = store.device_summary(id)?.ok_or(ViewError::NotFound)?;
+    if !owns(p, summary.manufacturer.as_deref()) {
+        return Err(ViewError::NotFound);
+    }
+    let d = store.device(id)?.ok_or(ViewError::NotFound)?;
+    let vendor = p.role == Role::Vendor;
+    let (_, flags) = store.flag_page(&FlagQuery {
+        subject: Some(format!("device:{id}")),
+        limit: MAX_LIMIT,
+        ..FlagQuery::default()
+    })?;
+    let mut flags = serde_json::to_value(flags).unwrap_or(Value::Null);
+    if vendor {
+        strip_peers(&mut flags);
+    }
+    let mut links: Vec<Value> = Vec::new();
+    for (kind, l) in [
+        (LinkKind::Asset, &summary.asset),
+        (LinkKind::Contract, &summary.contract),
+    ] {
+        if let Some(l) = l {
+            links.push(json!({"kind": kind, "target": l.target, "method": l.method, "confidence": l.confidence}));
+        }
+    }
+    Ok(json!({
+        "summary": summary,
+        "device": device_json(&d, vendor),
+        "links": links,
+        "flags": flags,
+    }))
+}
+
+/// Flags.
+pub fn flags(store: &dyn Store, p: &Principal, mut q: FlagQuery) -> Result<Page<Value>, ViewError> {
+    if q.limit == 0 || q.limit > MAX_LIMIT {
+        return Err(ViewError::BadRequest(format!(
+            "limit must be 1..={MAX_LIMIT}"
+        )));
+    }
+    q.vendor_keys = vendor_keys(p);
+    let (total, rows) = store.flag_page(&q)?;
+    let vendor = p.role == Role::Vendor;
+    let items = rows
+        .into_iter()
+        .map(|f: FlagRow| {
+            let mut v = serde_json::to_value(f).unwrap_or(Value::Null);
+            if vendor {
+                strip_peers(&mut v);
+            }
+            v
+        })
+        .collect();
+    Ok(Page {
+        total,
+        limit: q.limit,
+        offset: q.offset,
+        items,
+    })
+}
+
+/// Contracts (a vendor: those it is the supplier of).
+pub fn contracts(store: &dyn Store, p: &Principal) -> Result<Vec<Contract>, ViewError> {
+    let inv = store.inventory_contracts()?;
+    Ok(inv
+        .into_iter()
+        .filter(|c| owns(p, Some(&c.supplier)))
+        .collect())
+}
+
+/// Assets (a vendor: those of its manufacturers).
+pub fn assets(store: &dyn Store, p: &Principal) -> Result<Vec<Asset>, ViewError> {
+    let all = store.inventory_assets()?;
+    Ok(all
+        .into_iter()
+        .filter(|a| p.role != Role::Vendor || owns(p, a.manufacturer.as_deref()))
+        .collect())
+}
+
+/// Coverage: is every device known, covered and supported.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Coverage {
+    /// Devices.
+    pub devices: u64,
+    /// Medical devices.
+    pub medical: u64,
+    /// Medical devices linked to an asset.
+    pub medical_in_asset_register: u64,
+    /// Medical devices linked to a contract.
+    pub medical_under_contract: u64,
+    /// Devices past end of support.
+    pub end_of_support_passed: u64,
+    /// Devices within the end-of-support warning window.
+    pub end_of_support_within: u64,
+    /// Devices with at least one open flag.
+    pub with_open_flags: u64,
+    /// Open device flags by kind.
+    pub open_flags_by_kind: BTreeMap<String, u64>,
+}
+
+/// Coverage summary.
+pub fn coverage(store: &dyn Store, p: &Principal) -> Result<Coverage, ViewError> {
+    let rows = store.device_summaries(vendor_keys(p).as_deref())?;
+    let mut c = Coverage::default();
+    for d in &rows {
+        c.devices += 1;
+        if d.medical {
+            c.medical += 1;
+            c.medical_in_asset_register += u64::from(d.asset.is_some());
+            c.medical_under_contract += u64::from(d.contract.is_some());
+        }
+        let has = |k: &str| d.flag_kinds.iter().any(|f| f == k);
+        c.end_of_support_passed += u64::from(has("end_of_support_passed"));
+        c.end_of_support_within += u64::from(has("end_of_support_within"));
+        c.with_open_flags += u64::from(d.open_flags > 0);
+        for k in &d.flag_kinds {
+            *c.open_flags_by_kind.entry(k.clone()).or_default() += 1;
+        }
+    }
+    Ok(c)
+}
+
+/// One line of the installed base.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InstalledBaseRow {
+    /// Manufacturer.
+    pub manufacturer: String,
+    /// Model.
+    pub model: String,
+    /// Software version.
+    pub software_version: String,
+    /// Devices.
+    pub devices: u64,
+    /// Of which under a contract.
+    pub under_contract: u64,
+    /// Of which past end of support.
+    pub end_of_support_passed: u64,
+    /// Sites.
+    pub sites: Vec<String>,
+}
+
+/// Installed base by manufacturer, model and software version.
+pub fn installed_base(
+    store: &dyn Store,
+    p: &Principal,
+) -> Result<Vec<InstalledBaseRow>, ViewError> {
+    let rows = store.device_summaries(vendor_keys(p).as_deref())?;
+    let mut m: BTreeMap<(String, String, String), InstalledBaseRow> = BTreeMap::new();
+    for d in rows.iter().filter(|d| d.manufacturer.is_some()) {
+        let key = (
+            d.manufacturer.clone().unwrap_or_default(),
+            d.model.clone().unwrap_or_default(),
+            d.software_version.clone().unwrap_or_default(),
+        );
+        let e = m.entry(key.clone()).or_insert_with(|| InstalledBaseRow {
+            manufacturer: key.0,
+            model: key.1,
+            software_version: key.2,
+            devices: 0,
+            under_contract: 0,
+            end_of_support_passed: 0,
+            sites: Vec::new(),
+        });
+        e.devices += 1;
+        e.under_contract += u64::from(d.contract.is_some());
+        e.end_of_support_passed +=
+            u64::from(d.flag_kinds.iter().any(|k| k == "end_of_support_passed"));
+        for s in &d.sites {
+            if !e.sites.contains(s) {
+                e.sites.push(s.clone());
+            }
+        }
+    }
+    Ok(m.into_values().collect())
+}
+
+/// Agents: the hospital's capture points; not for vendors.
+pub fn agents(store: &dyn Store, p: &Principal) -> Result<Vec<AgentRow>, ViewError> {
+    if p.role == Role::Vendor {
+        return Err(ViewError::Forbidden("vendor"));
+    }
+    Ok(store.agents()?)
+}
+
+/// Requires the admin role.
+pub fn require_admin(p: &Principal) -> Result<(), ViewError> {
+    match p.role {
+        Role::Admin => Ok(()),
+        r => Err(ViewError::Forbidden(r.as_str())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_stripped_at_any_depth() {
+        let mut v = json!({"a": {"peer_addresses": [1], "external_peers": [2], "b": [{"peers_not_permitted": 1, "c": 2}]}, "peers": 3});
+        strip_peers(&mut v);
+        assert_eq!(v, json!({"a": {"b": [{"c": 2}]}}));
+    }
+}
