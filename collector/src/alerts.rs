@@ -77,8 +77,9 @@ pub const SCHEMA: &str = "ward.alert.v1";
 pub const TOPIC_PREFIX: &str = "ward/v1/alerts";
 /// Topic level of alerts that concern no site (assets, contracts).
 pub const GLOBAL_SITE: &str = "_global";
-/// Filter of every alert.
-pub const FILTER: &str = "ward/v1/alerts/#";
+/// Filter of every alert. One level, not `#`: an agent whose site is named `alerts` publishes
+/// on `ward/v1/alerts/<agent-id>/devices`, which `ward/v1/alerts/#` would match too.
+pub const FILTER: &str = "ward/v1/alerts/+";
 /// Largest encoded alert; a larger one is sent with its evidence replaced by a note (the flag
 /// and its full evidence stay in the database). Evidence lists are capped where they are
 /// built, so this is a guard, not an expected case.

@@ -405,7 +405,7 @@ pub fn evaluate(
                         subject.clone(),
                         key.clone(),
                         "high",
-                        format!("{name}: remote-access service {}/{} ({}) with peers {} not permitted by contract {}", s.transport, s.port, s.direction, violating.join(", "), c.id),
+                        format!("{name}: remote-access service {}/{} ({}) with {} peer(s) contract {} does not permit", s.transport, s.port, s.direction, violating.len(), c.id),
                         json!({"device": device_evidence(d), "contract": cev, "service": service_evidence(s), "policy": c.remote_access, "peers_not_permitted": violating, "mds2_questions": ["RMOT-1", "RMOT-2", "RMOT-3"]}),
                     );
                 }
@@ -424,7 +424,7 @@ pub fn evaluate(
                 subject.clone(),
                 String::new(),
                 "high",
-                format!("{name}: talks to {} peer(s) outside the hospital's networks (e.g. {}) while contract {} permits no external communication", external.len(), external[0].0, c.id),
+                format!("{name}: talks to {} peer(s) outside the hospital's networks while contract {} permits no external communication", external.len(), c.id),
                 json!({"device": device_evidence(d), "contract": cev, "external_peers": external.iter().take(50).map(|(p, s)| json!({"peer": p.to_string(), "service": s})).collect::<Vec<_>>(), "mds2_questions": ["CONN-3", "CONN-4", "CONN-6", "TXCF-3"]}),
             );
         }

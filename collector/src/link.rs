@@ -63,16 +63,6 @@ pub fn manufacturer_matches(expected: &str, reported: &str) -> bool {
     matches!((sig(&a), sig(&b)), (Some(x), Some(y)) if x == y)
 }
 
-/// The key a vendor's devices are known by: the first word of two or more letters of the
-/// manufacturer's name, lower case ("Siemens Healthineers" and "SIEMENS" → `siemens`,
-/// "B. Braun Melsungen" → `braun`, "GE HealthCare" → `ge`). Vendor tokens are confined by it, so
-/// it errs on the side of distinct keys: a vendor whose devices report several names lists them.
-pub fn vendor_key(manufacturer: &str) -> Option<String> {
-    words(manufacturer)
-        .into_iter()
-        .find(|w| w.chars().count() >= 2)
-}
-
 /// Manufacturer and model of a device: what the rules classified, else the raw DICOM/HL7 facts.
 pub fn manufacturer_model(d: &DeviceView) -> (Option<&str>, Option<&str>) {
     let m = d
@@ -275,18 +265,6 @@ mod tests {
         ));
         assert!(!manufacturer_matches("GE HealthCare", "Philips"));
         assert!(!manufacturer_matches("", "Philips"));
-    }
-
-    #[test]
-    fn vendor_keys() {
-        assert_eq!(
-            vendor_key("Siemens Healthineers AG").as_deref(),
-            Some("siemens")
-        );
-        assert_eq!(vendor_key("SIEMENS").as_deref(), Some("siemens"));
-        assert_eq!(vendor_key("B. Braun Melsungen").as_deref(), Some("braun"));
-        assert_eq!(vendor_key("GE HealthCare").as_deref(), Some("ge"));
-        assert_eq!(vendor_key(" - ").as_deref(), None);
     }
 
     #[test]

@@ -421,7 +421,7 @@ pub struct DeviceSummary {
     pub medical: bool,
 }
 
-/// Device list filters. `vendor_keys` confines the result to those vendors' devices.
+/// Device list filters. `vendors` confines the result to those vendors' devices.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceQuery {
     /// Seen at this site.
@@ -432,8 +432,8 @@ pub struct DeviceQuery {
     pub manufacturer: Option<String>,
     /// Has an open flag of this kind.
     pub flag: Option<String>,
-    /// Only these vendors (see `link::vendor_key`); `None` = all.
-    pub vendor_keys: Option<Vec<String>>,
+    /// Only devices whose manufacturer matches one of these globs; `None` = all.
+    pub vendors: Option<Vec<String>>,
     /// Page size.
     pub limit: u32,
     /// Page start.
@@ -452,7 +452,7 @@ pub struct FlagQuery {
     /// Subject.
     pub subject: Option<String>,
     /// Only flags on these vendors' devices and contracts; `None` = all.
-    pub vendor_keys: Option<Vec<String>>,
+    pub vendors: Option<Vec<String>>,
     /// Page size.
     pub limit: u32,
     /// Page start.
@@ -533,7 +533,7 @@ pub trait Store: Send {
     /// Every device summary (of these vendors).
     fn device_summaries(
         &self,
-        vendor_keys: Option<&[String]>,
+        vendors: Option<&[String]>,
     ) -> Result<Vec<DeviceSummary>, StoreError>;
     /// One device's summary.
     fn device_summary(&self, id: i64) -> Result<Option<DeviceSummary>, StoreError>;

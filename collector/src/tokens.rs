@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::link::vendor_key;
+use crate::pattern::Pattern;
 use crate::store::{Store, StoreError, TokenRecord};
 
 /// What a token may do.
@@ -52,8 +52,8 @@ pub struct Principal {
     pub name: String,
     /// Role.
     pub role: Role,
-    /// For vendors: the vendor keys (see [`vendor_key`]) they are confined to.
-    pub vendor_keys: Option<Vec<String>>,
+    /// For vendors: the manufacturer patterns (globs, case-insensitive) they are confined to.
+    pub vendors: Option<Vec<String>>,
 }
 
 impl Principal {
@@ -63,7 +63,7 @@ impl Principal {
             token_id: "local".into(),
             name: "local".into(),
             role: Role::Admin,
-            vendor_keys: None,
+            vendors: None,
         }
     }
 
@@ -73,7 +73,7 @@ impl Principal {
             token_id: "local".into(),
             name: "local".into(),
             role: Role::Vendor,
-            vendor_keys: Some(names.iter().filter_map(|n| vendor_key(n)).collect()),
+            vendors: Some(names.to_vec()),
         }
     }
 }
@@ -123,10 +123,7 @@ pub fn create(
             "a vendor token needs at least one --vendor (manufacturer name)"
         );
         for v in vendors {
-            anyhow::ensure!(
-                vendor_key(v).is_some(),
-                "--vendor {v:?}: no word of two or more letters to match manufacturers by"
-            );
+            Pattern::new(v).map_err(|e| anyhow::anyhow!("--vendor {v:?}: {e}"))?;
         }
     } else {
         anyhow::ensure!(vendors.is_empty(), "--vendor only applies to vendor tokens");
@@ -177,8 +174,7 @@ pub fn authenticate(store: &dyn Store, token: &str, now_us: i64) -> Result<Princ
         token_id: rec.id,
         name: rec.name,
         role,
-        vendor_keys: (role == Role::Vendor)
-            .then(|| rec.vendors.iter().filter_map(|v| vendor_key(v)).collect()),
+        vendors: (role == Role::Vendor).then(|| rec.vendors.clone()),
     })
 }
 
@@ -215,13 +211,13 @@ mod tests {
             &mut s,
             "siemens",
             Role::Vendor,
-            &["Siemens Healthineers".into()],
+            &["Siemens*".into()],
             Some(100),
             0,
         )
         .unwrap();
         let p = authenticate(&s, &v, 99).unwrap();
-        assert_eq!(p.vendor_keys, Some(vec!["siemens".to_string()]));
+        assert_eq!(p.vendors, Some(vec!["Siemens*".to_string()]));
         assert!(matches!(authenticate(&s, &v, 100), Err(AuthError::Expired)));
         assert!(create(&mut s, "x", Role::Vendor, &[], None, 0).is_err());
         assert!(create(&mut s, "x", Role::Admin, &["GE".into()], None, 0).is_err());

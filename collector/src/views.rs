@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::link::vendor_key;
 use crate::model::{Asset, Contract};
+use crate::pattern::Pattern;
 use crate::store::{
     AgentRow, DeviceQuery, DeviceSummary, DeviceView, FlagQuery, FlagRow, LinkKind, Store,
     StoreError,
@@ -80,19 +80,21 @@ pub const VENDOR_IDENTITIES: &[&str] = &["mac", "serial", "eui64", "udi", "ip", 
 /// Maximum page size.
 pub const MAX_LIMIT: u32 = 1000;
 
-fn vendor_keys(p: &Principal) -> Option<Vec<String>> {
+fn vendors(p: &Principal) -> Option<Vec<String>> {
     match p.role {
-        Role::Vendor => Some(p.vendor_keys.clone().unwrap_or_default()),
+        Role::Vendor => Some(p.vendors.clone().unwrap_or_default()),
         _ => None,
     }
 }
 
 fn owns(p: &Principal, manufacturer: Option<&str>) -> bool {
-    match vendor_keys(p) {
+    match vendors(p) {
         None => true,
-        Some(keys) => manufacturer
-            .and_then(vendor_key)
-            .is_some_and(|k| keys.contains(&k)),
+        Some(globs) => manufacturer.is_some_and(|m| {
+            globs
+                .iter()
+                .any(|g| Pattern::new(g).is_ok_and(|p| p.matches(m)))
+        }),
     }
 }
 
@@ -120,7 +122,7 @@ pub fn devices(
             "limit must be 1..={MAX_LIMIT}"
         )));
     }
-    q.vendor_keys = vendor_keys(p);
+    q.vendors = vendors(p);
     let (total, items) = store.device_page(&q)?;
     Ok(Page {
         total,
@@ -185,7 +187,7 @@ pub fn flags(store: &dyn Store, p: &Principal, mut q: FlagQuery) -> Result<Page<
             "limit must be 1..={MAX_LIMIT}"
         )));
     }
-    q.vendor_keys = vendor_keys(p);
+    q.vendors = vendors(p);
     let (total, rows) = store.flag_page(&q)?;
     let vendor = p.role == Role::Vendor;
     let items = rows
@@ -247,7 +249,7 @@ pub struct Coverage {
 
 /// Coverage summary.
 pub fn coverage(store: &dyn Store, p: &Principal) -> Result<Coverage, ViewError> {
-    let rows = store.device_summaries(vendor_keys(p).as_deref())?;
+    let rows = store.device_summaries(vendors(p).as_deref())?;
     let mut c = Coverage::default();
     for d in &rows {
         c.devices += 1;
@@ -291,7 +293,7 @@ pub fn installed_base(
     store: &dyn Store,
     p: &Principal,
 ) -> Result<Vec<InstalledBaseRow>, ViewError> {
-    let rows = store.device_summaries(vendor_keys(p).as_deref())?;
+    let rows = store.device_summaries(vendors(p).as_deref())?;
     let mut m: BTreeMap<(String, String, String), InstalledBaseRow> = BTreeMap::new();
     for d in rows.iter().filter(|d| d.manufacturer.is_some()) {
         let key = (

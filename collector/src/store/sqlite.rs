@@ -105,14 +105,12 @@ CREATE TABLE tokens (
 );
 CREATE TABLE device_summary (
     device_id INTEGER PRIMARY KEY, body TEXT NOT NULL,
-    manufacturer TEXT, vendor_key TEXT, model TEXT, device_type TEXT, software_version TEXT,
+    manufacturer TEXT, model TEXT, device_type TEXT, software_version TEXT,
     sites TEXT NOT NULL, first_us INTEGER NOT NULL, last_us INTEGER NOT NULL,
     asset_tag TEXT, contract_id TEXT, open_flags INTEGER NOT NULL, flag_kinds TEXT NOT NULL,
     medical INTEGER NOT NULL
 );
-CREATE INDEX device_summary_vendor ON device_summary(vendor_key);
 CREATE INDEX device_summary_type ON device_summary(device_type);
-ALTER TABLE contracts ADD COLUMN vendor_key TEXT;
 "#,
 ];
 
@@ -1077,18 +1075,10 @@ impl Store for SqliteStore {
                 .map_err(db("reading contract"))?
                 > 0;
             tx.execute(
-                "INSERT INTO contracts (id, supplier, body, source, imported_us, vendor_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO contracts (id, supplier, body, source, imported_us) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (id) DO UPDATE SET supplier = excluded.supplier, body = excluded.body,
-                   source = excluded.source, imported_us = excluded.imported_us,
-                   vendor_key = excluded.vendor_key",
-                params![
-                    c.id,
-                    c.supplier,
-                    encode(c),
-                    source,
-                    now_us,
-                    crate::link::vendor_key(&c.supplier)
-                ],
+                   source = excluded.source, imported_us = excluded.imported_us",
+                params![c.id, c.supplier, encode(c), source, now_us],
             )
             .map_err(db(format!("storing contract {}", c.id)))?;
             if existed {
@@ -1502,17 +1492,16 @@ impl Store for SqliteStore {
             }
             let join = |v: &[String]| format!(",{},", v.join(","));
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO device_summary (device_id, body, manufacturer, vendor_key, model,
+                "INSERT OR REPLACE INTO device_summary (device_id, body, manufacturer, model,
                    device_type, software_version, sites, first_us, last_us, asset_tag, contract_id,
                    open_flags, flag_kinds, medical)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )
             .and_then(|mut s| {
                 s.execute(params![
                     r.id,
                     body,
                     r.manufacturer,
-                    r.manufacturer.as_deref().and_then(crate::link::vendor_key),
                     r.model,
                     r.device_type,
                     r.software_version,
@@ -1566,13 +1555,8 @@ impl Store for SqliteStore {
             let p = arg(format!("%,{f},%"), &mut args);
             wh.push(format!("flag_kinds LIKE {p}"));
         }
-        if let Some(keys) = &q.vendor_keys {
-            let ps: Vec<String> = keys.iter().map(|k| arg(k.clone(), &mut args)).collect();
-            if ps.is_empty() {
-                wh.push("0".into());
-            } else {
-                wh.push(format!("vendor_key IN ({})", ps.join(", ")));
-            }
+        if let Some(pats) = &q.vendors {
+            wh.push(like_any("manufacturer", pats, &mut args, &arg));
         }
         let where_sql = if wh.is_empty() {
             String::new()
@@ -1609,10 +1593,10 @@ impl Store for SqliteStore {
 
     fn device_summaries(
         &self,
-        vendor_keys: Option<&[String]>,
+        vendors: Option<&[String]>,
     ) -> Result<Vec<DeviceSummary>, StoreError> {
         let (_, rows) = self.device_page(&DeviceQuery {
-            vendor_keys: vendor_keys.map(<[String]>::to_vec),
+            vendors: vendors.map(<[String]>::to_vec),
             limit: u32::MAX,
             ..DeviceQuery::default()
         })?;
@@ -1654,18 +1638,14 @@ impl Store for SqliteStore {
                 wh.push(format!("{col} = {p}"));
             }
         }
-        if let Some(keys) = &q.vendor_keys {
+        if let Some(pats) = &q.vendors {
             // A vendor sees flags on its devices and on its own contracts, nothing else.
-            let ps: Vec<String> = keys.iter().map(|k| arg(k.clone(), &mut args)).collect();
-            if ps.is_empty() {
-                wh.push("0".into());
-            } else {
-                let list = ps.join(", ");
-                wh.push(format!(
-                    "(subject IN (SELECT 'device:' || device_id FROM device_summary WHERE vendor_key IN ({list}))
-                      OR subject IN (SELECT 'contract:' || id FROM contracts WHERE vendor_key IN ({list})))"
-                ));
-            }
+            let devices = like_any("manufacturer", pats, &mut args, &arg);
+            let contracts = like_any("supplier", pats, &mut args, &arg);
+            wh.push(format!(
+                "(subject IN (SELECT 'device:' || device_id FROM device_summary WHERE {devices})
+                  OR subject IN (SELECT 'contract:' || id FROM contracts WHERE {contracts}))"
+            ));
         }
         let where_sql = if wh.is_empty() {
             String::new()
@@ -1754,6 +1734,39 @@ impl Store for SqliteStore {
             .map_err(db("revoking token"))?;
         Ok(n > 0)
     }
+}
+
+/// `(col LIKE ?a ESCAPE '\' OR col LIKE ?b …)` for glob patterns (`*`, `?`); false for none.
+/// LIKE is case-insensitive for ASCII, as the globs are.
+fn like_any(
+    col: &str,
+    globs: &[String],
+    args: &mut Vec<rusqlite::types::Value>,
+    arg: &dyn Fn(String, &mut Vec<rusqlite::types::Value>) -> String,
+) -> String {
+    if globs.is_empty() {
+        return "0".into();
+    }
+    let parts: Vec<String> = globs
+        .iter()
+        .map(|g| {
+            let mut like = String::with_capacity(g.len());
+            for c in g.chars() {
+                match c {
+                    '\\' | '%' | '_' => {
+                        like.push('\\');
+                        like.push(c);
+                    }
+                    '*' => like.push('%'),
+                    '?' => like.push('_'),
+                    c => like.push(c),
+                }
+            }
+            let p = arg(like, args);
+            format!("{col} LIKE {p} ESCAPE '\\'")
+        })
+        .collect();
+    format!("({})", parts.join(" OR "))
 }
 
 type FlagRowRaw = (FlagRow, String);
