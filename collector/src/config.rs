@@ -28,6 +28,8 @@ pub struct Config {
     pub ingest: IngestSection,
     /// The HTTP API.
     pub http: HttpSection,
+    /// Alerts on new and resolved flags (MQTT `ward/v1/alerts/<site>`, webhook).
+    pub alerts: crate::alerts::AlertConfig,
     /// Flag thresholds.
     pub flags: FlagConfig,
 }
@@ -42,6 +44,7 @@ impl Default for Config {
             source: SourceSection::default(),
             ingest: IngestSection::default(),
             http: HttpSection::default(),
+            alerts: crate::alerts::AlertConfig::default(),
             flags: FlagConfig::default(),
         }
     }

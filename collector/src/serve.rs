@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::alerts;
 use crate::api::{self, ApiState, Metrics};
 use crate::broker::{self, BrokerConfig};
 use crate::config::Config;
@@ -35,6 +36,32 @@ fn read_credentials(
             path.display()
         )
     })
+}
+
+/// Links, flags, summaries; then alerts for what opened or resolved.
+fn run_eval(
+    store: &mut SqliteStore,
+    cfg: &Config,
+    metrics: &Metrics,
+    alerter: Option<&alerts::Alerter>,
+) -> anyhow::Result<()> {
+    tokio::task::block_in_place(|| ingest::evaluate(store, &cfg.flags, ingest::now_us()))
+        .context("evaluating flags")?;
+    metrics.evaluations.fetch_add(1, Ordering::Relaxed);
+    // Alerts come from the database, not from this evaluation alone: a CLI import or another
+    // collector may have opened or resolved flags since the last round.
+    if let Some(a) = alerter {
+        loop {
+            let batch = tokio::task::block_in_place(|| store.take_alerts(1000))
+                .context("reading flags to alert")?;
+            let n = batch.opened.len() + batch.resolved.len();
+            if n == 0 {
+                break;
+            }
+            a.notify(&batch);
+        }
+    }
+    Ok(())
 }
 
 fn count(m: &Metrics, st: &IngestStats, rejected: u64) {
@@ -62,6 +89,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Delivery>(cfg.ingest.batch.max(1) * 4);
     let filters: Vec<String> = FILTERS.iter().map(|s| s.to_string()).collect();
     let mut embedded: Option<broker::EmbeddedBroker> = None;
+    let alert_mqtt: Option<alerts::AlertMqtt>;
     let source_cfg = match &cfg.source.url {
         Some(url) => {
             let password = match &cfg.source.password_file {
@@ -90,6 +118,10 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             ext.shared_group = cfg.source.share_group.clone();
             ext.max_packet_size = cfg.broker.max_payload;
             tracing::info!(url = %url, client_id = %ext.client_id, share_group = ?ext.shared_group, "subscribing to an external broker");
+            let mut alert_client = ext.clone();
+            // A second connection: the broker would drop the ingest session on a duplicate id.
+            alert_client.client_id = format!("{}-alerts", ext.client_id);
+            alert_mqtt = Some(alerts::AlertMqtt::External(alert_client));
             SourceConfig::External(ext)
         }
         None => {
@@ -117,6 +149,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 ..BrokerConfig::default()
             })
             .with_context(|| format!("starting the embedded broker on {}", cfg.broker.listen))?;
+            alert_mqtt = Some(alerts::AlertMqtt::Embedded(b.linker()));
             let sc = SourceConfig::Embedded(source::EmbeddedSource {
                 broker: b.linker(),
                 client_id: "ward-collector-ingest".into(),
@@ -134,6 +167,10 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             .with_context(|| format!("embedded broker on {}", cfg.broker.listen))?;
         tracing::info!(listen = %addr, tls = cfg.broker.tls_cert.is_some(), auth = cfg.broker.credentials_file.is_some(), "embedded broker listening");
     }
+    let alerter =
+        alerts::Alerter::start(&cfg.alerts, alert_mqtt.unwrap_or(alerts::AlertMqtt::None))
+            .context("starting alerts")?;
+    let alerter = Some(alerter);
     let metrics = Arc::new(Metrics::default());
     let stop_http = Arc::new(tokio::sync::Notify::new());
     let http = if cfg.http.enabled {
@@ -200,17 +237,13 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 count(&metrics, &st, rejected_now);
                 dirty |= st.messages > 0 || st.statuses > 0;
                 if dirty && last_eval.elapsed() >= debounce {
-                    tokio::task::block_in_place(|| ingest::evaluate(&mut store, &cfg.flags, ingest::now_us()))
-                        .context("evaluating flags")?;
-                    metrics.evaluations.fetch_add(1, Ordering::Relaxed);
+                    run_eval(&mut store, &cfg, &metrics, alerter.as_ref())?;
                     last_eval = Instant::now();
                     dirty = false;
                 }
             }
             _ = tick.tick() => {
-                tokio::task::block_in_place(|| ingest::evaluate(&mut store, &cfg.flags, ingest::now_us()))
-                    .context("evaluating flags")?;
-                metrics.evaluations.fetch_add(1, Ordering::Relaxed);
+                run_eval(&mut store, &cfg, &metrics, alerter.as_ref())?;
                 last_eval = Instant::now();
                 dirty = false;
             }
@@ -245,13 +278,22 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     for d in rest {
         handle.ack(d.ack);
     }
+    if dirty {
+        run_eval(&mut store, &cfg, &metrics, alerter.as_ref())?;
+    }
+    if let Some(a) = alerter {
+        let st = a.shutdown(Duration::from_secs(5)).await;
+        tracing::info!(
+            published = st.published,
+            webhook_delivered = st.webhook_delivered,
+            dropped = st.dropped,
+            "alerts flushed"
+        );
+    }
     handle.shutdown().await;
     stop_http.notify_one();
     if let Some(h) = http {
         let _ = h.await;
-    }
-    if dirty {
-        ingest::evaluate(&mut store, &cfg.flags, ingest::now_us()).context("evaluating flags")?;
     }
     tracing::info!(
         messages = totals.messages,

@@ -541,6 +541,9 @@ pub trait Store: Send {
     fn device(&self, id: i64) -> Result<Option<DeviceView>, StoreError>;
     /// A page of flags and the total matching.
     fn flag_page(&self, q: &FlagQuery) -> Result<(u64, Vec<FlagRow>), StoreError>;
+    /// Flags whose opening or resolution has not been alerted yet (whoever evaluated: the
+    /// collector, or a CLI import), at most `max`; marks them alerted. Applied's stats are zero.
+    fn take_alerts(&mut self, max: usize) -> Result<Applied, StoreError>;
     /// Stores a new token.
     fn token_insert(&mut self, t: &TokenRecord) -> Result<(), StoreError>;
     /// A token by id.

@@ -111,6 +111,11 @@ CREATE TABLE device_summary (
     medical INTEGER NOT NULL
 );
 CREATE INDEX device_summary_type ON device_summary(device_type);
+-- Alerting state per flag: bit 1 = its opening was alerted, bit 2 = its resolution. Flags that
+-- predate alerts count as alerted, so an upgrade does not replay history.
+ALTER TABLE flags ADD COLUMN alerted INTEGER NOT NULL DEFAULT 0;
+UPDATE flags SET alerted = 3;
+CREATE INDEX flags_unalerted ON flags(alerted) WHERE alerted != 3;
 "#,
 ];
 
@@ -1680,6 +1685,39 @@ impl Store for SqliteStore {
             v.push(f);
         }
         Ok((total.max(0) as u64, v))
+    }
+
+    fn take_alerts(&mut self, max: usize) -> Result<Applied, StoreError> {
+        let tx = self.conn.transaction().map_err(db("starting alert read"))?;
+        let rows: Vec<(FlagRowRaw, i64)> = tx
+            .prepare_cached(
+                "SELECT id, kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us, resolved_us, alerted
+                 FROM flags WHERE alerted != 3
+                   AND ((status = 'open' AND alerted & 1 = 0) OR (status = 'resolved' AND alerted & 2 = 0))
+                 ORDER BY id LIMIT ?1",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![max as i64], |r| Ok((flag_row(r)?, r.get(11)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(db("reading unalerted flags"))?;
+        let mut out = Applied::default();
+        for ((mut f, ev), alerted) in rows {
+            f.evidence = decode("flag evidence", &ev)?;
+            let mark = if f.status == "open" { 1 } else { 3 };
+            tx.prepare_cached("UPDATE flags SET alerted = alerted | ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![f.id, mark]))
+                .map_err(db("marking flag alerted"))?;
+            if alerted & 1 == 0 {
+                // Opened and resolved between two alert rounds: say both, in order.
+                out.opened.push(f.clone());
+            }
+            if f.status == "resolved" {
+                out.resolved.push(f);
+            }
+        }
+        tx.commit().map_err(db("committing alert marks"))?;
+        Ok(out)
     }
 
     fn token_insert(&mut self, t: &TokenRecord) -> Result<(), StoreError> {

@@ -1,0 +1,195 @@
+//! Alerts from the running collector: the real agent's traffic opens flags, a contract import
+//! resolves one on the next scheduled evaluation, and both events arrive over MQTT (a real
+//! subscriber on the embedded broker) and at a real HTTP webhook receiver.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// A real HTTP/1.1 server that records each POSTed body and answers 200.
+fn webhook() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut len = 0usize;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let l = line.to_ascii_lowercase();
+                if let Some(v) = l.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; len];
+            if r.read_exact(&mut body).is_ok() {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    g.lock().unwrap().push(v);
+                }
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, got)
+}
+
+#[test]
+fn flags_opened_by_ingest_and_resolved_by_import_are_alerted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = d.join("ward.db");
+    let (hook_port, hooks) = webhook();
+    std::fs::write(
+        d.join("collector.toml"),
+        format!(
+            "[alerts]\nwebhook_url = \"http://127.0.0.1:{hook_port}/ward\"\n\
+             webhook_backoff_initial_ms = 100\n[ingest]\nevaluate_debounce_secs = 0\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let cfg = d.join("collector.toml");
+    let mut c = serve(
+        &db,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--evaluate-interval",
+            "1",
+        ],
+        &d.join("collector.log"),
+        Some(port),
+    );
+
+    // A real MQTT subscriber on the alerts topic.
+    let mqtt: Arc<Mutex<Vec<(String, Value)>>> = Arc::new(Mutex::new(Vec::new()));
+    let m = mqtt.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.spawn(async move {
+        let mut o = rumqttc::MqttOptions::new("alert-watcher", "127.0.0.1", port);
+        o.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut ev) = rumqttc::AsyncClient::new(o, 100);
+        client
+            .subscribe("ward/v1/alerts/#", rumqttc::QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        loop {
+            match ev.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    if let Ok(v) = serde_json::from_slice(&p.payload) {
+                        m.lock().unwrap().push((p.topic.clone(), v));
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    let out = Command::new(agent_bin())
+        .arg("read")
+        .arg(fixtures().join("dicom-dcmtk.pcap"))
+        .args(["--output", &format!("mqtt://127.0.0.1:{port}")])
+        .args([
+            "--site",
+            "north",
+            "--agent-id",
+            "span-1",
+            "--log-level",
+            "warn",
+        ])
+        .arg("--spool-dir")
+        .arg(d.join("spool"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let has = |evs: &[(String, Value)], event: &str, kind: &str| {
+        evs.iter().any(|(t, v)| {
+            t == "ward/v1/alerts/north" && v["event"] == event && v["flag"]["kind"] == kind
+        })
+    };
+    eventually("no_contract opened over MQTT", || {
+        has(&mqtt.lock().unwrap(), "opened", "no_contract")
+    });
+    eventually("no_contract opened at the webhook", || {
+        hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|v| v["event"] == "opened" && v["flag"]["kind"] == "no_contract")
+    });
+
+    let contracts = d.join("c.yaml");
+    std::fs::write(
+        &contracts,
+        "contracts:\n  - id: C-CT\n    supplier: WARD TEST MEDICAL\n    products: [\"WardScan *\"]\n",
+    )
+    .unwrap();
+    cli_json(&db, &["contracts", "import", contracts.to_str().unwrap()]);
+    // The CLI's evaluation resolved it in the database; the running collector alerts it on its
+    // next round (every second here).
+    eventually("no_contract resolved over MQTT", || {
+        has(&mqtt.lock().unwrap(), "resolved", "no_contract")
+    });
+    eventually("no_contract resolved at the webhook", || {
+        hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|v| v["event"] == "resolved" && v["flag"]["kind"] == "no_contract")
+    });
+    assert!(c.sigterm().success(), "{}", c.log_text());
+    // Each event of each flag exactly once per channel.
+    let st: Vec<(String, Value)> = mqtt.lock().unwrap().clone();
+    let mut keys: Vec<(String, i64)> = st
+        .iter()
+        .map(|(_, v)| {
+            (
+                v["event"].as_str().unwrap().to_string(),
+                v["flag"]["id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "an alert was repeated: {st:#?}");
+    for (t, v) in &st {
+        assert_eq!(v["schema"], "ward.alert.v1");
+        assert!(t.starts_with("ward/v1/alerts/"));
+    }
+    let hooks = hooks.lock().unwrap();
+    assert!(hooks.iter().all(|v| v["schema"] == "ward.alert.v1"));
+    assert_eq!(
+        hooks.len(),
+        st.len(),
+        "webhook and MQTT carry the same alerts"
+    );
+}
