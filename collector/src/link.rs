@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use crate::model::{Asset, Contract};
-use crate::pattern::Pattern;
 use crate::store::{DeviceView, Inventory, Link, LinkKind};
 
 /// Confidence of each method. A MAC is what the CMMS records for the very interface the agent
@@ -79,12 +78,10 @@ pub fn manufacturer_model(d: &DeviceView) -> (Option<&str>, Option<&str>) {
 /// Whether `c` covers a product by manufacturer and model.
 pub fn covers_model(c: &Contract, manufacturer: Option<&str>, model: &str) -> bool {
     c.products.iter().any(|p| {
-        let model_ok = Pattern::new(&p.model).is_ok_and(|pat| pat.matches(model));
+        let model_ok = crate::pattern::matches(&p.model, model);
         let mfr_ok = match (&p.manufacturer, manufacturer) {
             (_, None) => false,
-            (Some(pm), Some(m)) => {
-                Pattern::new(pm).is_ok_and(|pat| pat.matches(m)) || manufacturer_matches(pm, m)
-            }
+            (Some(pm), Some(m)) => crate::pattern::matches(pm, m) || manufacturer_matches(pm, m),
             (None, Some(m)) => manufacturer_matches(&c.supplier, m),
         };
         model_ok && mfr_ok

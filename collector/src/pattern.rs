@@ -34,6 +34,30 @@ pub enum PatternError {
     },
 }
 
+/// Whether `glob` matches `text`, compiling each distinct glob once per thread. Linking and flag
+/// evaluation test every device against every contract's patterns; compiling a regex per test
+/// dominated evaluation at 100 000 devices. Invalid globs match nothing.
+pub fn matches(glob: &str, text: &str) -> bool {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static CACHE: RefCell<HashMap<String, Option<Pattern>>> = RefCell::new(HashMap::new());
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if !c.contains_key(glob) {
+            // Contract sets are small; the bound only guards against pathological input.
+            if c.len() >= 4096 {
+                c.clear();
+            }
+            c.insert(glob.to_string(), Pattern::new(glob).ok());
+        }
+        c.get(glob)
+            .and_then(Option::as_ref)
+            .is_some_and(|p| p.matches(text))
+    })
+}
+
 impl Pattern {
     /// Compiles `glob`; blank patterns are refused.
     pub fn new(glob: &str) -> Result<Pattern, PatternError> {

@@ -8,7 +8,6 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::model::{Asset, Contract};
-use crate::pattern::Pattern;
 use crate::store::{
     AgentRow, DeviceQuery, DeviceSummary, DeviceView, FlagQuery, FlagRow, LinkKind, Store,
     StoreError,
@@ -90,11 +89,9 @@ fn vendors(p: &Principal) -> Option<Vec<String>> {
 fn owns(p: &Principal, manufacturer: Option<&str>) -> bool {
     match vendors(p) {
         None => true,
-        Some(globs) => manufacturer.is_some_and(|m| {
-            globs
-                .iter()
-                .any(|g| Pattern::new(g).is_ok_and(|p| p.matches(m)))
-        }),
+        Some(globs) => {
+            manufacturer.is_some_and(|m| globs.iter().any(|g| crate::pattern::matches(g, m)))
+        }
     }
 }
 
