@@ -111,6 +111,7 @@ fn flags_opened_by_ingest_and_resolved_by_import_are_alerted() {
     let out = Command::new(agent_bin())
         .arg("read")
         .arg(fixtures().join("dicom-dcmtk.pcap"))
+        .arg(fixtures().join("hl7-mllp.pcap"))
         .args(["--output", &format!("mqtt://127.0.0.1:{port}")])
         .args([
             "--site",
@@ -182,6 +183,7 @@ fn flags_opened_by_ingest_and_resolved_by_import_are_alerted() {
     keys.dedup();
     assert_eq!(keys.len(), n, "an alert was repeated: {st:#?}");
     for (t, v) in &st {
+        assert!(!v.to_string().to_ascii_lowercase().contains("canary"));
         assert_eq!(v["schema"], "ward.alert.v1");
         assert!(t.starts_with("ward/v1/alerts/"));
     }

@@ -62,6 +62,23 @@ fn get_json(port: u16, path: &str, token: &str) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
 
+fn ct_id_of(all: &Value) -> i64 {
+    all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| {
+            d["macs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m == "02:57:41:52:44:0a")
+        })
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap()
+}
+
 fn token(db: &Path, args: &[&str]) -> String {
     let mut a = vec!["token", "create"];
     a.extend_from_slice(args);
@@ -296,6 +313,41 @@ fn every_endpoint_with_every_role_and_vendor_isolation() {
     }
     let tokens = get_json(port, "/api/v1/tokens", &admin);
     assert!(!tokens.to_string().contains("secret"), "{tokens}");
+
+    // Every readable endpoint with each role.
+    for path in [
+        "/api/v1/devices",
+        "/api/v1/devices/ID",
+        "/api/v1/flags",
+        "/api/v1/contracts",
+        "/api/v1/assets",
+        "/api/v1/coverage",
+        "/api/v1/installed-base",
+        "/api/v1/agents",
+        "/api/v1/tokens",
+        "/metrics",
+    ] {
+        for (who, role) in [
+            (&admin, "admin"),
+            (&ce, "clinical_engineering"),
+            (&ct, "vendor"),
+        ] {
+            let want = match (path, role) {
+                ("/api/v1/tokens", "admin") => 200,
+                ("/api/v1/tokens", _) => 403,
+                ("/api/v1/agents" | "/metrics", "vendor") => 403,
+                _ => 200,
+            };
+            let p = path.replace("ID", &ct_id_of(&all).to_string());
+            let (st, body) = http(port, "GET", &p, Some(who));
+            assert_eq!(st, want, "{role} GET {p}: {body}");
+            // No patient canary on any path (the HL7 fixtures carry canary patients).
+            assert!(
+                !body.to_ascii_lowercase().contains("canary"),
+                "{role} GET {p} leaked a canary"
+            );
+        }
+    }
 
     // Filters.
     let cts = get_json(port, "/api/v1/devices?type=ct", &admin);
