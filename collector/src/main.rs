@@ -20,7 +20,8 @@ inventory with its history in SQLite, imports contracts (MC2 terms) and the clin
 asset register, links devices to assets and contracts, and raises flags - end of support, no \
 contract, services or remote access outside the contract, cleartext DICOM/HL7 - each with its \
 evidence.\n\nStart with `ward-collector serve` (embedded MQTT broker on 127.0.0.1:1883, \
-database ./ward-collector.db), point agents at it, then `contracts import` and `assets import`.\n\n\
+database ./ward-collector.db, HTTP API on 127.0.0.1:8080), point agents at it, then `contracts import` \
+and `assets import`; read with `devices`, `flags`, `report`, or the API (`token create`).\n\n\
 Configuration: --config FILE (TOML, see packaging/collector.toml) < WARD_COLLECTOR_* environment \
 < flags."
 )]
@@ -205,6 +206,13 @@ pub struct ServeArgs {
     /// MQTT client id at the external broker (stable: it names the persistent session).
     #[arg(long, env = "WARD_COLLECTOR_CLIENT_ID")]
     client_id: Option<String>,
+    /// User name at the external broker (password: --mqtt-password-file or
+    /// WARD_COLLECTOR_MQTT_PASSWORD).
+    #[arg(long, env = "WARD_COLLECTOR_MQTT_USERNAME")]
+    mqtt_username: Option<String>,
+    /// File holding the external broker password.
+    #[arg(long, env = "WARD_COLLECTOR_MQTT_PASSWORD_FILE", value_name = "FILE")]
+    mqtt_password_file: Option<PathBuf>,
     /// Shared-subscription group at the external broker, so several collectors split agents.
     #[arg(long, env = "WARD_COLLECTOR_SHARE_GROUP")]
     share_group: Option<String>,
@@ -302,6 +310,12 @@ fn real_main() -> anyhow::Result<()> {
             }
             if a.client_id.is_some() {
                 cfg.source.client_id = a.client_id;
+            }
+            if a.mqtt_username.is_some() {
+                cfg.source.username = a.mqtt_username;
+            }
+            if a.mqtt_password_file.is_some() {
+                cfg.source.password_file = a.mqtt_password_file;
             }
             if a.share_group.is_some() {
                 cfg.source.share_group = a.share_group;
