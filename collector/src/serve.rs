@@ -22,6 +22,9 @@ use crate::source::{self, Delivery, SourceConfig};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{IngestStats, Store};
 
+/// Longest a batch waits to fill once messages are flowing.
+const BATCH_WAIT: Duration = Duration::from_millis(5);
+
 /// Topic filters the collector subscribes to.
 pub const FILTERS: [&str; 2] = ["ward/v1/+/+/devices", "ward/v1/+/+/status"];
 
@@ -210,9 +213,18 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                     anyhow::bail!("the ingest source stopped");
                 };
                 let mut deliveries = vec![first];
+                // Each commit is an fsync: under load, wait a few milliseconds for a fuller
+                // batch rather than commit a trickle one message at a time.
+                let deadline = tokio::time::Instant::now() + BATCH_WAIT;
                 while deliveries.len() < batch_max {
                     match rx.try_recv() {
                         Ok(d) => deliveries.push(d),
+                        Err(_) if deliveries.len() > 1 => {
+                            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                                Ok(Some(d)) => deliveries.push(d),
+                                _ => break,
+                            }
+                        }
                         Err(_) => break,
                     }
                 }
