@@ -62,7 +62,7 @@ struct Global {
 enum Cmd {
     /// Run the collector: embedded MQTT broker (or --broker), ingest, scheduled flag evaluation.
     /// Stops cleanly on SIGTERM/SIGINT after committing what it has acknowledged.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Replay agent JSON-lines files (`ward-agent read --output jsonl:FILE`) into the database.
     Ingest {
         /// JSON-lines files.
