@@ -8,6 +8,7 @@ pub mod assets;
 pub mod broker;
 pub mod config;
 pub mod contracts;
+pub mod demo;
 pub mod flags;
 pub mod ingest;
 pub mod link;

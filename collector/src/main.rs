@@ -60,6 +60,30 @@ struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// The whole system on the bundled sample site: a collector (embedded broker, SQLite in a
+    /// temporary directory) receives examples/sample-site.pcap from the real ward-agent over
+    /// MQTT, imports the sample contracts and CMMS export, prints devices and flags, then serves
+    /// the API with a read-only token until Ctrl-C.
+    Demo {
+        /// Capture to stream.
+        #[arg(long, default_value = "examples/sample-site.pcap")]
+        capture: PathBuf,
+        /// Contracts (`{{EOS_SOON}}` becomes the evaluation date + 90 days).
+        #[arg(long, default_value = "examples/contracts.yaml")]
+        contracts: PathBuf,
+        /// CMMS export.
+        #[arg(long, default_value = "examples/cmms-assets.csv")]
+        assets: PathBuf,
+        /// API address (a free port if taken).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
+        /// Keep the database in this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print and exit instead of serving the API.
+        #[arg(long)]
+        no_serve: bool,
+    },
     /// Run the collector: embedded MQTT broker (or --broker), ingest, scheduled flag evaluation.
     /// Stops cleanly on SIGTERM/SIGINT after committing what it has acknowledged.
     Serve(Box<ServeArgs>),
@@ -299,6 +323,14 @@ fn real_main() -> anyhow::Result<()> {
     if let Some(f) = cli.global.log_format {
         cfg.log_format = f;
     }
+    if matches!(cli.cmd, Cmd::Demo { .. })
+        && std::env::var_os("WARD_COLLECTOR_LOG").is_none()
+        && cfg.log_level == Config::default().log_level
+    {
+        // The demo prints tables; logs would drown them (rumqttd logs every disconnect as an
+        // error).
+        cfg.log_level = "warn,rumqttd=off".into();
+    }
     init_logging(&cfg)?;
     match cli.cmd {
         Cmd::Serve(a) => {
@@ -344,6 +376,21 @@ fn real_main() -> anyhow::Result<()> {
             }
             ward_collector::serve::run(cfg)
         }
+        Cmd::Demo {
+            capture,
+            contracts,
+            assets,
+            http,
+            dir,
+            no_serve,
+        } => ward_collector::demo::run(ward_collector::demo::DemoArgs {
+            capture,
+            contracts,
+            assets,
+            http,
+            dir,
+            no_serve,
+        }),
         Cmd::Ingest { files, batch } => {
             let mut store = open(&cfg)?;
             let t = std::time::Instant::now();

@@ -235,11 +235,15 @@ pub fn run(
             w.flush()?;
         }
         Format::Table => {
+            // Columns are capped so one long value does not push the rest off screen; the last
+            // column (a summary, usually) is never cut.
+            const CAP: usize = 80;
+            let last = head.len().saturating_sub(1);
             let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
             for r in &rows {
                 for (i, c) in r.iter().enumerate() {
                     if let Some(w) = width.get_mut(i) {
-                        *w = (*w).max(c.chars().count()).min(60);
+                        *w = (*w).max(c.chars().count()).min(CAP);
                     }
                 }
             }
@@ -247,7 +251,11 @@ pub fn run(
                 let mut s = String::new();
                 for (i, c) in cells.iter().enumerate() {
                     let w = width.get(i).copied().unwrap_or(0);
-                    let c: String = c.chars().take(60).collect();
+                    let c: String = if i == last {
+                        c.clone()
+                    } else {
+                        c.chars().take(CAP).collect()
+                    };
                     s.push_str(&format!("{c:<w$}  "));
                 }
                 writeln!(out, "{}", s.trim_end())

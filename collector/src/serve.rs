@@ -198,7 +198,9 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let mut totals = IngestStats::default();
     let mut rejected = 0u64;
     let mut dirty = false;
-    let mut last_eval = Instant::now() - debounce;
+    let mut last_eval = Instant::now()
+        .checked_sub(debounce)
+        .unwrap_or_else(Instant::now);
     let mut eval_cost = Duration::ZERO;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

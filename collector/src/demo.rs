@@ -1,0 +1,325 @@
+//! `ward-collector demo`: the whole system on the bundled sample site, in one command. A real
+//! collector (embedded broker, SQLite in a temporary directory) receives the sample capture from
+//! the real `ward-agent` process over MQTT; the sample contracts and CMMS export are imported;
+//! the inventory and flags are printed; the API keeps serving with a read-only token until
+//! Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::config::Config;
+use crate::ingest;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+
+/// Demo options.
+#[derive(Debug, Clone)]
+pub struct DemoArgs {
+    /// Capture to stream.
+    pub capture: PathBuf,
+    /// Contract file (`{{EOS_SOON}}` is replaced by the evaluation date + 90 days).
+    pub contracts: PathBuf,
+    /// CMMS export.
+    pub assets: PathBuf,
+    /// API address (a free port is used if taken).
+    pub http: std::net::SocketAddr,
+    /// Keep the database here instead of a temporary directory.
+    pub dir: Option<PathBuf>,
+    /// Exit after printing instead of serving.
+    pub no_serve: bool,
+}
+
+fn step(n: u32, text: &str) {
+    eprintln!("[demo {n}/6] {text}");
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The agent binary: beside this one (a release or debug build of the workspace), else built
+/// with the cargo that ran us (`cargo run` sets `CARGO`).
+fn agent_binary() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe().context("locating ward-collector")?;
+    let beside = me.with_file_name("ward-agent");
+    if beside.exists() {
+        return Ok(beside);
+    }
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let release = me
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "release");
+        eprintln!("[demo] building ward-agent (first run only)…");
+        let mut c = Command::new(cargo);
+        c.args(["build", "-q", "-p", "ward-agent", "--bin", "ward-agent"]);
+        if release {
+            c.arg("--release");
+        }
+        let st = c.status().context("running cargo build -p ward-agent")?;
+        if st.success() && beside.exists() {
+            return Ok(beside);
+        }
+    }
+    if let Some(p) = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("ward-agent"))
+            .find(|p| p.exists())
+    }) {
+        return Ok(p);
+    }
+    bail!(
+        "ward-agent not found beside {} or on PATH; build it with `cargo build --release -p ward-agent`",
+        me.display()
+    )
+}
+
+/// Runs the demo; removes its temporary directory afterwards (not `--dir`).
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let temp = args.dir.is_none();
+    let mut dir_used = None;
+    let r = run_in(args, &mut dir_used);
+    if let (true, Some(d)) = (temp, dir_used) {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    r
+}
+
+fn run_in(args: DemoArgs, dir_used: &mut Option<PathBuf>) -> anyhow::Result<()> {
+    for (what, p) in [
+        ("capture", &args.capture),
+        ("contracts", &args.contracts),
+        ("assets", &args.assets),
+    ] {
+        anyhow::ensure!(
+            p.exists(),
+            "demo {what} {} not found (run from the repository root, or pass --{what})",
+            p.display()
+        );
+    }
+    let agent = agent_binary()?;
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            d.clone()
+        }
+        None => tempfile_dir()?,
+    };
+    *dir_used = Some(dir.clone());
+    let db = dir.join("ward.db");
+    let broker_port = free_port()?;
+    let http = if args.http.port() != 0 && std::net::TcpListener::bind(args.http).is_ok() {
+        args.http
+    } else {
+        std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?))
+    };
+
+    // 1. The collector, in this process, on its own thread.
+    let mut cfg = Config {
+        db: db.clone(),
+        ..Config::default()
+    };
+    cfg.broker.listen = std::net::SocketAddr::from(([127, 0, 0, 1], broker_port));
+    cfg.http.listen = http;
+    cfg.alerts.mqtt = true;
+    // The sample's flags are evaluated as of its capture time (below), not the wall clock: the
+    // serving collector must not re-evaluate on its own while the demo runs.
+    const TEN_YEARS: u64 = 10 * 365 * 86_400;
+    cfg.ingest.evaluate_interval_secs = TEN_YEARS;
+    cfg.ingest.evaluate_debounce_secs = TEN_YEARS;
+    cfg.log_level = "warn,rumqttd=off".into();
+    step(
+        1,
+        &format!(
+            "collector: embedded MQTT broker on 127.0.0.1:{broker_port}, SQLite at {}",
+            db.display()
+        ),
+    );
+    let serve_cfg = cfg.clone();
+    let server = std::thread::spawn(move || crate::serve::run(serve_cfg));
+    // Probe the API port: it opens after the broker listens, and a bare TCP probe of the broker
+    // would be logged as a failed MQTT connection.
+    let start = Instant::now();
+    while std::net::TcpStream::connect(http).is_err() {
+        if server.is_finished() {
+            return match server.join() {
+                Ok(r) => r.context("collector stopped"),
+                Err(_) => bail!("collector thread panicked"),
+            };
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(20),
+            "collector did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // 2. The real agent streams the capture over MQTT.
+    step(
+        2,
+        &format!("ward-agent streams {} over MQTT…", args.capture.display()),
+    );
+    let t = Instant::now();
+    let out = Command::new(&agent)
+        .arg("read")
+        .arg(&args.capture)
+        .args(["--output", &format!("mqtt://127.0.0.1:{broker_port}")])
+        .args(["--site", "demo", "--agent-id", "demo-span-1"])
+        .arg("--spool-dir")
+        .arg(dir.join("spool"))
+        .args(["--log-level", "warn", "--stats-interval", "1"])
+        .output()
+        .with_context(|| format!("running {}", agent.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ward-agent failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Wait until the collector has stored everything the agent sent.
+    let mut last = (0u64, Instant::now());
+    loop {
+        let store = SqliteStore::open(&db)?;
+        let agents = store.agents()?;
+        let n: i64 = agents.iter().map(|a| a.messages).sum();
+        let missing: i64 = agents.iter().map(|a| a.missing).sum();
+        let n = n.max(0) as u64;
+        if n != last.0 {
+            last = (n, Instant::now());
+        }
+        if n > 0 && missing == 0 && last.1.elapsed() > Duration::from_millis(700) {
+            let c = store.counts()?;
+            step(
+                3,
+                &format!(
+                    "stored {n} observation messages, {} devices ({:.1} s)",
+                    c.devices,
+                    t.elapsed().as_secs_f64()
+                ),
+            );
+            break;
+        }
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(120),
+            "collector did not store the agent's messages"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // 3. Contracts and CMMS export, evaluated as of one day after the capture (the sample's
+    //    time-based flags are relative to it).
+    let mut store = SqliteStore::open(&db)?;
+    let inv = store.inventory()?;
+    let last_seen = inv.devices.iter().map(|d| d.last_us).max().unwrap_or(0);
+    let now = last_seen + 86_400_000_000;
+    let eos_soon = chrono::DateTime::from_timestamp_micros(now + 90 * 86_400_000_000)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    let text = std::fs::read_to_string(&args.contracts)
+        .with_context(|| format!("reading {}", args.contracts.display()))?
+        .replace("{{EOS_SOON}}", &eos_soon);
+    let cfile = dir.join(
+        args.contracts
+            .file_name()
+            .unwrap_or_else(|| std::ffi::OsStr::new("contracts.yaml")),
+    );
+    std::fs::write(&cfile, text)?;
+    let contracts = crate::contracts::load(&cfile)?;
+    store.import_contracts(&contracts, &cfile.display().to_string(), now)?;
+    let imp = crate::assets::load(&args.assets, &crate::assets::ColumnMap::default())?;
+    store.import_assets(&imp.assets, false, &args.assets.display().to_string(), now)?;
+    let ev = ingest::evaluate(&mut store, &cfg.flags, now)?;
+    step(
+        4,
+        &format!(
+            "imported {} contracts and {} assets; evaluated as of {}: {} open flags",
+            contracts.len(),
+            imp.assets.len(),
+            chrono::DateTime::from_timestamp_micros(now)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+            ev.stats.flags_open
+        ),
+    );
+
+    // 4. Tables.
+    step(5, "inventory and flags:");
+    let p = crate::tokens::Principal::local_admin();
+    let stdout = std::io::stdout();
+    let mut o = stdout.lock();
+    use std::io::Write;
+    writeln!(o, "\nDEVICES")?;
+    crate::report::run(
+        &store,
+        &p,
+        crate::report::Kind::Devices,
+        crate::report::Format::Table,
+        None,
+        &mut o,
+    )?;
+    writeln!(o, "\nOPEN FLAGS")?;
+    crate::report::run(
+        &store,
+        &p,
+        crate::report::Kind::Flags,
+        crate::report::Format::Table,
+        Some("open".into()),
+        &mut o,
+    )?;
+    writeln!(o, "\nCOVERAGE")?;
+    crate::report::run(
+        &store,
+        &p,
+        crate::report::Kind::Coverage,
+        crate::report::Format::Table,
+        None,
+        &mut o,
+    )?;
+    // Mark what the demo opened as alerted: the serving collector must not replay it.
+    while {
+        let b = store.take_alerts(1000)?;
+        !(b.opened.is_empty() && b.resolved.is_empty())
+    } {}
+    let (_, token) = crate::tokens::create(
+        &mut store,
+        "demo (read-only)",
+        crate::tokens::Role::ClinicalEngineering,
+        &[],
+        None,
+        ingest::now_us(),
+    )?;
+    drop(o);
+    if args.no_serve {
+        step(6, "done (--no-serve)");
+        stop_server();
+        return match server.join() {
+            Ok(r) => r,
+            Err(_) => bail!("collector thread panicked"),
+        };
+    }
+    step(
+        6,
+        &format!(
+            "the API is serving until Ctrl-C:\n\n    curl -H 'Authorization: Bearer {token}' http://{http}/api/v1/devices\n    curl -H 'Authorization: Bearer {token}' 'http://{http}/api/v1/flags?status=open'\n    OpenAPI: http://{http}/api/v1/openapi.json\n"
+        ),
+    );
+    match server.join() {
+        Ok(r) => r,
+        Err(_) => bail!("collector thread panicked"),
+    }
+}
+
+/// Asks the in-process collector to stop the way an operator would.
+fn stop_server() {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGTERM);
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let base = std::env::temp_dir().join(format!("ward-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    Ok(base)
+}
