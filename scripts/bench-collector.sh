@@ -22,9 +22,9 @@ if [ "$MODE" = mosquitto ]; then
   printf 'user root\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\nlistener %s 127.0.0.1\nallow_anonymous true\n' "$mport" > "$TMP/m.conf"
   /usr/sbin/mosquitto -c "$TMP/m.conf" >"$TMP/m.log" 2>&1 &
   sleep 0.5
-  WARD_COLLECTOR_LOG=warn $BIN/ward-collector --db "$TMP/ward.db" serve --broker "mqtt://127.0.0.1:$mport" --client-id bench >"$TMP/c.log" 2>&1 &
+  WARD_COLLECTOR_LOG=warn $BIN/ward-collector --db "$TMP/ward.db" serve --no-http --broker "mqtt://127.0.0.1:$mport" --client-id bench >"$TMP/c.log" 2>&1 &
 else
-  WARD_COLLECTOR_LOG=warn $BIN/ward-collector --db "$TMP/ward.db" serve --listen "127.0.0.1:$port" >"$TMP/c.log" 2>&1 &
+  WARD_COLLECTOR_LOG=warn $BIN/ward-collector --db "$TMP/ward.db" serve --no-http --listen "127.0.0.1:$port" >"$TMP/c.log" 2>&1 &
 fi
 cpid=$!
 sleep 1
@@ -32,6 +32,7 @@ start=$(date +%s.%N)
 $BIN/publish-observations "127.0.0.1:$port" "$N" "$PER" bench
 pub_done=$(date +%s.%N)
 while :; do
+  kill -0 $cpid 2>/dev/null || { echo "collector exited:"; cat "$TMP/c.log"; exit 1; }
   n=$(WARD_COLLECTOR_LOG=error $BIN/ward-collector --db "$TMP/ward.db" status | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
   [ "$n" -ge "$N" ] && break
   sleep 0.1
