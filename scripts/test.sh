@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole ward test suite, as CI runs it: installs what the tests need (when root), then
-# fmt check, clippy with -D warnings, every test, and the fuzz-corpus replay.
+# fmt check, clippy with -D warnings, every test (fuzz-corpus replay, demo, real brokers), and
+# the .deb packages' install/verify/remove cycle.
 #
 #   scripts/test.sh            # everything
 #   WARD_SKIP_INSTALL=1 ...    # do not touch the system's packages (they must already be there)
@@ -33,6 +34,10 @@ install_deps() {
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  if ! command -v cargo-deb >/dev/null; then
+    log "cargo install cargo-deb"
+    cargo install -q --locked cargo-deb --version 3.8.0
+  fi
   if ! python3 -c 'import pynetdicom, hl7apy, hl7' 2>/dev/null || ! command -v mllp_send >/dev/null; then
     log "pip install ${PIP_PACKAGES[*]}"
     python3 -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
@@ -52,7 +57,7 @@ require() {
 }
 
 install_deps
-require cargo mosquitto mosquitto_sub openssl tc tshark tcpdump /usr/bin/storescu /usr/bin/storescp /usr/bin/echoscu /usr/bin/findscu wlmscpfs dump2dcm dnsmasq dhclient mllp_send ip ethtool editcap capinfos
+require cargo cargo-deb dpkg mosquitto mosquitto_sub openssl tc tshark tcpdump /usr/bin/storescu /usr/bin/storescp /usr/bin/echoscu /usr/bin/findscu wlmscpfs dump2dcm dnsmasq dhclient mllp_send ip ethtool editcap capinfos
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -73,5 +78,14 @@ export WARD_FRESH_CAPTURES="$FRESH"
 
 log "cargo test (workspace)"
 cargo test --workspace --locked
+
+# The .deb packages: build, install, systemd-analyze verify, run as their service users, remove,
+# purge. Needs root (dpkg); like every other part, never skipped.
+log "packages (scripts/check-packages.sh)"
+if [[ $(id -u) -ne 0 ]]; then
+  echo "the package checks need root (dpkg -i); run this script as root" >&2
+  exit 1
+fi
+scripts/check-packages.sh
 
 log "all checks passed"
