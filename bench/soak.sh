@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# Soak test: agent -> real mosquitto -> ward-collector for MINUTES, with the broker and the
+# collector killed -9 and restarted at random times, then checks that nothing was lost,
+# duplicated or leaked. Prints one line `SOAK PASS ...` or `SOAK FAIL: reason` and exits 0/1.
+#
+#   bench/soak.sh [MINUTES]          # default 10
+#   SOAK_SECONDS=60 bench/soak.sh    # duration in seconds (overrides MINUTES)
+#
+# Environment (all optional):
+#   SOAK_CAPTURES        capture files replayed (default: tests/fixtures/*.pcap*)
+#   SOAK_ROUND_SECONDS   pause between two replays of all captures (default 0.5)
+#   SOAK_SAMPLE_SECONDS  RSS sampling period (default: 5, less for short runs)
+#   SOAK_SNAPSHOT_SECONDS  agent snapshot period (default 2: a full snapshot this often keeps
+#                        messages in flight when a kill lands; the agent's default is 300)
+#   SOAK_SEED            seed of the kill schedule (default: random; printed)
+#   SOAK_RSS_TOLERANCE   allowed RSS growth, last vs first quarter (default 0.20)
+#   SOAK_KEEP=1          keep the temporary directory (logs, databases) and print its path
+#
+# Timeline (fractions of the duration): 0-10 % warm-up; 10-25 % first RSS window; kills
+# between 25 % and 65 %; 75-100 % last RSS window. The agent is one long-lived
+# `ward-agent read -` fed by bench/lib/replay.py (the captures as a live pcapng stream with
+# fresh timestamps), so its RSS is meaningful; it is never killed.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+MINUTES=${1:-10}
+[[ $MINUTES =~ ^[0-9]+$ ]] || { echo "soak.sh: MINUTES must be a whole number, got '$MINUTES'" >&2; exit 2; }
+DURATION=${SOAK_SECONDS:-$((MINUTES * 60))}
+[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 30 ]] || { echo "soak.sh: duration must be >= 30 s (SOAK_SECONDS)" >&2; exit 2; }
+ROUND=${SOAK_ROUND_SECONDS:-0.5}
+SAMPLE=${SOAK_SAMPLE_SECONDS:-$(( DURATION >= 200 ? 5 : (DURATION >= 80 ? 2 : 1) ))}
+SEED=${SOAK_SEED:-$(( (RANDOM << 15) | RANDOM ))}
+RANDOM=$SEED
+
+need() { command -v "$1" > /dev/null 2>&1 || { echo "soak.sh: missing '$1': $2" >&2; exit 2; }; }
+need mosquitto "install it: apt-get install mosquitto"
+need python3 "install Python 3"
+need cargo "install Rust (rustup)"
+
+if [[ -n ${SOAK_CAPTURES:-} ]]; then
+  read -r -a CAPTURES <<< "$SOAK_CAPTURES"
+else
+  CAPTURES=(tests/fixtures/*.pcap*)
+fi
+for c in "${CAPTURES[@]}"; do
+  [[ -s $c ]] || { echo "soak.sh: capture '$c' is missing or empty" >&2; exit 2; }
+done
+
+echo "soak: building ward-agent and ward-collector (release)" >&2
+cargo build --release -q -p ward-agent -p ward-collector
+AGENT=$ROOT/target/release/ward-agent
+COLLECTOR=$ROOT/target/release/ward-collector
+
+TMP=$(mktemp -d /tmp/ward-soak.XXXXXX)
+MQ_PID='' COLL_PID='' AGENT_PID='' FEED_PID=''
+
+stop_pid() { # PID [SIGNAL]: signal one process we started and reap it (10 s, then KILL)
+  local pid=$1 sig=${2:-TERM} i
+  [[ -n $pid ]] || return 0
+  kill -0 "$pid" 2> /dev/null || { wait "$pid" 2> /dev/null || true; return 0; }
+  kill "-$sig" "$pid" 2> /dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2> /dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2> /dev/null && kill -KILL "$pid" 2> /dev/null
+  wait "$pid" 2> /dev/null || true
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_pid "$FEED_PID"
+  stop_pid "$AGENT_PID"
+  stop_pid "$COLL_PID"
+  stop_pid "$MQ_PID"
+  if [[ ${SOAK_KEEP:-0} == 1 ]]; then
+    echo "soak: kept $TMP" >&2
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() { echo "SOAK FAIL: $*"; exit 1; }
+
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+BROKER=mqtt://127.0.0.1:$PORT
+mkdir -p "$TMP/mosquitto" "$TMP/spool"
+# Persistence written after every change (mosquitto has no write-ahead log: this is as durable
+# as it gets); no queue limits, so a collector that is down for a while loses nothing.
+cat > "$TMP/mosquitto.conf" << EOF
+listener $PORT 127.0.0.1
+allow_anonymous true
+user $(id -un)
+persistence true
+persistence_location $TMP/mosquitto/
+autosave_interval 1
+autosave_on_changes true
+max_queued_messages 0
+max_queued_bytes 0
+max_inflight_messages 0
+log_dest stderr
+log_type error
+log_type warning
+EOF
+
+wait_port() {
+  python3 - "$PORT" << 'PY'
+import socket, sys, time
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+}
+start_broker() {
+  mosquitto -c "$TMP/mosquitto.conf" >> "$TMP/mosquitto.log" 2>&1 &
+  MQ_PID=$!
+  wait_port || fail "mosquitto did not listen on port $PORT (see log: $(tail -3 "$TMP/mosquitto.log"))"
+}
+start_collector() {
+  "$COLLECTOR" serve --broker "$BROKER" --client-id soak --no-http --db "$TMP/ward.db" \
+    --log-level 'warn,ward_collector=info' >> "$TMP/collector.log" 2>&1 &
+  COLL_PID=$!
+}
+rss_kb() { # PID: resident set in kB, or "-"
+  local v=''
+  if [[ -n $1 ]]; then v=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2> /dev/null) || true; fi
+  echo "${v:--}"
+}
+
+# 1. The oracle: the captures read offline, ingested into a fresh database.
+"$AGENT" read "${CAPTURES[@]}" --output "jsonl:$TMP/offline.jsonl" --site soak --agent-id soak-1 \
+  --spool-dir "$TMP/offline-spool" --log-level warn
+"$COLLECTOR" --db "$TMP/ref.db" --log-level warn ingest "$TMP/offline.jsonl" > /dev/null
+"$COLLECTOR" --db "$TMP/ref.db" --log-level warn devices --json > "$TMP/ref-devices.json"
+
+# 2. Broker, collector, agent fed by the replayer.
+start_broker
+start_collector
+mkfifo "$TMP/feed"
+printf 'batch_interval_secs = 1\nsnapshot_interval_secs = %s\nstats_interval_secs = 5\n' \
+  "${SOAK_SNAPSHOT_SECONDS:-2}" > "$TMP/agent.toml"
+python3 bench/lib/replay.py --round-seconds "$ROUND" "${CAPTURES[@]}" > "$TMP/feed" 2> "$TMP/replay.log" &
+FEED_PID=$!
+"$AGENT" read - --config "$TMP/agent.toml" --output "$BROKER" --site soak --agent-id soak-1 \
+  --spool-dir "$TMP/spool" --log-level warn < "$TMP/feed" > "$TMP/agent.log" 2>&1 &
+AGENT_PID=$!
+echo "soak: ${DURATION} s, seed $SEED, broker $BROKER, RSS every ${SAMPLE} s, dir $TMP" >&2
+
+# 3. Run: sample RSS, kill -9 and restart broker / collector (alternately) at random times.
+KILL_FROM=$((DURATION * 25 / 100)) KILL_UNTIL=$((DURATION * 65 / 100))
+KMIN=$((DURATION / 30 > 2 ? DURATION / 30 : 2))
+KMAX=$((DURATION / 10 > KMIN + 1 ? DURATION / 10 : KMIN + 1))
+DOWN_MAX=$((DURATION / 30 > 10 ? 10 : (DURATION / 30 > 1 ? DURATION / 30 : 1)))
+rand_between() { echo $(($1 + RANDOM % ($2 - $1 + 1))); }
+next_kill=$((KILL_FROM + $(rand_between 0 "$KMIN")))
+next_target=$((RANDOM % 2)) # 0 broker, 1 collector
+down='' restart_at=0 kills_broker=0 kills_collector=0 next_sample=0
+: > "$TMP/rss.tsv"
+SECONDS=0
+while ((SECONDS < DURATION)); do
+  now=$SECONDS
+  kill -0 "$AGENT_PID" 2> /dev/null || fail "the agent exited during the run: $(tail -3 "$TMP/agent.log")"
+  kill -0 "$FEED_PID" 2> /dev/null || fail "the replayer exited during the run: $(tail -3 "$TMP/replay.log")"
+  if ((now >= next_sample)); then
+    printf '%s\t%s\t%s\n' "$now" "$(rss_kb "$AGENT_PID")" "$(rss_kb "$COLL_PID")" >> "$TMP/rss.tsv"
+    next_sample=$((now + SAMPLE))
+  fi
+  if [[ -z $down ]] && ((now >= next_kill && now < KILL_UNTIL)); then
+    if ((next_target == 0)); then
+      kill -KILL "$MQ_PID"; wait "$MQ_PID" 2> /dev/null || true
+      down=broker kills_broker=$((kills_broker + 1)) MQ_PID=''
+    else
+      kill -KILL "$COLL_PID"; wait "$COLL_PID" 2> /dev/null || true
+      down=collector kills_collector=$((kills_collector + 1)) COLL_PID=''
+    fi
+    restart_at=$((now + $(rand_between 1 "$DOWN_MAX")))
+    echo "soak: t=${now}s kill -9 $down (back at t=${restart_at}s)" >&2
+    next_target=$((1 - next_target))
+  fi
+  if [[ -n $down ]] && ((now >= restart_at)); then
+    if [[ $down == broker ]]; then start_broker; else start_collector; fi
+    down=''
+    next_kill=$((SECONDS + $(rand_between "$KMIN" "$KMAX")))
+  fi
+  if [[ -n $COLL_PID ]] && ! kill -0 "$COLL_PID" 2> /dev/null; then
+    fail "the collector died on its own: $(tail -3 "$TMP/collector.log")"
+  fi
+  sleep 1
+done
+if [[ $down == broker ]]; then start_broker; fi
+if [[ $down == collector ]]; then start_collector; fi
+
+# 4. Stop the input; the agent flushes and exits; then drain what is left in its spool.
+stop_pid "$FEED_PID"; FEED_PID=''
+for ((i = 0; i < 300; i++)); do kill -0 "$AGENT_PID" 2> /dev/null || break; sleep 0.2; done
+agent_rc=0
+if kill -0 "$AGENT_PID" 2> /dev/null; then
+  fail "the agent did not exit within 60 s of the end of its input"
+fi
+wait "$AGENT_PID" || agent_rc=$?
+AGENT_PID=''
+((agent_rc == 0)) || fail "the agent exited with status $agent_rc: $(tail -3 "$TMP/agent.log")"
+spool_depth() { find "$TMP/spool" -name '*.msg' | wc -l; }
+printf '\xd4\xc3\xb2\xa1\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\x00\x00\x01\x00\x00\x00' > "$TMP/empty.pcap"
+for ((i = 0; i < 12 && $(spool_depth) > 0; i++)); do
+  echo "soak: $(spool_depth) message(s) still spooled; draining" >&2
+  "$AGENT" read "$TMP/empty.pcap" --output "$BROKER" --site soak --agent-id soak-1 \
+    --spool-dir "$TMP/spool" --log-level warn >> "$TMP/agent.log" 2>&1 || true
+done
+(($(spool_depth) == 0)) || fail "the agent's spool did not drain: $(spool_depth) message(s) left"
+corrupt=$(find "$TMP/spool" -name '*.corrupt' | wc -l)
+((corrupt == 0)) || fail "$corrupt corrupt spool file(s)"
+
+# 5. Wait until the collector has stored everything (message count stable), stop it cleanly.
+last='' stable=0
+for ((i = 0; i < 60 && stable < 3; i++)); do
+  sleep 1
+  cur=$("$COLLECTOR" --db "$TMP/ward.db" --log-level error agents 2> /dev/null | tr -d ' \n' || true)
+  if [[ -n $cur && $cur == "$last" ]]; then stable=$((stable + 1)); else stable=0; fi
+  last=$cur
+done
+stop_pid "$COLL_PID"; COLL_PID=''
+stop_pid "$MQ_PID"; MQ_PID=''
+
+# 6. Judge.
+"$COLLECTOR" --db "$TMP/ward.db" --log-level warn devices --json > "$TMP/devices.json"
+"$COLLECTOR" --db "$TMP/ward.db" --log-level warn agents > "$TMP/agents.json"
+"$COLLECTOR" --db "$TMP/ward.db" --log-level warn status > "$TMP/status.json"
+python3 bench/lib/soak_check.py "$TMP" "$DURATION" "$kills_broker" "$kills_collector"
