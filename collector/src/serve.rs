@@ -41,27 +41,73 @@ fn read_credentials(
     })
 }
 
-/// Links, flags, summaries; then alerts for what opened or resolved.
-fn run_eval(
-    store: &mut SqliteStore,
-    cfg: &Config,
-    metrics: &Metrics,
-    alerter: Option<&alerts::Alerter>,
+/// What the ingest loop tells the evaluator.
+enum EvalMsg {
+    /// New data was committed.
+    Dirty,
+    /// Evaluate once more if needed, then stop.
+    Stop,
+}
+
+/// Links, flags, summaries, then alerts for what opened or resolved — on its own thread and
+/// database connection, so ingest never waits for an evaluation (seconds at 100 000 devices).
+/// Runs at start, after new data (debounced: never sooner than four times its own last cost, so
+/// it cannot take more than a fifth of the database's time), and on the schedule.
+fn evaluator(
+    cfg: Config,
+    metrics: Arc<Metrics>,
+    alerter: Arc<alerts::Alerter>,
+    rx: std::sync::mpsc::Receiver<EvalMsg>,
 ) -> anyhow::Result<()> {
-    tokio::task::block_in_place(|| ingest::evaluate(store, &cfg.flags, ingest::now_us()))
-        .context("evaluating flags")?;
-    metrics.evaluations.fetch_add(1, Ordering::Relaxed);
-    // Alerts come from the database, not from this evaluation alone: a CLI import or another
-    // collector may have opened or resolved flags since the last round.
-    if let Some(a) = alerter {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut store =
+        SqliteStore::open(&cfg.db).with_context(|| format!("database {}", cfg.db.display()))?;
+    let interval = Duration::from_secs(cfg.ingest.evaluate_interval_secs.max(1));
+    let debounce = Duration::from_secs(cfg.ingest.evaluate_debounce_secs);
+    let mut dirty = false;
+    let mut last = Instant::now();
+    let mut cost = Duration::ZERO;
+    let mut scheduled = Instant::now();
+    let mut stopping = false;
+    loop {
+        if !stopping {
+            let due = if dirty {
+                (last + debounce.max(cost * 4)).min(scheduled)
+            } else {
+                scheduled
+            };
+            match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                Ok(EvalMsg::Dirty) => {
+                    dirty = true;
+                    continue;
+                }
+                Ok(EvalMsg::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    stopping = true;
+                    if !dirty {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        let t = Instant::now();
+        ingest::evaluate(&mut store, &cfg.flags, ingest::now_us()).context("evaluating flags")?;
+        metrics.evaluations.fetch_add(1, Ordering::Relaxed);
+        // Alerts come from the database, not from this evaluation alone: a CLI import or
+        // another collector may have opened or resolved flags since the last round.
         loop {
-            let batch = tokio::task::block_in_place(|| store.take_alerts(1000))
-                .context("reading flags to alert")?;
-            let n = batch.opened.len() + batch.resolved.len();
-            if n == 0 {
+            let batch = store.take_alerts(1000).context("reading flags to alert")?;
+            if batch.opened.is_empty() && batch.resolved.is_empty() {
                 break;
             }
-            a.notify(&batch);
+            alerter.notify(&batch);
+        }
+        cost = t.elapsed();
+        last = Instant::now();
+        scheduled = last + interval;
+        dirty = false;
+        if stopping {
+            break;
         }
     }
     Ok(())
@@ -173,8 +219,16 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let alerter =
         alerts::Alerter::start(&cfg.alerts, alert_mqtt.unwrap_or(alerts::AlertMqtt::None))
             .context("starting alerts")?;
-    let alerter = Some(alerter);
+    let alerter = Arc::new(alerter);
     let metrics = Arc::new(Metrics::default());
+    let (eval_tx, eval_rx) = std::sync::mpsc::sync_channel::<EvalMsg>(1);
+    let eval_thread = {
+        let (cfg, metrics, alerter) = (cfg.clone(), metrics.clone(), alerter.clone());
+        std::thread::Builder::new()
+            .name("evaluator".into())
+            .spawn(move || evaluator(cfg, metrics, alerter, eval_rx))
+            .context("starting the evaluator thread")?
+    };
     let stop_http = Arc::new(tokio::sync::Notify::new());
     let http = if cfg.http.enabled {
         let state = Arc::new(ApiState::new(
@@ -190,18 +244,9 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(db = %cfg.db.display(), "collector running");
 
     let batch_max = cfg.ingest.batch.max(1);
-    let debounce = Duration::from_secs(cfg.ingest.evaluate_debounce_secs);
-    let mut tick = tokio::time::interval(Duration::from_secs(
-        cfg.ingest.evaluate_interval_secs.max(1),
-    ));
     let mut stats_tick = tokio::time::interval(Duration::from_secs(30));
     let mut totals = IngestStats::default();
     let mut rejected = 0u64;
-    let mut dirty = false;
-    let mut last_eval = Instant::now()
-        .checked_sub(debounce)
-        .unwrap_or_else(Instant::now);
-    let mut eval_cost = Duration::ZERO;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let started = Instant::now();
@@ -250,25 +295,16 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 }
                 totals.add(&st);
                 count(&metrics, &st, rejected_now);
-                dirty |= st.messages > 0 || st.statuses > 0;
-                // Evaluation reads the whole inventory (seconds at 100 000 devices): never let it
-                // take more than a fifth of the loop's time away from ingest.
-                if dirty && last_eval.elapsed() >= debounce.max(eval_cost * 4) {
-                    let t = Instant::now();
-                    run_eval(&mut store, &cfg, &metrics, alerter.as_ref())?;
-                    eval_cost = t.elapsed();
-                    last_eval = Instant::now();
-                    dirty = false;
+                if st.messages > 0 || st.statuses > 0 {
+                    // A full channel means an evaluation is already requested.
+                    let _ = eval_tx.try_send(EvalMsg::Dirty);
                 }
             }
-            _ = tick.tick() => {
-                let t = Instant::now();
-                run_eval(&mut store, &cfg, &metrics, alerter.as_ref())?;
-                eval_cost = t.elapsed();
-                last_eval = Instant::now();
-                dirty = false;
-            }
             _ = stats_tick.tick() => {
+                if eval_thread.is_finished() {
+                    // It only stops early on an error: report it rather than ingest unevaluated.
+                    break;
+                }
                 let secs = started.elapsed().as_secs_f64().max(1e-9);
                 tracing::info!(
                     messages = totals.messages, duplicates = totals.duplicates,
@@ -294,15 +330,21 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         let st = tokio::task::block_in_place(|| store.ingest(&msgs, ingest::now_us()))
             .context("storing observations")?;
         totals.add(&st);
-        dirty = true;
+        let _ = eval_tx.try_send(EvalMsg::Dirty);
     }
     for d in rest {
         handle.ack(d.ack);
     }
-    if dirty {
-        run_eval(&mut store, &cfg, &metrics, alerter.as_ref())?;
+    // The evaluator finishes a last round (if anything changed), then stops.
+    let evaluated = tokio::task::block_in_place(|| {
+        let _ = eval_tx.send(EvalMsg::Stop);
+        eval_thread.join()
+    });
+    match evaluated {
+        Ok(r) => r.context("evaluator")?,
+        Err(_) => anyhow::bail!("the evaluator thread panicked"),
     }
-    if let Some(a) = alerter {
+    if let Ok(a) = Arc::try_unwrap(alerter) {
         let st = a.shutdown(Duration::from_secs(5)).await;
         tracing::info!(
             published = st.published,

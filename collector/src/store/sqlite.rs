@@ -207,7 +207,9 @@ impl SqliteStore {
             });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction().map_err(db("starting migration"))?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db("starting migration"))?;
             tx.execute_batch(sql)
                 .map_err(db(format!("applying migration {}", i + 1)))?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)
@@ -1035,7 +1037,10 @@ fn read_assets(tx: &rusqlite::Transaction<'_>) -> Result<Vec<Asset>, StoreError>
 
 impl Store for SqliteStore {
     fn ingest(&mut self, batch: &[Message], received_us: i64) -> Result<IngestStats, StoreError> {
-        let tx = self.conn.transaction().map_err(db("starting ingest"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db("starting ingest"))?;
         let mut ing = Ingest {
             tx: &tx,
             stats: IngestStats::default(),
@@ -1068,7 +1073,10 @@ impl Store for SqliteStore {
         source: &str,
         now_us: i64,
     ) -> Result<ImportStats, StoreError> {
-        let tx = self.conn.transaction().map_err(db("starting import"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db("starting import"))?;
         let mut st = ImportStats::default();
         for c in contracts {
             let existed: bool = tx
@@ -1103,7 +1111,10 @@ impl Store for SqliteStore {
         source: &str,
         now_us: i64,
     ) -> Result<ImportStats, StoreError> {
-        let tx = self.conn.transaction().map_err(db("starting import"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db("starting import"))?;
         let mut st = ImportStats::default();
         if replace {
             let tags: HashSet<&str> = assets.iter().map(|a| a.tag.as_str()).collect();
@@ -1181,7 +1192,10 @@ impl Store for SqliteStore {
         flags: &[FlagInstance],
         now_us: i64,
     ) -> Result<Applied, StoreError> {
-        let tx = self.conn.transaction().map_err(db("starting evaluation"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db("starting evaluation"))?;
         let mut st = ApplyStats::default();
         let mut opened: Vec<FlagRow> = Vec::new();
         let mut resolved: Vec<i64> = Vec::new();
@@ -1478,7 +1492,7 @@ impl Store for SqliteStore {
     fn write_summaries(&mut self, rows: &[DeviceSummary]) -> Result<u64, StoreError> {
         let tx = self
             .conn
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db("starting summary write"))?;
         let existing: HashMap<i64, String> = tx
             .prepare("SELECT device_id, body FROM device_summary")
@@ -1688,7 +1702,10 @@ impl Store for SqliteStore {
     }
 
     fn take_alerts(&mut self, max: usize) -> Result<Applied, StoreError> {
-        let tx = self.conn.transaction().map_err(db("starting alert read"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db("starting alert read"))?;
         let rows: Vec<(FlagRowRaw, i64)> = tx
             .prepare_cached(
                 "SELECT id, kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us, resolved_us, alerted
