@@ -363,6 +363,11 @@ fn every_endpoint_with_every_role_and_vendor_isolation() {
     assert_eq!(by_site["total"], total);
     let none = get_json(port, "/api/v1/devices?site=elsewhere", &ce);
     assert_eq!(none["total"], 0);
+    // Filter text is literal: LIKE wildcards in it match nothing.
+    for q in ["manufacturer=%25", "manufacturer=_", "site=%25", "flag=%25"] {
+        let v = get_json(port, &format!("/api/v1/devices?{q}"), &ce);
+        assert_eq!(v["total"], 0, "{q}: {v}");
+    }
     let page = get_json(port, "/api/v1/devices?limit=2&offset=2", &ce);
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
 

@@ -1559,20 +1559,20 @@ impl Store for SqliteStore {
             format!("?{}", args.len())
         };
         if let Some(site) = &q.site {
-            let p = arg(format!("%,{site},%"), &mut args);
-            wh.push(format!("sites LIKE {p}"));
+            let p = arg(format!("%,{},%", like_literal(site)), &mut args);
+            wh.push(format!("sites LIKE {p} ESCAPE '\\'"));
         }
         if let Some(t) = &q.device_type {
             let p = arg(t.clone(), &mut args);
             wh.push(format!("device_type = {p}"));
         }
         if let Some(m) = &q.manufacturer {
-            let p = arg(format!("%{m}%"), &mut args);
-            wh.push(format!("manufacturer LIKE {p}"));
+            let p = arg(format!("%{}%", like_literal(m)), &mut args);
+            wh.push(format!("manufacturer LIKE {p} ESCAPE '\\'"));
         }
         if let Some(f) = &q.flag {
-            let p = arg(format!("%,{f},%"), &mut args);
-            wh.push(format!("flag_kinds LIKE {p}"));
+            let p = arg(format!("%,{},%", like_literal(f)), &mut args);
+            wh.push(format!("flag_kinds LIKE {p} ESCAPE '\\'"));
         }
         if let Some(pats) = &q.vendors {
             wh.push(like_any("manufacturer", pats, &mut args, &arg));
@@ -1789,6 +1789,19 @@ impl Store for SqliteStore {
             .map_err(db("revoking token"))?;
         Ok(n > 0)
     }
+}
+
+/// API filter text taken literally inside a LIKE pattern: a caller's `%` or `_` must neither
+/// widen the match nor make SQLite backtrack over every row.
+fn like_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// `(col LIKE ?a ESCAPE '\' OR col LIKE ?b …)` for glob patterns (`*`, `?`); false for none.
