@@ -6,9 +6,10 @@
 #   bench/compare.sh [SIZE_MIB] [RUNS]     # defaults 1024, 3
 #
 # Environment (optional):
-#   BULK                bulk frames per fixture frame in the generated capture (default 3,
-#                       as scripts/bench-agent.sh: a quarter of the packets are DICOM/HL7/DHCP)
-#   WARD_BENCH_CAPTURE  capture path (default /tmp/ward-mixed-SIZE-BULK.pcap, shared with
+#   MIX                 traffic mix of the generated capture: site (default; a hospital network,
+#                       see tests/src/bin/make-mixed-capture.rs) or dense[:N] (fixture exchanges
+#                       back to back: the worst case for per-flow and per-device work)
+#   WARD_BENCH_CAPTURE  capture path (default /tmp/ward-mixed-SIZE-MIX.pcap, shared with
 #                       scripts/bench-agent.sh); built when missing, reused (and kept) otherwise
 #   COMPARE_TOOLS       subset of "ward ndpi tshark" (default: all three)
 #   BENCH_RESULTS_DIR   where the report goes (default bench/results)
@@ -18,10 +19,11 @@ cd "$ROOT"
 
 SIZE=${1:-1024}
 RUNS=${2:-3}
-BULK=${BULK:-3}
+MIX=${MIX:-site}
+[[ $MIX =~ ^(site|dense(:[0-9]+)?)$ ]] || { echo "compare.sh: MIX must be site, dense or dense:N" >&2; exit 2; }
 [[ $SIZE =~ ^[0-9]+$ && $SIZE -gt 0 ]] || { echo "compare.sh: SIZE_MIB must be a positive whole number" >&2; exit 2; }
 [[ $RUNS =~ ^[0-9]+$ && $RUNS -gt 0 ]] || { echo "compare.sh: RUNS must be a positive whole number" >&2; exit 2; }
-CAP=${WARD_BENCH_CAPTURE:-/tmp/ward-mixed-$SIZE-$BULK.pcap}
+CAP=${WARD_BENCH_CAPTURE:-/tmp/ward-mixed-$SIZE-$MIX.pcap}
 RESULTS=${BENCH_RESULTS_DIR:-$ROOT/bench/results}
 read -r -a TOOLS <<< "${COMPARE_TOOLS:-ward ndpi tshark}"
 
@@ -65,8 +67,8 @@ echo "compare: building ward-agent and the capture generator (release)" >&2
 cargo build --release -q -p ward-agent -p ward-tests
 AGENT=$ROOT/target/release/ward-agent
 if [[ ! -s $CAP ]]; then
-  echo "compare: generating $CAP ($SIZE MiB, BULK=$BULK)" >&2
-  ./target/release/make-mixed-capture "$CAP" "$SIZE" "$BULK"
+  echo "compare: generating $CAP ($SIZE MiB, MIX=$MIX)" >&2
+  ./target/release/make-mixed-capture "$CAP" "$SIZE" "$MIX"
 else
   echo "compare: reusing $CAP (delete it to regenerate)" >&2
 fi
@@ -137,16 +139,16 @@ q() { # ARGS...: a shell-quoted command line, readable (single quotes only where
   echo "${out[*]}"
 }
 export COMPARE_DATE COMPARE_CAPTURE COMPARE_PACKETS COMPARE_DATA_BYTES COMPARE_FILE_BYTES \
-  COMPARE_BULK COMPARE_RUNS COMPARE_NDPI_VERSION COMPARE_NDPI_PROTOCOLS COMPARE_LOAD_BEFORE \
+  COMPARE_MIX COMPARE_RUNS COMPARE_NDPI_VERSION COMPARE_NDPI_PROTOCOLS COMPARE_LOAD_BEFORE \
   COMPARE_LOAD_AFTER COMPARE_SCRIPT COMPARE_CPU COMPARE_CORES COMPARE_WARD_VERSION \
   COMPARE_TSHARK_VERSION COMPARE_WARD_CMD COMPARE_NDPI_CMD COMPARE_TSHARK_CMD \
   COMPARE_WARD_IDENT_CMD
 COMPARE_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 COMPARE_CAPTURE=$CAP COMPARE_PACKETS=$PACKETS COMPARE_DATA_BYTES=$DATA_BYTES
-COMPARE_FILE_BYTES=$FILE_BYTES COMPARE_BULK=$BULK COMPARE_RUNS=$RUNS
+COMPARE_FILE_BYTES=$FILE_BYTES COMPARE_MIX=$MIX COMPARE_RUNS=$RUNS
 COMPARE_NDPI_VERSION=$NDPI_VERSION COMPARE_NDPI_PROTOCOLS=$NDPI_PROTOCOLS
 COMPARE_LOAD_BEFORE=$LOAD_BEFORE COMPARE_LOAD_AFTER=$LOAD_AFTER
-COMPARE_SCRIPT="bench/compare.sh $SIZE $RUNS (BULK=$BULK)"
+COMPARE_SCRIPT="bench/compare.sh $SIZE $RUNS (MIX=$MIX)"
 COMPARE_CPU=$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')
 COMPARE_CORES=$(nproc)
 COMPARE_WARD_VERSION=$("$AGENT" --version)

@@ -2,18 +2,18 @@
 # Throughput of `ward-agent read` on a large mixed capture built from the fixtures (addresses
 # rewritten per copy) plus bulk traffic: packets/s and Gbit/s on one core.
 #
-#   scripts/bench-agent.sh [SIZE_MIB] [BULK]   # defaults 1024, 3
+#   scripts/bench-agent.sh [SIZE_MIB] [MIX]   # defaults 1024, site
 #
-# BULK: bulk frames per replayed fixture frame (3: a quarter of the packets are DICOM/HL7/DHCP
-# exchanges, a dense worst case; 19: 5 %).
+# MIX: site (a hospital network) or dense[:N] (fixture exchanges back to back, the worst case);
+# see tests/src/bin/make-mixed-capture.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${1:-1024}
-BULK=${2:-3}
-CAP=${WARD_BENCH_CAPTURE:-/tmp/ward-mixed-${SIZE}-${BULK}.pcap}
+MIX=${2:-site}
+CAP=${WARD_BENCH_CAPTURE:-/tmp/ward-mixed-${SIZE}-${MIX}.pcap}
 cargo build --release -q -p ward-agent -p ward-tests
 if [[ ! -s $CAP ]]; then
-  ./target/release/make-mixed-capture "$CAP" "$SIZE" "$BULK"
+  ./target/release/make-mixed-capture "$CAP" "$SIZE" "$MIX"
 fi
 PACKETS=$(capinfos -c -M "$CAP" | awk -F: '/Number of packets/ {gsub(/ /,"",$2); print $2}')
 BYTES=$(stat -c %s "$CAP")

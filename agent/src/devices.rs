@@ -282,7 +282,7 @@ impl DeviceTable {
     fn touch(&mut self, key: DeviceKey, t: i64) -> &mut Device {
         self.tick += 1;
         let tick = self.tick;
-        if !self.devices.contains_key(&key) && self.devices.len() >= self.cfg.max_devices {
+        if self.devices.len() >= self.cfg.max_devices && !self.devices.contains_key(&key) {
             if let Some((_, old)) = self.lru.pop_first() {
                 self.devices.remove(&old);
                 self.stats.evicted += 1;

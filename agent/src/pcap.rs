@@ -214,7 +214,7 @@ pub fn read_packets<R: Read + Send>(
                     }
                     on_packet(p);
                 }
-                reader.consume(offset);
+                reader.consume_noshift(offset);
             }
             Err(PcapError::Eof) => break,
             Err(PcapError::UnexpectedEof) => {

@@ -19,6 +19,15 @@ from collections import defaultdict
 TOOLS = [("ward", "ward-agent"), ("ndpi", "ndpiReader"), ("tshark", "tshark")]
 
 
+MIXES = {
+    "site": "a hospital network: departments of rewritten fixture and sample-site devices, each "
+            "with a CT scanner storing a study over DICOM, an HL7 ORU feed over MLLP, monitors "
+            "streaming UDP, pumps, workstations on HTTPS, DHCP, ARP, DNS, NTP, syslog",
+    "dense": "fixture exchanges back to back with a few bulk frames after each: the worst case "
+             "for per-flow and per-device work",
+}
+
+
 def env(name, default=""):
     return os.environ.get("COMPARE_" + name, default)
 
@@ -98,8 +107,7 @@ def main():
     w("")
     w(f"Capture `{env('CAPTURE')}`: {packets:,} packets, {data_bytes / 2**20:,.0f} MiB of packet "
       f"data ({int(env('FILE_BYTES')) / 2**20:,.0f} MiB file), built by `make-mixed-capture` with "
-      f"BULK={env('BULK')} (fixture frames replayed with rewritten addresses, {env('BULK')} bulk "
-      f"frames after each). Each tool read the same file {env('RUNS')} time(s), one at a time, "
+      f"MIX={env('MIX')} ({MIXES.get(env('MIX').split(':')[0], '')}). Each tool read the same file {env('RUNS')} time(s), one at a time, "
       "pinned to one core (`taskset -c 0`), file in the page cache. Median (min–max).")
     w("")
     w("| tool | wall s | M packets/s | Gbit/s | peak RSS MiB |")

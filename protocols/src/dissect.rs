@@ -356,7 +356,6 @@ impl Dissector {
         let mut facts = core::mem::take(&mut self.facts);
         let fed = half.on_data(seg.seq, seg.payload, seg.truncated);
         let closing = seg.fin || seg.rst;
-        let ends = endpoints(frame, Some(s), Some(d));
         if fed || closing {
             let new_apps = pump(flow, side, closing, &mut facts);
             self.stats.dicom_flows += new_apps.0;
@@ -370,14 +369,22 @@ impl Dissector {
         let dir = flow.direction(side);
         let other_dir = flow.direction(1 - side);
         let done = seg.rst || flow.closed == [true, true];
-        self.emit(time_us, dir, &ends, &mut facts, out);
+        // Most segments yield nothing: build the endpoints (which copy the VLAN tags) only
+        // for those that do.
+        if !facts.is_empty() {
+            let ends = endpoints(frame, Some(s), Some(d));
+            self.emit(time_us, dir, &ends, &mut facts, out);
+        }
         if seg.rst {
             // A reset ends both directions: the other side gets its final pass too, and what it
             // yields was sent the other way.
             if let Some(flow) = self.flows.get_mut(&key) {
                 pump(flow, 1 - side, true, &mut facts);
             }
-            self.emit(time_us, other_dir, &reversed(&ends), &mut facts, out);
+            if !facts.is_empty() {
+                let ends = reversed(&endpoints(frame, Some(s), Some(d)));
+                self.emit(time_us, other_dir, &ends, &mut facts, out);
+            }
         }
         self.facts = facts;
         if done {

@@ -185,6 +185,12 @@ pub const MAX_VALUE_CHARS: usize = 256;
 /// characters are kept.
 pub fn clean_text(raw: &[u8]) -> String {
     let trimmed = trim_padding(raw);
+    // Nearly every value is short printable ASCII: copy it whole instead of char by char.
+    if trimmed.len() <= MAX_VALUE_CHARS && trimmed.iter().all(|&b| (0x20..0x7f).contains(&b)) {
+        if let Ok(s) = core::str::from_utf8(trimmed) {
+            return s.to_owned();
+        }
+    }
     trimmed
         .iter()
         .take(MAX_VALUE_CHARS)

@@ -66,11 +66,29 @@ struct RawCondition {
 struct Ctx<'t> {
     source: Arc<str>,
     text: &'t str,
+    /// Byte offsets of the newlines: every rule is located, and scanning the text from the
+    /// start for each one made loading quadratic in the file's size.
+    newlines: Vec<usize>,
 }
 
 impl Ctx<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.newlines.partition_point(|&n| n < offset);
+        let start = match line {
+            0 => 0,
+            l => self.newlines.get(l - 1).map_or(0, |n| n + 1),
+        };
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(0, |s| s.chars().count())
+            + 1;
+        (line + 1, column)
+    }
+
     fn error(&self, span: Range<usize>, rule: Option<&str>, message: String) -> RuleError {
-        let (line, column) = line_col(self.text, span.start);
+        let (line, column) = self.line_col(span.start);
         RuleError::Invalid {
             file: self.source.to_string(),
             line,
@@ -81,7 +99,7 @@ impl Ctx<'_> {
     }
 
     fn located(&self, id: &str, span: Range<usize>) -> Located {
-        let (line, column) = line_col(self.text, span.start);
+        let (line, column) = self.line_col(span.start);
         Located {
             id: id.to_owned(),
             source: self.source.clone(),
@@ -91,20 +109,12 @@ impl Ctx<'_> {
     }
 }
 
-/// 1-based line and character column of byte `offset` in `text`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset.min(text.len())).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
-    (line, column)
-}
-
 /// Parses and validates one rule file.
 pub(super) fn parse(source_name: &str, text: &str) -> Result<RuleSet, RuleError> {
     let ctx = Ctx {
         source: Arc::from(source_name),
         text,
+        newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
@@ -483,10 +493,16 @@ mod tests {
     #[test]
     fn line_col_counts_characters() {
         let text = "ab\nçd = 1\n";
-        assert_eq!(line_col(text, 0), (1, 1));
-        assert_eq!(line_col(text, 3), (2, 1));
-        assert_eq!(line_col(text, 3 + "çd".len()), (2, 3));
-        assert_eq!(line_col(text, 999), (3, 1));
+        let ctx = Ctx {
+            source: Arc::from("t"),
+            text,
+            newlines: vec![2, text.len() - 1],
+        };
+        assert_eq!(ctx.line_col(0), (1, 1));
+        assert_eq!(ctx.line_col(2), (1, 3));
+        assert_eq!(ctx.line_col(3), (2, 1));
+        assert_eq!(ctx.line_col(3 + "çd".len()), (2, 3));
+        assert_eq!(ctx.line_col(999), (3, 1));
     }
 
     #[test]
