@@ -492,29 +492,36 @@ impl Association {
             .contexts
             .values()
             .any(|c| sop::is_get_model(&c.abstract_syntax));
-        let mut emitted = FastSet::default();
+        // Deduplicated on borrowed values: a storage SCU proposes a hundred contexts or more,
+        // and owned candidates cost several allocations each.
+        let mut emitted: FastSet<(Field, &str)> = FastSet::default();
         for ctx in self.contexts.values_mut() {
-            let uid = &ctx.abstract_syntax;
-            if uid.is_empty() {
+            if ctx.abstract_syntax.is_empty() {
                 continue;
             }
-            let class = sop::lookup(uid);
+            let class = sop::lookup(&ctx.abstract_syntax);
             if let Some(class) = class.filter(|c| c.kind.is_storage()) {
                 // An explicit role selection wins; without one, storage next to a GET model
                 // is there to receive the C-GET's C-STORE sub-operations.
                 let selected = roles.iter().find(|(u, _)| u == class.uid);
                 ctx.reversed = selected.map_or(get_model, |&(_, scp_only)| scp_only);
             }
-            let mut candidates = vec![Fact::new(Field::DicomAbstractSyntax, uid.as_str())];
-            if let Some(class) = class {
-                candidates.push(Fact::new(Field::DicomSopClass, class.name));
-                if !ctx.reversed {
-                    candidates.push(Fact::new(Field::DicomRoleHint, class.kind.requestor_role()));
-                }
-            }
-            for fact in candidates {
-                if emitted.insert(fact.clone()) {
-                    facts.push(fact);
+            let ctx: &Context = ctx;
+            let candidates = match class {
+                Some(class) => [
+                    Some((Field::DicomAbstractSyntax, class.uid)),
+                    Some((Field::DicomSopClass, class.name)),
+                    (!ctx.reversed).then(|| (Field::DicomRoleHint, class.kind.requestor_role())),
+                ],
+                None => [
+                    Some((Field::DicomAbstractSyntax, ctx.abstract_syntax.as_str())),
+                    None,
+                    None,
+                ],
+            };
+            for (field, value) in candidates.into_iter().flatten() {
+                if emitted.insert((field, value)) {
+                    facts.push(Fact::new(field, value));
                 }
             }
         }
@@ -525,7 +532,9 @@ impl Association {
             return;
         };
         push_ae_titles(&ac, facts);
-        let mut emitted = FastSet::default();
+        // Owned copies only for values not seen before in this PDU (a handful at most).
+        let mut syntaxes: FastSet<String> = FastSet::default();
+        let mut roles: FastSet<&'static str> = FastSet::default();
         for item in ac.items().map_while(Result::ok) {
             match item.item_type {
                 item::APPLICATION_CONTEXT => {
@@ -536,16 +545,13 @@ impl Association {
                         continue;
                     };
                     let ctx = self.contexts.entry(pc.id()).or_default();
-                    let key = if self.rq_seen && !ctx.abstract_syntax.is_empty() {
-                        ctx.abstract_syntax.clone()
-                    } else {
-                        pc.id().to_string()
-                    };
                     let result = context_result_name(pc.result());
-                    facts.push(Fact::new(
-                        Field::DicomContextResult,
-                        format!("{key}:{result}"),
-                    ));
+                    let value = if self.rq_seen && !ctx.abstract_syntax.is_empty() {
+                        format!("{}:{result}", ctx.abstract_syntax)
+                    } else {
+                        format!("{}:{result}", pc.id())
+                    };
+                    facts.push(Fact::new(Field::DicomContextResult, value));
                     if pc.result() != 0 {
                         continue;
                     }
@@ -556,17 +562,17 @@ impl Association {
                         .map(|s| clean_text(s.value))
                         .unwrap_or_default();
                     ctx.encoding = Some(Encoding::from_transfer_syntax(&syntax));
-                    let mut candidates = vec![Fact::new(Field::DicomTransferSyntax, syntax)];
+                    if !syntax.is_empty() && !syntaxes.contains(&syntax) {
+                        syntaxes.insert(syntax.clone());
+                        facts.push(Fact::new(Field::DicomTransferSyntax, syntax));
+                    }
                     let kind = sop::lookup(&ctx.abstract_syntax).map(|c| c.kind);
                     if let Some(role) = kind
                         .filter(|_| !ctx.reversed)
                         .and_then(|k| k.acceptor_role())
                     {
-                        candidates.push(Fact::new(Field::DicomRoleHint, role));
-                    }
-                    for fact in candidates {
-                        if !fact.value.is_empty() && emitted.insert(fact.clone()) {
-                            facts.push(fact);
+                        if !role.is_empty() && roles.insert(role) {
+                            facts.push(Fact::new(Field::DicomRoleHint, role));
                         }
                     }
                 }
