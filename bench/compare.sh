@@ -13,6 +13,8 @@
 #                       scripts/bench-agent.sh); built when missing, reused (and kept) otherwise
 #   COMPARE_TOOLS       subset of "ward ndpi tshark" (default: all three)
 #   BENCH_RESULTS_DIR   where the report goes (default bench/results)
+#   BENCH_DOCS          document whose "compare-site" / "compare-dense" section gets the report
+#                       (default docs/BENCHMARKS.md; empty: do not touch it, e.g. for smoke runs)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -174,4 +176,6 @@ python3 bench/lib/compare_report.py "$TMP" > "$OUT"
 cat "$OUT"
 echo
 echo "report written to $OUT"
+BENCH_DOCS=${BENCH_DOCS-$ROOT/docs/BENCHMARKS.md}
+if [[ -n $BENCH_DOCS ]]; then python3 bench/lib/splice.py "$BENCH_DOCS" "compare-${MIX%%:*}" "$OUT"; fi
 grep -o 'ward pps / ndpiReader pps = \*\*[0-9.]*\*\*' "$OUT" | tr -d '*' || true

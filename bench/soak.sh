@@ -7,7 +7,8 @@
 #   SOAK_SECONDS=60 bench/soak.sh    # duration in seconds (overrides MINUTES)
 #
 # Environment (all optional):
-#   SOAK_CAPTURES        capture files replayed (default: tests/fixtures/*.pcap*)
+#   SOAK_CAPTURES        capture files replayed (default: tests/fixtures/*.pcap* and
+#                        examples/sample-site.pcap)
 #   SOAK_ROUND_SECONDS   pause between two replays of all captures (default 0.5)
 #   SOAK_SAMPLE_SECONDS  RSS sampling period (default: 5, less for short runs)
 #   SOAK_SNAPSHOT_SECONDS  agent snapshot period (default 2: a full snapshot this often keeps
@@ -15,6 +16,9 @@
 #   SOAK_SEED            seed of the kill schedule (default: random; printed)
 #   SOAK_RSS_TOLERANCE   allowed RSS growth, last vs first quarter (default 0.20)
 #   SOAK_KEEP=1          keep the temporary directory (logs, databases) and print its path
+#   BENCH_RESULTS_DIR    where the report goes (default bench/results)
+#   BENCH_DOCS           document whose "soak" section gets the report (default
+#                        docs/BENCHMARKS.md; empty: do not touch it, e.g. for smoke runs)
 #
 # Timeline (fractions of the duration): 0-10 % warm-up; 10-25 % first RSS window; kills
 # between 25 % and 65 %; 75-100 % last RSS window. The agent is one long-lived
@@ -41,7 +45,7 @@ need cargo "install Rust (rustup)"
 if [[ -n ${SOAK_CAPTURES:-} ]]; then
   read -r -a CAPTURES <<< "$SOAK_CAPTURES"
 else
-  CAPTURES=(tests/fixtures/*.pcap*)
+  CAPTURES=(tests/fixtures/*.pcap* examples/sample-site.pcap)
 fi
 for c in "${CAPTURES[@]}"; do
   [[ -s $c ]] || { echo "soak.sh: capture '$c' is missing or empty" >&2; exit 2; }
@@ -234,4 +238,27 @@ stop_pid "$MQ_PID"; MQ_PID=''
 "$COLLECTOR" --db "$TMP/ward.db" --log-level warn devices --json > "$TMP/devices.json"
 "$COLLECTOR" --db "$TMP/ward.db" --log-level warn agents > "$TMP/agents.json"
 "$COLLECTOR" --db "$TMP/ward.db" --log-level warn status > "$TMP/status.json"
-python3 bench/lib/soak_check.py "$TMP" "$DURATION" "$kills_broker" "$kills_collector"
+verdict_rc=0
+python3 bench/lib/soak_check.py "$TMP" "$DURATION" "$kills_broker" "$kills_collector" | tee "$TMP/verdict.txt" || verdict_rc=$?
+
+RESULTS=${BENCH_RESULTS_DIR:-$ROOT/bench/results}
+mkdir -p "$RESULTS"
+OUT=$RESULTS/soak-$(date +%Y-%m-%d-%H%M).md
+{
+  echo "# Soak run, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo '```'
+  tail -1 "$TMP/verdict.txt"
+  echo '```'
+  echo
+  echo "- Command: \`SOAK_SEED=$SEED bench/soak.sh $MINUTES\`${SOAK_SECONDS:+ with SOAK_SECONDS=$SOAK_SECONDS} (the seed reproduces the kill schedule)"
+  echo "- Captures replayed every ${ROUND} s as a live pcapng stream: $(printf '`%s` ' "${CAPTURES[@]}")"
+  echo "- Kills (kill -9, then restart after 1-10 s): $kills_broker broker, $kills_collector collector, between 25 % and 65 % of the run"
+  echo "- Collector: $(jq -c . "$TMP/status.json" 2> /dev/null || tr -d ' \n' < "$TMP/status.json")"
+  echo "- Versions: $("$AGENT" --version), $("$COLLECTOR" --version), $({ mosquitto -h 2> /dev/null || true; } | head -1)"
+  echo "- Machine: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(nproc) cores"
+} > "$OUT"
+echo "soak: report written to $OUT" >&2
+BENCH_DOCS=${BENCH_DOCS-$ROOT/docs/BENCHMARKS.md}
+if [[ -n $BENCH_DOCS ]]; then python3 bench/lib/splice.py "$BENCH_DOCS" soak "$OUT"; fi
+exit "$verdict_rc"
