@@ -11,6 +11,8 @@
 #   FUZZ_EXTRA_ARGS   more libFuzzer flags, space-separated (e.g. "-rss_limit_mb=4096")
 #   FUZZ_KEEP_CORPUS  directory to keep the new inputs found (DIR/TARGET/); default: discarded
 #   BENCH_RESULTS_DIR where the report goes (default bench/results)
+#   BENCH_DOCS        document whose "fuzz" section gets the report (default docs/BENCHMARKS.md;
+#                     empty: do not touch it)
 #
 # The committed corpus fuzz/corpus/TARGET is only read: new inputs go to a temporary
 # directory (to add them, run `cargo fuzz cmin` as fuzz/README.md says). Crash, leak, timeout
@@ -129,4 +131,6 @@ OUT=$RESULTS/fuzz-$STAMP.md
 } > "$OUT"
 cat "$OUT"
 echo "fuzz: report written to $OUT" >&2
+BENCH_DOCS=${BENCH_DOCS-$ROOT/docs/BENCHMARKS.md}
+if [[ -n $BENCH_DOCS ]]; then python3 bench/lib/splice.py "$BENCH_DOCS" fuzz "$OUT"; fi
 ((crashed == 0)) || { echo "fuzz: $crashed target(s) failed" >&2; exit 1; }
