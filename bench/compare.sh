@@ -132,6 +132,11 @@ if [[ " ${TOOLS[*]} " == *" ward "* ]]; then
   taskset -c 0 "${WARD_IDENT_CMD[@]}"
 fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+# The generated capture carries patient-name canaries (DICOM PatientName, HL7 PID): count them
+# in the capture and in what ward published, which must be none.
+CANARY_CAPTURE=$(grep -a -o CANARYBENCH "$CAP" | wc -l || true)
+CANARY_WARD=''
+if [[ -s $TMP/ward.jsonl ]]; then CANARY_WARD=$(grep -a -o CANARY "$TMP/ward.jsonl" | wc -l || true); fi
 
 q() { # ARGS...: a shell-quoted command line, readable (single quotes only where needed)
   local a out=()
@@ -144,7 +149,8 @@ export COMPARE_DATE COMPARE_CAPTURE COMPARE_PACKETS COMPARE_DATA_BYTES COMPARE_F
   COMPARE_MIX COMPARE_RUNS COMPARE_NDPI_VERSION COMPARE_NDPI_PROTOCOLS COMPARE_LOAD_BEFORE \
   COMPARE_LOAD_AFTER COMPARE_SCRIPT COMPARE_CPU COMPARE_CORES COMPARE_WARD_VERSION \
   COMPARE_TSHARK_VERSION COMPARE_WARD_CMD COMPARE_NDPI_CMD COMPARE_TSHARK_CMD \
-  COMPARE_WARD_IDENT_CMD
+  COMPARE_WARD_IDENT_CMD COMPARE_CANARY_CAPTURE COMPARE_CANARY_WARD
+COMPARE_CANARY_CAPTURE=$CANARY_CAPTURE COMPARE_CANARY_WARD=$CANARY_WARD
 COMPARE_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 COMPARE_CAPTURE=$CAP COMPARE_PACKETS=$PACKETS COMPARE_DATA_BYTES=$DATA_BYTES
 COMPARE_FILE_BYTES=$FILE_BYTES COMPARE_MIX=$MIX COMPARE_RUNS=$RUNS

@@ -6,7 +6,8 @@
 #   bench/profile.sh [CAPTURE]     # default: /tmp/ward-mixed-1024-site.pcap (bench/compare.sh's)
 #
 # Needs perf (apt-get install linux-perf) and permission to use it (root, or
-# kernel.perf_event_paranoid <= 1). Output: bench/results/profile-<date>.txt (also printed).
+# kernel.perf_event_paranoid <= 1). Output: bench/results/profile-<date>.md (also printed), and
+# the "profile" section of docs/BENCHMARKS.md (BENCH_DOCS; empty: do not touch it).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -26,12 +27,14 @@ perf record -q --call-graph fp -F 2000 -o "$TMP/perf.data" -- taskset -c 0 \
   "$AGENT" read "$CAP" --output jsonl:/dev/null --log-level warn --spool-dir "$TMP/spool" 2> "$TMP/record.err"
 
 mkdir -p "$RESULTS"
-OUT=$RESULTS/profile-$(date +%Y-%m-%d-%H%M).txt
+OUT=$RESULTS/profile-$(date +%Y-%m-%d-%H%M).md
 {
-  echo "# ward-agent read $(basename "$CAP"): share of CPU samples, $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "# command: bench/profile.sh $CAP"
+  echo "# Profile of ward-agent read $(basename "$CAP"), $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "## Stages (inclusive: the stage and everything it calls)"
+  echo "Share of CPU samples (\`bench/profile.sh $CAP\`; perf, frame pointers, one core)."
+  echo
+  echo '```'
+  echo "Stages (inclusive: the stage and everything it calls)"
   perf report -i "$TMP/perf.data" --children --stdio -g none --percent-limit 0.5 2> /dev/null |
     awk '/%/ {
       sym = $0; sub(/.*\] /, "", sym)
@@ -55,9 +58,12 @@ OUT=$RESULTS/profile-$(date +%Y-%m-%d-%H%M).txt
     }
     END { for (i = 1; i <= 13; i++) if (i in share) printf "%8s  %s\n", share[i], name[i] }'
   echo
-  echo "## Top self time"
+  echo "Top self time"
   perf report -i "$TMP/perf.data" --no-children --stdio -g none --percent-limit 1.5 2> /dev/null |
     awk '/%/ {sym = $0; sub(/.*\] /, "", sym); printf "%8s  %s\n", $1, substr(sym, 1, 110)}' | head -25
+  echo '```'
 } > "$OUT"
 cat "$OUT"
 echo "profile written to $OUT" >&2
+BENCH_DOCS=${BENCH_DOCS-$ROOT/docs/BENCHMARKS.md}
+if [[ -n $BENCH_DOCS ]]; then python3 bench/lib/splice.py "$BENCH_DOCS" profile "$OUT"; fi

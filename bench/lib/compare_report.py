@@ -169,6 +169,10 @@ def main():
     w(f"- Machine: {env('CPU')}, {env('CORES')} cores; load average before {env('LOAD_BEFORE')}, "
       f"after {env('LOAD_AFTER')} (other work on the machine inflates the times)")
     w(f"- Versions: {env('WARD_VERSION')}; nDPI {env('NDPI_VERSION')}; {env('TSHARK_VERSION')}")
+    if env('CANARY_WARD'):
+        w(f"- Patient-name canaries (`CANARY…` in DICOM PatientName and HL7 PID): "
+          f"{int(env('CANARY_CAPTURE') or 0):,} in the capture, {int(env('CANARY_WARD')):,} in "
+          "ward's published records")
     w(f"- Script: `{env('SCRIPT')}`")
     w("- Commands (each under `/usr/bin/time -v taskset -c 0`):")
     for key in ("WARD_CMD", "NDPI_CMD", "TSHARK_CMD"):
