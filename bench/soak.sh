@@ -7,8 +7,10 @@
 #   SOAK_SECONDS=60 bench/soak.sh    # duration in seconds (overrides MINUTES)
 #
 # Environment (all optional):
-#   SOAK_CAPTURES        capture files replayed (default: tests/fixtures/*.pcap* and
-#                        examples/sample-site.pcap)
+#   SOAK_CAPTURES        capture files replayed (default: tests/fixtures/*.pcap*,
+#                        examples/sample-site.pcap and a SOAK_SITE_MIB capture of the site mix)
+#   SOAK_SITE_MIB        size of the generated site-mix capture in the default set (default 8:
+#                        ~10 000 packets, ~150 devices, CT studies and HL7 feeds; 0: none)
 #   SOAK_ROUND_SECONDS   pause between two replays of all captures (default 0.5)
 #   SOAK_SAMPLE_SECONDS  RSS sampling period (default: 5, less for short runs)
 #   SOAK_SNAPSHOT_SECONDS  agent snapshot period (default 2: a full snapshot this often keeps
@@ -42,17 +44,25 @@ need mosquitto "install it: apt-get install mosquitto"
 need python3 "install Python 3"
 need cargo "install Rust (rustup)"
 
+SITE_MIB=${SOAK_SITE_MIB:-8}
+[[ $SITE_MIB =~ ^[0-9]+$ ]] || { echo "soak.sh: SOAK_SITE_MIB must be a whole number" >&2; exit 2; }
+
+echo "soak: building ward-agent and ward-collector (release)" >&2
+cargo build --release -q -p ward-agent -p ward-collector -p ward-tests
 if [[ -n ${SOAK_CAPTURES:-} ]]; then
   read -r -a CAPTURES <<< "$SOAK_CAPTURES"
 else
   CAPTURES=(tests/fixtures/*.pcap* examples/sample-site.pcap)
+  if ((SITE_MIB > 0)); then
+    # Deterministic: the same size gives the same file, so it is reused between runs.
+    SITE_CAP=/tmp/ward-soak-site-$SITE_MIB.pcap
+    [[ -s $SITE_CAP ]] || ./target/release/make-mixed-capture "$SITE_CAP" "$SITE_MIB" site
+    CAPTURES+=("$SITE_CAP")
+  fi
 fi
 for c in "${CAPTURES[@]}"; do
   [[ -s $c ]] || { echo "soak.sh: capture '$c' is missing or empty" >&2; exit 2; }
 done
-
-echo "soak: building ward-agent and ward-collector (release)" >&2
-cargo build --release -q -p ward-agent -p ward-collector
 AGENT=$ROOT/target/release/ward-agent
 COLLECTOR=$ROOT/target/release/ward-collector
 
@@ -190,7 +200,7 @@ while ((SECONDS < DURATION)); do
     next_target=$((1 - next_target))
   fi
   if [[ -n $down ]] && ((now >= restart_at)); then
-    if [[ $down == broker ]]; then start_broker; else start_collector; fi
+    if [[ $down == broker ]]; then start_broker; else start_collector; echo "$SECONDS" >> "$TMP/collector-starts"; fi
     down=''
     next_kill=$((SECONDS + $(rand_between "$KMIN" "$KMAX")))
   fi

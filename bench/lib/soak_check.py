@@ -10,6 +10,7 @@ DIR holds what soak.sh left there:
   agents.json        `ward-collector agents` of the soak database
   status.json        `ward-collector status` of the soak database
   rss.tsv            elapsed_s, agent RSS kB, collector RSS kB ("-" when not running)
+  collector-starts   elapsed_s of each collector restart, one per line (absent: never restarted)
 Environment: SOAK_RSS_TOLERANCE (0.20), SOAK_WARMUP_FRACTION (0.10).
 """
 
@@ -59,17 +60,37 @@ def offline_macs(path):
     return macs
 
 
-def rss_windows(path, duration, warmup):
+def rss_windows(d, duration, warmup):
+    """(first, last) RSS samples per process to compare, and the sample count.
+
+    The agent lives through the whole run: its samples after the warm-up up to 25 % against
+    those from 75 %. The collector is killed and restarted, and a restarted process begins from
+    its own baseline (recovery after a backlog leaves the allocator holding more than a process
+    that grew slowly), so comparing two processes says nothing about leaks: the last process is
+    compared with itself, its first quarter after the warm-up against its last quarter."""
     rows = []
-    with open(path) as f:
+    with open(os.path.join(d, "rss.tsv")) as f:
         for line in f:
             t, a, c = line.split()
             rows.append((float(t), a, c))
+    starts = [0.0]
+    try:
+        with open(os.path.join(d, "collector-starts")) as f:
+            starts += [float(x) for x in f.read().split()]
+    except FileNotFoundError:
+        pass
     out = {}
-    for idx, name in ((1, "agent"), (2, "collector")):
-        first = [int(r[idx]) for r in rows if warmup <= r[0] < 0.25 * duration and r[idx] != "-"]
-        last = [int(r[idx]) for r in rows if r[0] >= 0.75 * duration and r[idx] != "-"]
-        out[name] = (first, last)
+    first = [int(r[1]) for r in rows if warmup <= r[0] < 0.25 * duration and r[1] != "-"]
+    last = [int(r[1]) for r in rows if r[0] >= 0.75 * duration and r[1] != "-"]
+    out["agent"] = (first, last, "")
+    s0 = max(starts) + warmup
+    span = duration - s0
+    first = [int(r[2]) for r in rows if s0 <= r[0] < s0 + span / 4 and r[2] != "-"]
+    last = [int(r[2]) for r in rows if r[0] >= duration - span / 4 and r[2] != "-"]
+    if span < 0.1 * duration:
+        first = []
+    label = f" (process started at t={max(starts):.0f} s)" if max(starts) > 0 else ""
+    out["collector"] = (first, last, label)
     return out, len(rows)
 
 
@@ -141,17 +162,17 @@ def main():
         fail.append(f"missing = {lost} message(s) for agent soak-1")
 
     # Memory flat.
-    windows, samples = rss_windows(os.path.join(d, "rss.tsv"), duration, warmup)
+    windows, samples = rss_windows(d, duration, warmup)
     mem = []
-    for name, (first, last) in windows.items():
+    for name, (first, last, label) in windows.items():
         if not first or not last:
             fail.append(f"{name} RSS: too few samples (first {len(first)}, last {len(last)})")
             continue
         f_mib, l_mib = statistics.mean(first) / 1024, statistics.mean(last) / 1024
         change = l_mib / f_mib - 1
-        mem.append(f"{name} RSS {f_mib:.1f}->{l_mib:.1f} MiB ({change:+.0%})")
+        mem.append(f"{name}{label} RSS {f_mib:.1f}->{l_mib:.1f} MiB ({change:+.0%})")
         if change > tol:
-            fail.append(f"{name} RSS grew {change:+.0%} (first-quarter mean {f_mib:.1f} MiB, "
+            fail.append(f"{name}{label} RSS grew {change:+.0%} (first-quarter mean {f_mib:.1f} MiB, "
                         f"last-quarter {l_mib:.1f} MiB, tolerance {tol:.0%})")
         elif change < -tol:
             notes.append(f"{name} RSS fell {change:+.0%}")
