@@ -10,6 +10,7 @@ pub mod config;
 pub mod contracts;
 pub mod demo;
 pub mod flags;
+pub mod fuzz_harness;
 pub mod ingest;
 pub mod link;
 pub mod model;

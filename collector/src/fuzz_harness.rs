@@ -1,0 +1,73 @@
+//! Entry points for the cargo-fuzz targets in `fuzz/` (and the corpus replay in
+//! `collector/tests/fuzz_corpus.rs`): the collector's parsers of untrusted input. Each takes
+//! arbitrary bytes and must return without panicking, whatever they hold; errors are the
+//! expected outcome for most inputs.
+
+use crate::{assets, contracts, ingest, pattern};
+
+/// Longest input a harness looks at: the parsers are linear, so longer inputs add time per
+/// execution, not coverage.
+const MAX_INPUT: usize = 64 * 1024;
+
+fn text(data: &[u8]) -> Option<&str> {
+    core::str::from_utf8(data.get(..data.len().min(MAX_INPUT))?).ok()
+}
+
+/// A contract file: the first byte picks YAML, JSON or CSV, the rest is the file.
+pub fn contracts(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let format = match sel % 3 {
+        0 => contracts::Format::Yaml,
+        1 => contracts::Format::Json,
+        _ => contracts::Format::Csv,
+    };
+    if let Some(t) = text(rest) {
+        let _ = contracts::parse_str(t, format, "fuzz.input");
+    }
+}
+
+/// A CMMS asset export (CSV) with the default column names.
+pub fn assets(data: &[u8]) {
+    if let Some(t) = text(data) {
+        let _ = assets::parse_str(t, &assets::ColumnMap::default(), "fuzz.csv");
+    }
+}
+
+/// An agent's MQTT message: the first byte picks the topic (devices, status, or a malformed
+/// one), the rest is the payload; the same bytes are also read as a JSON line of a replayed
+/// `--output jsonl:` file.
+pub fn observation(data: &[u8]) {
+    let Some((&sel, payload)) = data.split_first() else {
+        return;
+    };
+    let topic = match sel % 4 {
+        0 => "ward/v1/site-a/agent-1/devices",
+        1 => "ward/v1/site-a/agent-1/status",
+        2 => "ward/v1/site-a/agent-1",
+        _ => "ward/v2/site-a/agent-1/devices",
+    };
+    let _ = ingest::decode(
+        topic,
+        payload
+            .get(..payload.len().min(MAX_INPUT))
+            .unwrap_or(payload),
+    );
+    if let Some(t) = text(payload) {
+        let _ = ingest::decode_line(t);
+    }
+}
+
+/// A contract glob and a device value, split at the first NUL: compiling and matching must
+/// stay linear (the regex engine guarantees it for what `Pattern` builds).
+pub fn pattern(data: &[u8]) {
+    let Some(t) = text(data) else {
+        return;
+    };
+    let (glob, value) = t.split_once('\0').unwrap_or((t, ""));
+    if let Ok(p) = pattern::Pattern::new(glob) {
+        let _ = p.matches(value);
+    }
+    let _ = pattern::matches(glob, value);
+}
