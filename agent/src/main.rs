@@ -196,6 +196,8 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
     // Logs go to stderr so `--output jsonl:-` keeps stdout for observations.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour only on a terminal: files and the journal get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cfg.log_format {
         LogFormat::Text => builder.init(),

@@ -268,6 +268,8 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("invalid log filter {:?}", cfg.log_level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour only on a terminal: files and the journal get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cfg.log_format.as_str() {
         "text" => builder.init(),
