@@ -13,6 +13,8 @@
 #   BENCH_RESULTS_DIR where the report goes (default bench/results)
 #   BENCH_DOCS        document whose "fuzz" section gets the report (default docs/BENCHMARKS.md;
 #                     empty: do not touch it)
+#   FUZZ_SECTION      that section's name (default fuzz; e.g. fuzz-collector for a run of a
+#                     subset that should not replace the full campaign's table)
 #
 # The committed corpus fuzz/corpus/TARGET is only read: new inputs go to a temporary
 # directory (to add them, run `cargo fuzz cmin` as fuzz/README.md says). Crash, leak, timeout
@@ -132,5 +134,5 @@ OUT=$RESULTS/fuzz-$STAMP.md
 cat "$OUT"
 echo "fuzz: report written to $OUT" >&2
 BENCH_DOCS=${BENCH_DOCS-$ROOT/docs/BENCHMARKS.md}
-if [[ -n $BENCH_DOCS ]]; then python3 bench/lib/splice.py "$BENCH_DOCS" fuzz "$OUT"; fi
+if [[ -n $BENCH_DOCS ]]; then python3 bench/lib/splice.py "$BENCH_DOCS" "${FUZZ_SECTION:-fuzz}" "$OUT"; fi
 ((crashed == 0)) || { echo "fuzz: $crashed target(s) failed" >&2; exit 1; }
