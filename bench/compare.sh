@@ -134,7 +134,7 @@ fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 # The generated capture carries patient-name canaries (DICOM PatientName, HL7 PID): count them
 # in the capture and in what ward published, which must be none.
-CANARY_CAPTURE=$(grep -a -o CANARYBENCH "$CAP" | wc -l || true)
+CANARY_CAPTURE=$(grep -a -o CANARY "$CAP" | wc -l || true)
 CANARY_WARD=''
 if [[ -s $TMP/ward.jsonl ]]; then CANARY_WARD=$(grep -a -o CANARY "$TMP/ward.jsonl" | wc -l || true); fi
 
