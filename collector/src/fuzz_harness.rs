@@ -1,5 +1,5 @@
 //! Entry points for the cargo-fuzz targets in `fuzz/` (and the corpus replay in
-//! `collector/tests/fuzz_corpus.rs`): the collector's parsers of untrusted input. Each takes
+//! `tests/tests/fuzz_corpus.rs`): the collector's parsers of untrusted input. Each takes
 //! arbitrary bytes and must return without panicking, whatever they hold; errors are the
 //! expected outcome for most inputs.
 

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashSet};
 
 /// Per-connection dedupe sets hold peer-chosen strings: randomly seeded aHash, not SipHash.
 type FastSet<T> = HashSet<T, ahash::RandomState>;
+type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 use crate::evidence::{clean_text, Direction, Fact, Field};
 use crate::{Feed, StreamDecoder};
@@ -488,6 +489,11 @@ impl Association {
                 _ => {}
             }
         }
+        // First selection per SOP class wins; a map keeps this linear in the PDU's size.
+        let mut role_of: FastMap<&str, bool> = FastMap::default();
+        for (uid, scp_only) in &roles {
+            role_of.entry(uid.as_str()).or_insert(*scp_only);
+        }
         let get_model = self
             .contexts
             .values()
@@ -503,8 +509,7 @@ impl Association {
             if let Some(class) = class.filter(|c| c.kind.is_storage()) {
                 // An explicit role selection wins; without one, storage next to a GET model
                 // is there to receive the C-GET's C-STORE sub-operations.
-                let selected = roles.iter().find(|(u, _)| u == class.uid);
-                ctx.reversed = selected.map_or(get_model, |&(_, scp_only)| scp_only);
+                ctx.reversed = role_of.get(class.uid).copied().unwrap_or(get_model);
             }
             let ctx: &Context = ctx;
             let candidates = match class {

@@ -1,5 +1,7 @@
 //! Replays the committed cargo-fuzz corpus (`fuzz/corpus/<target>/`) through the same harness
-//! functions the fuzz targets call, so every input the fuzzer kept is a regression test.
+//! functions the fuzz targets call (`ward_protocols::fuzz_harness` for packets,
+//! `ward_collector::fuzz_harness` for the collector's inputs), so every input the fuzzer kept is a
+//! regression test.
 
 use std::path::Path;
 
@@ -44,4 +46,24 @@ fn hl7_corpus() {
 #[test]
 fn dhcp_corpus() {
     replay("dhcp", fuzz_harness::dhcp);
+}
+
+#[test]
+fn contracts_corpus() {
+    replay("contracts", ward_collector::fuzz_harness::contracts);
+}
+
+#[test]
+fn assets_corpus() {
+    replay("assets", ward_collector::fuzz_harness::assets);
+}
+
+#[test]
+fn observation_corpus() {
+    replay("observation", ward_collector::fuzz_harness::observation);
+}
+
+#[test]
+fn pattern_corpus() {
+    replay("pattern", ward_collector::fuzz_harness::pattern);
 }
