@@ -386,32 +386,49 @@ fn agent(command: Command) -> anyhow::Result<()> {
         (None, Some(files)) => {
             // One engine across files: devices seen in several files are one device.
             let mut last = Default::default();
+            let mut failed = None;
             for path in files {
-                let s = if path.as_os_str() == "-" {
+                let name = path.display().to_string();
+                let result = if path.as_os_str() == "-" {
                     run_file(
                         &lcfg,
                         &mut engine,
                         &mut batcher,
                         &output,
+                        &name,
                         std::io::stdin(),
                         0,
                         stop.clone(),
                     )
                 } else {
-                    let f = File::open(&path)
-                        .with_context(|| format!("opening capture {}", path.display()))?;
-                    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-                    run_file(
-                        &lcfg,
-                        &mut engine,
-                        &mut batcher,
-                        &output,
-                        f,
-                        size,
-                        stop.clone(),
-                    )
-                }
-                .with_context(|| format!("reading {}", path.display()))?;
+                    File::open(&path)
+                        .with_context(|| format!("opening capture {}", path.display()))
+                        .and_then(|f| {
+                            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                            run_file(
+                                &lcfg,
+                                &mut engine,
+                                &mut batcher,
+                                &output,
+                                &name,
+                                f,
+                                size,
+                                stop.clone(),
+                            )
+                        })
+                };
+                let s = match result {
+                    Ok(s) => s,
+                    // A capture error names the file and the offset itself.
+                    Err(e) if e.is::<ward_agent::pcap::ReadError>() => {
+                        failed = Some(e);
+                        break;
+                    }
+                    Err(e) => {
+                        failed = Some(e.context(format!("reading {}", path.display())));
+                        break;
+                    }
+                };
                 tracing::info!(
                     file = %path.display(),
                     packets = s.packets,
@@ -422,6 +439,12 @@ fn agent(command: Command) -> anyhow::Result<()> {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
+            }
+            if let Some(e) = failed {
+                // What was read before the failure has been published: deliver it (or leave
+                // it spooled) before reporting the error.
+                let _ = runtime.block_on(output.shutdown(SHUTDOWN_TIMEOUT));
+                return Err(e);
             }
             last
         }

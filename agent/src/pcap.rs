@@ -1,8 +1,13 @@
 //! Streaming reader for pcap and pcapng files (any mix of sections and interfaces), built on
 //! pcap-parser: blocks are parsed in place from a fixed-size buffer, so memory does not grow
 //! with the file.
+//!
+//! Errors and counters never carry a byte of the capture. pcap-parser's parse errors hold the
+//! unparsed input — packets, patient data and all — so they are never formatted: each is
+//! mapped here to a [`ReadError`] naming the file, the byte offset and a fixed description.
 
-use std::io::Read;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use pcap_parser::pcapng::Block;
 use pcap_parser::{PcapBlockOwned, PcapError};
@@ -32,37 +37,88 @@ pub struct ReadStats {
     pub bytes: u64,
     /// Packets whose link type ward does not decode (still delivered, with `link: None`).
     pub unknown_link: u64,
+    /// Packets not delivered because their pcapng block names an interface its section never
+    /// described (an EPB's interface id out of range, an SPB before any IDB): without a link
+    /// type they cannot be decoded.
+    pub unknown_interface: u64,
+    /// Byte offset of the first of those blocks.
+    pub unknown_interface_first_at: Option<u64>,
     /// The capture ended in the middle of a block: everything before it was read.
     pub truncated: bool,
+    /// Byte offset of the block the capture ends in.
+    pub truncated_at: Option<u64>,
 }
 
-/// Why a capture could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// Not a pcap or pcapng file, or a damaged header.
-    #[error("not a pcap/pcapng capture or damaged header: {0}")]
-    Format(String),
-    /// A block is damaged at this point of the file.
-    #[error("damaged capture block after {packets} packets: {detail}")]
-    Block {
-        /// Packets read before the damage.
-        packets: u64,
-        /// What pcap-parser said.
-        detail: String,
-    },
-    /// Reading the underlying file failed.
-    #[error("reading capture: {0}")]
-    Io(String),
+/// What was wrong with a capture: a fixed description, never a value read from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// The input ends inside the file header.
+    TruncatedHeader,
+    /// The first bytes are neither a pcap nor a pcapng magic number, or the file header is
+    /// damaged.
+    BadMagic,
+    /// A pcapng block that cannot be parsed (invalid length or contents); names the block
+    /// type when the type field holds a known one.
+    DamagedBlock(&'static str),
+    /// A block or record declares more bytes than the reader holds at once
+    /// ([`MAX_BLOCK_BYTES`]).
+    TooLarge,
+    /// Reading the input failed.
+    Io(io::ErrorKind),
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Damage::TruncatedHeader => f.write_str("file header truncated"),
+            Damage::BadMagic => f.write_str(
+                "not a pcap or pcapng capture (unrecognised magic number or damaged file header)",
+            ),
+            Damage::DamagedBlock(block) => {
+                write!(
+                    f,
+                    "damaged pcapng {block} (invalid block length or contents)"
+                )
+            }
+            Damage::TooLarge => write!(
+                f,
+                "block larger than {} MiB (damaged length field)",
+                MAX_BLOCK_BYTES >> 20
+            ),
+            Damage::Io(kind) => write!(f, "read error ({kind})"),
+        }
+    }
+}
+
+/// Why a capture could not be read (further): the file, the byte offset in it and what was
+/// wrong. Every packet before that offset was delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {damage} at byte offset {offset} (after {} packets)", stats.packets)]
+pub struct ReadError {
+    /// The capture's name as given (a path, or `-` for standard input).
+    pub file: String,
+    /// Byte offset in the file where the damage is.
+    pub offset: u64,
+    /// What was wrong.
+    pub damage: Damage,
+    /// What was read before it (boxed: errors stay small).
+    pub stats: Box<ReadStats>,
 }
 
 const INITIAL_BUFFER: usize = 256 * 1024;
-const MAX_BUFFER: usize = 16 << 20;
+/// The largest block (or legacy record) the reader accepts; a larger length field is treated
+/// as damage, so a hostile length never makes the reader allocate more than this.
+pub const MAX_BLOCK_BYTES: usize = 16 << 20;
 
 struct Iface {
     linktype: u32,
     ts_resolution: u64,
     ts_offset: i64,
 }
+
+/// The last I/O error the input returned: pcap-parser reports a failed read without its
+/// cause.
+type IoSlot = Arc<Mutex<Option<io::ErrorKind>>>;
 
 /// Hands pcap-parser the file header in one piece, then reports one empty read.
 ///
@@ -75,17 +131,33 @@ struct HeaderFirst<R> {
     header: Vec<u8>,
     state: u8,
     inner: R,
+    io_error: IoSlot,
+}
+
+/// Reads until `buf` is full; on failure, how many bytes it holds and why it stopped.
+fn fill<R: Read>(inner: &mut R, buf: &mut [u8]) -> Result<(), (usize, Damage)> {
+    let mut have = 0;
+    while have < buf.len() {
+        match inner.read(&mut buf[have..]) {
+            Ok(0) => return Err((have, Damage::TruncatedHeader)),
+            Ok(n) => have += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((have, Damage::Io(e.kind()))),
+        }
+    }
+    Ok(())
 }
 
 impl<R: Read> HeaderFirst<R> {
-    fn new(mut inner: R) -> std::io::Result<Self> {
+    /// Reads the file header; on failure, the offset reached and what was wrong.
+    fn new(mut inner: R, io_error: IoSlot) -> Result<Self, (u64, Damage)> {
         let mut header = vec![0u8; 8];
-        inner.read_exact(&mut header)?;
+        fill(&mut inner, &mut header).map_err(|(n, d)| (n as u64, d))?;
         // pcapng: the section header block's own length (bytes 4..8, in the section's byte
         // order, told by the magic at 8..12); legacy pcap: a fixed 24-byte header.
         let want = if header.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
             let mut bom = [0u8; 4];
-            inner.read_exact(&mut bom)?;
+            fill(&mut inner, &mut bom).map_err(|(n, d)| (8 + n as u64, d))?;
             header.extend_from_slice(&bom);
             let len_bytes = [header[4], header[5], header[6], header[7]];
             let len = if bom == [0x4d, 0x3c, 0x2b, 0x1a] {
@@ -99,17 +171,18 @@ impl<R: Read> HeaderFirst<R> {
         };
         let have = header.len();
         header.resize(want.max(have), 0);
-        inner.read_exact(&mut header[have..])?;
+        fill(&mut inner, &mut header[have..]).map_err(|(n, d)| ((have + n) as u64, d))?;
         Ok(HeaderFirst {
             header,
             state: 0,
             inner,
+            io_error,
         })
     }
 }
 
 impl<R: Read> Read for HeaderFirst<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.state {
             0 => {
                 let n = self.header.len().min(buf.len());
@@ -124,28 +197,120 @@ impl<R: Read> Read for HeaderFirst<R> {
                 self.state = 2;
                 Ok(0)
             }
-            _ => self.inner.read(buf),
+            _ => loop {
+                match self.inner.read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        *self.io_error.lock().unwrap_or_else(PoisonError::into_inner) =
+                            Some(e.kind());
+                        return Err(e);
+                    }
+                    ok => return ok,
+                }
+            },
         }
     }
 }
 
-/// Reads every packet of a pcap or pcapng stream, calling `on_packet` for each.
+fn last_io(slot: &IoSlot) -> io::ErrorKind {
+    slot.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .unwrap_or(io::ErrorKind::Other)
+}
+
+/// How reading stopped or paused, without pcap-parser's error (which may hold input bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Eof,
+    Truncated,
+    Incomplete,
+    TooSmall,
+    Io,
+    Damaged,
+}
+
+/// The name of a pcapng block type, from a fixed table; `None` for anything else.
+fn block_name(block_type: u32) -> Option<&'static str> {
+    use pcap_parser::pcapng::*;
+    Some(match block_type {
+        SHB_MAGIC => "Section Header Block",
+        IDB_MAGIC => "Interface Description Block",
+        SPB_MAGIC => "Simple Packet Block",
+        NRB_MAGIC => "Name Resolution Block",
+        ISB_MAGIC => "Interface Statistics Block",
+        EPB_MAGIC => "Enhanced Packet Block",
+        SJE_MAGIC => "systemd Journal Export Block",
+        DSB_MAGIC => "Decryption Secrets Block",
+        CB_MAGIC | DCB_MAGIC => "Custom Block",
+        PIB_MAGIC => "Process Information Block",
+        _ => return None,
+    })
+}
+
+/// Describes the damaged block at the start of `data` without quoting any of it: the block
+/// type's name when it is a known one, else "block".
+fn damaged_block(data: &[u8], big_endian: bool) -> Damage {
+    let ty = data
+        .get(..4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(|b| {
+            if big_endian {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        });
+    Damage::DamagedBlock(ty.and_then(block_name).unwrap_or("block"))
+}
+
+/// Reads every packet of a pcap or pcapng stream, calling `on_packet` for each. Errors name
+/// the input "capture"; [`read_packets_from`] names it.
 pub fn read_packets<R: Read + Send>(
+    input: R,
+    on_packet: impl FnMut(Packet<'_>),
+) -> Result<ReadStats, ReadError> {
+    read_packets_from("capture", input, on_packet)
+}
+
+/// Reads every packet of the pcap or pcapng stream `file` (its name, for errors), calling
+/// `on_packet` for each. On damage, every packet before it has been delivered and the error
+/// says where it is.
+pub fn read_packets_from<R: Read + Send>(
+    file: &str,
     input: R,
     mut on_packet: impl FnMut(Packet<'_>),
 ) -> Result<ReadStats, ReadError> {
-    let input = HeaderFirst::new(input)
-        .map_err(|e| ReadError::Format(format!("reading the capture header: {e}")))?;
+    let mut stats = ReadStats::default();
+    let fail = |offset: u64, damage: Damage, stats: ReadStats| ReadError {
+        file: file.to_owned(),
+        offset,
+        damage,
+        stats: Box::new(stats),
+    };
+    let io_error: IoSlot = Arc::default();
+    let input = HeaderFirst::new(input, io_error.clone())
+        .map_err(|(offset, damage)| fail(offset, damage, stats))?;
     // Small enough to stay in cache (1 MiB reads ran markedly slower here), large enough for
     // any ordinary frame; grown on demand.
     let mut capacity = INITIAL_BUFFER;
-    let mut reader = pcap_parser::create_reader(capacity, input)
-        .map_err(|e| ReadError::Format(format!("{e:?}")))?;
-    let mut stats = ReadStats::default();
+    let mut reader = pcap_parser::create_reader(capacity, input).map_err(|e| {
+        let damage = match e {
+            PcapError::Eof | PcapError::Incomplete(_) | PcapError::UnexpectedEof => {
+                Damage::TruncatedHeader
+            }
+            PcapError::ReadError => Damage::Io(last_io(&io_error)),
+            // HeaderNotRecognized, a section header that does not parse, BufferTooSmall.
+            _ => Damage::BadMagic,
+        };
+        fail(0, damage, stats)
+    })?;
     let mut legacy_linktype = 1u32;
     let mut legacy_nanos = false;
+    let mut big_endian = false;
     let mut ifaces: Vec<Iface> = Vec::new();
     loop {
+        // The reader counts every byte consumed since the start of the file.
+        let at = reader.consumed() as u64;
         match reader.next() {
             Ok((offset, block)) => {
                 let pkt = match block {
@@ -166,7 +331,8 @@ pub fn read_packets<R: Read + Send>(
                             wire_len: b.origlen,
                         })
                     }
-                    PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                    PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
+                        big_endian = shb.big_endian();
                         ifaces.clear();
                         None
                     }
@@ -179,31 +345,43 @@ pub fn read_packets<R: Read + Send>(
                         None
                     }
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                        ifaces.get(epb.if_id as usize).map(|iface| {
-                            let (sec, frac) =
-                                epb.decode_ts(iface.ts_offset as u64, iface.ts_resolution);
-                            let us = (u128::from(frac) * 1_000_000
-                                / u128::from(iface.ts_resolution.max(1)))
-                                as i64;
-                            let len = (epb.caplen as usize).min(epb.data.len());
-                            Packet {
-                                time_us: i64::from(sec) * 1_000_000 + us,
-                                linktype: iface.linktype,
-                                link: LinkType::from_linktype(iface.linktype),
-                                data: epb.data.get(..len).unwrap_or(epb.data),
-                                wire_len: epb.origlen,
+                        match ifaces.get(epb.if_id as usize) {
+                            Some(iface) => {
+                                let (sec, frac) =
+                                    epb.decode_ts(iface.ts_offset as u64, iface.ts_resolution);
+                                let us = (u128::from(frac) * 1_000_000
+                                    / u128::from(iface.ts_resolution.max(1)))
+                                    as i64;
+                                let len = (epb.caplen as usize).min(epb.data.len());
+                                Some(Packet {
+                                    time_us: i64::from(sec) * 1_000_000 + us,
+                                    linktype: iface.linktype,
+                                    link: LinkType::from_linktype(iface.linktype),
+                                    data: epb.data.get(..len).unwrap_or(epb.data),
+                                    wire_len: epb.origlen,
+                                })
                             }
-                        })
+                            None => {
+                                stats.unknown_interface += 1;
+                                stats.unknown_interface_first_at.get_or_insert(at);
+                                None
+                            }
+                        }
                     }
-                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                        ifaces.first().map(|iface| Packet {
+                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => match ifaces.first() {
+                        Some(iface) => Some(Packet {
                             time_us: 0,
                             linktype: iface.linktype,
                             link: LinkType::from_linktype(iface.linktype),
                             data: spb.data,
                             wire_len: spb.origlen,
-                        })
-                    }
+                        }),
+                        None => {
+                            stats.unknown_interface += 1;
+                            stats.unknown_interface_first_at.get_or_insert(at);
+                            None
+                        }
+                    },
                     PcapBlockOwned::NG(_) => None,
                 };
                 if let Some(p) = pkt {
@@ -216,40 +394,51 @@ pub fn read_packets<R: Read + Send>(
                 }
                 reader.consume_noshift(offset);
             }
-            Err(PcapError::Eof) => break,
-            Err(PcapError::UnexpectedEof) => {
-                stats.truncated = true;
-                break;
-            }
-            Err(PcapError::Incomplete(_)) => {
-                if reader.reader_exhausted() {
-                    // A capture cut short (tcpdump killed, disk full) is common; keep what was
-                    // read and say so rather than discard it.
-                    stats.truncated = true;
-                    break;
-                }
-                // A block larger than the buffer (e.g. GRO super-frames with a large snap
-                // length): grow, within a bound, rather than spin.
-                if reader.data().len() >= capacity {
-                    if capacity >= MAX_BUFFER {
-                        return Err(ReadError::Block {
-                            packets: stats.packets,
-                            detail: format!("a block is larger than {MAX_BUFFER} bytes"),
-                        });
-                    }
-                    capacity *= 2;
-                    reader.grow(capacity);
-                }
-                reader.refill().map_err(|e| ReadError::Block {
-                    packets: stats.packets,
-                    detail: format!("{e:?}"),
-                })?;
-            }
+            // Classified without keeping the error: NomError / OwnedNomError hold the
+            // unparsed input, which is dropped unread.
             Err(e) => {
-                return Err(ReadError::Block {
-                    packets: stats.packets,
-                    detail: format!("{e:?}"),
-                })
+                let stop = match e {
+                    PcapError::Eof => Stop::Eof,
+                    PcapError::UnexpectedEof => Stop::Truncated,
+                    PcapError::Incomplete(_) => Stop::Incomplete,
+                    PcapError::BufferTooSmall => Stop::TooSmall,
+                    PcapError::ReadError => Stop::Io,
+                    _ => Stop::Damaged,
+                };
+                match stop {
+                    Stop::Eof => break,
+                    Stop::Truncated => {
+                        stats.truncated = true;
+                        stats.truncated_at = Some(at);
+                        break;
+                    }
+                    Stop::Incomplete if reader.reader_exhausted() => {
+                        // A capture cut short (tcpdump killed, disk full) is common; keep
+                        // what was read and say so rather than discard it.
+                        stats.truncated = true;
+                        stats.truncated_at = Some(at);
+                        break;
+                    }
+                    Stop::Incomplete | Stop::TooSmall => {
+                        // A block larger than the buffer (e.g. GRO super-frames with a large
+                        // snap length): grow, within a bound, rather than spin.
+                        if stop == Stop::TooSmall || reader.data().len() >= capacity {
+                            if capacity >= MAX_BLOCK_BYTES {
+                                return Err(fail(at, Damage::TooLarge, stats));
+                            }
+                            capacity = (capacity * 2).min(MAX_BLOCK_BYTES);
+                            reader.grow(capacity);
+                        }
+                        if reader.refill().is_err() {
+                            return Err(fail(at, Damage::Io(last_io(&io_error)), stats));
+                        }
+                    }
+                    Stop::Io => return Err(fail(at, Damage::Io(last_io(&io_error)), stats)),
+                    Stop::Damaged => {
+                        let damage = damaged_block(reader.data(), big_endian);
+                        return Err(fail(at, damage, stats));
+                    }
+                }
             }
         }
     }

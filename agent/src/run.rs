@@ -287,17 +287,50 @@ impl<R: Read> Read for StoppableRead<R> {
     }
 }
 
-/// Reads one capture stream (`size` bytes, 0 if unknown) through the engine.
+/// Warns about what reading a capture skipped or found cut short, with byte offsets.
+fn report_read(name: &str, stats: &crate::pcap::ReadStats) {
+    if let Some(at) = stats.truncated_at {
+        tracing::warn!(
+            file = %name,
+            packets = stats.packets,
+            "the capture ends in the middle of a block at byte offset {at} (truncated file); \
+             everything before it was read"
+        );
+    }
+    if stats.unknown_link > 0 {
+        tracing::warn!(
+            file = %name,
+            packets = stats.unknown_link,
+            "packets with a link type ward does not decode were skipped"
+        );
+    }
+    if stats.unknown_interface > 0 {
+        tracing::warn!(
+            file = %name,
+            packets = stats.unknown_interface,
+            "packets in pcapng blocks naming an interface their section never described \
+             (first at byte offset {}) cannot be decoded and were skipped",
+            stats.unknown_interface_first_at.unwrap_or(0)
+        );
+    }
+}
+
+/// Reads one capture stream `name` (`size` bytes, 0 if unknown) through the engine.
 ///
 /// A regular file is read on this thread with the timers checked every few thousand packets.
 /// A pipe (`size` 0, e.g. `tcpdump -w - | ward-agent read -`) may pause for any length of time,
 /// so it is parsed on a reader thread and handed over packet by packet, letting batches,
 /// snapshots and status go out on time while the input is idle.
+///
+/// A damaged capture ends the read with a [`crate::pcap::ReadError`] (file, byte offset, what
+/// was wrong); the devices seen before the damage are published first.
+#[allow(clippy::too_many_arguments)]
 pub fn run_file<R: Read + Send + 'static>(
     cfg: &LoopConfig,
     engine: &mut Engine,
     batcher: &mut Batcher,
     output: &Output,
+    name: &str,
     input: R,
     size: u64,
     stop: Arc<AtomicBool>,
@@ -315,10 +348,11 @@ pub fn run_file<R: Read + Send + 'static>(
         let (tx, rx) = std::sync::mpsc::sync_channel::<OwnedPacket>(4096);
         // Detached, not scoped: a reader blocked on an idle pipe must not keep a stop request
         // waiting. On stop the loop leaves it blocked; the process exits after the flush.
+        let thread_name = name.to_owned();
         let reader = std::thread::Builder::new()
             .name("ward-read".into())
             .spawn(move || {
-                crate::pcap::read_packets(input, |p| {
+                crate::pcap::read_packets_from(&thread_name, input, |p| {
                     let Some(link) = p.link else { return };
                     let _ = tx.send(OwnedPacket {
                         time_us: p.time_us,
@@ -349,17 +383,17 @@ pub fn run_file<R: Read + Send + 'static>(
             lp.engine.process(p.time_us, Some(p.link), &p.data);
             last_time = p.time_us;
         }
-        if finished {
-            reader
-                .join()
-                .map_err(|_| anyhow::anyhow!("capture reader thread panicked"))?
-                .context("reading capture")?;
+        if !finished {
+            return lp.finish(last_time);
         }
-        return lp.finish(last_time);
+        let result = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("capture reader thread panicked"))?;
+        return finish_read(lp, name, result, last_time);
     }
     let mut n = 0u64;
     let mut failure = None;
-    let result = crate::pcap::read_packets(input, |p| {
+    let result = crate::pcap::read_packets_from(name, input, |p| {
         if failure.is_some() {
             return;
         }
@@ -375,20 +409,27 @@ pub fn run_file<R: Read + Send + 'static>(
     if let Some(e) = failure {
         return Err(e);
     }
-    let stats = result.context("reading capture")?;
-    if stats.truncated {
-        tracing::warn!(
-            packets = stats.packets,
-            "the capture ends in the middle of a packet (truncated file); everything before it was read"
-        );
+    finish_read(lp, name, result, last_time)
+}
+
+/// Reports the read and flushes; a damaged capture's error is returned after the flush.
+fn finish_read(
+    lp: Loop<'_>,
+    name: &str,
+    result: Result<crate::pcap::ReadStats, crate::pcap::ReadError>,
+    last_time: i64,
+) -> anyhow::Result<LoopSummary> {
+    match result {
+        Ok(stats) => {
+            report_read(name, &stats);
+            lp.finish(last_time)
+        }
+        Err(e) => {
+            report_read(name, &e.stats);
+            lp.finish(last_time)?;
+            Err(e.into())
+        }
     }
-    if stats.unknown_link > 0 {
-        tracing::warn!(
-            packets = stats.unknown_link,
-            "packets with a link type ward does not decode were skipped"
-        );
-    }
-    lp.finish(last_time)
 }
 
 /// Runs live capture until `stop` is set.
