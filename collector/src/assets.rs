@@ -280,7 +280,7 @@ const PLACEHOLDERS: [&str; 9] = [
 
 /// Parses and validates CSV text; `file_name` is used in error messages only.
 pub fn parse_str(text: &str, map: &ColumnMap, file_name: &str) -> Result<Import, ImportError> {
-    let mut reader = csv_reader(text);
+    let mut reader = csv_reader(text, file_name)?;
     let headers = reader
         .headers()
         .map_err(|e| csv_error(file_name, &e))?
@@ -575,6 +575,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_unclosed_quote_does_not_swallow_the_rest_of_the_export() {
+        let text = "tag,location\nA,ICU 1\nB,\"ICU 2\nC,ICU 3\n";
+        let e = import(text, &ColumnMap::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.starts_with("a.csv:3:3: unterminated quote"), "{e}");
+        // Quoted fields spanning lines are fine when closed.
+        let text = "tag;location\nA;\"ICU 1\nbed 2\"\nB;\"ICU \"\"B\"\"\"\n";
+        let got = import(text, &ColumnMap::default()).unwrap_or_else(|e| panic!("{e}"));
+        let locations: Vec<_> = got.assets.iter().map(|a| a.location.as_deref()).collect();
+        assert_eq!(locations, [Some("ICU 1\nbed 2"), Some("ICU \"B\"")]);
+    }
+
     /// `str::floor_char_boundary` is newer than the MSRV.
     fn floor(text: &str, i: usize) -> usize {
         let i = i.min(text.len());
@@ -623,6 +638,22 @@ mod tests {
                 "row has 5 fields but the header has 6",
             ),
             ("bad-ambiguous.csv", "could both be the tag column"),
+            (
+                "bad-unterminated-quote.csv",
+                "bad-unterminated-quote.csv:3:53: unterminated quote",
+            ),
+            (
+                "bad-eof-in-quote.csv",
+                "bad-eof-in-quote.csv:3:35: unterminated quote",
+            ),
+            (
+                "bad-stray-quote.csv",
+                "bad-stray-quote.csv:3:28: stray quote",
+            ),
+            (
+                "bad-text-after-quote.csv",
+                "bad-text-after-quote.csv:3:30: text after the closing quote",
+            ),
         ];
         let dir = data("");
         let mut paths: Vec<_> = std::fs::read_dir(&dir)

@@ -189,6 +189,13 @@ pub fn parse_str(
     };
     let (raws, mut problems) = match format {
         Format::Yaml => {
+            if let Some((line, column)) = yaml_too_deep(text, MAX_YAML_DEPTH) {
+                let message = format!(
+                    "nested more than {MAX_YAML_DEPTH} levels deep (mappings and lists inside \
+                     each other); a contract file needs fewer than ten"
+                );
+                return Err(ImportError::new(file_name, message).at(Some(line), Some(column)));
+            }
             let doc = serde_yaml_ng::from_str(text).map_err(|e| src.yaml_error(e))?;
             src.entries(doc)
         }
@@ -1138,7 +1145,7 @@ const CSV_COLUMNS: [&str; 29] = [
 ];
 
 fn parse_csv(text: &str, file: &str) -> Result<Entries, ImportError> {
-    let mut reader = csv_reader(text);
+    let mut reader = csv_reader(text, file)?;
     let headers = reader.headers().map_err(|e| csv_error(file, &e))?.clone();
     let header_line = Some(headers.position().map_or(1, |p| p.line() as usize));
     let mut columns: Vec<&'static str> = Vec::new();
@@ -1286,6 +1293,212 @@ fn boolean(s: &str) -> Result<bool, String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// YAML nesting depth.
+
+/// The deepest nesting of collections (mappings and sequences, block or flow) a contract YAML
+/// file may have. A contract needs about six; libyaml (under serde_yaml_ng) spends time
+/// quadratic in the depth, so 200 000 nested `[` took minutes before this limit.
+pub const MAX_YAML_DEPTH: usize = 64;
+
+/// Where a YAML document first nests collections deeper than `limit`, as (line, column), found
+/// in one pass before any parser sees the text.
+///
+/// The depth at a place is the indentation structure of block collections (a stack of the
+/// columns of the open ones, a sequence at its parent key's column counting as one more), plus
+/// the block collections opened later on the same line (`- - x`, `- key: x`, `? x`), plus the
+/// open flow collections (`[`, `{`). Quoted scalars (multi-line too), block scalars (`|`, `>`)
+/// and comments are skipped; `[` or `{` inside a plain scalar in block context is text. The
+/// scan errs towards counting more, never less: a document it passes nests at most `limit`
+/// levels. The stack is bounded by `limit`.
+fn yaml_too_deep(text: &str, limit: usize) -> Option<(usize, usize)> {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Kind {
+        Seq,
+        Map,
+    }
+    // Open block collections: (column, kind).
+    let mut stack: Vec<(usize, Kind)> = Vec::new();
+    // Open flow collections, and the depth they started at.
+    let (mut flow, mut flow_base) = (0usize, 0usize);
+    // Inside a quoted scalar (which may span lines).
+    let mut quote: Option<u8> = None;
+    // Inside a block scalar: lines indented more than this are its text.
+    let mut block_scalar: Option<usize> = None;
+    // In flow context: at the start of a token (where a quote opens a quoted scalar).
+    let mut flow_token_start = true;
+
+    for (n, raw) in text.split('\n').enumerate() {
+        let b = raw.strip_suffix('\r').unwrap_or(raw).as_bytes();
+        let at = |i: usize| -> usize {
+            // 1-based column in characters; only computed when reporting.
+            b.get(..i)
+                .map_or(i, |p| p.iter().filter(|&&c| c & 0xC0 != 0x80).count())
+                + 1
+        };
+        let indent = b.iter().take_while(|&&c| c == b' ').count();
+        let blank = b
+            .get(indent)
+            .is_none_or(|&c| c == b'#' && quote.is_none() && flow == 0);
+        if let Some(min) = block_scalar {
+            if blank || indent > min {
+                continue;
+            }
+            block_scalar = None;
+        }
+        let mut i = 0;
+        // Block collections opened on this line after its first token, and whether the token
+        // being read is the line's first (its level is the stack's).
+        let mut extra = 0usize;
+        let mut first = false;
+        // Whether the scalar just read was the line's first token (then a `:` after it is a
+        // key of the collection the stack already counts).
+        let mut key_first = false;
+        // Column of the innermost block node begun on this line: a block scalar's text must be
+        // indented more.
+        let mut node_col = indent;
+        // In block context: at a token start (not inside a plain scalar).
+        let mut token_start = true;
+        if quote.is_none() && flow == 0 {
+            if blank || b.first() == Some(&b'%') {
+                continue;
+            }
+            let marker = |m: &[u8]| b.starts_with(m) && b.get(3).is_none_or(|&c| c == b' ');
+            if marker(b"---") || marker(b"...") {
+                // A new document; what follows on the line is counted from zero.
+                stack.clear();
+                i = 3;
+            } else {
+                first = true;
+                let dash =
+                    b.get(indent) == Some(&b'-') && b.get(indent + 1).is_none_or(|&c| c == b' ');
+                let kind = if dash { Kind::Seq } else { Kind::Map };
+                while let Some(&(col, k)) = stack.last() {
+                    if col > indent || (col == indent && k == Kind::Seq && kind == Kind::Map) {
+                        stack.pop();
+                    } else {
+                        break;
+                    }
+                }
+                if stack.last() != Some(&(indent, kind)) {
+                    stack.push((indent, kind));
+                }
+                if stack.len() > limit {
+                    return Some((n + 1, at(indent)));
+                }
+                i = indent;
+            }
+        }
+        while let Some(&c) = b.get(i) {
+            if let Some(q) = quote {
+                if q == b'"' && c == b'\\' {
+                    i += 2;
+                    continue;
+                }
+                if c == q {
+                    if q == b'\'' && b.get(i + 1) == Some(&b'\'') {
+                        i += 2;
+                        continue;
+                    }
+                    quote = None;
+                    flow_token_start = false;
+                    token_start = false;
+                }
+                i += 1;
+                continue;
+            }
+            let after_space = i == 0 || matches!(b.get(i - 1), Some(b' ' | b'\t'));
+            let indicator = |i: usize| b.get(i + 1).is_none_or(|&c| c == b' ' || c == b'\t');
+            if flow > 0 {
+                match c {
+                    b'[' | b'{' => {
+                        flow += 1;
+                        if flow_base + flow > limit {
+                            return Some((n + 1, at(i)));
+                        }
+                        flow_token_start = true;
+                    }
+                    b']' | b'}' => {
+                        flow -= 1;
+                        flow_token_start = false;
+                        // Back in block context after a flow node: a `:` would make it a key.
+                        token_start = false;
+                        key_first = false;
+                    }
+                    b',' | b':' | b'?' => flow_token_start = true,
+                    b'"' | b'\'' if flow_token_start => quote = Some(c),
+                    b'#' if after_space => break,
+                    b' ' | b'\t' => {}
+                    _ => flow_token_start = false,
+                }
+                i += 1;
+                continue;
+            }
+            let depth = stack.len() + extra;
+            match c {
+                b' ' | b'\t' => {}
+                b'#' if after_space => break,
+                b'-' | b'?' if token_start && indicator(i) => {
+                    if !first {
+                        extra += 1;
+                        if depth + 1 > limit {
+                            return Some((n + 1, at(i)));
+                        }
+                    }
+                    first = false;
+                    node_col = i;
+                }
+                b':' if indicator(i) => {
+                    // A key ends here. A key that is not the line's first token opens a mapping
+                    // inside the node before it (`- key: x`).
+                    if !token_start && !key_first {
+                        extra += 1;
+                        if depth + 1 > limit {
+                            return Some((n + 1, at(i)));
+                        }
+                    }
+                    token_start = true;
+                }
+                b'[' | b'{' if token_start => {
+                    flow = 1;
+                    flow_base = depth;
+                    if flow_base + flow > limit {
+                        return Some((n + 1, at(i)));
+                    }
+                    flow_token_start = true;
+                    first = false;
+                }
+                b'"' | b'\'' if token_start => {
+                    quote = Some(c);
+                    node_col = i;
+                    key_first = first;
+                    first = false;
+                }
+                b'|' | b'>' if token_start => {
+                    block_scalar = Some(node_col);
+                    break;
+                }
+                b'&' | b'!' if token_start => {
+                    // Anchor or tag: a node's properties, the node follows.
+                    while b.get(i + 1).is_some_and(|&c| c != b' ' && c != b'\t') {
+                        i += 1;
+                    }
+                }
+                _ if token_start => {
+                    // A plain scalar (or alias) begins: it may turn out to be a key.
+                    token_start = false;
+                    node_col = i;
+                    key_first = first;
+                    first = false;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
 // Shared with `assets`.
 
 /// Reads a whole file as UTF-8; a spreadsheet saved in a legacy code page is the usual
@@ -1310,9 +1523,16 @@ pub(crate) fn read_text(path: &Path, file: &str) -> Result<String, ImportError> 
     })
 }
 
-/// A CSV reader for `text` (BOM already stripped), delimited by `;` when the header line has
-/// more `;` than `,`: spreadsheets in locales with a decimal comma export that way.
-pub(crate) fn csv_reader(text: &str) -> csv::Reader<&[u8]> {
+/// A CSV reader for `text`, delimited by `;` when the header line has more `;` than `,`:
+/// spreadsheets in locales with a decimal comma export that way.
+///
+/// The text is first checked for RFC 4180 quoting ([`csv_quote_problem`]): the `csv` crate
+/// reads an unterminated quote as running to the end of the file and a stray quote as a
+/// literal, so a file damaged that way would import with rows silently merged into one cell.
+pub(crate) fn csv_reader<'t>(
+    text: &'t str,
+    file: &str,
+) -> Result<csv::Reader<&'t [u8]>, ImportError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let header = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     let delimiter = if header.matches(';').count() > header.matches(',').count() {
@@ -1320,9 +1540,84 @@ pub(crate) fn csv_reader(text: &str) -> csv::Reader<&[u8]> {
     } else {
         b','
     };
-    csv::ReaderBuilder::new()
+    if let Some((line, column, message)) = csv_quote_problem(text, delimiter) {
+        return Err(ImportError::new(file, message).at(Some(line), Some(column)));
+    }
+    Ok(csv::ReaderBuilder::new()
         .delimiter(delimiter)
-        .from_reader(text.as_bytes())
+        .from_reader(text.as_bytes()))
+}
+
+/// The first place where `text` breaks RFC 4180 quoting, as (line, column, what is wrong):
+/// a quote that is never closed (reported where it opened), a quote inside an unquoted field,
+/// or text between a closing quote and the end of its field. One pass over the bytes, so a
+/// hostile file costs linear time; lines count `\n`, `\r\n` and a lone `\r` as line breaks,
+/// columns count characters from 1.
+pub(crate) fn csv_quote_problem(text: &str, delimiter: u8) -> Option<(usize, usize, String)> {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum State {
+        /// At the start of a field: a quote here opens a quoted field.
+        FieldStart,
+        /// Inside an unquoted field.
+        Unquoted,
+        /// Inside a quoted field.
+        Quoted,
+        /// Just after a quote inside a quoted field: closing, or the first of a doubled quote.
+        QuoteInQuoted,
+    }
+    let bytes = text.as_bytes();
+    let (mut line, mut column) = (1usize, 0usize);
+    let mut opened = (1usize, 1usize);
+    let mut state = State::FieldStart;
+    for (i, &b) in bytes.iter().enumerate() {
+        // UTF-8 continuation bytes do not start a character.
+        if b & 0xC0 != 0x80 {
+            column += 1;
+        }
+        let ends_field = b == delimiter || b == b'\n' || b == b'\r';
+        state =
+            match (state, b) {
+                (State::FieldStart, b'"') => {
+                    opened = (line, column);
+                    State::Quoted
+                }
+                (State::Unquoted, b'"') => {
+                    return Some((
+                        line,
+                        column,
+                        "stray quote in an unquoted field (a field containing \" must be quoted \
+                     as a whole, with each \" inside it doubled: \"24\"\" monitor\")"
+                            .into(),
+                    ))
+                }
+                (State::FieldStart | State::Unquoted, _) if ends_field => State::FieldStart,
+                (State::FieldStart | State::Unquoted, _) => State::Unquoted,
+                (State::Quoted, b'"') => State::QuoteInQuoted,
+                (State::Quoted, _) => State::Quoted,
+                (State::QuoteInQuoted, b'"') => State::Quoted,
+                (State::QuoteInQuoted, _) if ends_field => State::FieldStart,
+                (State::QuoteInQuoted, _) => return Some((
+                    line,
+                    column,
+                    "text after the closing quote of a quoted field (quote the whole field and \
+                     double each \" inside it: \"\"\"CT\"\" Gen2\")"
+                        .into(),
+                )),
+            };
+        if b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')) {
+            line += 1;
+            column = 0;
+        }
+    }
+    (state == State::Quoted).then(|| {
+        (
+            opened.0,
+            opened.1,
+            "unterminated quote: the quoted field opened here is never closed, so the rest of \
+             the file would be read into it (end the field with a \" and write each \" inside it as \"\")"
+                .into(),
+        )
+    })
 }
 
 pub(crate) fn csv_error(file: &str, e: &csv::Error) -> ImportError {
@@ -1538,6 +1833,136 @@ mod tests {
     }
 
     #[test]
+    fn csv_quotes_follow_rfc_4180() {
+        // The quote opened on line 3 is never closed: read leniently, the rest of the file
+        // would become that one field and line 4's contract would silently vanish.
+        let text = "id,supplier,products,notes\nC-1,Acme,X,ok\nC-2,Acme,Y,\"never closed\nC-3,Acme,Z,gone\n";
+        let e = err(text, Format::Csv);
+        assert_eq!((e.line, e.column), (Some(3), Some(12)), "{e}");
+        assert!(e.message.starts_with("unterminated quote"), "{e}");
+        // The line is where the quote opened, not where the row or the file ends.
+        let text = "id,supplier,products,notes\nC-1,Acme,X,\"two\nlines\"\nC-2,Acme,Y,\"open\n\n\n";
+        let e = err(text, Format::Csv);
+        assert_eq!((e.line, e.column), (Some(4), Some(12)), "{e}");
+        // The file ends inside a quoted field (no final line break).
+        let e = err("id,supplier,products\nC-1,Acme,\"X", Format::Csv);
+        assert_eq!((e.line, e.column), (Some(2), Some(10)), "{e}");
+        assert!(e.message.starts_with("unterminated quote"), "{e}");
+        // A quote inside an unquoted field.
+        let e = err("id,supplier,products\nC-1,Acme,24\" X\n", Format::Csv);
+        assert_eq!((e.line, e.column), (Some(2), Some(12)), "{e}");
+        assert!(e.message.starts_with("stray quote"), "{e}");
+        // Text after a closing quote (also a space before the delimiter).
+        let e = err("id,supplier,products\nC-1,Acme,\"X\" Gen2\n", Format::Csv);
+        assert_eq!((e.line, e.column), (Some(2), Some(13)), "{e}");
+        assert!(e.message.starts_with("text after the closing quote"), "{e}");
+        // A quote after leading spaces is a stray quote too: a lenient reader would split
+        // "Acme, Inc" at its comma.
+        let e = err("id,supplier,products\nC-1, \"Acme, Inc\",X\n", Format::Csv);
+        assert_eq!((e.line, e.column), (Some(2), Some(6)), "{e}");
+        // Multi-byte characters count as one column.
+        let e = err("id,supplier,products\nC-1,Dräger,\"X\n", Format::Csv);
+        assert_eq!((e.line, e.column), (Some(2), Some(12)), "{e}");
+        // What RFC 4180 allows still imports: doubled quotes, delimiters and line breaks inside
+        // quotes, CRLF, empty quoted fields, `;` exports.
+        let got = ok(
+            "id,supplier,products,notes,mds2\r\nC-1,\"Acme, Inc\",\"24\"\" X\",\"a\r\nb\",\"\"\r\n",
+            Format::Csv,
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].supplier, "Acme, Inc");
+        assert_eq!(got[0].products[0].model, "24\" X");
+        assert_eq!(got[0].notes.as_deref(), Some("a\r\nb"));
+        let got = ok("id;supplier;products\nC-1;\"Acme; Inc\";X\n", Format::Csv);
+        assert_eq!(got[0].supplier, "Acme; Inc");
+    }
+
+    /// A YAML document nested `n` levels deep in flow style, block style, ...
+    fn deep(n: usize) -> Vec<(&'static str, String)> {
+        let mut indented = String::from("contracts:\n");
+        let mut mixed = String::from("contracts:\n");
+        for i in 0..n.min(1500) {
+            // Block nesting costs indentation, so its size grows with the square of the depth.
+            indented.push_str(&" ".repeat(i + 1));
+            indented.push_str("a:\n");
+            // A sequence may sit at its parent key's indentation: two levels per step.
+            mixed.push_str(&" ".repeat(2 * (i / 2)));
+            mixed.push_str(if i % 2 == 0 { "- a:\n" } else { "  b:\n" });
+        }
+        vec![
+            (
+                "flow sequences",
+                format!("contracts: {}{}\n", "[".repeat(n), "]".repeat(n)),
+            ),
+            (
+                "flow mappings",
+                format!("contracts: {}x{}\n", "{a: ".repeat(n), "}".repeat(n)),
+            ),
+            (
+                "compact sequences",
+                format!("contracts:\n  {}x\n", "- ".repeat(n)),
+            ),
+            (
+                "compact keys",
+                format!("contracts:\n  {}x\n", "? ".repeat(n)),
+            ),
+            (
+                "compact mappings",
+                format!("contracts:\n  {}x\n", "- a: ".repeat(n)),
+            ),
+            ("indented mappings", indented),
+            ("mixed", mixed),
+        ]
+    }
+
+    #[test]
+    fn deeply_nested_yaml_is_refused_before_parsing() {
+        for (shape, text) in deep(200_000) {
+            let e = err(&text, Format::Yaml);
+            assert!(
+                e.message.starts_with("nested more than 64 levels deep"),
+                "{shape}: {e}"
+            );
+            assert!(e.line.is_some(), "{shape}: {e}");
+        }
+        let e = err(&deep(200_000)[0].1, Format::Yaml);
+        assert_eq!((e.line, e.column), (Some(1), Some(75)), "{e}");
+        // Under the limit the pre-scan says nothing (the shapes are no contracts, but that is
+        // for the parser to say).
+        for (shape, text) in deep(20) {
+            assert_eq!(yaml_too_deep(&text, MAX_YAML_DEPTH), None, "{shape}");
+        }
+    }
+
+    #[test]
+    fn yaml_nesting_ignores_scalars_and_comments() {
+        let b = "[{".repeat(100);
+        let text = format!(
+            "# {b}\ncontracts: # {b}\n  - id: C-1\n    supplier: \"{b} \\\" {b}\"\n    products: ['{b}', \"{b}\", it's]\n    notes: |\n      {b}\n\n      {b}\n    mds2: a{b} # {b}\n    sbom: >-\n      {b}\n        {b}\n    serials:\n      - '{b} '' {b}'\n      - \"multi\n        line {b}\"\n"
+        );
+        let c = ok(&text, Format::Yaml);
+        assert_eq!(c[0].products.len(), 3, "{:?}", c[0].products);
+        assert_eq!(c[0].notes.as_deref(), Some(format!("{b}\n\n{b}").as_str()));
+        assert_eq!(c[0].serials.len(), 2);
+        let good = std::fs::read_to_string(data("good.yaml")).unwrap_or_default();
+        assert!(ok(&good, Format::Yaml).len() >= 4);
+    }
+
+    #[test]
+    fn yaml_depth_is_counted_per_level() {
+        let flow = |n: usize| format!("a: {}{}\n", "[".repeat(n), "]".repeat(n));
+        // The mapping is one level, each `[` one more.
+        assert_eq!(yaml_too_deep(&flow(9), 10), None);
+        assert_eq!(yaml_too_deep(&flow(10), 10), Some((1, 13)));
+        let block = |n: usize| format!("a:\n  {}x\n", "- ".repeat(n));
+        assert_eq!(yaml_too_deep(&block(9), 10), None);
+        assert_eq!(yaml_too_deep(&block(10), 10), Some((2, 21)));
+        // Back out of the nesting, the depth is what it was.
+        let text = format!("{}b:\n  c: [[x]]\n", block(9));
+        assert_eq!(yaml_too_deep(&text, 10), None);
+    }
+
+    #[test]
     fn load_refuses_unknown_extensions() {
         let e = load(Path::new("contracts.txt"))
             .err()
@@ -1615,6 +2040,27 @@ mod tests {
                 "bad-row-length.csv",
                 "row has 4 fields but the header has 5",
             ),
+            (
+                "bad-unterminated-quote.csv",
+                "bad-unterminated-quote.csv:3:34: unterminated quote",
+            ),
+            (
+                "bad-eof-in-quote.csv",
+                "bad-eof-in-quote.csv:3:26: unterminated quote",
+            ),
+            (
+                "bad-stray-quote.csv",
+                "bad-stray-quote.csv:3:31: stray quote",
+            ),
+            (
+                "bad-text-after-quote.csv",
+                "bad-text-after-quote.csv:3:27: text after the closing quote",
+            ),
+            (
+                "bad-deep-flow.yaml",
+                "bad-deep-flow.yaml:5:76: nested more than 64 levels deep",
+            ),
+            ("bad-deep-block.yaml", "bad-deep-block.yaml:6:"),
         ];
         let dir = data("");
         let mut seen = 0;
