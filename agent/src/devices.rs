@@ -6,6 +6,8 @@
 //! device each field describes — see [`subject`]). Every fact keeps first/last seen and a count.
 //! The table is hard-capped: beyond `max_devices` the least recently seen device is evicted and
 //! counted, and every per-device list is capped too, so memory stays bounded under floods.
+//! A device evicted with changes not yet taken keeps them: it waits, bounded, in a queue that
+//! [`DeviceTable::take_changes`] empties first, so every change is published once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -78,6 +80,9 @@ pub struct DeviceStats {
     pub created: u64,
     /// Devices evicted because the table was full.
     pub evicted: u64,
+    /// Evicted devices whose changes were lost because the queue of evicted changes
+    /// ([`DeviceTable::pending_evicted`]) was full: changes were not taken in time.
+    pub evicted_unpublished: u64,
     /// Facts, addresses, services or peers not recorded because a per-device cap was reached.
     pub capped: u64,
 }
@@ -113,7 +118,11 @@ pub struct DeviceTable {
     devices: FastMap<DeviceKey, Device>,
     lru: BTreeMap<u64, DeviceKey>,
     tick: u64,
+    /// Keys of changed devices, in the order they changed; may hold keys since evicted (and
+    /// re-created), skipped when taken.
     dirty: Vec<DeviceKey>,
+    /// Devices evicted with changes not yet taken, oldest first.
+    evicted_changed: Vec<(DeviceKey, Device)>,
     stats: DeviceStats,
     oui: &'static OuiRegistry,
     /// Addresses learned by MAC-keyed devices, so a packet that carries only an IP (the
@@ -189,6 +198,7 @@ impl DeviceTable {
             lru: BTreeMap::new(),
             tick: 0,
             dirty: Vec::new(),
+            evicted_changed: Vec::new(),
             stats: DeviceStats::default(),
             oui: OuiRegistry::bundled(),
             by_ip: FastMap::default(),
@@ -211,6 +221,20 @@ impl DeviceTable {
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.devices.is_empty()
+    }
+
+    /// Evicted devices whose changes wait to be taken. The caller takes changes (or
+    /// [`take_evicted`](Self::take_evicted)) when this reaches a message's worth; beyond
+    /// [`evicted_queue_cap`](Self::evicted_queue_cap) further evicted changes are lost and
+    /// counted in [`DeviceStats::evicted_unpublished`].
+    pub fn pending_evicted(&self) -> usize {
+        self.evicted_changed.len()
+    }
+
+    /// How many evicted devices' changes are kept at most: an eighth of the table, at least
+    /// 4096.
+    pub fn evicted_queue_cap(&self) -> usize {
+        (self.cfg.max_devices / 8).max(4096)
     }
 
     fn key_for(
@@ -280,12 +304,32 @@ impl DeviceTable {
     /// The device for `key`, created if new (evicting the least recently seen when full), its
     /// recency refreshed and marked changed.
     fn touch(&mut self, key: DeviceKey, t: i64) -> &mut Device {
+        // Keys of evicted devices linger in the changed list until taken; if changes are not
+        // taken for a long while under a flood of new devices, rebuild the list from the
+        // table so it stays bounded by the table's size (amortised: the rebuild halves it).
+        if self.dirty.len() > self.cfg.max_devices.saturating_mul(2).max(4096) {
+            self.dirty = self
+                .devices
+                .iter()
+                .filter(|(_, d)| d.dirty)
+                .map(|(k, _)| *k)
+                .collect();
+        }
         self.tick += 1;
         let tick = self.tick;
         if self.devices.len() >= self.cfg.max_devices && !self.devices.contains_key(&key) {
             if let Some((_, old)) = self.lru.pop_first() {
-                self.devices.remove(&old);
-                self.stats.evicted += 1;
+                if let Some(gone) = self.devices.remove(&old) {
+                    self.stats.evicted += 1;
+                    // Its changes are still owed to the output.
+                    if gone.dirty {
+                        if self.evicted_changed.len() < self.evicted_queue_cap() {
+                            self.evicted_changed.push((old, gone));
+                        } else {
+                            self.stats.evicted_unpublished += 1;
+                        }
+                    }
+                }
             }
         }
         let oui = self.oui;
@@ -500,22 +544,60 @@ impl DeviceTable {
     }
 
     /// Up to `limit` devices changed since they were last taken, classified with `rules`, as
-    /// records; clears their changed marks. Call until it returns nothing: taking changes in
-    /// bounded chunks keeps a flood of new devices from building one huge batch in memory.
+    /// records — first the evicted ones (their last state), then those in the table; clears
+    /// their changed marks. Returns nothing only when no change is left, so callers loop until
+    /// it is empty: taking changes in bounded chunks keeps a flood of new devices from
+    /// building one huge batch in memory.
     pub fn take_changes(&mut self, rules: &RuleSet, limit: usize) -> Vec<DeviceRecord> {
-        let n = self.dirty.len().min(limit.max(1));
-        let keys: Vec<DeviceKey> = self.dirty.drain(..n).collect();
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Some(dev) = self.devices.get_mut(&key) {
-                dev.dirty = false;
-                out.push(record(key, dev, rules));
+        let limit = limit.max(1);
+        let mut out = self.take_evicted(rules, limit);
+        let mut taken = 0;
+        for key in &self.dirty {
+            if out.len() >= limit {
+                break;
+            }
+            taken += 1;
+            // Keys of devices evicted since (or taken already, then re-created) are skipped.
+            if let Some(dev) = self.devices.get_mut(key) {
+                if dev.dirty {
+                    dev.dirty = false;
+                    out.push(record(*key, dev, rules));
+                }
             }
         }
+        self.dirty.drain(..taken);
         if self.dirty.is_empty() && self.dirty.capacity() > 4096 {
             self.dirty = Vec::new();
         }
         out
+    }
+
+    /// Up to `limit` evicted devices' last states (changes not yet taken when they were
+    /// evicted), oldest first.
+    pub fn take_evicted(&mut self, rules: &RuleSet, limit: usize) -> Vec<DeviceRecord> {
+        let n = self.evicted_changed.len().min(limit.max(1));
+        let out = self
+            .evicted_changed
+            .drain(..n)
+            .map(|(key, mut dev)| record(key, &mut dev, rules))
+            .collect();
+        if self.evicted_changed.is_empty() && self.evicted_changed.capacity() > 4096 {
+            self.evicted_changed = Vec::new();
+        }
+        out
+    }
+
+    /// Clears the changed marks of the devices in the table (a full snapshot is about to
+    /// carry them); evicted devices' changes are kept for [`take_evicted`](Self::take_evicted).
+    pub fn clear_changes(&mut self) {
+        for key in self.dirty.drain(..) {
+            if let Some(dev) = self.devices.get_mut(&key) {
+                dev.dirty = false;
+            }
+        }
+        if self.dirty.capacity() > 4096 {
+            self.dirty = Vec::new();
+        }
     }
 
     /// Every device, classified, handed to `each` in chunks of at most `chunk` records, in key
@@ -774,5 +856,121 @@ fn record(key: DeviceKey, dev: &mut Device, rules: &RuleSet) -> DeviceRecord {
         services_offered: services(&dev.offered),
         services_used: services(&dev.used),
         classification: dev.classification.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ward_protocols::frame::{self, LinkType};
+
+    fn arp(i: u32) -> Vec<u8> {
+        let b = i.to_be_bytes();
+        let mac = [0x02, 0x42, b[0], b[1], b[2], b[3]];
+        let ip = [10, 9, b[2], b[3]];
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 2]);
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&ip);
+        f
+    }
+
+    fn see(table: &mut DeviceTable, i: u32) {
+        let bytes = arp(i);
+        let f = frame::decode(LinkType::Ethernet, &bytes).unwrap();
+        table.observe_frame(i64::from(i), &f);
+    }
+
+    fn table(max_devices: usize) -> DeviceTable {
+        DeviceTable::new(DeviceTableConfig {
+            max_devices,
+            ..DeviceTableConfig::default()
+        })
+    }
+
+    fn take_all(t: &mut DeviceTable, rules: &RuleSet, chunk: usize) -> Vec<String> {
+        let mut keys = Vec::new();
+        loop {
+            let c = t.take_changes(rules, chunk);
+            if c.is_empty() {
+                return keys;
+            }
+            assert!(c.len() <= chunk);
+            keys.extend(c.into_iter().map(|r| r.key));
+        }
+    }
+
+    /// The first chunk of changes used to be all evicted devices, came back empty, and the
+    /// caller (which stops at an empty chunk) published nothing at all.
+    #[test]
+    fn evicted_devices_changes_are_taken_and_taking_stops_only_when_none_is_left() {
+        let rules = RuleSet::bundled().unwrap();
+        let mut t = table(100);
+        for i in 0..350 {
+            see(&mut t, i);
+        }
+        assert_eq!(t.stats().evicted, 250);
+        let keys = take_all(&mut t, &rules, 30);
+        let distinct: std::collections::BTreeSet<_> = keys.iter().collect();
+        assert_eq!(keys.len(), 350, "each changed device exactly once");
+        assert_eq!(distinct.len(), 350);
+        assert_eq!(t.pending_evicted(), 0);
+        assert!(t.take_changes(&rules, 30).is_empty());
+    }
+
+    #[test]
+    fn a_device_evicted_and_seen_again_is_taken_once_per_change() {
+        let rules = RuleSet::bundled().unwrap();
+        let mut t = table(10);
+        for i in 0..10 {
+            see(&mut t, i);
+        }
+        assert_eq!(take_all(&mut t, &rules, 4).len(), 10);
+        // Device 0 changes, is evicted, comes back and changes again.
+        see(&mut t, 0);
+        for i in 10..25 {
+            see(&mut t, i);
+        }
+        see(&mut t, 0);
+        let keys = take_all(&mut t, &rules, 7);
+        let zero = keys.iter().filter(|k| k.ends_with("00:00:00:00")).count();
+        // Its last state before eviction, and its state since.
+        assert_eq!(zero, 2, "{keys:?}");
+        let distinct: std::collections::BTreeSet<_> = keys.iter().collect();
+        assert_eq!(distinct.len(), 16, "{keys:?}");
+    }
+
+    #[test]
+    fn snapshot_clearing_keeps_evicted_changes() {
+        let rules = RuleSet::bundled().unwrap();
+        let mut t = table(10);
+        for i in 0..15 {
+            see(&mut t, i);
+        }
+        t.clear_changes();
+        assert_eq!(t.pending_evicted(), 5);
+        let evicted = t.take_evicted(&rules, 100);
+        assert_eq!(evicted.len(), 5);
+        assert!(t.take_changes(&rules, 100).is_empty());
+    }
+
+    #[test]
+    fn evicted_queue_and_changed_list_are_bounded_and_losses_counted() {
+        let rules = RuleSet::bundled().unwrap();
+        let mut t = table(16);
+        let cap = t.evicted_queue_cap();
+        let n = (cap + 16 + 100) as u32;
+        for i in 0..n {
+            see(&mut t, i);
+        }
+        let s = t.stats();
+        assert_eq!(s.evicted, u64::from(n) - 16);
+        assert_eq!(t.pending_evicted(), cap);
+        assert_eq!(s.evicted_unpublished, 100);
+        assert!(t.dirty.len() <= 2 * 4096 + 1, "{}", t.dirty.len());
+        assert_eq!(take_all(&mut t, &rules, 500).len(), cap + 16);
     }
 }

@@ -92,9 +92,28 @@ impl Engine {
         }
     }
 
-    /// Up to `limit` devices changed since they were last taken (call until empty).
+    /// Up to `limit` devices changed since they were last taken, evicted ones first (call
+    /// until empty).
     pub fn take_changes(&mut self, limit: usize) -> Vec<DeviceRecord> {
         self.devices.take_changes(&self.rules, limit)
+    }
+
+    /// Up to `limit` devices evicted from the full table with changes not yet taken: their
+    /// last state, owed to the output.
+    pub fn take_evicted(&mut self, limit: usize) -> Vec<DeviceRecord> {
+        self.devices.take_evicted(&self.rules, limit)
+    }
+
+    /// Evicted devices whose changes wait to be taken; take them once a message's worth
+    /// waits, so the queue never reaches its bound (beyond it changes are lost, and counted).
+    pub fn pending_evicted(&self) -> usize {
+        self.devices.pending_evicted()
+    }
+
+    /// Clears the changed marks of the devices in the table (before a full snapshot);
+    /// evicted devices' changes stay for [`take_evicted`](Self::take_evicted).
+    pub fn clear_changes(&mut self) {
+        self.devices.clear_changes();
     }
 
     /// Every device, in chunks of at most `chunk`.

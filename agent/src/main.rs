@@ -433,6 +433,7 @@ fn agent(command: Command) -> anyhow::Result<()> {
                     file = %path.display(),
                     packets = s.packets,
                     devices = s.devices,
+                    devices_evicted = s.devices_evicted,
                     "capture read"
                 );
                 last = s;
@@ -454,6 +455,8 @@ fn agent(command: Command) -> anyhow::Result<()> {
     tracing::info!(
         packets = summary.packets,
         devices = summary.devices,
+        devices_evicted = summary.devices_evicted,
+        devices_evicted_unpublished = summary.devices_evicted_unpublished,
         messages = summary.messages,
         spooled_unacknowledged = out.spool_depth,
         "ward-agent stopped"

@@ -59,6 +59,11 @@ pub struct LoopSummary {
     pub bytes: u64,
     /// Devices at the end.
     pub devices: u64,
+    /// Devices evicted from the full table (each published with its last changes).
+    pub devices_evicted: u64,
+    /// Evicted devices whose last changes could not be published (see
+    /// [`crate::devices::DeviceStats::evicted_unpublished`]; zero when the loop keeps up).
+    pub devices_evicted_unpublished: u64,
     /// Observation messages published.
     pub messages: u64,
 }
@@ -90,8 +95,10 @@ impl Loop<'_> {
                 self.send(kind, last_time_us, devices)?;
             },
             Kind::Snapshot => {
-                // A snapshot includes every change, so pending changes are cleared with it.
-                while !self.engine.take_changes(per).is_empty() {}
+                // Evicted devices are not in the snapshot: their last changes go out first.
+                self.publish_evicted(last_time_us)?;
+                // A snapshot includes every other change, so pending changes are cleared.
+                self.engine.clear_changes();
                 // Stream chunk by chunk: a snapshot of a big table is never whole in memory.
                 let Loop {
                     engine,
@@ -117,6 +124,32 @@ impl Loop<'_> {
                     self.send(kind, last_time_us, Vec::new())?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Publishes the last state of every device evicted with unpublished changes.
+    fn publish_evicted(&mut self, last_time_us: i64) -> anyhow::Result<()> {
+        loop {
+            let devices = self.engine.take_evicted(self.cfg.devices_per_message);
+            if devices.is_empty() {
+                return Ok(());
+            }
+            self.send(Kind::Delta, last_time_us, devices)?;
+        }
+    }
+
+    /// Processes one packet. Devices evicted from a full table are published as soon as a
+    /// message's worth waits, so their changes are neither lost nor held without bound.
+    fn process(
+        &mut self,
+        time_us: i64,
+        link: Option<ward_protocols::frame::LinkType>,
+        data: &[u8],
+    ) -> anyhow::Result<()> {
+        self.engine.process(time_us, link, data);
+        if self.engine.pending_evicted() >= self.cfg.devices_per_message {
+            self.publish_evicted(time_us)?;
         }
         Ok(())
     }
@@ -161,6 +194,7 @@ impl Loop<'_> {
             kernel_drops = self.kernel_drops,
             devices = s.devices.devices,
             devices_evicted = s.devices.evicted,
+            devices_evicted_unpublished = s.devices.evicted_unpublished,
             flows = s.dissect.flows_active,
             flows_evicted = s.dissect.flows_evicted,
             dicom_flows = s.dissect.dicom_flows,
@@ -218,10 +252,26 @@ impl Loop<'_> {
         self.publish(Kind::Delta, last_time_us)?;
         self.stats(AgentState::Online)?;
         let s = self.engine.stats();
+        if s.devices.evicted > 0 {
+            tracing::warn!(
+                devices = s.devices.devices,
+                devices_evicted = s.devices.evicted,
+                "the device table was full (--max-devices): the least recently seen devices \
+                 were evicted after their last changes were published"
+            );
+        }
+        if s.devices.evicted_unpublished > 0 {
+            tracing::warn!(
+                devices_evicted_unpublished = s.devices.evicted_unpublished,
+                "evicted devices' last changes could not all be kept for publishing"
+            );
+        }
         Ok(LoopSummary {
             packets: s.packets,
             bytes: s.bytes,
             devices: s.devices.devices,
+            devices_evicted: s.devices.evicted,
+            devices_evicted_unpublished: s.devices.evicted_unpublished,
             messages: self.messages,
         })
     }
@@ -367,7 +417,7 @@ pub fn run_file<R: Read + Send + 'static>(
         while !stop.load(Ordering::Relaxed) {
             match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(p) => {
-                    lp.engine.process(p.time_us, Some(p.link), &p.data);
+                    lp.process(p.time_us, Some(p.link), &p.data)?;
                     last_time = p.time_us;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -380,7 +430,7 @@ pub fn run_file<R: Read + Send + 'static>(
         }
         // Whatever was already handed over is processed before the final flush.
         for p in rx.try_iter() {
-            lp.engine.process(p.time_us, Some(p.link), &p.data);
+            lp.process(p.time_us, Some(p.link), &p.data)?;
             last_time = p.time_us;
         }
         if !finished {
@@ -397,7 +447,10 @@ pub fn run_file<R: Read + Send + 'static>(
         if failure.is_some() {
             return;
         }
-        lp.engine.process(p.time_us, p.link, p.data);
+        if let Err(e) = lp.process(p.time_us, p.link, p.data) {
+            failure = Some(e);
+            return;
+        }
         last_time = p.time_us;
         n += 1;
         if n.is_multiple_of(4096) {
@@ -448,11 +501,11 @@ pub fn run_live(
     while !stop.load(Ordering::Relaxed) {
         match packets.recv_timeout(Duration::from_millis(200)) {
             Ok(p) => {
-                lp.engine.process(p.time_us, Some(p.link), &p.data);
+                lp.process(p.time_us, Some(p.link), &p.data)?;
                 last_time = p.time_us;
                 // Drain what is already queued before looking at the clocks again.
                 for p in packets.try_iter().take(4096) {
-                    lp.engine.process(p.time_us, Some(p.link), &p.data);
+                    lp.process(p.time_us, Some(p.link), &p.data)?;
                     last_time = p.time_us;
                 }
             }
@@ -471,7 +524,7 @@ pub fn run_live(
     }
     handle.stop();
     for p in packets.try_iter() {
-        lp.engine.process(p.time_us, Some(p.link), &p.data);
+        lp.process(p.time_us, Some(p.link), &p.data)?;
         last_time = p.time_us;
     }
     lp.finish(last_time)
