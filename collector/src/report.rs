@@ -1,5 +1,16 @@
 //! `ward-collector report …`: the API's views as tables, CSV or JSON, for people and
 //! spreadsheets. `--vendor` gives exactly what that vendor's API token would see.
+//!
+//! CSV is opened in spreadsheets, and its cells carry text from agents (what a device says
+//! about itself on the wire) and from imported files: a cell such as `=HYPERLINK(…)` must not
+//! run as a formula. Every CSV cell is therefore written through [`csv_cell`] (the OWASP
+//! CSV-injection rule): a cell that begins with `=`, `+`, `-`, `@`, a tab or a carriage return,
+//! or with one of `=`, `+`, `-`, `@` after leading whitespace, is prefixed with a single quote
+//! `'`, which spreadsheets show as text and do not evaluate. The numbers and dates the report
+//! writes itself (ids, counts, `YYYY-MM-DD HH:MM`) never begin with those characters and are
+//! written as they are. Table and JSON output are not changed.
+
+use std::borrow::Cow;
 
 use std::io::Write;
 
@@ -27,7 +38,8 @@ pub enum Kind {
 pub enum Format {
     /// Aligned columns.
     Table,
-    /// RFC 4180 CSV with a header row.
+    /// RFC 4180 CSV with a header row; a cell beginning with =, +, -, @, tab or CR (also after
+    /// leading whitespace) is prefixed with ' so spreadsheets do not run it as a formula.
     Csv,
     /// JSON.
     Json,
@@ -150,6 +162,19 @@ fn rows_flags(store: &dyn Store, p: &Principal, status: Option<String>) -> anyho
     Ok((head, rows, Value::Array(all)))
 }
 
+/// A CSV cell that no spreadsheet runs as a formula (OWASP CSV injection): `cell` itself unless
+/// it begins with `=`, `+`, `-`, `@`, tab or CR, or with `=`, `+`, `-`, `@` after leading
+/// whitespace; then `'` and `cell`. The csv writer quotes the result as needed.
+pub fn csv_cell(cell: &str) -> Cow<'_, str> {
+    let formula =
+        cell.starts_with(['\t', '\r']) || cell.trim_start().starts_with(['=', '+', '-', '@']);
+    if formula {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
+
 /// Writes a report.
 pub fn run(
     store: &dyn Store,
@@ -228,9 +253,9 @@ pub fn run(
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
-            w.write_record(&head)?;
+            w.write_record(head.iter().map(|h| csv_cell(h).into_owned()))?;
             for r in &rows {
-                w.write_record(r)?;
+                w.write_record(r.iter().map(|c| csv_cell(c).into_owned()))?;
             }
             w.flush()?;
         }
@@ -267,4 +292,39 @@ pub fn run(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        for (cell, want) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("@SUM(1+1)", "'@SUM(1+1)"),
+            ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+            ("-2+3", "'-2+3"),
+            ("\t=1", "'\t=1"),
+            ("\rx", "'\rx"),
+            ("  =1", "'  =1"),
+            ("\n@x", "'\n@x"),
+            ("\u{a0}+1", "'\u{a0}+1"),
+            ("-", "'-"),
+        ] {
+            assert_eq!(csv_cell(cell), want, "{cell:?}");
+        }
+        for cell in [
+            "",
+            "Siemens Healthineers",
+            "42",
+            "2024-01-31 12:00",
+            "a=b",
+            "x+1",
+            "'=already text",
+            "  plain",
+        ] {
+            assert_eq!(csv_cell(cell), cell, "{cell:?}");
+        }
+    }
 }
