@@ -35,7 +35,8 @@ pub struct Metrics {
     pub duplicates: AtomicU64,
     /// Device records applied.
     pub device_records: AtomicU64,
-    /// Messages rejected (bad topic, schema, payload).
+    /// Messages rejected (the serve loop's total; `/metrics` reports them by reason from
+    /// `ingest::rejected_totals`, which every decode counts).
     pub rejected: AtomicU64,
     /// Status messages stored.
     pub statuses: AtomicU64,
@@ -373,8 +374,20 @@ async fn metrics(
         metric(
             "ward_collector_ingest_rejected_total",
             "counter",
-            "Messages rejected (topic, schema or payload).",
-            vec![(String::new(), ld(&m.rejected))],
+            "Messages refused whole, by reason (see docs/schema/observation-v1.md).",
+            crate::ingest::rejected_totals()
+                .into_iter()
+                .map(|(r, v)| (format!("{{reason=\"{r}\"}}"), v))
+                .collect(),
+        );
+        metric(
+            "ward_collector_ingest_adjusted_total",
+            "counter",
+            "Values of accepted messages cut, replaced or dropped to fit the schema's bounds, by kind.",
+            crate::ingest::adjusted_totals()
+                .into_iter()
+                .map(|(k, v)| (format!("{{kind=\"{k}\"}}"), v))
+                .collect(),
         );
         metric(
             "ward_collector_ingest_statuses_total",

@@ -283,7 +283,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                         Err(e) => {
                             rejected += 1;
                             rejected_now += 1;
-                            tracing::warn!(topic = %d.topic, bytes = d.payload.len(), error = %e, "message rejected");
+                            tracing::warn!(topic = %ingest::SafeText::new(&d.topic), bytes = d.payload.len(), reason = e.reason().label(), error = %e, "message rejected");
                         }
                     }
                 }

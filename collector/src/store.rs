@@ -75,6 +75,11 @@ pub struct IngestStats {
     pub merges: u64,
     /// Status messages stored.
     pub statuses: u64,
+    /// Messages refused before they reached the store, by reason (counted where messages are
+    /// decoded: `ingest::decode`, the JSON-lines replay).
+    pub rejected: Rejections,
+    /// Values of accepted messages cut, replaced or dropped to fit the schema's bounds.
+    pub adjusted: Adjustments,
 }
 
 impl IngestStats {
@@ -86,6 +91,95 @@ impl IngestStats {
         self.devices_created += o.devices_created;
         self.merges += o.merges;
         self.statuses += o.statuses;
+        self.rejected.add(&o.rejected);
+        self.adjusted.add(&o.adjusted);
+    }
+}
+
+/// Messages refused whole, by reason (`ingest::Reason`; documented in
+/// `docs/schema/observation-v1.md`, "What a collector accepts").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Rejections {
+    /// The topic is not `ward/v1/<site>/<agent-id>/devices|status` with valid ids.
+    pub topic: u64,
+    /// Longer than the message size limit.
+    pub too_long: u64,
+    /// Not JSON (or not UTF-8).
+    pub json_syntax: u64,
+    /// JSON, but not the schema's shape: a missing field, a wrong type, an unknown value.
+    pub json_shape: u64,
+    /// `schema` names no schema this collector reads.
+    pub unknown_schema: u64,
+    /// The payload's site is not the topic's.
+    pub site_mismatch: u64,
+    /// The payload's agent id is not the topic's.
+    pub agent_mismatch: u64,
+    /// A field outside its bounds (ids, `seq`, times, device count, status times).
+    pub invalid_field: u64,
+}
+
+impl Rejections {
+    /// Adds other counts.
+    pub fn add(&mut self, o: &Rejections) {
+        self.topic += o.topic;
+        self.too_long += o.too_long;
+        self.json_syntax += o.json_syntax;
+        self.json_shape += o.json_shape;
+        self.unknown_schema += o.unknown_schema;
+        self.site_mismatch += o.site_mismatch;
+        self.agent_mismatch += o.agent_mismatch;
+        self.invalid_field += o.invalid_field;
+    }
+
+    /// Total.
+    pub fn total(&self) -> u64 {
+        self.topic
+            + self.too_long
+            + self.json_syntax
+            + self.json_shape
+            + self.unknown_schema
+            + self.site_mismatch
+            + self.agent_mismatch
+            + self.invalid_field
+    }
+}
+
+/// Changes made to accepted messages so that every stored value is within its bound
+/// (`ingest::Fix`; documented in `docs/schema/observation-v1.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Adjustments {
+    /// Text values cut at their length limit.
+    pub texts_truncated: u64,
+    /// Control and invisible formatting characters replaced with U+FFFD.
+    pub control_characters_replaced: u64,
+    /// Device types outside the vocabulary, stored as `unknown`.
+    pub device_types_unknown: u64,
+    /// Numbers brought into range (counts above 2^63-1, confidence outside 0-1).
+    pub numbers_clamped: u64,
+    /// Device records dropped (invalid key, VLAN above 4094, invalid times).
+    pub devices_dropped: u64,
+    /// Addresses, facts and services dropped (invalid times, port 0, unknown transport or
+    /// address source).
+    pub items_dropped: u64,
+    /// Lists cut at their length limit (addresses, facts, services, peers, rule matches).
+    pub lists_capped: u64,
+}
+
+impl Adjustments {
+    /// Adds other counts.
+    pub fn add(&mut self, o: &Adjustments) {
+        self.texts_truncated += o.texts_truncated;
+        self.control_characters_replaced += o.control_characters_replaced;
+        self.device_types_unknown += o.device_types_unknown;
+        self.numbers_clamped += o.numbers_clamped;
+        self.devices_dropped += o.devices_dropped;
+        self.items_dropped += o.items_dropped;
+        self.lists_capped += o.lists_capped;
+    }
+
+    /// Whether nothing was changed.
+    pub fn is_empty(&self) -> bool {
+        *self == Adjustments::default()
     }
 }
 

@@ -126,6 +126,44 @@ pub struct ServiceRecord {
     pub seen: Seen,
 }
 
+/// The device-type vocabulary of [`ClassificationRecord::device_type`], as of this version:
+/// the agent's rules may set only these (`ward_agent::rules::DEVICE_TYPES` is the same list, a
+/// collector test holds them equal), and a collector stores any other value as `unknown`.
+pub const DEVICE_TYPES: &[&str] = &[
+    // Imaging modalities.
+    "ct",
+    "mr",
+    "us",
+    "xray",
+    "nm",
+    "pet",
+    "mammography",
+    "radiotherapy",
+    "ecg",
+    "modality_other",
+    // Imaging infrastructure.
+    "pacs",
+    "worklist_server",
+    "dicom_toolkit",
+    // Bedside devices.
+    "patient_monitor",
+    "monitor_gateway",
+    "infusion_pump",
+    "ventilator",
+    "anesthesia",
+    "lab_analyzer",
+    "medical_device_other",
+    // Clinical IT.
+    "interface_engine",
+    "ehr",
+    "workstation",
+    // General IT.
+    "printer",
+    "network_infra",
+    "mobile_device",
+    "unknown",
+];
+
 /// How this device's identity was classified, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassificationRecord {
