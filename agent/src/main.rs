@@ -248,7 +248,7 @@ fn open_output(cfg: &Config, instance: &str) -> anyhow::Result<Output> {
             m.client_key = cfg.mqtt_key.clone();
             m.keep_alive = cfg.keep_alive;
             m.spool_max_bytes = cfg.spool_max_bytes;
-            std::fs::create_dir_all(&cfg.spool_dir).with_context(|| {
+            ward_agent::output::spool::create_private_dir(&cfg.spool_dir).with_context(|| {
                 format!(
                     "creating spool directory {} (--spool-dir / WARD_SPOOL_DIR)",
                     cfg.spool_dir.display()

@@ -4,8 +4,9 @@
 //!
 //! [`flush`]: JsonlOutput::flush
 
-use std::fs::OpenOptions;
+use std::fs::{OpenOptions, Permissions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -38,14 +39,36 @@ impl JsonlOutput {
             JsonlTarget::Stdout => ("-".to_string(), Box::new(io::stdout())),
             JsonlTarget::File(p) => {
                 let name = p.display().to_string();
+                let io = |source| OutputError::Io {
+                    target: name.clone(),
+                    source,
+                };
+                // Observations: private whatever the umask.
                 let f = OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(super::spool::FILE_MODE)
                     .open(p)
-                    .map_err(|source| OutputError::Io {
-                        target: name.clone(),
-                        source,
-                    })?;
+                    .map_err(io)?;
+                // A regular file left more open by an earlier run is narrowed (a FIFO or a
+                // device such as /dev/stdout is not ours to change).
+                let meta = f.metadata().map_err(io)?;
+                let mode = meta.permissions().mode() & 0o7777;
+                if meta.is_file() && mode & 0o077 != 0 {
+                    match f.set_permissions(Permissions::from_mode(super::spool::FILE_MODE)) {
+                        Ok(()) => tracing::warn!(
+                            path = %name,
+                            "JSON-lines output was accessible to other users (mode {mode:o}); \
+                             set to 600"
+                        ),
+                        Err(e) => tracing::warn!(
+                            path = %name,
+                            error = %e,
+                            "JSON-lines output is accessible to other users (mode {mode:o}) \
+                             and could not be set to 600"
+                        ),
+                    }
+                }
                 (name, Box::new(f))
             }
         };

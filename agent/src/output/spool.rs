@@ -31,10 +31,16 @@
 //! would exceed the bound evicts the oldest messages first; evictions are counted and logged.
 //!
 //! One process per spool directory: the spool does not lock the directory.
+//!
+//! Messages are observations, so the spool is private whatever the process umask: the
+//! directory is created 0700 and every file 0600; a directory or spool file found more open
+//! (an earlier version, a hand-made directory) is tightened, with a warning, or a warning
+//! says why it could not be.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -56,6 +62,60 @@ const CORRUPT_EXT: &str = "corrupt";
 const LEASE_FILE: &str = "next-id";
 /// Eviction warnings are aggregated over this interval.
 const EVICT_LOG_INTERVAL: Duration = Duration::from_secs(30);
+/// Mode of the spool directory (and of any directory the agent creates for its data).
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of every file holding observations.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` (and missing parents) with mode 0700 whatever the umask. An existing
+/// directory that other users can reach into is set to 0700, with a warning; if that is not
+/// allowed (another owner), a warning says so and the directory is used as it is.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    tighten(dir, DIR_MODE, "directory");
+    Ok(())
+}
+
+/// Sets `path` to `mode` if group or others have any access to it, warning either way.
+fn tighten(path: &Path, mode: u32, what: &str) {
+    let Ok(meta) = fs::metadata(path) else {
+        return;
+    };
+    let have = meta.permissions().mode() & 0o7777;
+    if have & 0o077 == 0 {
+        return;
+    }
+    match fs::set_permissions(path, Permissions::from_mode(mode)) {
+        Ok(()) => warn!(
+            path = %path.display(),
+            "spool {what} was accessible to other users (mode {have:o}); set to {mode:o}"
+        ),
+        Err(e) => warn!(
+            path = %path.display(),
+            error = %e,
+            "spool {what} is accessible to other users (mode {have:o}) and could not be set \
+             to {mode:o}; observations in it are readable by them"
+        ),
+    }
+}
+
+/// Creates (truncating) a file with mode 0600 whatever the umask; a file that already
+/// existed with a wider mode is narrowed.
+fn create_private_file(path: &Path) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)?;
+    if f.metadata()?.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    }
+    Ok(f)
+}
 
 /// Spool errors.
 #[derive(Debug, thiserror::Error)]
@@ -160,8 +220,9 @@ impl Spool {
     /// the oldest messages if the recovered ones exceed `max_bytes`.
     pub fn open(dir: impl AsRef<Path>, max_bytes: u64) -> Result<Spool, SpoolError> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        create_private_dir(&dir).map_err(io_err(&dir))?;
         let lease_path = dir.join(LEASE_FILE);
+        tighten(&lease_path, FILE_MODE, "file");
         let lease = match fs::read_to_string(&lease_path) {
             Ok(s) => match s.trim().parse::<u64>() {
                 Ok(v) => v,
@@ -207,6 +268,7 @@ impl Spool {
                 }
                 MSG_EXT => match validate_file(&path) {
                     Ok(size) => {
+                        tighten(&path, FILE_MODE, "file");
                         spool.index.insert(id, size);
                         spool.bytes += size;
                     }
@@ -215,6 +277,7 @@ impl Spool {
                     }
                     Err(e) => return Err(e),
                 },
+                CORRUPT_EXT => tighten(&path, FILE_MODE, "file"),
                 _ => {}
             }
         }
@@ -269,7 +332,7 @@ impl Spool {
         let tmp = self.path(id, TMP_EXT);
         let dst = self.path(id, MSG_EXT);
         let result = (|| {
-            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            let mut f = create_private_file(&tmp).map_err(io_err(&tmp))?;
             let mut header = Vec::with_capacity(HEADER_LEN as usize);
             header.extend_from_slice(MAGIC);
             header.extend_from_slice(&(topic.len() as u32).to_le_bytes());
@@ -404,7 +467,7 @@ impl Spool {
     fn write_lease(&mut self, lease: u64) -> Result<(), SpoolError> {
         let tmp = self.dir.join(format!("{LEASE_FILE}.{TMP_EXT}"));
         let dst = self.dir.join(LEASE_FILE);
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut f = create_private_file(&tmp).map_err(io_err(&tmp))?;
         f.write_all(format!("{lease}\n").as_bytes())
             .map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
