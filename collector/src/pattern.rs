@@ -1,9 +1,16 @@
-//! Glob patterns for contract product models, manufacturers and software versions.
+//! Glob patterns for contract product models, manufacturers and software versions, and for
+//! vendor tokens' manufacturers.
 //!
 //! Contracts name products the way suppliers write them (`SOMATOM *`, `VA4?`), and CMMS exports
 //! and device banners differ in case, so matching is a case-insensitive glob. Patterns are
 //! compiled once into an anchored regex because the linker tests every device against every
 //! contract.
+//!
+//! This module is the one definition of case-insensitive matching: case is folded for all of
+//! Unicode (`Dräger*` matches `DRÄGER`, `σιεμενσ` matches `ΣΙΕΜΕΝΣ`), not ASCII only as in
+//! SQLite's `LIKE`. The store therefore never filters by a glob in SQL: it asks
+//! [`matches`] which of the stored names match and filters by those names, so a vendor's
+//! device list and device detail cannot disagree.
 
 use std::fmt;
 use std::str::FromStr;
@@ -32,6 +39,30 @@ pub enum PatternError {
         /// The regex engine's explanation.
         reason: String,
     },
+}
+
+/// Whether `text` contains `needle`, ignoring case exactly as patterns do (the API's
+/// "manufacturer contains" filter). `*` and `?` in `needle` are literal here; an empty needle is
+/// contained in everything.
+pub fn contains(text: &str, needle: &str) -> bool {
+    Substring::new(needle).matches(text)
+}
+
+/// A compiled [`contains`] test, for checking one needle against many texts.
+#[derive(Debug, Clone)]
+pub struct Substring(Option<Regex>);
+
+impl Substring {
+    /// Compiles `needle`; a needle the regex engine refuses (size limits) is contained nowhere.
+    pub fn new(needle: &str) -> Substring {
+        let re = format!("(?is){}", regex::escape(needle));
+        Substring(Regex::new(&re).ok())
+    }
+
+    /// Whether `text` contains the needle, case folded.
+    pub fn matches(&self, text: &str) -> bool {
+        self.0.as_ref().is_some_and(|r| r.is_match(text))
+    }
 }
 
 /// Whether `glob` matches `text`, compiling each distinct glob once per thread. Linking and flag
@@ -146,6 +177,26 @@ mod tests {
         assert!(m("*", ""));
         assert!(m("a**b", "ab"));
         assert!(m("Ärztlich*", "ärztliche"));
+    }
+
+    #[test]
+    fn case_is_folded_beyond_ascii() {
+        assert!(m("Dräger*", "DRÄGER"));
+        assert!(m("DRÄGER*", "drägerwerk"));
+        assert!(m("*ÄGER*", "Dräger Medical"));
+        assert!(m("ärzte*", "ÄRZTEWERK"));
+        assert!(m("σιεμενσ", "ΣΙΕΜΕΝΣ"));
+        assert!(m("Dr?ger", "DRÄGER"), "? is one character, not one byte");
+        assert!(!m("Dräger*", "Drager"));
+        assert!(matches("SIEMENS*", "Siemens Healthineers"));
+        assert!(contains("Dräger Medical", "ÄGER MED"));
+        assert!(contains("DRÄGER", "dräger"));
+        assert!(contains("anything", ""));
+        assert!(
+            !contains("GE Healthcare", "G?"),
+            "wildcards are literal in contains"
+        );
+        assert!(contains("100% sure", "0% S"));
     }
 
     #[test]

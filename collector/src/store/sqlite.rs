@@ -1567,15 +1567,25 @@ impl Store for SqliteStore {
             wh.push(format!("device_type = {p}"));
         }
         if let Some(m) = &q.manufacturer {
-            let p = arg(format!("%{}%", like_literal(m)), &mut args);
-            wh.push(format!("manufacturer LIKE {p} ESCAPE '\\'"));
+            let needle = crate::pattern::Substring::new(m);
+            let names =
+                self.names_where("device_summary", "manufacturer", |n| needle.matches(n))?;
+            wh.push(format!(
+                "manufacturer IN {}",
+                json_list(names, &mut args, &arg)
+            ));
         }
         if let Some(f) = &q.flag {
             let p = arg(format!("%,{},%", like_literal(f)), &mut args);
             wh.push(format!("flag_kinds LIKE {p} ESCAPE '\\'"));
         }
         if let Some(pats) = &q.vendors {
-            wh.push(like_any("manufacturer", pats, &mut args, &arg));
+            let names =
+                self.names_where("device_summary", "manufacturer", |n| glob_any(pats, n))?;
+            wh.push(format!(
+                "manufacturer IN {}",
+                json_list(names, &mut args, &arg)
+            ));
         }
         let where_sql = if wh.is_empty() {
             String::new()
@@ -1659,11 +1669,14 @@ impl Store for SqliteStore {
         }
         if let Some(pats) = &q.vendors {
             // A vendor sees flags on its devices and on its own contracts, nothing else.
-            let devices = like_any("manufacturer", pats, &mut args, &arg);
-            let contracts = like_any("supplier", pats, &mut args, &arg);
+            let devices =
+                self.names_where("device_summary", "manufacturer", |n| glob_any(pats, n))?;
+            let devices = json_list(devices, &mut args, &arg);
+            let contracts = self.names_where("contracts", "supplier", |n| glob_any(pats, n))?;
+            let contracts = json_list(contracts, &mut args, &arg);
             wh.push(format!(
-                "(subject IN (SELECT 'device:' || device_id FROM device_summary WHERE {devices})
-                  OR subject IN (SELECT 'contract:' || id FROM contracts WHERE {contracts}))"
+                "(subject IN (SELECT 'device:' || device_id FROM device_summary WHERE manufacturer IN {devices})
+                  OR subject IN (SELECT 'contract:' || id FROM contracts WHERE supplier IN {contracts}))"
             ));
         }
         let where_sql = if wh.is_empty() {
@@ -1804,37 +1817,53 @@ fn like_literal(s: &str) -> String {
     out
 }
 
-/// `(col LIKE ?a ESCAPE '\' OR col LIKE ?b …)` for glob patterns (`*`, `?`); false for none.
-/// LIKE is case-insensitive for ASCII, as the globs are.
-fn like_any(
-    col: &str,
-    globs: &[String],
+/// Whether `name` matches one of the vendor globs: `pattern::matches`, the same test the views
+/// apply to a single device or contract. SQLite's `LIKE` folds ASCII case only, so a glob is
+/// never translated to SQL: the store lists the distinct stored names ([`SqliteStore::names_where`])
+/// and filters by the ones that match.
+fn glob_any(globs: &[String], name: &str) -> bool {
+    globs.iter().any(|g| crate::pattern::matches(g, name))
+}
+
+/// `(SELECT value FROM json_each(?n))` binding `names` as one JSON array parameter: any number
+/// of names in one statement, no dynamic SQL.
+fn json_list(
+    names: Vec<String>,
     args: &mut Vec<rusqlite::types::Value>,
     arg: &dyn Fn(String, &mut Vec<rusqlite::types::Value>) -> String,
 ) -> String {
-    if globs.is_empty() {
-        return "0".into();
-    }
-    let parts: Vec<String> = globs
-        .iter()
-        .map(|g| {
-            let mut like = String::with_capacity(g.len());
-            for c in g.chars() {
-                match c {
-                    '\\' | '%' | '_' => {
-                        like.push('\\');
-                        like.push(c);
-                    }
-                    '*' => like.push('%'),
-                    '?' => like.push('_'),
-                    c => like.push(c),
-                }
+    let p = arg(encode(&names), args);
+    format!("(SELECT value FROM json_each({p}))")
+}
+
+impl SqliteStore {
+    /// The distinct non-null values of `table.column` (a name column: manufacturers, suppliers)
+    /// for which `keep` holds. There are far fewer distinct names than rows, and each is tested
+    /// once (globs are compiled once per thread).
+    fn names_where(
+        &self,
+        table: &str,
+        column: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL"
+            ))
+            .map_err(db("listing names"))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db("listing names"))?;
+        let mut out = Vec::new();
+        for name in rows {
+            let name = name.map_err(db("listing names"))?;
+            if keep(&name) {
+                out.push(name);
             }
-            let p = arg(like, args);
-            format!("{col} LIKE {p} ESCAPE '\\'")
-        })
-        .collect();
-    format!("({})", parts.join(" OR "))
+        }
+        Ok(out)
+    }
 }
 
 type FlagRowRaw = (FlagRow, String);
