@@ -33,6 +33,15 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A file operation around the database failed (creating its directory or file).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The database is newer than this program.
     #[error("database schema version {found} is newer than this ward-collector understands ({supported}); upgrade ward-collector")]
     TooNew {

@@ -174,8 +174,10 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens (creating if needed) and migrates the database at `path`. A database it creates is
+    /// private whatever the umask: see [`prepare_private`].
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        prepare_private(path)?;
         let conn =
             Connection::open(path).map_err(db(format!("opening database {}", path.display())))?;
         Self::setup(conn)
@@ -229,6 +231,66 @@ impl SqliteStore {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(db("reading schema version"))
     }
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |source| StoreError::Io { context, source }
+}
+
+/// The inventory is for its owner's eyes only. Missing directories on the way to the database are
+/// created 0700 and a new database file 0600, set explicitly so the umask cannot widen (or
+/// narrow) them; SQLite gives the `-wal` and `-shm` files it creates the database file's mode.
+/// An existing file or directory keeps its mode: a database readable by others is reported.
+#[cfg(unix)]
+fn prepare_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    let private = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .map_err(io(format!("setting the mode of {}", p.display())))
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let missing: Vec<&Path> = parent.ancestors().take_while(|a| !a.exists()).collect();
+        for dir in missing.into_iter().rev() {
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => private(dir, 0o700)?,
+                // Created meanwhile by someone else: theirs, keep its mode.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(format!("creating directory {}", dir.display()))(e)),
+            }
+        }
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => private(path, 0o600)?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            for p in [
+                path.to_path_buf(),
+                std::path::PathBuf::from(format!("{}-wal", path.display())),
+                std::path::PathBuf::from(format!("{}-shm", path.display())),
+            ] {
+                if let Ok(m) = std::fs::metadata(&p) {
+                    let mode = m.permissions().mode() & 0o777;
+                    if m.is_file() && mode & 0o077 != 0 {
+                        tracing::warn!(file = %p.display(), mode = format!("{mode:03o}"), "database file readable by others than its owner (chmod 600)");
+                    }
+                }
+            }
+        }
+        Err(e) => return Err(io(format!("creating database {}", path.display()))(e)),
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn prepare_private(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
 }
 
 /// An identity taken from a device record.
