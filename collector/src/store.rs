@@ -524,6 +524,29 @@ pub struct DeviceSummary {
     pub medical: bool,
 }
 
+/// Coverage: is every device known, covered and supported (`/api/v1/coverage`, the coverage
+/// report). Counted by the store in one pass over the device summaries, so its cost in memory
+/// does not grow with the inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Coverage {
+    /// Devices.
+    pub devices: u64,
+    /// Medical devices.
+    pub medical: u64,
+    /// Medical devices linked to an asset.
+    pub medical_in_asset_register: u64,
+    /// Medical devices linked to a contract.
+    pub medical_under_contract: u64,
+    /// Devices past end of support.
+    pub end_of_support_passed: u64,
+    /// Devices within the end-of-support warning window.
+    pub end_of_support_within: u64,
+    /// Devices with at least one open flag.
+    pub with_open_flags: u64,
+    /// Open device flags by kind.
+    pub open_flags_by_kind: BTreeMap<String, u64>,
+}
+
 /// Device list filters. `vendors` confines the result to those vendors' devices.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceQuery {
@@ -638,6 +661,8 @@ pub trait Store: Send {
         &self,
         vendors: Option<&[String]>,
     ) -> Result<Vec<DeviceSummary>, StoreError>;
+    /// Coverage counts over the device summaries (of these vendors), without loading them.
+    fn coverage(&self, vendors: Option<&[String]>) -> Result<Coverage, StoreError>;
     /// One device's summary.
     fn device_summary(&self, id: i64) -> Result<Option<DeviceSummary>, StoreError>;
     /// One device in full.

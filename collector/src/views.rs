@@ -223,47 +223,11 @@ pub fn assets(store: &dyn Store, p: &Principal) -> Result<Vec<Asset>, ViewError>
         .collect())
 }
 
-/// Coverage: is every device known, covered and supported.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Coverage {
-    /// Devices.
-    pub devices: u64,
-    /// Medical devices.
-    pub medical: u64,
-    /// Medical devices linked to an asset.
-    pub medical_in_asset_register: u64,
-    /// Medical devices linked to a contract.
-    pub medical_under_contract: u64,
-    /// Devices past end of support.
-    pub end_of_support_passed: u64,
-    /// Devices within the end-of-support warning window.
-    pub end_of_support_within: u64,
-    /// Devices with at least one open flag.
-    pub with_open_flags: u64,
-    /// Open device flags by kind.
-    pub open_flags_by_kind: BTreeMap<String, u64>,
-}
+pub use crate::store::Coverage;
 
-/// Coverage summary.
+/// Coverage summary, counted by the store in one pass (no inventory load).
 pub fn coverage(store: &dyn Store, p: &Principal) -> Result<Coverage, ViewError> {
-    let rows = store.device_summaries(vendors(p).as_deref())?;
-    let mut c = Coverage::default();
-    for d in &rows {
-        c.devices += 1;
-        if d.medical {
-            c.medical += 1;
-            c.medical_in_asset_register += u64::from(d.asset.is_some());
-            c.medical_under_contract += u64::from(d.contract.is_some());
-        }
-        let has = |k: &str| d.flag_kinds.iter().any(|f| f == k);
-        c.end_of_support_passed += u64::from(has("end_of_support_passed"));
-        c.end_of_support_within += u64::from(has("end_of_support_within"));
-        c.with_open_flags += u64::from(d.open_flags > 0);
-        for k in &d.flag_kinds {
-            *c.open_flags_by_kind.entry(k.clone()).or_default() += 1;
-        }
-    }
-    Ok(c)
+    Ok(store.coverage(vendors(p).as_deref())?)
 }
 
 /// One line of the installed base.
@@ -339,6 +303,85 @@ pub fn require_admin(p: &Principal) -> Result<(), ViewError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The store's one-pass coverage equals counting over every summary (what the view did
+    /// before), for every kind of principal.
+    #[test]
+    fn coverage_counts_what_the_summaries_hold() {
+        use crate::store::sqlite::SqliteStore;
+        use crate::store::LinkRef;
+        let mut s = SqliteStore::in_memory().unwrap();
+        let kinds = [
+            "end_of_support_passed",
+            "end_of_support_within",
+            "no_contract",
+            "cleartext_dicom",
+        ];
+        let link = |t: &str| LinkRef {
+            target: t.into(),
+            method: "mac".into(),
+            confidence: 1.0,
+        };
+        let rows: Vec<DeviceSummary> = (0..60i64)
+            .map(|i| {
+                let flag_kinds: Vec<String> = kinds
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| (i as usize + k) % 3 == 0)
+                    .map(|(_, k)| k.to_string())
+                    .collect();
+                DeviceSummary {
+                    id: i + 1,
+                    macs: vec![],
+                    ips: vec![],
+                    manufacturer: match i % 4 {
+                        0 => Some("ACME Medical".into()),
+                        1 => Some("DRÄGER".into()),
+                        2 => Some("Other".into()),
+                        _ => None,
+                    },
+                    model: None,
+                    device_type: "ct".into(),
+                    software_version: None,
+                    sites: vec!["s".into()],
+                    vlans: vec![],
+                    first_us: 0,
+                    last_us: 0,
+                    asset: (i % 5 == 0).then(|| link("A")),
+                    contract: (i % 7 < 3).then(|| link("C")),
+                    open_flags: flag_kinds.len() as u32,
+                    flag_kinds,
+                    medical: i % 2 == 0,
+                }
+            })
+            .collect();
+        s.write_summaries(&rows).unwrap();
+        for p in [
+            Principal::local_admin(),
+            Principal::vendor(&["acme*".into()]),
+            Principal::vendor(&["dräger*".into(), "Other".into()]),
+            Principal::vendor(&["nobody".into()]),
+        ] {
+            let mut want = Coverage::default();
+            for d in &s.device_summaries(vendors(&p).as_deref()).unwrap() {
+                want.devices += 1;
+                if d.medical {
+                    want.medical += 1;
+                    want.medical_in_asset_register += u64::from(d.asset.is_some());
+                    want.medical_under_contract += u64::from(d.contract.is_some());
+                }
+                let has = |k: &str| d.flag_kinds.iter().any(|f| f == k);
+                want.end_of_support_passed += u64::from(has("end_of_support_passed"));
+                want.end_of_support_within += u64::from(has("end_of_support_within"));
+                want.with_open_flags += u64::from(d.open_flags > 0);
+                for k in &d.flag_kinds {
+                    *want.open_flags_by_kind.entry(k.clone()).or_default() += 1;
+                }
+            }
+            assert_eq!(coverage(&s, &p).unwrap(), want, "{p:?}");
+        }
+        assert_eq!(coverage(&s, &Principal::local_admin()).unwrap().devices, 60);
+    }
 
     #[test]
     fn peers_are_stripped_at_any_depth() {

@@ -14,9 +14,9 @@ use ward_protocols::schema::status::StatusMessage;
 use ward_protocols::{Field, MacAddr};
 
 use super::{
-    AgentRow, Applied, ApplyStats, AttributeValue, Counts, DeviceQuery, DeviceSummary, DeviceView,
-    FlagInstance, FlagQuery, FlagRow, ImportStats, IngestStats, Inventory, Link, LinkKind,
-    MergeRow, Message, ServiceView, Sighting, Store, StoreError, TokenRecord,
+    AgentRow, Applied, ApplyStats, AttributeValue, Counts, Coverage, DeviceQuery, DeviceSummary,
+    DeviceView, FlagInstance, FlagQuery, FlagRow, ImportStats, IngestStats, Inventory, Link,
+    LinkKind, MergeRow, Message, ServiceView, Sighting, Store, StoreError, TokenRecord,
 };
 use crate::model::{Asset, Contract};
 
@@ -1692,6 +1692,66 @@ impl Store for SqliteStore {
             ..DeviceQuery::default()
         })?;
         Ok(rows)
+    }
+
+    fn coverage(&self, vendors: Option<&[String]>) -> Result<Coverage, StoreError> {
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let arg = |v: String, args: &mut Vec<rusqlite::types::Value>| {
+            args.push(rusqlite::types::Value::Text(v));
+            format!("?{}", args.len())
+        };
+        let where_sql = match vendors {
+            Some(pats) => {
+                let names =
+                    self.names_where("device_summary", "manufacturer", |n| glob_any(pats, n))?;
+                format!(
+                    " WHERE manufacturer IN {}",
+                    json_list(names, &mut args, &arg)
+                )
+            }
+            None => String::new(),
+        };
+        // A row at a time, five narrow columns, no summary body decoded: memory stays flat
+        // whatever the inventory's size.
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT medical, asset_tag IS NOT NULL, contract_id IS NOT NULL, open_flags, flag_kinds
+                 FROM device_summary{where_sql}"
+            ))
+            .map_err(db("reading coverage"))?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(args.iter()))
+            .map_err(db("reading coverage"))?;
+        let mut c = Coverage::default();
+        while let Some(r) = rows.next().map_err(db("reading coverage"))? {
+            let medical: bool = r.get(0).map_err(db("reading coverage"))?;
+            let asset: bool = r.get(1).map_err(db("reading coverage"))?;
+            let contract: bool = r.get(2).map_err(db("reading coverage"))?;
+            let open: i64 = r.get(3).map_err(db("reading coverage"))?;
+            let kinds = r
+                .get_ref(4)
+                .and_then(|v| v.as_str().map_err(rusqlite::Error::from))
+                .map_err(db("reading coverage"))?;
+            c.devices += 1;
+            if medical {
+                c.medical += 1;
+                c.medical_in_asset_register += u64::from(asset);
+                c.medical_under_contract += u64::from(contract);
+            }
+            c.with_open_flags += u64::from(open > 0);
+            for k in kinds.split(',').filter(|k| !k.is_empty()) {
+                c.end_of_support_passed += u64::from(k == "end_of_support_passed");
+                c.end_of_support_within += u64::from(k == "end_of_support_within");
+                match c.open_flags_by_kind.get_mut(k) {
+                    Some(n) => *n += 1,
+                    None => {
+                        c.open_flags_by_kind.insert(k.to_string(), 1);
+                    }
+                }
+            }
+        }
+        Ok(c)
     }
 
     fn device_summary(&self, id: i64) -> Result<Option<DeviceSummary>, StoreError> {
