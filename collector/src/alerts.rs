@@ -19,10 +19,10 @@
 //! `ward/v1/alerts/_global`. QoS 1, not retained: an alert is an event, and a retained one
 //! would replay an old transition to every new subscriber.
 //!
-//! - **Embedded broker**: an in-process link to rumqttd's router. In-process publishes are a
-//!   memory hand-off (rumqttd allows only QoS 0 on local links, and has nothing to
-//!   acknowledge); the router forwards each message to every subscriber at the QoS of that
-//!   subscriber's subscription, so a QoS 1 subscriber gets QoS 1.
+//! - **Embedded broker**: handed to [`BrokerLinker::publish`], which queues it to every
+//!   connected alert consumer whose subscription matches, at the QoS it was granted (at most
+//!   1); only identities configured as alert readers may subscribe, and nobody else may
+//!   publish on `ward/v1/alerts/…`.
 //! - **External broker**: a rumqttc client of its own (never the ingest's connection: its
 //!   client id must differ). The alerter keeps the messages the broker has not acknowledged
 //!   (PUBACK) and publishes them again, in order, after a reconnect; rumqttc itself is given
@@ -60,8 +60,6 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat};
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Outgoing};
 use rumqttc::{NetworkOptions, QoS, TlsConfiguration, Transport};
-use rumqttd::local::{LinkRx, LinkTx};
-use rumqttd::Notification;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -782,142 +780,24 @@ async fn run_embedded(
     counters: Arc<Counters>,
     mut closing: watch::Receiver<bool>,
 ) {
-    let mut backoff = RECONNECT_MIN;
-    loop {
-        if is_closing(&closing) && queue.is_empty() {
-            return;
-        }
-        // A random suffix: MQTT lets a new connection with the same id take over, so an agent
-        // that guessed a fixed id could cut the alerts off.
-        let client_id = format!("ward-collector-alerts-{:016x}", random_u64());
-        let link_id = client_id.clone();
-        let link = linker.clone();
-        // Opening a link waits for the router's answer: blocking, briefly.
-        let linked = tokio::task::spawn_blocking(move || link.link(&link_id)).await;
-        let (tx, rx) = match linked {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => {
-                error!(error = %e, retry_in = ?backoff, "alerts: cannot link to the embedded broker");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = closed(&mut closing) => {}
-                }
-                backoff = (backoff * 2).min(RECONNECT_MAX);
-                continue;
-            }
-            Err(e) => {
-                error!(error = %e, "alerts: embedded link task failed");
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-        };
-        backoff = RECONNECT_MIN;
-        debug!(client_id, "alerts: linked to the embedded broker");
-        if serve_link(tx, rx, &client_id, &queue, &counters, &mut closing).await {
-            return;
-        }
-    }
-}
-
-/// Publishes through one link until it breaks (false: link again) or the alerter is closing
-/// and the queue is empty (true).
-async fn serve_link(
-    mut tx: LinkTx,
-    mut rx: LinkRx,
-    client_id: &str,
-    queue: &Queue,
-    counters: &Counters,
-    closing: &mut watch::Receiver<bool>,
-) -> bool {
     loop {
         let batch = queue.pop_up_to(EMBEDDED_BATCH);
         if !batch.is_empty() {
-            queue.in_hand.store(batch.len() as u64, Ordering::Relaxed);
-            // The router's channel is bounded and `publish` waits for room: blocking.
-            let sent = tokio::task::spawn_blocking(move || {
-                for (done, item) in batch.iter().enumerate() {
-                    if let Err(e) = tx.publish(item.topic.clone(), item.payload.clone()) {
-                        return Sent::Failed(batch, done, e.to_string());
-                    }
-                }
-                let n = batch.len();
-                Sent::All(tx, n)
-            })
-            .await;
-            queue.in_hand.store(0, Ordering::Relaxed);
-            match sent {
-                Ok(Sent::All(back, n)) => {
-                    add(&counters.published, n as u64);
-                    tx = back;
-                }
-                Ok(Sent::Failed(mut batch, n, reason)) => {
-                    add(&counters.published, n as u64);
-                    let rest = batch.split_off(n);
-                    add(&counters.dropped, queue.requeue(rest));
-                    error!(
-                        client_id,
-                        error = reason,
-                        "alerts: embedded broker link closed"
-                    );
-                    return false;
-                }
-                Err(e) => {
-                    error!(client_id, error = %e, "alerts: embedded publish task failed");
-                    return false;
-                }
+            // A memory hand-off to the consumers' bounded queues: never blocks.
+            for item in &batch {
+                linker.publish(&item.topic, &item.payload);
             }
+            add(&counters.published, batch.len() as u64);
             continue;
         }
-        if is_closing(closing) {
-            close_link(&mut tx, client_id).await;
-            return true;
+        if is_closing(&closing) {
+            return;
         }
         tokio::select! {
             () = queue.notify.notified() => {}
-            () = closed(closing) => {}
-            n = rx.next() => match n {
-                Ok(Some(Notification::Disconnect(..))) => {
-                    error!(client_id, "alerts: the embedded broker closed the link; linking again");
-                    return false;
-                }
-                Ok(Some(Notification::Unschedule)) => {
-                    if rx.wake().await.is_err() {
-                        return false;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    error!(client_id, error = %e, "alerts: embedded broker link closed");
-                    return false;
-                }
-            },
+            () = closed(&mut closing) => {}
         }
     }
-}
-
-/// What the blocking publish returned: the link back (all sent), or how far it got.
-enum Sent {
-    All(LinkTx, usize),
-    Failed(Vec<Arc<Item>>, usize, String),
-}
-
-/// Unregisters the link from the router (it would otherwise stay, idle, until replaced).
-async fn close_link(tx: &mut LinkTx, client_id: &str) {
-    use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet};
-    let disconnect = Packet::Disconnect(
-        Disconnect {
-            reason_code: DisconnectReasonCode::NormalDisconnection,
-        },
-        None,
-    );
-    if let Err(e) = tx.send(disconnect).await {
-        debug!(client_id, error = %e, "alerts: embedded link already closed");
-    }
-}
-
-fn random_u64() -> u64 {
-    use std::hash::BuildHasher;
-    std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
 // ---------------------------------------------------------------------------------------------

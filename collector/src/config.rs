@@ -38,7 +38,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             db: PathBuf::from("ward-collector.db"),
-            log_level: "info,rumqttd=warn".into(),
+            log_level: "info".into(),
             log_format: "text".into(),
             broker: BrokerSection::default(),
             source: SourceSection::default(),
@@ -62,9 +62,17 @@ pub struct BrokerSection {
     pub tls_key: Option<PathBuf>,
     /// CA (PEM) that agent client certificates must chain to (mutual TLS).
     pub tls_ca: Option<PathBuf>,
-    /// File of per-agent credentials, one `username = "password"` per line (TOML); when set,
+    /// File of per-agent credentials (TOML): `agent-id = "password"`, or
+    /// `agent-id = { password = "…", site = "…" }` to bind the agent to one site. The user name
+    /// is the agent id: an agent may publish only under `ward/v1/<site>/<its id>/`. When set,
     /// anonymous connections are refused.
     pub credentials_file: Option<PathBuf>,
+    /// Identities (user names, or client-certificate common names) that are read-only alert
+    /// consumers: they may subscribe to `ward/v1/alerts/…` and publish nothing.
+    pub alert_readers: Vec<String>,
+    /// Listen on a non-loopback address without TLS or without authentication (logged as a
+    /// warning). Without it such a listener is refused.
+    pub allow_insecure_listen: bool,
     /// Largest accepted MQTT payload, bytes.
     pub max_payload: usize,
 }
@@ -77,6 +85,8 @@ impl Default for BrokerSection {
             tls_key: None,
             tls_ca: None,
             credentials_file: None,
+            alert_readers: Vec::new(),
+            allow_insecure_listen: false,
             max_payload: 4 << 20,
         }
     }
@@ -113,6 +123,10 @@ pub struct HttpSection {
     pub enabled: bool,
     /// Listen address (put a TLS-terminating proxy in front for other hosts).
     pub listen: SocketAddr,
+    /// Serve plain HTTP on a non-loopback address (logged as a warning; tokens then cross the
+    /// network in clear text unless a proxy on the same host terminates TLS). Without it such
+    /// a listener is refused.
+    pub allow_insecure_listen: bool,
 }
 
 impl Default for HttpSection {
@@ -120,6 +134,7 @@ impl Default for HttpSection {
         HttpSection {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            allow_insecure_listen: false,
         }
     }
 }

@@ -132,7 +132,7 @@ fn run_in(args: DemoArgs, dir_used: &mut Option<PathBuf>) -> anyhow::Result<()> 
     const TEN_YEARS: u64 = 10 * 365 * 86_400;
     cfg.ingest.evaluate_interval_secs = TEN_YEARS;
     cfg.ingest.evaluate_debounce_secs = TEN_YEARS;
-    cfg.log_level = "warn,rumqttd=off".into();
+    cfg.log_level = "warn".into();
     step(
         1,
         &format!(

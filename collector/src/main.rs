@@ -45,7 +45,7 @@ struct Global {
     /// SQLite database file [default: ward-collector.db].
     #[arg(long, global = true, env = "WARD_COLLECTOR_DB", value_name = "FILE")]
     db: Option<PathBuf>,
-    /// Log level or filter, e.g. info, debug, ward_collector=debug [default: info,rumqttd=warn].
+    /// Log level or filter, e.g. info, debug, ward_collector=debug [default: info].
     #[arg(long, global = true, env = "WARD_COLLECTOR_LOG", value_name = "FILTER")]
     log_level: Option<String>,
     /// Log format: text or json [default: text].
@@ -240,9 +240,20 @@ pub struct ServeArgs {
     /// Shared-subscription group at the external broker, so several collectors split agents.
     #[arg(long, env = "WARD_COLLECTOR_SHARE_GROUP")]
     share_group: Option<String>,
-    /// Per-agent credentials for the embedded broker (TOML: username = "password").
+    /// Per-agent credentials for the embedded broker (TOML: agent-id = "password", or
+    /// agent-id = { password = "...", site = "..." }). The user name is the agent id: an agent
+    /// may publish only under ward/v1/<site>/<its id>/ and connect only as client id <id> or
+    /// ward-<id>.
     #[arg(long, env = "WARD_COLLECTOR_CREDENTIALS", value_name = "FILE")]
     credentials: Option<PathBuf>,
+    /// An identity (user name or client-certificate common name) that may only read alerts
+    /// (subscribe to ward/v1/alerts/...). Repeat for several.
+    #[arg(long = "alert-reader", value_name = "NAME")]
+    alert_readers: Vec<String>,
+    /// Allow the embedded broker and the HTTP API to listen on a non-loopback address without
+    /// TLS or authentication (warned about). Without it the collector refuses to start so.
+    #[arg(long)]
+    allow_insecure_listen: bool,
     /// TLS certificate for the embedded broker (PEM).
     #[arg(long, env = "WARD_COLLECTOR_TLS_CERT", value_name = "FILE")]
     tls_cert: Option<PathBuf>,
@@ -329,9 +340,8 @@ fn real_main() -> anyhow::Result<()> {
         && std::env::var_os("WARD_COLLECTOR_LOG").is_none()
         && cfg.log_level == Config::default().log_level
     {
-        // The demo prints tables; logs would drown them (rumqttd logs every disconnect as an
-        // error).
-        cfg.log_level = "warn,rumqttd=off".into();
+        // The demo prints tables; logs would drown them.
+        cfg.log_level = "warn".into();
     }
     init_logging(&cfg)?;
     match cli.cmd {
@@ -356,6 +366,13 @@ fn real_main() -> anyhow::Result<()> {
             }
             if a.credentials.is_some() {
                 cfg.broker.credentials_file = a.credentials;
+            }
+            if !a.alert_readers.is_empty() {
+                cfg.broker.alert_readers = a.alert_readers;
+            }
+            if a.allow_insecure_listen {
+                cfg.broker.allow_insecure_listen = true;
+                cfg.http.allow_insecure_listen = true;
             }
             if a.tls_cert.is_some() {
                 cfg.broker.tls_cert = a.tls_cert;

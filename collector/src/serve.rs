@@ -28,19 +28,6 @@ const BATCH_WAIT: Duration = Duration::from_millis(5);
 /// Topic filters the collector subscribes to.
 pub const FILTERS: [&str; 2] = ["ward/v1/+/+/devices", "ward/v1/+/+/status"];
 
-fn read_credentials(
-    path: &std::path::Path,
-) -> anyhow::Result<std::collections::HashMap<String, String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading credentials {}", path.display()))?;
-    toml::from_str(&text).with_context(|| {
-        format!(
-            "credentials {}: expected lines of username = \"password\"",
-            path.display()
-        )
-    })
-}
-
 /// What the ingest loop tells the evaluator.
 enum EvalMsg {
     /// New data was committed.
@@ -175,7 +162,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         }
         None => {
             let credentials = match &cfg.broker.credentials_file {
-                Some(p) => Some(read_credentials(p)?),
+                Some(p) => Some(broker::Credentials::load(p)?),
                 None => None,
             };
             let tls = match (&cfg.broker.tls_cert, &cfg.broker.tls_key) {
@@ -187,14 +174,20 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 (None, None) => None,
                 _ => anyhow::bail!("the embedded broker's TLS needs both tls_cert and tls_key"),
             };
-            // Subscribe before listening: rumqttd acknowledges a publisher on receipt, so a
-            // message an agent sent before our subscription existed would be acknowledged and
-            // dropped.
+            // The ingest is attached before listening, so no agent connects to an endpoint
+            // with nowhere to deliver.
+            let (credentials, agent_sites) = match credentials {
+                Some(c) => (Some(c.passwords), c.sites),
+                None => (None, Default::default()),
+            };
             let b = broker::EmbeddedBroker::new(&BrokerConfig {
                 listen: cfg.broker.listen,
                 tls,
                 credentials,
+                agent_sites,
+                alert_readers: cfg.broker.alert_readers.iter().cloned().collect(),
                 max_payload: cfg.broker.max_payload,
+                allow_insecure: cfg.broker.allow_insecure_listen,
                 ..BrokerConfig::default()
             })
             .with_context(|| format!("starting the embedded broker on {}", cfg.broker.listen))?;
@@ -214,7 +207,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         let addr = b
             .listen()
             .with_context(|| format!("embedded broker on {}", cfg.broker.listen))?;
-        tracing::info!(listen = %addr, tls = cfg.broker.tls_cert.is_some(), auth = cfg.broker.credentials_file.is_some(), "embedded broker listening");
+        tracing::info!(listen = %addr, tls = cfg.broker.tls_cert.is_some(), passwords = cfg.broker.credentials_file.is_some(), client_certificates = cfg.broker.tls_ca.is_some(), "embedded broker listening");
     }
     let alerter =
         alerts::Alerter::start(&cfg.alerts, alert_mqtt.unwrap_or(alerts::AlertMqtt::None))
@@ -230,6 +223,15 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             .context("starting the evaluator thread")?
     };
     let stop_http = Arc::new(tokio::sync::Notify::new());
+    if cfg.http.enabled && !cfg.http.listen.ip().is_loopback() {
+        // The API has no TLS of its own: bearer tokens would cross the network in clear text.
+        anyhow::ensure!(
+            cfg.http.allow_insecure_listen,
+            "refusing to serve the HTTP API on {} in plain HTTP: listen on 127.0.0.1 behind a TLS-terminating proxy, or set [http] allow_insecure_listen = true (--allow-insecure-listen)",
+            cfg.http.listen
+        );
+        tracing::warn!(listen = %cfg.http.listen, "serving the HTTP API in plain HTTP on a non-loopback address (allow_insecure_listen): bearer tokens cross the network in clear text unless a TLS proxy on this host fronts it");
+    }
     let http = if cfg.http.enabled {
         let state = Arc::new(ApiState::new(
             cfg.db.clone(),

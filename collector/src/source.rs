@@ -37,15 +37,13 @@
 //! buffer more. Connection failures are retried with exponential backoff (0.5 s to 30 s, with
 //! jitter); subscriptions are renewed whenever the broker did not keep the session.
 //!
-//! # Embedded broker: acks are no-ops
+//! # Embedded broker: acked on commit
 //!
-//! The embedded source reads an in-process link of the [`crate::broker`]. rumqttd acknowledges
-//! a publisher's QoS 1 message as soon as it has it in memory, so the agent's PUBACK cannot be
-//! tied to our database commit, and a crash of the collector loses what was in memory. What
-//! heals that: the agents number their device messages with a gap-free `seq`, so the
-//! collector sees the gap after a restart, and the agent's next full snapshot brings the state
-//! back. Tokens of the embedded source are accepted and ignored; the in-memory backlog
-//! ([`crate::broker::BrokerConfig::backlog_bytes`]) bounds how far the ingest may lag.
+//! The embedded source is the ingest channel of the [`crate::broker`] endpoint: agents'
+//! messages arrive as deliveries whose token writes the PUBACK on the agent's connection when
+//! acked, so an agent is told "received" only after the commit, and a crash of the collector
+//! loses nothing (the agent still has the message in its spool and sends it again after the
+//! reconnect). A full channel stops the endpoint reading from the agents' sockets.
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
@@ -62,14 +60,11 @@ use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, NetworkOptions,
     Outgoing, Publish, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
 };
-use rumqttd::local::{LinkRx, LinkTx};
-use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet};
-use rumqttd::Notification;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::broker::{BrokerError, BrokerLinker};
+use crate::broker::{BrokerError, BrokerLinker, EmbeddedAck};
 
 /// Filter of the agents' observation messages (`ward.observation.v1`).
 pub const DEVICES_FILTER: &str = "ward/v1/+/+/devices";
@@ -93,8 +88,6 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// rumqttc's request channel: acks, subscriptions, the final disconnect.
 const REQUEST_CHANNEL: usize = 4096;
-/// How long the embedded source waits for the router to confirm its subscriptions.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a graceful shutdown waits for the last acks and the DISCONNECT to be written.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 const MQTT_PORT: u16 = 1883;
@@ -128,16 +121,19 @@ pub struct Delivery {
 pub struct AckToken(Token);
 
 enum Token {
-    /// Nothing to acknowledge (embedded source, QoS 0).
+    /// Nothing to acknowledge (QoS 0, wills, synthetic deliveries).
     None,
+    /// A QoS 1 message of an agent connected to the embedded broker: the PUBACK.
+    Embedded(EmbeddedAck),
     /// A QoS 1 (or 2) message of connection `epoch`, `seq`-th delivery of the source.
     Broker { epoch: u64, seq: u64 },
 }
 
 impl fmt::Debug for AckToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
+        match &self.0 {
             Token::None => f.write_str("AckToken(none)"),
+            Token::Embedded(e) => write!(f, "AckToken({e:?})"),
             Token::Broker { epoch, seq } => write!(f, "AckToken(connection {epoch}, #{seq})"),
         }
     }
@@ -147,6 +143,10 @@ impl AckToken {
     /// A token that acknowledges nothing (for tests and synthetic deliveries).
     pub fn none() -> AckToken {
         AckToken(Token::None)
+    }
+
+    pub(crate) fn embedded(ack: EmbeddedAck) -> AckToken {
+        AckToken(Token::Embedded(ack))
     }
 
     /// Whether acking this token tells a broker anything.
@@ -340,8 +340,18 @@ impl SourceHandle {
     /// PUBACK leaves once every earlier delivery of the same connection was acked too; a token
     /// from a previous connection is discarded (the broker redelivers that message).
     pub fn ack(&self, token: AckToken) {
-        let Token::Broker { epoch, seq } = token.0 else {
-            return;
+        let (epoch, seq) = match token.0 {
+            Token::None => return,
+            Token::Embedded(ack) => {
+                let counter = if ack.send() {
+                    &self.counters.acks_sent
+                } else {
+                    &self.counters.stale_acks
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Token::Broker { epoch, seq } => (epoch, seq),
         };
         let Some(acks) = &self.acks else {
             return;
@@ -468,102 +478,41 @@ async fn spawn_embedded(
     filters: Vec<String>,
     tx: mpsc::Sender<Delivery>,
 ) -> Result<SourceHandle, SourceError> {
-    let client_id = format!(
-        "{}-{:016x}",
-        cfg.client_id,
-        RandomState::new().hash_one(std::time::SystemTime::now())
-    );
-    let link_id = client_id.clone();
-    let subscribe_filters = filters.clone();
-    // Opening the link waits for the router's answer, and subscribing may wait for room in the
-    // router's queue: both block, briefly.
-    let linked = tokio::task::spawn_blocking(move || {
-        let (mut link_tx, link_rx) = cfg.broker.link(&link_id)?;
-        for f in &subscribe_filters {
-            link_tx
-                .subscribe(f.clone())
-                .map_err(|e| SourceError::Subscribe {
-                    filters: subscribe_filters.clone(),
-                    reason: e.to_string(),
-                })?;
-        }
-        Ok::<_, SourceError>((link_tx, link_rx))
-    })
-    .await
-    .map_err(|e| SourceError::Subscribe {
-        filters: filters.clone(),
-        reason: format!("link task failed: {e}"),
-    })??;
-    let (mut link_tx, mut link_rx) = linked;
-
-    // Wait for one SUBACK per filter; retained messages may already come along.
-    let mut early = VecDeque::new();
-    let mut confirmed = 0;
-    let wait = async {
-        while confirmed < filters.len() {
-            match link_rx.next().await {
-                Ok(Some(Notification::Forward(f))) => {
-                    if let Some(d) = forward_to_delivery(f) {
-                        early.push_back(d);
-                    }
-                }
-                Ok(Some(Notification::Unschedule)) => {
-                    link_rx.wake().await.map_err(|e| e.to_string())?;
-                }
-                Ok(Some(Notification::Disconnect(..))) => {
-                    return Err("the router closed the link".to_string())
-                }
-                Ok(Some(other)) => {
-                    if let Some(Packet::SubAck(ack, _)) = Option::<Packet>::from(other) {
-                        use rumqttd::protocol::SubscribeReasonCode as Code;
-                        for code in &ack.return_codes {
-                            match code {
-                                Code::QoS0 | Code::QoS1 | Code::QoS2 | Code::Success(_) => {
-                                    confirmed += 1
-                                }
-                                refused => return Err(format!("refused: {refused:?}")),
-                            }
-                        }
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        Ok(())
-    };
-    let failed = match tokio::time::timeout(SUBSCRIBE_TIMEOUT, wait).await {
-        Ok(Ok(())) => None,
-        Ok(Err(reason)) => Some(reason),
-        Err(_) => Some(format!("no answer within {SUBSCRIBE_TIMEOUT:?}")),
-    };
-    if let Some(reason) = failed {
-        close_link(&mut link_tx, &client_id).await;
-        return Err(SourceError::Subscribe { filters, reason });
+    // The endpoint only lets agents publish their own devices and status topics, which are
+    // exactly the ingest's filters; anything else would never arrive.
+    if let Some(f) = filters
+        .iter()
+        .find(|f| !INGEST_FILTERS.contains(&f.as_str()))
+    {
+        return Err(SourceError::InvalidFilter {
+            filter: f.clone(),
+            reason: "the embedded broker delivers only the agents' devices and status topics"
+                .into(),
+        });
     }
-    info!(client_id, ?filters, "subscribed to the embedded broker");
-
+    let link = cfg.broker.attach_ingest(tx);
+    info!(
+        link = cfg.client_id,
+        "ingest attached to the embedded broker"
+    );
     let counters = Arc::new(Counters::default());
-    counters
-        .received
-        .fetch_add(early.len() as u64, Ordering::Relaxed);
     let (status_tx, status) = watch::channel(SourceStatus {
         connected: true,
         subscribed: true,
         connections: 1,
         stopped: false,
     });
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let task = tokio::spawn(run_embedded(
-        link_tx,
-        link_rx,
-        early,
-        tx,
-        stop_rx,
-        status_tx,
-        counters.clone(),
-        client_id,
-    ));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        // Holding the link keeps the ingest attached; dropping it (stop or abort) detaches.
+        let _link = link;
+        let _ = stop_rx.await;
+        status_tx.send_modify(|s| {
+            s.connected = false;
+            s.subscribed = false;
+            s.stopped = true;
+        });
+    });
     Ok(SourceHandle {
         acks: None,
         counters,
@@ -571,100 +520,6 @@ async fn spawn_embedded(
         stop: Some(stop_tx),
         task: Some(task),
     })
-}
-
-fn forward_to_delivery(f: rumqttd::Forward) -> Option<Delivery> {
-    let publish = f.publish;
-    let topic = match String::from_utf8(publish.topic.to_vec()) {
-        Ok(t) => t,
-        Err(_) => {
-            // rumqttd validates topics; this would be a router bug.
-            warn!("embedded broker delivered a non-UTF-8 topic; message dropped");
-            return None;
-        }
-    };
-    Some(Delivery {
-        topic,
-        payload: publish.payload.to_vec(),
-        retained: publish.retain,
-        ack: AckToken::none(),
-    })
-}
-
-/// Unregisters the link from the router (otherwise it would stay, idle, until replaced).
-async fn close_link(link_tx: &mut LinkTx, client_id: &str) {
-    let disconnect = Packet::Disconnect(
-        Disconnect {
-            reason_code: DisconnectReasonCode::NormalDisconnection,
-        },
-        None,
-    );
-    if let Err(e) = link_tx.send(disconnect).await {
-        debug!(client_id, error = %e, "embedded link already closed");
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_embedded(
-    mut link_tx: LinkTx,
-    mut link_rx: LinkRx,
-    mut pending: VecDeque<Delivery>,
-    tx: mpsc::Sender<Delivery>,
-    mut stop: oneshot::Receiver<()>,
-    status: watch::Sender<SourceStatus>,
-    counters: Arc<Counters>,
-    client_id: String,
-) {
-    'run: loop {
-        // Hand over what we hold before reading more: the router keeps the rest in its log.
-        while let Some(d) = pending.pop_front() {
-            tokio::select! {
-                biased;
-                _ = &mut stop => break 'run,
-                sent = tx.send(d) => if sent.is_err() {
-                    info!(client_id, "ingest channel closed; embedded source stopping");
-                    break 'run;
-                },
-            }
-        }
-        let notification = tokio::select! {
-            biased;
-            _ = &mut stop => break 'run,
-            n = link_rx.next() => n,
-        };
-        match notification {
-            Ok(Some(Notification::Forward(f))) => {
-                counters.received.fetch_add(1, Ordering::Relaxed);
-                pending.extend(forward_to_delivery(f));
-            }
-            // The router paused us because our buffer was full; everything before this marker
-            // has been handed over, so ask for more.
-            Ok(Some(Notification::Unschedule)) => {
-                if let Err(e) = link_rx.wake().await {
-                    error!(client_id, error = %e, "embedded broker link closed");
-                    break 'run;
-                }
-            }
-            Ok(Some(Notification::Disconnect(..))) => {
-                error!(
-                    client_id,
-                    "the embedded broker closed the ingest link (another link with the same id?)"
-                );
-                break 'run;
-            }
-            Ok(Some(_)) | Ok(None) => {}
-            Err(e) => {
-                error!(client_id, error = %e, "embedded broker link closed");
-                break 'run;
-            }
-        }
-    }
-    close_link(&mut link_tx, &client_id).await;
-    status.send_modify(|s| {
-        s.connected = false;
-        s.subscribed = false;
-        s.stopped = true;
-    });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -244,7 +244,9 @@ pub fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// CA, server certificate (localhost, 127.0.0.1) and client certificate, EC P-256.
+/// CA, server certificate (localhost, 127.0.0.1) and client certificates, EC P-256: `client`
+/// (common name `agent-tls`, an agent id), `client2` (`agent-other`) and `reader`
+/// (`noc-reader`, configured as an alert reader where a test needs one).
 pub fn make_pki(dir: &Path) {
     std::fs::write(
         dir.join("ca.cnf"),
@@ -271,7 +273,9 @@ pub fn make_pki(dir: &Path) {
             "serverAuth",
             "subjectAltName = DNS:localhost,IP:127.0.0.1\n",
         ),
-        ("client", "ward-agent-tls", "clientAuth", ""),
+        ("client", "agent-tls", "clientAuth", ""),
+        ("client2", "agent-other", "clientAuth", ""),
+        ("reader", "noc-reader", "clientAuth", ""),
     ] {
         std::fs::write(
             dir.join(format!("{name}.cnf")),
