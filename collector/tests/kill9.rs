@@ -1,7 +1,12 @@
 //! `kill -9` during ingest of a large replay, then restart: every message the broker
-//! acknowledged to the publisher ends up stored exactly once. The broker is a real Mosquitto
-//! with persistence; the collector holds a persistent session and acknowledges only after its
-//! database commit, so what it had not committed is redelivered and what it had is deduplicated.
+//! acknowledged to the publisher ends up stored exactly once.
+//!
+//! - Through a real Mosquitto with persistence: the collector holds a persistent session and
+//!   acknowledges only after its database commit, so what it had not committed is redelivered
+//!   and what it had is deduplicated.
+//! - Through the default deployment, the collector's embedded broker: the collector's PUBACK
+//!   leaves only after the commit, so every message the publisher saw acknowledged is in the
+//!   database even though the collector died mid-ingest.
 
 mod common;
 
@@ -29,6 +34,20 @@ fn publisher() -> std::path::PathBuf {
         assert!(st.success());
     }
     p
+}
+
+/// Seqs of the messages stored for `agent`, read from the database file itself.
+fn stored_seqs(db: &Path, agent: &str) -> std::collections::BTreeSet<u64> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the database");
+    let mut st = conn
+        .prepare("SELECT seq FROM messages WHERE agent_id = ?1")
+        .unwrap();
+    st.query_map([agent], |r| r.get::<_, i64>(0))
+        .unwrap()
+        .map(|s| s.unwrap() as u64)
+        .collect()
 }
 
 fn stored(db: &Path) -> i64 {
@@ -101,4 +120,64 @@ fn kill_9_mid_ingest_loses_nothing_and_duplicates_nothing() {
     let status = cli_json(&db, &["status"]);
     assert_eq!(status["devices"], 3000, "{status}");
     eprintln!("killed with {at_kill} of {N} stored; after restart all {N}, no duplicates");
+}
+
+#[test]
+fn kill_9_of_the_collector_with_its_embedded_broker_loses_no_acknowledged_message() {
+    const N: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ward.db");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["--listen", listen.as_str()];
+    let log = dir.path().join("collector.log");
+    let mut c = serve(&db, &args, &log, Some(port));
+
+    let acked_file = dir.path().join("acked");
+    let mut publisher = Command::new(publisher())
+        .args([&listen, &N.to_string(), "4", "k9e", "3000"])
+        .env("WARD_ACKED_FILE", &acked_file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while stored(&db) < (N / 4) as i64 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "ingest stalled:\n{}",
+            c.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.kill9();
+    let out = publisher.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "the publisher finished before the kill; make the replay larger"
+    );
+    let acked: std::collections::BTreeSet<u64> = std::fs::read_to_string(&acked_file)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let committed = stored_seqs(&db, "k9e");
+    assert!(!acked.is_empty());
+    let lost: Vec<u64> = acked.difference(&committed).copied().collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged messages are not in the database (first: {:?})",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(10)]
+    );
+    assert!((committed.len() as u64) < N, "the kill came too late");
+    eprintln!(
+        "killed with {} committed, {} acknowledged to the publisher: none lost",
+        committed.len(),
+        acked.len()
+    );
+    // The restarted collector opens the same database and goes on.
+    let mut c = serve(&db, &args, &log, Some(port));
+    assert!(c.sigterm().success(), "{}", c.log_text());
 }

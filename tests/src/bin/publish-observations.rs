@@ -6,10 +6,17 @@
 //! Message `n` (1-based) has seq `n`; its devices are taken round-robin from a pool of `POOL`
 //! MACs (default 5000) so the collector updates existing devices as a real agent's deltas do.
 //! Prints one line when every message is acknowledged by the broker.
+//!
+//! With `WARD_ACKED_FILE=<path>`, the seq of every acknowledged message is appended to that
+//! file (one per line) as its PUBACK arrives, and the file is flushed even when the
+//! connection fails: the kill -9 tests compare it with what the collector committed.
 
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::collections::HashMap;
+use std::io::Write;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use ward_protocols::schema::observation::{
     AddressRecord, ClassificationRecord, DeviceRecord, FactRecord, Kind, MacKind, Observation,
     Seen, ServiceRecord, SCHEMA,
@@ -91,7 +98,6 @@ async fn main() -> anyhow::Result<()> {
     if addr == "-" {
         // JSON lines on stdout instead of MQTT: the same load for `ward-collector ingest`,
         // which measures the store without the broker.
-        use std::io::Write;
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let base = 1_767_225_600_000_000i64;
         for n in 1..=count {
@@ -149,12 +155,37 @@ async fn main() -> anyhow::Result<()> {
         anyhow::Ok(client)
     });
     let mut acked = 0u64;
+    let mut acked_file = match std::env::var_os("WARD_ACKED_FILE") {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
+        None => None,
+    };
+    // The publishing task sends seq 1, 2, … in order, so the k-th outgoing PUBLISH is seq k;
+    // packet ids are unique among the messages in flight.
+    let mut sent = 0u64;
+    let mut in_flight: HashMap<u16, u64> = HashMap::new();
     while acked < count {
         match ev.poll().await {
-            Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                sent += 1;
+                in_flight.insert(pkid, sent);
+            }
+            Ok(Event::Incoming(Packet::PubAck(a))) => {
+                acked += 1;
+                if let (Some(f), Some(seq)) = (acked_file.as_mut(), in_flight.remove(&a.pkid)) {
+                    writeln!(f, "{seq}")?;
+                }
+            }
             Ok(_) => {}
-            Err(e) => anyhow::bail!("broker connection: {e}"),
+            Err(e) => {
+                if let Some(f) = acked_file.as_mut() {
+                    f.flush()?;
+                }
+                anyhow::bail!("broker connection after {acked} acknowledgements: {e}")
+            }
         }
+    }
+    if let Some(f) = acked_file.as_mut() {
+        f.flush()?;
     }
     let client = pubber.await??;
     let _ = client.disconnect().await;
