@@ -1,0 +1,192 @@
+//! The embedded broker's security settings through the real `ward-collector serve` binary:
+//! non-loopback listeners refused without TLS and authentication, authentication failures
+//! logged with user and peer (escaped, rate-limited), credentials never echoed.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn serve_output(db: &Path, args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(collector_bin())
+        .arg("--db")
+        .arg(db)
+        .arg("serve")
+        .args(args)
+        .env("WARD_COLLECTOR_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A refusal exits at once; a collector that started would run until stopped.
+    for _ in 0..100 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn public_listeners_need_tls_and_authentication_or_an_explicit_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ward.db");
+    let mqtt = format!("0.0.0.0:{}", free_port());
+    let out = serve_output(&db, &["--listen", &mqtt, "--no-http"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to listen on"), "{err}");
+    assert!(err.contains("allow_insecure_listen"), "{err}");
+
+    let http = format!("0.0.0.0:{}", free_port());
+    let local = format!("127.0.0.1:{}", free_port());
+    let out = serve_output(&db, &["--listen", &local, "--http", &http]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to serve the HTTP API"), "{err}");
+
+    // Explicitly allowed: it runs, and says so at WARN.
+    let port = free_port();
+    let log = dir.path().join("collector.log");
+    let mut c = serve(
+        &db,
+        &[
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+            "--allow-insecure-listen",
+        ],
+        &log,
+        Some(port),
+    );
+    assert!(c.sigterm().success());
+    let text = c.log_text();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("WARN") && l.contains("allow_insecure_listen")),
+        "{text}"
+    );
+}
+
+/// A raw MQTT 3.1.1 CONNECT; returns the CONNACK return code (None: closed without one).
+fn connect_raw(port: u16, client_id: &str, user: &str, password: &str) -> Option<u8> {
+    let mut c = rumqttc::mqttbytes::v4::Connect::new(client_id);
+    c.set_login(user, password);
+    let mut buf = bytes::BytesMut::new();
+    c.write(&mut buf).unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&buf).unwrap();
+    let mut ack = [0u8; 4];
+    match s.read_exact(&mut ack) {
+        Ok(()) => Some(ack[3]),
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn authentication_failures_are_logged_with_user_and_peer_escaped_and_rate_limited() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let creds = d.join("agents.toml");
+    std::fs::write(&creds, "span-rad = \"Pw-CANARY-rad\"\n").unwrap();
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let db = d.join("ward.db");
+    let port = free_port();
+    let log = d.join("collector.log");
+    let mut c = serve(
+        &db,
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--credentials",
+            creds.to_str().unwrap(),
+        ],
+        &log,
+        Some(port),
+    );
+    // Right user, wrong password; unknown users; a user name built to forge a log line.
+    assert_eq!(
+        connect_raw(port, "ward-span-rad", "span-rad", "nope"),
+        Some(4)
+    );
+    for i in 0..23 {
+        assert_eq!(
+            connect_raw(port, "x", &format!("intruder{i}"), "Pw-CANARY-rad"),
+            Some(4)
+        );
+    }
+    assert_eq!(
+        connect_raw(port, "y", "evil\nFAKE LINE\u{1b}[31m", "p"),
+        Some(4)
+    );
+    // The right password with another agent's client id: refused too.
+    assert_eq!(
+        connect_raw(port, "ward-span-icu", "span-rad", "Pw-CANARY-rad"),
+        Some(2)
+    );
+    // And the right one is accepted.
+    assert_eq!(
+        connect_raw(port, "ward-span-rad", "span-rad", "Pw-CANARY-rad"),
+        Some(0)
+    );
+    assert!(c.sigterm().success());
+    let text = c.log_text();
+    assert!(
+        !text.contains("CANARY"),
+        "a password reached the log:\n{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "an escape byte reached the log");
+    assert!(
+        !text.contains("\nFAKE LINE"),
+        "a user name forged a log line"
+    );
+    let refused: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("MQTT connection refused"))
+        .collect();
+    // 26 failures, 20 logged (the rate limit), each with the user and the peer.
+    assert_eq!(refused.len(), 20, "{text}");
+    assert!(refused[0].contains("user=span-rad"), "{}", refused[0]);
+    assert!(refused.iter().all(|l| l.contains("peer=127.0.0.1:")));
+    assert!(
+        text.lines().any(|l| l.contains("WARN")
+            && l.contains("readable by every user")
+            && l.contains("agents.toml")),
+        "no warning for the world-readable credentials file:\n{text}"
+    );
+}
+
+#[test]
+fn credential_file_errors_name_the_line_never_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("agents.toml");
+    std::fs::write(
+        &creds,
+        "span-rad = \"Pw-CANARY-1\"\nspan-icu = Pw-CANARY-2 broken\n",
+    )
+    .unwrap();
+    let out = serve_output(
+        &dir.path().join("ward.db"),
+        &[
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--credentials",
+            creds.to_str().unwrap(),
+            "--no-http",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2"), "{err}");
+    assert!(err.contains("agents.toml"), "{err}");
+    assert!(!err.contains("CANARY"), "{err}");
+}
