@@ -1261,3 +1261,160 @@ async fn external_throughput() {
     src.shutdown().await;
     drop(agents);
 }
+
+/// The ACL shipped for external brokers (`packaging/mosquitto/ward.acl`) in a real Mosquitto
+/// with passwords: agents publish only their own topics and read nothing; alert consumers read
+/// alerts only; the collector reads every agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_with_the_shipped_acl_confines_every_identity() {
+    init_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let passwd = dir.join("passwd");
+    for (i, (user, pw)) in [
+        ("agentA", "pa"),
+        ("agentB", "pb"),
+        ("ward-collector", "pc"),
+        ("noc-dashboard", "pn"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut cmd = Command::new(find_binary("mosquitto_passwd", "MOSQUITTO_PASSWD"));
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let st = cmd
+            .arg("-b")
+            .arg(&passwd)
+            .args([user, pw])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let acl = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/mosquitto/ward.acl");
+    let port = free_port();
+    let log = dir.join("mosquitto.log");
+    std::fs::write(
+        dir.join("mosquitto.conf"),
+        format!(
+            "user root\nper_listener_settings true\nlog_dest stderr\nlog_type error\n\
+             listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\n",
+            passwd.display(),
+            acl.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(find_binary("mosquitto", "MOSQUITTO"))
+        .arg("-c")
+        .arg(dir.join("mosquitto.conf"))
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("mosquitto listening", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let login = |id: &str, user: &str, pw: &str| {
+        let mut o = MqttOptions::new(id, "127.0.0.1", port);
+        o.set_credentials(user, pw);
+        Client::start(o)
+    };
+    // The collector, as the ingest source.
+    let (tx, mut rx) = mpsc::channel(64);
+    let mut ext = ExternalSource::new(format!("mqtt://127.0.0.1:{port}"), "ward-collector");
+    ext.username = Some("ward-collector".into());
+    ext.password = Some("pc".into());
+    let src = source::spawn(SourceConfig::External(ext), &filters(), tx)
+        .await
+        .unwrap();
+    assert!(src.wait_subscribed(Duration::from_secs(10)).await);
+
+    // Agent A tries to read everything.
+    let mut a = login("ward-agentA", "agentA", "pa");
+    a.connected().await.unwrap();
+    a.client.subscribe("#", QoS::AtLeastOnce).await.unwrap();
+    let codes = suback_codes(&mut a).await;
+    eprintln!("agentA subscribing to # got {codes:?}");
+    let mut b = login("ward-agentB", "agentB", "pb");
+    b.connected().await.unwrap();
+    let mut noc = login("noc", "noc-dashboard", "pn");
+    noc.connected().await.unwrap();
+    noc.client
+        .subscribe("ward/v1/alerts/+", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let codes = suback_codes(&mut noc).await;
+    assert_eq!(
+        codes,
+        vec![rumqttc::SubscribeReasonCode::Success(QoS::AtLeastOnce)]
+    );
+
+    // Agent A publishes its own message, then forges B's devices and status and an alert.
+    for topic in [
+        "ward/v1/north/agentB/devices",
+        "ward/v1/north/agentB/status",
+        "ward/v1/alerts/north",
+        "ward/v1/north/agentA/devices",
+    ] {
+        a.client
+            .publish(topic, QoS::AtLeastOnce, false, "1")
+            .await
+            .unwrap();
+    }
+    b.client
+        .publish("ward/v1/north/agentB/devices", QoS::AtLeastOnce, false, "2")
+        .await
+        .unwrap();
+    let got = recv_n(&mut rx, 2, Duration::from_secs(10)).await;
+    let mut topics: Vec<(String, u32)> =
+        got.iter().map(|d| (d.topic.clone(), index_of(d))).collect();
+    topics.sort();
+    assert_eq!(
+        topics,
+        vec![
+            ("ward/v1/north/agentA/devices".to_string(), 1),
+            ("ward/v1/north/agentB/devices".to_string(), 2)
+        ],
+        "the collector got exactly each agent's own message"
+    );
+    for d in got {
+        src.ack(d.ack);
+    }
+    expect_nothing(&mut rx, Duration::from_millis(500)).await;
+    // Nothing reached agent A (not B's message), nor the alert consumer (not the forged alert).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(e) = a.events.try_recv() {
+        if let Ok(Event::Incoming(Incoming::Publish(p))) = e {
+            panic!("agent A read {}", p.topic);
+        }
+    }
+    while let Ok(e) = noc.events.try_recv() {
+        if let Ok(Event::Incoming(Incoming::Publish(p))) = e {
+            panic!("the alert consumer got a forged {}", p.topic);
+        }
+    }
+    // The collector's alert publishes reach the consumer.
+    let mut alerts = login("ward-collector-alerts", "ward-collector", "pc");
+    alerts.connected().await.unwrap();
+    alerts
+        .client
+        .publish("ward/v1/alerts/north", QoS::AtLeastOnce, false, "3")
+        .await
+        .unwrap();
+    assert_eq!(noc.next_publish().await.topic, "ward/v1/alerts/north");
+    src.shutdown().await;
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+async fn suback_codes(c: &mut Client) -> Vec<rumqttc::SubscribeReasonCode> {
+    loop {
+        match c.events.recv().await {
+            Some(Ok(Event::Incoming(Incoming::SubAck(a)))) => break a.return_codes,
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
