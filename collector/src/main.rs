@@ -252,7 +252,7 @@ pub struct ServeArgs {
     alert_readers: Vec<String>,
     /// Allow the embedded broker and the HTTP API to listen on a non-loopback address without
     /// TLS or authentication (warned about). Without it the collector refuses to start so.
-    #[arg(long)]
+    #[arg(long, env = "WARD_COLLECTOR_ALLOW_INSECURE_LISTEN")]
     allow_insecure_listen: bool,
     /// TLS certificate for the embedded broker (PEM).
     #[arg(long, env = "WARD_COLLECTOR_TLS_CERT", value_name = "FILE")]
