@@ -151,6 +151,8 @@ impl Default for AlertConfig {
 }
 
 /// Where alerts are published on MQTT.
+// Built once at start and moved into the alerter: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum AlertMqtt {
     /// Not at all.

@@ -134,7 +134,7 @@ fn kill_9_of_the_collector_with_its_embedded_broker_loses_no_acknowledged_messag
     let mut c = serve(&db, &args, &log, Some(port));
 
     let acked_file = dir.path().join("acked");
-    let mut publisher = Command::new(publisher())
+    let publisher = Command::new(publisher())
         .args([&listen, &N.to_string(), "4", "k9e", "3000"])
         .env("WARD_ACKED_FILE", &acked_file)
         .stdout(std::process::Stdio::piped())
