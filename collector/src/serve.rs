@@ -315,11 +315,25 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                     records_per_sec = (totals.device_records as f64 / secs) as u64,
                     "ingest stats"
                 );
+                if let Some(b) = &embedded {
+                    let s = b.stats();
+                    tracing::info!(
+                        connected = s.connected, connections = s.connections,
+                        auth_failures = s.auth_failures,
+                        auth_failures_unlogged = s.auth_failures_unlogged,
+                        publishes_refused = s.publishes_refused,
+                        subscriptions_refused = s.subscriptions_refused,
+                        protocol_errors = s.protocol_errors, takeovers = s.takeovers,
+                        received = s.received, acks_sent = s.acks_sent, stale_acks = s.stale_acks,
+                        alerts_sent = s.alerts_sent, alerts_dropped = s.alerts_dropped,
+                        "embedded broker stats"
+                    );
+                }
             }
         }
     }
-    // Deliveries already taken from the broker are stored before exit: with the embedded
-    // broker they exist nowhere else.
+    // Deliveries already taken from the broker are stored and acknowledged before exit, so
+    // neither the agents nor an external broker need to send them again.
     let mut rest = Vec::new();
     while let Ok(d) = rx.try_recv() {
         rest.push(d);
