@@ -2,14 +2,22 @@
 //! goes through [`crate::views`], where what each role may see is decided.
 //!
 //! SQLite work runs on blocking threads with connections from a small pool: WAL lets readers
-//! proceed while the ingest loop writes.
+//! proceed while the ingest loop writes. Requests whose cost grows with the inventory (coverage,
+//! installed base, the un-paginated lists, evaluation, `/metrics`) are admitted a few at a time
+//! ([`ApiState::with_expensive_limit`]); a caller that cannot be admitted within a bounded wait
+//! gets 503 with `Retry-After`. Connections are served by hyper's HTTP/1 server with a
+//! header-read timeout, so a client trickling its request head cannot hold a connection.
+//! Refusals (401, 403, 404) are logged with the token id (never its secret) and the peer.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::flags::FlagConfig;
+use crate::ingest::SafeText;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{DeviceQuery, FlagQuery, Store};
 use crate::tokens::{self, Principal};
@@ -25,6 +34,18 @@ use crate::views::{self, ViewError};
 
 /// The OpenAPI 3 document, served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Expensive requests served at once, unless `WARD_COLLECTOR_API_EXPENSIVE_CONCURRENCY` says
+/// otherwise.
+pub const DEFAULT_EXPENSIVE_CONCURRENCY: usize = 2;
+/// Longest an expensive request waits for its turn before 503, unless
+/// `WARD_COLLECTOR_API_EXPENSIVE_WAIT_MS` says otherwise.
+pub const DEFAULT_EXPENSIVE_WAIT: Duration = Duration::from_secs(10);
+/// A client must send its whole request head within this time of connecting (or of its previous
+/// response, on a kept-alive connection), or the connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle pooled database connections kept.
+const POOL_MAX: usize = 8;
 
 /// Counters the ingest loop keeps and `/metrics` reports.
 #[derive(Debug, Default)]
@@ -44,6 +65,8 @@ pub struct Metrics {
     pub evaluations: AtomicU64,
     /// API requests served.
     pub http_requests: AtomicU64,
+    /// Expensive API requests refused with 503 (too many at once).
+    pub http_busy: AtomicU64,
 }
 
 /// Shared by the handlers.
@@ -53,32 +76,103 @@ pub struct ApiState {
     pool: Mutex<Vec<SqliteStore>>,
     metrics: Arc<Metrics>,
     flags: FlagConfig,
+    expensive: Arc<tokio::sync::Semaphore>,
+    expensive_wait: Duration,
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    match v.trim().parse() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            tracing::warn!(variable = name, "not a number: ignored");
+            None
+        }
+    }
 }
 
 impl ApiState {
-    /// State over the database at `db`.
+    /// State over the database at `db`. Expensive requests: [`DEFAULT_EXPENSIVE_CONCURRENCY`]
+    /// at once, waiting at most [`DEFAULT_EXPENSIVE_WAIT`], or what
+    /// `WARD_COLLECTOR_API_EXPENSIVE_CONCURRENCY` and `WARD_COLLECTOR_API_EXPENSIVE_WAIT_MS` say.
     pub fn new(db: PathBuf, metrics: Arc<Metrics>, flags: FlagConfig) -> ApiState {
+        let permits = env_number("WARD_COLLECTOR_API_EXPENSIVE_CONCURRENCY")
+            .map_or(DEFAULT_EXPENSIVE_CONCURRENCY, |n| n as usize);
+        let wait = env_number("WARD_COLLECTOR_API_EXPENSIVE_WAIT_MS")
+            .map_or(DEFAULT_EXPENSIVE_WAIT, Duration::from_millis);
         ApiState {
             db,
             pool: Mutex::new(Vec::new()),
             metrics,
             flags,
+            expensive: Arc::new(tokio::sync::Semaphore::new(1)),
+            expensive_wait: Duration::ZERO,
+        }
+        .with_expensive_limit(permits, wait)
+    }
+
+    /// At most `permits` (at least 1) expensive requests at once; a request waits at most
+    /// `wait` for its turn, then gets 503.
+    pub fn with_expensive_limit(mut self, permits: usize, wait: Duration) -> ApiState {
+        self.expensive = Arc::new(tokio::sync::Semaphore::new(permits.clamp(1, 1024)));
+        self.expensive_wait = wait;
+        self
+    }
+
+    fn connection(&self) -> Result<SqliteStore, ApiError> {
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match pooled {
+            Some(s) => Ok(s),
+            None => SqliteStore::open(&self.db).map_err(internal),
+        }
+    }
+
+    fn give_back(&self, store: SqliteStore) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOL_MAX {
+            pool.push(store);
         }
     }
 }
 
-/// An API error and its status.
+/// An API error: its status, the message the caller gets, and why (static text, for the log).
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    why: &'static str,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            why: "",
+        }
+    }
+
+    fn unauthorized(why: &'static str) -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: "missing or invalid bearer token".into(),
+            why,
+        }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (self.0, Json(json!({"error": self.1}))).into_response();
-        if self.0 == StatusCode::UNAUTHORIZED {
+        let mut r = (self.status, Json(json!({"error": self.message}))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"ward\""),
             );
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         r
     }
@@ -87,12 +181,25 @@ impl IntoResponse for ApiError {
 impl From<ViewError> for ApiError {
     fn from(e: ViewError) -> ApiError {
         match e {
-            ViewError::Forbidden(_) => ApiError(StatusCode::FORBIDDEN, e.to_string()),
-            ViewError::NotFound => ApiError(StatusCode::NOT_FOUND, e.to_string()),
-            ViewError::BadRequest(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            ViewError::Forbidden(_) => ApiError {
+                status: StatusCode::FORBIDDEN,
+                message: e.to_string(),
+                why: "role may not",
+            },
+            ViewError::NotFound => ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: e.to_string(),
+                why: "not found",
+            },
+            ViewError::Invisible => ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: e.to_string(),
+                why: "not visible to this token",
+            },
+            ViewError::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
             ViewError::Store(s) => {
                 tracing::error!(error = %s, "API storage error");
-                ApiError(StatusCode::INTERNAL_SERVER_ERROR, "storage error".into())
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage error")
             }
         }
     }
@@ -100,66 +207,161 @@ impl From<ViewError> for ApiError {
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "API error");
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }
 
-fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
-    let unauthorized = || {
-        ApiError(
-            StatusCode::UNAUTHORIZED,
-            "missing or invalid bearer token".into(),
-        )
-    };
-    let v = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(unauthorized)?;
+/// What the handlers need of a request besides its parameters: headers, peer, path.
+#[derive(Debug)]
+pub struct Caller {
+    headers: HeaderMap,
+    peer: Option<SocketAddr>,
+    path: String,
+}
+
+#[axum::async_trait]
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, Infallible> {
+        Ok(Caller {
+            headers: parts.headers.clone(),
+            peer: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+            path: parts.uri.path().to_string(),
+        })
+    }
+}
+
+impl Caller {
+    /// Logs a refusal: status, token id (never the secret), peer, path (escaped), why.
+    fn refused(&self, status: StatusCode, token_id: &str, why: &str) {
+        tracing::warn!(
+            status = status.as_u16(),
+            token_id = %token_id,
+            peer = %self.peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            path = %SafeText::new(&self.path),
+            why = %why,
+            "API request refused"
+        );
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let t = v
         .strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("bearer "))
-        .ok_or_else(unauthorized)?;
-    Ok(t.trim().to_string())
+        .or_else(|| v.strip_prefix("bearer "))?;
+    Some(t.trim().to_string())
 }
 
-/// Runs `f` with a pooled connection and the authenticated principal, on a blocking thread.
+/// The id part of `ward_<id>_<secret>` when it has the shape of an id (16 hex digits): what a
+/// refusal may log. Anything else a caller sent is never logged.
+fn token_id_of(token: &str) -> &str {
+    token
+        .strip_prefix("ward_")
+        .and_then(|r| r.split_once('_'))
+        .map(|(id, _)| id)
+        .filter(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or("-")
+}
+
+/// Whether a request's cost grows with the inventory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cost {
+    /// Bounded (a page, one device).
+    Cheap,
+    /// Grows with the inventory: admitted a few at a time.
+    Expensive,
+}
+
+/// Authenticates the caller, admits it if the request is expensive, then runs `f` with a
+/// pooled connection on a blocking thread. Refusals are logged.
 async fn authed<T: Send + 'static>(
     st: &Arc<ApiState>,
-    headers: &HeaderMap,
+    c: &Caller,
+    cost: Cost,
     f: impl FnOnce(&mut SqliteStore, &Principal) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     st.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
-    let token = bearer(headers)?;
-    let st = st.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut store = {
-            let mut pool = st.pool.lock().unwrap_or_else(|p| p.into_inner());
-            pool.pop()
-        };
-        if store.is_none() {
-            store = Some(SqliteStore::open(&st.db).map_err(internal)?);
-        }
-        let Some(mut store) = store else {
-            return Err(internal("no connection"));
-        };
-        let result = match tokens::authenticate(&store, &token, crate::ingest::now_us()) {
-            Ok(p) => f(&mut store, &p),
-            Err(tokens::AuthError::Store(e)) => Err(internal(e)),
+    let Some(token) = bearer(&c.headers) else {
+        c.refused(StatusCode::UNAUTHORIZED, "-", "no bearer token");
+        return Err(ApiError::unauthorized("no bearer token"));
+    };
+    let id = token_id_of(&token).to_string();
+    let st2 = st.clone();
+    let authenticated = tokio::task::spawn_blocking(move || {
+        let store = st2.connection()?;
+        match tokens::authenticate(&store, &token, crate::ingest::now_us()) {
+            Ok(p) => Ok((store, p)),
             Err(e) => {
-                tracing::info!(reason = %e, "API token refused");
-                Err(ApiError(
-                    StatusCode::UNAUTHORIZED,
-                    "missing or invalid bearer token".into(),
-                ))
+                st2.give_back(store);
+                Err(match e {
+                    tokens::AuthError::Store(e) => internal(e),
+                    tokens::AuthError::Malformed => ApiError::unauthorized("malformed token"),
+                    tokens::AuthError::Unknown => ApiError::unauthorized("unknown token"),
+                    tokens::AuthError::Expired => ApiError::unauthorized("token expired"),
+                    tokens::AuthError::Revoked => ApiError::unauthorized("token revoked"),
+                })
             }
-        };
-        st.pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(store);
-        result
+        }
     })
     .await
-    .map_err(internal)?
+    .map_err(internal)?;
+    let (store, p) = match authenticated {
+        Ok(x) => x,
+        Err(e) => {
+            if e.status == StatusCode::UNAUTHORIZED {
+                c.refused(e.status, &id, e.why);
+            }
+            return Err(e);
+        }
+    };
+    let permit = match cost {
+        Cost::Cheap => None,
+        Cost::Expensive => {
+            let sem = st.expensive.clone();
+            let permit = match sem.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) if st.expensive_wait.is_zero() => None,
+                Err(_) => tokio::time::timeout(st.expensive_wait, sem.acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok),
+            };
+            if permit.is_none() {
+                st.give_back(store);
+                st.metrics.http_busy.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    token_id = %p.token_id,
+                    path = %SafeText::new(&c.path),
+                    "API busy: expensive request refused (503)"
+                );
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy: too many expensive requests at once; retry later",
+                ));
+            }
+            permit
+        }
+    };
+    let (st3, p3) = (st.clone(), p.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        let mut store = store;
+        let r = f(&mut store, &p3);
+        st3.give_back(store);
+        drop(permit);
+        r
+    })
+    .await
+    .map_err(internal)?;
+    if let Err(e) = &result {
+        if matches!(e.status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) {
+            c.refused(e.status, &p.token_id, e.why);
+        }
+    }
+    result
 }
 
 fn to_json<T: serde::Serialize>(v: T) -> Result<Json<Value>, ApiError> {
@@ -192,10 +394,10 @@ pub struct FlagParams {
 
 async fn list_devices(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    c: Caller,
     Query(q): Query<DeviceParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let page = authed(&st, &headers, move |s, p| {
+    let page = authed(&st, &c, Cost::Cheap, move |s, p| {
         Ok(views::devices(
             s,
             p,
@@ -216,27 +418,30 @@ async fn list_devices(
 
 async fn get_device(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    c: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let v = authed(&st, &headers, move |s, p| Ok(views::device(s, p, id)?)).await?;
+    let v = authed(&st, &c, Cost::Cheap, move |s, p| {
+        Ok(views::device(s, p, id)?)
+    })
+    .await?;
     Ok(Json(v))
 }
 
 async fn list_flags(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    c: Caller,
     Query(q): Query<FlagParams>,
 ) -> Result<Json<Value>, ApiError> {
     if let Some(s) = &q.status {
         if s != "open" && s != "resolved" {
-            return Err(ApiError(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "status must be open or resolved".into(),
+                "status must be open or resolved",
             ));
         }
     }
-    let page = authed(&st, &headers, move |s, p| {
+    let page = authed(&st, &c, Cost::Cheap, move |s, p| {
         Ok(views::flags(
             s,
             p,
@@ -257,45 +462,38 @@ async fn list_flags(
 
 async fn list_contracts(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    c: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    to_json(authed(&st, &headers, |s, p| Ok(views::contracts(s, p)?)).await?)
+    to_json(authed(&st, &c, Cost::Expensive, |s, p| Ok(views::contracts(s, p)?)).await?)
 }
 
-async fn list_assets(
-    State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    to_json(authed(&st, &headers, |s, p| Ok(views::assets(s, p)?)).await?)
+async fn list_assets(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Json<Value>, ApiError> {
+    to_json(authed(&st, &c, Cost::Expensive, |s, p| Ok(views::assets(s, p)?)).await?)
 }
 
-async fn coverage(
-    State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    to_json(authed(&st, &headers, |s, p| Ok(views::coverage(s, p)?)).await?)
+async fn coverage(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Json<Value>, ApiError> {
+    to_json(authed(&st, &c, Cost::Expensive, |s, p| Ok(views::coverage(s, p)?)).await?)
 }
 
 async fn installed_base(
     State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    to_json(authed(&st, &headers, |s, p| Ok(views::installed_base(s, p)?)).await?)
-}
-
-async fn list_agents(
-    State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    to_json(authed(&st, &headers, |s, p| Ok(views::agents(s, p)?)).await?)
-}
-
-async fn list_tokens(
-    State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
+    c: Caller,
 ) -> Result<Json<Value>, ApiError> {
     to_json(
-        authed(&st, &headers, |s, p| {
+        authed(&st, &c, Cost::Expensive, |s, p| {
+            Ok(views::installed_base(s, p)?)
+        })
+        .await?,
+    )
+}
+
+async fn list_agents(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Json<Value>, ApiError> {
+    to_json(authed(&st, &c, Cost::Expensive, |s, p| Ok(views::agents(s, p)?)).await?)
+}
+
+async fn list_tokens(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Json<Value>, ApiError> {
+    to_json(
+        authed(&st, &c, Cost::Cheap, |s, p| {
             views::require_admin(p)?;
             Ok(s.token_list().map_err(ViewError::from)?)
         })
@@ -303,13 +501,10 @@ async fn list_tokens(
     )
 }
 
-async fn evaluate(
-    State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+async fn evaluate(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Json<Value>, ApiError> {
     let cfg = st.flags.clone();
     let metrics = st.metrics.clone();
-    let applied = authed(&st, &headers, move |s, p| {
+    let applied = authed(&st, &c, Cost::Expensive, move |s, p| {
         views::require_admin(p)?;
         let a =
             crate::ingest::evaluate(s, &cfg, crate::ingest::now_us()).map_err(ViewError::from)?;
@@ -320,12 +515,9 @@ async fn evaluate(
     to_json(applied)
 }
 
-async fn metrics(
-    State(st): State<Arc<ApiState>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+async fn metrics(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Response, ApiError> {
     let m = st.metrics.clone();
-    let text = authed(&st, &headers, move |s, p| {
+    let text = authed(&st, &c, Cost::Expensive, move |s, p| {
         if p.role == crate::tokens::Role::Vendor {
             return Err(ViewError::Forbidden("vendor").into());
         }
@@ -408,6 +600,12 @@ async fn metrics(
             vec![(String::new(), ld(&m.http_requests))],
         );
         metric(
+            "ward_collector_http_busy_total",
+            "counter",
+            "Expensive API requests refused with 503 (too many at once).",
+            vec![(String::new(), ld(&m.http_busy))],
+        );
+        metric(
             "ward_collector_devices",
             "gauge",
             "Devices in the inventory.",
@@ -484,7 +682,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-/// Binds `addr` (fails clearly if taken) and serves until `shutdown` resolves.
+/// Binds `addr` (fails clearly if taken) and serves until `shutdown` resolves, then lets the
+/// connections finish their requests. HTTP/1 only, each connection with
+/// [`HEADER_READ_TIMEOUT`]; handlers see the peer address as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     addr: SocketAddr,
     state: Arc<ApiState>,
@@ -497,12 +697,65 @@ pub async fn serve(
     let local = listener.local_addr().unwrap_or(addr);
     tracing::info!(listen = %local, "HTTP API listening");
     let app = router(state);
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP API stopped");
-        }
-    }))
+    Ok(tokio::spawn(serve_connections(
+        listener,
+        app,
+        HEADER_READ_TIMEOUT,
+        shutdown,
+    )))
+}
+
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Every connection task holds a sender; when all are gone, every connection has finished.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, typically: do not spin.
+                    tracing::warn!(error = %e, "HTTP API: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let svc = hyper_util::service::TowerToHyperService::new(
+            app.clone().layer(axum::Extension(ConnectInfo(peer))),
+        );
+        let mut stop = stop_rx.clone();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            let _done = done;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        // hyper's errors name what went wrong, never request bytes.
+                        tracing::debug!(peer = %peer, error = %e, "HTTP connection closed");
+                    }
+                }
+                _ = async { stop.wait_for(|s| *s).await.is_ok() } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    drop(done_tx);
+    let _ = done_rx.recv().await;
 }

@@ -20,9 +20,13 @@ pub enum ViewError {
     /// The role may not see this.
     #[error("forbidden for role {0}")]
     Forbidden(&'static str),
-    /// No such thing (or not visible to this principal: the two are not told apart).
+    /// No such thing.
     #[error("not found")]
     NotFound,
+    /// It exists, but not for this principal: answered exactly as [`ViewError::NotFound`] (the
+    /// caller cannot tell the two apart), logged apart.
+    #[error("not found")]
+    Invisible,
     /// A parameter is wrong.
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -147,7 +151,7 @@ fn device_json(d: &DeviceView, vendor: bool) -> Value {
 pub fn device(store: &dyn Store, p: &Principal, id: i64) -> Result<Value, ViewError> {
     let summary = store.device_summary(id)?.ok_or(ViewError::NotFound)?;
     if !owns(p, summary.manufacturer.as_deref()) {
-        return Err(ViewError::NotFound);
+        return Err(ViewError::Invisible);
     }
     let d = store.device(id)?.ok_or(ViewError::NotFound)?;
     let vendor = p.role == Role::Vendor;
@@ -327,7 +331,7 @@ mod tests {
                 let flag_kinds: Vec<String> = kinds
                     .iter()
                     .enumerate()
-                    .filter(|(k, _)| (i as usize + k) % 3 == 0)
+                    .filter(|(k, _)| (i as usize + k).is_multiple_of(3))
                     .map(|(_, k)| k.to_string())
                     .collect();
                 DeviceSummary {
