@@ -190,3 +190,51 @@ fn credential_file_errors_name_the_line_never_the_password() {
     assert!(err.contains("agents.toml"), "{err}");
     assert!(!err.contains("CANARY"), "{err}");
 }
+
+/// The ingest is an in-process channel, not an MQTT client: no client id a peer picks can cut
+/// it off (a client connecting as the old ingest id used to make `serve` exit).
+#[test]
+fn no_client_id_cuts_the_ingest_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ward.db");
+    let port = free_port();
+    let log = dir.path().join("collector.log");
+    let mut c = serve(
+        &db,
+        &["--listen", &format!("127.0.0.1:{port}")],
+        &log,
+        Some(port),
+    );
+    for id in [
+        "ward-collector-ingest",
+        "ward-collector",
+        "ward-collector-alerts",
+    ] {
+        assert_eq!(connect_anonymous(port, id), Some(0), "{id}");
+    }
+    // Still ingesting: a message published now is stored.
+    let out = Command::new(publisher())
+        .args([&format!("127.0.0.1:{port}"), "3", "1", "after"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the messages stored", || {
+        cli_json(&db, &["status"])["messages"].as_u64() == Some(3)
+    });
+    assert!(c.sigterm().success(), "{}", c.log_text());
+}
+
+fn connect_anonymous(port: u16, client_id: &str) -> Option<u8> {
+    let c = rumqttc::mqttbytes::v4::Connect::new(client_id);
+    let mut buf = bytes::BytesMut::new();
+    c.write(&mut buf).unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&buf).unwrap();
+    let mut ack = [0u8; 4];
+    s.read_exact(&mut ack).ok().map(|()| ack[3])
+}

@@ -16,26 +16,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn publisher() -> std::path::PathBuf {
-    let p = collector_bin().with_file_name("publish-observations");
-    if !p.exists() {
-        let st = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "ward-tests",
-                "--bin",
-                "publish-observations",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build");
-        assert!(st.success());
-    }
-    p
-}
-
 /// Seqs of the messages stored for `agent`, read from the database file itself.
 fn stored_seqs(db: &Path, agent: &str) -> std::collections::BTreeSet<u64> {
     let conn =

@@ -323,3 +323,24 @@ pub fn make_pki(dir: &Path) {
         );
     }
 }
+
+/// The `publish-observations` load generator (ward-tests), built on first use.
+pub fn publisher() -> PathBuf {
+    let p = collector_bin().with_file_name("publish-observations");
+    if !p.exists() {
+        let st = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "ward-tests",
+                "--bin",
+                "publish-observations",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo build");
+        assert!(st.success());
+    }
+    p
+}
