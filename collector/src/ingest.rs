@@ -333,7 +333,7 @@ fn valid_time(us: i64) -> bool {
 /// Characters never stored: C0 and C1 controls, DEL, and the invisible formatting characters
 /// that reorder or hide text on a terminal (bidirectional overrides, zero-width characters,
 /// line and paragraph separators).
-fn unsafe_char(c: char) -> bool {
+pub fn unsafe_char(c: char) -> bool {
     c.is_control()
         || matches!(
             c,

@@ -296,6 +296,27 @@ pub fn agents(store: &dyn Store, p: &Principal) -> Result<Vec<AgentRow>, ViewErr
     Ok(store.agents()?)
 }
 
+/// A value for a terminal table: control characters and invisible formatting characters
+/// ([`crate::ingest::unsafe_char`]) written as `\u{…}` escapes, so nothing stored — an agent
+/// value from before ingest bounded them, an imported asset tag or contract field — can move the
+/// cursor, recolour the terminal, forge a line or reorder text when printed. JSON and CSV output
+/// need no such treatment (JSON escapes controls; CSV has its own quoting).
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write;
+    if !s.chars().any(crate::ingest::unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if crate::ingest::unsafe_char(c) {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Requires the admin role.
 pub fn require_admin(p: &Principal) -> Result<(), ViewError> {
     match p.role {
@@ -385,6 +406,18 @@ mod tests {
             assert_eq!(coverage(&s, &p).unwrap(), want, "{p:?}");
         }
         assert_eq!(coverage(&s, &Principal::local_admin()).unwrap().devices, 60);
+    }
+
+    #[test]
+    fn printable_escapes_what_a_terminal_would_obey() {
+        assert!(matches!(
+            printable("CT ROOM 2"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            printable("A\u{1b}[2J\nB\u{202e}C\u{9b}"),
+            "A\\u{1b}[2J\\u{a}B\\u{202e}C\\u{9b}"
+        );
     }
 
     #[test]
