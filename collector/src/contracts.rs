@@ -1303,72 +1303,108 @@ pub const MAX_YAML_DEPTH: usize = 64;
 /// Where a YAML document first nests collections deeper than `limit`, as (line, column), found
 /// in one pass before any parser sees the text.
 ///
-/// The depth at a place is the indentation structure of block collections (a stack of the
-/// columns of the open ones, a sequence at its parent key's column counting as one more), plus
-/// the block collections opened later on the same line (`- - x`, `- key: x`, `? x`), plus the
-/// open flow collections (`[`, `{`). Quoted scalars (multi-line too), block scalars (`|`, `>`)
-/// and comments are skipped; `[` or `{` inside a plain scalar in block context is text. The
-/// scan errs towards counting more, never less: a document it passes nests at most `limit`
-/// levels. The stack is bounded by `limit`.
+/// The scan follows libyaml's rules closely enough to know what is structure:
+///
+/// - block collections are a stack of (column, kind) of the open ones: a line pops what it is
+///   not indented under, a sequence at its parent key's column nests one level deeper, and
+///   compact nodes later on a line (`- - x`, `- key: x`, `? x`) are pushed at their own columns
+///   so that the lines under them nest below them;
+/// - open flow collections (`[`, `{`) add to the depth of the place they open at;
+/// - quoted scalars (also over several lines), block scalars (`|`, `>`: the lines indented
+///   under their node, as libyaml detects the indentation), comments, and plain scalars
+///   (`[` or `{` inside plain text in block context, continuation lines of a multi-line plain
+///   scalar, `:` inside a plain scalar in flow context) are text.
+///
+/// Where it is unsure the scan counts a level more, never less, and the stack never holds more
+/// than `limit` entries. Tested against PyYAML's composed depth on generated documents.
 fn yaml_too_deep(text: &str, limit: usize) -> Option<(usize, usize)> {
     #[derive(Clone, Copy, PartialEq, Eq)]
     enum Kind {
         Seq,
         Map,
     }
+    /// The lines a block scalar takes.
+    #[derive(Clone, Copy)]
+    enum BlockScalar {
+        /// Until its first line of text: lines indented more than its node's column.
+        Under(usize),
+        /// Then: lines indented at least as much as its first line of text.
+        From(usize),
+    }
     // Open block collections: (column, kind).
     let mut stack: Vec<(usize, Kind)> = Vec::new();
-    // Open flow collections, and the depth they started at.
-    let (mut flow, mut flow_base) = (0usize, 0usize);
+    // Open flow collections, the depth they started at, and the column of the outermost.
+    let (mut flow, mut flow_base, mut flow_col) = (0usize, 0usize, 0usize);
     // Inside a quoted scalar (which may span lines).
     let mut quote: Option<u8> = None;
-    // Inside a block scalar: lines indented more than this are its text.
-    let mut block_scalar: Option<usize> = None;
+    let mut block_scalar: Option<BlockScalar> = None;
     // In flow context: at the start of a token (where a quote opens a quoted scalar).
     let mut flow_token_start = true;
+    // In flow context: just after a quoted scalar or a collection, where `:` is a value
+    // indicator even without a space after it (`{"a":1}`).
+    let mut flow_json = false;
+    // A plain scalar in block context ran to the end of the previous line: lines indented
+    // under the innermost block collection continue it.
+    let mut plain_open = false;
 
     for (n, raw) in text.split('\n').enumerate() {
         let b = raw.strip_suffix('\r').unwrap_or(raw).as_bytes();
+        // 1-based column in characters; only computed when reporting.
         let at = |i: usize| -> usize {
-            // 1-based column in characters; only computed when reporting.
             b.get(..i)
                 .map_or(i, |p| p.iter().filter(|&&c| c & 0xC0 != 0x80).count())
                 + 1
         };
         let indent = b.iter().take_while(|&&c| c == b' ').count();
-        let blank = b
-            .get(indent)
-            .is_none_or(|&c| c == b'#' && quote.is_none() && flow == 0);
-        if let Some(min) = block_scalar {
-            if blank || indent > min {
+        let empty = b
+            .get(indent..)
+            .is_none_or(|rest| rest.iter().all(|&c| c == b' ' || c == b'\t'));
+        if let Some(bs) = block_scalar {
+            let text = match bs {
+                BlockScalar::Under(col) => indent > col,
+                BlockScalar::From(col) => indent >= col,
+            };
+            if empty || text {
+                if let (BlockScalar::Under(_), false) = (bs, empty) {
+                    block_scalar = Some(BlockScalar::From(indent));
+                }
                 continue;
             }
             block_scalar = None;
         }
         let mut i = 0;
-        // Block collections opened on this line after its first token, and whether the token
-        // being read is the line's first (its level is the stack's).
-        let mut extra = 0usize;
+        // Whether the token being read is the line's first (the stack already holds its node).
         let mut first = false;
-        // Whether the scalar just read was the line's first token (then a `:` after it is a
-        // key of the collection the stack already counts).
+        // Whether the scalar just read was the line's first token: a `:` after it is a key of
+        // the mapping the stack already holds.
         let mut key_first = false;
-        // Column of the innermost block node begun on this line: a block scalar's text must be
-        // indented more.
+        // Column of the innermost node begun on this line: a block scalar's text must be
+        // indented more, and a key opens its mapping there.
         let mut node_col = indent;
-        // In block context: at a token start (not inside a plain scalar).
+        // In block context: at a token start, and inside a plain scalar.
         let mut token_start = true;
+        let mut in_plain = false;
         if quote.is_none() && flow == 0 {
-            if blank || b.first() == Some(&b'%') {
+            if empty {
+                continue;
+            }
+            if b.get(indent) == Some(&b'#') || b.first() == Some(&b'%') {
+                // A comment line (which also ends a plain scalar) or a directive.
+                plain_open = false;
                 continue;
             }
             let marker = |m: &[u8]| b.starts_with(m) && b.get(3).is_none_or(|&c| c == b' ');
+            let innermost = stack.last().map(|&(col, _)| col);
             if marker(b"---") || marker(b"...") {
                 // A new document; what follows on the line is counted from zero.
                 stack.clear();
                 i = 3;
+            } else if plain_open && innermost.is_none_or(|col| indent > col) {
+                // The plain scalar of the line before goes on: this line is text.
+                i = indent;
+                token_start = false;
+                in_plain = true;
             } else {
-                first = true;
                 let dash =
                     b.get(indent) == Some(&b'-') && b.get(indent + 1).is_none_or(|&c| c == b' ');
                 let kind = if dash { Kind::Seq } else { Kind::Map };
@@ -1380,12 +1416,13 @@ fn yaml_too_deep(text: &str, limit: usize) -> Option<(usize, usize)> {
                     }
                 }
                 if stack.last() != Some(&(indent, kind)) {
+                    if stack.len() >= limit {
+                        return Some((n + 1, at(indent)));
+                    }
                     stack.push((indent, kind));
                 }
-                if stack.len() > limit {
-                    return Some((n + 1, at(indent)));
-                }
                 i = indent;
+                first = true;
             }
         }
         while let Some(&c) = b.get(i) {
@@ -1401,70 +1438,93 @@ fn yaml_too_deep(text: &str, limit: usize) -> Option<(usize, usize)> {
                     }
                     quote = None;
                     flow_token_start = false;
+                    flow_json = true;
                     token_start = false;
                 }
                 i += 1;
                 continue;
             }
             let after_space = i == 0 || matches!(b.get(i - 1), Some(b' ' | b'\t'));
-            let indicator = |i: usize| b.get(i + 1).is_none_or(|&c| c == b' ' || c == b'\t');
+            let indicator = b.get(i + 1).is_none_or(|&c| c == b' ' || c == b'\t');
             if flow > 0 {
                 match c {
                     b'[' | b'{' => {
-                        flow += 1;
-                        if flow_base + flow > limit {
+                        if flow_base + flow >= limit {
                             return Some((n + 1, at(i)));
                         }
+                        flow += 1;
                         flow_token_start = true;
+                        flow_json = false;
                     }
                     b']' | b'}' => {
                         flow -= 1;
                         flow_token_start = false;
+                        flow_json = true;
                         // Back in block context after a flow node: a `:` would make it a key.
                         token_start = false;
                         key_first = false;
+                        node_col = flow_col;
                     }
-                    b',' | b':' | b'?' => flow_token_start = true,
+                    b',' => {
+                        flow_token_start = true;
+                        flow_json = false;
+                    }
+                    b':' | b'?' if indicator || (c == b':' && flow_json) => {
+                        flow_token_start = true;
+                        flow_json = false;
+                    }
                     b'"' | b'\'' if flow_token_start => quote = Some(c),
                     b'#' if after_space => break,
                     b' ' | b'\t' => {}
-                    _ => flow_token_start = false,
+                    _ => {
+                        flow_token_start = false;
+                        flow_json = false;
+                    }
                 }
                 i += 1;
                 continue;
             }
-            let depth = stack.len() + extra;
+            // A block collection begun at `col` later on this line than its first token.
+            let mut open = |col: usize, kind: Kind| -> bool {
+                if stack.len() >= limit {
+                    return false;
+                }
+                stack.push((col, kind));
+                true
+            };
             match c {
                 b' ' | b'\t' => {}
-                b'#' if after_space => break,
-                b'-' | b'?' if token_start && indicator(i) => {
-                    if !first {
-                        extra += 1;
-                        if depth + 1 > limit {
-                            return Some((n + 1, at(i)));
-                        }
+                b'#' if after_space => {
+                    in_plain = false;
+                    break;
+                }
+                b'-' | b'?' if token_start && indicator => {
+                    let kind = if c == b'-' { Kind::Seq } else { Kind::Map };
+                    if !first && !open(i, kind) {
+                        return Some((n + 1, at(i)));
                     }
                     first = false;
                     node_col = i;
                 }
-                b':' if indicator(i) => {
-                    // A key ends here. A key that is not the line's first token opens a mapping
-                    // inside the node before it (`- key: x`).
-                    if !token_start && !key_first {
-                        extra += 1;
-                        if depth + 1 > limit {
-                            return Some((n + 1, at(i)));
-                        }
+                b':' if indicator => {
+                    // A key ends here; unless it was the line's first token, it opens a mapping
+                    // at its own column (`- key: x`).
+                    if !token_start && !key_first && !open(node_col, Kind::Map) {
+                        return Some((n + 1, at(node_col)));
                     }
+                    key_first = true;
                     token_start = true;
+                    in_plain = false;
                 }
                 b'[' | b'{' if token_start => {
-                    flow = 1;
-                    flow_base = depth;
-                    if flow_base + flow > limit {
+                    if stack.len() >= limit {
                         return Some((n + 1, at(i)));
                     }
+                    flow = 1;
+                    flow_base = stack.len();
+                    flow_col = i;
                     flow_token_start = true;
+                    flow_json = false;
                     first = false;
                 }
                 b'"' | b'\'' if token_start => {
@@ -1474,7 +1534,7 @@ fn yaml_too_deep(text: &str, limit: usize) -> Option<(usize, usize)> {
                     first = false;
                 }
                 b'|' | b'>' if token_start => {
-                    block_scalar = Some(node_col);
+                    block_scalar = Some(BlockScalar::Under(node_col));
                     break;
                 }
                 b'&' | b'!' if token_start => {
@@ -1486,6 +1546,7 @@ fn yaml_too_deep(text: &str, limit: usize) -> Option<(usize, usize)> {
                 _ if token_start => {
                     // A plain scalar (or alias) begins: it may turn out to be a key.
                     token_start = false;
+                    in_plain = true;
                     node_col = i;
                     key_first = first;
                     first = false;
@@ -1494,6 +1555,7 @@ fn yaml_too_deep(text: &str, limit: usize) -> Option<(usize, usize)> {
             }
             i += 1;
         }
+        plain_open = in_plain && quote.is_none() && flow == 0 && block_scalar.is_none();
     }
     None
 }
@@ -1912,6 +1974,30 @@ mod tests {
             ),
             ("indented mappings", indented),
             ("mixed", mixed),
+            // Places where a scan that mistook text for structure, or structure for text,
+            // would miss the nesting: a quote at the start of a plain scalar's continuation
+            // line is text, so is `:'` inside a flow plain scalar, and a block scalar ends at
+            // the first line indented less than its text.
+            (
+                "after a plain continuation",
+                format!(
+                    "contracts: b\n  'c\nx: {}{}\n",
+                    "[".repeat(n),
+                    "]".repeat(n)
+                ),
+            ),
+            (
+                "after a flow plain scalar with a colon",
+                format!("contracts: [a:'b, {}{}]\n", "[".repeat(n), "]".repeat(n)),
+            ),
+            (
+                "after a block scalar",
+                format!(
+                    "contracts: |\n      text\nx: {}{}\n",
+                    "[".repeat(n),
+                    "]".repeat(n)
+                ),
+            ),
         ]
     }
 
