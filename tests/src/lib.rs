@@ -35,6 +35,7 @@ pub struct Fixture {
     #[serde(default)]
     pub facts: Vec<ExpectedFact>,
     /// Patient-data strings placed in (or found in) the capture: must never be extracted.
+    /// Tests look for them with `ward_canary::Scanner` (every component, prefixes, encodings).
     #[serde(default)]
     pub canaries: Vec<String>,
     /// VLAN ids the evidence must carry.
@@ -109,20 +110,5 @@ pub fn frames(path: &Path) -> Vec<(ward_protocols::frame::LinkType, Vec<u8>)> {
         }
     })
     .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    out
-}
-
-/// The strings to look for when proving a canary never leaked: the whole canary, and each
-/// component of it that is distinctive. Generated canaries are built like `CANARYADT^PATIENT`,
-/// where only the `CANARY…` parts are distinctive (`PATIENT` also occurs in `patient_monitor`);
-/// real captures' names (`MOUSE^MICKEY`) are distinctive in every part.
-pub fn canary_needles(canary: &str) -> Vec<String> {
-    let mut out = vec![canary.to_ascii_lowercase()];
-    let generated = canary.to_ascii_uppercase().contains("CANARY");
-    for part in canary.split(['^', ' ', '&']).filter(|p| p.len() >= 4) {
-        if !generated || part.to_ascii_uppercase().contains("CANARY") {
-            out.push(part.to_ascii_lowercase());
-        }
-    }
     out
 }
