@@ -1316,7 +1316,8 @@ pub const MAX_YAML_DEPTH: usize = 64;
 ///   scalar, `:` inside a plain scalar in flow context) are text.
 ///
 /// Where it is unsure the scan counts a level more, never less, and the stack never holds more
-/// than `limit` entries. Tested against PyYAML's composed depth on generated documents.
+/// than `limit` entries. (Checked by hand, not in CI, against PyYAML's composed depth on 2000
+/// generated documents: never less, at most one more.)
 fn yaml_too_deep(text: &str, limit: usize) -> Option<(usize, usize)> {
     #[derive(Clone, Copy, PartialEq, Eq)]
     enum Kind {
