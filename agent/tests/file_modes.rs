@@ -51,11 +51,7 @@ fn spool_is_private_under_a_permissive_umask() {
     let file = capture(dir.path());
     let spool = dir.path().join("var/lib/ward-agent/spool");
     // A broker that is not there: every message stays in the spool.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = lease_port();
     let url = format!("mqtt://127.0.0.1:{port}");
     agent_with_umask_000(&[
         "read".as_ref(),
@@ -86,11 +82,7 @@ fn existing_spool_directory_that_is_too_open_is_tightened() {
     let old = spool.join("next-id");
     std::fs::write(&old, "1\n").unwrap();
     std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = lease_port();
     let url = format!("mqtt://127.0.0.1:{port}");
     agent_with_umask_000(&[
         "read".as_ref(),

@@ -4,10 +4,13 @@
 //!
 //! Needs the `mosquitto` binary (package `mosquitto`; `mosquitto_passwd` comes with it) and
 //! `openssl`. A missing binary fails the tests: they are the only proof of the spool's promise.
+//! Broker ports are leased (`common::lease_port`): tests running in parallel never share one.
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,12 +52,9 @@ fn mosquitto() -> PathBuf {
     find_binary("mosquitto", "MOSQUITTO")
 }
 
+/// A port no other test (in this process or another) is handed while this process runs.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::lease_port()
 }
 
 /// Everything the agent logs, from every test in this binary (lines carry the broker URL or

@@ -1,9 +1,18 @@
-//! Capture builders shared by the agent's integration tests: pcap and pcapng files written
-//! byte by byte, and the frames that go in them.
+//! Shared by the agent's integration tests: pcap and pcapng files written byte by byte and the
+//! frames that go in them; the patient-canary scanner (`ward_canary`) loaded with every canary
+//! these tests put on the wire; ports leased so tests running in parallel (in this process or
+//! another) never collide; and waits on state instead of sleeps.
 
 #![allow(dead_code)]
 
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
 use etherparse::PacketBuilder;
+use ward_canary::{Kind, Scanner};
 
 /// The `ward-agent` binary under test.
 pub const AGENT: &str = env!("CARGO_BIN_EXE_ward-agent");
@@ -120,66 +129,191 @@ pub fn hl7_mllp(control_id: u32) -> Vec<u8> {
 }
 
 /// Patient canary parts placed in [`hl7_mllp`].
-pub const MRN: &str = "MRN98765";
+pub const MRN: &str = "MRN98765432";
 /// Family name canary.
 pub const FAMILY: &str = "CANARYFAMILY";
 /// Given name canary.
 pub const GIVEN: &str = "CANARYGIVEN";
 
-/// Asserts that `text` carries no patient canary, as text or as bytes in any usual
-/// rendering: decimal lists (`67, 65, 78` and `67,65,78`), hex (`43414e`, `43 41 4e`,
-/// `0x43, 0x41`, `\x43\x41`), and no long run of numbers that could be a byte dump at all.
+/// The date of birth in [`hl7_mllp`]'s PID-7.
+pub const BIRTH_DATE: &str = "19700101";
+
+/// `tests/fixtures/`.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// Every canary of the fixture manifest and of [`hl7_mllp`] (family and given name, MRN, date of
+/// birth): what every output of these tests is scanned for.
+pub fn scanner() -> &'static Scanner {
+    static SCANNER: OnceLock<Scanner> = OnceLock::new();
+    SCANNER.get_or_init(|| {
+        Scanner::fixtures()
+            .with(
+                "agent/tests/common hl7_mllp",
+                Kind::Name,
+                &format!("{FAMILY}^{GIVEN}"),
+            )
+            .with("agent/tests/common hl7_mllp", Kind::Identifier, MRN)
+            .with("agent/tests/common hl7_mllp", Kind::Identifier, &MRN[3..])
+            .with("agent/tests/common hl7_mllp", Kind::Date, BIRTH_DATE)
+    })
+}
+
+/// Asserts that `text` carries no patient canary in any encoding ([`scanner`]), and no long
+/// run of small numbers (a byte dump of anything: a dump of non-canary patient bytes is a leak
+/// the canaries alone would not show).
 pub fn assert_no_patient_bytes(what: &str, text: &str) {
-    let lower = text.to_ascii_lowercase();
-    for canary in [MRN, FAMILY, GIVEN, "CANARY", "98765"] {
-        assert!(
-            !lower.contains(&canary.to_ascii_lowercase()),
-            "canary {canary:?} found in {what}"
-        );
-        let b = canary.as_bytes();
-        let renderings = [
-            b.iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            b.iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            b.iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
-            b.iter().map(|x| format!("{x:02x}")).collect::<String>(),
-            b.iter()
-                .map(|x| format!("{x:02x}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-            b.iter()
-                .map(|x| format!("0x{x:02x}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            b.iter().map(|x| format!("\\x{x:02x}")).collect::<String>(),
-        ];
-        for r in renderings {
-            assert!(
-                !lower.contains(&r),
-                "canary {canary:?} rendered as {r:?} found in {what}"
-            );
-        }
-    }
-    // Any run of 8 or more numbers separated by commas/spaces is a byte dump.
+    scanner().assert_clean(what, text);
+    assert_no_byte_dump(what, text);
+}
+
+/// Asserts that `text` holds no run of 8 or more numbers of up to 3 digits separated by commas
+/// or white space.
+pub fn assert_no_byte_dump(what: &str, text: &str) {
     let mut run = 0;
-    for token in lower.split(|c: char| c == ',' || c.is_whitespace()) {
+    for token in text.split(|c: char| c == ',' || c.is_whitespace()) {
         if token.is_empty() {
             continue;
         }
         let t = token.trim_matches(|c| c == '[' || c == ']' || c == '(' || c == ')');
         if !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()) && t.len() <= 3 {
             run += 1;
-            assert!(run < 8, "a byte-list dump in {what}: …{token}…");
+            assert!(
+                run < 8,
+                "a byte-list dump in {what} (a run of {run} small numbers)"
+            );
         } else {
             run = 0;
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports
+
+/// Leases held by this process (released when it exits).
+static LEASES: Mutex<Vec<File>> = Mutex::new(Vec::new());
+
+/// A TCP port on 127.0.0.1 for a server a test starts (Mosquitto takes its port from a
+/// configuration file, so the test cannot hand it a bound socket).
+///
+/// Ports come from 20000–32767 minus the kernel's ephemeral range, so no `bind(port 0)`
+/// anywhere on the host is given one; a port is leased with an exclusive lock on
+/// `$TMPDIR/ward-test-ports/<port>` held until this process exits (other test processes skip
+/// it, as do other tests in this one: a lock is per open file), and handed out only if it can be
+/// bound right now.
+pub fn lease_port() -> u16 {
+    let dir = std::env::temp_dir().join("ward-test-ports");
+    std::fs::create_dir_all(&dir).expect("port lease directory");
+    let (eph_lo, eph_hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    let ports: Vec<u16> = (20000..32768)
+        .filter(|p| !(eph_lo..=eph_hi).contains(p))
+        .collect();
+    assert!(
+        !ports.is_empty(),
+        "no port range outside the ephemeral range {eph_lo}-{eph_hi}"
+    );
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as usize)
+        .unwrap_or(0);
+    let start = (std::process::id() as usize * 7919 + nanos) % ports.len();
+    let mut leases = LEASES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for k in 0..ports.len() {
+        let port = ports[(start + k) % ports.len()];
+        let Ok(f) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        if f.try_lock().is_err() {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        leases.push(f);
+        return port;
+    }
+    panic!("no free port in 20000-32767 outside the ephemeral range");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting on state
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics after `timeout` with `what` and
+/// `diag()`.
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    diag: impl Fn() -> String,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}: {}",
+            diag()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One message read back from a spool file (`agent/src/output/spool.rs` format): topic and
+/// payload.
+pub fn read_spool_file(path: &Path) -> Option<(String, Vec<u8>)> {
+    let b = std::fs::read(path).ok()?;
+    if b.get(..8)? != b"WARDSPL1" {
+        return None;
+    }
+    let tl = u32::from_le_bytes(b.get(8..12)?.try_into().ok()?) as usize;
+    let pl = u32::from_le_bytes(b.get(12..16)?.try_into().ok()?) as usize;
+    let topic = String::from_utf8(b.get(20..20 + tl)?.to_vec()).ok()?;
+    let payload = b.get(20 + tl..20 + tl + pl)?.to_vec();
+    Some((topic, payload))
+}
+
+/// The `.msg` files of a spool directory, sorted.
+pub fn spool_messages(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "msg"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Device keys (`"key"` of every device) in an observation payload.
+pub fn device_keys_of(payload: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return Vec::new();
+    };
+    v["devices"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d["key"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
