@@ -444,3 +444,329 @@ pub fn read_packets_from<R: Read + Send>(
     }
     Ok(stats)
 }
+
+/// Reads a whole capture held in memory, checking the reader's contract; the entry point of
+/// the `pcap` fuzz target and of its corpus replay (`tests/tests/fuzz_corpus.rs`). Panics — a
+/// fuzzer finding — when a packet lies outside the input, the counts disagree with what was
+/// delivered, or an error points past the input or grows with it (it would be quoting it).
+pub fn fuzz_read(data: &[u8]) {
+    let (mut packets, mut bytes) = (0u64, 0u64);
+    let result = read_packets(data, |p| {
+        assert!(p.data.len() <= data.len(), "packet larger than the input");
+        assert_eq!(p.link, LinkType::from_linktype(p.linktype));
+        packets += 1;
+        bytes += p.data.len() as u64;
+    });
+    let stats = match result {
+        Ok(stats) => stats,
+        Err(e) => {
+            assert!(e.offset <= data.len() as u64, "error offset past the input");
+            assert!(
+                e.to_string().len() < 256,
+                "error message grows with the input"
+            );
+            *e.stats
+        }
+    };
+    assert_eq!((stats.packets, stats.bytes), (packets, bytes));
+    assert!(bytes <= data.len() as u64);
+    assert!(stats.truncated_at.is_none_or(|at| at <= data.len() as u64));
+    assert!(stats
+        .unknown_interface_first_at
+        .is_none_or(|at| at <= data.len() as u64));
+}
+
+#[cfg(test)]
+mod tests {
+    //! The reader on real captured bytes (the fixture captures), every truncation of small
+    //! captures, byte-order and resolution variants of real files, and mutations.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const DHCP: &[u8] = include_bytes!("../../tests/fixtures/dhcp.pcap");
+    const DCMTK: &[u8] = include_bytes!("../../tests/fixtures/dicom-dcmtk.pcap");
+    const DCMTK_NG: &[u8] = include_bytes!("../../tests/fixtures/dicom-dcmtk.pcapng");
+    const SLL: &[u8] = include_bytes!("../../tests/fixtures/dicom-sll.pcap");
+    const SLL2: &[u8] = include_bytes!("../../tests/fixtures/hl7-sll2.pcap");
+    const NULL: &[u8] = include_bytes!("../../tests/fixtures/hl7-null.pcap");
+    const QINQ: &[u8] = include_bytes!("../../tests/fixtures/qinq.pcap");
+    /// A pcapng from another project (Null link type, one packet).
+    const ARQ_NG: &[u8] =
+        include_bytes!("../../tests/fixtures/public/dicom_arq_1_find_testclient.pcap");
+
+    /// One packet as (time, linktype, bytes, wire length).
+    type Pkt = (i64, u32, Vec<u8>, u32);
+    /// Every packet, and how reading ended.
+    type Packets = (Vec<Pkt>, Result<ReadStats, ReadError>);
+    /// (capture, linktype, packets, captured bytes, first and last time in µs).
+    type Case = (&'static [u8], u32, u64, u64, i64, i64);
+
+    fn read(input: impl io::Read + Send) -> Packets {
+        let mut v = Vec::new();
+        let r = read_packets(input, |p| {
+            v.push((p.time_us, p.linktype, p.data.to_vec(), p.wire_len));
+        });
+        (v, r)
+    }
+
+    fn read_ok(input: &[u8]) -> (Vec<Pkt>, ReadStats) {
+        let (v, r) = read(input);
+        (v, r.unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// (blocks) of a little-endian pcapng.
+    fn blocks(ng: &[u8]) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 12 <= ng.len() {
+            let len = u32::from_le_bytes(ng[at + 4..at + 8].try_into().unwrap()) as usize;
+            out.push(&ng[at..at + len]);
+            at += len;
+        }
+        assert_eq!(at, ng.len());
+        out
+    }
+
+    /// The first blocks of a pcapng, at most `max` bytes (a small real capture).
+    fn ng_prefix(ng: &[u8], max: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for b in blocks(ng) {
+            if out.len() + b.len() > max {
+                break;
+            }
+            out.extend_from_slice(b);
+        }
+        out
+    }
+
+    /// The record boundaries of a legacy pcap.
+    fn record_ends(pcap: &[u8]) -> Vec<usize> {
+        let mut ends = vec![24];
+        let mut at = 24;
+        while at + 16 <= pcap.len() {
+            let cap = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+            at += 16 + cap;
+            ends.push(at);
+        }
+        ends
+    }
+
+    #[test]
+    fn fixture_captures_read_as_their_record_headers_say() {
+        // Counts and times from the files' own record and block headers.
+        let cases: [Case; 7] = [
+            (DHCP, 1, 4, 1496, 1795459412128243, 1795459412133042),
+            (DCMTK, 1, 98, 24460, 1795459400471406, 1795459400916502),
+            (DCMTK_NG, 1, 98, 24460, 1795459400471406, 1795459400916502),
+            (SLL, 113, 58, 19255, 1795459411074031, 1795459411300377),
+            (SLL2, 276, 12, 1375, 1795459410161072, 1795459410168986),
+            (NULL, 0, 32, 4266, 1795459405548523, 1795459406008006),
+            (ARQ_NG, 0, 1, 739, 1542403616208085, 1542403616208085),
+        ];
+        for (bytes, linktype, packets, total, first, last) in cases {
+            let (v, stats) = read_ok(bytes);
+            assert_eq!((stats.packets, stats.bytes), (packets, total));
+            assert!(!stats.truncated && stats.unknown_link == 0);
+            assert!(v.iter().all(|p| p.1 == linktype));
+            assert_eq!(v.first().unwrap().0, first);
+            assert_eq!(v.last().unwrap().0, last);
+            assert!(v.iter().all(|p| p.3 as usize >= p.2.len()));
+        }
+        assert_eq!(read_ok(QINQ).1.packets, 22);
+    }
+
+    #[test]
+    fn pcap_and_pcapng_of_the_same_capture_give_the_same_packets() {
+        assert_eq!(read_ok(DCMTK).0, read_ok(DCMTK_NG).0);
+    }
+
+    /// A reader that returns at most `n` bytes per call, like a pipe.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_pipe_delivering_a_few_bytes_at_a_time_reads_the_same() {
+        for cap in [DHCP, SLL2, ARQ_NG, DCMTK_NG] {
+            let whole = read_ok(cap);
+            for n in [1, 3, 7, 1000] {
+                let (v, r) = read(Trickle(cap, n));
+                assert_eq!((v, r.unwrap()), whole, "{n} bytes per read");
+            }
+        }
+    }
+
+    /// Every prefix of `cap` either reads an exact prefix of its packets (saying so when it
+    /// ends inside a record or block) or fails with an offset inside the prefix; never panics.
+    fn check_every_truncation(cap: &[u8]) {
+        let (all, full) = read_ok(cap);
+        for len in 0..cap.len() {
+            let cut = &cap[..len];
+            let (v, r) = read(cut);
+            assert!(
+                v.len() <= all.len(),
+                "{len}: more packets than the whole file"
+            );
+            assert_eq!(
+                v[..],
+                all[..v.len()],
+                "{len}: packets differ from the whole file's"
+            );
+            match r {
+                Ok(stats) => {
+                    assert_eq!(stats.packets, v.len() as u64);
+                    assert!(stats.packets <= full.packets);
+                    if stats.truncated {
+                        assert!(stats.truncated_at.is_some_and(|at| at <= len as u64));
+                    }
+                }
+                Err(e) => {
+                    assert!(e.offset <= len as u64, "{len}: error offset {}", e.offset);
+                    assert_eq!(e.stats.packets, v.len() as u64);
+                    assert!(e.to_string().len() < 256, "{len}: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_truncation_of_a_small_pcap_reads_fewer_packets_or_fails() {
+        check_every_truncation(DHCP);
+        check_every_truncation(SLL2);
+        // Cut exactly at a record boundary: exactly the records before it, not truncated.
+        for (k, &end) in record_ends(DHCP).iter().enumerate() {
+            let (v, stats) = read_ok(&DHCP[..end]);
+            assert_eq!(v.len(), k);
+            assert!(!stats.truncated);
+        }
+        // Cut inside a record: the records before it, flagged truncated at its offset.
+        let ends = record_ends(DHCP);
+        let (v, stats) = read_ok(&DHCP[..ends[2] + 20]);
+        assert_eq!(v.len(), 2);
+        assert_eq!(
+            (stats.truncated, stats.truncated_at),
+            (true, Some(ends[2] as u64))
+        );
+    }
+
+    #[test]
+    fn every_truncation_of_a_small_pcapng_reads_fewer_packets_or_fails() {
+        check_every_truncation(ARQ_NG);
+        let small = ng_prefix(DCMTK_NG, 4096);
+        assert!(read_ok(&small).1.packets >= 5);
+        check_every_truncation(&small);
+    }
+
+    #[test]
+    fn big_endian_and_nanosecond_pcap_read_the_same_packets() {
+        let want = read_ok(DHCP).0;
+        // Byte-swapped headers (a capture written on a big-endian host).
+        let mut be = DHCP.to_vec();
+        for (at, width) in [(0, 4), (4, 2), (6, 2), (8, 4), (12, 4), (16, 4), (20, 4)] {
+            be[at..at + width].reverse();
+        }
+        let ends = record_ends(DHCP);
+        for &start in &ends[..ends.len() - 1] {
+            for f in 0..4 {
+                be[start + 4 * f..start + 4 * f + 4].reverse();
+            }
+        }
+        assert_eq!(read_ok(&be).0, want);
+        // Nanosecond resolution: same times after scaling.
+        let mut ns = DHCP.to_vec();
+        ns[..4].copy_from_slice(&0xa1b2_3c4du32.to_le_bytes());
+        for &start in &ends[..ends.len() - 1] {
+            let us = u32::from_le_bytes(ns[start + 4..start + 8].try_into().unwrap());
+            ns[start + 4..start + 8].copy_from_slice(&(us * 1000 + 999).to_le_bytes());
+        }
+        assert_eq!(read_ok(&ns).0, want);
+    }
+
+    #[test]
+    fn sections_and_interfaces_of_real_pcapngs_combine() {
+        // Two sections: the Null-link capture, then the Ethernet one.
+        let small = ng_prefix(DCMTK_NG, 4096);
+        let mut two = ARQ_NG.to_vec();
+        two.extend_from_slice(&small);
+        let (v, _) = read_ok(&two);
+        let (a, b) = (read_ok(ARQ_NG).0, read_ok(&small).0);
+        assert_eq!(v.len(), a.len() + b.len());
+        assert_eq!(v[..a.len()], a[..]);
+        assert_eq!(v[a.len()..], b[..]);
+        // One section, two interfaces: the Null IDB added as interface 1 and its packet
+        // re-pointed at it, after the Ethernet interface's packets.
+        let arq = blocks(ARQ_NG);
+        let idb = arq.iter().find(|b| b[..4] == 1u32.to_le_bytes()).unwrap();
+        let mut epb = arq
+            .iter()
+            .find(|b| b[..4] == 6u32.to_le_bytes())
+            .unwrap()
+            .to_vec();
+        epb[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let mut one = small.clone();
+        one.extend_from_slice(idb);
+        one.extend_from_slice(&epb);
+        let (v, stats) = read_ok(&one);
+        assert_eq!(v.len(), b.len() + 1);
+        assert_eq!(v.last().unwrap(), &a[0]);
+        assert_eq!(stats.unknown_interface, 0);
+        // The same packet naming interface 2, which the section never described: counted.
+        epb[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let mut bad = small.clone();
+        bad.extend_from_slice(&epb);
+        let (v, stats) = read_ok(&bad);
+        assert_eq!(v.len(), b.len());
+        assert_eq!(stats.unknown_interface, 1);
+        assert_eq!(stats.unknown_interface_first_at, Some(small.len() as u64));
+    }
+
+    #[test]
+    fn damage_is_reported_at_its_offset_without_input_bytes() {
+        // A pcapng block length made impossible in the middle of a real capture.
+        let small = ng_prefix(DCMTK_NG, 4096);
+        let bl = blocks(&small);
+        let at: usize = bl[..3].iter().map(|b| b.len()).sum();
+        let mut bad = small.clone();
+        bad[at + 4..at + 8].copy_from_slice(&8u32.to_le_bytes());
+        let (v, r) = read(&bad[..]);
+        let e = r.unwrap_err();
+        assert_eq!(e.offset, at as u64);
+        assert_eq!(e.stats.packets, v.len() as u64);
+        assert!(matches!(e.damage, Damage::DamagedBlock(_)), "{e}");
+        // Not a capture: a bad magic at offset 0.
+        let e = read(&b"MSH|^~\\&|CANARY|PATIENT|DATA|HERE|20240101||ORU^R01|1|P|2.6\r"[..])
+            .1
+            .unwrap_err();
+        assert_eq!((e.offset, e.damage), (0, Damage::BadMagic));
+        assert!(!e.to_string().contains("CANARY"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Random byte changes anywhere in a real capture never panic the reader.
+        #[test]
+        fn mutated_real_captures_never_panic(
+            which in 0usize..3,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+            cut in any::<usize>(),
+        ) {
+            let base: &[u8] = [DHCP, SLL2, ARQ_NG][which];
+            let mut data = base.to_vec();
+            for (at, b) in edits {
+                let i = at % data.len();
+                data[i] = b;
+            }
+            data.truncate(cut % (data.len() + 1));
+            fuzz_read(&data);
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Replays the committed cargo-fuzz corpus (`fuzz/corpus/<target>/`) through the same harness
 //! functions the fuzz targets call (`ward_protocols::fuzz_harness` for packets,
-//! `ward_collector::fuzz_harness` for the collector's inputs), so every input the fuzzer kept is a
-//! regression test.
+//! `ward_collector::fuzz_harness` for the collector's inputs, `ward_agent::pcap::fuzz_read` for
+//! capture files), so every input the fuzzer kept is a regression test.
 
 use std::path::Path;
 
@@ -21,6 +21,21 @@ fn replay(target: &str, run: fn(&[u8])) {
         n += 1;
     }
     assert!(n > 0, "empty corpus {}", dir.display());
+}
+
+/// Every `fuzz/fuzz_targets/*.rs` has a replay here (a target added without one fails).
+#[test]
+fn every_fuzz_target_is_replayed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/fuzz_targets");
+    let this = include_str!("fuzz_corpus.rs");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        let target = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            this.contains(&format!("fn {target}_corpus()")),
+            "fuzz target {target} has no corpus replay in tests/tests/fuzz_corpus.rs"
+        );
+    }
 }
 
 #[test]
@@ -66,4 +81,9 @@ fn observation_corpus() {
 #[test]
 fn pattern_corpus() {
     replay("pattern", ward_collector::fuzz_harness::pattern);
+}
+
+#[test]
+fn pcap_corpus() {
+    replay("pcap", ward_agent::pcap::fuzz_read);
 }
