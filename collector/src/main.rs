@@ -9,6 +9,7 @@ use ward_collector::config::Config;
 use ward_collector::ingest;
 use ward_collector::store::sqlite::SqliteStore;
 use ward_collector::store::Store;
+use ward_collector::views::printable;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -512,6 +513,7 @@ fn real_main() -> anyhow::Result<()> {
                         )
                     })
                     .collect();
+                // Stored text (agent values, imported fields) must not steer the terminal.
                 println!(
                     "{:>6}  {:<40} {:<28} {:<18} {}",
                     d.id,
@@ -520,9 +522,9 @@ fn real_main() -> anyhow::Result<()> {
                         .map(|m| m.to_string())
                         .collect::<Vec<_>>()
                         .join(","),
-                    format!("{} {}", m.unwrap_or("?"), model.unwrap_or("")),
-                    d.current("device_type").unwrap_or("unknown"),
-                    l.join("  ")
+                    printable(&format!("{} {}", m.unwrap_or("?"), model.unwrap_or(""))),
+                    printable(d.current("device_type").unwrap_or("unknown")),
+                    printable(&l.join("  "))
                 );
             }
             Ok(())
@@ -535,7 +537,11 @@ fn real_main() -> anyhow::Result<()> {
             for f in &flags {
                 println!(
                     "{:>6} {:<8} {:<6} {:<38} {}",
-                    f.id, f.status, f.severity, f.kind, f.summary
+                    f.id,
+                    f.status,
+                    f.severity,
+                    f.kind,
+                    printable(&f.summary)
                 );
             }
             Ok(())

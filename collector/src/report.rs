@@ -263,6 +263,15 @@ pub fn run(
             // Columns are capped so one long value does not push the rest off screen; the last
             // column (a summary, usually) is never cut.
             const CAP: usize = 80;
+            // Stored text (agent values, imported fields) must not steer the terminal.
+            let rows: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|c| crate::views::printable(c).into_owned())
+                        .collect()
+                })
+                .collect();
             let last = head.len().saturating_sub(1);
             let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
             for r in &rows {

@@ -238,3 +238,51 @@ fn connect_anonymous(port: u16, client_id: &str) -> Option<u8> {
     let mut ack = [0u8; 4];
     s.read_exact(&mut ack).ok().map(|()| ack[3])
 }
+
+/// Imported text reaches terminal tables escaped: an asset tag carrying terminal escapes and a
+/// forged line shows as `\u{1b}` text in `flags` and `report … --format table`.
+#[test]
+fn tables_escape_control_characters_from_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ward.db");
+    let csv = dir.path().join("assets.csv");
+    std::fs::write(
+        &csv,
+        "Asset No,Manufacturer,Model Number,S/N\n\
+         \"EVIL\u{1b}[2J\u{1b}[31mRED\rFORGED\",Acme\u{7},Model\u{1b}]0;title\u{7},SN-1\n",
+    )
+    .unwrap();
+    let out = cli(&db, &["assets", "import", csv.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&db, &["evaluate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for args in [
+        vec!["flags"],
+        vec!["report", "flags"],
+        vec!["report", "flags", "--format", "table"],
+        vec!["devices"],
+    ] {
+        let out = cli(&db, &args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.contains(['\u{1b}', '\u{7}', '\r']),
+            "{args:?} printed a control character:\n{text:?}"
+        );
+        if args[0] == "flags" || args.len() == 4 {
+            assert!(text.contains("EVIL\\u{1b}[2J"), "{args:?}:\n{text}");
+        }
+    }
+}
