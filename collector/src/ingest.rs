@@ -914,6 +914,23 @@ mod tests {
     }
 
     #[test]
+    fn counters_are_indexed_by_reason() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let before = rejected_totals();
+        let _ = decode("ward/v1/a/b/devices", b"[");
+        let after = rejected_totals();
+        let grew: Vec<_> = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| a.1 > b.1)
+            .map(|(b, _)| b.0)
+            .collect();
+        assert!(grew.contains(&"json_syntax"), "{grew:?}");
+    }
+
+    #[test]
     fn safe_text_escapes_and_bounds() {
         let s = SafeText::new("a b\n\u{1b}[2J\"\\é").to_string();
         assert_eq!(s, r"a\x20b\x0a\x1b[2J\x22\x5c\xc3\xa9");
