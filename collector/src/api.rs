@@ -35,11 +35,10 @@ use crate::views::{self, ViewError};
 /// The OpenAPI 3 document, served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Expensive requests served at once, unless `WARD_COLLECTOR_API_EXPENSIVE_CONCURRENCY` says
-/// otherwise.
+/// Expensive requests served at once by default (`[http] expensive_concurrency`).
 pub const DEFAULT_EXPENSIVE_CONCURRENCY: usize = 2;
-/// Longest an expensive request waits for its turn before 503, unless
-/// `WARD_COLLECTOR_API_EXPENSIVE_WAIT_MS` says otherwise.
+/// Longest an expensive request waits for its turn before 503 by default
+/// (`[http] expensive_wait_ms`).
 pub const DEFAULT_EXPENSIVE_WAIT: Duration = Duration::from_secs(10);
 /// A client must send its whole request head within this time of connecting (or of its previous
 /// response, on a kept-alive connection), or the connection is closed.
@@ -67,6 +66,8 @@ pub struct Metrics {
     pub http_requests: AtomicU64,
     /// Expensive API requests refused with 503 (too many at once).
     pub http_busy: AtomicU64,
+    /// The embedded broker, when the collector runs one: its counters are reported too.
+    pub broker: std::sync::OnceLock<crate::broker::BrokerLinker>,
 }
 
 /// Shared by the handlers.
@@ -80,26 +81,11 @@ pub struct ApiState {
     expensive_wait: Duration,
 }
 
-fn env_number(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    match v.trim().parse() {
-        Ok(n) => Some(n),
-        Err(_) => {
-            tracing::warn!(variable = name, "not a number: ignored");
-            None
-        }
-    }
-}
-
 impl ApiState {
     /// State over the database at `db`. Expensive requests: [`DEFAULT_EXPENSIVE_CONCURRENCY`]
-    /// at once, waiting at most [`DEFAULT_EXPENSIVE_WAIT`], or what
-    /// `WARD_COLLECTOR_API_EXPENSIVE_CONCURRENCY` and `WARD_COLLECTOR_API_EXPENSIVE_WAIT_MS` say.
+    /// at once, waiting at most [`DEFAULT_EXPENSIVE_WAIT`] (see
+    /// [`ApiState::with_expensive_limit`]).
     pub fn new(db: PathBuf, metrics: Arc<Metrics>, flags: FlagConfig) -> ApiState {
-        let permits = env_number("WARD_COLLECTOR_API_EXPENSIVE_CONCURRENCY")
-            .map_or(DEFAULT_EXPENSIVE_CONCURRENCY, |n| n as usize);
-        let wait = env_number("WARD_COLLECTOR_API_EXPENSIVE_WAIT_MS")
-            .map_or(DEFAULT_EXPENSIVE_WAIT, Duration::from_millis);
         ApiState {
             db,
             pool: Mutex::new(Vec::new()),
@@ -108,7 +94,7 @@ impl ApiState {
             expensive: Arc::new(tokio::sync::Semaphore::new(1)),
             expensive_wait: Duration::ZERO,
         }
-        .with_expensive_limit(permits, wait)
+        .with_expensive_limit(DEFAULT_EXPENSIVE_CONCURRENCY, DEFAULT_EXPENSIVE_WAIT)
     }
 
     /// At most `permits` (at least 1) expensive requests at once; a request waits at most
@@ -581,6 +567,50 @@ async fn metrics(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Response,
                 .map(|(k, v)| (format!("{{kind=\"{k}\"}}"), v))
                 .collect(),
         );
+        if let Some(b) = m.broker.get() {
+            let b = b.stats();
+            metric(
+                "ward_collector_mqtt_clients_connected",
+                "gauge",
+                "Clients connected to the embedded broker.",
+                vec![(String::new(), b.connected)],
+            );
+            metric(
+                "ward_collector_mqtt_refused_total",
+                "counter",
+                "Embedded broker refusals, by kind: login (bad credentials, unbound client id, forbidden will), publish (topic not the identity's own; connection closed), subscribe (filter not permitted), protocol (malformed, oversized, timeout, QoS 2, connection limit).",
+                vec![
+                    ("{kind=\"login\"}".into(), b.auth_failures),
+                    ("{kind=\"publish\"}".into(), b.publishes_refused),
+                    ("{kind=\"subscribe\"}".into(), b.subscriptions_refused),
+                    ("{kind=\"protocol\"}".into(), b.protocol_errors),
+                ],
+            );
+            metric(
+                "ward_collector_mqtt_login_failures_unlogged_total",
+                "counter",
+                "Login failures not written to the log (rate limit).",
+                vec![(String::new(), b.auth_failures_unlogged)],
+            );
+            metric(
+                "ward_collector_mqtt_acks_total",
+                "counter",
+                "PUBACKs after commit (sent) and acks whose connection had closed (stale; the agent resends).",
+                vec![
+                    ("{result=\"sent\"}".into(), b.acks_sent),
+                    ("{result=\"stale\"}".into(), b.stale_acks),
+                ],
+            );
+            metric(
+                "ward_collector_mqtt_alerts_total",
+                "counter",
+                "Alert messages queued to alert readers, and dropped because a reader's queue was full.",
+                vec![
+                    ("{result=\"sent\"}".into(), b.alerts_sent),
+                    ("{result=\"dropped\"}".into(), b.alerts_dropped),
+                ],
+            );
+        }
         metric(
             "ward_collector_ingest_statuses_total",
             "counter",

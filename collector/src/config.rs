@@ -127,6 +127,11 @@ pub struct HttpSection {
     /// network in clear text unless a proxy on the same host terminates TLS). Without it such
     /// a listener is refused.
     pub allow_insecure_listen: bool,
+    /// Expensive requests (coverage, installed base, contracts, assets, agents, evaluate,
+    /// `/metrics`) served at once: each may read the whole inventory.
+    pub expensive_concurrency: usize,
+    /// Longest an expensive request waits for its turn before 503 (`Retry-After`), ms.
+    pub expensive_wait_ms: u64,
 }
 
 impl Default for HttpSection {
@@ -135,6 +140,8 @@ impl Default for HttpSection {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             allow_insecure_listen: false,
+            expensive_concurrency: crate::api::DEFAULT_EXPENSIVE_CONCURRENCY,
+            expensive_wait_ms: crate::api::DEFAULT_EXPENSIVE_WAIT.as_millis() as u64,
         }
     }
 }

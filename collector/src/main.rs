@@ -270,6 +270,18 @@ pub struct ServeArgs {
     /// Do not serve the HTTP API.
     #[arg(long)]
     no_http: bool,
+    /// Expensive API requests (coverage, installed base, contracts, assets, agents, evaluate,
+    /// /metrics) served at once; others wait, then get 503 [default: 2].
+    #[arg(
+        long,
+        env = "WARD_COLLECTOR_API_EXPENSIVE_CONCURRENCY",
+        value_name = "N"
+    )]
+    api_expensive_concurrency: Option<usize>,
+    /// Longest an expensive API request waits for its turn before 503, milliseconds
+    /// [default: 10000].
+    #[arg(long, env = "WARD_COLLECTOR_API_EXPENSIVE_WAIT_MS", value_name = "MS")]
+    api_expensive_wait_ms: Option<u64>,
     /// Seconds between scheduled evaluations [default: 60].
     #[arg(long, value_name = "SECS")]
     evaluate_interval: Option<u64>,
@@ -390,6 +402,12 @@ fn real_main() -> anyhow::Result<()> {
             }
             if a.no_http {
                 cfg.http.enabled = false;
+            }
+            if let Some(n) = a.api_expensive_concurrency {
+                cfg.http.expensive_concurrency = n;
+            }
+            if let Some(ms) = a.api_expensive_wait_ms {
+                cfg.http.expensive_wait_ms = ms;
             }
             if let Some(i) = a.evaluate_interval {
                 cfg.ingest.evaluate_interval_secs = i;

@@ -214,6 +214,9 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             .context("starting alerts")?;
     let alerter = Arc::new(alerter);
     let metrics = Arc::new(Metrics::default());
+    if let Some(b) = &embedded {
+        let _ = metrics.broker.set(b.linker());
+    }
     let (eval_tx, eval_rx) = std::sync::mpsc::sync_channel::<EvalMsg>(1);
     let eval_thread = {
         let (cfg, metrics, alerter) = (cfg.clone(), metrics.clone(), alerter.clone());
@@ -233,11 +236,12 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!(listen = %cfg.http.listen, "serving the HTTP API in plain HTTP on a non-loopback address (allow_insecure_listen): bearer tokens cross the network in clear text unless a TLS proxy on this host fronts it");
     }
     let http = if cfg.http.enabled {
-        let state = Arc::new(ApiState::new(
-            cfg.db.clone(),
-            metrics.clone(),
-            cfg.flags.clone(),
-        ));
+        let state = Arc::new(
+            ApiState::new(cfg.db.clone(), metrics.clone(), cfg.flags.clone()).with_expensive_limit(
+                cfg.http.expensive_concurrency,
+                Duration::from_millis(cfg.http.expensive_wait_ms),
+            ),
+        );
         let stop = stop_http.clone();
         Some(api::serve(cfg.http.listen, state, async move { stop.notified().await }).await?)
     } else {
@@ -340,7 +344,14 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     }
     let msgs: Vec<_> = rest
         .iter()
-        .filter_map(|d| decode(&d.topic, &d.payload).ok())
+        .filter_map(|d| match decode(&d.topic, &d.payload) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic = %ingest::SafeText::new(&d.topic), bytes = d.payload.len(), reason = e.reason().label(), error = %e, "message rejected");
+                None
+            }
+        })
         .collect();
     if !msgs.is_empty() {
         let st = tokio::task::block_in_place(|| store.ingest(&msgs, ingest::now_us()))

@@ -101,7 +101,11 @@ fn authentication_failures_are_logged_with_user_and_peer_escaped_and_rate_limite
     std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).unwrap();
     let db = d.join("ward.db");
     let port = free_port();
+    let http = format!("127.0.0.1:{}", free_port());
     let log = d.join("collector.log");
+    let token = cli(&db, &["token", "create", "--name", "t", "--role", "admin"]);
+    assert!(token.status.success());
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
     let mut c = serve(
         &db,
         &[
@@ -109,6 +113,8 @@ fn authentication_failures_are_logged_with_user_and_peer_escaped_and_rate_limite
             &format!("127.0.0.1:{port}"),
             "--credentials",
             creds.to_str().unwrap(),
+            "--http",
+            &http,
         ],
         &log,
         Some(port),
@@ -137,6 +143,23 @@ fn authentication_failures_are_logged_with_user_and_peer_escaped_and_rate_limite
     assert_eq!(
         connect_raw(port, "ward-span-rad", "span-rad", "Pw-CANARY-rad"),
         Some(0)
+    );
+    // /metrics counts every refusal, logged or not.
+    let mut s = TcpStream::connect(&http).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.0\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut metrics = String::new();
+    s.read_to_string(&mut metrics).unwrap();
+    assert!(
+        metrics.contains("ward_collector_mqtt_refused_total{kind=\"login\"} 26"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ward_collector_mqtt_login_failures_unlogged_total 6"),
+        "{metrics}"
     );
     assert!(c.sigterm().success());
     let text = c.log_text();
