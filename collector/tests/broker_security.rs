@@ -86,8 +86,8 @@ fn connect_raw(port: u16, client_id: &str, user: &str, password: &str) -> Option
     s.write_all(&buf).unwrap();
     let mut ack = [0u8; 4];
     match s.read_exact(&mut ack) {
-        Ok(()) => Some(ack[3]),
-        Err(_) => None,
+        Ok(()) if ack[0] == 0x20 && ack[1] == 2 => Some(ack[3]),
+        _ => None,
     }
 }
 
@@ -259,7 +259,11 @@ fn connect_anonymous(port: u16, client_id: &str) -> Option<u8> {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(&buf).unwrap();
     let mut ack = [0u8; 4];
-    s.read_exact(&mut ack).ok().map(|()| ack[3])
+    // Only a CONNACK (type 2, remaining length 2) counts: a TLS port answers with an alert.
+    s.read_exact(&mut ack)
+        .ok()
+        .filter(|()| ack[0] == 0x20 && ack[1] == 2)
+        .map(|()| ack[3])
 }
 
 /// Imported text reaches terminal tables escaped: an asset tag carrying terminal escapes and a
@@ -308,4 +312,68 @@ fn tables_escape_control_characters_from_imports() {
             assert!(text.contains("EVIL\\u{1b}[2J"), "{args:?}:\n{text}");
         }
     }
+}
+
+/// TCP ports process `pid` listens on (from /proc: its socket inodes in LISTEN state).
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let mut inodes = std::collections::HashSet::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(target) = std::fs::read_link(fd.path()) {
+            let t = target.to_string_lossy();
+            if let Some(i) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                inodes.insert(i.to_string());
+            }
+        }
+    }
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address rem_address st ... inode (10th column); 0A = LISTEN.
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports
+}
+
+/// With client certificates and no passwords there is exactly one MQTT listener, the TLS one:
+/// no plaintext port behind it (the old TLS front piped into an anonymous loopback listener).
+#[test]
+fn client_certificates_leave_no_unauthenticated_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_pki(d);
+    let port = free_port();
+    let http = free_port();
+    let mut c = serve(
+        &d.join("ward.db"),
+        &[
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--tls-cert",
+            d.join("server.pem").to_str().unwrap(),
+            "--tls-key",
+            d.join("server.key").to_str().unwrap(),
+            "--tls-ca",
+            d.join("ca.pem").to_str().unwrap(),
+            "--http",
+            &format!("127.0.0.1:{http}"),
+        ],
+        &d.join("collector.log"),
+        Some(port),
+    );
+    let mut expected = vec![port, http];
+    expected.sort_unstable();
+    assert_eq!(listening_ports(c.child.id()), expected);
+    // And the one MQTT port refuses a plaintext CONNECT.
+    assert_eq!(connect_anonymous(port, "sneaky"), None);
+    assert!(c.sigterm().success());
 }
