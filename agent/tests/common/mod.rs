@@ -129,7 +129,7 @@ pub fn hl7_mllp(control_id: u32) -> Vec<u8> {
 }
 
 /// Patient canary parts placed in [`hl7_mllp`].
-pub const MRN: &str = "MRN98765432";
+pub const MRN: &str = "MRN40213857";
 /// Family name canary.
 pub const FAMILY: &str = "CANARYFAMILY";
 /// Given name canary.

@@ -521,12 +521,22 @@ impl Scanner {
         if out.len() >= MAX_FINDINGS || self.needles.is_empty() {
             return;
         }
-        self.search(buf, |comp, pos, matched| {
+        self.search(buf, |comp, pos, matched, ties| {
             if out.len() < MAX_FINDINGS {
                 let c = &self.comps[comp];
+                // A prefix several canaries share (`CANARY` of `CANARY^…` and `CANARY-MRN-…`)
+                // is named as that prefix, not as one of them picked at random.
+                let (component, source) = if ties > 1 {
+                    (
+                        c.text.get(..matched).unwrap_or(&c.text).to_owned(),
+                        format!("the shared prefix of {ties} canaries"),
+                    )
+                } else {
+                    (c.text.clone(), c.source.clone())
+                };
                 out.push(Finding {
-                    component: c.text.clone(),
-                    source: c.source.clone(),
+                    component,
+                    source,
                     matched,
                     encoding: if chain.is_empty() {
                         "raw".to_owned()
@@ -554,8 +564,9 @@ impl Scanner {
         }
     }
 
-    /// Calls `hit(component, position, matched characters)` for every needle occurrence.
-    fn search(&self, hay: &[u8], mut hit: impl FnMut(usize, usize, usize)) {
+    /// Calls `hit(component, position, matched characters, components matching as far)` for
+    /// every needle occurrence.
+    fn search(&self, hay: &[u8], mut hit: impl FnMut(usize, usize, usize, usize)) {
         for (i, &b) in hay.iter().enumerate() {
             let cands = &self.by_first[usize::from(lower(b))];
             if cands.is_empty() {
@@ -572,22 +583,21 @@ impl Scanner {
                 {
                     continue;
                 }
-                // The component that matches furthest.
-                let (comp, matched) = needle
-                    .comps
-                    .iter()
-                    .map(|&c| {
-                        let low = &self.lowered[c];
-                        let m = hay[i..]
-                            .iter()
-                            .zip(low)
-                            .take_while(|(&h, &l)| lower(h) == l)
-                            .count();
-                        (c, m)
-                    })
-                    .max_by_key(|&(_, m)| m)
-                    .unwrap_or((needle.comps[0], nb.len()));
-                hit(comp, i, matched);
+                // The component that matches furthest, and how many match as far.
+                let (mut comp, mut matched, mut ties) = (needle.comps[0], 0, 0);
+                for &c in &needle.comps {
+                    let m = hay[i..]
+                        .iter()
+                        .zip(&self.lowered[c])
+                        .take_while(|(&h, &l)| lower(h) == l)
+                        .count();
+                    if m > matched {
+                        (comp, matched, ties) = (c, m, 1);
+                    } else if m == matched {
+                        ties += 1;
+                    }
+                }
+                hit(comp, i, matched, ties);
             }
         }
     }

@@ -116,6 +116,16 @@ fn every_prefix_of_six_or_more_characters_matches() {
 }
 
 #[test]
+fn a_prefix_shared_by_several_canaries_is_named_as_such() {
+    let s = hl7();
+    let f = one(&s, b"x CANARY^SOMEONE");
+    assert_eq!(f.component, "CANARY");
+    assert!(f.source.contains("shared prefix"), "{f:?}");
+    let f = one(&s, b"x CANARYGIV");
+    assert_eq!((f.component.as_str(), f.matched), ("CANARYGIVEN", 9));
+}
+
+#[test]
 fn numbers_and_dates_match_whole_only() {
     let s =
         Scanner::new()
