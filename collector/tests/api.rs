@@ -1,66 +1,20 @@
 //! The HTTP API over a real running collector: every endpoint with every role, vendor
 //! isolation on every endpoint and report, refused tokens (none, malformed, unknown, expired,
-//! revoked). The inventory comes from the real agent reading the fixture captures.
+//! revoked), token secrets stored only as SHA-256 and shown nowhere after `token create`. The
+//! inventory comes from the real agent reading the fixture captures; every API response (the
+//! `http` helper scans each), every report in every format, the logs at debug and the database
+//! with its WAL (copied while the collector runs) are scanned for the fixtures' patient
+//! canaries.
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use common::*;
 use serde_json::Value;
-
-/// A minimal HTTP/1.1 client: enough for a test, and a real socket to a real server.
-fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status: u16 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    // Chunked bodies: join the chunks.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, tail)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            out.push_str(&tail[..n]);
-            rest = &tail[n + 2..];
-        }
-        out
-    } else {
-        body.to_string()
-    };
-    (status, body)
-}
-
-fn get_json(port: u16, path: &str, token: &str) -> Value {
-    let (st, body) = http(port, "GET", path, Some(token));
-    assert_eq!(st, 200, "GET {path}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
-}
 
 fn ct_id_of(all: &Value) -> i64 {
     all["items"]
@@ -77,18 +31,6 @@ fn ct_id_of(all: &Value) -> i64 {
         .unwrap()["id"]
         .as_i64()
         .unwrap()
-}
-
-fn token(db: &Path, args: &[&str]) -> String {
-    let mut a = vec!["token", "create"];
-    a.extend_from_slice(args);
-    let out = cli(db, &a);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn build_inventory(dir: &Path, db: &Path) {
@@ -112,7 +54,7 @@ fn build_inventory(dir: &Path, db: &Path) {
             "--agent-id",
             "span-1",
             "--log-level",
-            "warn",
+            "debug",
         ])
         .arg("--spool-dir")
         .arg(dir.join("spool"))
@@ -123,6 +65,8 @@ fn build_inventory(dir: &Path, db: &Path) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_log_clean("the agent's log (debug)", &out.stderr);
+    assert_file_clean("the agent's JSON lines", &jsonl);
     cli_json(db, &["ingest", jsonl.to_str().unwrap()]);
     let contracts = dir.join("contracts.yaml");
     std::fs::write(
@@ -208,17 +152,13 @@ fn every_endpoint_with_every_role_and_vendor_isolation() {
     let revoked_id = revoked.split('_').nth(1).unwrap().to_string();
     let out = cli(&db, &["token", "revoke", &revoked_id]);
     assert!(out.status.success());
-    std::thread::sleep(Duration::from_millis(1100));
 
-    let port = free_port();
-    let http_addr = format!("127.0.0.1:{port}");
-    let broker = format!("127.0.0.1:{}", free_port());
-    let mut c = serve(
-        &db,
-        &["--listen", &broker, "--http", &http_addr],
-        &d.join("collector.log"),
-        Some(port),
-    );
+    let mut c = serve(&db, &[], &d.join("collector.log"));
+    let port = c.http_port();
+    // Waits on the state, not on a clock: until the API refuses the 1-second token.
+    eventually("the 1 s token expired", || {
+        http(port, "GET", "/api/v1/agents", Some(&expired)).0 == 401
+    });
 
     // No token needed for the document; it lists every route.
     let (st, doc) = http(port, "GET", "/api/v1/openapi.json", None);
@@ -311,8 +251,23 @@ fn every_endpoint_with_every_role_and_vendor_isolation() {
     ] {
         assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");
     }
-    let tokens = get_json(port, "/api/v1/tokens", &admin);
-    assert!(!tokens.to_string().contains("secret"), "{tokens}");
+    // Token secrets: shown once by `token create`, then nowhere — not in the API's token list,
+    // not in `token list`, not in the database (which holds their SHA-256, checked below).
+    let created = [&admin, &ce, &ct, &mr, &expired, &revoked];
+    let (st, tokens) = http(port, "GET", "/api/v1/tokens", Some(&admin));
+    assert_eq!(st, 200, "{tokens}");
+    let listed: Value = serde_json::from_str(&tokens).unwrap();
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(created.len()),
+        "{listed}"
+    );
+    assert_no_token_secret("GET /api/v1/tokens", tokens.as_bytes(), &created);
+    let out = cli(&db, &["token", "list"]);
+    assert!(out.status.success());
+    assert!(!out.stdout.is_empty());
+    assert_no_token_secret("token list", &out.stdout, &created);
+    assert_no_token_secret("token list (stderr)", &out.stderr, &created);
 
     // Every readable endpoint with each role.
     for path in [
@@ -340,12 +295,9 @@ fn every_endpoint_with_every_role_and_vendor_isolation() {
             };
             let p = path.replace("ID", &ct_id_of(&all).to_string());
             let (st, body) = http(port, "GET", &p, Some(who));
+            // `http` scanned the response for every canary of the fixtures (the HL7 and DICOM
+            // fixtures carry canary patients).
             assert_eq!(st, want, "{role} GET {p}: {body}");
-            // No patient canary on any path (the HL7 fixtures carry canary patients).
-            assert!(
-                !body.to_ascii_lowercase().contains("canary"),
-                "{role} GET {p} leaked a canary"
-            );
         }
     }
 
@@ -498,6 +450,134 @@ fn every_endpoint_with_every_role_and_vendor_isolation() {
     let csv = String::from_utf8_lossy(&csv.stdout);
     assert!(csv.starts_with("id,macs,ips,manufacturer"), "{csv}");
     assert!(csv.contains("02:57:41:52:44:0b"));
+    // Every report and format holds no patient canary, for everyone.
+    scan_reports(&db, &[]);
+    scan_reports(&db, &["--vendor", "WARD TEST*"]);
+    scan_reports(&db, &["--vendor", "ward py medical"]);
 
+    // `report … --vendor X --format json` is exactly what X's token sees through the API.
+    for (pattern, tok) in [("WARD TEST*", &ct), ("ward py medical", &mr)] {
+        for (kind, path) in [
+            ("installed-base", "/api/v1/installed-base"),
+            ("coverage", "/api/v1/coverage"),
+        ] {
+            let report = cli_json(
+                &db,
+                &["report", kind, "--vendor", pattern, "--format", "json"],
+            );
+            let api = get_json(port, path, tok);
+            assert_eq!(
+                report, api,
+                "report {kind} --vendor {pattern:?} differs from {path} with that vendor's token"
+            );
+            assert!(
+                report.as_array().is_none_or(|a| !a.is_empty()),
+                "{kind} for {pattern:?} is empty: the comparison proves nothing"
+            );
+        }
+    }
+    let admin_ib = get_json(port, "/api/v1/installed-base", &admin);
+    let ct_ib = get_json(port, "/api/v1/installed-base", &ct);
+    assert_ne!(
+        admin_ib, ct_ib,
+        "the vendor view must be narrower than admin's"
+    );
+
+    // The database while the collector runs (with its WAL): no canary, no token secret, and
+    // each token's SHA-256 stored.
+    let live = copy_db_live(&db, &d.join("live-copy"));
+    assert_db_copy_clean("database", &live);
+    for (name, bytes) in &live.files {
+        assert_no_token_secret(
+            &format!("{name} copied while the collector ran"),
+            bytes,
+            &created,
+        );
+    }
     assert!(c.sigterm().success(), "{}", c.log_text());
+    assert_log_clean("collector log (debug)", c.log_text());
+    assert_no_token_secret("collector log", c.log_text().as_bytes(), &created);
+    assert_db_clean("database after the run", &db);
+    for suffix in ["", "-wal", "-shm"] {
+        let p = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if let Ok(b) = std::fs::read(&p) {
+            assert_no_token_secret(&p.display().to_string(), &b, &created);
+        }
+    }
+    assert_tokens_stored_as_sha256(&db, &created);
+}
+
+/// `ward_<id>_<secret>` → (id, secret).
+fn split_token(t: &str) -> (&str, &str) {
+    let rest = t
+        .strip_prefix("ward_")
+        .unwrap_or_else(|| panic!("not a token: {t}"));
+    let (id, secret) = rest.split_once('_').unwrap();
+    assert_eq!(id.len(), 16, "{t}");
+    assert_eq!(secret.len(), 64, "{t}");
+    (id, secret)
+}
+
+/// Neither the secret part of any token (whole, or its first 16 characters, any case) nor the
+/// whole token text is in `bytes`.
+fn assert_no_token_secret(what: &str, bytes: &[u8], tokens: &[&String]) {
+    let hay = String::from_utf8_lossy(bytes).to_ascii_lowercase();
+    for t in tokens {
+        let (_, secret) = split_token(t);
+        assert!(
+            !hay.contains(&secret[..16].to_ascii_lowercase()),
+            "{what} holds the secret of a token (token create printed it once; it must never be shown or stored again)"
+        );
+    }
+}
+
+/// The database holds, per token id, the SHA-256 (lower-case hex) of the token's secret part,
+/// and nothing else of it (collector/src/tokens.rs).
+fn assert_tokens_stored_as_sha256(db: &Path, tokens: &[&String]) {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let stored: std::collections::BTreeMap<String, String> = conn
+        .prepare("SELECT id, secret_sha256 FROM tokens")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored.len(), tokens.len(), "{stored:?}");
+    for t in tokens {
+        let (id, secret) = split_token(t);
+        let want: String = Sha256::digest(secret.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            stored.get(id),
+            Some(&want),
+            "token {id}: the stored hash is not the SHA-256 of its secret"
+        );
+        assert_ne!(want, secret);
+    }
+    // No column of any row of any table holds a secret.
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for table in tables {
+        let mut st = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+        let n = st.column_count();
+        let mut rows = st.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            for i in 0..n {
+                let text = match r.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => b,
+                    _ => continue,
+                };
+                assert_no_token_secret(&format!("table {table}"), text, tokens);
+            }
+        }
+    }
 }

@@ -34,12 +34,9 @@ fn init_logs() {
         .try_init();
 }
 
+/// A leased port (never handed out twice; see `common::free_port`).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::free_port()
 }
 
 fn loopback_any() -> SocketAddr {

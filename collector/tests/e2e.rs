@@ -1,7 +1,12 @@
 //! End to end with real parts: the real agent reads the fixture captures and publishes over
 //! MQTT — to the collector's embedded broker, and again through a real Mosquitto — the real
 //! collector stores them; contract and asset files raise every flag kind, and a second set
-//! clears every one. Patient canaries never reach the database or the logs.
+//! clears every one. No patient canary (every component of every canary of the fixture
+//! manifest, in every encoding `ward_canary` decodes) reaches any path: the MQTT bytes the
+//! collector received (recorded by a proxy in front of it), the agents' and the collector's
+//! logs at debug, the database with its -wal and -shm copied while the collector runs, the API
+//! while it runs, every CLI output and every report in every format, and every file the run
+//! left (spools, JSON lines, Mosquitto's persistence).
 
 mod common;
 
@@ -49,7 +54,7 @@ fn run_agent(agent: &str, files: &[&str], output: &str, dir: &Path) {
         .args(["--output", output, "--site", "test", "--agent-id", agent])
         .arg("--spool-dir")
         .arg(dir.join(format!("spool-{agent}")))
-        .args(["--log-level", "warn", "--stats-interval", "1"])
+        .args(["--log-level", "debug", "--stats-interval", "1"])
         .output()
         .expect("running ward-agent");
     std::fs::write(dir.join(format!("agent-{agent}.log")), &out.stderr).unwrap();
@@ -236,47 +241,118 @@ fn assets(raise: bool) -> String {
     s
 }
 
-fn assert_no_canary(dir: &Path, db: &Path, extra: &[String]) {
-    let mut hay: Vec<(String, Vec<u8>)> = Vec::new();
-    for ext in ["", "-wal", "-shm"] {
-        let p = format!("{}{ext}", db.display());
-        if let Ok(b) = std::fs::read(&p) {
-            hay.push((p, b));
-        }
+/// Every file the run left under `dir` (logs, spools, JSON lines, the database and what is
+/// left of its WAL, Mosquitto's persistence) and every CLI output: no canary. Logs also hold
+/// no byte dump.
+fn assert_no_canary(dir: &Path, db: &Path, outputs: &[(String, Vec<u8>)]) {
+    assert_db_clean("database after the run", db);
+    let files = canaries().assert_dir_clean("files the run left", dir);
+    let logs: Vec<&std::path::PathBuf> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    assert!(
+        logs.iter().any(|p| p.ends_with("collector.log"))
+            && logs.iter().any(|p| p.ends_with("agent-span-rad.log"))
+            && logs.iter().any(|p| p.ends_with("agent-span-icu.log")),
+        "logs missing: {logs:?}"
+    );
+    for p in logs {
+        assert_log_clean(&p.display().to_string(), std::fs::read(p).unwrap());
     }
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "log") {
-            hay.push((p.display().to_string(), std::fs::read(&p).unwrap()));
-        }
-    }
-    for (i, s) in extra.iter().enumerate() {
-        hay.push((format!("cli output {i}"), s.as_bytes().to_vec()));
-    }
-    for (name, bytes) in hay {
-        let text = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
-        assert!(!text.contains("canary"), "patient canary found in {name}");
+    for (label, bytes) in outputs {
+        assert_clean(label, bytes);
     }
 }
 
-/// The whole scenario against whatever broker `serve_args` selects.
-fn scenario(dir: &Path, serve_args: &[&str], agent_port: u16, embedded: bool) {
+/// Where the agents publish and where the collector reads.
+enum Broker {
+    /// The collector's embedded broker; the agents publish through a recording proxy to it.
+    Embedded,
+    /// A real Mosquitto on this port; the collector subscribes through a recording proxy.
+    Mosquitto(u16),
+}
+
+/// The whole scenario against `broker`.
+fn scenario(dir: &Path, broker: Broker) {
     let db = dir.join("ward.db");
     let cfg = dir.join("collector.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
-    let mut args = vec!["--config", cfg.to_str().unwrap()];
-    args.extend_from_slice(serve_args);
-    let mut collector = serve(
-        &db,
-        &args,
-        &dir.join("collector.log"),
-        embedded.then_some(agent_port),
-    );
+    let mut args = vec!["--config".to_string(), cfg.display().to_string()];
+    let proxy_to_mosquitto = match broker {
+        Broker::Embedded => None,
+        Broker::Mosquitto(port) => {
+            let proxy = RecordingProxy::start(port);
+            args.extend([
+                "--broker".into(),
+                format!("mqtt://127.0.0.1:{}", proxy.port),
+                "--client-id".into(),
+                "ward-collector-e2e".into(),
+            ]);
+            Some(proxy)
+        }
+    };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut collector = serve(&db, &args, &dir.join("collector.log"));
+    let (proxy, agent_port) = match (&broker, proxy_to_mosquitto) {
+        (Broker::Embedded, _) => {
+            let proxy = RecordingProxy::start(collector.mqtt_port());
+            let port = proxy.port;
+            (proxy, port)
+        }
+        (Broker::Mosquitto(port), Some(proxy)) => (proxy, *port),
+        (Broker::Mosquitto(_), None) => unreachable!(),
+    };
     let output = format!("mqtt://127.0.0.1:{agent_port}");
     for (agent, files) in AGENTS {
         run_agent(agent, files, &output, dir);
     }
     wait_ingested(&db);
+
+    // While the collector runs: the MQTT bytes it received, its database with the WAL, the API.
+    let (up, down) = proxy.bytes();
+    let received = match broker {
+        Broker::Embedded => &up,
+        Broker::Mosquitto(_) => &down,
+    };
+    let text = String::from_utf8_lossy(received);
+    assert!(
+        text.matches("ward.observation.v1").count() >= 2
+            && text.contains("ward/v1/test/span-icu/devices"),
+        "the proxy recorded no observation messages ({} bytes)",
+        received.len()
+    );
+    assert_clean("MQTT bytes the collector received", &up);
+    assert_clean("MQTT bytes the collector received", &down);
+    let live = copy_db_live(&db, &dir.join("live-copy"));
+    assert_db_copy_clean("database", &live);
+    let admin = token(&db, &["--name", "e2e", "--role", "admin"]);
+    let http_port = collector.http_port();
+    for path in [
+        "/api/v1/devices?limit=1000",
+        "/api/v1/flags?limit=1000",
+        "/api/v1/flags?status=resolved&limit=1000",
+        "/api/v1/contracts",
+        "/api/v1/assets",
+        "/api/v1/agents",
+        "/api/v1/coverage",
+        "/api/v1/installed-base",
+        "/metrics",
+    ] {
+        // `http` scans every response.
+        let (st, body) = http(http_port, "GET", path, Some(&admin));
+        assert_eq!(st, 200, "{path}: {body}");
+    }
+    let all = get_json(http_port, "/api/v1/devices?limit=1000", &admin);
+    for d in all["items"].as_array().unwrap() {
+        http(
+            http_port,
+            "GET",
+            &format!("/api/v1/devices/{}", d["id"]),
+            Some(&admin),
+        );
+    }
+
     let st = collector.sigterm();
     assert!(
         st.success(),
@@ -489,33 +565,39 @@ fn scenario(dir: &Path, serve_args: &[&str], agent_port: u16, embedded: bool) {
     assert_eq!(c1["messages"], c2["messages"]);
     assert_eq!(before["merges"], c2["merges"]);
 
-    let outs = vec![
-        cli_json(&db, &["devices", "--json"]).to_string(),
-        cli_json(&db, &["flags", "--all", "--json"]).to_string(),
-        cli_json(&db, &["agents"]).to_string(),
-    ];
+    let mut outs: Vec<(String, Vec<u8>)> = Vec::new();
+    for args in [
+        &["devices", "--json"][..],
+        &["devices"],
+        &["flags", "--all", "--json"],
+        &["flags", "--all"],
+        &["agents"],
+        &["merges"],
+        &["status"],
+        &["contracts", "list"],
+        &["assets", "list"],
+    ] {
+        let out = cli(&db, args);
+        assert!(out.status.success(), "{args:?}");
+        outs.push((format!("ward-collector {args:?}"), out.stdout));
+        outs.push((format!("ward-collector {args:?} (stderr)"), out.stderr));
+    }
+    outs.extend(scan_reports(&db, &[]));
+    outs.extend(scan_reports(&db, &["--vendor", "WARD*"]));
     assert_no_canary(dir, &db, &outs);
 }
 
 #[test]
 fn agents_to_embedded_broker_to_inventory_links_and_flags() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    scenario(dir.path(), &["--listen", &listen], port, true);
+    scenario(dir.path(), Broker::Embedded);
 }
 
 #[test]
 fn agents_through_real_mosquitto_to_inventory_links_and_flags() {
     let dir = tempfile::tempdir().unwrap();
     let (_mosq, port) = mosquitto(&dir.path().join("mosquitto"));
-    let url = format!("mqtt://127.0.0.1:{port}");
-    scenario(
-        dir.path(),
-        &["--broker", &url, "--client-id", "ward-collector-e2e"],
-        port,
-        false,
-    );
+    scenario(dir.path(), Broker::Mosquitto(port));
 }
 
 /// The embedded broker as configured from the command line: TLS and per-agent credentials, with
@@ -531,14 +613,12 @@ fn agent_over_tls_with_credentials_to_embedded_broker() {
     )
     .unwrap();
     std::fs::write(d.join("pw"), "s3cret-rad\n").unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let db = d.join("ward.db");
     let mut c = serve(
         &db,
         &[
             "--listen",
-            &listen,
+            "127.0.0.1:0",
             "--tls-cert",
             d.join("server.pem").to_str().unwrap(),
             "--tls-key",
@@ -547,8 +627,8 @@ fn agent_over_tls_with_credentials_to_embedded_broker() {
             d.join("agents.toml").to_str().unwrap(),
         ],
         &d.join("collector.log"),
-        Some(port),
     );
+    let port = c.mqtt_port();
     let out = Command::new(agent_bin())
         .arg("read")
         .arg(fixtures().join("dicom-dcmtk.pcap"))
@@ -575,4 +655,7 @@ fn agent_over_tls_with_credentials_to_embedded_broker() {
     let agents = cli_json(&db, &["agents"]);
     assert_eq!(agents[0]["agent_id"], "span-rad", "{agents}");
     assert!(c.sigterm().success(), "{}", c.log_text());
+    assert_log_clean("collector log", c.log_text());
+    assert_log_clean("agent log", &out.stderr);
+    assert_db_clean("database", &db);
 }

@@ -66,33 +66,12 @@ fn token(db: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// `ward-collector serve` with the embedded broker on a free port, extra environment, the API
-/// on `http`; waits until the API listens.
-fn start(db: &Path, http: u16, env: &[(&str, &str)], log: &Path) -> Proc {
-    let logf = std::fs::File::create(log).unwrap();
-    let mut cmd = Command::new(collector_bin());
-    cmd.arg("--db")
-        .arg(db)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--http",
-            &format!("127.0.0.1:{http}"),
-        ])
-        .env("WARD_COLLECTOR_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().unwrap())
-        .stderr(logf);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    wait_port(http, "ward-collector", &mut child, log);
-    Proc {
-        child,
-        log: log.to_path_buf(),
-    }
+/// `ward-collector serve` with the embedded broker and the API on ports the kernel picks, extra
+/// environment; returns once it runs, with the API's port.
+fn start(db: &Path, env: &[(&str, &str)], log: &Path) -> (Proc, u16) {
+    let p = serve_env(db, &[], log, env);
+    let http = p.http_port();
+    (p, http)
 }
 
 /// One request over a fresh connection: (status, head, body).
@@ -141,10 +120,8 @@ fn expensive_endpoints_admit_a_bounded_number_of_callers() {
     let dir = tempfile::tempdir().unwrap();
     let db = build(dir.path(), 4000);
     let ce = token(&db, &["--name", "ce", "--role", "clinical_engineering"]);
-    let http = free_port();
-    let mut c = start(
+    let (mut c, http) = start(
         &db,
-        http,
         &[
             ("WARD_COLLECTOR_API_EXPENSIVE_CONCURRENCY", "1"),
             ("WARD_COLLECTOR_API_EXPENSIVE_WAIT_MS", "0"),
@@ -187,8 +164,7 @@ fn expensive_endpoints_admit_a_bounded_number_of_callers() {
     assert!(refused >= busy, "{metrics}");
     c.sigterm();
 
-    let http = free_port();
-    let mut c = start(&db, http, &[], &dir.path().join("defaults.log"));
+    let (mut c, http) = start(&db, &[], &dir.path().join("defaults.log"));
     for (st, _, body) in parallel(http, "/api/v1/coverage", &ce, 16) {
         assert_eq!(st, 200, "{body}");
     }
@@ -201,8 +177,7 @@ fn expensive_endpoints_admit_a_bounded_number_of_callers() {
 fn a_client_trickling_its_request_head_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let db = build(dir.path(), 10);
-    let http = free_port();
-    let mut c = start(&db, http, &[], &dir.path().join("collector.log"));
+    let (mut c, http) = start(&db, &[], &dir.path().join("collector.log"));
     let mut s = TcpStream::connect(("127.0.0.1", http)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
     s.write_all(b"GET /api/v1/coverage HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -258,9 +233,8 @@ fn refusals_are_logged_with_the_token_id_and_the_peer() {
         .unwrap()["id"]
         .as_i64()
         .unwrap();
-    let http = free_port();
     let log = dir.path().join("collector.log");
-    let mut c = start(&db, http, &[], &log);
+    let (mut c, http) = start(&db, &[], &log);
 
     let secret = "5ec7".repeat(16);
     let unknown = format!("ward_0123456789abcdef_{secret}");
@@ -355,7 +329,7 @@ fn database_files_are_private_whatever_the_umask() {
         .stderr(logf)
         .spawn()
         .unwrap();
-    let mut p = Proc { child, log };
+    let mut p = Proc::new(child, &log);
     wait_port(http, "ward-collector", &mut p.child, &p.log);
     let wal = PathBuf::from(format!("{}-wal", db.display()));
     let shm = PathBuf::from(format!("{}-shm", db.display()));

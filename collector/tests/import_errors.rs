@@ -1,5 +1,7 @@
 //! Every malformed contract and asset file, through the real CLI: a non-zero exit, an error
-//! naming the file and line, and a database exactly as it was (all-or-nothing import).
+//! naming the file and line, and a database exactly as it was (all-or-nothing import). The
+//! number of malformed files is the number ARCHITECTURE.md documents (a file added or removed
+//! without updating it fails the test).
 
 mod common;
 
@@ -35,6 +37,23 @@ fn snapshot(db: &Path) -> (String, String, String) {
     )
 }
 
+/// The counts ARCHITECTURE.md gives for this test: (all, contract, asset) malformed files.
+fn documented_counts() -> (usize, usize, usize) {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ARCHITECTURE.md"))
+            .unwrap();
+    let flat = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+    let re = regex::Regex::new(
+        r"`tests/import_errors\.rs` — each of the (\d+) malformed files in `tests/data/` \((\d+) contract, (\d+) asset files\)",
+    )
+    .unwrap();
+    let c = re.captures(&flat).expect(
+        "ARCHITECTURE.md names the number of malformed files tests/import_errors.rs checks",
+    );
+    let n = |i: usize| c[i].parse::<usize>().unwrap();
+    (n(1), n(2), n(3))
+}
+
 #[test]
 fn malformed_files_import_nothing_and_say_where() {
     let dir = tempfile::tempdir().unwrap();
@@ -46,12 +65,16 @@ fn malformed_files_import_nothing_and_say_where() {
     let before = snapshot(&db);
     assert!(before.0.len() > 10 && before.1.len() > 10);
 
+    let (documented, documented_contracts, documented_assets) = documented_counts();
+    let (contracts, assets) = (bad_files("contracts"), bad_files("assets"));
+    assert_eq!(
+        (contracts.len(), assets.len()),
+        (documented_contracts, documented_assets),
+        "malformed (contract, asset) files in tests/data differ from what ARCHITECTURE.md documents"
+    );
+    assert_eq!(documented, documented_contracts + documented_assets);
     let mut checked = 0;
-    for (kind, files) in [
-        ("contracts", bad_files("contracts")),
-        ("assets", bad_files("assets")),
-    ] {
-        assert!(files.len() >= 6, "too few bad {kind} files");
+    for (kind, files) in [("contracts", contracts), ("assets", assets)] {
         for f in files {
             let out = cli(&db, &[kind, "import", f.to_str().unwrap()]);
             let err = String::from_utf8_lossy(&out.stderr);
@@ -67,5 +90,8 @@ fn malformed_files_import_nothing_and_say_where() {
             checked += 1;
         }
     }
-    assert!(checked >= 10);
+    assert_eq!(
+        checked, documented,
+        "every documented malformed file was checked"
+    );
 }

@@ -454,15 +454,8 @@ fn api_list_and_detail_agree_for_non_ascii_vendor_tokens() {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
 
-    let port = free_port();
-    let http_addr = format!("127.0.0.1:{port}");
-    let broker = format!("127.0.0.1:{}", free_port());
-    let _c = serve(
-        &db,
-        &["--listen", &broker, "--http", &http_addr],
-        &d.join("collector.log"),
-        Some(port),
-    );
+    let c = serve(&db, &[], &d.join("collector.log"));
+    let port = c.http_port();
     let json = |path: &str, token: &str| -> Value {
         let (st, body) = get(port, path, token);
         assert_eq!(st, 200, "GET {path}: {body}");
