@@ -328,6 +328,10 @@ fn scenario(dir: &Path, broker: Broker) {
     assert_db_copy_clean("database", &live);
     let admin = token(&db, &["--name", "e2e", "--role", "admin"]);
     let http_port = collector.http_port();
+    // The API lists what the last evaluation summarised: evaluate now, so the lists below hold
+    // every device (an API scan over an empty list would prove nothing).
+    let (st, body) = http(http_port, "POST", "/api/v1/evaluate", Some(&admin));
+    assert_eq!(st, 200, "{body}");
     for path in [
         "/api/v1/devices?limit=1000",
         "/api/v1/flags?limit=1000",
@@ -344,6 +348,9 @@ fn scenario(dir: &Path, broker: Broker) {
         assert_eq!(st, 200, "{path}: {body}");
     }
     let all = get_json(http_port, "/api/v1/devices?limit=1000", &admin);
+    let stored = cli_json(&db, &["status"])["devices"].as_u64().unwrap();
+    assert_eq!(all["total"].as_u64(), Some(stored), "{all}");
+    assert!(stored >= 5, "{stored} devices");
     for d in all["items"].as_array().unwrap() {
         http(
             http_port,
