@@ -104,14 +104,16 @@ GENERATED = [
         ("dicom.calling_ae", "WARD_MR02"), ("dicom.called_ae", "WARD_UNKNOWN"),
         ("dicom.called_ae", "WARD_STRICT"), ("dicom.command", "C-ECHO-RQ"),
         ("dicom.reject", "result=permanent,source=service_user,reason=called_ae_not_recognized"),
-        ("dicom.abort", "source=service_user,reason=not_specified")], canaries=[]),
+        ("dicom.abort", "source=service_user,reason=not_specified")], canaries=[],
+        no_patient_data="association rejected, then one aborted after C-ECHO: no data set is sent"),
     dict(file="dicom-sll.pcap", dicom=[11112], expect=[
         ("dicom.calling_ae", "WARD_CT01"), ("dicom.called_ae", "WARD_PACS"),
         ("dicom.command", "C-ECHO-RQ")] + CT_FACTS,
         canaries=["CANARY^DICOMPATIENT", "CANARY-MRN-0001", "CANARY-ACC-0001"]),
     dict(file="qinq.pcap", dicom=[11112], vlans=[200, 100], expect=[
         ("dicom.calling_ae", "WARD_QINQ01"), ("dicom.called_ae", "WARD_PACS"),
-        ("dicom.command", "C-ECHO-RQ")], canaries=[]),
+        ("dicom.command", "C-ECHO-RQ")], canaries=[],
+        no_patient_data="C-ECHO only (the capture exercises 802.1ad/802.1Q tags): no data set"),
     dict(file="hl7-mllp.pcap", hl7=[2575], expect=PCD01_FACTS + ADT_FACTS + V29_FACTS,
          canaries=PCD01_CANARIES + ADT_CANARIES + V29_CANARIES),
     dict(file="hl7-null.pcap", hl7=[2575], expect=PCD01_FACTS + ADT_FACTS + V29_FACTS,
@@ -119,7 +121,8 @@ GENERATED = [
     dict(file="hl7-mllp-vlan.pcap", hl7=[2575], vlans=[100], expect=PCD01_FACTS,
          canaries=PCD01_CANARIES),
     dict(file="hl7-sll2.pcap", hl7=[2575], expect=ADT_FACTS, canaries=ADT_CANARIES),
-    dict(file="dhcp.pcap", dhcp=True, expect=DHCP_FACTS, canaries=[]),
+    dict(file="dhcp.pcap", dhcp=True, expect=DHCP_FACTS, canaries=[],
+         no_patient_data="DHCP: no field carries patient data"),
 ]
 
 PUBLIC = [
@@ -128,10 +131,14 @@ PUBLIC = [
     dict(file="public/HL7-ADT.pcap", hl7=[6661], canaries=["MOUSE^MICKEY", "MOUSE^MINNIE"]),
     dict(file="public/HL7-ORM.pcap", hl7=[6661], canaries=["MOUSE^MICKEY"]),
     dict(file="public/HL7-ORU.pcap", hl7=[6661], canaries=["MOUSE^MINNIE"]),
-    dict(file="public/dicom_arq_1_find_testclient.pcap", dicom=[104], canaries=[]),
-    dict(file="public/dicom_arq_2_get_testclient.pcap", dicom=[104], canaries=[]),
-    dict(file="public/dicom_arq_3_find_bogus_local.pcap", dicom=[104], canaries=[]),
-    dict(file="public/dicom_arq_4_get_bogus_local.pcap", dicom=[104], canaries=[]),
+    dict(file="public/dicom_arq_1_find_testclient.pcap", dicom=[104], canaries=[],
+         no_patient_data="a single A-ASSOCIATE-RQ: no data set"),
+    dict(file="public/dicom_arq_2_get_testclient.pcap", dicom=[104], canaries=[],
+         no_patient_data="a single A-ASSOCIATE-RQ: no data set"),
+    dict(file="public/dicom_arq_3_find_bogus_local.pcap", dicom=[104], canaries=[],
+         no_patient_data="a single A-ASSOCIATE-RQ: no data set"),
+    dict(file="public/dicom_arq_4_get_bogus_local.pcap", dicom=[104], canaries=[],
+         no_patient_data="a single A-ASSOCIATE-RQ: no data set"),
 ]
 
 LINKTYPES = {0: "NULL", 1: "ETHERNET", 101: "RAW", 113: "LINUX_SLL",
@@ -467,12 +474,28 @@ def build(fixdir, spec, generated):
     entry["canaries"] = list(spec["canaries"])
 
     # Canary checks on the reassembled TCP payloads.
-    if streams is None and (spec["canaries"] or generated):
+    if streams is None:
         streams = tcp_streams(path) if "tcp" in tshark(path, "-T", "fields", "-e", "frame.protocols") else []
     wire = b"\n".join(a + b"\n" + b for a, b in (streams or []))
     for c in spec["canaries"]:
         if c.encode() not in wire:
             raise Failure("%s: canary %r not on the wire" % (path, c))
+    # A capture without canaries must say why, and the wire must bear it out: no DICOM data-set
+    # PDV, no patient-module element tag, no HL7 patient or result segment.
+    if not spec["canaries"]:
+        reason = spec.get("no_patient_data")
+        if not reason:
+            raise Failure("%s: no canaries and no no_patient_data reason" % path)
+        entry["no_patient_data"] = reason
+        for marker in (b"PID|", b"OBX|", b"NK1|", b"\x10\x00\x10\x00", b"\x10\x00\x20\x00"):
+            if marker in wire:
+                raise Failure("%s: %r on the wire, but it claims no patient data" % (path, marker))
+        if spec.get("dicom"):
+            flags = tshark(path, "-T", "fields", "-e", "dicom.pdv.flags",
+                           decode=[(p, "dicom") for p in spec["dicom"]])
+            for f in re.findall(r"0x[0-9a-f]+", flags):
+                if not int(f, 16) & 1:
+                    raise Failure("%s: a DICOM data-set PDV, but it claims no patient data" % path)
     if generated:
         for tok in set(re.findall(rb"CANARY[A-Z0-9_\-]*", wire)):
             if not any(tok.decode() in c for c in spec["canaries"]):

@@ -38,6 +38,10 @@ pub struct Fixture {
     /// Tests look for them with `ward_canary::Scanner` (every component, prefixes, encodings).
     #[serde(default)]
     pub canaries: Vec<String>,
+    /// Why a capture has no canaries: it carries no patient data at all (the manifest builder
+    /// checks the wire for data-set PDVs, patient element tags and HL7 patient segments).
+    #[serde(default)]
+    pub no_patient_data: Option<String>,
     /// VLAN ids the evidence must carry.
     #[serde(default)]
     pub vlans: Vec<u16>,

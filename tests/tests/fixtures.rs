@@ -80,6 +80,20 @@ fn committed_fixtures_yield_every_listed_fact_and_no_patient_data() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// A fixture proves nothing about patient data unless it carries canaries; one that cannot
+/// (no patient data on its wire) must say why.
+#[test]
+fn every_fixture_carries_canaries_or_says_why_not() {
+    for fx in manifest().fixtures {
+        match (fx.canaries.is_empty(), fx.no_patient_data.as_deref()) {
+            (false, None) => {}
+            (true, Some(why)) if !why.trim().is_empty() => {}
+            (false, Some(_)) => panic!("{}: canaries and no_patient_data both", fx.file),
+            _ => panic!("{}: no canaries and no no_patient_data reason", fx.file),
+        }
+    }
+}
+
 #[test]
 fn freshly_generated_captures_yield_the_same_facts() {
     // A missing prerequisite fails: this test is the only proof that today's peers still
