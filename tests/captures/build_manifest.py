@@ -41,8 +41,10 @@ DCMTK_FACTS = [
     ("dicom.command", "C-FIND-RQ"), ("dicom.abstract_syntax", "1.2.840.10008.1.1"),
     ("dicom.abstract_syntax", "1.2.840.10008.5.1.4.31"),
 ] + CT_FACTS
-DCMTK_CANARIES = ["CANARY^DICOMPATIENT", "CANARY-MRN-0001", "CANARY-ACC-0001",
-                  "CANARY^WORKLISTPATIENT", "CANARY-MRN-0002", "CANARY-ACC-0002"]
+CT_CANARIES = ["CANARY^DICOMPATIENT", "CANARY-MRN-0001", "CANARY-ACC-0001",
+               "CANARYREFERRING^PHYSICIAN", "19230405"]
+DCMTK_CANARIES = CT_CANARIES + ["CANARY^WORKLISTPATIENT", "CANARY-MRN-0002",
+                                "CANARY-ACC-0002", "19230506"]
 
 PCD01_FACTS = [
     ("hl7.sending_application", "MINDRAY_D-SERIES^00A037009A0053DE^EUI-64"),
@@ -55,14 +57,16 @@ PCD01_FACTS = [
     ("hl7.equipment_instance", "0012211839000001^EUI-64"),
     ("hl7.device_code", "69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC"),
 ]
-PCD01_CANARIES = ["CANARYFAMILY^CANARYGIVEN", "CANARY-MRN-HL7-0001",
+PCD01_CANARIES = ["CANARYFAMILY^CANARYGIVEN", "CANARY-MRN-HL7-0001", "19230708",
+                  "CANARYATTENDING^DOCTOR", "CANARYORDERING^PROVIDER",
                   "CANARYOBXVALUE", "CANARYNTECOMMENT"]
 ADT_FACTS = [
     ("hl7.sending_application", "WARD_ADT"), ("hl7.sending_facility", "WARD_HOSPITAL"),
     ("hl7.receiving_application", "WARD_LIS"), ("hl7.receiving_facility", "WARD_LAB"),
     ("hl7.message_type", "ADT^A01^ADT_A01"), ("hl7.version", "2.5"),
 ]
-ADT_CANARIES = ["CANARYADT^PATIENT", "CANARY-MRN-ADT-0001", "CANARYKIN^RELATIVE",
+ADT_CANARIES = ["CANARYADT^PATIENT", "CANARY-MRN-ADT-0001", "19230809",
+                "CANARYADTATTENDING^DOCTOR", "CANARYKIN^RELATIVE",
                 "CANARYINSURED^PERSON", "CANARYGUARANTOR^PERSON",
                 "1 CANARY STREET", "CANARYTOWN"]
 V29_FACTS = [
@@ -74,7 +78,7 @@ V29_FACTS = [
     ("hl7.device_model", "WardPump 500"), ("hl7.device_serial", "WP-0099-7731"),
     ("hl7.device_software_version", "4.2.1"),
 ]
-V29_CANARIES = ["CANARYV29^PATIENT", "CANARY-MRN-V29-0001"]
+V29_CANARIES = ["CANARYV29^PATIENT", "CANARY-MRN-V29-0001", "19230910"]
 
 DHCP_FACTS = [
     ("dhcp.message_type", "DISCOVER"), ("dhcp.message_type", "OFFER"),
@@ -99,7 +103,8 @@ GENERATED = [
         ("dicom.station_name", "MR-STATION-2"), ("dicom.model_name", "PyMR 3T"),
         ("dicom.device_serial_number", "PY-0007"),
         ("dicom.software_versions", "syngo MR XA20")],
-        canaries=["CANARY^PYPATIENT", "CANARY-MRN-PY1", "CANARY-ACC-PY1"]),
+        canaries=["CANARY^PYPATIENT", "CANARY-MRN-PY1", "CANARY-ACC-PY1",
+                  "CANARYPY^REFERRER", "19230607"]),
     dict(file="dicom-reject-abort.pcap", dicom=[11112], expect=[
         ("dicom.calling_ae", "WARD_MR02"), ("dicom.called_ae", "WARD_UNKNOWN"),
         ("dicom.called_ae", "WARD_STRICT"), ("dicom.command", "C-ECHO-RQ"),
@@ -109,7 +114,7 @@ GENERATED = [
     dict(file="dicom-sll.pcap", dicom=[11112], expect=[
         ("dicom.calling_ae", "WARD_CT01"), ("dicom.called_ae", "WARD_PACS"),
         ("dicom.command", "C-ECHO-RQ")] + CT_FACTS,
-        canaries=["CANARY^DICOMPATIENT", "CANARY-MRN-0001", "CANARY-ACC-0001"]),
+        canaries=CT_CANARIES),
     dict(file="qinq.pcap", dicom=[11112], vlans=[200, 100], expect=[
         ("dicom.calling_ae", "WARD_QINQ01"), ("dicom.called_ae", "WARD_PACS"),
         ("dicom.command", "C-ECHO-RQ")], canaries=[],
