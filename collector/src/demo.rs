@@ -165,20 +165,31 @@ fn run_in(args: DemoArgs, dir_used: &mut Option<PathBuf>) -> anyhow::Result<()> 
         &format!("ward-agent streams {} over MQTT…", args.capture.display()),
     );
     let t = Instant::now();
-    let out = Command::new(&agent)
+    // The agent logs at the collector's level when that is a plain level (WARD_COLLECTOR_LOG=
+    // debug makes both log at debug), else at warn, into agent.log beside the database.
+    let agent_level = std::env::var("WARD_COLLECTOR_LOG")
+        .ok()
+        .filter(|l| ["trace", "debug", "info", "warn", "error"].contains(&l.as_str()))
+        .unwrap_or_else(|| "warn".into());
+    let agent_log = dir.join("agent.log");
+    let log_file = std::fs::File::create(&agent_log)
+        .with_context(|| format!("creating {}", agent_log.display()))?;
+    let status = Command::new(&agent)
         .arg("read")
         .arg(&args.capture)
         .args(["--output", &format!("mqtt://127.0.0.1:{broker_port}")])
         .args(["--site", "demo", "--agent-id", "demo-span-1"])
         .arg("--spool-dir")
         .arg(dir.join("spool"))
-        .args(["--log-level", "warn", "--stats-interval", "1"])
-        .output()
+        .args(["--log-level", &agent_level, "--stats-interval", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file)
+        .status()
         .with_context(|| format!("running {}", agent.display()))?;
     anyhow::ensure!(
-        out.status.success(),
+        status.success(),
         "ward-agent failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        std::fs::read_to_string(&agent_log).unwrap_or_default()
     );
     // Wait until the collector has stored everything the agent sent.
     let mut last = (0u64, Instant::now());

@@ -155,6 +155,13 @@ fn demo_shows_every_flag_kind_and_no_canary() {
     for (name, bytes) in copies.iter() {
         assert_clean(&format!("the demo's {name} copied while it ran"), bytes);
     }
+    // The agent's log, at debug like the collector's.
+    let agent_log = std::fs::read(dir.join("agent.log")).expect("the demo keeps agent.log");
+    assert!(
+        String::from_utf8_lossy(&agent_log).contains("DEBUG"),
+        "the demo's agent did not log at debug"
+    );
+    assert_log_clean("the demo's agent log (debug)", &agent_log);
     // Everything else the demo left in its directory (spool, the contracts it rewrote).
     let files = canaries().assert_dir_clean("the demo's directory", &dir);
     assert!(!files.is_empty());
