@@ -33,41 +33,9 @@ use crate::oui::OuiRegistry;
 use template::Template;
 
 /// The device-type vocabulary: a rule may only set one of these. Documented in
-/// `agent/rules/README.md`.
-pub const DEVICE_TYPES: &[&str] = &[
-    // Imaging modalities.
-    "ct",
-    "mr",
-    "us",
-    "xray",
-    "nm",
-    "pet",
-    "mammography",
-    "radiotherapy",
-    "ecg",
-    "modality_other",
-    // Imaging infrastructure.
-    "pacs",
-    "worklist_server",
-    "dicom_toolkit",
-    // Bedside devices.
-    "patient_monitor",
-    "monitor_gateway",
-    "infusion_pump",
-    "ventilator",
-    "anesthesia",
-    "lab_analyzer",
-    "medical_device_other",
-    // Clinical IT.
-    "interface_engine",
-    "ehr",
-    "workstation",
-    // General IT.
-    "printer",
-    "network_infra",
-    "mobile_device",
-    "unknown",
-];
+/// `agent/rules/README.md`; it is the observation schema's (a collector stores any other value
+/// as `unknown`).
+pub use ward_protocols::schema::observation::DEVICE_TYPES;
 
 /// The facts known about one device, as [`RuleSet::classify`] reads them.
 #[derive(Debug, Clone, Copy)]

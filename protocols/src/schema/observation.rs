@@ -127,8 +127,8 @@ pub struct ServiceRecord {
 }
 
 /// The device-type vocabulary of [`ClassificationRecord::device_type`], as of this version:
-/// the agent's rules may set only these (`ward_agent::rules::DEVICE_TYPES` is the same list, a
-/// collector test holds them equal), and a collector stores any other value as `unknown`.
+/// the agent's rules may set only these (`ward_agent::rules::DEVICE_TYPES` re-exports this
+/// list), and a collector stores any other value as `unknown`.
 pub const DEVICE_TYPES: &[&str] = &[
     // Imaging modalities.
     "ct",
