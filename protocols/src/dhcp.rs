@@ -9,7 +9,8 @@ use core::fmt::Write as _;
 use core::net::Ipv4Addr;
 
 use crate::error::{DecodeError, Layer};
-use crate::evidence::{clean_text, Fact, Field, MacAddr};
+use crate::evidence::{clean_text, Direction, Fact, Field, MacAddr, Protocol};
+use crate::registry::{AppDecoder, Decode, Probe};
 
 mod field {
     //! Byte offsets of the fixed BOOTP header (RFC 2131 §2).
@@ -27,8 +28,40 @@ mod field {
 /// The magic cookie that starts the options area.
 pub const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
 
-/// UDP ports DHCPv4 uses: server 67, client 68.
+/// UDP ports DHCPv4 uses: server 67, client 68. For reference only: detection is by structure
+/// ([`probe`]), never by port.
 pub const PORTS: [u16; 2] = [67, 68];
+
+/// DHCP's entry in [`crate::registry`]: a UDP protocol, one message per datagram.
+pub const DECODER: AppDecoder = AppDecoder {
+    protocol: Protocol::Dhcp,
+    probe,
+    resync: None,
+    decode: Decode::Datagram {
+        decode: extract,
+        direction,
+    },
+};
+
+/// Structure test on a datagram: the fixed BOOTP header, the magic cookie and a valid op
+/// ([`Packet::new_checked`]).
+pub fn probe(payload: &[u8]) -> Probe {
+    if Packet::new_checked(payload).is_ok() {
+        Probe::Certain
+    } else {
+        Probe::NotMine
+    }
+}
+
+/// Which way a message travels: a BOOTREQUEST comes from the client (or a relay acting for
+/// it), a BOOTREPLY from the server.
+pub fn direction(payload: &[u8]) -> Direction {
+    match Packet::new_checked(payload) {
+        Ok(p) if p.is_request() => Direction::FromClient,
+        Ok(_) => Direction::FromServer,
+        Err(_) => Direction::Unknown,
+    }
+}
 
 /// A checked view of a DHCPv4 message.
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +75,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         let b = buffer.as_ref();
         if b.len() < field::OPTIONS {
             return Err(DecodeError::truncated(
-                Layer::Dhcp,
+                Layer::App(Protocol::Dhcp),
                 0,
                 field::OPTIONS,
                 b.len(),
@@ -50,14 +83,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         if b.get(field::COOKIE) != Some(&MAGIC_COOKIE[..]) {
             return Err(DecodeError::Invalid {
-                layer: Layer::Dhcp,
+                layer: Layer::App(Protocol::Dhcp),
                 offset: field::COOKIE.start,
                 what: "magic cookie",
             });
         }
         if !matches!(b.get(field::OP), Some(1 | 2)) {
             return Err(DecodeError::Invalid {
-                layer: Layer::Dhcp,
+                layer: Layer::App(Protocol::Dhcp),
                 offset: field::OP,
                 what: "op (not BOOTREQUEST or BOOTREPLY)",
             });
@@ -177,13 +210,18 @@ impl<'a> Iterator for Options<'a> {
                 _ => {
                     let Some((&len, rest)) = rest.split_first() else {
                         self.done = true;
-                        return Some(Err(DecodeError::truncated(Layer::Dhcp, self.offset, 2, 1)));
+                        return Some(Err(DecodeError::truncated(
+                            Layer::App(Protocol::Dhcp),
+                            self.offset,
+                            2,
+                            1,
+                        )));
                     };
                     let len = usize::from(len);
                     let Some((data, rest)) = rest.split_at_checked(len) else {
                         self.done = true;
                         return Some(Err(DecodeError::truncated(
-                            Layer::Dhcp,
+                            Layer::App(Protocol::Dhcp),
                             self.offset,
                             2 + len,
                             2 + rest.len(),
@@ -415,7 +453,7 @@ mod tests {
         assert_eq!(
             e,
             DecodeError::Invalid {
-                layer: Layer::Dhcp,
+                layer: Layer::App(Protocol::Dhcp),
                 offset: 236,
                 what: "magic cookie"
             }

@@ -22,7 +22,8 @@ use std::collections::{BTreeMap, HashSet};
 type FastSet<T> = HashSet<T, ahash::RandomState>;
 type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
-use crate::evidence::{clean_text, Direction, Fact, Field};
+use crate::evidence::{clean_text, Direction, Fact, Field, Protocol};
+use crate::registry::{AppDecoder, Decode, Probe};
 use crate::{Feed, StreamDecoder};
 use dataset::{DatasetWalker, Encoding};
 use pdu::{
@@ -44,6 +45,15 @@ pub const MAX_COMMAND_LEN: usize = 4096;
 /// Distinct DIMSE (command, SOP class) pairs and dataset facts remembered per connection; once
 /// full, new ones are no longer reported, which bounds both memory and output.
 const MAX_REMEMBERED: usize = 256;
+
+/// DICOM's entry in [`crate::registry`]: a TCP protocol found by [`looks_like_dicom`]; no
+/// resynchronisation (a P-DATA-TF start is already recognised by the probe).
+pub const DECODER: AppDecoder = AppDecoder {
+    protocol: Protocol::Dicom,
+    probe: |prefix| Probe::from(looks_like_dicom(prefix)),
+    resync: None,
+    decode: Decode::Stream(|| Box::new(DicomDecoder::new())),
+};
 
 /// Structure test on the first bytes of a stream direction.
 ///

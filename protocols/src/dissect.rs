@@ -1,8 +1,10 @@
 //! From decoded frames to [`Evidence`]: a bounded TCP flow table that feeds each connection's
-//! stream prefixes to the DICOM or HL7 decoder chosen by structure, and DHCP over UDP.
+//! stream prefixes to the application decoder chosen by structure from [`crate::registry`], and
+//! each UDP datagram to the datagram decoder whose probe claims it.
 //!
 //! This is the one place where the parsers meet; the agent calls [`Dissector::process`] for
-//! every frame and aggregates what comes out.
+//! every frame and aggregates what comes out. Nothing here names a protocol: a new one is a
+//! registry entry, not a change to this file.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,12 +14,11 @@ type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 
 use core::net::IpAddr;
 
-use crate::dicom::{self, DicomDecoder};
-use crate::evidence::{Direction, Endpoints, Evidence, Fact};
+use crate::evidence::{Direction, Endpoints, Evidence, Fact, Protocol};
 use crate::frame::{Frame, Net, TcpSegment, Transport};
-use crate::hl7::{self, Hl7Decoder};
 use crate::reassembly::{HalfStream, ReassemblyConfig, Stop};
-use crate::{dhcp, Feed, StreamDecoder};
+use crate::registry::{self, AppDecoder, Decode, StreamVerdict};
+use crate::{Feed, StreamDecoder};
 
 /// Limits of the dissector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +42,7 @@ impl Default for DissectorConfig {
 }
 
 /// Counters, cumulative since the dissector was created (except `flows_active`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DissectStats {
     /// Frames processed.
     pub frames: u64,
@@ -57,16 +58,65 @@ pub struct DissectStats {
     pub flows_evicted: u64,
     /// Flows dropped for being idle.
     pub flows_expired: u64,
-    /// Flows recognised as DICOM.
-    pub dicom_flows: u64,
-    /// Flows recognised as HL7/MLLP.
-    pub hl7_flows: u64,
-    /// DHCP messages decoded.
-    pub dhcp_messages: u64,
-    /// Application-layer decode errors (malformed DHCP and the like).
-    pub app_errors: u64,
+    /// Per application protocol, indexed by [`Protocol::index`] (see [`DissectStats::app`]).
+    pub apps: [AppStats; Protocol::COUNT],
     /// Evidence records emitted.
     pub evidence: u64,
+}
+
+/// Counters of one application protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppStats {
+    /// TCP flows recognised as the protocol, or datagrams decoded as it.
+    pub recognised: u64,
+    /// Datagrams that were the protocol's but malformed (the facts before the damage are kept).
+    pub errors: u64,
+}
+
+impl Default for DissectStats {
+    fn default() -> Self {
+        DissectStats {
+            frames: 0,
+            tcp_segments: 0,
+            udp_datagrams: 0,
+            flows_created: 0,
+            flows_active: 0,
+            flows_evicted: 0,
+            flows_expired: 0,
+            apps: [AppStats::default(); Protocol::COUNT],
+            evidence: 0,
+        }
+    }
+}
+
+impl DissectStats {
+    /// The counters of `protocol`.
+    pub fn app(&self, protocol: Protocol) -> AppStats {
+        self.apps.get(protocol.index()).copied().unwrap_or_default()
+    }
+
+    fn app_mut(&mut self, protocol: Protocol) -> Option<&mut AppStats> {
+        self.apps.get_mut(protocol.index())
+    }
+
+    /// Application decode errors of every protocol.
+    pub fn app_errors(&self) -> u64 {
+        self.apps.iter().map(|a| a.errors).sum()
+    }
+
+    /// `dicom=3 hl7=1 dhcp=0`: flows or datagrams recognised per protocol, for log lines.
+    pub fn apps_summary(&self) -> String {
+        let mut s = String::new();
+        for p in Protocol::ALL {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(p.name());
+            s.push('=');
+            s.push_str(&self.app(*p).recognised.to_string());
+        }
+        s
+    }
 }
 
 /// Canonical key of a TCP connection: the lower endpoint first, so both directions find it.
@@ -79,19 +129,13 @@ struct FlowKey {
 
 enum App {
     Undecided,
-    Dicom(Box<DicomDecoder>),
-    Hl7(Box<Hl7Decoder>),
+    /// The decoder the registry chose, and the side key each direction is fed under (fixed
+    /// when it was chosen, so its per-side state never swaps if roles are learnt later).
+    Decoding {
+        decoder: Box<dyn StreamDecoder + Send>,
+        keys: [Direction; 2],
+    },
     Ignored,
-}
-
-impl App {
-    fn decoder(&mut self) -> Option<&mut dyn StreamDecoder> {
-        match self {
-            App::Dicom(d) => Some(d.as_mut()),
-            App::Hl7(d) => Some(d.as_mut()),
-            App::Undecided | App::Ignored => None,
-        }
-    }
 }
 
 struct Flow {
@@ -222,20 +266,47 @@ impl Dissector {
             }
             Transport::Udp(udp) => {
                 self.stats.udp_datagrams += 1;
-                if dhcp::PORTS.contains(&udp.src_port) && dhcp::PORTS.contains(&udp.dst_port) {
-                    self.stats.dhcp_messages += 1;
-                    let mut facts = core::mem::take(&mut self.facts);
-                    if dhcp::extract(udp.payload, &mut facts).is_err() {
-                        self.stats.app_errors += 1;
-                    }
-                    let ends =
-                        endpoints(frame, Some((src, udp.src_port)), Some((dst, udp.dst_port)));
-                    self.emit(time_us, Direction::Unknown, &ends, &mut facts, out);
-                    self.facts = facts;
+                if let Some(app) = registry::probe_datagram(udp.payload) {
+                    self.datagram(
+                        time_us,
+                        frame,
+                        app,
+                        (src, udp.src_port),
+                        (dst, udp.dst_port),
+                        udp.payload,
+                        out,
+                    );
                 }
             }
             Transport::None => {}
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn datagram(
+        &mut self,
+        time_us: i64,
+        frame: &Frame<'_>,
+        app: &AppDecoder,
+        src: (IpAddr, u16),
+        dst: (IpAddr, u16),
+        payload: &[u8],
+        out: &mut Vec<Evidence>,
+    ) {
+        let Decode::Datagram { decode, direction } = app.decode else {
+            return;
+        };
+        let mut facts = core::mem::take(&mut self.facts);
+        let failed = decode(payload, &mut facts).is_err();
+        if let Some(a) = self.stats.app_mut(app.protocol) {
+            a.recognised += 1;
+            a.errors += u64::from(failed);
+        }
+        if !facts.is_empty() {
+            let ends = endpoints(frame, Some(src), Some(dst));
+            self.emit(time_us, direction(payload), &ends, &mut facts, out);
+        }
+        self.facts = facts;
     }
 
     fn emit(
@@ -356,10 +427,9 @@ impl Dissector {
         let mut facts = core::mem::take(&mut self.facts);
         let fed = half.on_data(seg.seq, seg.payload, seg.truncated);
         let closing = seg.fin || seg.rst;
+        let mut recognised = None;
         if fed || closing {
-            let new_apps = pump(flow, side, closing, &mut facts);
-            self.stats.dicom_flows += new_apps.0;
-            self.stats.hl7_flows += new_apps.1;
+            recognised = pump(flow, side, closing, &mut facts);
         }
         if closing {
             if let Some(c) = flow.closed.get_mut(side) {
@@ -367,8 +437,10 @@ impl Dissector {
             }
         }
         let dir = flow.direction(side);
-        let other_dir = flow.direction(1 - side);
         let done = seg.rst || flow.closed == [true, true];
+        if let Some(a) = recognised.and_then(|p| self.stats.app_mut(p)) {
+            a.recognised += 1;
+        }
         // Most segments yield nothing: build the endpoints (which copy the VLAN tags) only
         // for those that do.
         if !facts.is_empty() {
@@ -378,8 +450,10 @@ impl Dissector {
         if seg.rst {
             // A reset ends both directions: the other side gets its final pass too, and what it
             // yields was sent the other way.
+            let mut other_dir = Direction::Unknown;
             if let Some(flow) = self.flows.get_mut(&key) {
                 pump(flow, 1 - side, true, &mut facts);
+                other_dir = flow.direction(1 - side);
             }
             if !facts.is_empty() {
                 let ends = reversed(&endpoints(frame, Some(s), Some(d)));
@@ -416,51 +490,29 @@ impl Dissector {
     }
 }
 
-/// Chooses a decoder for a flow from the first bytes of `side`, then feeds that side's
-/// in-order bytes to it. Returns (new DICOM flows, new HL7 flows) for the counters.
-fn pump(flow: &mut Flow, side: usize, closing: bool, facts: &mut Vec<Fact>) -> (u64, u64) {
-    let mut new = (0, 0);
-    // Decoders keep per-direction state keyed by the side they are told, so two distinct sides
-    // are needed even when the capture missed the SYN and the true roles are unknown.
-    let dir = match flow.direction(side) {
-        Direction::Unknown if side == 0 => Direction::FromClient,
-        Direction::Unknown => Direction::FromServer,
-        known => known,
-    };
-    let Some(half) = flow.halves.get_mut(side) else {
-        return new;
-    };
+/// Chooses a decoder for a flow from the first bytes of `side` (walking the registry), then
+/// feeds that side's in-order bytes to it. Returns the protocol when this call recognised the
+/// flow, for the counters.
+fn pump(flow: &mut Flow, side: usize, closing: bool, facts: &mut Vec<Fact>) -> Option<Protocol> {
+    let mut recognised = None;
+    let half = flow.halves.get_mut(side)?;
     let at_limit = closing || half.at_limit();
     if matches!(flow.app, App::Undecided) {
         let data = half.data();
-        let verdict = match (dicom::looks_like_dicom(data), hl7::looks_like_hl7(data)) {
-            (Some(true), _) => Some(true),
-            (_, Some(true)) => Some(true),
-            (Some(false), Some(false)) => Some(false),
-            _ => None,
-        };
-        match verdict {
-            Some(true) => {
-                if dicom::looks_like_dicom(data) == Some(true) {
-                    flow.app = App::Dicom(Box::default());
-                    new.0 = 1;
-                } else {
-                    flow.app = App::Hl7(Box::default());
-                    new.1 = 1;
-                }
-            }
-            Some(false) => {
-                // Picked up mid-connection, an HL7 stream can still be joined at its next
-                // message start; anything else on this side is not ours.
-                if let Some(pos) = half
-                    .midstream()
-                    .then(|| hl7::find_mllp_start(data))
-                    .flatten()
-                {
+        let app = match registry::probe_stream(data) {
+            StreamVerdict::Found(app) => app,
+            // Picked up mid-connection, a stream can still be joined at its next message start
+            // by a decoder that knows how; anything else on this side is not ours.
+            StreamVerdict::NoneMine => match half
+                .midstream()
+                .then(|| registry::resync_stream(data))
+                .flatten()
+            {
+                Some((app, pos)) => {
                     half.consume(pos);
-                    flow.app = App::Hl7(Box::default());
-                    new.1 = 1;
-                } else {
+                    app
+                }
+                None => {
                     half.finish(Stop::DecoderDone);
                     if let Some(m) = flow.matched.get_mut(side) {
                         *m = Some(false);
@@ -471,27 +523,42 @@ fn pump(flow: &mut Flow, side: usize, closing: bool, facts: &mut Vec<Fact>) -> (
                             h.finish(Stop::DecoderDone);
                         }
                     }
-                    return new;
+                    return None;
                 }
-            }
-            None => {
+            },
+            StreamVerdict::Unsure => {
                 if at_limit {
                     half.finish(Stop::DecoderDone);
                 }
-                return new;
+                return None;
             }
-        }
+        };
+        let Decode::Stream(new) = app.decode else {
+            return None;
+        };
+        // Decoders keep per-direction state keyed by the side they are told, so two distinct
+        // sides are needed even when the capture missed the SYN and the true roles are unknown.
+        let keys = match flow.client {
+            Some(1) => [Direction::FromServer, Direction::FromClient],
+            _ => [Direction::FromClient, Direction::FromServer],
+        };
+        flow.app = App::Decoding {
+            decoder: new(),
+            keys,
+        };
+        recognised = Some(app.protocol);
     }
-    let Some(decoder) = flow.app.decoder() else {
-        return new;
+    let App::Decoding { decoder, keys } = &mut flow.app else {
+        return recognised;
     };
     if half.stopped() == Some(Stop::DecoderDone) {
-        return new;
+        return recognised;
     }
     let data = half.data();
     if data.is_empty() && !at_limit {
-        return new;
+        return recognised;
     }
+    let dir = keys.get(side).copied().unwrap_or(Direction::Unknown);
     match decoder.feed(dir, data, at_limit, facts) {
         Feed::Consumed(n) => {
             half.consume(n);
@@ -505,5 +572,111 @@ fn pump(flow: &mut Flow, side: usize, closing: bool, facts: &mut Vec<Fact>) -> (
         }
         Feed::Done => half.finish(Stop::DecoderDone),
     }
-    new
+    recognised
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::Field;
+    use crate::frame::{self, LinkType};
+    use etherparse::PacketBuilder;
+
+    const A: [u8; 4] = [10, 0, 0, 1];
+    const B: [u8; 4] = [10, 0, 0, 2];
+    const ECHO_RQ_AC: (&[u8], &[u8]) = (
+        include_bytes!("../testdata/dicom/echo.client.bin"),
+        include_bytes!("../testdata/dicom/echo.server.bin"),
+    );
+
+    fn tcp(
+        src: ([u8; 4], u16),
+        dst: ([u8; 4], u16),
+        seq: u32,
+        syn: bool,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, src.0[3]], [2, 0, 0, 0, 0, dst.0[3]])
+            .ipv4(src.0, dst.0, 64)
+            .tcp(src.1, dst.1, seq, 65535);
+        let b = if syn { b.syn() } else { b.ack(1) };
+        b.write(&mut buf, payload).unwrap();
+        buf
+    }
+
+    fn udp(src: ([u8; 4], u16), dst: ([u8; 4], u16), payload: &[u8]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, src.0[3]], [2, 0, 0, 0, 0, dst.0[3]])
+            .ipv4(src.0, dst.0, 64)
+            .udp(src.1, dst.1)
+            .write(&mut buf, payload)
+            .unwrap();
+        buf
+    }
+
+    fn run(d: &mut Dissector, frames: &[Vec<u8>]) -> Vec<Evidence> {
+        let mut out = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            let f = frame::decode(LinkType::Ethernet, f).unwrap();
+            d.process(i as i64, &f, &mut out);
+        }
+        out
+    }
+
+    fn first_pdu(bytes: &[u8]) -> &[u8] {
+        let len = u32::from_be_bytes(bytes[2..6].try_into().unwrap()) as usize;
+        &bytes[..6 + len]
+    }
+
+    /// The handshake decides the direction, and the registry the decoder.
+    #[test]
+    fn the_handshake_decides_the_direction() {
+        let client = (B, 40000);
+        let server = (A, 104);
+        let rq = first_pdu(ECHO_RQ_AC.0);
+        let mut d = Dissector::default();
+        let out = run(
+            &mut d,
+            &[
+                tcp(client, server, 999, true, &[]),
+                tcp(client, server, 1000, false, rq),
+            ],
+        );
+        assert!(!out.is_empty());
+        assert!(out.iter().all(|e| e.direction == Direction::FromClient));
+        assert_eq!(d.stats().app(Protocol::Dicom).recognised, 1);
+        assert_eq!(d.stats().app(Protocol::Hl7).recognised, 0);
+    }
+
+    /// DHCP is found by its structure on any port, and a BOOTREQUEST is the client's.
+    #[test]
+    fn dhcp_is_recognised_by_structure_not_port() {
+        let discover = include_bytes!("../testdata/dhcp/discover.bin");
+        let offer = include_bytes!("../testdata/dhcp/offer.bin");
+        let mut d = Dissector::default();
+        let out = run(
+            &mut d,
+            &[
+                udp((A, 6000), (B, 6001), discover),
+                udp((B, 6001), (A, 6000), offer),
+                udp((A, 6000), (B, 67), b"not a DHCP message at all"),
+            ],
+        );
+        let types: Vec<_> = out
+            .iter()
+            .filter(|e| e.field == Field::DhcpMessageType)
+            .map(|e| (e.value.as_str(), e.direction))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("DISCOVER", Direction::FromClient),
+                ("OFFER", Direction::FromServer)
+            ]
+        );
+        assert_eq!(d.stats().app(Protocol::Dhcp).recognised, 2);
+        assert_eq!(d.stats().app_errors(), 0);
+        assert_eq!(d.stats().apps_summary(), "dicom=0 hl7=0 dhcp=2");
+    }
 }

@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use crate::evidence::Protocol;
+
 /// The protocol layer a [`DecodeError`] comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -12,28 +14,19 @@ pub enum Layer {
     Network,
     /// TCP or UDP.
     Transport,
-    /// DICOM Upper Layer PDU or item.
-    DicomPdu,
-    /// DICOM DIMSE command or dataset element.
-    DicomDataset,
-    /// HL7 v2 MLLP framing or segment.
-    Hl7,
-    /// DHCPv4 fixed header or option.
-    Dhcp,
+    /// An application protocol's framing or content (the error's `what` says which part, e.g.
+    /// a DICOM PDU or dataset element).
+    App(Protocol),
 }
 
 impl fmt::Display for Layer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
-            Layer::Link => "link",
-            Layer::Network => "network",
-            Layer::Transport => "transport",
-            Layer::DicomPdu => "DICOM PDU",
-            Layer::DicomDataset => "DICOM dataset",
-            Layer::Hl7 => "HL7",
-            Layer::Dhcp => "DHCP",
-        };
-        f.write_str(s)
+        match self {
+            Layer::Link => f.write_str("link"),
+            Layer::Network => f.write_str("network"),
+            Layer::Transport => f.write_str("transport"),
+            Layer::App(p) => f.write_str(p.name()),
+        }
     }
 }
 

@@ -10,16 +10,57 @@ use core::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Application protocol a fact was extracted from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
+macro_rules! protocols {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal; )*) => {
+        /// Application protocol a fact was extracted from: the id of one registered decoder
+        /// ([`crate::registry`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum Protocol {
+            $( $(#[$doc])* #[serde(rename = $name)] $variant, )*
+        }
+
+        impl Protocol {
+            /// Every protocol, in declaration order ([`Protocol::index`] is the position here).
+            pub const ALL: &'static [Protocol] = &[$(Protocol::$variant,)*];
+
+            /// Stable lowercase name used in JSON, rules, logs and the collector's database
+            /// (e.g. `dicom`); also the prefix of its fields' names.
+            pub const fn name(self) -> &'static str {
+                match self { $( Protocol::$variant => $name, )* }
+            }
+        }
+    };
+}
+
+protocols! {
     /// DICOM Upper Layer (PS3.8) and DIMSE.
-    Dicom,
+    Dicom => "dicom";
     /// HL7 version 2 over MLLP.
-    Hl7,
+    Hl7 => "hl7";
     /// DHCPv4.
-    Dhcp,
+    Dhcp => "dhcp";
+}
+
+impl Protocol {
+    /// Number of protocols: the length of per-protocol tables such as
+    /// [`crate::dissect::DissectStats::apps`].
+    pub const COUNT: usize = Protocol::ALL.len();
+
+    /// Position in [`Protocol::ALL`]: the index of per-protocol tables.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The protocol called `name` (as [`Protocol::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        Protocol::ALL.iter().copied().find(|p| p.name() == name)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 macro_rules! fields {
@@ -222,15 +263,18 @@ fn trim_padding(mut raw: &[u8]) -> &[u8] {
     raw
 }
 
-/// Direction of the packet that carried a fact, relative to the TCP connection.
+/// Direction of the packet that carried a fact, relative to the conversation: known from the
+/// TCP handshake, or for a datagram from the message itself (a DHCP BOOTREQUEST is the
+/// client's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
-    /// From the side that opened the connection (sent the SYN) or the DICOM requestor.
+    /// From the side that opened the connection (sent the SYN) or the DICOM requestor, or from
+    /// a DHCP client.
     FromClient,
-    /// From the side that accepted the connection.
+    /// From the side that accepted the connection, or from a DHCP server.
     FromServer,
-    /// Not known: a datagram protocol, or a capture that started mid-connection.
+    /// Not known: a capture that started mid-connection.
     Unknown,
 }
 

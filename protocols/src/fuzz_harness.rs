@@ -5,6 +5,7 @@
 use crate::dissect::{Dissector, DissectorConfig};
 use crate::frame::{self, LinkType};
 use crate::reassembly::{HalfStream, ReassemblyConfig};
+use crate::registry::{Decode, REGISTRY};
 use crate::{dhcp, dicom, hl7, Direction, Fact, Feed, StreamDecoder};
 
 const LINKS: [LinkType; 5] = [
@@ -87,13 +88,16 @@ pub fn reassembly(data: &[u8]) {
 /// alternating direction on each chunk whose selector byte is odd, through a real
 /// [`HalfStream`] per direction so consumption and the limit behave as in the dissector.
 fn stream<D: StreamDecoder + Default>(data: &[u8]) -> usize {
+    stream_with(&mut D::default(), data)
+}
+
+fn stream_with(dec: &mut dyn StreamDecoder, data: &[u8]) -> usize {
     let cfg = ReassemblyConfig {
         prefix_limit: 16 * 1024,
         ..ReassemblyConfig::default()
     };
     let mut halves = [HalfStream::new(cfg), HalfStream::new(cfg)];
     let mut seqs = [0u32, 0u32];
-    let mut dec = D::default();
     let mut facts: Vec<Fact> = Vec::new();
     let mut rest = data;
     let mut side = 0usize;
@@ -149,4 +153,37 @@ pub fn hl7(data: &[u8]) {
 pub fn dhcp(data: &[u8]) {
     let mut facts = Vec::new();
     let _ = dhcp::extract(data, &mut facts);
+}
+
+/// Any registered decoder: the first byte picks the [`REGISTRY`] entry, the rest goes to its
+/// probe and resync, then to its stream decoder (chunked as for the per-protocol targets) or
+/// its datagram decoder. One target covers every protocol, including ones added later.
+pub fn app(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let Some(app) = REGISTRY.get(usize::from(sel) % REGISTRY.len().max(1)) else {
+        return;
+    };
+    let _ = (app.probe)(rest);
+    if let Some(resync) = app.resync {
+        if let Some(pos) = resync(rest) {
+            assert!(pos <= rest.len());
+        }
+    }
+    match app.decode {
+        Decode::Stream(new) => {
+            let mut dec = new();
+            stream_with(dec.as_mut(), rest);
+        }
+        Decode::Datagram { decode, direction } => {
+            let mut facts = Vec::new();
+            let _ = decode(rest, &mut facts);
+            let _ = direction(rest);
+            for f in &facts {
+                assert_eq!(f.field.protocol(), app.protocol);
+                assert!(f.value.chars().count() <= crate::evidence::MAX_VALUE_CHARS);
+            }
+        }
+    }
 }

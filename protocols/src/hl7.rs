@@ -16,7 +16,8 @@
 use core::fmt;
 use std::collections::HashSet;
 
-use crate::evidence::{clean_text, Direction, Fact, Field};
+use crate::evidence::{clean_text, Direction, Fact, Field, Protocol};
+use crate::registry::{AppDecoder, Decode, Probe};
 use crate::{Feed, StreamDecoder};
 
 /// MLLP start block (VT).
@@ -38,6 +39,16 @@ const MAX_HUNT_BYTES: usize = 64 * 1024;
 /// same MSH-3..6 in every message, so a small set removes nearly all repeats; past the bound facts
 /// are still emitted, just no longer de-duplicated, so memory stays fixed.
 const MAX_DEDUPE: usize = 256;
+
+/// HL7's entry in [`crate::registry`]: a TCP protocol found by [`looks_like_hl7`], joined
+/// mid-stream at the next MLLP message start ([`find_mllp_start`]). Its facts need no TCP
+/// direction: MSH-3/4 describe the message's sender and MSH-5/6 its receiver.
+pub const DECODER: AppDecoder = AppDecoder {
+    protocol: Protocol::Hl7,
+    probe: |prefix| Probe::from(looks_like_hl7(prefix)),
+    resync: Some(find_mllp_start),
+    decode: Decode::Stream(|| Box::new(Hl7Decoder::new())),
+};
 
 /// Tells whether a stream prefix is HL7 over MLLP: `0x0B` then `MSH`, after at most a few
 /// whitespace bytes.

@@ -6,6 +6,9 @@
 //! Indexing, `unwrap`, `expect` and `panic!` are denied outside tests so that contract is checked
 //! by the compiler rather than by review.
 //!
+//! Application protocols are found by structure through [`registry`]: one module per protocol,
+//! each exporting an [`AppDecoder`]; the fields they may extract are rows of [`Field`].
+//!
 //! Patient data is unobtainable by construction: extraction is by allow-list. The only values
 //! this crate ever copies out of a packet are the ones named by [`Field`]; the HL7 and DICOM
 //! decoders skip every other value without reading it.
@@ -30,10 +33,12 @@ pub mod frame;
 pub mod fuzz_harness;
 pub mod hl7;
 pub mod reassembly;
+pub mod registry;
 pub mod schema;
 
 pub use error::{DecodeError, Layer};
 pub use evidence::{Direction, Endpoints, Evidence, Fact, Field, MacAddr, Protocol};
+pub use registry::{AppDecoder, Probe};
 
 /// A decoder for one TCP connection, fed each direction's in-order bytes by the reassembler.
 ///

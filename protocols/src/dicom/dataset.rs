@@ -7,7 +7,7 @@
 //! counting bytes, so patient data is never read, let alone copied.
 
 use crate::error::{DecodeError, Layer};
-use crate::evidence::{clean_text, Fact, Field};
+use crate::evidence::{clean_text, Fact, Field, Protocol};
 
 /// Undefined length (PS3.5 §7.1.1): the value ends at a delimiter instead.
 const UNDEFINED: u32 = 0xffff_ffff;
@@ -124,7 +124,7 @@ pub fn parse_command(buf: &[u8]) -> Result<Command, DecodeError> {
     while !rest.is_empty() {
         let Some((header, after)) = rest.split_at_checked(8) else {
             return Err(DecodeError::truncated(
-                Layer::DicomDataset,
+                Layer::App(Protocol::Dicom),
                 offset,
                 8,
                 buf.len(),
@@ -133,7 +133,7 @@ pub fn parse_command(buf: &[u8]) -> Result<Command, DecodeError> {
         let t = tag(le_u16(header, 0), le_u16(header, 2));
         if t >> 16 != 0 {
             return Err(DecodeError::Invalid {
-                layer: Layer::DicomDataset,
+                layer: Layer::App(Protocol::Dicom),
                 offset,
                 what: "command set tag outside group 0000",
             });
@@ -142,7 +142,7 @@ pub fn parse_command(buf: &[u8]) -> Result<Command, DecodeError> {
         let Some((value, next)) = after.split_at_checked(super::pdu::to_usize(len)) else {
             let needed = 8usize.saturating_add(super::pdu::to_usize(len));
             return Err(DecodeError::truncated(
-                Layer::DicomDataset,
+                Layer::App(Protocol::Dicom),
                 offset,
                 needed,
                 buf.len(),
@@ -620,7 +620,7 @@ pub(crate) mod tests {
         assert!(!c.has_dataset);
         assert!(parse_command(&cmd[..cmd.len() - 1]).is_err());
         let err = parse_command(&element(false, 8, 0x60, b"CS", b"CT")).unwrap_err();
-        assert_eq!(err.layer(), Layer::DicomDataset);
+        assert_eq!(err.layer(), Layer::App(Protocol::Dicom));
     }
 
     #[test]

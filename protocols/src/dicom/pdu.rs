@@ -7,6 +7,7 @@
 //! the view (for items: to the start of the PDU or parent item the iterator was built from).
 
 use crate::error::{DecodeError, Layer};
+use crate::evidence::Protocol;
 
 /// Byte layout of the structures, so offsets are named once and reviewed against PS3.8.
 pub mod field {
@@ -153,12 +154,12 @@ pub(crate) fn to_usize(n: u32) -> usize {
 }
 
 fn pdu_err(offset: usize, needed: usize, len: usize) -> DecodeError {
-    DecodeError::truncated(Layer::DicomPdu, offset, needed, len)
+    DecodeError::truncated(Layer::App(Protocol::Dicom), offset, needed, len)
 }
 
 fn invalid(offset: usize, what: &'static str) -> DecodeError {
     DecodeError::Invalid {
-        layer: Layer::DicomPdu,
+        layer: Layer::App(Protocol::Dicom),
         offset,
         what,
     }
@@ -564,7 +565,7 @@ mod tests {
     fn every_truncation_is_an_error_not_a_panic() {
         for n in 0..FIND_RQ.len() {
             let err = AssociatePdu::new_checked(&FIND_RQ[..n]).unwrap_err();
-            assert_eq!(err.layer(), Layer::DicomPdu);
+            assert_eq!(err.layer(), Layer::App(Protocol::Dicom));
         }
     }
 
