@@ -17,7 +17,7 @@ type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 use std::net::IpAddr;
 
 use ward_protocols::frame::{Frame, Net, Transport};
-use ward_protocols::{Direction, Evidence, Field, MacAddr, Protocol};
+use ward_protocols::{registry, Attribute, Direction, Evidence, Field, MacAddr, Party, Protocol};
 
 use crate::observation::{
     AddressRecord, ClassificationRecord, DeviceRecord, FactRecord, MacKind, Seen, ServiceRecord,
@@ -130,63 +130,11 @@ pub struct DeviceTable {
     by_ip: FastMap<IpAddr, DeviceKey>,
 }
 
-/// Which endpoint of the carrying packet a field describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subject {
-    /// The packet's sender.
-    Sender,
-    /// The packet's receiver.
-    Receiver,
-    /// The DHCP client named by chaddr.
-    DhcpClient,
-}
-
-/// The device a field describes, given the direction of the packet that carried it; `None`
-/// when that cannot be told (the fact is then not attributed).
-pub fn subject(field: Field, dir: Direction) -> Option<Subject> {
-    use Field::*;
-    Some(match field {
-        // The called AE names the acceptor: the receiver of an RQ, the sender of an AC.
-        DicomCalledAe => match dir {
-            Direction::FromClient => Subject::Receiver,
-            Direction::FromServer => Subject::Sender,
-            Direction::Unknown => return None,
-        },
-        DicomCallingAe => match dir {
-            Direction::FromClient => Subject::Sender,
-            Direction::FromServer => Subject::Receiver,
-            Direction::Unknown => return None,
-        },
-        // Dataset attributes describe the equipment that made the image: the sender when it
-        // pushes (C-STORE as requestor); images an archive returns (C-GET) describe someone else.
-        DicomModality
-        | DicomManufacturer
-        | DicomStationName
-        | DicomModelName
-        | DicomDeviceSerialNumber
-        | DicomSoftwareVersions => match dir {
-            Direction::FromClient => Subject::Sender,
-            _ => return None,
-        },
-        Hl7ReceivingApplication | Hl7ReceivingFacility => Subject::Receiver,
-        DhcpMessageType
-        | DhcpClientMac
-        | DhcpHostname
-        | DhcpRequestedIp
-        | DhcpParameterRequestList
-        | DhcpVendorClass
-        | DhcpClientId
-        | DhcpFqdn
-        | DhcpYourIp
-        | DhcpOptionOrder => Subject::DhcpClient,
-        _ => Subject::Sender,
-    })
-}
-
-/// Facts that describe a message rather than the DHCP client's own stack: kept out of the
-/// client's record when a server sent them.
-fn server_side_dhcp(field: Field) -> bool {
-    matches!(field, Field::DhcpOptionOrder | Field::DhcpMessageType)
+/// The device a field describes, given the direction of the message that carried it; `None`
+/// when that cannot be told (the fact is then not attributed). Read from the field's
+/// [`Describes`](ward_protocols::Describes) role in the allow-list: this table names no field.
+pub fn subject(field: Field, dir: Direction) -> Option<Party> {
+    field.describes().resolve(dir)
 }
 
 impl DeviceTable {
@@ -436,10 +384,11 @@ impl DeviceTable {
     /// Drains `batch`: values move into the table rather than being copied.
     pub fn observe_evidence(&mut self, batch: &mut Vec<Evidence>) {
         let cfg = self.cfg;
-        // A DHCP message's facts all describe the client its chaddr names.
-        let dhcp_client = batch
+        // The device a message names (a DHCP message's chaddr): what `Describes::Named` facts
+        // describe.
+        let named = batch
             .iter()
-            .find(|e| e.field == Field::DhcpClientMac)
+            .find(|e| e.field.attribute() == Attribute::SubjectMac)
             .and_then(|e| e.value.parse::<MacAddr>().ok());
         let mut labelled = false;
         // Facts of one frame share its endpoints: resolve the device keys once per endpoints.
@@ -461,34 +410,27 @@ impl DeviceTable {
                 }
             };
             // The first fact of a TCP application tells which side serves that protocol.
-            if !labelled && e.protocol != Protocol::Dhcp {
+            if !labelled && registry::is_stream(e.protocol) {
                 labelled = true;
                 self.label_service(&e, sender, receiver);
             }
-            let from_server = e.endpoints.src_port == Some(67);
             let key = match subject(e.field, e.direction) {
-                Some(Subject::Sender) => sender,
-                Some(Subject::Receiver) => receiver,
-                Some(Subject::DhcpClient) => {
-                    if from_server && server_side_dhcp(e.field) {
-                        None
-                    } else {
-                        dhcp_client
-                            .and_then(|m| self.key_for(Some(m), vlan, None))
-                            .or(sender)
-                    }
-                }
+                Some(Party::Sender) => sender,
+                Some(Party::Receiver) => receiver,
+                Some(Party::Named) => named
+                    .and_then(|m| self.key_for(Some(m), vlan, None))
+                    .or(sender),
                 None => None,
             };
             let Some(key) = key else { continue };
             let t = e.time_us;
             let dev = self.touch(key, t);
             let mut learned = None;
-            let capped = if e.field == Field::DhcpYourIp {
+            let capped = if e.field.attribute() == Attribute::AssignedAddress {
                 match e.value.parse::<IpAddr>() {
                     Ok(ip) => {
                         learned = Some(ip);
-                        add_address(dev, &cfg, ip, "dhcp", t)
+                        add_address(dev, &cfg, ip, e.protocol.name(), t)
                     }
                     Err(_) => false,
                 }
@@ -900,6 +842,80 @@ mod tests {
             }
             assert!(c.len() <= chunk);
             keys.extend(c.into_iter().map(|r| r.key));
+        }
+    }
+
+    /// The attribution table this module held before the roles moved into the allow-list
+    /// (issue 14), as it was: the roles must attribute every field the same way, except that
+    /// DHCP facts now carry the message's direction (BOOTREQUEST = from the client) instead of
+    /// the server's source port 67 deciding which of them to drop.
+    fn legacy_subject(field: Field, dir: Direction, from_port_67: bool) -> Option<Party> {
+        use Field::*;
+        Some(match field {
+            DicomCalledAe => match dir {
+                Direction::FromClient => Party::Receiver,
+                Direction::FromServer => Party::Sender,
+                Direction::Unknown => return None,
+            },
+            DicomCallingAe => match dir {
+                Direction::FromClient => Party::Sender,
+                Direction::FromServer => Party::Receiver,
+                Direction::Unknown => return None,
+            },
+            DicomModality
+            | DicomManufacturer
+            | DicomStationName
+            | DicomModelName
+            | DicomDeviceSerialNumber
+            | DicomSoftwareVersions => match dir {
+                Direction::FromClient => Party::Sender,
+                _ => return None,
+            },
+            Hl7ReceivingApplication | Hl7ReceivingFacility => Party::Receiver,
+            DhcpOptionOrder | DhcpMessageType if from_port_67 => return None,
+            DhcpMessageType
+            | DhcpClientMac
+            | DhcpHostname
+            | DhcpRequestedIp
+            | DhcpParameterRequestList
+            | DhcpVendorClass
+            | DhcpClientId
+            | DhcpFqdn
+            | DhcpYourIp
+            | DhcpOptionOrder => Party::Named,
+            _ => Party::Sender,
+        })
+    }
+
+    #[test]
+    fn roles_attribute_every_field_as_the_old_table_did() {
+        for &f in Field::ALL {
+            if f.protocol() == Protocol::Dhcp {
+                // Old: every DHCP fact had direction Unknown; a server's (source port 67)
+                // message type and option order were dropped. New: BOOTREPLY = FromServer.
+                assert_eq!(
+                    subject(f, Direction::FromClient),
+                    legacy_subject(f, Direction::Unknown, false),
+                    "{f}"
+                );
+                assert_eq!(
+                    subject(f, Direction::FromServer),
+                    legacy_subject(f, Direction::Unknown, true),
+                    "{f}"
+                );
+                continue;
+            }
+            for dir in [
+                Direction::FromClient,
+                Direction::FromServer,
+                Direction::Unknown,
+            ] {
+                assert_eq!(
+                    subject(f, dir),
+                    legacy_subject(f, dir, false),
+                    "{f} {dir:?}"
+                );
+            }
         }
     }
 

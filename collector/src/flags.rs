@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDate};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use ward_protocols::Protocol;
 
 use crate::link::manufacturer_model;
 use crate::model::{Contract, Direction, RemoteAccessPolicy, Transport};
@@ -148,13 +149,20 @@ fn service_key(s: &ServiceView) -> String {
     format!("{}/{}/{}", s.transport, s.port, s.direction)
 }
 
-/// Whether a device counts as a medical device: it speaks DICOM or HL7, or its type is not one
-/// of `cfg.non_medical_types`.
+/// Whether a service's application protocol carries patient data (DICOM, HL7 today): asked of
+/// the protocol ([`Protocol::carries_patient_data`]), so a new clinical protocol counts here
+/// the day it is registered.
+pub fn carries_patient_data(s: &ServiceView) -> bool {
+    s.app
+        .as_deref()
+        .and_then(Protocol::from_name)
+        .is_some_and(Protocol::carries_patient_data)
+}
+
+/// Whether a device counts as a medical device: it speaks a protocol that carries patient data,
+/// or its type is not one of `cfg.non_medical_types`.
 pub fn is_medical(d: &DeviceView, cfg: &FlagConfig) -> bool {
-    let speaks_clinical = d
-        .services
-        .iter()
-        .any(|s| matches!(s.app.as_deref(), Some("dicom") | Some("hl7")));
+    let speaks_clinical = d.services.iter().any(carries_patient_data);
     let t = d.current("device_type").unwrap_or("unknown");
     speaks_clinical || !cfg.non_medical_types.iter().any(|n| n == t)
 }
@@ -361,9 +369,7 @@ pub fn evaluate(
                     json!({"device": device_evidence(d), "contract": cev, "service": service_evidence(s), "permitted_services": c.permitted_services}),
                 );
             }
-            if c.encryption_in_transit_required
-                && matches!(s.app.as_deref(), Some("dicom") | Some("hl7"))
-            {
+            if c.encryption_in_transit_required && carries_patient_data(s) {
                 let app = s.app.as_deref().unwrap_or_default().to_uppercase();
                 out.push(
                     "cleartext_phi_protocol",

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use ward_protocols::{Attribute, Field};
+
 use crate::model::{Asset, Contract};
 use crate::store::{DeviceView, Inventory, Link, LinkKind};
 
@@ -62,17 +64,25 @@ pub fn manufacturer_matches(expected: &str, reported: &str) -> bool {
     matches!((sig(&a), sig(&b)), (Some(x), Some(y)) if x == y)
 }
 
-/// Manufacturer and model of a device: what the rules classified, else the raw DICOM/HL7 facts.
+/// Manufacturer and model of a device: what the rules classified, else the raw facts whose
+/// role is manufacturer or model (in allow-list order: a DICOM dataset's before an HL7 DEV
+/// segment's).
 pub fn manufacturer_model(d: &DeviceView) -> (Option<&str>, Option<&str>) {
     let m = d
         .current("manufacturer")
-        .or_else(|| d.current("dicom.manufacturer"))
-        .or_else(|| d.current("hl7.device_manufacturer"));
+        .or_else(|| fact_with_role(d, Attribute::Manufacturer));
     let model = d
         .current("model")
-        .or_else(|| d.current("dicom.model_name"))
-        .or_else(|| d.current("hl7.device_model"));
+        .or_else(|| fact_with_role(d, Attribute::Model));
     (m, model)
+}
+
+/// The current value of the first field (in allow-list order) with attribute role `role`.
+pub fn fact_with_role(d: &DeviceView, role: Attribute) -> Option<&str> {
+    Field::ALL
+        .iter()
+        .filter(|f| f.attribute() == role)
+        .find_map(|f| d.current(f.name()))
 }
 
 /// Whether `c` covers a product by manufacturer and model.

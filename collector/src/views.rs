@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use ward_protocols::Field;
 
 use crate::model::{Asset, Contract};
 use crate::store::{
@@ -48,9 +49,9 @@ pub struct Page<T> {
     pub items: Vec<T>,
 }
 
-/// Attributes a vendor may see of its own devices: identity and software, nothing naming a
-/// peer (AE titles and HL7 applications/facilities can name the other end of a conversation).
-pub const VENDOR_ATTRIBUTES: &[&str] = &[
+/// Attributes the collector derives itself (classification, OUI, link facts) that a vendor may
+/// see of its own devices. Agent facts are decided by [`vendor_may_see_attribute`].
+pub const VENDOR_DERIVED_ATTRIBUTES: &[&str] = &[
     "manufacturer",
     "model",
     "device_type",
@@ -58,24 +59,16 @@ pub const VENDOR_ATTRIBUTES: &[&str] = &[
     "oui_vendor",
     "mac_kind",
     "vlan",
-    "dicom.manufacturer",
-    "dicom.model_name",
-    "dicom.device_serial_number",
-    "dicom.software_versions",
-    "dicom.implementation_class_uid",
-    "dicom.implementation_version",
-    "dicom.modality",
-    "hl7.device_manufacturer",
-    "hl7.device_model",
-    "hl7.device_serial",
-    "hl7.device_software_version",
-    "hl7.udi",
-    "hl7.equipment_instance",
-    "hl7.device_code",
-    "dhcp.vendor_class",
-    "dhcp.hostname",
-    "dhcp.parameter_request_list",
 ];
+
+/// Whether a vendor may see the attribute `name` of its own devices: identity and software,
+/// nothing naming a peer. For agent facts this is the field's `vendor_visible` role in the
+/// allow-list (`ward_protocols::evidence`): AE titles and HL7 applications/facilities, which can
+/// name the other end of a conversation, are not; a new field is hidden until its row says so.
+pub fn vendor_may_see_attribute(name: &str) -> bool {
+    VENDOR_DERIVED_ATTRIBUTES.contains(&name)
+        || Field::from_name(name).is_some_and(Field::vendor_visible)
+}
 
 /// Identity kinds a vendor may see.
 pub const VENDOR_IDENTITIES: &[&str] = &["mac", "serial", "eui64", "udi", "ip", "hostname"];
@@ -137,7 +130,7 @@ fn device_json(d: &DeviceView, vendor: bool) -> Value {
     let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
     if vendor {
         if let Some(m) = v.get_mut("attributes").and_then(Value::as_object_mut) {
-            m.retain(|k, _| VENDOR_ATTRIBUTES.contains(&k.as_str()));
+            m.retain(|k, _| vendor_may_see_attribute(k));
         }
         if let Some(m) = v.get_mut("identities").and_then(Value::as_object_mut) {
             m.retain(|k, _| VENDOR_IDENTITIES.contains(&k.as_str()));
@@ -328,6 +321,48 @@ pub fn require_admin(p: &Principal) -> Result<(), ViewError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fields a vendor sees, now read from the allow-list's `vendor_visible` role, are the
+    /// ones this module listed by name before issue 14 (test data: the names are the point).
+    #[test]
+    fn vendor_visible_fields_are_the_former_list() {
+        let visible: Vec<&str> = Field::ALL
+            .iter()
+            .filter(|f| f.vendor_visible())
+            .map(|f| f.name())
+            .collect();
+        let former = [
+            "dicom.implementation_class_uid",
+            "dicom.implementation_version",
+            "dicom.modality",
+            "dicom.manufacturer",
+            "dicom.model_name",
+            "dicom.device_serial_number",
+            "dicom.software_versions",
+            "hl7.equipment_instance",
+            "hl7.device_code",
+            "hl7.udi",
+            "hl7.device_manufacturer",
+            "hl7.device_model",
+            "hl7.device_serial",
+            "hl7.device_software_version",
+            "dhcp.hostname",
+            "dhcp.parameter_request_list",
+            "dhcp.vendor_class",
+        ];
+        assert_eq!(visible, former);
+        for name in former.iter().chain(VENDOR_DERIVED_ATTRIBUTES) {
+            assert!(vendor_may_see_attribute(name), "{name}");
+        }
+        for hidden in [
+            "dicom.calling_ae",
+            "hl7.sending_application",
+            "dhcp.fqdn",
+            "x.y",
+        ] {
+            assert!(!vendor_may_see_attribute(hidden), "{hidden}");
+        }
+    }
 
     /// The store's one-pass coverage equals counting over every summary (what the view did
     /// before), for every kind of principal.

@@ -11,7 +11,7 @@ use core::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 macro_rules! protocols {
-    ($( $(#[$doc:meta])* $variant:ident => $name:literal; )*) => {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, patient_data: $phi:literal; )*) => {
         /// Application protocol a fact was extracted from: the id of one registered decoder
         /// ([`crate::registry`]).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -28,17 +28,24 @@ macro_rules! protocols {
             pub const fn name(self) -> &'static str {
                 match self { $( Protocol::$variant => $name, )* }
             }
+
+            /// Whether the protocol carries patient data in clear (a service speaking it is a
+            /// cleartext-PHI finding when a contract requires encryption in transit, and a device
+            /// speaking it is medical equipment whatever its type).
+            pub const fn carries_patient_data(self) -> bool {
+                match self { $( Protocol::$variant => $phi, )* }
+            }
         }
     };
 }
 
 protocols! {
     /// DICOM Upper Layer (PS3.8) and DIMSE.
-    Dicom => "dicom";
+    Dicom => "dicom", patient_data: true;
     /// HL7 version 2 over MLLP.
-    Hl7 => "hl7";
+    Hl7 => "hl7", patient_data: true;
     /// DHCPv4.
-    Dhcp => "dhcp";
+    Dhcp => "dhcp", patient_data: false;
 }
 
 impl Protocol {
@@ -63,8 +70,121 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// Which device a fact describes, relative to the message that carried it. The agent attributes
+/// each fact with this and the message's [`Direction`]; a field never describes "whoever sent
+/// it" by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Describes {
+    /// The device that sent the message (an HL7 message's MSH-3/4, a DICOM PDU's user
+    /// information: every message speaks for its sender).
+    Sender,
+    /// The device the message was sent to (HL7 MSH-5/6).
+    Receiver,
+    /// The side that opened the conversation: the TCP client, the DICOM association requestor
+    /// (the calling AE). Needs the direction; dropped when it is unknown.
+    Client,
+    /// The side that accepted it: the TCP server, the DICOM acceptor (the called AE). Needs the
+    /// direction; dropped when it is unknown.
+    Server,
+    /// The sender, and only in messages the client sent: a dataset pushed with C-STORE by the
+    /// requestor describes the modality that made it; one an archive returns for a C-GET describes
+    /// some other device and is not attributed.
+    SenderIfClient,
+    /// The device the message names with its [`Attribute::SubjectMac`] fact (a DHCP message's
+    /// chaddr: a relayed request's sender is the relay, not the client), else the sender.
+    Named,
+    /// Like [`Describes::Named`], but only in messages the client sent: in a server's reply
+    /// the fact describes the server's stack, not the client, and is not attributed.
+    NamedIfClient,
+}
+
+/// The endpoint a [`Describes`] resolves to once the message's direction is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Party {
+    /// The packet's sender.
+    Sender,
+    /// The packet's receiver.
+    Receiver,
+    /// The device the message names (see [`Describes::Named`]); the sender when it names none.
+    Named,
+}
+
+impl Describes {
+    /// The endpoint described, for a message travelling `dir`; `None` when that cannot be told
+    /// (or the fact describes no endpoint of this message) and the fact is not attributed.
+    pub const fn resolve(self, dir: Direction) -> Option<Party> {
+        match (self, dir) {
+            (Describes::Sender, _) => Some(Party::Sender),
+            (Describes::Receiver, _) => Some(Party::Receiver),
+            (Describes::Client, Direction::FromClient)
+            | (Describes::Server, Direction::FromServer)
+            | (Describes::SenderIfClient, Direction::FromClient) => Some(Party::Sender),
+            (Describes::Client, Direction::FromServer)
+            | (Describes::Server, Direction::FromClient) => Some(Party::Receiver),
+            (Describes::Named, _) | (Describes::NamedIfClient, Direction::FromClient) => {
+                Some(Party::Named)
+            }
+            (Describes::Client | Describes::Server, Direction::Unknown)
+            | (Describes::SenderIfClient | Describes::NamedIfClient, _) => None,
+        }
+    }
+}
+
+/// How strongly a field's value identifies one physical device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// A manufacturer serial number: merges devices (placeholder serials are refused).
+    Serial,
+    /// A GS1 UDI (its serial, AI 21, links to asset registers).
+    Udi,
+    /// A value that may carry an IEEE EUI-64 (`<16 hex digits>^EUI-64`): merges devices when it
+    /// does.
+    Eui64,
+    /// Names a device but is not unique or stable (application titles, host names): recorded
+    /// and searched, never merged on.
+    Weak,
+    /// Not an identity.
+    None,
+}
+
+impl Identity {
+    /// Whether two devices reporting the same value are the same device.
+    pub const fn is_strong(self) -> bool {
+        matches!(self, Identity::Serial | Identity::Udi | Identity::Eui64)
+    }
+}
+
+/// What a field's value says about the device it describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Attribute {
+    /// The manufacturer, as the device names it.
+    Manufacturer,
+    /// The model, as the device names it.
+    Model,
+    /// A version of the device's software (the history patch-SLA review reads).
+    SoftwareVersion,
+    /// The device's serial number.
+    Serial,
+    /// A host or station name.
+    HostName,
+    /// The name of an application on the device (a DICOM AE title, an HL7 application).
+    ApplicationName,
+    /// Hints at what kind of device it is (modality, role, device code, vendor class).
+    TypeHint,
+    /// The MAC address of the device the message is about: resolves [`Describes::Named`].
+    SubjectMac,
+    /// An IP address the device is given: recorded with its addresses, not as a fact.
+    AssignedAddress,
+    /// None of these.
+    None,
+}
+
 macro_rules! fields {
-    ($( $(#[$doc:meta])* $variant:ident => $proto:ident, $name:literal; )*) => {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident => $proto:ident, $name:literal,
+            $describes:ident, $identity:ident, $attribute:ident, $vendor:ident;
+    )*) => {
         /// Every identity field ward extracts. This enum is the extraction allow-list.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum Field {
@@ -84,111 +204,194 @@ macro_rules! fields {
             pub const fn protocol(self) -> Protocol {
                 match self { $( Field::$variant => Protocol::$proto, )* }
             }
+
+            /// Which device the fact describes.
+            pub const fn describes(self) -> Describes {
+                match self { $( Field::$variant => Describes::$describes, )* }
+            }
+
+            /// How strongly the value identifies the device.
+            pub const fn identity(self) -> Identity {
+                match self { $( Field::$variant => Identity::$identity, )* }
+            }
+
+            /// What the value says about the device.
+            pub const fn attribute(self) -> Attribute {
+                match self { $( Field::$variant => Attribute::$attribute, )* }
+            }
+
+            /// Whether a vendor's token may see the value on its own devices. Nothing that can
+            /// name the other end of a conversation (AE titles, HL7 applications and
+            /// facilities, peers' addresses) is.
+            pub const fn vendor_visible(self) -> bool {
+                match self { $( Field::$variant => fields!(@vendor $vendor), )* }
+            }
         }
     };
+    (@vendor vendor) => { true };
+    (@vendor private) => { false };
 }
 
+// One row per field: variant => protocol, wire name,
+//     which device it describes (`Describes`), identity strength (`Identity`),
+//     attribute role (`Attribute`), `vendor` (a vendor token may see it) or `private`.
 fields! {
     /// A-ASSOCIATE-RQ/AC called AE title (the acceptor's name), trimmed.
-    DicomCalledAe => Dicom, "dicom.called_ae";
+    DicomCalledAe => Dicom, "dicom.called_ae",
+        Server, Weak, ApplicationName, private;
     /// A-ASSOCIATE-RQ/AC calling AE title (the requestor's name), trimmed.
-    DicomCallingAe => Dicom, "dicom.calling_ae";
+    DicomCallingAe => Dicom, "dicom.calling_ae",
+        Client, Weak, ApplicationName, private;
     /// Application context name UID.
-    DicomApplicationContext => Dicom, "dicom.application_context";
+    DicomApplicationContext => Dicom, "dicom.application_context",
+        Sender, None, None, private;
     /// Abstract syntax (SOP class UID) proposed in an A-ASSOCIATE-RQ presentation context.
-    DicomAbstractSyntax => Dicom, "dicom.abstract_syntax";
+    DicomAbstractSyntax => Dicom, "dicom.abstract_syntax",
+        Sender, None, None, private;
     /// Well-known name of a proposed SOP class, e.g. `CT Image Storage`.
-    DicomSopClass => Dicom, "dicom.sop_class";
+    DicomSopClass => Dicom, "dicom.sop_class",
+        Sender, None, None, private;
     /// Role hint derived from a proposed SOP class, e.g. `modality_storage_scu`.
-    DicomRoleHint => Dicom, "dicom.role_hint";
+    DicomRoleHint => Dicom, "dicom.role_hint",
+        Sender, None, TypeHint, private;
     /// A-ASSOCIATE-AC presentation context result as `<context id>:<result name>`; when the
     /// RQ was seen, `<abstract syntax>:<result name>`.
-    DicomContextResult => Dicom, "dicom.context_result";
+    DicomContextResult => Dicom, "dicom.context_result",
+        Sender, None, None, private;
     /// Transfer syntax accepted for a presentation context (from the AC).
-    DicomTransferSyntax => Dicom, "dicom.transfer_syntax";
+    DicomTransferSyntax => Dicom, "dicom.transfer_syntax",
+        Sender, None, None, private;
     /// User information: implementation class UID.
-    DicomImplementationClassUid => Dicom, "dicom.implementation_class_uid";
+    DicomImplementationClassUid => Dicom, "dicom.implementation_class_uid",
+        Sender, None, None, vendor;
     /// User information: implementation version name.
-    DicomImplementationVersion => Dicom, "dicom.implementation_version";
+    DicomImplementationVersion => Dicom, "dicom.implementation_version",
+        Sender, None, SoftwareVersion, vendor;
     /// User information: maximum PDU length the sender can receive.
-    DicomMaxPduLength => Dicom, "dicom.max_pdu_length";
+    DicomMaxPduLength => Dicom, "dicom.max_pdu_length",
+        Sender, None, None, private;
     /// A-ASSOCIATE-RJ as `result=…,source=…,reason=…`.
-    DicomReject => Dicom, "dicom.reject";
+    DicomReject => Dicom, "dicom.reject",
+        Sender, None, None, private;
     /// A-ABORT as `source=…,reason=…`.
-    DicomAbort => Dicom, "dicom.abort";
+    DicomAbort => Dicom, "dicom.abort",
+        Sender, None, None, private;
     /// A-RELEASE-RQ or A-RELEASE-RP seen.
-    DicomRelease => Dicom, "dicom.release";
+    DicomRelease => Dicom, "dicom.release",
+        Sender, None, None, private;
     /// DIMSE command of a P-DATA command fragment, e.g. `C-STORE-RQ`.
-    DicomCommand => Dicom, "dicom.command";
+    DicomCommand => Dicom, "dicom.command",
+        Sender, None, None, private;
     /// Affected SOP class UID (0000,0002) of a DIMSE command.
-    DicomAffectedSopClass => Dicom, "dicom.affected_sop_class";
+    DicomAffectedSopClass => Dicom, "dicom.affected_sop_class",
+        Sender, None, None, private;
     /// Dataset (0008,0060) Modality.
-    DicomModality => Dicom, "dicom.modality";
+    DicomModality => Dicom, "dicom.modality",
+        SenderIfClient, None, TypeHint, vendor;
     /// Dataset (0008,0070) Manufacturer.
-    DicomManufacturer => Dicom, "dicom.manufacturer";
+    DicomManufacturer => Dicom, "dicom.manufacturer",
+        SenderIfClient, None, Manufacturer, vendor;
     /// Dataset (0008,1010) Station Name.
-    DicomStationName => Dicom, "dicom.station_name";
+    DicomStationName => Dicom, "dicom.station_name",
+        SenderIfClient, None, HostName, private;
     /// Dataset (0008,1090) Manufacturer's Model Name.
-    DicomModelName => Dicom, "dicom.model_name";
+    DicomModelName => Dicom, "dicom.model_name",
+        SenderIfClient, None, Model, vendor;
     /// Dataset (0018,1000) Device Serial Number.
-    DicomDeviceSerialNumber => Dicom, "dicom.device_serial_number";
+    DicomDeviceSerialNumber => Dicom, "dicom.device_serial_number",
+        SenderIfClient, Serial, Serial, vendor;
     /// Dataset (0018,1020) Software Versions (each value of a multi-valued element).
-    DicomSoftwareVersions => Dicom, "dicom.software_versions";
+    DicomSoftwareVersions => Dicom, "dicom.software_versions",
+        SenderIfClient, None, SoftwareVersion, vendor;
 
     /// MSH-3 sending application (all components, as sent, unescaped).
-    Hl7SendingApplication => Hl7, "hl7.sending_application";
+    Hl7SendingApplication => Hl7, "hl7.sending_application",
+        Sender, None, ApplicationName, private;
     /// MSH-4 sending facility.
-    Hl7SendingFacility => Hl7, "hl7.sending_facility";
+    Hl7SendingFacility => Hl7, "hl7.sending_facility",
+        Sender, None, None, private;
     /// MSH-5 receiving application.
-    Hl7ReceivingApplication => Hl7, "hl7.receiving_application";
+    Hl7ReceivingApplication => Hl7, "hl7.receiving_application",
+        Receiver, None, ApplicationName, private;
     /// MSH-6 receiving facility.
-    Hl7ReceivingFacility => Hl7, "hl7.receiving_facility";
+    Hl7ReceivingFacility => Hl7, "hl7.receiving_facility",
+        Receiver, None, None, private;
     /// MSH-9 message type, e.g. `ORU^R01^ORU_R01`.
-    Hl7MessageType => Hl7, "hl7.message_type";
+    Hl7MessageType => Hl7, "hl7.message_type",
+        Sender, None, None, private;
     /// MSH-11 processing id.
-    Hl7ProcessingId => Hl7, "hl7.processing_id";
+    Hl7ProcessingId => Hl7, "hl7.processing_id",
+        Sender, None, None, private;
     /// MSH-12 version id.
-    Hl7Version => Hl7, "hl7.version";
+    Hl7Version => Hl7, "hl7.version",
+        Sender, None, None, private;
     /// MSH-21 message profile identifier (each repetition).
-    Hl7Profile => Hl7, "hl7.profile";
-    /// OBX-18 equipment instance identifier (each repetition).
-    Hl7EquipmentInstance => Hl7, "hl7.equipment_instance";
+    Hl7Profile => Hl7, "hl7.profile",
+        Sender, None, None, private;
+    /// OBX-18 equipment instance identifier (each repetition). Attributed to the sender: the
+    /// device reporting its own observations, or the gateway reporting for it.
+    Hl7EquipmentInstance => Hl7, "hl7.equipment_instance",
+        Sender, Eui64, None, vendor;
     /// OBX-3 observation identifier, only when it names a device (`MDC_DEV_*`).
-    Hl7DeviceCode => Hl7, "hl7.device_code";
+    Hl7DeviceCode => Hl7, "hl7.device_code",
+        Sender, None, TypeHint, vendor;
     /// PRT-10 participation device, only for equipment participations.
-    Hl7ParticipationDevice => Hl7, "hl7.participation_device";
+    Hl7ParticipationDevice => Hl7, "hl7.participation_device",
+        Sender, None, None, private;
     /// PRT-16 participation device UDI identifier, only for equipment participations.
-    Hl7Udi => Hl7, "hl7.udi";
+    Hl7Udi => Hl7, "hl7.udi",
+        Sender, Udi, None, vendor;
     /// DEV-5 device manufacturer.
-    Hl7DeviceManufacturer => Hl7, "hl7.device_manufacturer";
+    Hl7DeviceManufacturer => Hl7, "hl7.device_manufacturer",
+        Sender, None, Manufacturer, vendor;
     /// DEV-7 device model.
-    Hl7DeviceModel => Hl7, "hl7.device_model";
+    Hl7DeviceModel => Hl7, "hl7.device_model",
+        Sender, None, Model, vendor;
     /// DEV-11 device serial number.
-    Hl7DeviceSerial => Hl7, "hl7.device_serial";
+    Hl7DeviceSerial => Hl7, "hl7.device_serial",
+        Sender, Serial, Serial, vendor;
     /// DEV-16 device software version.
-    Hl7DeviceSoftwareVersion => Hl7, "hl7.device_software_version";
+    Hl7DeviceSoftwareVersion => Hl7, "hl7.device_software_version",
+        Sender, None, SoftwareVersion, vendor;
 
     /// DHCP message type (option 53), e.g. `DISCOVER`.
-    DhcpMessageType => Dhcp, "dhcp.message_type";
+    DhcpMessageType => Dhcp, "dhcp.message_type",
+        NamedIfClient, None, None, private;
     /// Client hardware address (chaddr) for Ethernet clients, `aa:bb:cc:dd:ee:ff`, in requests
     /// and replies: the device the message is about.
-    DhcpClientMac => Dhcp, "dhcp.client_mac";
+    DhcpClientMac => Dhcp, "dhcp.client_mac",
+        Named, None, SubjectMac, private;
     /// Option 12 host name.
-    DhcpHostname => Dhcp, "dhcp.hostname";
+    DhcpHostname => Dhcp, "dhcp.hostname",
+        Named, Weak, HostName, vendor;
     /// Option 50 requested IP address.
-    DhcpRequestedIp => Dhcp, "dhcp.requested_ip";
+    DhcpRequestedIp => Dhcp, "dhcp.requested_ip",
+        Named, None, None, private;
     /// Option 55 parameter request list in on-wire order, e.g. `1,3,6,15`.
-    DhcpParameterRequestList => Dhcp, "dhcp.parameter_request_list";
+    DhcpParameterRequestList => Dhcp, "dhcp.parameter_request_list",
+        Named, None, None, vendor;
     /// Option 60 vendor class identifier.
-    DhcpVendorClass => Dhcp, "dhcp.vendor_class";
+    DhcpVendorClass => Dhcp, "dhcp.vendor_class",
+        Named, None, TypeHint, vendor;
     /// Option 61 client identifier, as lowercase hex of the raw bytes.
-    DhcpClientId => Dhcp, "dhcp.client_id";
+    DhcpClientId => Dhcp, "dhcp.client_id",
+        Named, None, None, private;
     /// Option 81 client FQDN (domain name part).
-    DhcpFqdn => Dhcp, "dhcp.fqdn";
+    DhcpFqdn => Dhcp, "dhcp.fqdn",
+        Named, Weak, HostName, private;
     /// yiaddr of an OFFER or ACK: the address the server gives the client.
-    DhcpYourIp => Dhcp, "dhcp.your_ip";
+    DhcpYourIp => Dhcp, "dhcp.your_ip",
+        Named, None, AssignedAddress, private;
     /// Codes of all options present, in on-wire order, e.g. `53,61,50,12,55`.
-    DhcpOptionOrder => Dhcp, "dhcp.option_order";
+    DhcpOptionOrder => Dhcp, "dhcp.option_order",
+        NamedIfClient, None, None, private;
+}
+
+impl Field {
+    /// The field called `name` (as [`Field::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Field> {
+        Field::ALL.iter().copied().find(|f| f.name() == name)
+    }
 }
 
 impl fmt::Display for Field {
@@ -401,6 +604,87 @@ mod tests {
             let json = serde_json::to_string(f).unwrap();
             assert_eq!(json, format!("\"{}\"", f.name()));
         }
+    }
+
+    #[test]
+    fn patient_data_protocols() {
+        let phi: Vec<_> = Protocol::ALL
+            .iter()
+            .filter(|p| p.carries_patient_data())
+            .collect();
+        assert_eq!(phi, [&Protocol::Dicom, &Protocol::Hl7]);
+        for p in Protocol::ALL {
+            assert_eq!(Protocol::from_name(p.name()), Some(*p));
+            assert_eq!(serde_json::to_string(p).unwrap(), format!("\"{p}\""));
+        }
+    }
+
+    /// The role columns hang together: what consumers of the roles rely on.
+    #[test]
+    fn field_roles_are_consistent() {
+        for &f in Field::ALL {
+            assert_eq!(Field::from_name(f.name()), Some(f));
+            // A strong identity is something a vendor may see on its own device.
+            if f.identity().is_strong() {
+                assert!(f.vendor_visible(), "{f}");
+            }
+            if f.identity() == Identity::Serial {
+                assert_eq!(f.attribute(), Attribute::Serial, "{f}");
+            }
+            // Weak identities are names of a kind the collector files them under.
+            if f.identity() == Identity::Weak {
+                assert!(
+                    matches!(
+                        f.attribute(),
+                        Attribute::HostName | Attribute::ApplicationName
+                    ),
+                    "{f}"
+                );
+                assert!(!matches!(f.describes(), Describes::Receiver), "{f}");
+            }
+            // A protocol whose facts describe a named device names it with one field.
+            if matches!(f.describes(), Describes::Named | Describes::NamedIfClient) {
+                let namers = Field::ALL
+                    .iter()
+                    .filter(|g| g.protocol() == f.protocol())
+                    .filter(|g| g.attribute() == Attribute::SubjectMac)
+                    .count();
+                assert_eq!(namers, 1, "{f}");
+            }
+        }
+    }
+
+    #[test]
+    fn describes_resolves_by_direction() {
+        use Direction::*;
+        let all = [FromClient, FromServer, Unknown];
+        for d in all {
+            assert_eq!(Describes::Sender.resolve(d), Some(Party::Sender));
+            assert_eq!(Describes::Receiver.resolve(d), Some(Party::Receiver));
+            assert_eq!(Describes::Named.resolve(d), Some(Party::Named));
+        }
+        assert_eq!(Describes::Client.resolve(FromClient), Some(Party::Sender));
+        assert_eq!(Describes::Client.resolve(FromServer), Some(Party::Receiver));
+        assert_eq!(Describes::Server.resolve(FromClient), Some(Party::Receiver));
+        assert_eq!(Describes::Server.resolve(FromServer), Some(Party::Sender));
+        assert_eq!(
+            Describes::SenderIfClient.resolve(FromClient),
+            Some(Party::Sender)
+        );
+        assert_eq!(
+            Describes::NamedIfClient.resolve(FromClient),
+            Some(Party::Named)
+        );
+        for r in [
+            Describes::Client,
+            Describes::Server,
+            Describes::SenderIfClient,
+            Describes::NamedIfClient,
+        ] {
+            assert_eq!(r.resolve(Unknown), None, "{r:?}");
+        }
+        assert_eq!(Describes::SenderIfClient.resolve(FromServer), None);
+        assert_eq!(Describes::NamedIfClient.resolve(FromServer), None);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! by the compiler rather than by review.
 //!
 //! Application protocols are found by structure through [`registry`]: one module per protocol,
-//! each exporting an [`AppDecoder`]; the fields they may extract are rows of [`Field`].
+//! each exporting an [`AppDecoder`]; the fields they may extract, and which device each
+//! describes, are rows of [`Field`].
 //!
 //! Patient data is unobtainable by construction: extraction is by allow-list. The only values
 //! this crate ever copies out of a packet are the ones named by [`Field`]; the HL7 and DICOM
@@ -37,7 +38,10 @@ pub mod registry;
 pub mod schema;
 
 pub use error::{DecodeError, Layer};
-pub use evidence::{Direction, Endpoints, Evidence, Fact, Field, MacAddr, Protocol};
+pub use evidence::{
+    Attribute, Describes, Direction, Endpoints, Evidence, Fact, Field, Identity, MacAddr, Party,
+    Protocol,
+};
 pub use registry::{AppDecoder, Probe};
 
 /// A decoder for one TCP connection, fed each direction's in-order bytes by the reassembler.

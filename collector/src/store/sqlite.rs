@@ -11,7 +11,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use ward_protocols::schema::observation::{DeviceRecord, Observation, ServiceRecord};
 use ward_protocols::schema::status::StatusMessage;
-use ward_protocols::{Field, MacAddr};
+use ward_protocols::{Attribute, Identity, MacAddr};
 
 use super::{
     AgentRow, Applied, ApplyStats, AttributeValue, Counts, Coverage, DeviceQuery, DeviceSummary,
@@ -342,20 +342,19 @@ fn identities_of(rec: &DeviceRecord) -> (Vec<Ident>, Vec<Ident>) {
         if v.is_empty() {
             continue;
         }
-        match f.field {
-            Field::DicomDeviceSerialNumber | Field::Hl7DeviceSerial if plausible_serial(v) => {
-                strong.push(Ident {
-                    kind: "serial",
-                    value: v.to_string(),
-                    field: f.field.name(),
-                })
-            }
-            Field::Hl7Udi => strong.push(Ident {
+        // By the field's identity role in the allow-list, never by its name.
+        match (f.field.identity(), f.field.attribute()) {
+            (Identity::Serial, _) if plausible_serial(v) => strong.push(Ident {
+                kind: "serial",
+                value: v.to_string(),
+                field: f.field.name(),
+            }),
+            (Identity::Udi, _) => strong.push(Ident {
                 kind: "udi",
                 value: v.to_string(),
                 field: f.field.name(),
             }),
-            Field::Hl7EquipmentInstance => {
+            (Identity::Eui64, _) => {
                 if let Some(e) = eui64(v) {
                     strong.push(Ident {
                         kind: "eui64",
@@ -364,14 +363,15 @@ fn identities_of(rec: &DeviceRecord) -> (Vec<Ident>, Vec<Ident>) {
                     })
                 }
             }
-            Field::DicomCallingAe | Field::DicomCalledAe => weak.push(Ident {
-                kind: "ae_title",
-                value: v.to_string(),
-                field: f.field.name(),
-            }),
-            Field::DhcpHostname | Field::DhcpFqdn => weak.push(Ident {
+            (Identity::Weak, Attribute::HostName) => weak.push(Ident {
                 kind: "hostname",
                 value: v.to_ascii_lowercase(),
+                field: f.field.name(),
+            }),
+            // Application entity / application names (DICOM AE titles).
+            (Identity::Weak, _) => weak.push(Ident {
+                kind: "ae_title",
+                value: v.to_string(),
                 field: f.field.name(),
             }),
             _ => {}
@@ -679,12 +679,7 @@ impl Ingest<'_> {
                     .iter()
                     .filter(|f| {
                         f.value.contains(v.as_str())
-                            && matches!(
-                                f.field,
-                                Field::DicomSoftwareVersions
-                                    | Field::DicomImplementationVersion
-                                    | Field::Hl7DeviceSoftwareVersion
-                            )
+                            && f.field.attribute() == Attribute::SoftwareVersion
                     })
                     .fold(None, |acc: Option<(i64, i64)>, f| {
                         Some(match acc {
@@ -724,11 +719,7 @@ impl Ingest<'_> {
 
     fn service(&mut self, dev: i64, dir: &str, s: &ServiceRecord) -> Result<(), StoreError> {
         let tx = self.tx;
-        let app = s.app.map(|a| match a {
-            ward_protocols::Protocol::Dicom => "dicom",
-            ward_protocols::Protocol::Hl7 => "hl7",
-            ward_protocols::Protocol::Dhcp => "dhcp",
-        });
+        let app = s.app.map(ward_protocols::Protocol::name);
         let key = format!("{dir}|{}|{}", s.transport, s.port);
         // A recognised protocol or more peers than committed is news even within the
         // resolution.
@@ -2033,6 +2024,61 @@ fn finish_token(mut t: TokenRecord, vendors: &str) -> Result<TokenRecord, StoreE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ward_protocols::schema::observation::{FactRecord, Seen};
+    use ward_protocols::Field;
+
+    /// Identities are read from the fields' roles; these are the kinds the collector derived by
+    /// field name before issue 14, for every field.
+    #[test]
+    fn identity_kinds_from_roles_match_the_former_table() {
+        let former = |f: Field| -> Option<(&str, bool)> {
+            use Field::*;
+            Some(match f {
+                DicomDeviceSerialNumber | Hl7DeviceSerial => ("serial", true),
+                Hl7Udi => ("udi", true),
+                Hl7EquipmentInstance => ("eui64", true),
+                DicomCallingAe | DicomCalledAe => ("ae_title", false),
+                DhcpHostname | DhcpFqdn => ("hostname", false),
+                _ => return None,
+            })
+        };
+        for &field in Field::ALL {
+            let value = match field {
+                Field::Hl7EquipmentInstance => "0012211839000001^EUI-64",
+                _ => "SN-0042",
+            };
+            let rec: DeviceRecord = serde_json::from_value(serde_json::json!({
+                "key": "mac:02:00:00:00:00:01",
+                "seen": {"first_us": 1, "last_us": 2, "count": 1},
+                "addresses": [], "facts": [], "services_offered": [], "services_used": [],
+            }))
+            .unwrap();
+            let rec = DeviceRecord {
+                facts: vec![FactRecord {
+                    field,
+                    protocol: field.protocol(),
+                    value: value.into(),
+                    seen: Seen {
+                        first_us: 1,
+                        last_us: 2,
+                        count: 1,
+                    },
+                }],
+                ..rec
+            };
+            let (strong, weak) = identities_of(&rec);
+            let got = strong
+                .iter()
+                .map(|i| (i.kind, true))
+                .chain(
+                    weak.iter()
+                        .filter(|i| i.kind != "ip")
+                        .map(|i| (i.kind, false)),
+                )
+                .next();
+            assert_eq!(got, former(field), "{field}");
+        }
+    }
 
     #[test]
     fn eui64_needs_the_marker_and_sixteen_hex_digits() {
