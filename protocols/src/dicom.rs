@@ -127,6 +127,10 @@ struct Context {
 struct Association {
     contexts: BTreeMap<u8, Context>,
     rq_seen: bool,
+    /// The side being fed now, and the side that sent the A-ASSOCIATE-RQ (the requestor) once
+    /// an RQ — or, failing that, the AC answering one — has been decoded.
+    feeding: Option<Direction>,
+    requestor: Option<Direction>,
     /// (command field, SOP class) pairs already reported.
     commands: FastSet<(u16, String)>,
     /// Dataset facts already reported.
@@ -218,10 +222,12 @@ impl StreamDecoder for DicomDecoder {
         at_limit: bool,
         facts: &mut Vec<Fact>,
     ) -> Feed {
+        let dir = side;
         let (side, association) = self.side(side);
         if side.done {
             return Feed::Done;
         }
+        association.feeding = Some(dir);
         let mut pos = 0;
         loop {
             let rest = data.get(pos..).unwrap_or_default();
@@ -236,6 +242,10 @@ impl StreamDecoder for DicomDecoder {
             return side.give_up();
         }
         Feed::Consumed(pos)
+    }
+
+    fn client(&self) -> Option<Direction> {
+        self.association.requestor
     }
 }
 
@@ -463,6 +473,10 @@ impl Association {
         };
         push_ae_titles(&rq, facts);
         self.rq_seen = true;
+        // An A-ASSOCIATE-RQ travels from the calling AE (the requestor) to the called AE.
+        if self.requestor.is_none() {
+            self.requestor = self.feeding;
+        }
         self.contexts.clear();
         // Role selection sub-items: (SOP class, the requestor takes only the SCP role).
         let mut roles: Vec<(String, bool)> = Vec::new();
@@ -547,6 +561,14 @@ impl Association {
             return;
         };
         push_ae_titles(&ac, facts);
+        // An A-ASSOCIATE-AC travels back from the acceptor: the requestor is the other side.
+        if self.requestor.is_none() {
+            self.requestor = match self.feeding {
+                Some(Direction::FromClient) => Some(Direction::FromServer),
+                Some(Direction::FromServer) => Some(Direction::FromClient),
+                _ => None,
+            };
+        }
         // Owned copies only for values not seen before in this PDU (a handful at most).
         let mut syntaxes: FastSet<String> = FastSet::default();
         let mut roles: FastSet<&'static str> = FastSet::default();

@@ -436,6 +436,8 @@ impl Dissector {
                 *c = true;
             }
         }
+        // After the pump: a decoder may have just learnt from the messages which side is the
+        // client.
         let dir = flow.direction(side);
         let done = seg.rst || flow.closed == [true, true];
         if let Some(a) = recognised.and_then(|p| self.stats.app_mut(p)) {
@@ -572,6 +574,12 @@ fn pump(flow: &mut Flow, side: usize, closing: bool, facts: &mut Vec<Fact>) -> O
         }
         Feed::Done => half.finish(Stop::DecoderDone),
     }
+    // A capture that missed the handshake: the messages may say who opened the conversation.
+    if flow.client.is_none() {
+        if let Some(opener) = decoder.client() {
+            flow.client = keys.iter().position(|&k| k == opener);
+        }
+    }
     recognised
 }
 
@@ -629,9 +637,64 @@ mod tests {
         &bytes[..6 + len]
     }
 
-    /// The handshake decides the direction, and the registry the decoder.
+    /// A capture that starts after the handshake, with the requestor on the higher endpoint
+    /// (so the flow's lower side, the decoder's default "client", is the acceptor): the
+    /// A-ASSOCIATE-RQ says who the client is, and the AC that answers is from the server.
     #[test]
-    fn the_handshake_decides_the_direction() {
+    fn the_associate_rq_tells_the_direction_when_the_handshake_was_missed() {
+        let requestor = (B, 40000);
+        let acceptor = (A, 11112);
+        let rq = first_pdu(ECHO_RQ_AC.0);
+        let ac = first_pdu(ECHO_RQ_AC.1);
+        let mut d = Dissector::default();
+        let out = run(
+            &mut d,
+            &[
+                tcp(requestor, acceptor, 1000, false, rq),
+                tcp(acceptor, requestor, 5000, false, ac),
+            ],
+        );
+        let dir_of = |field: Field, from: [u8; 4]| {
+            out.iter()
+                .filter(|e| e.field == field && e.endpoints.src_ip == Some(from.into()))
+                .map(|e| e.direction)
+                .collect::<Vec<_>>()
+        };
+        let rq_dirs = dir_of(Field::DicomCallingAe, B);
+        assert!(!rq_dirs.is_empty());
+        assert!(
+            rq_dirs.iter().all(|&d| d == Direction::FromClient),
+            "{rq_dirs:?}"
+        );
+        let ac_dirs = dir_of(Field::DicomCalledAe, A);
+        assert!(!ac_dirs.is_empty());
+        assert!(
+            ac_dirs.iter().all(|&d| d == Direction::FromServer),
+            "{ac_dirs:?}"
+        );
+        assert_eq!(d.stats().app(Protocol::Dicom).recognised, 1);
+        assert_eq!(d.stats().app(Protocol::Hl7).recognised, 0);
+    }
+
+    /// Only the A-ASSOCIATE-AC was captured: it travels back from the acceptor, so its sender
+    /// is the server.
+    #[test]
+    fn a_lone_associate_ac_tells_the_direction_too() {
+        let requestor = (A, 40000);
+        let acceptor = (B, 11112);
+        let ac = first_pdu(ECHO_RQ_AC.1);
+        let mut d = Dissector::default();
+        let out = run(&mut d, &[tcp(acceptor, requestor, 5000, false, ac)]);
+        assert!(!out.is_empty());
+        assert!(
+            out.iter().all(|e| e.direction == Direction::FromServer),
+            "{out:?}"
+        );
+    }
+
+    /// With the handshake seen, its direction stands.
+    #[test]
+    fn the_handshake_decides_when_it_was_seen() {
         let client = (B, 40000);
         let server = (A, 104);
         let rq = first_pdu(ECHO_RQ_AC.0);
@@ -645,8 +708,6 @@ mod tests {
         );
         assert!(!out.is_empty());
         assert!(out.iter().all(|e| e.direction == Direction::FromClient));
-        assert_eq!(d.stats().app(Protocol::Dicom).recognised, 1);
-        assert_eq!(d.stats().app(Protocol::Hl7).recognised, 0);
     }
 
     /// DHCP is found by its structure on any port, and a BOOTREQUEST is the client's.

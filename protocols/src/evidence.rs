@@ -467,17 +467,17 @@ fn trim_padding(mut raw: &[u8]) -> &[u8] {
 }
 
 /// Direction of the packet that carried a fact, relative to the conversation: known from the
-/// TCP handshake, or for a datagram from the message itself (a DHCP BOOTREQUEST is the
-/// client's).
+/// TCP handshake, or — when the capture missed it — from the messages themselves (an
+/// A-ASSOCIATE-RQ always comes from the DICOM requestor; a DHCP BOOTREQUEST from the client).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
-    /// From the side that opened the connection (sent the SYN) or the DICOM requestor, or from
-    /// a DHCP client.
+    /// From the side that opened the connection (sent the SYN), the DICOM requestor, or a DHCP
+    /// client.
     FromClient,
-    /// From the side that accepted the connection, or from a DHCP server.
+    /// From the side that accepted the connection, or a DHCP server.
     FromServer,
-    /// Not known: a capture that started mid-connection.
+    /// Not known: a capture that started mid-connection whose messages do not tell either.
     Unknown,
 }
 

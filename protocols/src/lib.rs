@@ -57,6 +57,15 @@ pub trait StreamDecoder {
     /// Decodes what it can of `data`, pushing extracted facts into `facts`.
     fn feed(&mut self, side: Direction, data: &[u8], at_limit: bool, facts: &mut Vec<Fact>)
         -> Feed;
+
+    /// The side (as `feed` was told it) that opened the conversation, when the messages say so
+    /// — a DICOM A-ASSOCIATE-RQ always comes from the requestor. The dissector asks after each
+    /// `feed` when the capture missed the TCP handshake, and from then on reports directions
+    /// (and so attributes [`Describes::Client`]/[`Describes::Server`] facts) from it. The
+    /// default: the messages do not tell.
+    fn client(&self) -> Option<Direction> {
+        None
+    }
 }
 
 /// What a [`StreamDecoder`] did with the bytes it was offered.

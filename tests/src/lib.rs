@@ -14,6 +14,12 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
+/// `../shared/captures/public/` beside the checkout: third-party captures, read where they are
+/// rather than copied into the repository (present for every developer and in CI).
+pub fn public_captures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures/public")
+}
+
 /// One expected fact.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ExpectedFact {
