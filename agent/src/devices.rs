@@ -889,7 +889,8 @@ mod tests {
 
     #[test]
     fn roles_attribute_every_field_as_the_old_table_did() {
-        for &f in Field::ALL {
+        let then = [Protocol::Dicom, Protocol::Hl7, Protocol::Dhcp];
+        for &f in Field::ALL.iter().filter(|f| then.contains(&f.protocol())) {
             if f.protocol() == Protocol::Dhcp {
                 // Old: every DHCP fact had direction Unknown; a server's (source port 67)
                 // message type and option order were dropped. New: BOOTREPLY = FromServer.

@@ -738,6 +738,7 @@ mod tests {
         );
         assert_eq!(d.stats().app(Protocol::Dhcp).recognised, 2);
         assert_eq!(d.stats().app_errors(), 0);
-        assert_eq!(d.stats().apps_summary(), "dicom=0 hl7=0 dhcp=2");
+        let summary = d.stats().apps_summary();
+        assert!(summary.starts_with("dicom=0 hl7=0 dhcp=2"), "{summary}");
     }
 }

@@ -2025,10 +2025,11 @@ fn finish_token(mut t: TokenRecord, vendors: &str) -> Result<TokenRecord, StoreE
 mod tests {
     use super::*;
     use ward_protocols::schema::observation::{FactRecord, Seen};
-    use ward_protocols::Field;
+    use ward_protocols::{Field, Protocol};
 
     /// Identities are read from the fields' roles; these are the kinds the collector derived by
-    /// field name before issue 14, for every field.
+    /// field name before issue 14, for every field of the protocols that existed then (a new
+    /// protocol's fields are filed by their roles alone).
     #[test]
     fn identity_kinds_from_roles_match_the_former_table() {
         let former = |f: Field| -> Option<(&str, bool)> {
@@ -2042,7 +2043,8 @@ mod tests {
                 _ => return None,
             })
         };
-        for &field in Field::ALL {
+        let then = [Protocol::Dicom, Protocol::Hl7, Protocol::Dhcp];
+        for &field in Field::ALL.iter().filter(|f| then.contains(&f.protocol())) {
             let value = match field {
                 Field::Hl7EquipmentInstance => "0012211839000001^EUI-64",
                 _ => "SN-0042",
