@@ -1,5 +1,7 @@
-//! The ward agent as a library: capture-file reading and the offline pipeline the binary wires
-//! up. Live capture and MQTT streaming arrive with issue 3.
+//! The ward agent as a library: live capture (`capture`) and capture files (`pcap`), the engine
+//! that turns frames into evidence and a device table (`engine`, `devices`, `rules`), and the
+//! outputs (`output`: disk spool, MQTT, JSON lines) that `run` wires together. The binary
+//! (`main.rs`) is the command line over these.
 #![forbid(unsafe_code)]
 
 pub mod capture;
