@@ -198,6 +198,7 @@ impl Loop<'_> {
             flows = s.dissect.flows_active,
             flows_evicted = s.dissect.flows_evicted,
             apps = %s.dissect.apps_summary(),
+            table_bytes = self.engine.memory(),
             spool_depth = out.spool_depth,
             spool_evicted = out.evicted_messages,
             connected = out.connected,

@@ -6,8 +6,11 @@
 //! returns; a message leaves the spool only when the broker's PUBACK for it arrives. On every
 //! (re)connection the whole spool is sent again, oldest first, so the collector may see
 //! duplicates but never a gap (except messages the full spool evicted, which are counted).
-//! At most `inflight` device messages are unacknowledged at a time; the backlog stays on disk,
-//! not in rumqttc's memory.
+//! At most `inflight` device messages, and at most `inflight_bytes` of them (always at least one
+//! message), are unacknowledged at a time; the backlog stays on disk, not in rumqttc's memory.
+//! The byte bound matters after an outage: a backlog of full snapshots (hundreds of KiB each)
+//! sent 32 at a time held megabytes in memory at once, and the allocator kept that high-water
+//! mark resident long after the PUBACKs (docs/BENCHMARKS.md, soak).
 //!
 //! # PUBACK → spool id
 //!
@@ -63,6 +66,8 @@ use super::{
 pub const MIN_SPOOL_BYTES: u64 = 4096;
 /// Largest accepted `inflight`.
 pub const MAX_INFLIGHT: u16 = 1024;
+/// Default `inflight_bytes`.
+pub const DEFAULT_INFLIGHT_BYTES: u64 = 1 << 20;
 /// First reconnection delay (±20 % jitter), doubled after each failure…
 pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// …up to this.
@@ -110,6 +115,9 @@ pub struct MqttConfig {
     pub spool_max_bytes: u64,
     /// Most device messages awaiting PUBACK at once (1 to 1024).
     pub inflight: u16,
+    /// Most bytes (spooled size) of device messages awaiting PUBACK at once; one message is
+    /// always allowed, however large.
+    pub inflight_bytes: u64,
 }
 
 impl std::fmt::Debug for MqttConfig {
@@ -129,6 +137,7 @@ impl std::fmt::Debug for MqttConfig {
             .field("spool_dir", &self.spool_dir)
             .field("spool_max_bytes", &self.spool_max_bytes)
             .field("inflight", &self.inflight)
+            .field("inflight_bytes", &self.inflight_bytes)
             .finish()
     }
 }
@@ -242,6 +251,7 @@ impl MqttConfig {
             spool_dir: spool_dir.into(),
             spool_max_bytes: 256 << 20,
             inflight: 32,
+            inflight_bytes: DEFAULT_INFLIGHT_BYTES,
         }
     }
 
@@ -584,6 +594,8 @@ impl MqttOutput {
             events: loop_rx,
             cmds: cmd_rx,
             window: usize::from(cfg.inflight),
+            window_bytes: cfg.inflight_bytes,
+            bytes_out: 0,
             broker: endpoint.to_string(),
             connected: false,
             ever_connected: false,
@@ -714,7 +726,8 @@ enum Cmd {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tag {
-    Device(u64),
+    /// Spool id and spooled size.
+    Device(u64, u64),
     Status,
     Offline,
 }
@@ -866,6 +879,10 @@ struct Controller {
     cmds: mpsc::UnboundedReceiver<Cmd>,
     /// Most device messages in flight.
     window: usize,
+    /// Most bytes (spooled size) of device messages in flight, beyond the first message.
+    window_bytes: u64,
+    /// Spooled size of the device messages in `queued` + `inflight`.
+    bytes_out: u64,
     broker: String,
     connected: bool,
     ever_connected: bool,
@@ -973,9 +990,16 @@ impl Controller {
                 let mut spool = self.shared.spool();
                 let mut found = None;
                 while let Some(id) = spool.next_after(self.cursor) {
+                    // The byte window is checked before the message is read into memory.
+                    let size = spool.size(id).unwrap_or(0);
+                    if self.devices_out > 0
+                        && self.bytes_out.saturating_add(size) > self.window_bytes
+                    {
+                        break;
+                    }
                     match spool.read(id) {
                         Ok(Some(m)) => {
-                            found = Some(m);
+                            found = Some((m, size));
                             break;
                         }
                         Ok(None) => self.cursor = Some(id),
@@ -993,7 +1017,7 @@ impl Controller {
                 self.shared.mirror(&spool);
                 found
             };
-            let Some(m) = next else { break };
+            let Some((m, size)) = next else { break };
             if !valid_publish_topic(&m.topic) {
                 error!(id = m.id, topic = %m.topic, "spool: dropping a message with an invalid topic");
                 let mut spool = self.shared.spool();
@@ -1008,8 +1032,9 @@ impl Controller {
             {
                 Ok(()) => {
                     self.cursor = Some(m.id);
-                    self.queued.push_back(Tag::Device(m.id));
+                    self.queued.push_back(Tag::Device(m.id, size));
                     self.devices_out += 1;
+                    self.bytes_out += size;
                     self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
@@ -1109,6 +1134,7 @@ impl Controller {
         self.queued.clear();
         self.inflight.clear();
         self.devices_out = 0;
+        self.bytes_out = 0;
         self.status_out = false;
         self.cursor = None;
         self.shared.status().dirty = true;
@@ -1198,8 +1224,9 @@ impl Controller {
                 None => error!(pkid, "MQTT: a publish that was not submitted here"),
             },
             Event::Incoming(Packet::PubAck(ack)) => match self.inflight.remove(&ack.pkid) {
-                Some(Tag::Device(id)) => {
+                Some(Tag::Device(id, size)) => {
                     self.devices_out = self.devices_out.saturating_sub(1);
+                    self.bytes_out = self.bytes_out.saturating_sub(size);
                     let mut spool = self.shared.spool();
                     if let Err(e) = spool.ack(id) {
                         warn!(id, error = %e, "spool: cannot delete an acknowledged message");
@@ -1402,6 +1429,100 @@ mod tests {
         assert_eq!(b.next, BACKOFF_MAX);
         b.reset();
         assert!(b.next_delay() <= BACKOFF_MIN.mul_f64(1.2));
+    }
+
+    /// Reads one MQTT packet: (first byte, body).
+    async fn read_packet(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        let first = s.read_u8().await.unwrap();
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let b = s.read_u8().await.unwrap();
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        s.read_exact(&mut body).await.unwrap();
+        (first, body)
+    }
+
+    /// The next QoS 1 PUBLISH: (topic, packet id); other packets are skipped.
+    async fn next_publish(s: &mut tokio::net::TcpStream) -> (String, [u8; 2]) {
+        loop {
+            let (first, body) = read_packet(s).await;
+            if first >> 4 == 3 && (first >> 1) & 3 == 1 {
+                let n = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                let topic = String::from_utf8(body[2..2 + n].to_vec()).unwrap();
+                return (topic, [body[2 + n], body[3 + n]]);
+            }
+        }
+    }
+
+    /// After an outage the backlog goes out within the byte window, not `inflight` messages
+    /// at once: a broker that withholds PUBACKs sees two 100 kB messages of a 250 kB window,
+    /// one more per PUBACK, and every message in the end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn backlog_is_sent_within_the_byte_window() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut c = MqttConfig::new(
+            format!("mqtt://127.0.0.1:{port}"),
+            "site-1",
+            "agent-1",
+            "inst",
+            dir.path(),
+        );
+        c.inflight = 32;
+        c.inflight_bytes = 250_000;
+        {
+            let mut spool = Spool::open(dir.path(), 64 << 20).unwrap();
+            for i in 0..10u8 {
+                spool.push(&c.devices_topic(), &[i; 100_000]).unwrap();
+            }
+        }
+        let devices_topic = c.devices_topic();
+        let out = MqttOutput::start(c).unwrap();
+        let (mut s, _) = listener.accept().await.unwrap();
+        let (first, _) = read_packet(&mut s).await;
+        assert_eq!(first >> 4, 1, "CONNECT first");
+        s.write_all(&[0x20, 2, 0, 0]).await.unwrap();
+        let wait = Duration::from_millis(500);
+        // Unacknowledged device publishes; statuses are acknowledged at once.
+        let mut held = VecDeque::new();
+        let mut received = 0;
+        let mut acked = 0;
+        while acked < 10 {
+            loop {
+                match tokio::time::timeout(wait, next_publish(&mut s)).await {
+                    Ok((topic, pkid)) if topic == devices_topic => {
+                        held.push_back(pkid);
+                        received += 1;
+                    }
+                    Ok((_, pkid)) => s.write_all(&[0x40, 2, pkid[0], pkid[1]]).await.unwrap(),
+                    Err(_) => break,
+                }
+            }
+            let want = (10 - acked).min(2);
+            assert_eq!(held.len(), want, "in flight with {acked} acknowledged");
+            let pkid = held.pop_front().unwrap();
+            s.write_all(&[0x40, 2, pkid[0], pkid[1]]).await.unwrap();
+            acked += 1;
+        }
+        assert_eq!(received, 10);
+        for _ in 0..50 {
+            if out.stats().spool_depth == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(out.stats().spool_depth, 0);
+        assert_eq!(out.stats().acked, 10);
+        drop(out);
     }
 
     #[test]

@@ -424,6 +424,11 @@ impl Spool {
         }
     }
 
+    /// The size on disk of message `id`, if stored.
+    pub fn size(&self, id: u64) -> Option<u64> {
+        self.index.get(&id).copied()
+    }
+
     /// Whether message `id` is stored.
     pub fn contains(&self, id: u64) -> bool {
         self.index.contains_key(&id)
