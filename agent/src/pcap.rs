@@ -491,9 +491,23 @@ mod tests {
     const SLL2: &[u8] = include_bytes!("../../tests/fixtures/hl7-sll2.pcap");
     const NULL: &[u8] = include_bytes!("../../tests/fixtures/hl7-null.pcap");
     const QINQ: &[u8] = include_bytes!("../../tests/fixtures/qinq.pcap");
-    /// A pcapng from another project (Null link type, one packet).
-    const ARQ_NG: &[u8] =
-        include_bytes!("../../tests/fixtures/public/dicom_arq_1_find_testclient.pcap");
+    /// A pcapng from another project (Null link type, one packet). Third-party captures are
+    /// not copied into the repository: it is read at test time from `../shared/captures/public/`
+    /// beside the checkout.
+    fn arq_ng() -> &'static [u8] {
+        static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        BYTES.get_or_init(|| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/captures/public/dicom_arq_1_find_testclient.pcap");
+            std::fs::read(&path).unwrap_or_else(|e| {
+                panic!(
+                    "public capture {} is missing ({e}): third-party captures are read from \
+                     ../shared/captures/public/ beside the checkout",
+                    path.display()
+                )
+            })
+        })
+    }
 
     /// One packet as (time, linktype, bytes, wire length).
     type Pkt = (i64, u32, Vec<u8>, u32);
@@ -563,7 +577,7 @@ mod tests {
             (SLL, 113, 58, 19305, 1796437375246393, 1796437375444551),
             (SLL2, 276, 13, 1476, 1796437374493662, 1796437374497218),
             (NULL, 0, 33, 4419, 1796437370887738, 1796437371292791),
-            (ARQ_NG, 0, 1, 739, 1542403616208085, 1542403616208085),
+            (arq_ng(), 0, 1, 739, 1542403616208085, 1542403616208085),
         ];
         for (bytes, linktype, packets, total, first, last) in cases {
             let (v, stats) = read_ok(bytes);
@@ -596,7 +610,7 @@ mod tests {
 
     #[test]
     fn a_pipe_delivering_a_few_bytes_at_a_time_reads_the_same() {
-        for cap in [DHCP, SLL2, ARQ_NG, DCMTK_NG] {
+        for cap in [DHCP, SLL2, arq_ng(), DCMTK_NG] {
             let whole = read_ok(cap);
             for n in [1, 3, 7, 1000] {
                 let (v, r) = read(Trickle(cap, n));
@@ -660,7 +674,7 @@ mod tests {
 
     #[test]
     fn every_truncation_of_a_small_pcapng_reads_fewer_packets_or_fails() {
-        check_every_truncation(ARQ_NG);
+        check_every_truncation(arq_ng());
         let small = ng_prefix(DCMTK_NG, 4096);
         assert!(read_ok(&small).1.packets >= 5);
         check_every_truncation(&small);
@@ -695,16 +709,16 @@ mod tests {
     fn sections_and_interfaces_of_real_pcapngs_combine() {
         // Two sections: the Null-link capture, then the Ethernet one.
         let small = ng_prefix(DCMTK_NG, 4096);
-        let mut two = ARQ_NG.to_vec();
+        let mut two = arq_ng().to_vec();
         two.extend_from_slice(&small);
         let (v, _) = read_ok(&two);
-        let (a, b) = (read_ok(ARQ_NG).0, read_ok(&small).0);
+        let (a, b) = (read_ok(arq_ng()).0, read_ok(&small).0);
         assert_eq!(v.len(), a.len() + b.len());
         assert_eq!(v[..a.len()], a[..]);
         assert_eq!(v[a.len()..], b[..]);
         // One section, two interfaces: the Null IDB added as interface 1 and its packet
         // re-pointed at it, after the Ethernet interface's packets.
-        let arq = blocks(ARQ_NG);
+        let arq = blocks(arq_ng());
         let idb = arq.iter().find(|b| b[..4] == 1u32.to_le_bytes()).unwrap();
         let mut epb = arq
             .iter()
@@ -760,7 +774,7 @@ mod tests {
             edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
             cut in any::<usize>(),
         ) {
-            let base: &[u8] = [DHCP, SLL2, ARQ_NG][which];
+            let base: &[u8] = [DHCP, SLL2, arq_ng()][which];
             let mut data = base.to_vec();
             for (at, b) in edits {
                 let i = at % data.len();

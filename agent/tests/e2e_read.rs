@@ -19,8 +19,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{
-    device_keys_of, fixtures, lease_port, read_spool_file, scanner, spool_messages, wait_until,
-    AGENT,
+    device_keys_of, fixtures, lease_port, public_captures, read_spool_file, scanner,
+    spool_messages, wait_until, AGENT,
 };
 
 struct Broker {
@@ -383,7 +383,10 @@ fn silent_broker() -> (u16, Arc<Mutex<Vec<u8>>>) {
 fn all_fixture_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures())
         .unwrap()
-        .chain(std::fs::read_dir(fixtures().join("public")).unwrap())
+        .chain(
+            std::fs::read_dir(public_captures())
+                .expect("../shared/captures/public/ beside the checkout"),
+        )
         .map(|e| e.unwrap().path())
         .filter(|p| {
             matches!(

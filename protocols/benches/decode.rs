@@ -63,7 +63,9 @@ fn fixture_frames() -> Vec<(LinkType, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
     let mut all = Vec::new();
     let mut paths = Vec::new();
-    for sub in [dir.clone(), dir.join("public")] {
+    // Third-party captures are read in place from ../shared/captures/public/.
+    let public = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures/public");
+    for sub in [dir.clone(), public] {
         for e in std::fs::read_dir(sub).expect("fixtures dir").flatten() {
             let p = e.path();
             if matches!(

@@ -447,8 +447,22 @@ def dedupe(facts):
     return out
 
 
+def public_dir():
+    """Third-party captures: read from ../shared/captures/public/ beside the checkout (or
+    $PUBLIC_CAPTURES), never copied into the fixture directory."""
+    d = os.environ.get("PUBLIC_CAPTURES") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "captures", "public")
+    return os.path.normpath(d)
+
+
+def capture_path(fixdir, name):
+    if name.startswith("public/"):
+        return os.path.join(public_dir(), name[len("public/"):])
+    return os.path.join(fixdir, name)
+
+
 def build(fixdir, spec, generated):
-    path = os.path.join(fixdir, spec["file"])
+    path = capture_path(fixdir, spec["file"])
     fmt, lt, frames = file_info(path)
     entry = {"file": spec["file"], "format": fmt, "linktype": lt}
     ports = {}
@@ -523,8 +537,10 @@ def main():
         for spec in GENERATED:
             out["fixtures"].append(build(fixdir, spec, True))
         for spec in PUBLIC:
-            if os.path.exists(os.path.join(fixdir, spec["file"])):
-                out["fixtures"].append(build(fixdir, spec, False))
+            if not os.path.exists(capture_path(fixdir, spec["file"])):
+                raise Failure("%s: public capture missing (looked in %s; set PUBLIC_CAPTURES)"
+                              % (spec["file"], public_dir()))
+            out["fixtures"].append(build(fixdir, spec, False))
     except Failure as e:
         print("build_manifest: %s" % e, file=sys.stderr)
         return 1

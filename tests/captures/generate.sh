@@ -393,19 +393,6 @@ derived() {
     log "derived hl7-null.pcap ($(stat -c %s "$STAGE/hl7-null.pcap") bytes)"
 }
 
-copy_public() {
-    local src=${PUBLIC_CAPTURES:-$HERE/../../../shared/captures/public}
-    [[ -d $src ]] || src=/work/shared/captures/public
-    mkdir -p "$STAGE/public"
-    if [[ -d $src ]]; then
-        cp --no-preserve=mode "$src"/* "$STAGE/public/"
-        log "copied public captures from $src"
-    elif [[ -d $OUT/public ]]; then
-        cp "$OUT/public"/* "$STAGE/public/"
-        log "public captures not found; keeping the ones in $OUT/public"
-    fi
-}
-
 # ------------------------------------------------------------------ main ----
 mkdir -p "$OUT" "$STAGE"
 prepare_data
@@ -422,13 +409,13 @@ scenario_dicom_sll
 scenario_dhcp
 ns_down
 derived
-copy_public
 
+# Third-party captures are not copied: build_manifest.py reads the `public/...` entries from
+# ../shared/captures/public/ beside the checkout (or $PUBLIC_CAPTURES).
 "$PY" "$HERE/build_manifest.py" "$STAGE"
 
 # Everything recorded and verified: publish.
 rm -f "$OUT"/*.pcap "$OUT"/*.pcapng "$OUT"/manifest.json
-rm -rf "$OUT/public"
 cp -r "$STAGE"/. "$OUT"/
 caps=("$STAGE"/*.pcap "$STAGE"/*.pcapng)
 log "done: ${#caps[@]} captures and manifest.json in $OUT"

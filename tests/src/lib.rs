@@ -20,6 +20,25 @@ pub fn public_captures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures/public")
 }
 
+/// Where a manifest entry's capture lives: `public/...` entries are third-party captures read
+/// from [`public_captures_dir`] (never copied into the repository); the rest are under
+/// [`fixtures_dir`]. Panics with a clear message if a public capture is missing.
+pub fn fixture_path(file: &str) -> PathBuf {
+    match file.strip_prefix("public/") {
+        Some(name) => {
+            let path = public_captures_dir().join(name);
+            assert!(
+                path.exists(),
+                "public capture {} is missing: third-party captures are read from \
+                 ../shared/captures/public/ beside the checkout",
+                path.display()
+            );
+            path
+        }
+        None => fixtures_dir().join(file),
+    }
+}
+
 /// One expected fact.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ExpectedFact {
@@ -32,7 +51,8 @@ pub struct ExpectedFact {
 /// One fixture capture and what must (and must not) come out of it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Fixture {
-    /// Path relative to `tests/fixtures/`.
+    /// Path relative to `tests/fixtures/`, or `public/NAME` for a capture in
+    /// `../shared/captures/public/` (see [`fixture_path`]).
     pub file: String,
     /// Link type as capinfos names it.
     #[serde(default)]

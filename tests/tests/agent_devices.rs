@@ -8,11 +8,11 @@ use std::fs::File;
 use ward_agent::engine::{Engine, EngineConfig};
 use ward_agent::observation::DeviceRecord;
 use ward_agent::rules::RuleSet;
-use ward_tests::{fixtures_dir, manifest};
+use ward_tests::{fixture_path, manifest};
 
 fn devices(file: &str) -> Vec<DeviceRecord> {
     let mut engine = Engine::new(EngineConfig::default(), RuleSet::bundled().unwrap());
-    let f = File::open(fixtures_dir().join(file)).unwrap();
+    let f = File::open(fixture_path(file)).unwrap();
     ward_agent::pcap::read_packets(f, |p| engine.process(p.time_us, p.link, p.data)).unwrap();
     engine.snapshot_all()
 }

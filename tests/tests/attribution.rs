@@ -15,7 +15,7 @@ use ward_agent::engine::{Engine, EngineConfig};
 use ward_agent::observation::DeviceRecord;
 use ward_agent::rules::RuleSet;
 use ward_protocols::Direction;
-use ward_tests::{fixtures_dir, manifest, public_captures_dir, run_capture};
+use ward_tests::{fixture_path, manifest, public_captures_dir, run_capture};
 
 fn devices(path: &Path) -> Vec<DeviceRecord> {
     let mut engine = Engine::new(EngineConfig::default(), RuleSet::bundled().unwrap());
@@ -88,7 +88,7 @@ fn every_fact_of_every_fixture_lands_on_a_device() {
         .fixtures
         .iter()
         .filter(|fx| !fx.file.starts_with("public/"))
-        .flat_map(|fx| unattributed(&fixtures_dir().join(&fx.file)))
+        .flat_map(|fx| unattributed(&fixture_path(&fx.file)))
         .collect();
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }

@@ -9,12 +9,11 @@
 use std::path::Path;
 
 use ward_canary::Scanner;
-use ward_tests::{fact_set, fixtures_dir, manifest, run_capture, Fixture};
+use ward_tests::{fact_set, fixture_path, manifest, run_capture, Fixture};
 
-fn check_fixture(dir: &Path, fx: &Fixture, scanner: &Scanner) -> Vec<String> {
-    let path = dir.join(&fx.file);
+fn check_fixture(path: &Path, fx: &Fixture, scanner: &Scanner) -> Vec<String> {
     let mut problems = Vec::new();
-    let result = run_capture(&path);
+    let result = run_capture(path);
     let got = fact_set(&result);
     for want in &fx.facts {
         if !got.contains(want) {
@@ -75,7 +74,7 @@ fn committed_fixtures_yield_every_listed_fact_and_no_patient_data() {
     let problems: Vec<_> = m
         .fixtures
         .iter()
-        .flat_map(|fx| check_fixture(&fixtures_dir(), fx, &scanner))
+        .flat_map(|fx| check_fixture(&fixture_path(&fx.file), fx, &scanner))
         .collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
@@ -119,7 +118,7 @@ fn freshly_generated_captures_yield_the_same_facts() {
             "generator did not produce {}",
             path.display()
         );
-        problems.extend(check_fixture(dir, fx, &scanner));
+        problems.extend(check_fixture(&path, fx, &scanner));
         checked += 1;
     }
     assert!(checked >= 5, "only {checked} generated fixtures checked");
@@ -132,7 +131,7 @@ fn fixtures_cover_every_link_type_and_pcapng() {
     let m = manifest();
     let mut seen = BTreeSet::new();
     for fx in &m.fixtures {
-        let path = fixtures_dir().join(&fx.file);
+        let path = fixture_path(&fx.file);
         for (link, _) in ward_tests::frames(&path) {
             seen.insert(format!("{link:?}"));
         }

@@ -6,13 +6,13 @@ use proptest::test_runner::{Config, TestRunner};
 use ward_protocols::dissect::Dissector;
 use ward_protocols::frame;
 use ward_protocols::fuzz_harness;
-use ward_tests::{fixtures_dir, frames, manifest, tcp_streams};
+use ward_tests::{fixture_path, frames, manifest, tcp_streams};
 
 fn all_frames() -> Vec<(frame::LinkType, Vec<u8>)> {
     manifest()
         .fixtures
         .iter()
-        .flat_map(|fx| frames(&fixtures_dir().join(&fx.file)))
+        .flat_map(|fx| frames(&fixture_path(&fx.file)))
         .collect()
 }
 
@@ -20,7 +20,7 @@ fn all_streams() -> Vec<Vec<u8>> {
     manifest()
         .fixtures
         .iter()
-        .flat_map(|fx| tcp_streams(&fixtures_dir().join(&fx.file)))
+        .flat_map(|fx| tcp_streams(&fixture_path(&fx.file)))
         .collect()
 }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use ward_tests::{fact_set, fixtures_dir, manifest, run_capture};
+use ward_tests::{fact_set, fixture_path, manifest, run_capture};
 
 fn tshark(args: &[&str], file: &Path) -> String {
     let out = Command::new("tshark")
@@ -157,7 +157,7 @@ fn dicom_and_hl7_identity_fields_equal_tsharks() {
     let mut compared = (0, 0);
     let mut problems = Vec::new();
     for fx in manifest().fixtures {
-        let file = fixtures_dir().join(&fx.file);
+        let file = fixture_path(&fx.file);
         let has = |p: &str| fx.facts.iter().any(|f| f.field.starts_with(p));
         if has("dicom.") {
             let theirs = tshark_dicom(&file);

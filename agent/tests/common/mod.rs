@@ -136,6 +136,12 @@ pub const GIVEN: &str = "CANARYGIVEN";
 /// The date of birth in [`hl7_mllp`]'s PID-7.
 pub const BIRTH_DATE: &str = "19700101";
 
+/// `../shared/captures/public/` beside the checkout: third-party captures, read in place (never
+/// copied into the repository).
+pub fn public_captures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures/public")
+}
+
 /// `tests/fixtures/`.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use ward_protocols::frame::LinkType;
-use ward_tests::{fixtures_dir, frames, tcp_streams};
+use ward_tests::{fixtures_dir, frames, public_captures_dir, tcp_streams};
 
 fn link_selector(l: LinkType) -> u8 {
     match l {
@@ -33,7 +33,7 @@ fn chunked(s: &[u8]) -> Vec<u8> {
 
 fn captures() -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for dir in [fixtures_dir(), fixtures_dir().join("public")] {
+    for dir in [fixtures_dir(), public_captures_dir()] {
         let Ok(rd) = fs::read_dir(&dir) else { continue };
         for e in rd.flatten() {
             let p = e.path();
