@@ -87,3 +87,8 @@ fn pattern_corpus() {
 fn pcap_corpus() {
     replay("pcap", ward_agent::pcap::fuzz_read);
 }
+
+#[test]
+fn app_corpus() {
+    replay("app", fuzz_harness::app);
+}
