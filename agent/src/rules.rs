@@ -149,6 +149,13 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 
+/// File names of the bundled rule files (`dicom.toml`, …), in precedence order.
+pub fn bundled_files() -> impl Iterator<Item = &'static str> {
+    BUNDLED
+        .iter()
+        .map(|(name, _)| name.strip_prefix("bundled:").unwrap_or(name))
+}
+
 /// A compiled, indexed set of rules.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
