@@ -31,7 +31,7 @@ use std::path::Path;
 
 use etherparse::PacketBuilder;
 use ward_protocols::frame::LinkType;
-use ward_tests::{fixtures_dir, frames, manifest};
+use ward_tests::{fixture_path, frames, manifest};
 
 // ---------------------------------------------------------------------------------------------
 // Output
@@ -119,7 +119,7 @@ fn base_frames() -> Vec<Vec<u8>> {
         }
     };
     for fx in manifest().fixtures {
-        add(&fixtures_dir().join(&fx.file));
+        add(&fixture_path(&fx.file));
     }
     let site = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sample-site.pcap");
     if site.exists() {
