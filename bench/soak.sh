@@ -17,7 +17,12 @@
 #                        messages in flight when a kill lands; the agent's default is 300)
 #   SOAK_SEED            seed of the kill schedule (default: random; printed)
 #   SOAK_RSS_TOLERANCE   allowed RSS growth, last vs first quarter (default 0.20)
-#   SOAK_KEEP=1          keep the temporary directory (logs, databases) and print its path
+#   SOAK_KEEP=1          keep the temporary directory (logs, databases, rss.tsv) and print its path
+#   SOAK_AGENT_LOG       the agent's --log-level (default warn,ward_agent::run=info: its `stats`
+#                        line every 5 s, with devices, flows, table_bytes and spool_depth)
+#   SOAK_AGENT_WRAP      command put before the agent, for memory investigations, e.g.
+#                        "heaptrack -o /tmp/agent" (the RSS samples are then the wrapper's)
+#   SOAK_NOTE            a line on the run's conditions for the report (e.g. what else ran)
 #   BENCH_RESULTS_DIR    where the report goes (default bench/results)
 #   BENCH_DOCS           document whose "soak" section gets the report (default
 #                        docs/BENCHMARKS.md; empty: do not touch it, e.g. for smoke runs)
@@ -25,7 +30,11 @@
 # Timeline (fractions of the duration): 0-10 % warm-up; 10-25 % first RSS window; kills
 # between 25 % and 65 %; 75-100 % last RSS window. The agent is one long-lived
 # `ward-agent read -` fed by bench/lib/replay.py (the captures as a live pcapng stream with
-# fresh timestamps), so its RSS is meaningful; it is never killed.
+# fresh timestamps), so its RSS is meaningful; it is never killed. rss.tsv: elapsed s, agent
+# VmRSS, collector VmRSS, agent RssAnon, agent RssFile (kB), spooled messages. The agent's
+# first window is before the first kill on purpose: memory held after recovering from a
+# backlog counts against the agent (a spool backlog sent 32 snapshots at a time once left
+# +7.6 MiB resident; docs/BENCHMARKS.md).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -49,6 +58,7 @@ SITE_MIB=${SOAK_SITE_MIB:-8}
 
 echo "soak: building ward-agent and ward-collector (release)" >&2
 cargo build --release -q -p ward-agent -p ward-collector -p ward-tests
+SRC_STATE="commit $(git rev-parse --short HEAD 2> /dev/null || echo unknown)$(git diff --quiet HEAD -- agent protocols collector 2> /dev/null || echo ', with uncommitted changes under agent/, protocols/ or collector/')"
 if [[ -n ${SOAK_CAPTURES:-} ]]; then
   read -r -a CAPTURES <<< "$SOAK_CAPTURES"
 else
@@ -67,6 +77,7 @@ AGENT=$ROOT/target/release/ward-agent
 COLLECTOR=$ROOT/target/release/ward-collector
 
 TMP=$(mktemp -d /tmp/ward-soak.XXXXXX)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 MQ_PID='' COLL_PID='' AGENT_PID='' FEED_PID=''
 
 stop_pid() { # PID [SIGNAL]: signal one process we started and reap it (10 s, then KILL)
@@ -143,9 +154,9 @@ start_collector() {
     --log-level 'warn,ward_collector=info' >> "$TMP/collector.log" 2>&1 &
   COLL_PID=$!
 }
-rss_kb() { # PID: resident set in kB, or "-"
+rss_kb() { # PID [FIELD]: a /proc/PID/status field in kB (default VmRSS), or "-"
   local v=''
-  if [[ -n $1 ]]; then v=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2> /dev/null) || true; fi
+  if [[ -n $1 ]]; then v=$(awk -v f="${2:-VmRSS}:" '$1 == f {print $2}' "/proc/$1/status" 2> /dev/null) || true; fi
   echo "${v:--}"
 }
 
@@ -163,8 +174,8 @@ printf 'batch_interval_secs = 1\nsnapshot_interval_secs = %s\nstats_interval_sec
   "${SOAK_SNAPSHOT_SECONDS:-2}" > "$TMP/agent.toml"
 python3 bench/lib/replay.py --round-seconds "$ROUND" "${CAPTURES[@]}" > "$TMP/feed" 2> "$TMP/replay.log" &
 FEED_PID=$!
-"$AGENT" read - --config "$TMP/agent.toml" --output "$BROKER" --site soak --agent-id soak-1 \
-  --spool-dir "$TMP/spool" --log-level warn < "$TMP/feed" > "$TMP/agent.log" 2>&1 &
+${SOAK_AGENT_WRAP:-} "$AGENT" read - --config "$TMP/agent.toml" --output "$BROKER" --site soak --agent-id soak-1 \
+  --spool-dir "$TMP/spool" --log-level "${SOAK_AGENT_LOG:-warn,ward_agent::run=info}" < "$TMP/feed" > "$TMP/agent.log" 2>&1 &
 AGENT_PID=$!
 echo "soak: ${DURATION} s, seed $SEED, broker $BROKER, RSS every ${SAMPLE} s, dir $TMP" >&2
 
@@ -184,7 +195,8 @@ while ((SECONDS < DURATION)); do
   kill -0 "$AGENT_PID" 2> /dev/null || fail "the agent exited during the run: $(tail -3 "$TMP/agent.log")"
   kill -0 "$FEED_PID" 2> /dev/null || fail "the replayer exited during the run: $(tail -3 "$TMP/replay.log")"
   if ((now >= next_sample)); then
-    printf '%s\t%s\t%s\n' "$now" "$(rss_kb "$AGENT_PID")" "$(rss_kb "$COLL_PID")" >> "$TMP/rss.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$now" "$(rss_kb "$AGENT_PID")" "$(rss_kb "$COLL_PID")" \
+      "$(rss_kb "$AGENT_PID" RssAnon)" "$(rss_kb "$AGENT_PID" RssFile)" "$(find "$TMP/spool" -name '*.msg' | wc -l)" >> "$TMP/rss.tsv"
     next_sample=$((now + SAMPLE))
   fi
   if [[ -z $down ]] && ((now >= next_kill && now < KILL_UNTIL)); then
@@ -261,12 +273,26 @@ OUT=$RESULTS/soak-$(date +%Y-%m-%d-%H%M).md
   tail -1 "$TMP/verdict.txt"
   echo '```'
   echo
-  echo "- Command: \`SOAK_SEED=$SEED bench/soak.sh $MINUTES\`${SOAK_SECONDS:+ with SOAK_SECONDS=$SOAK_SECONDS} (the seed reproduces the kill schedule)"
+  if [[ -n ${SOAK_SECONDS:-} ]]; then CMD="SOAK_SEED=$SEED SOAK_SECONDS=$SOAK_SECONDS bench/soak.sh"; else CMD="SOAK_SEED=$SEED bench/soak.sh $MINUTES"; fi
+  echo "- Command: \`$CMD\` (the seed reproduces the kill schedule)"
   echo "- Captures replayed every ${ROUND} s as a live pcapng stream: $(printf '`%s` ' "${CAPTURES[@]}")"
-  echo "- Kills (kill -9, then restart after 1-10 s): $kills_broker broker, $kills_collector collector, between 25 % and 65 % of the run"
+  echo "- Kills (kill -9, then restart after $( ((DOWN_MAX > 1)) && echo "1-$DOWN_MAX" || echo 1) s): $kills_broker broker, $kills_collector collector, between 25 % and 65 % of the run"
+  awk -v d="$DURATION" '
+    { i = int($1 * 10 / d); if (i > 9) i = 9
+      if ($2 != "-") { s[i] += $2; n[i]++ }
+      if ($6 != "" && $6 > m[i]) m[i] = $6 }
+    END {
+      printf "- Agent RSS, mean of each tenth of the run (MiB):"
+      for (i = 0; i < 10; i++) printf " %s", (n[i] ? sprintf("%.1f", s[i] / n[i] / 1024) : "-")
+      printf "\n- Spooled messages, most in each tenth:"
+      for (i = 0; i < 10; i++) printf " %d", m[i]
+      printf "\n"
+    }' "$TMP/rss.tsv"
   echo "- Collector: $(jq -c . "$TMP/status.json" 2> /dev/null || tr -d ' \n' < "$TMP/status.json")"
+  echo "- Source: $SRC_STATE"
   echo "- Versions: $("$AGENT" --version), $("$COLLECTOR" --version), $({ mosquitto -h 2> /dev/null || true; } | head -1)"
-  echo "- Machine: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(nproc) cores"
+  echo "- Machine: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(nproc) cores; load average at the start $LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+  if [[ -n ${SOAK_NOTE:-} ]]; then echo "- Conditions: $SOAK_NOTE"; fi
 } > "$OUT"
 echo "soak: report written to $OUT" >&2
 BENCH_DOCS=${BENCH_DOCS-$ROOT/docs/BENCHMARKS.md}

@@ -9,15 +9,20 @@ DIR holds what soak.sh left there:
   devices.json       `ward-collector devices --json` of the soak database
   agents.json        `ward-collector agents` of the soak database
   status.json        `ward-collector status` of the soak database
-  rss.tsv            elapsed_s, agent RSS kB, collector RSS kB ("-" when not running)
+  rss.tsv            elapsed_s, agent RSS kB, collector RSS kB ("-" when not running), agent
+                     RssAnon kB, agent RssFile kB, spooled messages
+  agent.log          the agent's log, with its periodic `stats` lines (devices, flows, heap
+                     of the device and flow tables, spool depth)
   collector-starts   elapsed_s of each collector restart, one per line (absent: never restarted)
 Environment: SOAK_RSS_TOLERANCE (0.20), SOAK_WARMUP_FRACTION (0.10).
 """
 
 import json
 import os
+import re
 import statistics
 import sys
+from datetime import datetime
 
 
 def load(path):
@@ -61,7 +66,7 @@ def offline_macs(path):
 
 
 def rss_windows(d, duration, warmup):
-    """(first, last) RSS samples per process to compare, and the sample count.
+    """(first, last, label, peak) RSS samples per process to compare, and the sample count.
 
     The agent lives through the whole run: its samples after the warm-up up to 25 % against
     those from 75 %. The collector is killed and restarted, and a restarted process begins from
@@ -71,7 +76,7 @@ def rss_windows(d, duration, warmup):
     rows = []
     with open(os.path.join(d, "rss.tsv")) as f:
         for line in f:
-            t, a, c = line.split()
+            t, a, c = line.split()[:3]
             rows.append((float(t), a, c))
     starts = [0.0]
     try:
@@ -82,7 +87,8 @@ def rss_windows(d, duration, warmup):
     out = {}
     first = [int(r[1]) for r in rows if warmup <= r[0] < 0.25 * duration and r[1] != "-"]
     last = [int(r[1]) for r in rows if r[0] >= 0.75 * duration and r[1] != "-"]
-    out["agent"] = (first, last, "")
+    peak = max([int(r[1]) for r in rows if r[0] >= warmup and r[1] != "-"], default=0)
+    out["agent"] = (first, last, "", peak)
     s0 = max(starts) + warmup
     span = duration - s0
     first = [int(r[2]) for r in rows if s0 <= r[0] < s0 + span / 4 and r[2] != "-"]
@@ -90,8 +96,36 @@ def rss_windows(d, duration, warmup):
     if span < 0.1 * duration:
         first = []
     label = f" (process started at t={max(starts):.0f} s)" if max(starts) > 0 else ""
-    out["collector"] = (first, last, label)
+    peak = max([int(r[2]) for r in rows if r[0] >= s0 and r[2] != "-"], default=0)
+    out["collector"] = (first, last, label, peak)
     return out, len(rows)
+
+
+STAT = re.compile(r"\b(devices|flows|table_bytes|spool_depth)=(\d+)\b")
+
+
+def agent_tables(d, warmup):
+    """What the agent holds, from its `stats` lines after the warm-up: (first, last, max) of
+    devices, flows, table heap bytes and spool depth; None without stats lines."""
+    rows = []
+    try:
+        with open(os.path.join(d, "agent.log"), errors="replace") as f:
+            for line in f:
+                if " stats " not in line:
+                    continue
+                try:
+                    t = datetime.fromisoformat(line.split()[0].replace("Z", "+00:00"))
+                except ValueError:
+                    continue
+                rows.append((t, {k: int(v) for k, v in STAT.findall(line)}))
+    except FileNotFoundError:
+        return None
+    if not rows:
+        return None
+    t0 = rows[0][0]
+    rows = [v for t, v in rows if (t - t0).total_seconds() >= warmup] or [rows[-1][1]]
+    keys = ("devices", "flows", "table_bytes", "spool_depth")
+    return {k: (rows[0].get(k, 0), rows[-1].get(k, 0), max(r.get(k, 0) for r in rows)) for k in keys}
 
 
 def main():
@@ -164,19 +198,26 @@ def main():
     # Memory flat.
     windows, samples = rss_windows(d, duration, warmup)
     mem = []
-    for name, (first, last, label) in windows.items():
+    for name, (first, last, label, peak) in windows.items():
         if not first or not last:
             fail.append(f"{name} RSS: too few samples (first {len(first)}, last {len(last)})")
             continue
         f_mib, l_mib = statistics.mean(first) / 1024, statistics.mean(last) / 1024
         change = l_mib / f_mib - 1
-        mem.append(f"{name}{label} RSS {f_mib:.1f}->{l_mib:.1f} MiB ({change:+.0%})")
+        mem.append(f"{name}{label} RSS {f_mib:.1f}->{l_mib:.1f} MiB ({change:+.0%}, "
+                   f"peak {peak / 1024:.1f})")
         if change > tol:
             fail.append(f"{name}{label} RSS grew {change:+.0%} (first-quarter mean {f_mib:.1f} MiB, "
                         f"last-quarter {l_mib:.1f} MiB, tolerance {tol:.0%})")
         elif change < -tol:
             notes.append(f"{name} RSS fell {change:+.0%}")
 
+    tables = agent_tables(d, warmup)
+    if tables:
+        dv, fl, tb, sp = (tables[k] for k in ("devices", "flows", "table_bytes", "spool_depth"))
+        mem.append(f"agent tables after warm-up: devices {dv[0]}->{dv[1]}, flows {fl[0]}->{fl[1]} "
+                   f"(max {fl[2]}), table heap {tb[0] / 1024:.0f}->{tb[1] / 1024:.0f} KiB "
+                   f"(max {tb[2] / 1024:.0f}), spool depth max {sp[2]}")
     detail = (f"{duration:.0f} s, {kills_broker} broker + {kills_collector} collector kill -9, "
               f"{len(got)} devices, {messages} messages, missing {lost}, "
               + ", ".join(mem) + f", {samples} RSS samples")
