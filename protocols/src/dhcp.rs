@@ -9,7 +9,7 @@ use core::fmt::Write as _;
 use core::net::Ipv4Addr;
 
 use crate::error::{DecodeError, Layer};
-use crate::evidence::{clean_text, Direction, Fact, Field, MacAddr, Protocol};
+use crate::evidence::{clean_text, Direction, Fact, Field, MacAddr, Protocol, MAX_VALUE_CHARS};
 use crate::registry::{AppDecoder, Decode, Probe};
 
 mod field {
@@ -265,13 +265,21 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Option codes as `1,3,6,…`, at most [`MAX_VALUE_CHARS`] long: whole codes only, so a list of
+/// 255 codes (or thousands of padding options) cannot make a value past the evidence bound.
 fn join_codes(codes: impl Iterator<Item = u8>) -> String {
     let mut s = String::new();
+    let mut code = String::new();
     for (i, c) in codes.enumerate() {
+        code.clear();
         if i > 0 {
-            s.push(',');
+            code.push(',');
         }
-        let _ = write!(s, "{c}");
+        let _ = write!(code, "{c}");
+        if s.len() + code.len() > MAX_VALUE_CHARS {
+            break;
+        }
+        s.push_str(&code);
     }
     s
 }
@@ -357,7 +365,7 @@ fn fqdn_text(name: &[u8]) -> String {
     while let Some((&len, tail)) = rest.split_first() {
         if len == 0 {
             if tail.is_empty() {
-                return labels.join(".");
+                return bounded(labels.join("."));
             }
             break;
         }
@@ -368,14 +376,40 @@ fn fqdn_text(name: &[u8]) -> String {
         rest = tail;
     }
     if rest.is_empty() && !labels.is_empty() {
-        return labels.join(".");
+        return bounded(labels.join("."));
     }
     clean_text(name)
+}
+
+/// Cuts a value built from several cleaned parts to [`MAX_VALUE_CHARS`] characters (cleaned
+/// text may hold non-ASCII characters, so this counts characters, never bytes).
+fn bounded(s: String) -> String {
+    if s.chars().count() <= MAX_VALUE_CHARS {
+        return s;
+    }
+    s.chars().take(MAX_VALUE_CHARS).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the generic `app` fuzz target: 255 requested parameters, thousands of options
+    /// or a long multi-label FQDN made values past the evidence bound.
+    #[test]
+    fn option_lists_and_fqdns_stay_within_the_value_bound() {
+        let codes = join_codes((0..=255u8).cycle().take(5000));
+        assert!(codes.len() <= MAX_VALUE_CHARS, "{}", codes.len());
+        assert!(codes.starts_with("0,1,2,") && !codes.ends_with(','));
+        let mut wire = Vec::new();
+        for _ in 0..20 {
+            wire.push(60u8);
+            wire.extend(std::iter::repeat_n(0xe9u8, 60));
+        }
+        wire.push(0);
+        let name = fqdn_text(&wire);
+        assert_eq!(name.chars().count(), MAX_VALUE_CHARS);
+    }
 
     /// A DHCPDISCOVER, OFFER and ACK captured from ISC dhclient talking to dnsmasq
     /// (tests/fixtures/dhcp.pcap, UDP payloads).
