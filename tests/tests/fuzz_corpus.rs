@@ -86,6 +86,17 @@ fn pattern_corpus() {
 #[test]
 fn pcap_corpus() {
     replay("pcap", ward_agent::pcap::fuzz_read);
+    // The public captures are seeds too, read where they live (never copied into the corpus).
+    let dir = ward_tests::public_captures_dir();
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (../shared beside the checkout)", dir.display()))
+    {
+        let path = e.unwrap().path();
+        ward_agent::pcap::fuzz_read(&std::fs::read(&path).unwrap());
+        n += 1;
+    }
+    assert!(n > 0, "no public captures in {}", dir.display());
 }
 
 #[test]
