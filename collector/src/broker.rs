@@ -95,6 +95,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const PRE_AUTH_MAX_PACKET: usize = 64 << 10;
 /// Time a client gets to complete TCP (and TLS) and send CONNECT.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Replies (PUBACK, SUBACK, PINGRESP) queued per connection; a client that lets more pile up
+/// without reading them is disconnected.
+pub const CTL_QUEUE: usize = 8192;
 /// Alert messages queued per consumer connection before the oldest is dropped.
 pub const READER_QUEUE: usize = 1024;
 /// Authentication failures logged per [`AUTH_LOG_WINDOW`]; the rest are counted and summed up.
@@ -361,7 +364,7 @@ struct RateWindow {
 /// Proof that an agent's QoS 1 message reached the ingest; acking it writes the PUBACK.
 pub(crate) struct EmbeddedAck {
     hub: Arc<Hub>,
-    out: mpsc::UnboundedSender<Packet>,
+    out: mpsc::Sender<Packet>,
     pkid: u16,
 }
 
@@ -377,7 +380,7 @@ impl EmbeddedAck {
     pub(crate) fn send(self) -> bool {
         let sent = self
             .out
-            .send(Packet::PubAck(PubAck::new(self.pkid)))
+            .try_send(Packet::PubAck(PubAck::new(self.pkid)))
             .is_ok();
         add(
             if sent {
@@ -1348,11 +1351,12 @@ async fn serve_connection<S>(
     add(&hub.counters.connected, 1);
     debug!(%peer, client_id = %log_text(&client_id), role = ?role_name(&role), "MQTT client connected");
 
-    // Writer task: control packets (acks, pings) unbounded — they are bounded in practice by the
-    // deliveries in flight, which the ingest channel bounds — and alerts through a bounded queue.
-    let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Packet>();
+    // Writer task. Control packets (acks, SUBACKs, PINGRESPs) go through a bounded queue: a
+    // client that keeps sending requests but never reads the answers fills it, and is dropped
+    // (below) rather than allowed to grow it; alerts go through their own bounded queue.
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<Packet>(CTL_QUEUE);
     let (alert_tx, mut alert_rx) = mpsc::channel::<Out>(READER_QUEUE);
-    let _ = ctl_tx.send(Packet::ConnAck(ConnAck::new(
+    let _ = ctl_tx.try_send(Packet::ConnAck(ConnAck::new(
         ConnectReturnCode::Success,
         false,
     )));
@@ -1511,16 +1515,34 @@ async fn serve_connection<S>(
                         r.filters.push((f, q));
                     }
                 }
-                let _ = ctl_tx.send(Packet::SubAck(SubAck::new(s.pkid, codes)));
+                if ctl_tx
+                    .try_send(Packet::SubAck(SubAck::new(s.pkid, codes)))
+                    .is_err()
+                {
+                    add(&hub.counters.protocol_errors, 1);
+                    debug!(%peer, client_id = %log_text(&client_id), "MQTT: the client does not read its replies; closed");
+                    break End::Lost;
+                }
             }
             Packet::Unsubscribe(u) => {
                 if let Some(r) = lock(&hub.readers).get_mut(&conn) {
                     r.filters.retain(|(f, _)| !u.topics.contains(f));
                 }
-                let _ = ctl_tx.send(Packet::UnsubAck(UnsubAck::new(u.pkid)));
+                if ctl_tx
+                    .try_send(Packet::UnsubAck(UnsubAck::new(u.pkid)))
+                    .is_err()
+                {
+                    add(&hub.counters.protocol_errors, 1);
+                    debug!(%peer, client_id = %log_text(&client_id), "MQTT: the client does not read its replies; closed");
+                    break End::Lost;
+                }
             }
             Packet::PingReq => {
-                let _ = ctl_tx.send(Packet::PingResp);
+                if ctl_tx.try_send(Packet::PingResp).is_err() {
+                    add(&hub.counters.protocol_errors, 1);
+                    debug!(%peer, client_id = %log_text(&client_id), "MQTT: the client does not read its replies; closed");
+                    break End::Lost;
+                }
             }
             // A consumer acknowledging an alert: nothing is kept to release.
             Packet::PubAck(_) => {}
