@@ -77,7 +77,7 @@ diff -u tests/fixtures/manifest.json "$FRESH/manifest.json"
 export WARD_FRESH_CAPTURES="$FRESH"
 
 log "cargo test (workspace)"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 # The .deb packages: build, install, systemd-analyze verify, run as their service users, remove,
 # purge. Needs root (dpkg); like every other part, never skipped.
