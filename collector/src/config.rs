@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::flags::FlagConfig;
+use crate::compliance::flags::FlagConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,8 +140,8 @@ impl Default for HttpSection {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             allow_insecure_listen: false,
-            expensive_concurrency: crate::api::DEFAULT_EXPENSIVE_CONCURRENCY,
-            expensive_wait_ms: crate::api::DEFAULT_EXPENSIVE_WAIT.as_millis() as u64,
+            expensive_concurrency: crate::access::api::DEFAULT_EXPENSIVE_CONCURRENCY,
+            expensive_wait_ms: crate::access::api::DEFAULT_EXPENSIVE_WAIT.as_millis() as u64,
         }
     }
 }

@@ -239,9 +239,10 @@ fn run_in(args: DemoArgs, dir_used: &mut Option<PathBuf>) -> anyhow::Result<()> 
             .unwrap_or_else(|| std::ffi::OsStr::new("contracts.yaml")),
     );
     std::fs::write(&cfile, text)?;
-    let contracts = crate::contracts::load(&cfile)?;
+    let contracts = crate::import::contracts::load(&cfile)?;
     store.import_contracts(&contracts, &cfile.display().to_string(), now)?;
-    let imp = crate::assets::load(&args.assets, &crate::assets::ColumnMap::default())?;
+    let imp =
+        crate::import::assets::load(&args.assets, &crate::import::assets::ColumnMap::default())?;
     store.import_assets(&imp.assets, false, &args.assets.display().to_string(), now)?;
     let ev = ingest::evaluate(&mut store, &cfg.flags, now)?;
     step(
@@ -259,34 +260,34 @@ fn run_in(args: DemoArgs, dir_used: &mut Option<PathBuf>) -> anyhow::Result<()> 
 
     // 4. Tables.
     step(5, "inventory and flags:");
-    let p = crate::tokens::Principal::local_admin();
+    let p = crate::access::tokens::Principal::local_admin();
     let stdout = std::io::stdout();
     let mut o = stdout.lock();
     use std::io::Write;
     writeln!(o, "\nDEVICES")?;
-    crate::report::run(
+    crate::access::report::run(
         &store,
         &p,
-        crate::report::Kind::Devices,
-        crate::report::Format::Table,
+        crate::access::report::Kind::Devices,
+        crate::access::report::Format::Table,
         None,
         &mut o,
     )?;
     writeln!(o, "\nOPEN FLAGS")?;
-    crate::report::run(
+    crate::access::report::run(
         &store,
         &p,
-        crate::report::Kind::Flags,
-        crate::report::Format::Table,
+        crate::access::report::Kind::Flags,
+        crate::access::report::Format::Table,
         Some("open".into()),
         &mut o,
     )?;
     writeln!(o, "\nCOVERAGE")?;
-    crate::report::run(
+    crate::access::report::run(
         &store,
         &p,
-        crate::report::Kind::Coverage,
-        crate::report::Format::Table,
+        crate::access::report::Kind::Coverage,
+        crate::access::report::Format::Table,
         None,
         &mut o,
     )?;
@@ -295,10 +296,10 @@ fn run_in(args: DemoArgs, dir_used: &mut Option<PathBuf>) -> anyhow::Result<()> 
         let b = store.take_alerts(1000)?;
         !(b.opened.is_empty() && b.resolved.is_empty())
     } {}
-    let (_, token) = crate::tokens::create(
+    let (_, token) = crate::access::tokens::create(
         &mut store,
         "demo (read-only)",
-        crate::tokens::Role::ClinicalEngineering,
+        crate::access::tokens::Role::ClinicalEngineering,
         &[],
         None,
         ingest::now_us(),

@@ -3,7 +3,8 @@
 //! arbitrary bytes and must return without panicking, whatever they hold; errors are the
 //! expected outcome for most inputs.
 
-use crate::{assets, contracts, ingest, pattern};
+use crate::import::{assets, contracts, pattern};
+use crate::ingest;
 
 /// Longest input a harness looks at: the parsers are linear, so longer inputs add time per
 /// execution, not coverage.

@@ -22,8 +22,8 @@ use ward_protocols::schema::observation::{
 };
 use ward_protocols::schema::status::{StatusMessage, STATUS_SCHEMA};
 
-use crate::flags::{self, FlagConfig};
-use crate::link;
+use crate::compliance::flags::{self, FlagConfig};
+use crate::compliance::link;
 use crate::store::{Adjustments, Applied, IngestStats, Message, Rejections, Store, StoreError};
 
 /// Longest message read: an MQTT payload (the broker has its own, smaller, limit) or a line of a
@@ -733,7 +733,9 @@ pub fn evaluate(
     let links = link::link(&inv);
     let flags = flags::evaluate(&inv, &links, cfg, now_us);
     let st = store.apply_evaluation(&links, &flags, now_us)?;
-    store.write_summaries(&crate::summary::summaries(&inv, &links, &flags, cfg))?;
+    store.write_summaries(&crate::compliance::summary::summaries(
+        &inv, &links, &flags, cfg,
+    ))?;
     tracing::debug!(
         devices = inv.devices.len(),
         links = links.len(),

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use ward_collector::access::views::printable;
 use ward_collector::config::Config;
 use ward_collector::ingest;
 use ward_collector::store::sqlite::SqliteStore;
 use ward_collector::store::Store;
-use ward_collector::views::printable;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -144,13 +144,13 @@ enum Cmd {
     Report {
         /// devices, flags, coverage or installed-base.
         #[arg(value_enum)]
-        kind: ward_collector::report::Kind,
+        kind: ward_collector::access::report::Kind,
         /// Only these manufacturers (as a vendor token).
         #[arg(long, value_name = "MANUFACTURER")]
         vendor: Vec<String>,
         /// table, csv or json.
         #[arg(long, value_enum, default_value = "table")]
-        format: ward_collector::report::Format,
+        format: ward_collector::access::report::Format,
         /// Flags: open (default) or resolved; `all` for both.
         #[arg(long, default_value = "open")]
         status: String,
@@ -452,7 +452,7 @@ fn real_main() -> anyhow::Result<()> {
         }
         Cmd::Contracts { cmd } => match cmd {
             ContractsCmd::Import { file, dry_run } => {
-                let contracts = ward_collector::contracts::load(&file)?;
+                let contracts = ward_collector::import::contracts::load(&file)?;
                 if dry_run {
                     println!("{}: {} contracts, valid", file.display(), contracts.len());
                     return Ok(());
@@ -476,8 +476,8 @@ fn real_main() -> anyhow::Result<()> {
                 replace,
                 dry_run,
             } => {
-                let colmap = ward_collector::assets::ColumnMap::with_overrides(&map)?;
-                let imp = ward_collector::assets::load(&file, &colmap)?;
+                let colmap = ward_collector::import::assets::ColumnMap::with_overrides(&map)?;
+                let imp = ward_collector::import::assets::load(&file, &colmap)?;
                 if !imp.ignored_columns.is_empty() {
                     tracing::info!(file = %file.display(), columns = ?imp.ignored_columns, "columns not mapped (ignored)");
                 }
@@ -517,7 +517,7 @@ fn real_main() -> anyhow::Result<()> {
                 return print_json(&serde_json::json!({"devices": inv.devices, "links": links}));
             }
             for d in &inv.devices {
-                let (m, model) = ward_collector::link::manufacturer_model(d);
+                let (m, model) = ward_collector::compliance::link::manufacturer_model(d);
                 let l: Vec<String> = links
                     .iter()
                     .filter(|l| l.device_id == d.id)
@@ -576,12 +576,13 @@ fn real_main() -> anyhow::Result<()> {
                     vendor,
                     expires,
                 } => {
-                    let role: ward_collector::tokens::Role =
+                    let role: ward_collector::access::tokens::Role =
                         role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
                     let now = ingest::now_us();
                     let exp = expires.map(|d| now + d.as_micros() as i64);
-                    let (rec, token) =
-                        ward_collector::tokens::create(&mut store, &name, role, &vendor, exp, now)?;
+                    let (rec, token) = ward_collector::access::tokens::create(
+                        &mut store, &name, role, &vendor, exp, now,
+                    )?;
                     tracing::info!(id = %rec.id, name = %rec.name, role = %rec.role, "token created");
                     println!("{token}");
                     Ok(())
@@ -605,9 +606,9 @@ fn real_main() -> anyhow::Result<()> {
         } => {
             let store = open(&cfg)?;
             let p = if vendor.is_empty() {
-                ward_collector::tokens::Principal::local_admin()
+                ward_collector::access::tokens::Principal::local_admin()
             } else {
-                ward_collector::tokens::Principal::vendor(&vendor)
+                ward_collector::access::tokens::Principal::vendor(&vendor)
             };
             let status = match status.as_str() {
                 "all" => None,
@@ -616,7 +617,7 @@ fn real_main() -> anyhow::Result<()> {
             };
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
-            ward_collector::report::run(&store, &p, kind, format, status, &mut out)
+            ward_collector::access::report::run(&store, &p, kind, format, status, &mut out)
         }
     }
 }

@@ -13,12 +13,12 @@ use tokio::sync::mpsc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::access::api::{self, ApiState, Metrics};
 use crate::alerts;
-use crate::api::{self, ApiState, Metrics};
-use crate::broker::{self, BrokerConfig};
 use crate::config::Config;
 use crate::ingest::{self, decode};
-use crate::source::{self, Delivery, SourceConfig};
+use crate::mqtt::broker::{self, BrokerConfig};
+use crate::mqtt::source::{self, Delivery, SourceConfig};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{IngestStats, Store};
 

@@ -21,11 +21,13 @@ use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use ward_collector::alerts::{AlertConfig, AlertMqtt, Alerter};
-use ward_collector::broker::{BrokerConfig, EmbeddedBroker};
-use ward_collector::flags::FlagConfig;
+use ward_collector::compliance::flags::FlagConfig;
+use ward_collector::import::model::{
+    Contract, NoticeMonths, PatchSla, ProductPattern, RemoteAccess,
+};
 use ward_collector::ingest;
-use ward_collector::model::{Contract, NoticeMonths, PatchSla, ProductPattern, RemoteAccess};
-use ward_collector::source::ExternalSource;
+use ward_collector::mqtt::broker::{BrokerConfig, EmbeddedBroker};
+use ward_collector::mqtt::source::ExternalSource;
 use ward_collector::store::sqlite::SqliteStore;
 use ward_collector::store::{Applied, FlagRow, Message, Store};
 use ward_protocols::schema::observation::{

@@ -532,7 +532,7 @@ fn assert_no_token_secret(what: &str, bytes: &[u8], tokens: &[&String]) {
 }
 
 /// The database holds, per token id, the SHA-256 (lower-case hex) of the token's secret part,
-/// and nothing else of it (collector/src/tokens.rs).
+/// and nothing else of it (collector/src/access/tokens.rs).
 fn assert_tokens_stored_as_sha256(db: &Path, tokens: &[&String]) {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)

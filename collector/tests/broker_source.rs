@@ -16,8 +16,8 @@ use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS, TlsConfiguration, 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use ward_agent::output::mqtt::{MqttConfig, MqttOutput};
-use ward_collector::broker::{self, BrokerConfig, BrokerError, EmbeddedBroker, TlsFiles};
-use ward_collector::source::{
+use ward_collector::mqtt::broker::{self, BrokerConfig, BrokerError, EmbeddedBroker, TlsFiles};
+use ward_collector::mqtt::source::{
     self, Delivery, EmbeddedSource, ExternalSource, SourceConfig, SourceHandle, INGEST_FILTERS,
 };
 

@@ -516,7 +516,7 @@ fn scenario(dir: &Path, broker: Broker) {
         assert_eq!(st.map(String::as_str), Some("open"), "{k} {s} {d}: {f:#?}");
     }
     let raised: BTreeSet<&str> = f.keys().map(|k| k.0.as_str()).collect();
-    for k in ward_collector::flags::KINDS {
+    for k in ward_collector::compliance::flags::KINDS {
         assert!(raised.contains(k), "flag kind {k} never raised");
     }
     // Evidence names the contract and the device.

@@ -16,14 +16,16 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-use ward_collector::flags::FlagConfig;
+use ward_collector::access::tokens::Principal;
+use ward_collector::access::views::{self, MAX_LIMIT};
+use ward_collector::compliance::flags::FlagConfig;
+use ward_collector::import::model::{
+    Contract, NoticeMonths, PatchSla, ProductPattern, RemoteAccess,
+};
+use ward_collector::import::pattern;
 use ward_collector::ingest;
-use ward_collector::model::{Contract, NoticeMonths, PatchSla, ProductPattern, RemoteAccess};
-use ward_collector::pattern;
 use ward_collector::store::sqlite::SqliteStore;
 use ward_collector::store::{DeviceQuery, FlagQuery, Message, Store};
-use ward_collector::tokens::Principal;
-use ward_collector::views::{self, MAX_LIMIT};
 use ward_protocols::schema::observation::{
     ClassificationRecord, DeviceRecord, Kind, MacKind, Observation, Seen, SCHEMA,
 };

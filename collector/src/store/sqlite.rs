@@ -18,7 +18,7 @@ use super::{
     DeviceView, FlagInstance, FlagQuery, FlagRow, ImportStats, IngestStats, Inventory, Link,
     LinkKind, MergeRow, Message, ServiceView, Sighting, Store, StoreError, TokenRecord,
 };
-use crate::model::{Asset, Contract};
+use crate::import::model::{Asset, Contract};
 
 /// Migrations, in order; `user_version` = how many have run. Never edit one that shipped:
 /// append.
@@ -1620,7 +1620,7 @@ impl Store for SqliteStore {
             wh.push(format!("device_type = {p}"));
         }
         if let Some(m) = &q.manufacturer {
-            let needle = crate::pattern::Substring::new(m);
+            let needle = crate::import::pattern::Substring::new(m);
             let names =
                 self.names_where("device_summary", "manufacturer", |n| needle.matches(n))?;
             wh.push(format!(
@@ -1935,7 +1935,9 @@ fn like_literal(s: &str) -> String {
 /// never translated to SQL: the store lists the distinct stored names ([`SqliteStore::names_where`])
 /// and filters by the ones that match.
 fn glob_any(globs: &[String], name: &str) -> bool {
-    globs.iter().any(|g| crate::pattern::matches(g, name))
+    globs
+        .iter()
+        .any(|g| crate::import::pattern::matches(g, name))
 }
 
 /// `(SELECT value FROM json_each(?n))` binding `names` as one JSON array parameter: any number

@@ -19,7 +19,7 @@ use ward_protocols::schema::observation::Observation;
 use ward_protocols::schema::status::StatusMessage;
 use ward_protocols::MacAddr;
 
-use crate::model::{Asset, Contract};
+use crate::import::model::{Asset, Contract};
 
 /// A storage failure. The message names the operation that failed.
 #[derive(Debug, thiserror::Error)]

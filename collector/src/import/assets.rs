@@ -14,8 +14,8 @@ use std::str::FromStr;
 
 use ward_protocols::MacAddr;
 
-use crate::contracts::{csv_error, csv_reader, read_text, ImportError, Record};
-use crate::model::Asset;
+use crate::import::contracts::{csv_error, csv_reader, read_text, ImportError, Record};
+use crate::import::model::Asset;
 
 /// An [`Asset`] field a CSV column can feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use ward_protocols::{Attribute, Field};
 
-use crate::model::{Asset, Contract};
+use crate::import::model::{Asset, Contract};
 use crate::store::{DeviceView, Inventory, Link, LinkKind};
 
 /// Confidence of each method. A MAC is what the CMMS records for the very interface the agent
@@ -88,10 +88,12 @@ pub fn fact_with_role(d: &DeviceView, role: Attribute) -> Option<&str> {
 /// Whether `c` covers a product by manufacturer and model.
 pub fn covers_model(c: &Contract, manufacturer: Option<&str>, model: &str) -> bool {
     c.products.iter().any(|p| {
-        let model_ok = crate::pattern::matches(&p.model, model);
+        let model_ok = crate::import::pattern::matches(&p.model, model);
         let mfr_ok = match (&p.manufacturer, manufacturer) {
             (_, None) => false,
-            (Some(pm), Some(m)) => crate::pattern::matches(pm, m) || manufacturer_matches(pm, m),
+            (Some(pm), Some(m)) => {
+                crate::import::pattern::matches(pm, m) || manufacturer_matches(pm, m)
+            }
             (None, Some(m)) => manufacturer_matches(&c.supplier, m),
         };
         model_ok && mfr_ok

@@ -16,9 +16,9 @@ use std::io::Write;
 
 use serde_json::Value;
 
+use crate::access::tokens::Principal;
+use crate::access::views::{self, MAX_LIMIT};
 use crate::store::{DeviceQuery, FlagQuery, Store};
-use crate::tokens::Principal;
-use crate::views::{self, MAX_LIMIT};
 
 /// Which report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -268,7 +268,7 @@ pub fn run(
                 .into_iter()
                 .map(|r| {
                     r.iter()
-                        .map(|c| crate::views::printable(c).into_owned())
+                        .map(|c| crate::access::views::printable(c).into_owned())
                         .collect()
                 })
                 .collect();

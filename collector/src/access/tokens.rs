@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::pattern::Pattern;
+use crate::import::pattern::Pattern;
 use crate::store::{Store, StoreError, TokenRecord};
 
 /// What a token may do.

@@ -18,11 +18,11 @@ use ipnet::IpNet;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use crate::model::{
+use crate::import::model::{
     Contract, Direction, NoticeMonths, PatchSla, PermittedService, ProductPattern, RemoteAccess,
     RemoteAccessPolicy, Transport,
 };
-use crate::pattern::Pattern;
+use crate::import::pattern::Pattern;
 
 /// Problems beyond this are summarised: each one may cost a re-parse to locate, and nobody
 /// reads the 101st line of a wall of errors.

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use ward_protocols::Protocol;
 
-use crate::link::manufacturer_model;
-use crate::model::{Contract, Direction, RemoteAccessPolicy, Transport};
+use crate::compliance::link::manufacturer_model;
+use crate::import::model::{Contract, Direction, RemoteAccessPolicy, Transport};
 use crate::store::{DeviceView, FlagInstance, Inventory, Link, LinkKind, ServiceView};
 
 /// Every flag kind, for documentation, tests and the API.
@@ -342,7 +342,7 @@ pub fn evaluate(
                 let ok = c
                     .supported_software_versions
                     .iter()
-                    .any(|p| crate::pattern::matches(p, v));
+                    .any(|p| crate::import::pattern::matches(p, v));
                 if !ok {
                     out.push(
                         "software_version_unsupported",

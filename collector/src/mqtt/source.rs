@@ -39,7 +39,7 @@
 //!
 //! # Embedded broker: acked on commit
 //!
-//! The embedded source is the ingest channel of the [`crate::broker`] endpoint: agents'
+//! The embedded source is the ingest channel of the [`crate::mqtt::broker`] endpoint: agents'
 //! messages arrive as deliveries whose token writes the PUBACK on the agent's connection when
 //! acked, so an agent is told "received" only after the commit, and a crash of the collector
 //! loses nothing (the agent still has the message in its spool and sends it again after the
@@ -64,7 +64,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::broker::{BrokerError, BrokerLinker, EmbeddedAck};
+use crate::mqtt::broker::{BrokerError, BrokerLinker, EmbeddedAck};
 
 /// Filter of the agents' observation messages (`ward.observation.v1`).
 pub const DEVICES_FILTER: &str = "ward/v1/+/+/devices";
@@ -164,10 +164,10 @@ pub enum SourceConfig {
     External(ExternalSource),
 }
 
-/// An in-process link to the [`crate::broker::EmbeddedBroker`].
+/// An in-process link to the [`crate::mqtt::broker::EmbeddedBroker`].
 #[derive(Debug, Clone)]
 pub struct EmbeddedSource {
-    /// From [`crate::broker::EmbeddedBroker::linker`].
+    /// From [`crate::mqtt::broker::EmbeddedBroker::linker`].
     pub broker: BrokerLinker,
     /// Prefix of the link's client id (no `+ # / $`). A random suffix is appended: MQTT lets a
     /// new connection with the same client id take over, so an agent that guessed the id

@@ -81,7 +81,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{debug, error, info, warn};
 
-use crate::source::{AckToken, Delivery};
+use crate::mqtt::source::{AckToken, Delivery};
 
 /// Default listen address: loopback only; set a routable address (with TLS and authentication)
 /// to accept agents from other hosts.

@@ -8,12 +8,12 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use ward_protocols::Field;
 
-use crate::model::{Asset, Contract};
+use crate::access::tokens::{Principal, Role};
+use crate::import::model::{Asset, Contract};
 use crate::store::{
     AgentRow, DeviceQuery, DeviceSummary, DeviceView, FlagQuery, FlagRow, LinkKind, Store,
     StoreError,
 };
-use crate::tokens::{Principal, Role};
 
 /// Refusals and failures of a view.
 #[derive(Debug, thiserror::Error)]
@@ -86,9 +86,8 @@ fn vendors(p: &Principal) -> Option<Vec<String>> {
 fn owns(p: &Principal, manufacturer: Option<&str>) -> bool {
     match vendors(p) {
         None => true,
-        Some(globs) => {
-            manufacturer.is_some_and(|m| globs.iter().any(|g| crate::pattern::matches(g, m)))
-        }
+        Some(globs) => manufacturer
+            .is_some_and(|m| globs.iter().any(|g| crate::import::pattern::matches(g, m))),
     }
 }
 

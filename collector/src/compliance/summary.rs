@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::flags::{is_medical, FlagConfig};
-use crate::link::manufacturer_model;
+use crate::compliance::flags::{is_medical, FlagConfig};
+use crate::compliance::link::manufacturer_model;
 use crate::store::{DeviceSummary, FlagInstance, Inventory, Link, LinkKind, LinkRef};
 
 /// One summary per device.

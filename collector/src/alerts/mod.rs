@@ -65,8 +65,8 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::broker::BrokerLinker;
-use crate::source::ExternalSource;
+use crate::mqtt::broker::BrokerLinker;
+use crate::mqtt::source::ExternalSource;
 use crate::store::{Applied, FlagRow};
 
 /// The `schema` of every alert message.

@@ -1,5 +1,5 @@
 //! The HTTP API (axum, JSON) and `/metrics`. Every endpoint authenticates a bearer token and
-//! goes through [`crate::views`], where what each role may see is decided.
+//! goes through [`crate::access::views`], where what each role may see is decided.
 //!
 //! SQLite work runs on blocking threads with connections from a small pool: WAL lets readers
 //! proceed while the ingest loop writes. Requests whose cost grows with the inventory (coverage,
@@ -25,12 +25,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::flags::FlagConfig;
+use crate::access::tokens::{self, Principal};
+use crate::access::views::{self, ViewError};
+use crate::compliance::flags::FlagConfig;
 use crate::ingest::SafeText;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{DeviceQuery, FlagQuery, Store};
-use crate::tokens::{self, Principal};
-use crate::views::{self, ViewError};
 
 /// The OpenAPI 3 document, served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -67,7 +67,7 @@ pub struct Metrics {
     /// Expensive API requests refused with 503 (too many at once).
     pub http_busy: AtomicU64,
     /// The embedded broker, when the collector runs one: its counters are reported too.
-    pub broker: std::sync::OnceLock<crate::broker::BrokerLinker>,
+    pub broker: std::sync::OnceLock<crate::mqtt::broker::BrokerLinker>,
 }
 
 /// Shared by the handlers.
@@ -504,7 +504,7 @@ async fn evaluate(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Json<Val
 async fn metrics(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Response, ApiError> {
     let m = st.metrics.clone();
     let text = authed(&st, &c, Cost::Expensive, move |s, p| {
-        if p.role == crate::tokens::Role::Vendor {
+        if p.role == crate::access::tokens::Role::Vendor {
             return Err(ViewError::Forbidden("vendor").into());
         }
         let counts = s.counts().map_err(ViewError::from)?;
@@ -516,7 +516,7 @@ async fn metrics(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Response,
                 ..FlagQuery::default()
             })
             .map_err(ViewError::from)?;
-        let mut by_kind: std::collections::BTreeMap<String, u64> = crate::flags::KINDS
+        let mut by_kind: std::collections::BTreeMap<String, u64> = crate::compliance::flags::KINDS
             .iter()
             .map(|k| (k.to_string(), 0))
             .collect();

@@ -1,0 +1,6 @@
+//! Compliance: linking devices to assets and contracts ([`link`]), the flags raised on what
+//! is outside contracted terms ([`flags`]) and the per-device summaries ([`summary`]).
+
+pub mod flags;
+pub mod link;
+pub mod summary;
