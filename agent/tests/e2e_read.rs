@@ -22,82 +22,18 @@ use common::{
     device_keys_of, fixtures, lease_port, public_captures, read_spool_file, scanner,
     spool_messages, wait_until, AGENT,
 };
+use ward_testkit::Mosquitto;
 
-struct Broker {
-    child: Child,
-    conf: PathBuf,
-    log: PathBuf,
-}
-
-impl Broker {
-    fn start(dir: &Path, port: u16) -> Broker {
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            // Persistence with a 1 s autosave keeps the subscriber's QoS 1 session across the
-            // SIGKILL, so messages the agent resends after the restart are queued for it.
-            // `user root`: as root, stay root (the `mosquitto` user could not write the
-            // persistence file into this private temporary directory); ignored otherwise.
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 autosave_interval 1\npersistence_location {}/\nuser root\n\
-                 log_dest stderr\nlog_type all\n",
-                dir.display()
-            ),
-        )
-        .unwrap();
-        let log = dir.join("mosquitto.log");
-        let child = Broker::spawn(&conf, &log, port);
-        Broker { child, conf, log }
-    }
-
-    /// Runs mosquitto, its log appended to `log`, and waits until it listens.
-    fn spawn(conf: &Path, log: &Path, port: u16) -> Child {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(conf)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect(
-                "mosquitto is required (apt-get install mosquitto; scripts/test.sh installs it)",
-            );
-        wait_port(port);
-        child
-    }
-
-    fn restart(&mut self, port: u16) {
-        self.child = Broker::spawn(&self.conf, &self.log, port);
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn wait_port(port: u16) {
-    wait_until(
-        &format!("the broker to listen on {port}"),
-        Duration::from_secs(10),
-        || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
-        String::new,
+/// Mosquitto on `port` in `dir`. Persistence with a 1 s autosave keeps the subscriber's QoS 1
+/// session across the SIGKILL, so messages the agent resends after the restart are queued for
+/// it; every line logged, for the waits on its SUBACKs.
+fn start_broker(dir: &Path, port: u16) -> Mosquitto {
+    let global = format!(
+        "allow_anonymous true\npersistence true\nautosave_interval 1\n\
+         persistence_location {}/\nlog_type all",
+        dir.display()
     );
+    Mosquitto::start(dir, port, &global, "", &[])
 }
 
 /// Lines `mosquitto_sub` printed, collected by a thread.
@@ -190,7 +126,7 @@ fn broker_killed_mid_stream_loses_no_observation() {
     let scanner = scanner();
     let dir = tempfile::tempdir().unwrap();
     let port = lease_port();
-    let mut broker = Broker::start(dir.path(), port);
+    let mut broker = start_broker(dir.path(), port);
     let sub_id = format!("ward-e2e-sub-{}", std::process::id());
     let (mut sub, lines) = subscribe(port, &sub_id);
     // The subscription is in place (the broker sent the SUBACK), and on disk: the broker's
@@ -304,7 +240,7 @@ fn broker_killed_mid_stream_loses_no_observation() {
     );
     // The raw files too, headers and all, while the agent runs.
     scanner.assert_dir_clean("spool directory (broker down)", &spool);
-    broker.restart(port);
+    broker.restart();
     drop(stdin);
     let status = agent.wait().unwrap();
     assert!(status.success(), "agent exited with {status}");

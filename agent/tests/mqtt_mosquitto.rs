@@ -10,9 +10,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -22,40 +20,10 @@ use serde_json::Value;
 use ward_agent::observation::{Kind, Observation, SCHEMA};
 use ward_agent::output::mqtt::{MqttConfig, MqttOutput};
 use ward_agent::output::{AgentState, StatusStats};
+use ward_testkit::{lease_port as free_port, make_pki, write_passwd, Mosquitto as Broker};
 
 // ---------------------------------------------------------------------------------------------
-// Helpers: binaries, ports, logs
-
-fn find_binary(name: &str, env: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(env) {
-        return p.into();
-    }
-    let path_dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    for dir in path_dirs
-        .into_iter()
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-    {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!(
-        "`{name}` not found (searched PATH, /usr/sbin, /usr/local/sbin): the MQTT tests need a \
-         real Mosquitto broker. Install it with `apt-get install -y mosquitto`, or set {env}."
-    );
-}
-
-fn mosquitto() -> PathBuf {
-    find_binary("mosquitto", "MOSQUITTO")
-}
-
-/// A port no other test (in this process or another) is handed while this process runs.
-fn free_port() -> u16 {
-    common::lease_port()
-}
+// Helpers: logs, waits (the broker, its ports and certificates are `ward_testkit`'s)
 
 /// Everything the agent logs, from every test in this binary (lines carry the broker URL or
 /// other test-specific values to tell them apart).
@@ -108,133 +76,6 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// A Mosquitto process
-
-struct Broker {
-    port: u16,
-    other_ports: Vec<u16>,
-    conf: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Broker {
-    /// Starts mosquitto with `global` settings, a plain listener on `port` and `listeners`
-    /// (more listener sections, whose ports are listed in `other_ports`).
-    fn start(dir: &Path, port: u16, global: &str, listeners: &str, other_ports: &[u16]) -> Broker {
-        std::fs::create_dir_all(dir).unwrap();
-        let conf = dir.join("mosquitto.conf");
-        let log = dir.join("mosquitto.log");
-        // `user root`: when the tests run as root, do not switch to the `mosquitto` user (it
-        // could not read the temporary directory); ignored otherwise.
-        let text = format!(
-            "persistence false\nuser root\nlog_dest stderr\nlog_type all\n{global}\n\
-             listener {port} 127.0.0.1\n{listeners}\n"
-        );
-        std::fs::write(&conf, text).unwrap();
-        let mut b = Broker {
-            port,
-            other_ports: other_ports.to_vec(),
-            conf,
-            log,
-            child: None,
-        };
-        b.spawn();
-        b
-    }
-
-    fn spawn(&mut self) {
-        assert!(self.child.is_none());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(mosquitto())
-            .arg("-c")
-            .arg(&self.conf)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run mosquitto: {e}"));
-        self.child = Some(child);
-        let start = Instant::now();
-        for port in std::iter::once(self.port).chain(self.other_ports.clone()) {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                    panic!("mosquitto exited ({status}):\n{}", self.log_text());
-                }
-                assert!(
-                    start.elapsed() < Duration::from_secs(10),
-                    "mosquitto does not listen on {port}:\n{}",
-                    self.log_text()
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-
-    /// SIGKILL: no goodbye to anyone.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap(); // SIGKILL on Unix
-            c.wait().unwrap();
-        }
-    }
-
-    /// SIGHUP: reload the password file.
-    fn reload(&self) {
-        let pid = self.child.as_ref().unwrap().id();
-        let ok = Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_log(&self, needle: &str) {
-        let start = Instant::now();
-        while !self.log_text().contains(needle) {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "mosquitto never logged {needle:?}:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Writes a mosquitto password file atomically (`mosquitto_passwd -b`).
-fn write_passwd(path: &Path, users: &[(&str, &str)]) {
-    let tmp = path.with_extension("new");
-    let _ = std::fs::remove_file(&tmp);
-    std::fs::write(&tmp, "").unwrap();
-    for (user, pass) in users {
-        let out = Command::new(find_binary("mosquitto_passwd", "MOSQUITTO_PASSWD"))
-            .arg("-b")
-            .arg(&tmp)
-            .args([user, pass])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mosquitto_passwd: {out:?}");
-    }
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -582,7 +423,7 @@ async fn b_broker_killed_mid_stream_loses_nothing() {
     // Restart on the same port with the agent locked out until the subscriber is back, so the
     // subscriber cannot miss the resend (the broker keeps no sessions: persistence is off).
     write_passwd(&passwd, &[("sub", "sub-pw")]);
-    broker.spawn();
+    broker.restart();
     sub.wait_subscribed(2).await;
     write_passwd(&passwd, &[("agent", "agent-pw"), ("sub", "sub-pw")]);
     broker.reload();
@@ -842,102 +683,12 @@ async fn e_password_auth_and_wrong_password() {
 // ---------------------------------------------------------------------------------------------
 // TLS with client certificates
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// CA, server certificate (localhost, 127.0.0.1) and client certificate, EC P-256.
-fn make_pki(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("ca.cnf"),
-        "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = ward test CA\n\
-         [v3_ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n\
-         subjectKeyIdentifier = hash\n",
-    )
-    .unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut args = vec!["req", "-x509", "-config", "ca.cnf", "-extensions", "v3_ca"];
-    args.extend(ec);
-    args.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"]);
-    openssl(dir, &args);
-    for (name, cn, eku, san) in [
-        (
-            "server",
-            "localhost",
-            "serverAuth",
-            "subjectAltName = DNS:localhost,IP:127.0.0.1\n",
-        ),
-        ("client", "ward-agent-tls", "clientAuth", ""),
-    ] {
-        std::fs::write(
-            dir.join(format!("{name}.cnf")),
-            format!("[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = {cn}\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join(format!("{name}.ext")),
-            format!(
-                "basicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature\n\
-                 extendedKeyUsage = {eku}\n{san}"
-            ),
-        )
-        .unwrap();
-        let (cnf, key, csr, pem, ext) = (
-            format!("{name}.cnf"),
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-            format!("{name}.ext"),
-        );
-        let mut args = vec!["req", "-new", "-config", &cnf];
-        args.extend(ec);
-        args.extend(["-keyout", &key, "-out", &csr]);
-        openssl(dir, &args);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_client_certificate() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let pki = tmp.path().join("pki");
-    make_pki(&pki);
+    make_pki(&pki, &[("client", "ward-agent-tls")]);
     let plain = free_port();
     let tls = free_port();
     let listeners = format!(

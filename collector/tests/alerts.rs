@@ -35,18 +35,10 @@ use ward_protocols::schema::observation::{
 };
 use ward_protocols::MacAddr;
 
+use common::init_logs;
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,rumqttd=error".into()),
-        )
-        .try_init();
-}
 
 const T0_US: i64 = 1_767_225_600_000_000;
 
@@ -459,7 +451,7 @@ async fn a_full_queue_drops_the_oldest_and_counts_them() {
 
 /// Mosquitto on `port` with persistence in `dir`, as `common::mosquitto` configures it; start
 /// it again with the same `dir` and port to restart the broker.
-fn mosquitto_on(dir: &Path, port: u16) -> common::Proc {
+fn mosquitto_on(dir: &Path, port: u16) -> common::Mosquitto {
     common::mosquitto_on(dir, port)
         .unwrap_or_else(|| panic!("port {port} taken: mosquitto cannot start on it"))
 }

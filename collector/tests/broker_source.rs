@@ -8,8 +8,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS, TlsConfiguration, Transport};
@@ -20,24 +19,12 @@ use ward_collector::mqtt::broker::{self, BrokerConfig, BrokerError, EmbeddedBrok
 use ward_collector::mqtt::source::{
     self, Delivery, EmbeddedSource, ExternalSource, SourceConfig, SourceHandle, INGEST_FILTERS,
 };
+use ward_testkit::{write_passwd, Mosquitto};
+
+use common::{free_port, init_logs};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,rumqttd=error".into()),
-        )
-        .try_init();
-}
-
-/// A leased port (never handed out twice; see `common::free_port`).
-fn free_port() -> u16 {
-    common::free_port()
-}
 
 fn loopback_any() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -891,56 +878,6 @@ async fn embedded_tls_with_client_certificates() {
 // ---------------------------------------------------------------------------------------------
 // (d) External broker: Mosquitto
 
-fn find_binary(name: &str, env: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(env) {
-        return p.into();
-    }
-    let path_dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    for dir in path_dirs
-        .into_iter()
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-    {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!(
-        "`{name}` not found (searched PATH, /usr/sbin, /usr/local/sbin): these tests need a real \
-         Mosquitto broker. Install it with `apt-get install -y mosquitto`, or set {env}."
-    );
-}
-
-/// A Mosquitto process on a free port, killed on drop.
-struct Mosquitto {
-    port: u16,
-    log: PathBuf,
-    child: Child,
-}
-
-impl Mosquitto {
-    fn start(dir: &Path) -> Mosquitto {
-        start_mosquitto_on(dir, free_port())
-    }
-
-    fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn external(
     url: &str,
     client_id: &str,
@@ -966,7 +903,7 @@ async fn external(
 async fn external_redelivers_what_was_not_acked() {
     init_logs();
     let tmp = tempfile::tempdir().unwrap();
-    let mosq = Mosquitto::start(tmp.path());
+    let (mosq, _) = common::mosquitto(tmp.path());
 
     let (src, mut rx) = external(&mosq.url(), "collector-1", 256).await;
     let mut agent = Client::tcp("agent-1", mosq.port);
@@ -1137,54 +1074,11 @@ async fn external_reconnects_after_broker_restart_and_rejects_bad_settings() {
     src.shutdown().await;
 }
 
-/// Mosquitto on `port` with persistence in `dir` (start it again on the same `dir` and port
-/// to restart the broker). `user root`: when the tests run as root, stay root (the `mosquitto`
-/// user could not write the temporary directory). No in-flight limit: a collector that acks
-/// after its commit holds many messages at once.
+/// Mosquitto on `port` with persistence in `dir` (`common::mosquitto_settings`; start it again
+/// on the same `dir` and port to restart the broker).
 fn start_mosquitto_on(dir: &Path, port: u16) -> Mosquitto {
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let conf = dir.join("mosquitto.conf");
-    let log = dir.join("mosquitto.log");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root\npersistence true\npersistence_location {}/\nautosave_interval 1\n\
-             log_dest stderr\nlog_type error\nlog_type warning\n\
-             max_inflight_messages 0\nmax_queued_messages 1000000\nset_tcp_nodelay true\n\
-             listener {port} 127.0.0.1\nallow_anonymous true\n",
-            data.display()
-        ),
-    )
-    .unwrap();
-    let logf = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .unwrap();
-    let mut child = Command::new(find_binary("mosquitto", "MOSQUITTO"))
-        .arg("-c")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().unwrap())
-        .stderr(logf)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run mosquitto: {e}"));
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "mosquitto exited ({status}):\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "mosquitto does not listen"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Mosquitto { port, log, child }
+    common::mosquitto_on(dir, port)
+        .unwrap_or_else(|| panic!("port {port} taken: mosquitto cannot start on it"))
 }
 
 /// Small QoS 1 messages through Mosquitto to an ingest that acks in batches, as after a commit.
@@ -1196,7 +1090,7 @@ async fn external_throughput() {
     const BATCH: usize = 500;
     let total = (PUBLISHERS * PER_PUBLISHER) as usize;
     let tmp = tempfile::tempdir().unwrap();
-    let mosq = Mosquitto::start(tmp.path());
+    let (mosq, _) = common::mosquitto(tmp.path());
     let (src, mut rx) = external(&mosq.url(), "collector-perf", 4096).await;
 
     let mut agents = Vec::new();
@@ -1273,51 +1167,28 @@ async fn mosquitto_with_the_shipped_acl_confines_every_identity() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let passwd = dir.join("passwd");
-    for (i, (user, pw)) in [
-        ("agentA", "pa"),
-        ("agentB", "pb"),
-        ("ward-collector", "pc"),
-        ("noc-dashboard", "pn"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let mut cmd = Command::new(find_binary("mosquitto_passwd", "MOSQUITTO_PASSWD"));
-        if i == 0 {
-            cmd.arg("-c");
-        }
-        let st = cmd
-            .arg("-b")
-            .arg(&passwd)
-            .args([user, pw])
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
+    write_passwd(
+        &passwd,
+        &[
+            ("agentA", "pa"),
+            ("agentB", "pb"),
+            ("ward-collector", "pc"),
+            ("noc-dashboard", "pn"),
+        ],
+    );
     let acl = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/mosquitto/ward.acl");
     let port = free_port();
-    let log = dir.join("mosquitto.log");
-    std::fs::write(
-        dir.join("mosquitto.conf"),
-        format!(
-            "user root\nper_listener_settings true\nlog_dest stderr\nlog_type error\n\
-             listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\n",
+    let _mosq = Mosquitto::start(
+        dir,
+        port,
+        "per_listener_settings true\nlog_type error",
+        &format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}",
             passwd.display(),
             acl.display()
         ),
-    )
-    .unwrap();
-    let mut child = Command::new(find_binary("mosquitto", "MOSQUITTO"))
-        .arg("-c")
-        .arg(dir.join("mosquitto.conf"))
-        .stdin(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    wait_until("mosquitto listening", Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .await;
+        &[],
+    );
     let login = |id: &str, user: &str, pw: &str| {
         let mut o = MqttOptions::new(id, "127.0.0.1", port);
         o.set_credentials(user, pw);
@@ -1407,8 +1278,6 @@ async fn mosquitto_with_the_shipped_acl_confines_every_identity() {
         .unwrap();
     assert_eq!(noc.next_publish().await.topic, "ward/v1/alerts/north");
     src.shutdown().await;
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 async fn suback_codes(c: &mut Client) -> Vec<rumqttc::SubscribeReasonCode> {

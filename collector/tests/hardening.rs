@@ -330,7 +330,7 @@ fn database_files_are_private_whatever_the_umask() {
         .spawn()
         .unwrap();
     let mut p = Proc::new(child, &log);
-    wait_port(http, "ward-collector", &mut p.child, &p.log);
+    p.wait_port(http, "ward-collector");
     let wal = PathBuf::from(format!("{}-wal", db.display()));
     let shm = PathBuf::from(format!("{}-shm", db.display()));
     eventually("-wal and -shm exist", || wal.exists() && shm.exists());

@@ -1,16 +1,19 @@
 //! Shared by the agent's integration tests: pcap and pcapng files written byte by byte and the
 //! frames that go in them; the patient-canary scanner (`ward_canary`) loaded with every canary
-//! these tests put on the wire; ports leased so tests running in parallel (in this process or
-//! another) never collide; and waits on state instead of sleeps.
+//! these tests put on the wire; the spool read back. Ports leased so tests running in parallel
+//! (in this process or another) never collide, and waits on state instead of sleeps, are
+//! `ward_testkit`'s, re-exported here.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
 use ward_canary::{Kind, Scanner};
+// Re-exported for the test files; each uses only some, as with the rest of this module.
+#[allow(unused_imports)]
+pub use ward_testkit::{assert_no_byte_dump, fixtures, lease_port, public_captures, wait_until};
 
 /// The `ward-agent` binary under test.
 pub const AGENT: &str = env!("CARGO_BIN_EXE_ward-agent");
@@ -136,17 +139,6 @@ pub const GIVEN: &str = "CANARYGIVEN";
 /// The date of birth in [`hl7_mllp`]'s PID-7.
 pub const BIRTH_DATE: &str = "19700101";
 
-/// `../shared/captures/public/` beside the checkout: third-party captures, read in place (never
-/// copied into the repository).
-pub fn public_captures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures/public")
-}
-
-/// `tests/fixtures/`.
-pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
 /// Every canary of the fixture manifest and of [`hl7_mllp`] (family and given name, MRN, date of
 /// birth): what every output of these tests is scanned for.
 pub fn scanner() -> &'static Scanner {
@@ -170,61 +162,6 @@ pub fn scanner() -> &'static Scanner {
 pub fn assert_no_patient_bytes(what: &str, text: &str) {
     scanner().assert_clean(what, text);
     assert_no_byte_dump(what, text);
-}
-
-/// Asserts that `text` holds no run of 8 or more numbers of up to 3 digits separated by commas
-/// or white space.
-pub fn assert_no_byte_dump(what: &str, text: &str) {
-    let mut run = 0;
-    for token in text.split(|c: char| c == ',' || c.is_whitespace()) {
-        if token.is_empty() {
-            continue;
-        }
-        let t = token.trim_matches(|c| c == '[' || c == ']' || c == '(' || c == ')');
-        if !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()) && t.len() <= 3 {
-            run += 1;
-            assert!(
-                run < 8,
-                "a byte-list dump in {what} (a run of {run} small numbers)"
-            );
-        } else {
-            run = 0;
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Ports
-
-/// A TCP port on 127.0.0.1 that no other test (in any test binary) is handed: see
-/// [`ward_canary::ports::lease_port`].
-pub fn lease_port() -> u16 {
-    ward_canary::ports::lease_port()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Waiting on state
-
-/// Polls `check` every 20 ms until it returns `Some`, or panics after `timeout` with `what` and
-/// `diag()`.
-pub fn wait_until<T>(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> Option<T>,
-    diag: impl Fn() -> String,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}: {}",
-            diag()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// One message read back from a spool file (`agent/src/output/spool.rs` format): topic and

@@ -1,17 +1,24 @@
-//! Shared by the collector's end-to-end tests: real processes (ward-collector, ward-agent,
-//! mosquitto), ports that cannot collide, the CLI's JSON output, and the patient-canary
-//! scanner (`ward_canary`) with every canary of the fixtures and of the sample site, applied to
-//! every path: logs, MQTT streams, the database with its -wal and -shm, reports.
+//! Shared by the collector's end-to-end tests: the collector's and the agent's binaries run as
+//! real processes, the collector's Mosquitto settings and test certificates, the CLI's JSON
+//! output, and the patient-canary scanner (`ward_canary`) with every canary of the fixtures and
+//! of the sample site, applied to every path: logs, MQTT streams, the database with its -wal and
+//! -shm, reports. What the agent's tests need too (ports, processes, Mosquitto, PKI, waits) is
+//! `ward_testkit`'s, re-exported here.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ward_canary::{Kind, Scanner};
+// Re-exported for the test files; each uses only some, as with the rest of this module.
+#[allow(unused_imports)]
+pub use ward_testkit::{
+    assert_no_byte_dump, find_binary, fixtures, lease_port as free_port, Mosquitto, Proc,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Patient canaries
@@ -88,27 +95,6 @@ pub fn assert_log_clean(label: &str, text: impl AsRef<[u8]>) {
     let bytes = text.as_ref();
     assert_clean(label, bytes);
     assert_no_byte_dump(label, &String::from_utf8_lossy(bytes));
-}
-
-/// Panics if `text` holds a run of 8 or more numbers of up to 3 digits separated by commas or
-/// white space (`[80, 73, 68, 124, …]`).
-pub fn assert_no_byte_dump(label: &str, text: &str) {
-    let mut run = 0;
-    for token in text.split(|c: char| c == ',' || c.is_whitespace()) {
-        if token.is_empty() {
-            continue;
-        }
-        let t = token.trim_matches(|c| c == '[' || c == ']' || c == '(' || c == ')');
-        if !t.is_empty() && t.len() <= 3 && t.bytes().all(|c| c.is_ascii_digit()) {
-            run += 1;
-            assert!(
-                run < 8,
-                "a byte-list dump in {label} (a run of {run} small numbers)"
-            );
-        } else {
-            run = 0;
-        }
-    }
 }
 
 /// A copy of a database file and its `-wal` and `-shm` companions, taken while the collector
@@ -226,19 +212,18 @@ pub fn scan_reports(db: &Path, extra: &[&str]) -> Vec<(String, Vec<u8>)> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Ports
+// Processes
 
-/// Leases held by this process (released when it exits).
-/// A TCP port on 127.0.0.1 that no other test (in any test binary) is handed: see
-/// [`ward_canary::ports::lease_port`].
-pub fn free_port() -> u16 {
-    ward_canary::ports::lease_port()
-}
-
-/// Did a server fail because its port was taken (by something outside the lease scheme)?
-fn address_in_use(log: &str) -> bool {
-    let l = log.to_ascii_lowercase();
-    l.contains("address already in use") || l.contains("address in use")
+/// The collector's logs in the test's output (`RUST_LOG` or warnings, rumqttd's errors only),
+/// for tests that run the collector's library in process.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,rumqttd=error".into()),
+        )
+        .try_init();
 }
 
 pub fn collector_bin() -> PathBuf {
@@ -261,105 +246,24 @@ pub fn agent_bin() -> PathBuf {
     p
 }
 
-pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-pub fn find_binary(name: &str) -> PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
-        let p = Path::new(dir).join(name);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("{name} is not installed: these tests need a real {name} (apt-get install -y mosquitto); scripts/test.sh installs it")
-}
-
-pub fn wait_port(port: u16, what: &str, child: &mut Child, log: &Path) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!(
-                "{what} exited ({st}):\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{what} does not listen on {port}:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A child process killed on drop.
-pub struct Proc {
-    pub child: Child,
-    pub log: PathBuf,
-    /// Where this run's part of `log` starts (a restarted collector appends to the same file).
-    pub log_from: u64,
-}
-
-impl Proc {
-    pub fn new(child: Child, log: &Path) -> Proc {
-        Proc {
-            child,
-            log: log.to_path_buf(),
-            log_from: 0,
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// This run's part of the log.
-    pub fn run_log(&self) -> String {
-        let b = std::fs::read(&self.log).unwrap_or_default();
-        String::from_utf8_lossy(b.get(self.log_from as usize..).unwrap_or_default()).into_owned()
-    }
-
+/// The ports a collector run bound, read from its log: port 0 on its command line leaves the
+/// choice to the kernel, so nothing can collide.
+pub trait BoundPorts {
     /// The port the embedded MQTT broker bound (from its "embedded broker listening" line).
-    pub fn mqtt_port(&self) -> u16 {
+    fn mqtt_port(&self) -> u16;
+    /// The port the HTTP API bound (from its "HTTP API listening" line).
+    fn http_port(&self) -> u16;
+}
+
+impl BoundPorts for Proc {
+    fn mqtt_port(&self) -> u16 {
         bound_port(&self.run_log(), "embedded broker listening")
             .unwrap_or_else(|| panic!("no embedded broker in this run:\n{}", self.run_log()))
     }
 
-    /// The port the HTTP API bound (from its "HTTP API listening" line).
-    pub fn http_port(&self) -> u16 {
+    fn http_port(&self) -> u16 {
         bound_port(&self.run_log(), "HTTP API listening")
             .unwrap_or_else(|| panic!("no HTTP API in this run:\n{}", self.run_log()))
-    }
-
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn sigterm(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "no exit after SIGTERM:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -376,75 +280,38 @@ pub fn bound_port(log: &str, message: &str) -> Option<u16> {
         })
 }
 
-/// A real mosquitto with persistence in `dir`, unlimited queues for offline persistent
-/// sessions (the collector's), on a leased port (another if the port turns out taken).
-pub fn mosquitto(dir: &Path) -> (Proc, u16) {
-    for _ in 0..5 {
-        let port = free_port();
-        if let Some(p) = mosquitto_on(dir, port) {
-            return (p, port);
-        }
-    }
-    panic!("mosquitto found no free port in 5 tries")
+/// The collector's Mosquitto: persistence in `dir` saved every second (a restart on the same
+/// `dir` keeps the collector's persistent session), no limit on queued or in-flight messages
+/// (the collector's offline session, a collector that acks after its commit holding many at
+/// once), errors and warnings logged, anonymous clients.
+pub fn mosquitto_settings(dir: &Path) -> String {
+    format!(
+        "persistence true\npersistence_location {}/\nautosave_interval 1\n\
+         max_queued_messages 0\nmax_inflight_messages 0\nmessage_size_limit 0\n\
+         set_tcp_nodelay true\nlog_type error\nlog_type warning\nallow_anonymous true",
+        dir.display()
+    )
 }
 
-/// Mosquitto on `port` (configured as [`mosquitto`] does); `None` if the port was taken.
-pub fn mosquitto_on(dir: &Path, port: u16) -> Option<Proc> {
-    std::fs::create_dir_all(dir).unwrap();
-    let conf = dir.join("mosquitto.conf");
-    let log = dir.join("mosquitto.log");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root\npersistence true\npersistence_location {}/\nautosave_interval 1\n\
-             max_queued_messages 0\nmax_inflight_messages 0\nmessage_size_limit 0\n\
-             log_dest stderr\nlog_type error\nlog_type warning\n\
-             listener {port} 127.0.0.1\nallow_anonymous true\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    let logf = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .unwrap();
-    let from = logf.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut child = Command::new(find_binary("mosquitto"))
-        .arg("-c")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().unwrap())
-        .stderr(logf)
-        .spawn()
-        .expect("starting mosquitto");
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(st)) = child.try_wait() {
-            let b = std::fs::read(&log).unwrap_or_default();
-            let text = String::from_utf8_lossy(b.get(from as usize..).unwrap_or_default());
-            if address_in_use(&text) {
-                return None;
-            }
-            panic!("mosquitto exited ({st}):\n{text}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "mosquitto does not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut p = Proc::new(child, &log);
-    p.log_from = from;
-    Some(p)
+/// A real mosquitto with [`mosquitto_settings`] in `dir`, on a leased port.
+pub fn mosquitto(dir: &Path) -> (Mosquitto, u16) {
+    let m = Mosquitto::start_leased(dir, &mosquitto_settings(dir));
+    let port = m.port;
+    (m, port)
+}
+
+/// Mosquitto on `port` (configured as [`mosquitto`] does; start it again on the same `dir` and
+/// port to restart the broker); `None` if the port was taken.
+pub fn mosquitto_on(dir: &Path, port: u16) -> Option<Mosquitto> {
+    Mosquitto::try_start(dir, port, &mosquitto_settings(dir), "", &[])
 }
 
 /// Starts `ward-collector serve` with `args` (after the global `--db`), logging at `debug` to
 /// `log` (appended). Unless `args` say otherwise, the embedded broker and the API listen on
-/// port 0 — the kernel picks, nothing can collide — and [`Proc::mqtt_port`] and
-/// [`Proc::http_port`] read the bound ports from the log. Returns once the collector logged
-/// "collector running" (and, with `--broker`, its subscription confirmed); a port someone else
-/// took in the meantime is retried with another.
+/// port 0 — the kernel picks, nothing can collide — and [`BoundPorts::mqtt_port`] and
+/// [`BoundPorts::http_port`] read the bound ports from the log. Returns once the collector
+/// logged "collector running" (and, with `--broker`, its subscription confirmed); if it exits
+/// first the test fails with its log (noting a port on its command line that was taken).
 pub fn serve(db: &Path, args: &[&str], log: &Path) -> Proc {
     serve_env(db, args, log, &[])
 }
@@ -459,49 +326,20 @@ pub fn serve_env(db: &Path, args: &[&str], log: &Path, env: &[(&str, &str)]) -> 
     if !external && !args.contains(&"--listen") {
         args.extend(["--listen", "127.0.0.1:0"]);
     }
-    let logf = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let from = logf.metadata().map(|m| m.len()).unwrap_or(0);
     let mut cmd = Command::new(collector_bin());
     cmd.arg("--db")
         .arg(db)
         .arg("serve")
         .args(&args)
-        .env("WARD_COLLECTOR_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().unwrap())
-        .stderr(logf);
+        .env("WARD_COLLECTOR_LOG", "debug");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().expect("starting ward-collector");
-    let mut p = Proc::new(child, log);
-    p.log_from = from;
-    let start = Instant::now();
-    loop {
-        let text = p.run_log();
-        if text.contains("collector running") && (!external || text.contains(": subscribed")) {
-            return p;
-        }
-        if let Ok(Some(st)) = p.child.try_wait() {
-            panic!(
-                "ward-collector exited ({st}){}:\n{text}",
-                if address_in_use(&text) {
-                    " (a port given on its command line was taken)"
-                } else {
-                    ""
-                }
-            );
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "collector not running after 30 s:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut p = Proc::spawn(&mut cmd, log);
+    p.wait_log("the collector to run", Duration::from_secs(30), |text| {
+        text.contains("collector running") && (!external || text.contains(": subscribed"))
+    });
+    p
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -677,97 +515,18 @@ pub fn token(db: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-pub fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// CA, server certificate (localhost, 127.0.0.1) and client certificates, EC P-256: `client`
-/// (common name `agent-tls`, an agent id), `client2` (`agent-other`) and `reader`
+/// The test PKI ([`ward_testkit::make_pki`]) with the collector's client certificates:
+/// `client` (common name `agent-tls`, an agent id), `client2` (`agent-other`) and `reader`
 /// (`noc-reader`, configured as an alert reader where a test needs one).
 pub fn make_pki(dir: &Path) {
-    std::fs::write(
-        dir.join("ca.cnf"),
-        "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = ward test CA\n\
-         [v3_ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n\
-         subjectKeyIdentifier = hash\n",
-    )
-    .unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut args = vec!["req", "-x509", "-config", "ca.cnf", "-extensions", "v3_ca"];
-    args.extend(ec);
-    args.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"]);
-    openssl(dir, &args);
-    for (name, cn, eku, san) in [
-        (
-            "server",
-            "localhost",
-            "serverAuth",
-            "subjectAltName = DNS:localhost,IP:127.0.0.1\n",
-        ),
-        ("client", "agent-tls", "clientAuth", ""),
-        ("client2", "agent-other", "clientAuth", ""),
-        ("reader", "noc-reader", "clientAuth", ""),
-    ] {
-        std::fs::write(
-            dir.join(format!("{name}.cnf")),
-            format!("[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = {cn}\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join(format!("{name}.ext")),
-            format!(
-                "basicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature\n\
-                 extendedKeyUsage = {eku}\n{san}"
-            ),
-        )
-        .unwrap();
-        let (cnf, key, csr, pem, ext) = (
-            format!("{name}.cnf"),
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-            format!("{name}.ext"),
-        );
-        let mut args = vec!["req", "-new", "-config", &cnf];
-        args.extend(ec);
-        args.extend(["-keyout", &key, "-out", &csr]);
-        openssl(dir, &args);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
-    }
+    ward_testkit::make_pki(
+        dir,
+        &[
+            ("client", "agent-tls"),
+            ("client2", "agent-other"),
+            ("reader", "noc-reader"),
+        ],
+    );
 }
 
 /// The `publish-observations` load generator (ward-tests), built on first use.

@@ -38,7 +38,6 @@ use std::path::{Path, PathBuf};
 
 mod decode;
 pub mod json;
-pub mod ports;
 
 /// What kind of value a canary is; decides how it is split and matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

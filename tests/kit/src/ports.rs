@@ -1,4 +1,6 @@
-//! Test ports: one allocator for every test crate, so parallel test binaries never collide.
+//! Leased TCP ports: one allocator for every test crate, so tests running at the same time —
+//! threads of one test binary, or test binaries of several crates run side by side — never hand
+//! the same port to two servers.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -60,4 +62,20 @@ pub fn lease_port() -> u16 {
         return port;
     }
     panic!("no free port in 20000-32767 outside the ephemeral range");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_are_distinct_bindable_and_outside_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..20).map(|_| lease_port()).collect();
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        for p in ports {
+            assert!((20000..32768).contains(&p), "{p}");
+            TcpListener::bind(("127.0.0.1", p)).unwrap();
+        }
+    }
 }
