@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use ward_protocols::MacAddr;
 
-use crate::import::contracts::{csv_error, csv_reader, read_text, ImportError, Record};
+use crate::import::files::{csv_error, csv_reader, read_text, ImportError, Record};
 use crate::import::model::Asset;
 
 /// An [`Asset`] field a CSV column can feed.
@@ -590,15 +590,6 @@ mod tests {
         assert_eq!(locations, [Some("ICU 1\nbed 2"), Some("ICU \"B\"")]);
     }
 
-    /// `str::floor_char_boundary` is newer than the MSRV.
-    fn floor(text: &str, i: usize) -> usize {
-        let i = i.min(text.len());
-        (0..=i)
-            .rev()
-            .find(|&j| text.is_char_boundary(j))
-            .unwrap_or(0)
-    }
-
     proptest::proptest! {
         // Each case re-parses whole files (and probes on error): 64 cases keep `cargo test` quick.
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
@@ -607,9 +598,7 @@ mod tests {
         fn damaged_exports_never_panic(at in 0usize..2500, cut in 0usize..8, junk in "[,;\"\n:.a-f0-9 ]{0,8}") {
             for name in ["good.csv", "good-semicolon.csv"] {
                 let text = std::fs::read_to_string(data(name)).unwrap_or_default();
-                let at = floor(&text, at);
-                let end = floor(&text, at + cut);
-                let damaged = format!("{}{junk}{}", &text[..at], &text[end..]);
+                let damaged = crate::import::testing::splice(&text, at, cut, &junk);
                 if let Err(e) = parse_str(&damaged, &ColumnMap::default(), name) {
                     proptest::prop_assert!(e.to_string().starts_with(name));
                 }
