@@ -10,25 +10,33 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::access::report::{self, Format, Kind, Status};
+use crate::commands::{import_and_evaluate, Import};
 use crate::config::Config;
 use crate::ingest;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
-/// Demo options.
-#[derive(Debug, Clone)]
+/// Demo options (`ward-collector demo`'s flags).
+#[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// Capture to stream.
+    #[arg(long, default_value = "examples/sample-site.pcap")]
     pub capture: PathBuf,
-    /// Contract file (`{{EOS_SOON}}` is replaced by the evaluation date + 90 days).
+    /// Contracts (`{{EOS_SOON}}` becomes the evaluation date + 90 days).
+    #[arg(long, default_value = "examples/contracts.yaml")]
     pub contracts: PathBuf,
     /// CMMS export.
+    #[arg(long, default_value = "examples/cmms-assets.csv")]
     pub assets: PathBuf,
-    /// API address (a free port is used if taken).
+    /// API address (a free port if taken).
+    #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: std::net::SocketAddr,
-    /// Keep the database here instead of a temporary directory.
+    /// Keep the database in this directory.
+    #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Exit after printing instead of serving.
+    /// Print and exit instead of serving the API.
+    #[arg(long)]
     pub no_serve: bool,
 }
 
@@ -132,7 +140,6 @@ fn run_in(args: DemoArgs, dir_used: &mut Option<PathBuf>) -> anyhow::Result<()> 
     const TEN_YEARS: u64 = 10 * 365 * 86_400;
     cfg.ingest.evaluate_interval_secs = TEN_YEARS;
     cfg.ingest.evaluate_debounce_secs = TEN_YEARS;
-    cfg.log_level = "warn".into();
     step(
         1,
         &format!(
@@ -239,18 +246,17 @@ fn run_in(args: DemoArgs, dir_used: &mut Option<PathBuf>) -> anyhow::Result<()> 
             .unwrap_or_else(|| std::ffi::OsStr::new("contracts.yaml")),
     );
     std::fs::write(&cfile, text)?;
-    let contracts = crate::import::contracts::load(&cfile)?;
-    store.import_contracts(&contracts, &cfile.display().to_string(), now)?;
-    let imp =
-        crate::import::assets::load(&args.assets, &crate::import::assets::ColumnMap::default())?;
-    store.import_assets(&imp.assets, false, &args.assets.display().to_string(), now)?;
-    let ev = ingest::evaluate(&mut store, &cfg.flags, now)?;
+    let imports = [
+        Import::contracts(cfile)?,
+        Import::assets(args.assets.clone(), &[], false)?,
+    ];
+    let ev = import_and_evaluate(&mut store, &imports, &cfg.flags, now)?.evaluation;
     step(
         4,
         &format!(
-            "imported {} contracts and {} assets; evaluated as of {}: {} open flags",
-            contracts.len(),
-            imp.assets.len(),
+            "imported {} and {}; evaluated as of {}: {} open flags",
+            imports[0],
+            imports[1],
             chrono::DateTime::from_timestamp_micros(now)
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_default(),
@@ -264,33 +270,14 @@ fn run_in(args: DemoArgs, dir_used: &mut Option<PathBuf>) -> anyhow::Result<()> 
     let stdout = std::io::stdout();
     let mut o = stdout.lock();
     use std::io::Write;
-    writeln!(o, "\nDEVICES")?;
-    crate::access::report::run(
-        &store,
-        &p,
-        crate::access::report::Kind::Devices,
-        crate::access::report::Format::Table,
-        None,
-        &mut o,
-    )?;
-    writeln!(o, "\nOPEN FLAGS")?;
-    crate::access::report::run(
-        &store,
-        &p,
-        crate::access::report::Kind::Flags,
-        crate::access::report::Format::Table,
-        Some("open".into()),
-        &mut o,
-    )?;
-    writeln!(o, "\nCOVERAGE")?;
-    crate::access::report::run(
-        &store,
-        &p,
-        crate::access::report::Kind::Coverage,
-        crate::access::report::Format::Table,
-        None,
-        &mut o,
-    )?;
+    for (title, kind) in [
+        ("DEVICES", Kind::Devices),
+        ("OPEN FLAGS", Kind::Flags),
+        ("COVERAGE", Kind::Coverage),
+    ] {
+        writeln!(o, "\n{title}")?;
+        report::run(&store, &p, kind, Format::Table, Status::Open, &mut o)?;
+    }
     // Mark what the demo opened as alerted: the serving collector must not replay it.
     while {
         let b = store.take_alerts(1000)?;

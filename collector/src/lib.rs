@@ -5,6 +5,7 @@
 // Grouped by what they do; ARCHITECTURE.md's code map follows this list.
 pub mod access;
 pub mod alerts;
+pub mod commands;
 pub mod compliance;
 pub mod config;
 pub mod demo;

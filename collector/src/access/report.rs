@@ -1,5 +1,7 @@
-//! `ward-collector report …`: the API's views as tables, CSV or JSON, for people and
-//! spreadsheets. `--vendor` gives exactly what that vendor's API token would see.
+//! The tables people and spreadsheets read: `ward-collector report …` (the API's views as a
+//! table, CSV or JSON; `--vendor` gives exactly what that vendor's API token would see), and
+//! `devices` and `flags` (the store as it is, for the local administrator). Every one goes
+//! through [`write`], the one renderer.
 //!
 //! CSV is opened in spreadsheets, and its cells carry text from agents (what a device says
 //! about itself on the wire) and from imported files: a cell such as `=HYPERLINK(…)` must not
@@ -17,7 +19,7 @@ use std::io::Write;
 use serde_json::Value;
 
 use crate::access::tokens::Principal;
-use crate::access::views::{self, MAX_LIMIT};
+use crate::access::views::{self, printable, Page, ViewError, MAX_LIMIT};
 use crate::store::{DeviceQuery, FlagQuery, Store};
 
 /// Which report.
@@ -45,6 +47,48 @@ pub enum Format {
     Json,
 }
 
+impl Format {
+    /// JSON with `--json`, else a table.
+    pub fn json_if(json: bool) -> Format {
+        if json {
+            Format::Json
+        } else {
+            Format::Table
+        }
+    }
+}
+
+/// Which flags a flag report lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Status {
+    /// Open flags.
+    Open,
+    /// Resolved flags.
+    Resolved,
+    /// Both.
+    All,
+}
+
+impl Status {
+    fn filter(self) -> Option<String> {
+        match self {
+            Status::Open => Some("open".into()),
+            Status::Resolved => Some("resolved".into()),
+            Status::All => None,
+        }
+    }
+}
+
+/// Who a report is for: the local administrator, or exactly what a vendor token for these
+/// manufacturers (globs) sees.
+pub fn viewer(vendors: &[String]) -> Principal {
+    if vendors.is_empty() {
+        Principal::local_admin()
+    } else {
+        Principal::vendor(vendors)
+    }
+}
+
 /// Column names, rows as text, and the same data as JSON.
 type Table = (Vec<&'static str>, Vec<Vec<String>>, Value);
 
@@ -54,26 +98,30 @@ fn time(us: i64) -> String {
         .unwrap_or_default()
 }
 
-fn rows_devices(store: &dyn Store, p: &Principal) -> anyhow::Result<Table> {
+/// Every item of a paged view, page by page at the largest page size.
+fn all_pages<T>(
+    mut page: impl FnMut(u64) -> Result<Page<T>, ViewError>,
+) -> Result<Vec<T>, ViewError> {
     let mut all = Vec::new();
-    let mut offset = 0u64;
     loop {
-        let page = views::devices(
-            store,
-            p,
-            DeviceQuery {
-                limit: MAX_LIMIT,
-                offset,
-                ..DeviceQuery::default()
-            },
-        )?;
-        let n = page.items.len() as u64;
-        all.extend(page.items);
-        offset += n;
-        if n == 0 || offset >= page.total {
-            break;
+        let p = page(all.len() as u64)?;
+        let n = p.items.len();
+        all.extend(p.items);
+        if n == 0 || all.len() as u64 >= p.total {
+            return Ok(all);
         }
     }
+}
+
+fn rows_devices(store: &dyn Store, p: &Principal) -> anyhow::Result<Table> {
+    let all = all_pages(|offset| {
+        let q = DeviceQuery {
+            limit: MAX_LIMIT,
+            offset,
+            ..DeviceQuery::default()
+        };
+        views::devices(store, p, q)
+    })?;
     let head = vec![
         "id",
         "macs",
@@ -118,27 +166,16 @@ fn rows_devices(store: &dyn Store, p: &Principal) -> anyhow::Result<Table> {
     Ok((head, rows, serde_json::to_value(&all)?))
 }
 
-fn rows_flags(store: &dyn Store, p: &Principal, status: Option<String>) -> anyhow::Result<Table> {
-    let mut all: Vec<Value> = Vec::new();
-    let mut offset = 0u64;
-    loop {
-        let page = views::flags(
-            store,
-            p,
-            FlagQuery {
-                status: status.clone(),
-                limit: MAX_LIMIT,
-                offset,
-                ..FlagQuery::default()
-            },
-        )?;
-        let n = page.items.len() as u64;
-        all.extend(page.items);
-        offset += n;
-        if n == 0 || offset >= page.total {
-            break;
-        }
-    }
+fn rows_flags(store: &dyn Store, p: &Principal, status: Status) -> anyhow::Result<Table> {
+    let all = all_pages(|offset| {
+        let q = FlagQuery {
+            status: status.filter(),
+            limit: MAX_LIMIT,
+            offset,
+            ..FlagQuery::default()
+        };
+        views::flags(store, p, q)
+    })?;
     let head = vec![
         "id", "status", "severity", "kind", "subject", "detail", "opened", "resolved", "summary",
     ];
@@ -162,6 +199,59 @@ fn rows_flags(store: &dyn Store, p: &Principal, status: Option<String>) -> anyho
     Ok((head, rows, Value::Array(all)))
 }
 
+/// `ward-collector devices`: the stored inventory with every link (method, confidence).
+pub fn inventory(store: &dyn Store, format: Format, out: &mut dyn Write) -> anyhow::Result<()> {
+    let inv = store.inventory()?;
+    let links = store.links()?;
+    let rows = inv
+        .devices
+        .iter()
+        .map(|d| {
+            let (m, model) = crate::compliance::link::manufacturer_model(d);
+            let linked: Vec<String> = links
+                .iter()
+                .filter(|l| l.device_id == d.id)
+                .map(|l| {
+                    let (kind, target, method) = (l.kind.as_str(), &l.target, &l.method);
+                    format!("{kind}={target} ({method}, {:.2})", l.confidence)
+                })
+                .collect();
+            let macs: Vec<String> = d.macs.iter().map(|m| m.to_string()).collect();
+            vec![
+                d.id.to_string(),
+                macs.join(","),
+                format!("{} {}", m.unwrap_or("?"), model.unwrap_or("")),
+                d.current("device_type").unwrap_or("unknown").to_owned(),
+                linked.join("  "),
+            ]
+        })
+        .collect();
+    let json = serde_json::json!({"devices": inv.devices, "links": links});
+    let head = vec!["id", "macs", "device", "type", "links"];
+    write((head, rows, json), format, out)
+}
+
+/// `ward-collector flags`: the stored flags, open ones only with `open_only`.
+pub fn stored_flags(
+    store: &dyn Store,
+    open_only: bool,
+    format: Format,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let flags = store.flags(open_only)?;
+    let rows = flags
+        .iter()
+        .map(|f| {
+            let cells = [&f.status, &f.severity, &f.kind, &f.summary];
+            std::iter::once(f.id.to_string())
+                .chain(cells.map(String::clone))
+                .collect()
+        })
+        .collect();
+    let head = vec!["id", "status", "severity", "kind", "summary"];
+    write((head, rows, serde_json::to_value(&flags)?), format, out)
+}
+
 /// A CSV cell that no spreadsheet runs as a formula (OWASP CSV injection): `cell` itself unless
 /// it begins with `=`, `+`, `-`, `@`, tab or CR, or with `=`, `+`, `-`, `@` after leading
 /// whitespace; then `'` and `cell`. The csv writer quotes the result as needed.
@@ -181,10 +271,10 @@ pub fn run(
     p: &Principal,
     kind: Kind,
     format: Format,
-    status: Option<String>,
+    status: Status,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let (head, rows, json): (Vec<&str>, Vec<Vec<String>>, Value) = match kind {
+    let table = match kind {
         Kind::Devices => rows_devices(store, p)?,
         Kind::Flags => rows_flags(store, p, status)?,
         Kind::Coverage => {
@@ -246,11 +336,24 @@ pub fn run(
             )
         }
     };
+    write(table, format, out)
+}
+
+/// Pretty JSON and a newline: what every `--json` and JSON-printing command writes.
+pub fn write_json<T: serde::Serialize + ?Sized>(
+    value: &T,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// The one renderer of every table above.
+fn write(table: Table, format: Format, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (head, rows, json) = table;
     match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, &json)?;
-            writeln!(out)?;
-        }
+        Format::Json => write_json(&json, out)?,
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record(head.iter().map(|h| csv_cell(h).into_owned()))?;
@@ -266,11 +369,7 @@ pub fn run(
             // Stored text (agent values, imported fields) must not steer the terminal.
             let rows: Vec<Vec<String>> = rows
                 .into_iter()
-                .map(|r| {
-                    r.iter()
-                        .map(|c| crate::access::views::printable(c).into_owned())
-                        .collect()
-                })
+                .map(|r| r.iter().map(|c| printable(c).into_owned()).collect())
                 .collect();
             let last = head.len().saturating_sub(1);
             let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
