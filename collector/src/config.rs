@@ -287,20 +287,20 @@ pub struct ServeOverrides {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("reading configuration {path}: {source}")]
+    #[error("reading configuration {path}: {error}")]
     Read {
         /// File.
         path: PathBuf,
-        /// Cause.
-        source: std::io::Error,
+        /// Cause (in the message, so it is not a `source` printed twice by `{:#}`).
+        error: std::io::Error,
     },
     /// The file is not valid TOML, has an unknown key or a value of the wrong type.
-    #[error("configuration {path}: {message}")]
+    #[error("configuration {path}: {error}")]
     Parse {
         /// File.
         path: PathBuf,
-        /// What and where (line, column).
-        message: String,
+        /// What, with the line and column.
+        error: toml::de::Error,
     },
     /// A value is out of range or malformed.
     #[error("invalid setting {setting}: {message}")]
@@ -310,17 +310,6 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
-}
-
-/// `offset` in `text` as 1-based line and column.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.len(), |i| before.len() - i - 1)
-        + 1;
-    (line, col)
 }
 
 /// `slot` takes the override when one was given.
@@ -343,26 +332,17 @@ fn at_least_one(setting: &'static str, v: u64) -> Result<(), ConfigError> {
 impl Config {
     /// Parses a configuration file's text; errors carry the line and column.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| {
-                    let (l, c) = line_col(text, s.start);
-                    format!("line {l}, column {c}: ")
-                })
-                .unwrap_or_default();
-            ConfigError::Parse {
-                path: path.to_owned(),
-                message: format!("{at}{}", e.message()),
-            }
+        toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: path.to_owned(),
+            error,
         })
     }
 
     /// Reads and parses a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(path, &text)
     }
