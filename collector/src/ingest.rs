@@ -730,7 +730,7 @@ pub fn evaluate(
 ) -> Result<Applied, StoreError> {
     let t = std::time::Instant::now();
     let inv = store.inventory()?;
-    let links = link::link(&inv);
+    let links = link::link(&inv, flags::date_of(now_us));
     let flags = flags::evaluate(&inv, &links, cfg, now_us);
     let st = store.apply_evaluation(&links, &flags, now_us)?;
     store.write_summaries(&crate::compliance::summary::summaries(

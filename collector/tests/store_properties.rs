@@ -141,7 +141,7 @@ fn normalized(store: &SqliteStore) -> BTreeMap<Vec<String>, String> {
             .iter()
             .map(|s| {
                 (
-                    s.direction.clone(),
+                    s.direction,
                     s.port,
                     s.first_us,
                     s.last_us,

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use ward_protocols::Field;
 
 use crate::access::tokens::{Principal, Role};
+use crate::compliance::flags::FlagKind;
 use crate::import::model::{Asset, Contract};
 use crate::store::{
     AgentRow, DeviceQuery, DeviceSummary, DeviceView, FlagQuery, FlagRow, LinkKind, Store,
@@ -269,8 +270,11 @@ pub fn installed_base(
         });
         e.devices += 1;
         e.under_contract += u64::from(d.contract.is_some());
-        e.end_of_support_passed +=
-            u64::from(d.flag_kinds.iter().any(|k| k == "end_of_support_passed"));
+        e.end_of_support_passed += u64::from(
+            d.flag_kinds
+                .iter()
+                .any(|k| k == FlagKind::EndOfSupportPassed.name()),
+        );
         for s in &d.sites {
             if !e.sites.contains(s) {
                 e.sites.push(s.clone());

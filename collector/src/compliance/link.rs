@@ -1,9 +1,12 @@
-//! Linking: device → CMMS asset, asset → contract, and device → contract by model coverage when
-//! no asset links it. Pure functions over an [`Inventory`]; every link says how it was made and
-//! how sure it is, because clinical engineering has to decide whether to trust it.
+//! Linking: device → CMMS asset, asset → contract, and device → contract by serial or model
+//! coverage when no asset links it. Pure functions over an [`Inventory`] and the evaluation
+//! date; every link says how it was made and how sure it is, because clinical engineering has
+//! to decide whether to trust it. Only a contract in force links (docs/contracts.md, "How ward
+//! evaluates a contract"); serials and asset tags match case-insensitively, trimmed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use chrono::NaiveDate;
 use ward_protocols::{Attribute, Field};
 
 use crate::import::model::{Asset, Contract};
@@ -26,10 +29,6 @@ pub mod confidence {
     pub const CONTRACT_SERIAL: f32 = 0.9;
     /// Manufacturer + model pattern of a contract.
     pub const MODEL: f32 = 0.7;
-}
-
-fn norm_serial(s: &str) -> String {
-    s.trim().to_ascii_uppercase()
 }
 
 /// The serial number inside a GS1 UDI in HRI form: the value of application identifier (21).
@@ -100,14 +99,29 @@ pub fn covers_model(c: &Contract, manufacturer: Option<&str>, model: &str) -> bo
     })
 }
 
-fn asset_for(d: &DeviceView, idx: &Indexes<'_>) -> Option<(String, &'static str, f32)> {
+/// Whether `c` is in force on `today`: it has no end, or ends today or later. The end date is
+/// the last day of cover (docs/contracts.md, "How ward evaluates a contract").
+pub fn in_force(c: &Contract, today: NaiveDate) -> bool {
+    c.end.is_none_or(|end| end >= today)
+}
+
+/// The key serials and asset tags are compared on: people type them into registers and
+/// contracts with stray spaces and either case.
+fn norm_key(s: &str) -> String {
+    s.trim().to_uppercase()
+}
+
+/// An asset link: tag, method, confidence.
+type AssetMatch = (String, &'static str, f32);
+
+fn asset_for(d: &DeviceView, idx: &Indexes<'_>) -> Option<AssetMatch> {
     for m in &d.macs {
         if let Some(a) = idx.by_mac.get(&m.to_string()) {
             return Some((a.tag.clone(), "mac", confidence::MAC));
         }
     }
     for s in d.ids("serial").iter().chain(d.ids("eui64")) {
-        if let Some(a) = idx.by_serial.get(&norm_serial(s)) {
+        if let Some(a) = idx.by_serial.get(&norm_key(s)) {
             let method = if d.ids("eui64").contains(s) {
                 "eui64"
             } else {
@@ -117,7 +131,7 @@ fn asset_for(d: &DeviceView, idx: &Indexes<'_>) -> Option<(String, &'static str,
         }
     }
     for u in d.ids("udi") {
-        if let Some(a) = udi_serial(u).and_then(|s| idx.by_serial.get(&norm_serial(s))) {
+        if let Some(a) = udi_serial(u).and_then(|s| idx.by_serial.get(&norm_key(s))) {
             return Some((a.tag.clone(), "udi", confidence::UDI));
         }
     }
@@ -140,6 +154,7 @@ fn asset_for(d: &DeviceView, idx: &Indexes<'_>) -> Option<(String, &'static str,
 }
 
 struct Indexes<'a> {
+    inv: &'a Inventory,
     by_mac: HashMap<String, &'a Asset>,
     by_serial: HashMap<String, &'a Asset>,
     by_ip: HashMap<String, Vec<&'a Asset>>,
@@ -147,31 +162,111 @@ struct Indexes<'a> {
     contracts: HashMap<&'a str, &'a Contract>,
 }
 
-/// Computes every link. Deterministic: the same inventory gives the same links.
-pub fn link(inv: &Inventory) -> Vec<Link> {
-    let mut idx = Indexes {
-        by_mac: HashMap::new(),
-        by_serial: HashMap::new(),
-        by_ip: HashMap::new(),
-        by_tag: HashMap::new(),
-        contracts: inv.contracts.iter().map(|c| (c.id.as_str(), c)).collect(),
+impl<'a> Indexes<'a> {
+    fn new(inv: &'a Inventory) -> Self {
+        let mut idx = Indexes {
+            inv,
+            by_mac: HashMap::new(),
+            by_serial: HashMap::new(),
+            by_ip: HashMap::new(),
+            by_tag: HashMap::new(),
+            contracts: inv.contracts.iter().map(|c| (c.id.as_str(), c)).collect(),
+        };
+        for a in &inv.assets {
+            idx.by_tag.insert(a.tag.as_str(), a);
+            if let Some(m) = a.mac {
+                idx.by_mac.entry(m.to_string()).or_insert(a);
+            }
+            if let Some(s) = &a.serial {
+                idx.by_serial.entry(norm_key(s)).or_insert(a);
+            }
+            if let Some(ip) = a.ip {
+                idx.by_ip.entry(ip.to_string()).or_default().push(a);
+            }
+        }
+        idx
+    }
+}
+
+/// Of several contracts that cover a device the same way (a renewal beside the contract it
+/// renews), the one that runs longest; equal ends: the smallest id, so the choice is stable.
+fn longest<'a>(cs: impl Iterator<Item = &'a Contract>) -> Option<&'a Contract> {
+    cs.max_by(|a, b| {
+        let ka = a.end.unwrap_or(NaiveDate::MAX);
+        let kb = b.end.unwrap_or(NaiveDate::MAX);
+        ka.cmp(&kb).then_with(|| b.id.cmp(&a.id))
+    })
+}
+
+/// The contract that covers `d` among the contracts `eligible` accepts, by the first method
+/// that finds one: the asset's contract id, the asset's tag in a contract, the device's serial
+/// in a contract, the device's (or its asset's) manufacturer and model.
+fn contract_for(
+    d: &DeviceView,
+    asset: Option<&AssetMatch>,
+    idx: &Indexes<'_>,
+    eligible: impl Fn(&Contract) -> bool,
+) -> Option<Link> {
+    let found = |c: &Contract, method: &str, confidence: f32| Link {
+        device_id: d.id,
+        kind: LinkKind::Contract,
+        target: c.id.clone(),
+        method: method.to_string(),
+        confidence,
     };
-    for a in &inv.assets {
-        idx.by_tag.insert(a.tag.as_str(), a);
-        if let Some(m) = a.mac {
-            idx.by_mac.entry(m.to_string()).or_insert(a);
+    let contracts = || idx.inv.contracts.iter().filter(|c| eligible(c));
+    let asset_row = asset.and_then(|(tag, _, _)| idx.by_tag.get(tag.as_str()).copied());
+    if let (Some((tag, _, conf)), Some(a)) = (asset, asset_row) {
+        if let Some(c) = a
+            .contract_id
+            .as_deref()
+            .and_then(|id| idx.contracts.get(id))
+            .filter(|c| eligible(c))
+        {
+            return Some(found(c, "asset_contract_id", *conf));
         }
-        if let Some(s) = &a.serial {
-            idx.by_serial.entry(norm_serial(s)).or_insert(a);
-        }
-        if let Some(ip) = a.ip {
-            idx.by_ip.entry(ip.to_string()).or_default().push(a);
+        let tag = norm_key(tag);
+        if let Some(c) =
+            longest(contracts().filter(|c| c.asset_tags.iter().any(|t| norm_key(t) == tag)))
+        {
+            return Some(found(c, "contract_asset_tag", *conf));
         }
     }
+    let serials: Vec<String> = d
+        .ids("serial")
+        .iter()
+        .map(|s| norm_key(s))
+        .chain(
+            d.ids("udi")
+                .iter()
+                .filter_map(|u| udi_serial(u))
+                .map(norm_key),
+        )
+        .collect();
+    if let Some(c) =
+        longest(contracts().filter(|c| c.serials.iter().any(|s| serials.contains(&norm_key(s)))))
+    {
+        return Some(found(c, "contract_serial", confidence::CONTRACT_SERIAL));
+    }
+    let (mut mfr, mut model) = manufacturer_model(d);
+    // The register may know what the wire does not.
+    if let Some(a) = asset_row {
+        mfr = mfr.or(a.manufacturer.as_deref());
+        model = model.or(a.model.as_deref());
+    }
+    let model = model?;
+    longest(contracts().filter(|c| covers_model(c, mfr, model)))
+        .map(|c| found(c, "model_coverage", confidence::MODEL))
+}
+
+/// Computes every link as of `today`: each device's asset, and the contract in force that
+/// covers it. A contract whose end has passed covers nothing ([`lapsed`] finds what it would
+/// have covered). Deterministic: the same inventory and date give the same links.
+pub fn link(inv: &Inventory, today: NaiveDate) -> Vec<Link> {
+    let idx = Indexes::new(inv);
     let mut out = Vec::new();
     for d in &inv.devices {
         let asset = asset_for(d, &idx);
-        let mut contract: Option<(String, String, f32)> = None;
         if let Some((tag, method, conf)) = &asset {
             out.push(Link {
                 device_id: d.id,
@@ -180,84 +275,32 @@ pub fn link(inv: &Inventory) -> Vec<Link> {
                 method: (*method).to_string(),
                 confidence: *conf,
             });
-            if let Some(a) = idx.by_tag.get(tag.as_str()) {
-                if let Some(c) = a
-                    .contract_id
-                    .as_deref()
-                    .and_then(|id| idx.contracts.get(id))
-                {
-                    contract = Some((c.id.clone(), "asset_contract_id".into(), *conf));
-                } else if let Some(c) = inv
-                    .contracts
-                    .iter()
-                    .find(|c| c.asset_tags.iter().any(|t| t == tag))
-                {
-                    contract = Some((c.id.clone(), "contract_asset_tag".into(), *conf));
-                }
-            }
         }
-        if contract.is_none() {
-            let serials: Vec<String> = d
-                .ids("serial")
-                .iter()
-                .map(|s| norm_serial(s))
-                .chain(
-                    d.ids("udi")
-                        .iter()
-                        .filter_map(|u| udi_serial(u))
-                        .map(norm_serial),
-                )
-                .collect();
-            if let Some(c) = inv
-                .contracts
-                .iter()
-                .find(|c| c.serials.iter().any(|s| serials.contains(&norm_serial(s))))
-            {
-                contract = Some((
-                    c.id.clone(),
-                    "contract_serial".into(),
-                    confidence::CONTRACT_SERIAL,
-                ));
-            }
-        }
-        if contract.is_none() {
-            let (mut mfr, mut model) = manufacturer_model(d);
-            // The register may know what the wire does not.
-            if let Some(a) = asset
-                .as_ref()
-                .and_then(|(t, _, _)| idx.by_tag.get(t.as_str()))
-            {
-                mfr = mfr.or(a.manufacturer.as_deref());
-                model = model.or(a.model.as_deref());
-            }
-            if let Some(model) = model {
-                // Several contracts may cover a model (renewals): prefer the one that runs
-                // longest.
-                let best = inv
-                    .contracts
-                    .iter()
-                    .filter(|c| covers_model(c, mfr, model))
-                    .max_by(|a, b| {
-                        let ka = a.end.unwrap_or(chrono::NaiveDate::MAX);
-                        let kb = b.end.unwrap_or(chrono::NaiveDate::MAX);
-                        ka.cmp(&kb).then_with(|| b.id.cmp(&a.id))
-                    });
-                if let Some(c) = best {
-                    contract = Some((c.id.clone(), "model_coverage".into(), confidence::MODEL));
-                }
-            }
-        }
-        if let Some((target, method, confidence)) = contract {
-            out.push(Link {
-                device_id: d.id,
-                kind: LinkKind::Contract,
-                target,
-                method,
-                confidence,
-            });
-        }
+        out.extend(contract_for(d, asset.as_ref(), &idx, |c| {
+            in_force(c, today)
+        }));
     }
     out
+}
+
+/// For each device `links` gives no contract, the contract that ended before `today` and
+/// would cover it otherwise (by the same methods, the latest-ending first): what the device's
+/// `no_contract` flag names. Not links: they are neither stored nor shown as cover.
+pub fn lapsed(inv: &Inventory, links: &[Link], today: NaiveDate) -> Vec<Link> {
+    let covered: HashSet<i64> = links
+        .iter()
+        .filter(|l| l.kind == LinkKind::Contract)
+        .map(|l| l.device_id)
+        .collect();
+    let idx = Indexes::new(inv);
+    inv.devices
+        .iter()
+        .filter(|d| !covered.contains(&d.id))
+        .filter_map(|d| {
+            let asset = asset_for(d, &idx);
+            contract_for(d, asset.as_ref(), &idx, |c| !in_force(c, today))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -284,5 +327,124 @@ mod tests {
         );
         assert_eq!(udi_serial("(01)00643169001763(21)X1(17)160712"), Some("X1"));
         assert_eq!(udi_serial("(01)00643169001763"), None);
+    }
+
+    use crate::compliance::flags::testkit::*;
+    use crate::import::model::Contract;
+
+    fn contract_link(w: &World) -> Option<(String, String)> {
+        link(&w.inv, today())
+            .into_iter()
+            .find(|l| l.kind == LinkKind::Contract)
+            .map(|l| (l.target, l.method))
+    }
+
+    /// Asset tags in a contract match the register's like serials do: case-insensitive,
+    /// surrounding spaces ignored.
+    #[test]
+    fn asset_tags_and_serials_match_case_insensitively_and_trimmed() {
+        for listed in ["A-1", "a-1", " A-1 ", "\tA-1"] {
+            let w = World::covered_with(|w| {
+                w.c().products.clear();
+                w.c().asset_tags = vec![listed.to_string()];
+            });
+            assert_eq!(
+                contract_link(&w),
+                Some(("C-1".into(), "contract_asset_tag".into())),
+                "{listed:?}"
+            );
+        }
+        let w = World::covered_with(|w| {
+            w.c().products.clear();
+            w.c().asset_tags = vec!["A-10".into()];
+        });
+        assert_eq!(contract_link(&w), None);
+        for (listed, seen) in [("sn-7", "SN-7"), (" SN-7", "sn-7 "), ("Sn-7", "sN-7")] {
+            let w = World::covered_with(|w| {
+                w.c().products.clear();
+                w.c().serials = vec![listed.to_string()];
+                let d = w.d().clone().id("serial", seen);
+                *w.d() = d;
+                w.inv.assets.clear();
+            });
+            assert_eq!(
+                contract_link(&w),
+                Some(("C-1".into(), "contract_serial".into())),
+                "{listed:?} ~ {seen:?}"
+            );
+        }
+        // The register's serial, too.
+        let w = World::covered_with(|w| {
+            w.inv.assets[0].mac = None;
+            w.inv.assets[0].serial = Some(" sn-7 ".into());
+            let d = w.d().clone().id("serial", "SN-7");
+            *w.d() = d;
+        });
+        let l = link(&w.inv, today());
+        assert_eq!(
+            (l[0].target.as_str(), l[0].method.as_str()),
+            ("A-1", "serial")
+        );
+    }
+
+    /// Only a contract in force links; one that ended yesterday is what `lapsed` reports, and
+    /// only for a device nothing in force covers.
+    #[test]
+    fn only_contracts_in_force_link() {
+        let w = World::covered_with(|w| {
+            w.inv.assets[0].contract_id = Some("C-OLD".into());
+            w.inv.contracts.push(Contract {
+                end: Some(days(-1)),
+                ..contract("C-OLD")
+            });
+        });
+        // The register names a lapsed contract, a contract in force covers the model.
+        assert_eq!(
+            contract_link(&w),
+            Some(("C-1".into(), "model_coverage".into()))
+        );
+        assert_eq!(lapsed(&w.inv, &link(&w.inv, today()), today()), Vec::new());
+        // Without it, the lapsed one is found by the register's contract id.
+        let mut w = w;
+        w.inv.contracts.retain(|c| c.id == "C-OLD");
+        assert_eq!(contract_link(&w), None);
+        let l = lapsed(&w.inv, &link(&w.inv, today()), today());
+        assert_eq!(
+            (l[0].target.as_str(), l[0].method.as_str()),
+            ("C-OLD", "asset_contract_id")
+        );
+        // Ending today, it still links.
+        w.c().end = Some(today());
+        assert_eq!(
+            contract_link(&w),
+            Some(("C-OLD".into(), "asset_contract_id".into()))
+        );
+    }
+
+    /// Several contracts covering a device the same way: the one that runs longest (no end =
+    /// longest), then the smallest id.
+    #[test]
+    fn the_longest_running_contract_wins() {
+        let tagged = |id: &str, end: Option<i64>| Contract {
+            asset_tags: vec!["A-1".into()],
+            end: end.map(days),
+            ..contract(id)
+        };
+        for (contracts, want) in [
+            (
+                vec![tagged("C-A", Some(10)), tagged("C-B", Some(20))],
+                "C-B",
+            ),
+            (vec![tagged("C-A", None), tagged("C-B", Some(20))], "C-A"),
+            (
+                vec![tagged("C-B", Some(20)), tagged("C-A", Some(20))],
+                "C-A",
+            ),
+            (vec![tagged("C-A", Some(-1)), tagged("C-B", Some(0))], "C-B"),
+        ] {
+            let mut w = World::covered();
+            w.inv.contracts = contracts;
+            assert_eq!(contract_link(&w).map(|l| l.0).as_deref(), Some(want));
+        }
     }
 }

@@ -21,7 +21,10 @@ pub fn summaries(
     let mut kinds: HashMap<&str, BTreeSet<&str>> = HashMap::new();
     let mut counts: HashMap<&str, u32> = HashMap::new();
     for f in flags {
-        kinds.entry(f.subject.as_str()).or_default().insert(&f.kind);
+        kinds
+            .entry(f.subject.as_str())
+            .or_default()
+            .insert(f.kind.name());
         *counts.entry(f.subject.as_str()).or_default() += 1;
     }
     let link_ref = |l: Option<&&Link>| {

@@ -21,9 +21,9 @@ pub struct Contract {
     pub supplier: String,
     /// Covered products. A device is covered by model when one pattern matches.
     pub products: Vec<ProductPattern>,
-    /// Covered serial numbers (exact, case-insensitive).
+    /// Covered serial numbers (case-insensitive, surrounding spaces ignored).
     pub serials: Vec<String>,
-    /// Covered CMMS asset tags (exact).
+    /// Covered CMMS asset tags (case-insensitive, surrounding spaces ignored).
     pub asset_tags: Vec<String>,
     /// Number of devices the contract covers; more linked devices raise
     /// `over_contracted_quantity`.
@@ -100,14 +100,34 @@ pub struct PatchSla {
     pub low: Option<u32>,
 }
 
-/// Transport of a permitted service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Transport of a permitted service, and of a service seen on the wire
+/// ([`crate::store::ServiceView`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// TCP.
     Tcp,
     /// UDP.
     Udp,
+}
+
+impl Transport {
+    /// Every transport.
+    pub const ALL: &'static [Transport] = &[Transport::Tcp, Transport::Udp];
+
+    /// The name in files, the database and the API (`tcp`, `udp`; serde's spelling).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Which side of a service the device is on.

@@ -19,6 +19,8 @@ use ward_protocols::schema::observation::Observation;
 use ward_protocols::schema::status::StatusMessage;
 use ward_protocols::MacAddr;
 
+pub use crate::compliance::flags::{FlagKind, Severity};
+pub use crate::import::model::Transport;
 use crate::import::model::{Asset, Contract};
 
 /// A storage failure. The message names the operation that failed.
@@ -192,13 +194,71 @@ impl Adjustments {
     }
 }
 
+/// Which end of a service a device is. Serialized (API, evidence) and stored as `offered` /
+/// `used`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceDirection {
+    /// The device is the server: it accepts connections on the port.
+    Offered,
+    /// The device is the client: it connects to the port on peers.
+    Used,
+}
+
+impl ServiceDirection {
+    /// Both directions.
+    pub const ALL: &'static [ServiceDirection] =
+        &[ServiceDirection::Offered, ServiceDirection::Used];
+
+    /// The stored and serialized name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ServiceDirection::Offered => "offered",
+            ServiceDirection::Used => "used",
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceDirection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored name (`services.direction`, `services.transport`) that names no value of its type:
+/// a corrupt row or a newer writer. Reading fails rather than guessing.
+fn from_stored<T: Copy>(
+    v: rusqlite::types::ValueRef<'_>,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> rusqlite::types::FromSqlResult<T> {
+    let s = v.as_str()?;
+    all.iter().copied().find(|t| name(*t) == s).ok_or_else(|| {
+        rusqlite::types::FromSqlError::Other(format!("unknown stored name {s:?}").into())
+    })
+}
+
+// The SQLite backend reads the typed service columns directly (`row.get`), so each name is
+// parsed once, where the view is built.
+impl rusqlite::types::FromSql for ServiceDirection {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        from_stored(v, ServiceDirection::ALL, ServiceDirection::as_str)
+    }
+}
+
+impl rusqlite::types::FromSql for Transport {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        from_stored(v, Transport::ALL, Transport::as_str)
+    }
+}
+
 /// A service as stored for a device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServiceView {
     /// `offered` (the device is the server) or `used` (the device is the client).
-    pub direction: String,
+    pub direction: ServiceDirection,
     /// `tcp` or `udp`.
-    pub transport: String,
+    pub transport: Transport,
     /// Server port.
     pub port: u16,
     /// Recognised application protocol.
@@ -328,25 +388,27 @@ pub struct Link {
     pub confidence: f32,
 }
 
-/// A flag condition that holds now.
+/// A flag condition that holds now (what `compliance::flags::evaluate` finds).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlagInstance {
-    /// Kind (`end_of_support_passed`, …).
-    pub kind: String,
-    /// `device:<id>`, `asset:<tag>` or `contract:<id>`.
+    /// Kind; stored under its wire name ([`FlagKind::name`]).
+    pub kind: FlagKind,
+    /// `device:<id>`, `asset:<tag>` or `contract:<id>` (the kind's [`crate::compliance::flags::Scope`]).
     pub subject: String,
     /// What distinguishes several flags of one kind on one subject (e.g. `tcp/23/offered`);
     /// empty when there is one.
     pub detail: String,
-    /// `high`, `medium`, `low`, `info`.
-    pub severity: String,
+    /// The kind's severity ([`FlagKind::severity`]).
+    pub severity: Severity,
     /// One line for people.
     pub summary: String,
     /// The evidence, structured.
     pub evidence: serde_json::Value,
 }
 
-/// A stored flag.
+/// A stored flag. Kind and severity stay the stored text: a database may hold kinds this
+/// version does not evaluate (written by a newer collector, or a kind since retired), and they
+/// must still list and resolve. [`FlagKind`]'s `FromStr` reads a stored kind when it matters.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlagRow {
     /// Row id.

@@ -16,7 +16,8 @@ use ward_protocols::{Attribute, Identity, MacAddr};
 use super::{
     AgentRow, Applied, ApplyStats, AttributeValue, Counts, Coverage, DeviceQuery, DeviceSummary,
     DeviceView, FlagInstance, FlagQuery, FlagRow, ImportStats, IngestStats, Inventory, Link,
-    LinkKind, MergeRow, Message, ServiceView, Sighting, Store, StoreError, TokenRecord,
+    LinkKind, MergeRow, Message, ServiceDirection, ServiceView, Sighting, Store, StoreError,
+    TokenRecord, Transport,
 };
 use crate::import::model::{Asset, Contract};
 
@@ -709,10 +710,10 @@ impl Ingest<'_> {
             .map_err(db("storing attribute"))?;
         }
         for s in &rec.services_offered {
-            self.service(dev, "offered", s)?;
+            self.service(dev, ServiceDirection::Offered.as_str(), s)?;
         }
         for s in &rec.services_used {
-            self.service(dev, "used", s)?;
+            self.service(dev, ServiceDirection::Used.as_str(), s)?;
         }
         Ok(())
     }
@@ -996,7 +997,7 @@ fn load_devices(
             }
         }
     }
-    let mut peers: HashMap<(i64, String, String, u16), Vec<IpAddr>> = HashMap::new();
+    let mut peers: HashMap<(i64, ServiceDirection, Transport, u16), Vec<IpAddr>> = HashMap::new();
     {
         let mut s = tx
             .prepare(&format!(
@@ -1007,8 +1008,8 @@ fn load_devices(
             .query_map([], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
+                    r.get::<_, ServiceDirection>(1)?,
+                    r.get::<_, Transport>(2)?,
                     r.get::<_, u16>(3)?,
                     r.get::<_, String>(4)?,
                 ))
@@ -1044,9 +1045,7 @@ fn load_devices(
             .map_err(db("reading services"))?;
         for row in rows {
             let (id, mut sv) = row.map_err(db("reading services"))?;
-            if let Some(mut p) =
-                peers.remove(&(id, sv.direction.clone(), sv.transport.clone(), sv.port))
-            {
+            if let Some(mut p) = peers.remove(&(id, sv.direction, sv.transport, sv.port)) {
                 p.sort_unstable();
                 sv.peer_addresses = p;
             }
@@ -1310,7 +1309,11 @@ impl Store for SqliteStore {
             .map_err(db("reading flags"))?;
         let mut still: HashSet<i64> = HashSet::new();
         for f in flags {
-            let key = (f.kind.clone(), f.subject.clone(), f.detail.clone());
+            let key = (
+                f.kind.name().to_string(),
+                f.subject.clone(),
+                f.detail.clone(),
+            );
             match open.get(&key) {
                 Some(&id) => {
                     still.insert(id);
@@ -1318,7 +1321,7 @@ impl Store for SqliteStore {
                         "UPDATE flags SET last_true_us = ?2, severity = ?3, summary = ?4, evidence = ?5 WHERE id = ?1",
                     )
                     .and_then(|mut s| {
-                        s.execute(params![id, now_us, f.severity, f.summary, encode(&f.evidence)])
+                        s.execute(params![id, now_us, f.severity.as_str(), f.summary, encode(&f.evidence)])
                     })
                     .map_err(db("updating flag"))?;
                 }
@@ -1329,10 +1332,10 @@ impl Store for SqliteStore {
                     )
                     .and_then(|mut s| {
                         s.execute(params![
-                            f.kind,
+                            f.kind.name(),
                             f.subject,
                             f.detail,
-                            f.severity,
+                            f.severity.as_str(),
                             f.summary,
                             encode(&f.evidence),
                             now_us
@@ -1342,10 +1345,10 @@ impl Store for SqliteStore {
                     st.flags_opened += 1;
                     opened.push(FlagRow {
                         id: tx.last_insert_rowid(),
-                        kind: f.kind.clone(),
+                        kind: f.kind.name().to_string(),
                         subject: f.subject.clone(),
                         detail: f.detail.clone(),
-                        severity: f.severity.clone(),
+                        severity: f.severity.as_str().to_string(),
                         status: "open".into(),
                         summary: f.summary.clone(),
                         evidence: f.evidence.clone(),
