@@ -24,11 +24,13 @@
 //! 2. Raise it in its scope's function (`device.rs`, `service.rs`, `contract.rs` or
 //!    `asset.rs`) with [`flag`], with evidence that names what a clinical engineer needs to act
 //!    (the device, the contract, the date or peer that breaks the term).
-//! 3. Add a [`testkit::Case`] that raises and clears it to that file's `cases()`: the test
+//! 3. Add a `testkit::Case` that raises and clears it to that file's `cases()`: the test
 //!    `every_kind_is_raised_and_cleared` fails until there is one. Pin its boundaries there too.
-//! 4. List it in README.md's "Flags:" paragraph (and `collector/tests/demo.rs`, which checks
-//!    the README and that the demo shows it) and in `openapi.json`'s `kind` enums (a test
-//!    compares them with [`FlagKind::ALL`]).
+//! 4. Outside the code, tests hold the lists to the enum: `openapi.json`'s `kind` and `flag`
+//!    enums (`openapi_enumerates_the_kinds`); README.md's "Flags:" paragraph and
+//!    `collector/tests/demo.rs` (the demo must show every documented kind, so the sample data in
+//!    `examples/` must raise it); `collector/tests/e2e.rs` raises and clears every kind through
+//!    the real binaries. Name the contract field that drives it in `docs/contracts.md`.
 
 pub mod asset;
 pub mod contract;
