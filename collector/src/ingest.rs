@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ward_mqtt::topic::{AgentTopic, Kind};
 use ward_protocols::schema::observation::{
     DeviceRecord, Observation, Seen, ServiceRecord, DEVICE_TYPES, SCHEMA,
 };
@@ -538,33 +539,13 @@ pub fn check_status(s: &mut StatusMessage) -> Result<Adjustments, DecodeError> {
     Ok(fx.adj)
 }
 
-enum Leaf {
-    Devices,
-    Status,
-}
-
-/// `ward/v1/<site>/<agent>/<devices|status>` with valid ids.
-fn topic_parts(topic: &str) -> Result<(&str, &str, Leaf), DecodeError> {
-    let mut it = topic.split('/');
-    let (Some("ward"), Some("v1"), Some(site), Some(agent), Some(leaf), None) = (
-        it.next(),
-        it.next(),
-        it.next(),
-        it.next(),
-        it.next(),
-        it.next(),
-    ) else {
-        return Err(DecodeError::Topic);
-    };
-    if !valid_id(site) || !valid_id(agent) {
+/// `ward/v1/<site>/<agent>/<devices|status>` ([`AgentTopic::parse`]) with valid ids.
+fn topic_parts(topic: &str) -> Result<AgentTopic<'_>, DecodeError> {
+    let t = AgentTopic::parse(topic).map_err(|_| DecodeError::Topic)?;
+    if !valid_id(t.site) || !valid_id(t.agent_id) {
         return Err(DecodeError::Topic);
     }
-    let leaf = match leaf {
-        "devices" => Leaf::Devices,
-        "status" => Leaf::Status,
-        _ => return Err(DecodeError::Topic),
-    };
-    Ok((site, agent, leaf))
+    Ok(t)
 }
 
 /// A checked message and what was adjusted in it, or why it was refused.
@@ -572,15 +553,19 @@ pub type Checked = Result<(Message, Adjustments), DecodeError>;
 
 /// [`decode`] without counting or logging: the message and what was adjusted in it.
 pub fn decode_checked(topic: &str, payload: &[u8]) -> Checked {
-    let (site, agent, leaf) = topic_parts(topic)?;
+    let AgentTopic {
+        site,
+        agent_id: agent,
+        kind,
+    } = topic_parts(topic)?;
     if payload.len() > MAX_MESSAGE_BYTES {
         return Err(DecodeError::TooLong {
             bytes: payload.len(),
             limit: MAX_MESSAGE_BYTES,
         });
     }
-    match leaf {
-        Leaf::Devices => {
+    match kind {
+        Kind::Devices => {
             let mut o: Observation =
                 serde_json::from_slice(payload).map_err(|e| json_error(&e, SCHEMA))?;
             if o.schema != SCHEMA {
@@ -595,7 +580,7 @@ pub fn decode_checked(topic: &str, payload: &[u8]) -> Checked {
             let adj = check_observation(&mut o)?;
             Ok((Message::Observation(o), adj))
         }
-        Leaf::Status => {
+        Kind::Status => {
             let mut s: StatusMessage =
                 serde_json::from_slice(payload).map_err(|e| json_error(&e, STATUS_SCHEMA))?;
             if s.schema != STATUS_SCHEMA {

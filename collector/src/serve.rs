@@ -26,7 +26,7 @@ use crate::store::{IngestStats, Store};
 const BATCH_WAIT: Duration = Duration::from_millis(5);
 
 /// Topic filters the collector subscribes to.
-pub const FILTERS: [&str; 2] = ["ward/v1/+/+/devices", "ward/v1/+/+/status"];
+pub const FILTERS: [&str; 2] = ward_mqtt::topic::AGENT_FILTERS;
 
 /// What the ingest loop tells the evaluator.
 enum EvalMsg {
@@ -154,7 +154,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             ext.shared_group = cfg.source.share_group.clone();
             ext.max_packet_size = cfg.broker.max_payload;
             tracing::info!(url = %url, client_id = %ext.client_id, share_group = ?ext.shared_group, "subscribing to an external broker");
-            let mut alert_client = ext.clone();
+            let mut alert_client = ext.client();
             // A second connection: the broker would drop the ingest session on a duplicate id.
             alert_client.client_id = format!("{}-alerts", ext.client_id);
             alert_mqtt = Some(alerts::AlertMqtt::External(alert_client));

@@ -27,9 +27,9 @@ use ward_collector::import::model::{
 };
 use ward_collector::ingest;
 use ward_collector::mqtt::broker::{BrokerConfig, EmbeddedBroker};
-use ward_collector::mqtt::source::ExternalSource;
 use ward_collector::store::sqlite::SqliteStore;
 use ward_collector::store::{Applied, FlagRow, Message, Store};
+use ward_mqtt::ClientConfig as ExternalSource;
 use ward_protocols::schema::observation::{
     AddressRecord, ClassificationRecord, DeviceRecord, Kind, MacKind, Observation, Seen, SCHEMA,
 };

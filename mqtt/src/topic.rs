@@ -505,22 +505,20 @@ mod tests {
 
     #[test]
     fn alerts_filters_stay_in_the_namespace() {
-        for f in [
-            "ward/v1/alerts/#",
-            "ward/v1/alerts/north",
-            "ward/v1/alerts/+",
-        ] {
-            assert!(is_alerts_filter(f), "{f}");
-        }
-        for f in [
-            "#",
-            "ward/#",
-            "ward/v1/#",
-            "ward/v1/+/+/devices",
-            "ward/v1/alerts/",
-            "ward/v1/alerts",
-        ] {
-            assert!(!is_alerts_filter(f), "{f}");
+        // (filter, inside the alerts namespace)
+        let cases = [
+            (ALERTS_FILTER, true),
+            ("ward/v1/alerts/#", true),
+            ("ward/v1/alerts/north", true),
+            ("ward/v1/alerts/", false),
+            ("ward/v1/alerts", false),
+            ("ward/v1/+/+/status", false),
+            ("ward/+/alerts/#", false),
+            ("+/v1/alerts/#", false),
+            ("#", false),
+        ];
+        for (filter, inside) in cases {
+            assert_eq!(is_alerts_filter(filter), inside, "{filter}");
         }
         assert!(is_alerts_filter(ALERTS_FILTER));
     }

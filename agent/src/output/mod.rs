@@ -22,11 +22,10 @@ use serde::Serialize;
 pub use jsonl::JsonlOutput;
 pub use mqtt::{MqttConfig, MqttOutput};
 pub use spool::{Spool, SpoolError, SpoolMessage, SpoolStats};
-
-/// Default port of `mqtt://`.
-pub const MQTT_PORT: u16 = 1883;
-/// Default port of `mqtts://`.
-pub const MQTTS_PORT: u16 = 8883;
+pub use ward_mqtt::endpoint::{MQTTS_PORT, MQTT_PORT};
+/// A broker address (`mqtt://` or `mqtts://`, host, port).
+pub use ward_mqtt::Endpoint as MqttEndpoint;
+use ward_mqtt::UrlProblem;
 
 /// Output errors.
 #[derive(Debug, thiserror::Error)]
@@ -39,14 +38,10 @@ pub enum OutputError {
         /// Why it is wrong.
         reason: String,
     },
-    /// A setting is invalid; `setting` is the [`MqttConfig`] field name.
-    #[error("invalid MQTT setting `{setting}`: {reason}")]
-    InvalidSetting {
-        /// The field.
-        setting: &'static str,
-        /// Why it is wrong.
-        reason: String,
-    },
+    /// A setting is invalid; [`ward_mqtt::ConfigError::setting`] is the [`MqttConfig`] field
+    /// name.
+    #[error("MQTT output: {0}")]
+    Setting(#[from] ward_mqtt::ConfigError),
     /// The spool failed (the message was not stored).
     #[error(transparent)]
     Spool(#[from] SpoolError),
@@ -86,17 +81,6 @@ pub enum OutputSpec {
     Jsonl(JsonlTarget),
 }
 
-/// A broker address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MqttEndpoint {
-    /// `mqtts://`.
-    pub tls: bool,
-    /// Host name or address (IPv6 without brackets).
-    pub host: String,
-    /// Port (1883 / 8883 by default).
-    pub port: u16,
-}
-
 /// Where JSON lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JsonlTarget {
@@ -104,17 +88,6 @@ pub enum JsonlTarget {
     Stdout,
     /// `jsonl:PATH` (appended to).
     File(PathBuf),
-}
-
-impl std::fmt::Display for MqttEndpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.tls { "mqtts" } else { "mqtt" };
-        if self.host.contains(':') {
-            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{scheme}://{}:{}", self.host, self.port)
-        }
-    }
 }
 
 /// Parses `mqtt://host[:port]` (default 1883), `mqtts://host[:port]` (default 8883),
@@ -133,72 +106,15 @@ pub fn parse_output_url(s: &str) -> Result<OutputSpec, OutputError> {
             )))),
         };
     }
-    let (tls, rest) = if let Some(r) = s.strip_prefix("mqtt://") {
-        (false, r)
-    } else if let Some(r) = s.strip_prefix("mqtts://") {
-        (true, r)
-    } else {
-        let lower = s.to_ascii_lowercase();
-        let hint = if lower.starts_with("tcp://") {
-            "use mqtt://host[:port]"
-        } else if lower.starts_with("ssl://") || lower.starts_with("tls://") {
-            "use mqtts://host[:port]"
-        } else if lower.starts_with("mqtt://") || lower.starts_with("mqtts://") {
-            "the scheme must be lower case"
-        } else {
-            "expected mqtt://host[:port], mqtts://host[:port], jsonl:PATH or jsonl:-"
-        };
-        return Err(bad(hint));
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains('@') {
-        return Err(bad(
-            "credentials do not belong in the URL; use the username/password settings",
-        ));
-    }
-    if rest.contains(['/', '?', '#']) {
-        return Err(bad("a broker URL has no path, query or fragment"));
-    }
-    let default_port = if tls { MQTTS_PORT } else { MQTT_PORT };
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let Some((host, after)) = v6.split_once(']') else {
-            return Err(bad("unterminated [IPv6 address]"));
-        };
-        if host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(bad("invalid IPv6 address"));
-        }
-        let port = match after {
-            "" => None,
-            p => Some(
-                p.strip_prefix(':')
-                    .ok_or_else(|| bad("expected :port after ]"))?,
-            ),
-        };
-        (host, port)
-    } else {
-        match rest.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(bad("missing host"));
-    }
-    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad("host contains whitespace or control characters"));
-    }
-    let port = match port {
-        None => default_port,
-        Some(p) => match p.parse::<u16>() {
-            Ok(0) | Err(_) => return Err(bad("port must be a number from 1 to 65535")),
-            Ok(p) => p,
-        },
-    };
-    Ok(OutputSpec::Mqtt(MqttEndpoint {
-        tls,
-        host: host.to_string(),
-        port,
-    }))
+    // The broker URL is ward-mqtt's; only the hint for an unknown scheme names jsonl too.
+    MqttEndpoint::parse(s)
+        .map(OutputSpec::Mqtt)
+        .map_err(|e| match e.problem {
+            UrlProblem::UnknownScheme => {
+                bad("expected mqtt://host[:port], mqtts://host[:port], jsonl:PATH or jsonl:-")
+            }
+            problem => bad(&problem.to_string()),
+        })
 }
 
 /// Counters of an output. Cheap to read.

@@ -38,29 +38,27 @@
 //! broker may have published. A clean [`MqttOutput::shutdown`] publishes the offline status
 //! with `reason: shutdown` and disconnects, so the broker discards the will.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
-    Outgoing, Packet, QoS, TlsConfiguration, Transport,
+    Outgoing, Packet, QoS,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
+use ward_mqtt::client::{check_text, redacted, MAX_PACKET as MQTT_MAX_PACKET};
+use ward_mqtt::topic::{check_level, devices_topic, status_topic};
+use ward_mqtt::{Backoff, ClientConfig, ConfigError, TlsFiles};
 
 use super::spool::Spool;
-use super::{
-    parse_output_url, rfc3339_millis, AgentState, MqttEndpoint, OutputError, OutputSpec,
-    OutputStats, StatusMessage,
-};
+use super::{rfc3339_millis, AgentState, MqttEndpoint, OutputError, OutputStats, StatusMessage};
 
 /// Smallest accepted `spool_max_bytes`.
 pub const MIN_SPOOL_BYTES: u64 = 4096;
@@ -68,21 +66,9 @@ pub const MIN_SPOOL_BYTES: u64 = 4096;
 pub const MAX_INFLIGHT: u16 = 1024;
 /// Default `inflight_bytes`.
 pub const DEFAULT_INFLIGHT_BYTES: u64 = 1 << 20;
-/// First reconnection delay (±20 % jitter), doubled after each failure…
-pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
-/// …up to this.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A connection that lasted this long resets the backoff when it drops.
+/// A connection that lasted this long resets the backoff ([`ward_mqtt::backoff`]) when it
+/// drops.
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
-/// MQTT's largest remaining length.
-const MQTT_MAX_PACKET: usize = 268_435_455;
-/// Where the system CA bundle may be, when `ca_file` is not given.
-const SYSTEM_CA_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
 
 /// MQTT output settings.
 #[derive(Clone)]
@@ -126,7 +112,7 @@ impl std::fmt::Debug for MqttConfig {
             .field("url", &self.url)
             .field("client_id", &self.client_id)
             .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &redacted(&self.password))
             .field("ca_file", &self.ca_file)
             .field("client_cert", &self.client_cert)
             .field("client_key", &self.client_key)
@@ -142,87 +128,16 @@ impl std::fmt::Debug for MqttConfig {
     }
 }
 
-/// `ward/v1/<site>/<agent-id>/devices`.
-pub fn devices_topic(site: &str, agent_id: &str) -> String {
-    format!("ward/v1/{site}/{agent_id}/devices")
-}
-
-/// `ward/v1/<site>/<agent-id>/status`.
-pub fn status_topic(site: &str, agent_id: &str) -> String {
-    format!("ward/v1/{site}/{agent_id}/status")
-}
-
 fn invalid(setting: &'static str, reason: impl Into<String>) -> OutputError {
-    OutputError::InvalidSetting {
-        setting,
-        reason: reason.into(),
-    }
+    OutputError::Setting(ConfigError::invalid(setting, reason))
 }
 
-/// Checks that `value` can be one topic level.
-pub fn validate_topic_level(setting: &'static str, value: &str) -> Result<(), OutputError> {
-    if value.is_empty() {
-        return Err(invalid(setting, "must not be empty"));
-    }
-    if value.len() > 256 {
-        return Err(invalid(setting, "longer than 256 bytes"));
-    }
-    if let Some(c) = value
-        .chars()
-        .find(|c| matches!(c, '/' | '+' | '#') || c.is_control())
-    {
-        return Err(invalid(
-            setting,
-            format!("{value:?} contains {c:?}; `/`, `+`, `#` and control characters are not allowed in a topic level"),
-        ));
-    }
-    Ok(())
-}
-
-fn validate_text(setting: &'static str, value: &str) -> Result<(), OutputError> {
-    if value.is_empty() {
-        return Err(invalid(setting, "must not be empty"));
-    }
-    if value.len() > 65_535 {
-        return Err(invalid(setting, "longer than 65535 bytes"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(invalid(setting, "contains control characters"));
-    }
-    Ok(())
-}
-
-fn read_setting_file(setting: &'static str, path: &Path) -> Result<Vec<u8>, OutputError> {
-    std::fs::read(path).map_err(|e| invalid(setting, format!("{}: {e}", path.display())))
-}
-
-fn read_pem_certs(setting: &'static str, path: &Path) -> Result<Vec<u8>, OutputError> {
-    let pem = read_setting_file(setting, path)?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(setting, format!("{}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(invalid(
-            setting,
-            format!("{}: no PEM certificate found", path.display()),
-        ));
-    }
-    Ok(pem)
-}
-
-fn read_pem_key(setting: &'static str, path: &Path) -> Result<Vec<u8>, OutputError> {
-    let pem = read_setting_file(setting, path)?;
-    match rustls_pemfile::private_key(&mut pem.as_slice()) {
-        Ok(Some(_)) => Ok(pem),
-        Ok(None) => Err(invalid(
-            setting,
-            format!(
-                "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) found",
-                path.display()
-            ),
-        )),
-        Err(e) => Err(invalid(setting, format!("{}: {e}", path.display()))),
-    }
+/// Checks that `value` (the setting `setting`) can be one topic level.
+fn topic_level(setting: &'static str, value: &str) -> Result<(), OutputError> {
+    check_level(value).map_err(|e| match e {
+        ward_mqtt::topic::LevelError::Forbidden(_) => invalid(setting, format!("{value:?} {e}")),
+        e => invalid(setting, e.to_string()),
+    })
 }
 
 impl MqttConfig {
@@ -271,29 +186,27 @@ impl MqttConfig {
         self.options().map(|(ep, _)| ep)
     }
 
+    /// The settings every MQTT client has.
+    fn client(&self) -> ClientConfig {
+        ClientConfig {
+            url: self.url.clone(),
+            client_id: self.client_id.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            tls: TlsFiles {
+                ca_file: self.ca_file.clone(),
+                client_cert: self.client_cert.clone(),
+                client_key: self.client_key.clone(),
+            },
+            keep_alive: self.keep_alive,
+        }
+    }
+
     fn options(&self) -> Result<(MqttEndpoint, MqttOptions), OutputError> {
-        let ep = match parse_output_url(&self.url) {
-            Ok(OutputSpec::Mqtt(ep)) => ep,
-            Ok(OutputSpec::Jsonl(_)) => {
-                return Err(invalid(
-                    "url",
-                    "expected mqtt://host[:port] or mqtts://host[:port]",
-                ))
-            }
-            Err(e) => return Err(invalid("url", e.to_string())),
-        };
-        validate_text("client_id", &self.client_id)?;
-        validate_topic_level("site", &self.site)?;
-        validate_topic_level("agent_id", &self.agent_id)?;
-        validate_text("instance", &self.instance)?;
-        match (&self.username, &self.password) {
-            (Some(u), _) => validate_text("username", u)?,
-            (None, Some(_)) => return Err(invalid("password", "requires a username")),
-            (None, None) => {}
-        }
-        if self.keep_alive < Duration::from_secs(1) || self.keep_alive.as_secs() > 65_535 {
-            return Err(invalid("keep_alive", "must be from 1 s to 65535 s"));
-        }
+        let (ep, mut o) = self.client().options()?;
+        topic_level("site", &self.site)?;
+        topic_level("agent_id", &self.agent_id)?;
+        check_text("instance", &self.instance)?;
         if self.spool_dir.as_os_str().is_empty() {
             return Err(invalid("spool_dir", "must not be empty"));
         }
@@ -309,78 +222,12 @@ impl MqttConfig {
                 format!("must be from 1 to {MAX_INFLIGHT}"),
             ));
         }
-
-        let host = if ep.host.contains(':') {
-            if ep.tls {
-                return Err(invalid(
-                    "url",
-                    "IPv6 address literals are not supported with mqtts://; use a host name",
-                ));
-            }
-            format!("[{}]", ep.host)
-        } else {
-            ep.host.clone()
-        };
-        let mut o = MqttOptions::new(self.client_id.clone(), host, ep.port);
-        o.set_keep_alive(self.keep_alive)
-            .set_clean_session(true)
+        o.set_clean_session(true)
             // Room for the device window, one status and the offline status.
             .set_inflight(self.inflight + 2)
             .set_request_channel_capacity(usize::from(self.inflight) + 8)
             .set_max_packet_size(1 << 20, MQTT_MAX_PACKET + 5);
-        if let Some(u) = &self.username {
-            o.set_credentials(u.clone(), self.password.clone().unwrap_or_default());
-        }
-        if ep.tls {
-            o.set_transport(Transport::tls_with_config(self.tls()?));
-        } else {
-            for (setting, set) in [
-                ("ca_file", self.ca_file.is_some()),
-                ("client_cert", self.client_cert.is_some()),
-                ("client_key", self.client_key.is_some()),
-            ] {
-                if set {
-                    return Err(invalid(setting, "only used with mqtts://"));
-                }
-            }
-        }
         Ok((ep, o))
-    }
-
-    fn tls(&self) -> Result<TlsConfiguration, OutputError> {
-        let ca = match &self.ca_file {
-            Some(p) => read_pem_certs("ca_file", p)?,
-            None => {
-                let env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
-                let found = env
-                    .into_iter()
-                    .chain(SYSTEM_CA_BUNDLES.iter().map(PathBuf::from))
-                    .find(|p| p.is_file());
-                match found {
-                    Some(p) => read_pem_certs("ca_file", &p)?,
-                    None => {
-                        return Err(invalid(
-                            "ca_file",
-                            "not given and no system CA bundle found (install ca-certificates or set ca_file)",
-                        ))
-                    }
-                }
-            }
-        };
-        let client_auth = match (&self.client_cert, &self.client_key) {
-            (Some(c), Some(k)) => Some((
-                read_pem_certs("client_cert", c)?,
-                read_pem_key("client_key", k)?,
-            )),
-            (None, None) => None,
-            (Some(_), None) => return Err(invalid("client_key", "required with client_cert")),
-            (None, Some(_)) => return Err(invalid("client_cert", "required with client_key")),
-        };
-        Ok(TlsConfiguration::Simple {
-            ca,
-            alpn: None,
-            client_auth,
-        })
     }
 }
 
@@ -751,44 +598,13 @@ enum Phase {
     Done,
 }
 
-/// Exponential backoff with jitter.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-    seed: RandomState,
-    n: u64,
-}
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff {
-            next: BACKOFF_MIN,
-            seed: RandomState::new(),
-            n: 0,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = BACKOFF_MIN;
-    }
-
-    /// The next delay: the current base ±20 %, then the base doubles (capped).
-    fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        self.n += 1;
-        let r = self.seed.hash_one(self.n) % 1000; // 0..1000
-        base.mul_f64(0.8 + 0.4 * (r as f64 / 1000.0))
-    }
-}
-
 /// Drives rumqttc's event loop; forwards every event to the controller.
 async fn poll_loop(
     mut eventloop: EventLoop,
     tx: mpsc::UnboundedSender<LoopMsg>,
     shared: Arc<Shared>,
 ) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     let mut connected_at: Option<Instant> = None;
     loop {
         match eventloop.poll().await {
@@ -1255,6 +1071,7 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn cfg(dir: &Path) -> MqttConfig {
         MqttConfig::new("mqtt://localhost", "site-1", "agent-1", "inst", dir)
@@ -1262,7 +1079,7 @@ mod tests {
 
     fn setting_of(e: OutputError) -> &'static str {
         match e {
-            OutputError::InvalidSetting { setting, .. } => setting,
+            OutputError::Setting(e) => e.setting(),
             other => panic!("not a setting error: {other}"),
         }
     }
@@ -1412,23 +1229,6 @@ mod tests {
         assert_eq!(v["stats"]["spool_evicted"], 1);
         let parsed: StatusMessage = serde_json::from_value(v).unwrap();
         assert_eq!(parsed.state, AgentState::Offline);
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_caps() {
-        let mut b = Backoff::new();
-        let mut base = BACKOFF_MIN;
-        for _ in 0..12 {
-            let d = b.next_delay();
-            assert!(
-                d >= base.mul_f64(0.8) && d <= base.mul_f64(1.2),
-                "{d:?} vs {base:?}"
-            );
-            base = (base * 2).min(BACKOFF_MAX);
-        }
-        assert_eq!(b.next, BACKOFF_MAX);
-        b.reset();
-        assert!(b.next_delay() <= BACKOFF_MIN.mul_f64(1.2));
     }
 
     /// Reads one MQTT packet: (first byte, body).

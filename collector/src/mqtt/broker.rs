@@ -80,6 +80,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{debug, error, info, warn};
+use ward_mqtt::topic::{self, AgentTopic};
 
 use crate::mqtt::source::{AckToken, Delivery};
 
@@ -105,7 +106,7 @@ pub const AUTH_LOG_BURST: u64 = 20;
 /// See [`AUTH_LOG_BURST`].
 pub const AUTH_LOG_WINDOW: Duration = Duration::from_secs(60);
 /// Topic namespace of alerts; consumers subscribe at or below it.
-pub const ALERTS_PREFIX: &str = "ward/v1/alerts/";
+pub use ward_mqtt::topic::ALERTS_PREFIX;
 
 /// MQTT's largest packet (remaining length).
 const MQTT_MAX_PACKET: usize = 268_435_455;
@@ -562,23 +563,14 @@ fn valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Whether `role` may publish to `topic`.
+/// Whether `role` may publish to `topic`: an agent topic ([`AgentTopic::parse`]) with valid
+/// ids, outside the alerts namespace (which only the collector publishes in), and for an
+/// agent its own id (and its bound site, if any).
 fn may_publish(role: &Role, topic: &str) -> bool {
-    let mut levels = topic.split('/');
-    let (Some("ward"), Some("v1"), Some(site), Some(agent), Some(kind), None) = (
-        levels.next(),
-        levels.next(),
-        levels.next(),
-        levels.next(),
-        levels.next(),
-        levels.next(),
-    ) else {
+    let Ok(t) = AgentTopic::parse(topic) else {
         return false;
     };
-    if !matches!(kind, "devices" | "status") || !valid_id(site) || !valid_id(agent) {
-        return false;
-    }
-    if site == "alerts" {
+    if !valid_id(t.site) || !valid_id(t.agent_id) || t.in_alerts_namespace() {
         return false;
     }
     match role {
@@ -586,7 +578,7 @@ fn may_publish(role: &Role, topic: &str) -> bool {
         Role::Agent {
             agent_id,
             site: bound,
-        } => agent == agent_id && bound.as_deref().is_none_or(|b| b == site),
+        } => t.agent_id == agent_id && bound.as_deref().is_none_or(|b| b == t.site),
         Role::AlertReader => false,
     }
 }
@@ -598,9 +590,7 @@ fn may_subscribe(role: &Role, filter: &str) -> bool {
         return false;
     }
     // `ward/v1/alerts/#` or anything below `ward/v1/alerts/` with no wildcard above it.
-    filter
-        .strip_prefix(ALERTS_PREFIX)
-        .is_some_and(|rest| !rest.is_empty())
+    topic::is_alerts_filter(filter)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

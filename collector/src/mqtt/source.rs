@@ -45,61 +45,46 @@
 //! loses nothing (the agent still has the message in its spool and sends it again after the
 //! reconnect). A full channel stops the endpoint reading from the agents' sockets.
 
-use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
-use std::hash::BuildHasher;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, NetworkOptions,
-    Outgoing, Publish, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Outgoing, Publish, QoS,
+    SubscribeFilter, SubscribeReasonCode,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
+use ward_mqtt::client::{network_options, redacted, MAX_PACKET as MQTT_MAX_PACKET};
+use ward_mqtt::poll::{next_poll, PollFuture};
+use ward_mqtt::{Backoff, ClientConfig, ConfigError, Endpoint, TlsFiles};
 
 use crate::mqtt::broker::{BrokerError, BrokerLinker, EmbeddedAck};
 
 /// Filter of the agents' observation messages (`ward.observation.v1`).
-pub const DEVICES_FILTER: &str = "ward/v1/+/+/devices";
+pub use ward_mqtt::topic::DEVICES_FILTER;
 /// Filter of the agents' retained status messages (`ward.status.v1`).
-pub const STATUS_FILTER: &str = "ward/v1/+/+/status";
+pub use ward_mqtt::topic::STATUS_FILTER;
 /// What the ingest subscribes to.
-pub const INGEST_FILTERS: [&str; 2] = [DEVICES_FILTER, STATUS_FILTER];
+pub const INGEST_FILTERS: [&str; 2] = ward_mqtt::topic::AGENT_FILTERS;
 
 /// Most deliveries held in the external source's local queue before it stops reading.
 pub const LOCAL_QUEUE_MESSAGES: usize = 65_536;
 /// Most payload bytes held in the external source's local queue before it stops reading.
 pub const LOCAL_QUEUE_BYTES: usize = 64 << 20;
 /// Default MQTT keep-alive towards an external broker.
-pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(30);
+pub const DEFAULT_KEEP_ALIVE: Duration = ward_mqtt::client::DEFAULT_KEEP_ALIVE;
 /// Default largest incoming packet: agents send batches of up to about 1 MiB.
 pub const DEFAULT_MAX_PACKET: usize = 4 << 20;
-/// First reconnection delay, doubled after each failure…
-pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
-/// …up to this.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// rumqttc's request channel: acks, subscriptions, the final disconnect.
 const REQUEST_CHANNEL: usize = 4096;
 /// How long a graceful shutdown waits for the last acks and the DISCONNECT to be written.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
-const MQTT_PORT: u16 = 1883;
-const MQTTS_PORT: u16 = 8883;
-const MQTT_MAX_PACKET: usize = 268_435_455;
-/// Where the system CA bundle may be, when no CA file is given.
-const SYSTEM_CA_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
 
 /// One message for the ingest loop.
 #[derive(Debug)]
@@ -210,7 +195,7 @@ impl fmt::Debug for ExternalSource {
             .field("url", &self.url)
             .field("client_id", &self.client_id)
             .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &redacted(&self.password))
             .field("ca_file", &self.ca_file)
             .field("client_cert", &self.client_cert)
             .field("client_key", &self.client_key)
@@ -238,35 +223,36 @@ impl ExternalSource {
             max_packet_size: DEFAULT_MAX_PACKET,
         }
     }
+
+    /// The settings every MQTT client has (what the alert publisher shares with the source).
+    pub fn client(&self) -> ClientConfig {
+        ClientConfig {
+            url: self.url.clone(),
+            client_id: self.client_id.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            tls: TlsFiles {
+                ca_file: self.ca_file.clone(),
+                client_cert: self.client_cert.clone(),
+                client_key: self.client_key.clone(),
+            },
+            keep_alive: self.keep_alive,
+        }
+    }
 }
 
 /// Why a source could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// A setting is unusable.
-    #[error("MQTT source: invalid {setting}: {reason}")]
-    InvalidSetting {
-        /// The setting.
-        setting: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// A setting (or a TLS file it names) is unusable.
+    #[error("MQTT source: {0}")]
+    Setting(#[from] ConfigError),
     /// A subscription filter is not a valid MQTT topic filter.
     #[error("MQTT source: invalid topic filter {filter:?}: {reason}")]
     InvalidFilter {
         /// The filter.
         filter: String,
         /// What is wrong with it.
-        reason: String,
-    },
-    /// A TLS file is missing or unusable.
-    #[error("MQTT source: {setting} {}: {reason}", path.display())]
-    Tls {
-        /// Which setting: `ca_file`, `client_cert` or `client_key`.
-        setting: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
         reason: String,
     },
     /// The embedded broker refused the link.
@@ -434,10 +420,7 @@ pub async fn spawn(
     tx: mpsc::Sender<Delivery>,
 ) -> Result<SourceHandle, SourceError> {
     if filters.is_empty() {
-        return Err(SourceError::InvalidSetting {
-            setting: "filters",
-            reason: "at least one topic filter is needed".into(),
-        });
+        return Err(ConfigError::invalid("filters", "at least one topic filter is needed").into());
     }
     for f in filters {
         validate_filter(f)?;
@@ -611,213 +594,29 @@ impl AckState {
     }
 }
 
-struct Endpoint {
-    tls: bool,
-    host: String,
-    port: u16,
-}
-
-fn parse_url(url: &str) -> Result<Endpoint, SourceError> {
-    let bad = |reason: &str| SourceError::InvalidSetting {
-        setting: "url",
-        reason: format!("{url:?}: {reason}"),
-    };
-    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
-        (false, r)
-    } else if let Some(r) = url.strip_prefix("mqtts://") {
-        (true, r)
-    } else {
-        return Err(bad("expected mqtt://host[:port] or mqtts://host[:port]"));
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains('@') {
-        return Err(bad(
-            "credentials do not belong in the URL; use the username/password settings",
-        ));
-    }
-    if rest.contains(['/', '?', '#']) {
-        return Err(bad("a broker URL has no path, query or fragment"));
-    }
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let Some((host, after)) = v6.split_once(']') else {
-            return Err(bad("unterminated [IPv6 address]"));
-        };
-        if host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(bad("invalid IPv6 address"));
-        }
-        if tls {
-            return Err(bad(
-                "IPv6 address literals are not supported with mqtts://; use a host name",
-            ));
-        }
-        let port = match after {
-            "" => None,
-            p => Some(
-                p.strip_prefix(':')
-                    .ok_or_else(|| bad("expected :port after ]"))?,
-            ),
-        };
-        (format!("[{host}]"), port)
-    } else {
-        match rest.split_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (rest.to_string(), None),
-        }
-    };
-    if host.is_empty() {
-        return Err(bad("missing host"));
-    }
-    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad("host contains whitespace or control characters"));
-    }
-    let port = match port {
-        None if tls => MQTTS_PORT,
-        None => MQTT_PORT,
-        Some(p) => match p.parse::<u16>() {
-            Ok(0) | Err(_) => return Err(bad("port must be a number from 1 to 65535")),
-            Ok(p) => p,
-        },
-    };
-    Ok(Endpoint { tls, host, port })
-}
-
-fn read_file(setting: &'static str, path: &Path) -> Result<Vec<u8>, SourceError> {
-    std::fs::read(path).map_err(|e| SourceError::Tls {
-        setting,
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
-}
-
-fn read_pem_certs(setting: &'static str, path: &Path) -> Result<Vec<u8>, SourceError> {
-    let pem = read_file(setting, path)?;
-    let tls_err = |reason: String| SourceError::Tls {
-        setting,
-        path: path.to_path_buf(),
-        reason,
-    };
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_err(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(tls_err("no PEM certificate found".into()));
-    }
-    Ok(pem)
-}
-
-fn read_pem_key(setting: &'static str, path: &Path) -> Result<Vec<u8>, SourceError> {
-    let pem = read_file(setting, path)?;
-    match rustls_pemfile::private_key(&mut pem.as_slice()) {
-        Ok(Some(_)) => Ok(pem),
-        Ok(None) => Err(SourceError::Tls {
-            setting,
-            path: path.to_path_buf(),
-            reason: "no PEM private key (PKCS#8, PKCS#1 or SEC1) found".into(),
-        }),
-        Err(e) => Err(SourceError::Tls {
-            setting,
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        }),
-    }
-}
-
-fn tls_config(cfg: &ExternalSource) -> Result<TlsConfiguration, SourceError> {
-    let ca = match &cfg.ca_file {
-        Some(p) => read_pem_certs("ca_file", p)?,
-        None => {
-            let env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
-            let found = env
-                .into_iter()
-                .chain(SYSTEM_CA_BUNDLES.iter().map(PathBuf::from))
-                .find(|p| p.is_file());
-            match found {
-                Some(p) => read_pem_certs("ca_file", &p)?,
-                None => {
-                    return Err(SourceError::InvalidSetting {
-                        setting: "ca_file",
-                        reason: "not given and no system CA bundle found (install \
-                                 ca-certificates or set ca_file)"
-                            .into(),
-                    })
-                }
-            }
-        }
-    };
-    let client_auth = match (&cfg.client_cert, &cfg.client_key) {
-        (Some(c), Some(k)) => Some((
-            read_pem_certs("client_cert", c)?,
-            read_pem_key("client_key", k)?,
-        )),
-        (None, None) => None,
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(SourceError::InvalidSetting {
-                setting: "client_cert",
-                reason: "client_cert and client_key go together".into(),
-            })
-        }
-    };
-    Ok(TlsConfiguration::Simple {
-        ca,
-        alpn: None,
-        client_auth,
-    })
-}
-
 fn mqtt_options(cfg: &ExternalSource) -> Result<(Endpoint, MqttOptions), SourceError> {
-    let invalid = |setting: &'static str, reason: &str| SourceError::InvalidSetting {
-        setting,
-        reason: reason.to_string(),
-    };
-    let ep = parse_url(&cfg.url)?;
-    if cfg.client_id.is_empty() || cfg.client_id.len() > 65_535 {
-        return Err(invalid(
-            "client_id",
-            "must be 1 to 65535 bytes (a persistent session needs a stable id)",
-        ));
-    }
-    if cfg.client_id.chars().any(char::is_control) {
-        return Err(invalid("client_id", "contains control characters"));
-    }
-    if cfg.password.is_some() && cfg.username.is_none() {
-        return Err(invalid("password", "requires username"));
-    }
+    let (ep, mut o) = cfg.client().options()?;
     if let Some(g) = &cfg.shared_group {
         if g.is_empty() || g.contains(['/', '+', '#']) || g.chars().any(char::is_control) {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "shared_group",
                 "must be a non-empty topic level without `/ + #` or control characters",
-            ));
+            )
+            .into());
         }
     }
-    let keep_alive = cfg.keep_alive.as_secs();
-    if !(1..=65_535).contains(&keep_alive) {
-        return Err(invalid("keep_alive", "must be 1 s to 65535 s"));
-    }
     if cfg.max_packet_size < 1024 || cfg.max_packet_size > MQTT_MAX_PACKET {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             "max_packet_size",
             "must be from 1024 to 268435455 bytes",
-        ));
+        )
+        .into());
     }
-    let mut o = MqttOptions::new(cfg.client_id.clone(), ep.host.clone(), ep.port);
-    o.set_keep_alive(Duration::from_secs(keep_alive))
-        .set_clean_session(false)
+    o.set_clean_session(false)
         .set_manual_acks(true)
         .set_request_channel_capacity(REQUEST_CHANNEL)
         // Incoming: the observation batches. Outgoing: only acks and subscriptions.
         .set_max_packet_size(cfg.max_packet_size, 1 << 20);
-    if let Some(u) = &cfg.username {
-        o.set_credentials(u.clone(), cfg.password.clone().unwrap_or_default());
-    }
-    if ep.tls {
-        o.set_transport(Transport::tls_with_config(tls_config(cfg)?));
-    } else if cfg.ca_file.is_some() || cfg.client_cert.is_some() || cfg.client_key.is_some() {
-        return Err(invalid(
-            "url",
-            "ca_file, client_cert and client_key are only used with mqtts://",
-        ));
-    }
     Ok((ep, o))
 }
 
@@ -832,11 +631,8 @@ fn spawn_external(
         None => filters.to_vec(),
     };
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
-    let mut net = NetworkOptions::new();
     // PUBACKs are tiny and the broker's window waits for them: no Nagle delay.
-    net.set_tcp_nodelay(true);
-    net.set_connection_timeout(10);
-    eventloop.set_network_options(net);
+    eventloop.set_network_options(network_options());
 
     let acks = Arc::new(Mutex::new(AckState {
         client: client.clone(),
@@ -868,8 +664,7 @@ fn spawn_external(
         queue: VecDeque::new(),
         queued_bytes: 0,
         subscribed_once: false,
-        backoff: BACKOFF_MIN,
-        jitter: RandomState::new(),
+        backoff: Backoff::default(),
         max_packet_size: cfg.max_packet_size,
     };
     let task = tokio::spawn(poller.run(eventloop, stop_rx, tx));
@@ -879,21 +674,6 @@ fn spawn_external(
         status,
         stop: Some(stop_tx),
         task: Some(task),
-    })
-}
-
-type PollFuture = Pin<Box<dyn Future<Output = (EventLoop, Result<Event, ConnectionError>)> + Send>>;
-
-/// One `EventLoop::poll`, after an optional delay, owning the event loop and giving it back.
-/// Kept alive across `select!` rounds: a poll is never cancelled halfway (rumqttc may have
-/// taken a request, an ack, from its channel and not written it yet).
-fn next_poll(mut eventloop: EventLoop, delay: Option<Duration>) -> PollFuture {
-    Box::pin(async move {
-        if let Some(d) = delay {
-            tokio::time::sleep(d).await;
-        }
-        let r = eventloop.poll().await;
-        (eventloop, r)
     })
 }
 
@@ -907,8 +687,7 @@ struct Poller {
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
     subscribed_once: bool,
-    backoff: Duration,
-    jitter: RandomState,
+    backoff: Backoff,
     max_packet_size: usize,
 }
 
@@ -1053,7 +832,7 @@ impl Poller {
     }
 
     fn on_connack(&mut self, session_present: bool) {
-        self.backoff = BACKOFF_MIN;
+        self.backoff.reset();
         lock(&self.acks).connected();
         // A kept session keeps its subscriptions; renewing them anyway would make the broker
         // replay every retained status. At our first connection the filters may have changed.
@@ -1098,17 +877,8 @@ impl Poller {
             }
             was_connected
         };
-        let delay = self.backoff;
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-        // ±20 % jitter so that collectors restarted together do not reconnect in lockstep.
-        let spread = delay.as_millis() as u64 / 5;
-        let offset = if spread == 0 {
-            0
-        } else {
-            self.jitter.hash_one(std::time::Instant::now()) % (2 * spread + 1)
-        };
-        let delay =
-            (delay + Duration::from_millis(offset)).saturating_sub(Duration::from_millis(spread));
+        // With jitter, so that collectors restarted together do not reconnect in lockstep.
+        let delay = self.backoff.next_delay();
         match e {
             ConnectionError::MqttState(rumqttc::StateError::Deserialization(
                 rumqttc::Error::PayloadSizeLimitExceeded(size),
