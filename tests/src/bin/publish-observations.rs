@@ -128,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
     o.set_inflight(1000);
     let (client, mut ev) = AsyncClient::new(o, 2000);
     let instance = format!("{agent}-{}", std::process::id());
-    let topic = format!("ward/v1/bench/{agent}/devices");
+    let topic = ward_mqtt::topic::devices_topic("bench", &agent);
     let t0 = Instant::now();
     let pubber = tokio::spawn(async move {
         let base = 1_767_225_600_000_000i64; // 2026-01-01
