@@ -233,3 +233,101 @@ proptest! {
         prop_assert_eq!(normalized(&other), before);
     }
 }
+
+/// An MR at 10.0.0.1 (MAC …:01, software V1) stores its images on a PACS at 10.0.0.2 (MAC …:02,
+/// software V2), both seen in slot 0. The PACS forwards them, and its C-STORE requests carry the
+/// MR's serial, so both records report `SN-0001`. With `talking` false the two never exchange
+/// packets (a second network card of one device, say).
+fn mr_and_pacs(talking: bool) -> (Message, Message) {
+    let spec = |mac, version, ip| Spec {
+        agent: 0,
+        mac,
+        vlan: None,
+        serial: Some(1),
+        version,
+        slot: 0,
+        ip,
+    };
+    let mut mr = record(&spec(1, 1, 1));
+    let mut pacs = record(&spec(2, 2, 2));
+    if talking {
+        mr.services_used[0].peer_addresses = vec![std::net::IpAddr::from([10, 0, 0, 2])];
+        let mut offered = pacs.services_used.remove(0);
+        offered.peer_addresses = vec![std::net::IpAddr::from([10, 0, 0, 1])];
+        pacs.services_offered.push(offered);
+    }
+    let msg = |seq, rec: DeviceRecord| {
+        Message::Observation(Observation {
+            schema: SCHEMA.into(),
+            site: "site".into(),
+            agent_id: "agent-0".into(),
+            instance: "i".into(),
+            seq,
+            kind: Kind::Delta,
+            time_us: BASE_US,
+            devices: vec![rec],
+        })
+    };
+    (msg(1, mr), msg(2, pacs))
+}
+
+/// Every arrival the two messages can have: MR first or PACS first, in one batch or two.
+fn arrivals((mr, pacs): (Message, Message)) -> Vec<Vec<Vec<Message>>> {
+    vec![
+        vec![vec![mr.clone(), pacs.clone()]],
+        vec![vec![pacs.clone(), mr.clone()]],
+        vec![vec![mr.clone()], vec![pacs.clone()]],
+        vec![vec![pacs], vec![mr]],
+    ]
+}
+
+#[test]
+fn devices_that_talk_to_each_other_stay_two_whatever_serial_they_share() {
+    for batches in arrivals(mr_and_pacs(true)) {
+        let mut store = SqliteStore::in_memory().unwrap();
+        for b in &batches {
+            store.ingest(b, 0).unwrap();
+        }
+        assert!(store.merges().unwrap().is_empty());
+        let devices = store.inventory().unwrap().devices;
+        assert_eq!(devices.len(), 2);
+        for d in &devices {
+            // Each keeps its own software version: no software_changed between two machines.
+            let want = if d.macs == [MacAddr([0, 0x1b, 0x21, 0, 0, 1])] {
+                "V1"
+            } else {
+                "V2"
+            };
+            assert_eq!(d.current("software_version"), Some(want), "{d:?}");
+            assert_eq!(d.attributes["software_version"].len(), 1, "{d:?}");
+            assert_eq!(d.ids("serial"), ["SN-0001"], "{d:?}");
+            // No device offers or uses a service with itself.
+            let own: Vec<String> = d.ids("ip").to_vec();
+            for s in &d.services {
+                for p in &s.peer_addresses {
+                    assert!(!own.contains(&p.to_string()), "{d:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_shared_serial_without_traffic_merges_and_the_explanation_names_both_macs() {
+    for batches in arrivals(mr_and_pacs(false)) {
+        let mut store = SqliteStore::in_memory().unwrap();
+        for b in &batches {
+            store.ingest(b, 0).unwrap();
+        }
+        let devices = store.inventory().unwrap().devices;
+        assert_eq!(devices.len(), 1);
+        let merges = store.merges().unwrap();
+        assert_eq!(merges.len(), 1);
+        let e = &merges[0].explanation;
+        assert!(!e.contains("no MAC"), "{e}");
+        for mac in ["00:1b:21:00:00:01", "00:1b:21:00:00:02"] {
+            assert!(e.contains(mac), "{e}");
+        }
+        assert!(e.contains("both report serial \"SN-0001\""), "{e}");
+    }
+}

@@ -2,5 +2,6 @@
 //! is outside contracted terms ([`flags`]) and the per-device summaries ([`summary`]).
 
 pub mod flags;
+pub mod identity;
 pub mod link;
 pub mod summary;

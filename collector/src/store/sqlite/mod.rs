@@ -1,0 +1,293 @@
+//! SQLite backend: one file, WAL, versioned migrations in `PRAGMA user_version`.
+//!
+//! Why WAL with `synchronous = FULL`: a committed ingest batch is what the collector
+//! acknowledges to the broker, so a commit must survive power loss, not just a process kill.
+//! Batching (many messages per transaction) keeps that affordable.
+//!
+//! This file opens the connection and dispatches each [`Store`] method to the file of its
+//! concern: [`schema`] (migrations), [`ingest`] (agent messages: sightings, identities, merges,
+//! attributes, services), [`imports`] (contracts and assets), [`reads`] (the inventory and the
+//! API's pages), [`evaluation`] (links, flags, summaries, alerts) and [`tokens`]. Which records
+//! are one device is not decided here: that policy is [`crate::compliance::identity`], shared by
+//! every backend.
+
+mod evaluation;
+mod imports;
+mod ingest;
+mod reads;
+mod schema;
+mod tokens;
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+pub use ingest::TIME_RESOLUTION_US;
+
+use super::{
+    AgentRow, Applied, Counts, Coverage, DeviceQuery, DeviceSummary, DeviceView, FlagInstance,
+    FlagQuery, FlagRow, ImportStats, IngestStats, Inventory, Link, MergeRow, Message, Store,
+    StoreError, TokenRecord,
+};
+use crate::import::model::{Asset, Contract};
+
+fn db(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Db { context, source }
+}
+
+/// Runs `sql` with `params` and maps every row: the one prepare/query/collect loop of this
+/// backend. Statements are cached by their text, so values are bound as parameters, never
+/// formatted in; `what` names the read in the error.
+fn query<T, P: rusqlite::Params>(
+    conn: &Connection,
+    what: &str,
+    sql: &str,
+    params: P,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.query_map(params, map)?.collect())
+        .map_err(db(what))
+}
+
+/// Statements kept prepared per connection: ingest and merges alone use about thirty, and the
+/// inventory read another dozen; re-preparing them for every batch would cost more than the
+/// writes they make.
+const STATEMENT_CACHE: usize = 64;
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+    cache: ingest::WriteCache,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`. A database it creates is
+    /// private whatever the umask: see [`prepare_private`].
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        prepare_private(path)?;
+        let conn =
+            Connection::open(path).map_err(db(format!("opening database {}", path.display())))?;
+        Self::setup(conn)
+    }
+
+    /// An in-memory database, for tests.
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        Self::setup(Connection::open_in_memory().map_err(db("opening in-memory database"))?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<SqliteStore, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db("enabling WAL"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db("setting synchronous"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(db("enabling foreign keys"))?;
+        // Several collectors or a CLI import may share the file; wait rather than fail.
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(db("setting busy timeout"))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        schema::migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn,
+            cache: ingest::WriteCache::default(),
+        })
+    }
+
+    /// Schema version.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        schema::version(&self.conn)
+    }
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |source| StoreError::Io { context, source }
+}
+
+/// The inventory is for its owner's eyes only. Missing directories on the way to the database are
+/// created 0700 and a new database file 0600, set explicitly so the umask cannot widen (or
+/// narrow) them; SQLite gives the `-wal` and `-shm` files it creates the database file's mode.
+/// An existing file or directory keeps its mode: a database readable by others is reported.
+#[cfg(unix)]
+fn prepare_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    let private = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .map_err(io(format!("setting the mode of {}", p.display())))
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let missing: Vec<&Path> = parent.ancestors().take_while(|a| !a.exists()).collect();
+        for dir in missing.into_iter().rev() {
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => private(dir, 0o700)?,
+                // Created meanwhile by someone else: theirs, keep its mode.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(format!("creating directory {}", dir.display()))(e)),
+            }
+        }
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => private(path, 0o600)?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            for p in [
+                path.to_path_buf(),
+                std::path::PathBuf::from(format!("{}-wal", path.display())),
+                std::path::PathBuf::from(format!("{}-shm", path.display())),
+            ] {
+                if let Ok(m) = std::fs::metadata(&p) {
+                    let mode = m.permissions().mode() & 0o777;
+                    if m.is_file() && mode & 0o077 != 0 {
+                        tracing::warn!(file = %p.display(), mode = format!("{mode:03o}"), "database file readable by others than its owner (chmod 600)");
+                    }
+                }
+            }
+        }
+        Err(e) => return Err(io(format!("creating database {}", path.display()))(e)),
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn prepare_private(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
+        what: what.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> String {
+    // Serialising plain data structs cannot fail; an empty object keeps the row well-formed if
+    // it ever did.
+    serde_json::to_string(v).unwrap_or_else(|_| "{}".to_string())
+}
+
+impl Store for SqliteStore {
+    fn ingest(&mut self, batch: &[Message], received_us: i64) -> Result<IngestStats, StoreError> {
+        ingest::batch(&mut self.conn, &mut self.cache, batch, received_us)
+    }
+
+    fn import_contracts(
+        &mut self,
+        contracts: &[Contract],
+        source: &str,
+        now_us: i64,
+    ) -> Result<ImportStats, StoreError> {
+        imports::contracts(&mut self.conn, contracts, source, now_us)
+    }
+
+    fn import_assets(
+        &mut self,
+        assets: &[Asset],
+        replace: bool,
+        source: &str,
+        now_us: i64,
+    ) -> Result<ImportStats, StoreError> {
+        imports::assets(&mut self.conn, assets, replace, source, now_us)
+    }
+
+    fn inventory(&self) -> Result<Inventory, StoreError> {
+        reads::inventory(&self.conn)
+    }
+
+    fn apply_evaluation(
+        &mut self,
+        links: &[Link],
+        flags: &[FlagInstance],
+        now_us: i64,
+    ) -> Result<Applied, StoreError> {
+        evaluation::apply(&mut self.conn, links, flags, now_us)
+    }
+
+    fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError> {
+        reads::flags(&self.conn, open_only)
+    }
+
+    fn links(&self) -> Result<Vec<Link>, StoreError> {
+        reads::links(&self.conn)
+    }
+
+    fn merges(&self) -> Result<Vec<MergeRow>, StoreError> {
+        reads::merges(&self.conn)
+    }
+
+    fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+        reads::agents(&self.conn)
+    }
+
+    fn counts(&self) -> Result<Counts, StoreError> {
+        reads::counts(&self.conn)
+    }
+
+    fn inventory_contracts(&self) -> Result<Vec<Contract>, StoreError> {
+        reads::contracts(&self.conn)
+    }
+
+    fn inventory_assets(&self) -> Result<Vec<Asset>, StoreError> {
+        reads::assets(&self.conn)
+    }
+
+    fn write_summaries(&mut self, rows: &[DeviceSummary]) -> Result<u64, StoreError> {
+        evaluation::write_summaries(&mut self.conn, rows)
+    }
+
+    fn device_page(&self, q: &DeviceQuery) -> Result<(u64, Vec<DeviceSummary>), StoreError> {
+        reads::device_page(&self.conn, q)
+    }
+
+    fn device_summaries(
+        &self,
+        vendors: Option<&[String]>,
+    ) -> Result<Vec<DeviceSummary>, StoreError> {
+        reads::device_summaries(&self.conn, vendors)
+    }
+
+    fn coverage(&self, vendors: Option<&[String]>) -> Result<Coverage, StoreError> {
+        reads::coverage(&self.conn, vendors)
+    }
+
+    fn device_summary(&self, id: i64) -> Result<Option<DeviceSummary>, StoreError> {
+        reads::device_summary(&self.conn, id)
+    }
+
+    fn device(&self, id: i64) -> Result<Option<DeviceView>, StoreError> {
+        reads::device(&self.conn, id)
+    }
+
+    fn flag_page(&self, q: &FlagQuery) -> Result<(u64, Vec<FlagRow>), StoreError> {
+        reads::flag_page(&self.conn, q)
+    }
+
+    fn take_alerts(&mut self, max: usize) -> Result<Applied, StoreError> {
+        evaluation::take_alerts(&mut self.conn, max)
+    }
+
+    fn token_insert(&mut self, t: &TokenRecord) -> Result<(), StoreError> {
+        tokens::insert(&self.conn, t)
+    }
+
+    fn token_get(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        tokens::get(&self.conn, id)
+    }
+
+    fn token_list(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        tokens::list(&self.conn)
+    }
+
+    fn token_revoke(&mut self, id: &str, now_us: i64) -> Result<bool, StoreError> {
+        tokens::revoke(&self.conn, id, now_us)
+    }
+}

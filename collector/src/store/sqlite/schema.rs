@@ -1,0 +1,154 @@
+//! The schema: versioned migrations recorded in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use super::db;
+use crate::store::StoreError;
+
+/// Migrations, in order; `user_version` = how many have run. Never edit one that shipped:
+/// append.
+const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE agents (
+    site TEXT NOT NULL, agent_id TEXT NOT NULL,
+    instance TEXT, state TEXT, version TEXT, started_at TEXT, status_time TEXT, reason TEXT,
+    stats TEXT, last_message_us INTEGER,
+    PRIMARY KEY (site, agent_id)
+);
+CREATE TABLE messages (
+    site TEXT NOT NULL, agent_id TEXT NOT NULL, instance TEXT NOT NULL, seq INTEGER NOT NULL,
+    kind TEXT NOT NULL, time_us INTEGER NOT NULL, devices INTEGER NOT NULL,
+    received_us INTEGER NOT NULL,
+    PRIMARY KEY (site, agent_id, instance, seq)
+);
+CREATE TABLE devices (
+    id INTEGER PRIMARY KEY,
+    first_us INTEGER NOT NULL, last_us INTEGER NOT NULL,
+    merged_into INTEGER REFERENCES devices(id)
+);
+CREATE TABLE sightings (
+    site TEXT NOT NULL, agent_id TEXT NOT NULL, key TEXT NOT NULL,
+    device_id INTEGER NOT NULL REFERENCES devices(id), vlan INTEGER,
+    first_us INTEGER NOT NULL, last_us INTEGER NOT NULL,
+    PRIMARY KEY (site, agent_id, key)
+);
+CREATE INDEX sightings_device ON sightings(device_id);
+CREATE TABLE identities (
+    kind TEXT NOT NULL, value TEXT NOT NULL, device_id INTEGER NOT NULL REFERENCES devices(id),
+    first_us INTEGER NOT NULL, last_us INTEGER NOT NULL, agent_id TEXT NOT NULL,
+    PRIMARY KEY (kind, value, device_id)
+);
+CREATE INDEX identities_device ON identities(device_id);
+CREATE TABLE attributes (
+    device_id INTEGER NOT NULL REFERENCES devices(id), name TEXT NOT NULL, value TEXT NOT NULL,
+    first_us INTEGER NOT NULL, last_us INTEGER NOT NULL, count INTEGER NOT NULL,
+    site TEXT NOT NULL, agent_id TEXT NOT NULL,
+    PRIMARY KEY (device_id, name, value)
+);
+CREATE TABLE services (
+    device_id INTEGER NOT NULL REFERENCES devices(id), direction TEXT NOT NULL,
+    transport TEXT NOT NULL, port INTEGER NOT NULL, app TEXT, peers INTEGER NOT NULL,
+    first_us INTEGER NOT NULL, last_us INTEGER NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (device_id, direction, transport, port)
+);
+CREATE TABLE service_peers (
+    device_id INTEGER NOT NULL, direction TEXT NOT NULL, transport TEXT NOT NULL,
+    port INTEGER NOT NULL, peer TEXT NOT NULL,
+    PRIMARY KEY (device_id, direction, transport, port, peer)
+);
+CREATE TABLE merges (
+    id INTEGER PRIMARY KEY, kept INTEGER NOT NULL, absorbed INTEGER NOT NULL,
+    identity_kind TEXT NOT NULL, identity_value TEXT NOT NULL, explanation TEXT NOT NULL,
+    at_us INTEGER NOT NULL
+);
+CREATE TABLE contracts (
+    id TEXT PRIMARY KEY, supplier TEXT NOT NULL, body TEXT NOT NULL, source TEXT NOT NULL,
+    imported_us INTEGER NOT NULL
+);
+CREATE TABLE assets (
+    tag TEXT PRIMARY KEY, body TEXT NOT NULL, mac TEXT, serial TEXT, ip TEXT, contract_id TEXT,
+    source TEXT NOT NULL, imported_us INTEGER NOT NULL
+);
+CREATE TABLE links (
+    device_id INTEGER NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL, method TEXT NOT NULL,
+    confidence REAL NOT NULL, since_us INTEGER NOT NULL,
+    PRIMARY KEY (device_id, kind)
+);
+CREATE TABLE flags (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL,
+    severity TEXT NOT NULL, status TEXT NOT NULL, summary TEXT NOT NULL, evidence TEXT NOT NULL,
+    opened_us INTEGER NOT NULL, last_true_us INTEGER NOT NULL, resolved_us INTEGER
+);
+CREATE UNIQUE INDEX flags_open ON flags(kind, subject, detail) WHERE status = 'open';
+CREATE INDEX flags_subject ON flags(subject);
+"#,
+    r#"
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, vendors TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL, created_us INTEGER NOT NULL, expires_us INTEGER,
+    revoked_us INTEGER, last_used_us INTEGER
+);
+CREATE TABLE device_summary (
+    device_id INTEGER PRIMARY KEY, body TEXT NOT NULL,
+    manufacturer TEXT, model TEXT, device_type TEXT, software_version TEXT,
+    sites TEXT NOT NULL, first_us INTEGER NOT NULL, last_us INTEGER NOT NULL,
+    asset_tag TEXT, contract_id TEXT, open_flags INTEGER NOT NULL, flag_kinds TEXT NOT NULL,
+    medical INTEGER NOT NULL
+);
+CREATE INDEX device_summary_type ON device_summary(device_type);
+-- Alerting state per flag: bit 1 = its opening was alerted, bit 2 = its resolution. Flags that
+-- predate alerts count as alerted, so an upgrade does not replay history.
+ALTER TABLE flags ADD COLUMN alerted INTEGER NOT NULL DEFAULT 0;
+UPDATE flags SET alerted = 3;
+CREATE INDEX flags_unalerted ON flags(alerted) WHERE alerted != 3;
+"#,
+];
+
+/// The schema version stored in the file.
+pub(super) fn version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db("reading schema version"))
+}
+
+/// Runs the migrations the file has not seen, each in its own transaction. A file from a newer
+/// program is refused rather than read with assumptions that no longer hold.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found = version(conn)?;
+    let supported = MIGRATIONS.len() as i64;
+    if found > supported {
+        return Err(StoreError::TooNew { found, supported });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db("starting migration"))?;
+        tx.execute_batch(sql)
+            .map_err(db(format!("applying migration {}", i + 1)))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(db("recording schema version"))?;
+        tx.commit().map_err(db("committing migration"))?;
+        tracing::info!(version = i + 1, "database migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    #[test]
+    fn migrations_run_once_and_a_newer_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.db");
+        let s = SqliteStore::open(&p).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        drop(s);
+        let s = SqliteStore::open(&p).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        s.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(s);
+        let e = SqliteStore::open(&p).unwrap_err();
+        assert!(e.to_string().contains("newer"), "{e}");
+    }
+}
