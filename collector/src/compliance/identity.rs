@@ -170,6 +170,12 @@ pub struct MergeCandidate {
 /// forwarding an MR's images sends the MR's serial number in its C-STORE requests). Merging on
 /// that serial made one device out of two: it then "offered tcp/104 to its own IP" and its
 /// software version flipped between the two machines' versions.
+///
+/// Limits, because a merge is never undone: the guard sees what the store holds when the shared
+/// identity is found. Traffic reported only after the two records merged cannot separate them,
+/// nor can agents that report no peer addresses (before schema v1.1) or peers beyond the agent's
+/// per-service cap. Where three or more devices share an identity and only some of them talk to
+/// each other, which ones merge can depend on arrival order.
 pub fn distinct_by_traffic(a: &MergeCandidate, b: &MergeCandidate) -> bool {
     let macs_apart =
         !a.macs.is_empty() && !b.macs.is_empty() && !a.macs.iter().any(|m| b.macs.contains(m));

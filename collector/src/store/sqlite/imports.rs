@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, Transaction};
 
 use super::{db, encode, query};
 use crate::import::model::{Asset, Contract};
@@ -20,26 +20,16 @@ pub(super) fn contracts(
         .map_err(db("starting import"))?;
     let mut st = ImportStats::default();
     for c in contracts {
-        let existed: bool = tx
-            .query_row(
-                "SELECT count(*) FROM contracts WHERE id = ?1",
-                params![c.id],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(db("reading contract"))?
-            > 0;
-        tx.execute(
+        upsert(
+            &tx,
+            &mut st,
+            ("contract", &c.id),
+            "SELECT count(*) FROM contracts WHERE id = ?1",
             "INSERT INTO contracts (id, supplier, body, source, imported_us) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (id) DO UPDATE SET supplier = excluded.supplier, body = excluded.body,
                source = excluded.source, imported_us = excluded.imported_us",
             params![c.id, c.supplier, encode(c), source, now_us],
-        )
-        .map_err(db(format!("storing contract {}", c.id)))?;
-        if existed {
-            st.replaced += 1
-        } else {
-            st.inserted += 1
-        }
+        )?;
     }
     tx.commit().map_err(db("committing import"))?;
     Ok(st)
@@ -71,15 +61,11 @@ pub(super) fn assets(
         }
     }
     for a in assets {
-        let existed = tx
-            .query_row(
-                "SELECT count(*) FROM assets WHERE tag = ?1",
-                params![a.tag],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(db("reading asset"))?
-            > 0;
-        tx.execute(
+        upsert(
+            &tx,
+            &mut st,
+            ("asset", &a.tag),
+            "SELECT count(*) FROM assets WHERE tag = ?1",
             "INSERT INTO assets (tag, body, mac, serial, ip, contract_id, source, imported_us)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (tag) DO UPDATE SET body = excluded.body, mac = excluded.mac,
@@ -95,14 +81,31 @@ pub(super) fn assets(
                 source,
                 now_us
             ],
-        )
-        .map_err(db(format!("storing asset {}", a.tag)))?;
-        if existed {
-            st.replaced += 1
-        } else {
-            st.inserted += 1
-        }
+        )?;
     }
     tx.commit().map_err(db("committing import"))?;
     Ok(st)
+}
+
+/// Inserts or replaces one imported row (`what` named by `key`), counting which it was.
+fn upsert(
+    tx: &Transaction<'_>,
+    st: &mut ImportStats,
+    (what, key): (&str, &str),
+    exists_sql: &str,
+    upsert_sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<(), StoreError> {
+    let existed = tx
+        .query_row(exists_sql, [key], |r| r.get::<_, i64>(0))
+        .map_err(db(format!("reading {what}")))?
+        > 0;
+    tx.execute(upsert_sql, params)
+        .map_err(db(format!("storing {what} {key}")))?;
+    if existed {
+        st.replaced += 1
+    } else {
+        st.inserted += 1
+    }
+    Ok(())
 }

@@ -156,30 +156,6 @@ fn load_devices(
     Ok(devs)
 }
 
-/// How many rows of `table` the filter `where_sql` selects, and the ` LIMIT ?n OFFSET ?m` of the
-/// requested page, its values bound after the filter's.
-fn page(
-    conn: &Connection,
-    what: &str,
-    table: &str,
-    where_sql: &str,
-    args: &mut Vec<rusqlite::types::Value>,
-    limit: u32,
-    offset: u64,
-) -> Result<(u64, String), StoreError> {
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM {table}{where_sql}"))
-        .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0)))
-        .map_err(db(what))?;
-    args.push(rusqlite::types::Value::Integer(i64::from(limit)));
-    let lim = args.len();
-    args.push(rusqlite::types::Value::Integer(
-        i64::try_from(offset).unwrap_or(i64::MAX),
-    ));
-    let off = args.len();
-    Ok((total.max(0) as u64, format!(" LIMIT ?{lim} OFFSET ?{off}")))
-}
-
 /// Imported contracts and assets: validated records stored whole as JSON.
 fn bodies<T: serde::de::DeserializeOwned>(
     conn: &Connection,
@@ -224,7 +200,7 @@ pub(super) fn device(conn: &Connection, id: i64) -> Result<Option<DeviceView>, S
     Ok(load_devices(&tx, Some(id))?.remove(&id))
 }
 
-const FLAG_COLUMNS: &str = "SELECT id, kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us, resolved_us";
+const FLAG_COLUMNS: &str = "id, kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us, resolved_us";
 
 /// Flag rows with their evidence decoded.
 fn decode_flags(rows: Vec<FlagRowRaw>) -> Result<Vec<FlagRow>, StoreError> {
@@ -242,7 +218,7 @@ pub(super) fn flags(conn: &Connection, open_only: bool) -> Result<Vec<FlagRow>, 
     } else {
         ""
     };
-    let sql = format!("{FLAG_COLUMNS} FROM flags{filter} ORDER BY id DESC");
+    let sql = format!("SELECT {FLAG_COLUMNS} FROM flags{filter} ORDER BY id DESC");
     decode_flags(query(conn, "reading flags", &sql, [], flag_row)?)
 }
 
@@ -338,65 +314,40 @@ pub(super) fn device_page(
     conn: &Connection,
     q: &DeviceQuery,
 ) -> Result<(u64, Vec<DeviceSummary>), StoreError> {
-    let mut wh: Vec<String> = Vec::new();
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    let arg = |v: String, args: &mut Vec<rusqlite::types::Value>| {
-        args.push(rusqlite::types::Value::Text(v));
-        format!("?{}", args.len())
-    };
+    let mut f = Filter::default();
     if let Some(site) = &q.site {
-        let p = arg(format!("%,{},%", like_literal(site)), &mut args);
-        wh.push(format!("sites LIKE {p} ESCAPE '\\'"));
+        let p = f.text(format!("%,{},%", like_literal(site)));
+        f.and(format!("sites LIKE {p} ESCAPE '\\'"));
     }
     if let Some(t) = &q.device_type {
-        let p = arg(t.clone(), &mut args);
-        wh.push(format!("device_type = {p}"));
+        let p = f.text(t.clone());
+        f.and(format!("device_type = {p}"));
     }
     if let Some(m) = &q.manufacturer {
         let needle = crate::import::pattern::Substring::new(m);
         let names = names_where(conn, "device_summary", "manufacturer", |n| {
             needle.matches(n)
         })?;
-        wh.push(format!(
-            "manufacturer IN {}",
-            json_list(names, &mut args, &arg)
-        ));
+        let list = f.list(&names);
+        f.and(format!("manufacturer IN {list}"));
     }
-    if let Some(f) = &q.flag {
-        let p = arg(format!("%,{},%", like_literal(f)), &mut args);
-        wh.push(format!("flag_kinds LIKE {p} ESCAPE '\\'"));
+    if let Some(flag) = &q.flag {
+        let p = f.text(format!("%,{},%", like_literal(flag)));
+        f.and(format!("flag_kinds LIKE {p} ESCAPE '\\'"));
     }
     if let Some(pats) = &q.vendors {
-        let names = names_where(conn, "device_summary", "manufacturer", |n| {
-            glob_any(pats, n)
-        })?;
-        wh.push(format!(
-            "manufacturer IN {}",
-            json_list(names, &mut args, &arg)
-        ));
+        vendor_devices(conn, &mut f, pats)?;
     }
-    let where_sql = if wh.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", wh.join(" AND "))
+    let listing = Listing {
+        what: "devices",
+        table: "device_summary",
+        columns: "body",
+        order: "device_id",
     };
-    let (total, page) = page(
-        conn,
-        "counting devices",
-        "device_summary",
-        &where_sql,
-        &mut args,
-        q.limit,
-        q.offset,
-    )?;
-    let bodies: Vec<String> = query(
-        conn,
-        "listing devices",
-        &format!("SELECT body FROM device_summary{where_sql} ORDER BY device_id{page}"),
-        params_from_iter(args.iter()),
-        |r| r.get(0),
-    )?;
-    let rows = bodies
+    let (total, rows) = f.page(conn, &listing, (q.limit, q.offset), |r| {
+        r.get::<_, String>(0)
+    })?;
+    let rows = rows
         .iter()
         .map(|b| decode("device summary", b))
         .collect::<Result<Vec<DeviceSummary>, _>>()?;
@@ -422,23 +373,11 @@ pub(super) fn coverage(
     conn: &Connection,
     vendors: Option<&[String]>,
 ) -> Result<Coverage, StoreError> {
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    let arg = |v: String, args: &mut Vec<rusqlite::types::Value>| {
-        args.push(rusqlite::types::Value::Text(v));
-        format!("?{}", args.len())
-    };
-    let where_sql = match vendors {
-        Some(pats) => {
-            let names = names_where(conn, "device_summary", "manufacturer", |n| {
-                glob_any(pats, n)
-            })?;
-            format!(
-                " WHERE manufacturer IN {}",
-                json_list(names, &mut args, &arg)
-            )
-        }
-        None => String::new(),
-    };
+    let mut f = Filter::default();
+    if let Some(pats) = vendors {
+        vendor_devices(conn, &mut f, pats)?;
+    }
+    let where_sql = f.where_sql();
     // A row at a time, five narrow columns, no summary body decoded: memory stays flat
     // whatever the inventory's size.
     let mut stmt = conn
@@ -448,7 +387,7 @@ pub(super) fn coverage(
         ))
         .map_err(db("reading coverage"))?;
     let mut rows = stmt
-        .query(params_from_iter(args.iter()))
+        .query(params_from_iter(f.args.iter()))
         .map_err(db("reading coverage"))?;
     let mut c = Coverage::default();
     while let Some(r) = rows.next().map_err(db("reading coverage"))? {
@@ -496,12 +435,7 @@ pub(super) fn flag_page(
     conn: &Connection,
     q: &FlagQuery,
 ) -> Result<(u64, Vec<FlagRow>), StoreError> {
-    let mut wh: Vec<String> = Vec::new();
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    let arg = |v: String, args: &mut Vec<rusqlite::types::Value>| {
-        args.push(rusqlite::types::Value::Text(v));
-        format!("?{}", args.len())
-    };
+    let mut f = Filter::default();
     for (col, v) in [
         ("status", &q.status),
         ("kind", &q.kind),
@@ -509,8 +443,8 @@ pub(super) fn flag_page(
         ("subject", &q.subject),
     ] {
         if let Some(v) = v {
-            let p = arg(v.clone(), &mut args);
-            wh.push(format!("{col} = {p}"));
+            let p = f.text(v.clone());
+            f.and(format!("{col} = {p}"));
         }
     }
     if let Some(pats) = &q.vendors {
@@ -518,38 +452,112 @@ pub(super) fn flag_page(
         let devices = names_where(conn, "device_summary", "manufacturer", |n| {
             glob_any(pats, n)
         })?;
-        let devices = json_list(devices, &mut args, &arg);
+        let devices = f.list(&devices);
         let contracts = names_where(conn, "contracts", "supplier", |n| glob_any(pats, n))?;
-        let contracts = json_list(contracts, &mut args, &arg);
-        wh.push(format!(
+        let contracts = f.list(&contracts);
+        f.and(format!(
             "(subject IN (SELECT 'device:' || device_id FROM device_summary WHERE manufacturer IN {devices})
               OR subject IN (SELECT 'contract:' || id FROM contracts WHERE supplier IN {contracts}))"
         ));
     }
-    let where_sql = if wh.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", wh.join(" AND "))
+    let listing = Listing {
+        what: "flags",
+        table: "flags",
+        columns: FLAG_COLUMNS,
+        order: "id DESC",
     };
-    let (total, page) = page(
-        conn,
-        "counting flags",
-        "flags",
-        &where_sql,
-        &mut args,
-        q.limit,
-        q.offset,
-    )?;
-    let sql = format!("{FLAG_COLUMNS} FROM flags{where_sql} ORDER BY id DESC{page}");
-    let rows = query(
-        conn,
-        "listing flags",
-        &sql,
-        params_from_iter(args.iter()),
-        flag_row,
-    )?;
-    let v = decode_flags(rows)?;
-    Ok((total, v))
+    let (total, rows) = f.page(conn, &listing, (q.limit, q.offset), flag_row)?;
+    Ok((total, decode_flags(rows)?))
+}
+
+/// Restricts `f` to the devices whose manufacturer matches one of the vendor globs.
+fn vendor_devices(conn: &Connection, f: &mut Filter, globs: &[String]) -> Result<(), StoreError> {
+    let names = names_where(conn, "device_summary", "manufacturer", |n| {
+        glob_any(globs, n)
+    })?;
+    let list = f.list(&names);
+    f.and(format!("manufacturer IN {list}"));
+    Ok(())
+}
+
+/// What an API page lists: `columns` of `table` in `order`; `what` names it in errors.
+#[derive(Clone, Copy)]
+struct Listing<'a> {
+    what: &'a str,
+    table: &'a str,
+    columns: &'a str,
+    order: &'a str,
+}
+
+/// A WHERE clause built from API filters: conditions joined by AND, every value bound as a
+/// parameter (`?n`), never spliced into the SQL.
+#[derive(Default)]
+struct Filter {
+    conds: Vec<String>,
+    args: Vec<rusqlite::types::Value>,
+}
+
+impl Filter {
+    /// Binds `v`; returns its placeholder.
+    fn text(&mut self, v: String) -> String {
+        self.args.push(rusqlite::types::Value::Text(v));
+        format!("?{}", self.args.len())
+    }
+
+    /// `(SELECT value FROM json_each(?n))` binding `names` as one JSON array parameter: any
+    /// number of names in one statement, no dynamic SQL.
+    fn list(&mut self, names: &[String]) -> String {
+        let p = self.text(encode(&names));
+        format!("(SELECT value FROM json_each({p}))")
+    }
+
+    fn and(&mut self, cond: String) {
+        self.conds.push(cond);
+    }
+
+    fn where_sql(&self) -> String {
+        if self.conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.conds.join(" AND "))
+        }
+    }
+
+    /// How many rows the filter selects, and the requested `(limit, offset)` page of them.
+    fn page<T>(
+        mut self,
+        conn: &Connection,
+        l: &Listing<'_>,
+        (limit, offset): (u32, u64),
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<(u64, Vec<T>), StoreError> {
+        let Listing {
+            what,
+            table,
+            columns,
+            order,
+        } = *l;
+        let where_sql = self.where_sql();
+        let total: i64 = conn
+            .prepare_cached(&format!("SELECT count(*) FROM {table}{where_sql}"))
+            .and_then(|mut s| s.query_row(params_from_iter(self.args.iter()), |r| r.get(0)))
+            .map_err(db(format!("counting {what}")))?;
+        self.args
+            .push(rusqlite::types::Value::Integer(i64::from(limit)));
+        let lim = self.args.len();
+        self.args.push(rusqlite::types::Value::Integer(
+            i64::try_from(offset).unwrap_or(i64::MAX),
+        ));
+        let off = self.args.len();
+        let rows = query(
+            conn,
+            &format!("listing {what}"),
+            &format!("SELECT {columns} FROM {table}{where_sql} ORDER BY {order} LIMIT ?{lim} OFFSET ?{off}"),
+            params_from_iter(self.args.iter()),
+            map,
+        )?;
+        Ok((total.max(0) as u64, rows))
+    }
 }
 
 /// API filter text taken literally inside a LIKE pattern: a caller's `%` or `_` must neither
@@ -573,17 +581,6 @@ fn glob_any(globs: &[String], name: &str) -> bool {
     globs
         .iter()
         .any(|g| crate::import::pattern::matches(g, name))
-}
-
-/// `(SELECT value FROM json_each(?n))` binding `names` as one JSON array parameter: any number
-/// of names in one statement, no dynamic SQL.
-fn json_list(
-    names: Vec<String>,
-    args: &mut Vec<rusqlite::types::Value>,
-    arg: &dyn Fn(String, &mut Vec<rusqlite::types::Value>) -> String,
-) -> String {
-    let p = arg(encode(&names), args);
-    format!("(SELECT value FROM json_each({p}))")
 }
 
 /// The distinct non-null values of `table.column` (a name column: manufacturers, suppliers)
