@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{params, Connection};
 
 use super::reads::{self, flag_row, FlagRowRaw};
-use super::{db, decode, encode, query};
+use super::{db, decode, encode, exec, query};
 use crate::store::{Applied, ApplyStats, DeviceSummary, FlagInstance, FlagRow, Link, StoreError};
 
 pub(super) fn apply(
@@ -86,21 +86,20 @@ pub(super) fn apply(
         match open.get(&key) {
             Some(&id) => {
                 still.insert(id);
-                tx.prepare_cached(
+                exec(
+                    &tx,
+                    "updating flag",
                     "UPDATE flags SET last_true_us = ?2, severity = ?3, summary = ?4, evidence = ?5 WHERE id = ?1",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![id, now_us, f.severity.as_str(), f.summary, encode(&f.evidence)])
-                })
-                .map_err(db("updating flag"))?;
+                    params![id, now_us, f.severity.as_str(), f.summary, encode(&f.evidence)],
+                )?;
             }
             None => {
-                tx.prepare_cached(
+                exec(
+                    &tx,
+                    "opening flag",
                     "INSERT INTO flags (kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us)
                      VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?7)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
+                    params![
                         f.kind.name(),
                         f.subject,
                         f.detail,
@@ -108,9 +107,8 @@ pub(super) fn apply(
                         f.summary,
                         encode(&f.evidence),
                         now_us
-                    ])
-                })
-                .map_err(db("opening flag"))?;
+                    ],
+                )?;
                 st.flags_opened += 1;
                 opened.push(FlagRow {
                     id: tx.last_insert_rowid(),
@@ -190,14 +188,14 @@ pub(super) fn write_summaries(
             continue;
         }
         let join = |v: &[String]| format!(",{},", v.join(","));
-        tx.prepare_cached(
+        exec(
+            &tx,
+            "writing summary",
             "INSERT OR REPLACE INTO device_summary (device_id, body, manufacturer, model,
                device_type, software_version, sites, first_us, last_us, asset_tag, contract_id,
                open_flags, flag_kinds, medical)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
+            params![
                 r.id,
                 body,
                 r.manufacturer,
@@ -212,9 +210,8 @@ pub(super) fn write_summaries(
                 r.open_flags,
                 join(&r.flag_kinds),
                 r.medical
-            ])
-        })
-        .map_err(db("writing summary"))?;
+            ],
+        )?;
         written += 1;
     }
     for id in existing.keys() {
@@ -249,9 +246,12 @@ pub(super) fn take_alerts(conn: &mut Connection, max: usize) -> Result<Applied, 
     for ((mut f, ev), alerted) in rows {
         f.evidence = decode("flag evidence", &ev)?;
         let mark = if f.status == "open" { 1 } else { 3 };
-        tx.prepare_cached("UPDATE flags SET alerted = alerted | ?2 WHERE id = ?1")
-            .and_then(|mut s| s.execute(params![f.id, mark]))
-            .map_err(db("marking flag alerted"))?;
+        exec(
+            &tx,
+            "marking flag alerted",
+            "UPDATE flags SET alerted = alerted | ?2 WHERE id = ?1",
+            params![f.id, mark],
+        )?;
         if alerted & 1 == 0 {
             // Opened and resolved between two alert rounds: say both, in order.
             out.opened.push(f.clone());

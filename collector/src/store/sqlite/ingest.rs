@@ -12,7 +12,7 @@ use ward_protocols::schema::observation::{DeviceRecord, Observation, ServiceReco
 use ward_protocols::schema::status::StatusMessage;
 use ward_protocols::MacAddr;
 
-use super::{db, query};
+use super::{db, exec, query};
 use crate::compliance::identity::{self, Ident, MergeCandidate, MergeDecision};
 use crate::store::{IngestStats, Message, ServiceDirection, StoreError};
 
@@ -85,28 +85,25 @@ impl Ingest<'_> {
 
 impl Ingest<'_> {
     fn observation(&mut self, o: &Observation, received_us: i64) -> Result<(), StoreError> {
-        let inserted = self
-            .tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO messages (site, agent_id, instance, seq, kind, time_us, devices, received_us)
+        let inserted = exec(
+            self.tx,
+            "recording message",
+            "INSERT OR IGNORE INTO messages (site, agent_id, instance, seq, kind, time_us, devices, received_us)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    o.site,
-                    o.agent_id,
-                    o.instance,
-                    o.seq as i64,
-                    match o.kind {
-                        ward_protocols::schema::observation::Kind::Delta => "delta",
-                        ward_protocols::schema::observation::Kind::Snapshot => "snapshot",
-                    },
-                    o.time_us,
-                    o.devices.len() as i64,
-                    received_us
-                ])
-            })
-            .map_err(db("recording message"))?;
+            params![
+                o.site,
+                o.agent_id,
+                o.instance,
+                o.seq as i64,
+                match o.kind {
+                    ward_protocols::schema::observation::Kind::Delta => "delta",
+                    ward_protocols::schema::observation::Kind::Snapshot => "snapshot",
+                },
+                o.time_us,
+                o.devices.len() as i64,
+                received_us
+            ],
+        )?;
         if inserted == 0 {
             self.stats.duplicates += 1;
             return Ok(());
@@ -125,14 +122,14 @@ impl Ingest<'_> {
 
     fn finish_agents(&mut self) -> Result<(), StoreError> {
         for ((site, agent), t) in std::mem::take(&mut self.agents) {
-            self.tx
-                .prepare_cached(
-                    "INSERT INTO agents (site, agent_id, last_message_us) VALUES (?1, ?2, ?3)
+            exec(
+                self.tx,
+                "updating agent",
+                "INSERT INTO agents (site, agent_id, last_message_us) VALUES (?1, ?2, ?3)
                      ON CONFLICT (site, agent_id) DO UPDATE SET
                        last_message_us = max(coalesce(last_message_us, 0), excluded.last_message_us)",
-                )
-                .and_then(|mut s| s.execute(params![site, agent, t]))
-                .map_err(db("updating agent"))?;
+                params![site, agent, t],
+            )?;
         }
         Ok(())
     }
@@ -147,30 +144,28 @@ impl Ingest<'_> {
             ward_protocols::schema::status::AgentState::Offline => "offline",
         };
         // Order-safe: an older status (a replayed retained message) never overwrites a newer.
-        self.tx
-            .prepare_cached(
-                "INSERT INTO agents (site, agent_id, instance, state, version, started_at, status_time, reason, stats)
+        exec(
+            self.tx,
+            "storing agent status",
+            "INSERT INTO agents (site, agent_id, instance, state, version, started_at, status_time, reason, stats)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (site, agent_id) DO UPDATE SET
                    instance = excluded.instance, state = excluded.state, version = excluded.version,
                    started_at = excluded.started_at, status_time = excluded.status_time,
                    reason = excluded.reason, stats = coalesce(excluded.stats, agents.stats)
                  WHERE agents.status_time IS NULL OR excluded.status_time >= agents.status_time",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    s.site,
-                    s.agent_id,
-                    s.instance,
-                    state,
-                    s.version,
-                    s.started_at,
-                    s.time,
-                    s.reason,
-                    stats
-                ])
-            })
-            .map_err(db("storing agent status"))?;
+            params![
+                s.site,
+                s.agent_id,
+                s.instance,
+                state,
+                s.version,
+                s.started_at,
+                s.time,
+                s.reason,
+                stats
+            ],
+        )?;
         self.stats.statuses += 1;
         Ok(())
     }
@@ -203,11 +198,12 @@ impl Ingest<'_> {
                 match found {
                     Some(d) => d,
                     None => {
-                        tx.prepare_cached(
+                        exec(
+                            tx,
+                            "creating device",
                             "INSERT INTO devices (first_us, last_us) VALUES (?1, ?2)",
-                        )
-                        .and_then(|mut s| s.execute(params![first, last]))
-                        .map_err(db("creating device"))?;
+                            params![first, last],
+                        )?;
                         self.stats.devices_created += 1;
                         tx.last_insert_rowid()
                     }
@@ -222,21 +218,23 @@ impl Ingest<'_> {
             first,
             last,
         ) {
-            tx.prepare_cached(
+            exec(
+                tx,
+                "recording sighting",
                 "INSERT INTO sightings (site, agent_id, key, device_id, vlan, first_us, last_us)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (site, agent_id, key) DO UPDATE SET device_id = excluded.device_id,
                    first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us)",
-            )
-            .and_then(|mut s| s.execute(params![site, agent, rec.key, dev, rec.vlan, first, last]))
-            .map_err(db("recording sighting"))?;
+                params![site, agent, rec.key, dev, rec.vlan, first, last],
+            )?;
         }
         if self.need(T_DEVICE, dev, String::new(), first, last) {
-            tx.prepare_cached(
+            exec(
+                tx,
+                "updating device",
                 "UPDATE devices SET first_us = min(first_us, ?2), last_us = max(last_us, ?3) WHERE id = ?1",
-            )
-            .and_then(|mut s| s.execute(params![dev, first, last]))
-            .map_err(db("updating device"))?;
+                params![dev, first, last],
+            )?;
         }
 
         let mut idents: Vec<(&str, &str)> = vec![(primary_kind, primary_value.as_str())];
@@ -250,16 +248,17 @@ impl Ingest<'_> {
             if !self.need(T_IDENTITY, dev, format!("{kind}|{value}"), first, last) {
                 continue;
             }
-            tx.prepare_cached(
+            exec(
+                tx,
+                "storing identity",
                 "INSERT INTO identities (kind, value, device_id, first_us, last_us, agent_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (kind, value, device_id) DO UPDATE SET
                    first_us = min(first_us, excluded.first_us),
                    agent_id = CASE WHEN excluded.last_us >= last_us THEN excluded.agent_id ELSE agent_id END,
                    last_us = max(last_us, excluded.last_us)",
-            )
-            .and_then(|mut s| s.execute(params![kind, value, dev, first, last, agent]))
-            .map_err(db("storing identity"))?;
+                params![kind, value, dev, first, last, agent],
+            )?;
         }
 
         let seen_count = rec.seen.count;
@@ -308,7 +307,9 @@ impl Ingest<'_> {
             if !self.need(T_ATTRIBUTE, dev, format!("{name}|{value}"), f, l) {
                 continue;
             }
-            tx.prepare_cached(
+            exec(
+                tx,
+                "storing attribute",
                 "INSERT INTO attributes (device_id, name, value, first_us, last_us, count, site, agent_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (device_id, name, value) DO UPDATE SET
@@ -317,9 +318,8 @@ impl Ingest<'_> {
                    agent_id = CASE WHEN excluded.last_us >= last_us THEN excluded.agent_id ELSE agent_id END,
                    last_us = max(last_us, excluded.last_us),
                    count = max(count, excluded.count)",
-            )
-            .and_then(|mut s| s.execute(params![dev, name, value, f, l, c as i64, site, agent]))
-            .map_err(db("storing attribute"))?;
+                params![dev, name, value, f, l, c as i64, site, agent],
+            )?;
         }
         for s in &rec.services_offered {
             self.service(dev, ServiceDirection::Offered.as_str(), s)?;
@@ -399,16 +399,16 @@ impl Ingest<'_> {
                 (T_SERVICE, dev, format!("{key}|{:?}|{}", app, s.peers)),
                 (s.seen.first_us, s.seen.last_us),
             ));
-            tx.prepare_cached(
+            exec(
+                tx,
+                "storing service",
                 "INSERT INTO services (device_id, direction, transport, port, app, peers, first_us, last_us, count)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (device_id, direction, transport, port) DO UPDATE SET
                    app = coalesce(excluded.app, app), peers = max(peers, excluded.peers),
                    first_us = min(first_us, excluded.first_us), last_us = max(last_us, excluded.last_us),
                    count = max(count, excluded.count)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
+                params![
                     dev,
                     dir,
                     s.transport,
@@ -418,21 +418,21 @@ impl Ingest<'_> {
                     s.seen.first_us,
                     s.seen.last_us,
                     s.seen.count as i64
-                ])
-            })
-            .map_err(db("storing service"))?;
+                ],
+            )?;
         }
         for p in &s.peer_addresses {
             // Peers carry no times: presence is all there is to remember.
             if !self.need(T_PEER, dev, format!("{key}|{p}"), 0, 0) {
                 continue;
             }
-            tx.prepare_cached(
+            exec(
+                tx,
+                "storing service peer",
                 "INSERT OR IGNORE INTO service_peers (device_id, direction, transport, port, peer)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut st| st.execute(params![dev, dir, s.transport, s.port, p.to_string()]))
-            .map_err(db("storing service peer"))?;
+                params![dev, dir, s.transport, s.port, p.to_string()],
+            )?;
         }
         Ok(())
     }
@@ -527,39 +527,24 @@ fn merge(
         "DELETE FROM links WHERE device_id = ?2",
     ];
     for sql in stmts {
-        tx.prepare_cached(sql)
-            .and_then(|mut s| s.execute(params![kept, absorbed]))
-            .map_err(db("merging devices"))?;
+        exec(tx, "merging devices", sql, params![kept, absorbed])?;
     }
     // The absorbed device's open flags end here; the next evaluation raises them on the kept one.
-    tx.prepare_cached(
+    exec(
+        tx,
+        "resolving merged device flags",
         "UPDATE flags SET status = 'resolved', resolved_us = ?2,
            summary = summary || ' (device merged into ' || ?3 || ')'
          WHERE subject = ?1 AND status = 'open'",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            format!("device:{absorbed}"),
-            at_us,
-            kept.to_string()
-        ])
-    })
-    .map_err(db("resolving merged device flags"))?;
-    tx.prepare_cached(
+        params![format!("device:{absorbed}"), at_us, kept.to_string()],
+    )?;
+    exec(
+        tx,
+        "recording merge",
         "INSERT INTO merges (kept, absorbed, identity_kind, identity_value, explanation, at_us)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            kept,
-            absorbed,
-            why.kind,
-            why.value,
-            explanation,
-            at_us
-        ])
-    })
-    .map_err(db("recording merge"))?;
+        params![kept, absorbed, why.kind, why.value, explanation, at_us],
+    )?;
     tracing::info!(kept, absorbed, kind = why.kind, value = %why.value, "devices merged on a strong identity");
     Ok(())
 }

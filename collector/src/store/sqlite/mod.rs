@@ -51,6 +51,18 @@ fn query<T, P: rusqlite::Params>(
         .map_err(db(what))
 }
 
+/// Runs one cached write statement; `what` names it in the error. Returns the rows changed.
+fn exec<P: rusqlite::Params>(
+    conn: &Connection,
+    what: &str,
+    sql: &str,
+    params: P,
+) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute(params))
+        .map_err(db(what))
+}
+
 /// Statements kept prepared per connection: ingest and merges alone use about thirty, and the
 /// inventory read another dozen; re-preparing them for every batch would cost more than the
 /// writes they make.
