@@ -534,7 +534,12 @@ def main():
     fixdir = sys.argv[1]
     out = {"fixtures": []}
     try:
+        # WARD_ONLY_PRESENT=1 (generate.sh with WARD_SCENARIOS): build entries for the
+        # generated captures that exist, so one scenario can be developed alone.
+        only_present = os.environ.get("WARD_ONLY_PRESENT") == "1"
         for spec in GENERATED:
+            if only_present and not os.path.exists(os.path.join(fixdir, spec["file"])):
+                continue
             out["fixtures"].append(build(fixdir, spec, True))
         for spec in PUBLIC:
             if not os.path.exists(capture_path(fixdir, spec["file"])):

@@ -19,6 +19,11 @@
 #              installs its own storescu/echoscu/findscu which must not be used)
 #   OUT_DIR    where to write the fixtures (default: tests/fixtures)
 #   KEEP_WORK=1  keep the scratch directory for debugging
+#   WARD_NS_TAG  suffix for the namespace names, so two runs (two checkouts) can
+#                record at the same time without tearing down each other's
+#   WARD_SCENARIOS  space-separated scenario names (e.g. "dhcp hl7_mllp") to run
+#                only those, while developing one; needs OUT_DIR (a partial run
+#                must never replace the committed fixtures and manifest)
 set -euo pipefail
 
 if [[ ${EUID} -ne 0 ]]; then
@@ -31,9 +36,10 @@ OUT=${OUT_DIR:-$(cd "$HERE/.." && pwd)/fixtures}
 DCMTK=${DCMTK_BIN:-/usr/bin}
 export LC_ALL=C TZ=UTC
 
-NS_A=wardcap-dev        # device / client side
-NS_B=wardcap-srv        # server side
-NS_S=wardcap-sw         # "switch" for the VLAN scenarios
+TAG=${WARD_NS_TAG:+-$WARD_NS_TAG}
+NS_A=wardcap-dev$TAG    # device / client side
+NS_B=wardcap-srv$TAG    # server side
+NS_S=wardcap-sw$TAG     # "switch" for the VLAN scenarios
 IF_A=vdev
 IF_B=vsrv
 IP_A=192.0.2.10         # TEST-NET-1 (RFC 5737), only ever inside the namespaces
@@ -398,21 +404,24 @@ mkdir -p "$OUT" "$STAGE"
 prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
-scenario_dicom_dcmtk
-scenario_dicom_pynetdicom
-scenario_dicom_reject_abort
-scenario_hl7_mllp
-scenario_hl7_vlan
-scenario_qinq
-scenario_hl7_sll2
-scenario_dicom_sll
-scenario_dhcp
+SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
+           dicom_sll dhcp)
+if [[ -n ${WARD_SCENARIOS:-} ]]; then
+    [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
+    read -r -a SCENARIOS <<<"$WARD_SCENARIOS"
+fi
+for s in "${SCENARIOS[@]}"; do
+    declare -F "scenario_$s" >/dev/null || die "no scenario $s"
+    "scenario_$s"
+done
 ns_down
-derived
+if [[ -z ${WARD_SCENARIOS:-} ]]; then
+    derived
+fi
 
 # Third-party captures are not copied: build_manifest.py reads the `public/...` entries from
 # ../shared/captures/public/ beside the checkout (or $PUBLIC_CAPTURES).
-"$PY" "$HERE/build_manifest.py" "$STAGE"
+WARD_ONLY_PRESENT=$([[ -n ${WARD_SCENARIOS:-} ]] && echo 1 || echo 0) "$PY" "$HERE/build_manifest.py" "$STAGE"
 
 # Everything recorded and verified: publish.
 rm -f "$OUT"/*.pcap "$OUT"/*.pcapng "$OUT"/manifest.json
