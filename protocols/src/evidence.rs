@@ -46,6 +46,12 @@ protocols! {
     Hl7 => "hl7", patient_data: true;
     /// DHCPv4.
     Dhcp => "dhcp", patient_data: false;
+    /// HTTP/1.x message heads. `patient_data: false` although request targets and bodies can
+    /// carry patient data: only allow-listed headers are read, and a device speaking HTTP is not
+    /// medical equipment for it.
+    Http => "http", patient_data: false;
+    /// SSH identification strings (RFC 4253 §4.2).
+    Ssh => "ssh", patient_data: false;
 }
 
 impl Protocol {
@@ -385,6 +391,33 @@ fields! {
     /// Codes of all options present, in on-wire order, e.g. `53,61,50,12,55`.
     DhcpOptionOrder => Dhcp, "dhcp.option_order",
         NamedIfClient, None, None, private;
+
+    // HTTP: header values chosen by software, never the request target, body or cookies.
+    /// Request `User-Agent`: the client's software, often the device's model and firmware.
+    HttpUserAgent => Http, "http.user_agent",
+        Client, None, TypeHint, vendor;
+    /// Request `Host` as sent (name or address, with the port if given): the name the client
+    /// addresses the server by. Private: the client chose it.
+    HttpHost => Http, "http.host",
+        Server, Weak, HostName, private;
+    /// Response `Server`: the server's software (an embedded web server names its device).
+    HttpServer => Http, "http.server",
+        Server, None, TypeHint, vendor;
+    /// Response `X-Powered-By`: the server's application framework.
+    HttpPoweredBy => Http, "http.x_powered_by",
+        Server, None, TypeHint, vendor;
+    /// The `realm` of a response's `WWW-Authenticate` challenge (devices name themselves
+    /// there); no other part of the challenge.
+    HttpAuthRealm => Http, "http.auth_realm",
+        Server, None, TypeHint, vendor;
+
+    /// SSH identification string (`SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5`): each side's
+    /// describes that side (the client's the client, the server's the server).
+    SshBanner => Ssh, "ssh.banner",
+        Sender, None, TypeHint, vendor;
+    /// The banner's softwareversion token (`OpenSSH_9.6p1`).
+    SshSoftwareVersion => Ssh, "ssh.software_version",
+        Sender, None, SoftwareVersion, vendor;
 }
 
 impl Field {

@@ -33,9 +33,11 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzz_harness;
 pub mod hl7;
+pub mod http;
 pub mod reassembly;
 pub mod registry;
 pub mod schema;
+pub mod ssh;
 
 pub use error::{DecodeError, Layer};
 pub use evidence::{

@@ -14,11 +14,17 @@
 
 use crate::error::DecodeError;
 use crate::evidence::{Direction, Fact, Protocol};
-use crate::{dhcp, dicom, hl7, StreamDecoder};
+use crate::{dhcp, dicom, hl7, http, ssh, StreamDecoder};
 
 /// Every registered decoder, in probe order: when two could claim the same bytes, the first
 /// that is certain wins. Every [`Protocol`] appears here (tested).
-pub const REGISTRY: &[&AppDecoder] = &[&dicom::DECODER, &hl7::DECODER, &dhcp::DECODER];
+pub const REGISTRY: &[&AppDecoder] = &[
+    &dicom::DECODER,
+    &hl7::DECODER,
+    &dhcp::DECODER,
+    &http::DECODER,
+    &ssh::DECODER,
+];
 
 /// A probe's answer about the first bytes of a stream direction or a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -214,8 +220,17 @@ mod tests {
             matches!(probe_stream(mllp), StreamVerdict::Found(d) if d.protocol == Protocol::Hl7)
         );
         assert!(matches!(probe_stream(b""), StreamVerdict::Unsure));
+        // HTTP and SSH are ours since issue 17; a text protocol that is neither still is not.
         assert!(matches!(
             probe_stream(b"GET / HTTP/1.1\r\n"),
+            StreamVerdict::Found(d) if d.protocol == Protocol::Http
+        ));
+        assert!(matches!(
+            probe_stream(b"SSH-2.0-OpenSSH_9.6\r\n"),
+            StreamVerdict::Found(d) if d.protocol == Protocol::Ssh
+        ));
+        assert!(matches!(
+            probe_stream(&b"220 mail ESMTP\r\n".repeat(100)),
             StreamVerdict::NoneMine
         ));
         assert!(

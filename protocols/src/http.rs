@@ -1,0 +1,735 @@
+//! HTTP/1.x (RFC 9112) message heads: the client's `User-Agent` and `Host`, the server's
+//! `Server`, `X-Powered-By` and `WWW-Authenticate` realm.
+//!
+//! HTTP is where patient data travels in the clear on a clinical network: request targets
+//! (`/patients/4711?name=…`), bodies and cookies carry it. So this decoder reads message
+//! *heads* only, and of a head only the header lines whose name is on [`ALLOWED`]; the request
+//! line (method, path, query) is checked for shape and never copied, and every other header
+//! (`Cookie`, `Authorization`, `Referer`, …) is skipped by its name alone. Framing headers
+//! (`Content-Length`, `Transfer-Encoding`) are parsed as numbers/flags to find where the next
+//! message starts, never kept.
+//!
+//! Streaming: each direction is consumed one complete header line at a time, so what is held
+//! between segments is at most one partial line; a head longer than [`MAX_HEAD_BYTES`] ends the
+//! direction. Bodies are skipped by `Content-Length` (and absent for requests without one, HEAD
+//! responses, 1xx/204/304), so keep-alive and pipelined messages are read up to
+//! [`MAX_MESSAGES`] per direction; a chunked or close-delimited body ends the direction (what a
+//! device says about itself is in its first head, and the rest of such a stream is body).
+//!
+//! Recognised by structure on any port ([`looks_like_http`]): a request line
+//! `TOKEN SP target SP HTTP/1.x CRLF` or a status line `HTTP/1.x SP 3DIGIT`.
+
+use crate::evidence::{clean_text, Direction, Fact, Field, Protocol};
+use crate::registry::{AppDecoder, Decode, Probe};
+use crate::{Feed, StreamDecoder};
+
+/// Longest message head (start line plus header lines) read; past it the direction is dropped.
+/// Servers commonly cap heads at 8–16 KiB too.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Longest request line the probe waits for before deciding a stream is not HTTP.
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// Messages read per direction (keep-alive, pipelining); later ones repeat the same headers.
+pub const MAX_MESSAGES: u8 = 8;
+/// Longest method token accepted by the probe (`PROPPATCH`, `MKCALENDAR`…).
+const MAX_METHOD: usize = 16;
+
+/// The header names ward reads, with the field each becomes and the message kind it is read
+/// from (requests describe the client, responses the server). Compared case-insensitively
+/// (RFC 9110 §5.1).
+pub const ALLOWED: &[(&str, Field, Kind)] = &[
+    ("user-agent", Field::HttpUserAgent, Kind::Request),
+    ("host", Field::HttpHost, Kind::Request),
+    ("server", Field::HttpServer, Kind::Response),
+    ("x-powered-by", Field::HttpPoweredBy, Kind::Response),
+    ("www-authenticate", Field::HttpAuthRealm, Kind::Response),
+];
+
+/// Whether a message is a request or a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A request (sent by the client).
+    Request,
+    /// A response (sent by the server).
+    Response,
+}
+
+/// HTTP's entry in [`crate::registry`]: a TCP protocol found by [`looks_like_http`]. It cannot
+/// join mid-stream (a header line alone does not say where a head starts).
+pub const DECODER: AppDecoder = AppDecoder {
+    protocol: Protocol::Http,
+    probe: |prefix| Probe::from(looks_like_http(prefix)),
+    resync: None,
+    decode: Decode::Stream(|| Box::new(HttpDecoder::default())),
+};
+
+/// Tells whether a stream direction starts with an HTTP/1.x request line or status line.
+///
+/// `Some(true)`: a complete request line `TOKEN SP target SP HTTP/1.<d>` ending in (CR)LF, or a
+/// status line start `HTTP/1.<d> SP <3 digits>`; `Some(false)`: the bytes rule it out; `None`:
+/// too few bytes yet. Linear in the first line, bounded by [`MAX_REQUEST_LINE`].
+#[must_use]
+pub fn looks_like_http(prefix: &[u8]) -> Option<bool> {
+    const STATUS: &[u8] = b"HTTP/1.";
+    if prefix.first() == Some(&b'H') && prefix.get(1).is_none_or(|&b| b == b'T') {
+        // "H" or "HT…": a status line, or a HEAD request.
+        let n = prefix.len().min(STATUS.len());
+        if prefix.get(..n) == STATUS.get(..n) {
+            return status_line_start(prefix);
+        }
+    }
+    request_line(prefix)
+}
+
+/// `HTTP/1.<d> SP <3 digits>`.
+fn status_line_start(p: &[u8]) -> Option<bool> {
+    let checks: [fn(u8) -> bool; 5] = [
+        |b| b == b'0' || b == b'1',
+        |b| b == b' ',
+        |b| b.is_ascii_digit(),
+        |b| b.is_ascii_digit(),
+        |b| b.is_ascii_digit(),
+    ];
+    for (i, ok) in checks.iter().enumerate() {
+        match p.get(7 + i) {
+            None => return None,
+            Some(&b) if !ok(b) => return Some(false),
+            Some(_) => {}
+        }
+    }
+    Some(true)
+}
+
+/// `TOKEN SP target SP HTTP/1.<d> (CR)LF`, the method in upper case (every registered method
+/// is), the target without spaces or controls.
+fn request_line(p: &[u8]) -> Option<bool> {
+    let method = p
+        .iter()
+        .take_while(|b| b.is_ascii_uppercase() || **b == b'-')
+        .count();
+    match p.get(method) {
+        None if method <= MAX_METHOD => return None,
+        Some(b' ') if (1..=MAX_METHOD).contains(&method) => {}
+        _ => return Some(false),
+    }
+    let rest = p.get(method + 1..).unwrap_or(&[]);
+    let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+        if rest.iter().any(|&b| b < 0x20 && b != b'\r' || b == 0x7f) {
+            return Some(false);
+        }
+        return if p.len() < MAX_REQUEST_LINE {
+            None
+        } else {
+            Some(false)
+        };
+    };
+    let line = strip_cr(p.get(..method + 1 + end).unwrap_or(&[]));
+    Some(request_method(line).is_some())
+}
+
+/// The method of a complete request line (without its line end) when the line has the shape
+/// [`looks_like_http`] wants; the target is checked, never returned.
+fn request_method(line: &[u8]) -> Option<&[u8]> {
+    let sp = line.iter().position(|&b| b == b' ')?;
+    let (method, rest) = line.split_at(sp);
+    let rest = rest.get(1..)?;
+    if method.is_empty()
+        || method.len() > MAX_METHOD
+        || !method.iter().all(|b| b.is_ascii_uppercase() || *b == b'-')
+    {
+        return None;
+    }
+    let sp = rest.iter().rposition(|&b| b == b' ')?;
+    let (target, version) = rest.split_at(sp);
+    let version = version.get(1..)?;
+    let target_ok = !target.is_empty() && target.iter().all(|&b| b > 0x20 && b != 0x7f);
+    (target_ok && matches!(version, b"HTTP/1.0" | b"HTTP/1.1")).then_some(method)
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Where a direction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum State {
+    /// Expecting a request or status line (empty lines before it are skipped, RFC 9112 §2.2).
+    #[default]
+    StartLine,
+    /// Inside a head, reading header lines.
+    Headers,
+    /// Skipping this many body bytes.
+    Body(u64),
+    /// Nothing more is read from this direction.
+    Done,
+}
+
+/// One direction's progress.
+#[derive(Debug, Default)]
+struct Side {
+    state: State,
+    /// Bytes of the current head consumed so far.
+    head_bytes: usize,
+    /// Heads completed.
+    messages: u8,
+    /// The current message's kind and framing.
+    kind: Option<Kind>,
+    status: u16,
+    content_length: Option<u64>,
+    /// A `Transfer-Encoding` header (chunked or otherwise): the body's end is not a count.
+    encoded: bool,
+    /// A framing header that did not parse: where the next message starts is unknown.
+    bad_framing: bool,
+    /// Final responses seen (which request each answers, for HEAD/CONNECT).
+    responses: u8,
+}
+
+/// The per-connection decoder: two [`Side`]s plus what the requests say about their responses.
+#[derive(Debug, Default)]
+pub struct HttpDecoder {
+    sides: [Side; 2],
+    /// Bit `i` set: request `i` was HEAD (its response has no body).
+    head_requests: u16,
+    /// Bit `i` set: request `i` was CONNECT (a 2xx answer turns the connection into a tunnel).
+    connect_requests: u16,
+    /// Requests seen (across the client side).
+    requests: u8,
+    /// The side that sent a request: the client.
+    client: Option<Direction>,
+    /// Facts already emitted, so repeated heads on a keep-alive connection add nothing. At most
+    /// [`MAX_MESSAGES`] × [`ALLOWED`] entries per direction.
+    emitted: Vec<Fact>,
+}
+
+impl HttpDecoder {
+    fn side_index(side: Direction) -> usize {
+        usize::from(side == Direction::FromServer)
+    }
+
+    fn emit(&mut self, fact: Fact, facts: &mut Vec<Fact>) {
+        if fact.value.is_empty() || self.emitted.contains(&fact) {
+            return;
+        }
+        self.emitted.push(fact.clone());
+        facts.push(fact);
+    }
+
+    /// Handles one complete line (without its LF) of side `i`; returns false when the direction
+    /// is done.
+    fn line(&mut self, i: usize, dir: Direction, line: &[u8], facts: &mut Vec<Fact>) {
+        let line = strip_cr(line);
+        let Some(s) = self.sides.get_mut(i) else {
+            return;
+        };
+        match s.state {
+            State::StartLine => {
+                if line.is_empty() {
+                    return;
+                }
+                s.content_length = None;
+                s.encoded = false;
+                s.bad_framing = false;
+                if let Some(status) = parse_status(line) {
+                    s.kind = Some(Kind::Response);
+                    s.status = status;
+                } else if let Some(method) = request_method(line) {
+                    s.kind = Some(Kind::Request);
+                    let bit = 1u16.checked_shl(u32::from(self.requests)).unwrap_or(0);
+                    if method == b"HEAD" {
+                        self.head_requests |= bit;
+                    } else if method == b"CONNECT" {
+                        self.connect_requests |= bit;
+                    }
+                    self.requests = self.requests.saturating_add(1);
+                    self.client.get_or_insert(dir);
+                } else {
+                    s.state = State::Done;
+                    return;
+                }
+                s.state = State::Headers;
+            }
+            State::Headers if line.is_empty() => self.end_of_head(i),
+            State::Headers => {
+                let kind = s.kind;
+                self.header(i, kind, line, facts);
+            }
+            State::Body(_) | State::Done => {}
+        }
+    }
+
+    fn header(&mut self, i: usize, kind: Option<Kind>, line: &[u8], facts: &mut Vec<Fact>) {
+        // obs-fold continuation lines (RFC 9112 §5.2) start with whitespace: never a wanted
+        // header's first line, so skipped like any other.
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return;
+        };
+        let (name, value) = line.split_at(colon);
+        let value = trim_ows(value.get(1..).unwrap_or(&[]));
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if let Some(s) = self.sides.get_mut(i) {
+                match (parse_decimal(value), s.content_length) {
+                    (Some(n), None) => s.content_length = Some(n),
+                    (Some(n), Some(m)) if n == m => {}
+                    _ => s.bad_framing = true,
+                }
+            }
+            return;
+        }
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if let Some(s) = self.sides.get_mut(i) {
+                s.encoded = true;
+            }
+            return;
+        }
+        let Some(&(_, field, want)) = ALLOWED
+            .iter()
+            .find(|(n, _, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+        else {
+            return;
+        };
+        if kind != Some(want) {
+            return;
+        }
+        let value = if field == Field::HttpAuthRealm {
+            match realm(value) {
+                Some(r) => r,
+                None => return,
+            }
+        } else {
+            clean_text(value)
+        };
+        self.emit(Fact::new(field, value), facts);
+    }
+
+    /// The blank line after a head: decide where the next message starts.
+    fn end_of_head(&mut self, i: usize) {
+        let (heads, connects) = (self.head_requests, self.connect_requests);
+        let Some(s) = self.sides.get_mut(i) else {
+            return;
+        };
+        s.messages = s.messages.saturating_add(1);
+        s.head_bytes = 0;
+        let next = if s.bad_framing || s.encoded {
+            State::Done
+        } else {
+            match s.kind {
+                Some(Kind::Request) => match s.content_length {
+                    Some(n) if n > 0 => State::Body(n),
+                    _ => State::StartLine,
+                },
+                Some(Kind::Response) if (100..200).contains(&s.status) => State::StartLine,
+                Some(Kind::Response) => {
+                    let bit = 1u16.checked_shl(u32::from(s.responses)).unwrap_or(0);
+                    s.responses = s.responses.saturating_add(1);
+                    if connects & bit != 0 && (200..300).contains(&s.status) {
+                        State::Done
+                    } else if heads & bit != 0 || s.status == 204 || s.status == 304 {
+                        State::StartLine
+                    } else {
+                        match s.content_length {
+                            Some(0) => State::StartLine,
+                            Some(n) => State::Body(n),
+                            None => State::Done,
+                        }
+                    }
+                }
+                None => State::Done,
+            }
+        };
+        s.state = if s.messages >= MAX_MESSAGES {
+            State::Done
+        } else {
+            next
+        };
+    }
+}
+
+impl StreamDecoder for HttpDecoder {
+    fn feed(
+        &mut self,
+        side: Direction,
+        data: &[u8],
+        at_limit: bool,
+        facts: &mut Vec<Fact>,
+    ) -> Feed {
+        let i = Self::side_index(side);
+        let mut pos = 0usize;
+        loop {
+            let Some(state) = self.sides.get(i).map(|s| s.state) else {
+                return Feed::Done;
+            };
+            let rest = data.get(pos..).unwrap_or(&[]);
+            match state {
+                State::Done => return Feed::Done,
+                State::Body(remaining) => {
+                    let n = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(rest.len());
+                    pos += n;
+                    let left = remaining - n as u64;
+                    if let Some(s) = self.sides.get_mut(i) {
+                        s.state = if left == 0 {
+                            State::StartLine
+                        } else {
+                            State::Body(left)
+                        };
+                    }
+                    if left > 0 {
+                        break;
+                    }
+                }
+                State::StartLine | State::Headers => {
+                    let head = self.sides.get(i).map_or(0, |s| s.head_bytes);
+                    let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+                        // A partial line: wait for the rest, unless the head is already too
+                        // long or nothing more will come.
+                        if head + rest.len() > MAX_HEAD_BYTES || (at_limit && pos == 0) {
+                            return Feed::Done;
+                        }
+                        break;
+                    };
+                    if head + end + 1 > MAX_HEAD_BYTES {
+                        return Feed::Done;
+                    }
+                    if let Some(s) = self.sides.get_mut(i) {
+                        s.head_bytes = head + end + 1;
+                    }
+                    self.line(i, side, rest.get(..end).unwrap_or(&[]), facts);
+                    pos += end + 1;
+                }
+            }
+        }
+        Feed::Consumed(pos)
+    }
+
+    fn client(&self) -> Option<Direction> {
+        self.client
+    }
+}
+
+/// The status code of a status line `HTTP/1.<d> SP 3DIGIT [SP reason]`.
+fn parse_status(line: &[u8]) -> Option<u16> {
+    if looks_like_http(line) != Some(true) || !line.starts_with(b"HTTP/1.") {
+        return None;
+    }
+    let code = line.get(9..12)?;
+    if line.get(12).is_some_and(|&b| b != b' ') {
+        return None;
+    }
+    core::str::from_utf8(code).ok()?.parse().ok()
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// A `Content-Length` value: 1–19 digits.
+fn parse_decimal(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    core::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// The `realm` auth-param of a `WWW-Authenticate` value (RFC 9110 §11.5: quoted-string or
+/// token), the first one if there are several challenges. Nothing else of the challenge (nonce,
+/// opaque, …) is read.
+pub fn realm(value: &[u8]) -> Option<String> {
+    let mut at = 0usize;
+    while let Some(off) = find_ci(value.get(at..)?, b"realm") {
+        let start = at + off;
+        at = start + 5;
+        // A whole parameter name: preceded by the scheme's space, a comma or the start.
+        let before_ok = start == 0 || matches!(value.get(start - 1), Some(b' ' | b'\t' | b','));
+        let after = trim_ows(value.get(at..).unwrap_or(&[]));
+        let Some(rest) = after.strip_prefix(b"=") else {
+            continue;
+        };
+        if !before_ok {
+            continue;
+        }
+        let rest = trim_ows(rest);
+        let mut out = Vec::new();
+        if let Some(q) = rest.strip_prefix(b"\"") {
+            let mut escaped = false;
+            for &b in q {
+                match (escaped, b) {
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => break,
+                    _ => {
+                        escaped = false;
+                        out.push(b);
+                    }
+                }
+            }
+        } else {
+            out.extend(rest.iter().take_while(|&&b| b != b',' && b != b' '));
+        }
+        return Some(clean_text(&out));
+    }
+    None
+}
+
+fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A curl request and a Python http.server response carrying patient canaries in the path,
+    /// query, cookies and body (tests/fixtures/http.pcap, the first request and response).
+    const REQUEST: &[u8] = include_bytes!("../testdata/http/request.bin");
+    const RESPONSE: &[u8] = include_bytes!("../testdata/http/response.bin");
+
+    fn run(chunks: &[(Direction, &[u8])]) -> (Vec<Fact>, HttpDecoder) {
+        let mut dec = HttpDecoder::default();
+        let mut facts = Vec::new();
+        let mut pending: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        for (dir, chunk) in chunks {
+            let i = HttpDecoder::side_index(*dir);
+            pending[i].extend_from_slice(chunk);
+            match dec.feed(*dir, &pending[i], false, &mut facts) {
+                Feed::Consumed(n) => {
+                    pending[i].drain(..n);
+                }
+                Feed::Done => pending[i].clear(),
+            }
+        }
+        (facts, dec)
+    }
+
+    fn value(facts: &[Fact], f: Field) -> Option<&str> {
+        facts
+            .iter()
+            .find(|x| x.field == f)
+            .map(|x| x.value.as_str())
+    }
+
+    fn assert_no_canary(facts: &[Fact]) {
+        for f in facts {
+            assert!(!f.value.contains("CANARY"), "{f:?}");
+            assert!(!f.value.contains("1923"), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn captured_exchange_gives_the_allow_listed_headers_only() {
+        let (facts, dec) = run(&[
+            (Direction::FromClient, REQUEST),
+            (Direction::FromServer, RESPONSE),
+        ]);
+        assert_eq!(value(&facts, Field::HttpUserAgent), Some("curl/7.88.1"));
+        assert_eq!(value(&facts, Field::HttpHost), Some("192.0.2.20:8080"));
+        assert_eq!(
+            value(&facts, Field::HttpServer),
+            Some("WardTestMed-VitalsHub/3.2.1 (WTM-VH300)")
+        );
+        assert_eq!(
+            value(&facts, Field::HttpPoweredBy),
+            Some("WardTestMed Embedded Web 1.4")
+        );
+        assert_eq!(
+            value(&facts, Field::HttpAuthRealm),
+            Some("WardTestMed VH-300 Vitals Gateway")
+        );
+        assert_eq!(facts.len(), 5, "{facts:?}");
+        assert_no_canary(&facts);
+        assert_eq!(dec.client(), Some(Direction::FromClient));
+        // The raw bytes do carry the canaries the facts must not.
+        assert!(REQUEST.windows(6).any(|w| w == b"CANARY"));
+        assert!(RESPONSE.windows(6).any(|w| w == b"CANARY"));
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_facts() {
+        let (whole, _) = run(&[(Direction::FromClient, REQUEST)]);
+        for cut in 0..REQUEST.len() {
+            let (facts, _) = run(&[
+                (Direction::FromClient, &REQUEST[..cut]),
+                (Direction::FromClient, &REQUEST[cut..]),
+            ]);
+            assert_eq!(facts, whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn probe_is_by_structure() {
+        assert_eq!(looks_like_http(REQUEST), Some(true));
+        assert_eq!(looks_like_http(RESPONSE), Some(true));
+        assert_eq!(looks_like_http(b""), None);
+        assert_eq!(looks_like_http(b"GE"), None);
+        assert_eq!(looks_like_http(b"GET /a?b=c"), None);
+        assert_eq!(looks_like_http(b"HTTP/1."), None);
+        assert_eq!(looks_like_http(b"HTTP/1.1 2"), None);
+        assert_eq!(looks_like_http(b"HEAD / HTTP/1.0\r\n"), Some(true));
+        assert_eq!(looks_like_http(b"HTTP/2.0 200"), Some(false));
+        assert_eq!(looks_like_http(b"PRI * HTTP/2.0\r\n"), Some(false));
+        assert_eq!(looks_like_http(b"EHLO mail\r\n"), Some(false));
+        assert_eq!(
+            looks_like_http(b"DESCRIBE rtsp://x/ RTSP/1.0\r\n"),
+            Some(false)
+        );
+        assert_eq!(looks_like_http(b"SSH-2.0-OpenSSH_9.6\r\n"), Some(false));
+        assert_eq!(looks_like_http(b"\x0bMSH|^~\\&|"), Some(false));
+        assert_eq!(looks_like_http(&[1, 0, 0, 0, 0, 68, 0, 1]), Some(false));
+        assert_eq!(looks_like_http(b"get / HTTP/1.1\r\n"), Some(false));
+        let long = [b"GET /".as_slice(), &[b'a'; MAX_REQUEST_LINE]].concat();
+        assert_eq!(looks_like_http(&long), Some(false));
+    }
+
+    #[test]
+    fn keep_alive_and_pipelined_messages_skip_bodies() {
+        let c = b"POST /p?CANARY=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 30\r\n\r\n\
+                  User-Agent: CANARY-in-body\r\n\
+                  GET /q HTTP/1.1\r\nUser-Agent: second/2\r\nHost: b\r\n\r\n\
+                  HEAD / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let s = b"HTTP/1.1 100 Continue\r\n\r\n\
+                  HTTP/1.1 200 OK\r\nServer: one\r\nContent-Length: 21\r\n\r\n\
+                  Server: CANARY-body\r\n\
+                  HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nServer: two\r\n\r\n\
+                  5\r\nServer: CANARY\r\n";
+        let (facts, _) = run(&[(Direction::FromClient, c), (Direction::FromServer, s)]);
+        let got: Vec<(Field, &str)> = facts.iter().map(|f| (f.field, f.value.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Field::HttpHost, "a"),
+                (Field::HttpUserAgent, "second/2"),
+                (Field::HttpHost, "b"),
+                (Field::HttpServer, "one"),
+                (Field::HttpServer, "two"),
+            ]
+        );
+    }
+
+    #[test]
+    fn head_responses_have_no_body() {
+        let c = b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let s = b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\nServer: first\r\n\r\n\
+                  HTTP/1.1 200 OK\r\nContent-Length: 0\r\nServer: second\r\n\r\n";
+        let (facts, _) = run(&[(Direction::FromClient, c), (Direction::FromServer, s)]);
+        assert_eq!(
+            facts
+                .iter()
+                .filter(|f| f.field == Field::HttpServer)
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn headers_are_read_only_from_their_message_kind() {
+        // A User-Agent in a response or a Server in a request describes no one it names.
+        let c = b"GET / HTTP/1.1\r\nServer: not-me\r\nCookie: CANARY\r\n\
+                  Authorization: Basic Q0FOQVJZ\r\nReferer: http://x/CANARY\r\n\r\n";
+        let s = b"HTTP/1.0 401 Unauthorized\r\nUser-Agent: nope\r\n\
+                  WWW-Authenticate: Digest nonce=\"realm=x\", REALM = \"Say \\\"hi\\\"\", qop=auth\r\n\
+                  Set-Cookie: CANARY\r\n\r\n";
+        let (facts, _) = run(&[(Direction::FromClient, c), (Direction::FromServer, s)]);
+        let got: Vec<(Field, &str)> = facts.iter().map(|f| (f.field, f.value.as_str())).collect();
+        assert_eq!(got, vec![(Field::HttpAuthRealm, "Say \"hi\"")]);
+    }
+
+    #[test]
+    fn realm_forms() {
+        assert_eq!(realm(b"Basic realm=\"R 1\"").as_deref(), Some("R 1"));
+        assert_eq!(
+            realm(b"Basic realm=tok, charset=UTF-8").as_deref(),
+            Some("tok")
+        );
+        assert_eq!(realm(b"Bearer error=\"x\"").as_deref(), None);
+        assert_eq!(realm(b"Basic myrealm=\"no\"").as_deref(), None);
+        assert_eq!(
+            realm(b"Basic realm=\"unterminated").as_deref(),
+            Some("unterminated")
+        );
+    }
+
+    #[test]
+    fn long_heads_and_values_are_bounded() {
+        let mut c = b"GET / HTTP/1.1\r\nUser-Agent: ".to_vec();
+        c.extend(std::iter::repeat_n(b'u', 1000));
+        c.extend_from_slice(b"\r\n");
+        let (facts, _) = run(&[(Direction::FromClient, &c)]);
+        assert_eq!(
+            value(&facts, Field::HttpUserAgent).map(str::len),
+            Some(crate::evidence::MAX_VALUE_CHARS)
+        );
+        // A head past the bound ends the direction, whatever follows.
+        let mut c = b"GET / HTTP/1.1\r\nX-Pad: ".to_vec();
+        c.extend(std::iter::repeat_n(b'p', MAX_HEAD_BYTES));
+        c.extend_from_slice(b"\r\nUser-Agent: late\r\n\r\n");
+        let mut dec = HttpDecoder::default();
+        let mut facts = Vec::new();
+        assert_eq!(
+            dec.feed(Direction::FromClient, &c, false, &mut facts),
+            Feed::Done
+        );
+        assert!(facts.is_empty());
+        // A partial line at the reassembler's limit gives up.
+        let mut dec = HttpDecoder::default();
+        assert_eq!(
+            dec.feed(Direction::FromClient, b"GET / HT", true, &mut facts),
+            Feed::Done
+        );
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_value() {
+        let c = b"GET / HTTP/1.1\r\nUser-Agent: a\x1b[31mb\x00\r\n\r\n";
+        let (facts, _) = run(&[(Direction::FromClient, c)]);
+        assert_eq!(value(&facts, Field::HttpUserAgent), Some("a\u{fffd}[31mb"));
+    }
+
+    #[test]
+    fn messages_per_direction_are_bounded() {
+        let mut c = Vec::new();
+        for i in 0..20 {
+            c.extend_from_slice(format!("GET / HTTP/1.1\r\nHost: h{i}\r\n\r\n").as_bytes());
+        }
+        let (facts, _) = run(&[(Direction::FromClient, &c)]);
+        assert_eq!(facts.len(), usize::from(MAX_MESSAGES));
+    }
+
+    proptest! {
+        #[test]
+        fn truncations_and_mutations_never_panic(
+            cut in 0usize..2048, pos in 0usize..2048, byte in any::<u8>(), split in 1usize..64
+        ) {
+            for base in [REQUEST, RESPONSE] {
+                let mut m = base[..cut.min(base.len())].to_vec();
+                let mutated = m.get(pos).is_some_and(|&b| b != byte);
+                if let Some(b) = m.get_mut(pos) {
+                    *b = byte;
+                }
+                let _ = looks_like_http(&m);
+                let mut dec = HttpDecoder::default();
+                let mut facts = Vec::new();
+                let mut pending = Vec::new();
+                for chunk in m.chunks(split) {
+                    pending.extend_from_slice(chunk);
+                    match dec.feed(Direction::FromServer, &pending, false, &mut facts) {
+                        Feed::Consumed(n) => { prop_assert!(n <= pending.len()); pending.drain(..n); }
+                        Feed::Done => break,
+                    }
+                }
+                let _ = dec.feed(Direction::FromServer, &pending, true, &mut facts);
+                for f in &facts {
+                    prop_assert!(f.value.chars().count() <= crate::evidence::MAX_VALUE_CHARS);
+                    // A mutated line end can make the next header part of an allowed one's
+                    // value, as it would be on the wire; the unmutated bytes never leak.
+                    prop_assert!(mutated || !f.value.contains("CANARY"));
+                }
+            }
+        }
+    }
+}
