@@ -146,6 +146,8 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:dicom.toml", include_str!("../rules/dicom.toml")),
     ("bundled:hl7.toml", include_str!("../rules/hl7.toml")),
     ("bundled:dhcp.toml", include_str!("../rules/dhcp.toml")),
+    ("bundled:http.toml", include_str!("../rules/http.toml")),
+    ("bundled:ssh.toml", include_str!("../rules/ssh.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 

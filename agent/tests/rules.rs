@@ -104,7 +104,10 @@ fn bundled_files_parse_and_match_the_rules_directory() {
         assert_eq!(one.len(), file.rules);
     }
     let text = summary.to_string();
-    assert!(text.contains("4 file(s)"), "{text}");
+    assert!(
+        text.contains(&format!("{} file(s)", bundled.len())),
+        "{text}"
+    );
     eprintln!("{text}");
 }
 
@@ -908,4 +911,61 @@ mod properties {
             }
         }
     }
+}
+
+/// HTTP and SSH rules (issue 17): public product strings, none from our fixtures' names.
+#[test]
+fn http_and_ssh_signals() {
+    let set = bundled();
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[(
+                "http.user_agent",
+                "Dalvik/2.1.0 (Linux; U; Android 13; Pixel 7 Build/TQ3A.230805.001)",
+            )],
+            "mobile_device",
+        ),
+        (
+            &[("http.server", "HP HTTP Server; HP Color LaserJet MFP M480f - 3QA55A; Serial Number: X")],
+            "printer",
+        ),
+        (&[("http.server", "Microsoft-IIS/10.0")], "workstation"),
+        (&[("http.x_powered_by", "ASP.NET")], "workstation"),
+        (&[("ssh.software_version", "Cisco-1.25")], "network_infra"),
+        (&[("ssh.software_version", "dropbear_2022.83")], "network_infra"),
+        (
+            &[("ssh.software_version", "OpenSSH_for_Windows_8.1")],
+            "workstation",
+        ),
+    ];
+    for (facts, want) in cases {
+        let c = classify(&set, None, facts);
+        assert_eq!(&c.device_type, want, "{facts:?}: {c:#?}");
+    }
+    let c = classify(
+        &set,
+        None,
+        &[(
+            "http.user_agent",
+            "Dalvik/2.1.0 (Linux; U; Android 13; Pixel 7 Build/TQ3A.230805.001)",
+        )],
+    );
+    assert_eq!(c.model.as_deref(), Some("Pixel 7"));
+    assert_eq!(c.software_version.as_deref(), Some("Android 13"));
+    let c = classify(
+        &set,
+        None,
+        &[("http.server", "HP HTTP Server; HP Color LaserJet MFP M480f - 3QA55A")],
+    );
+    assert_eq!(c.model.as_deref(), Some("Color LaserJet MFP M480f"));
+    let c = classify(
+        &set,
+        None,
+        &[
+            ("ssh.banner", "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3"),
+            ("ssh.software_version", "OpenSSH_9.2p1"),
+        ],
+    );
+    assert_eq!(c.software_version.as_deref(), Some("Debian 12"));
+    assert_eq!(c.device_type, "unknown");
 }
