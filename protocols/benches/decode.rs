@@ -3,7 +3,9 @@
 //!   capture (packets/s; target ≥ 5 M/s for typical frames);
 //! - `dissect/*`: decoding plus flow tracking, reassembly and detection (packets/s);
 //! - `stream_scan/*`: DICOM and HL7 stream decoders fed long streams (bytes/s; target
-//!   ≥ 2 GB/s).
+//!   ≥ 2 GB/s);
+//! - `app_exchange/*`: one captured exchange (probe plus both directions) through a fresh HTTP
+//!   or SSH decoder (ns per connection).
 //!
 //! Run with `cargo bench -p ward-protocols`.
 
@@ -218,5 +220,45 @@ fn bench_streams(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_frames, bench_streams);
+/// One captured exchange per decoder, both directions, through a fresh decoder (what each new
+/// connection costs): ns per exchange.
+fn bench_app_exchanges(c: &mut Criterion) {
+    fn exchange(d: &mut dyn StreamDecoder, client: &[u8], server: &[u8]) -> usize {
+        let mut facts = Vec::new();
+        for (dir, bytes) in [(Direction::FromClient, client), (Direction::FromServer, server)] {
+            let _ = d.feed(dir, bytes, false, &mut facts);
+        }
+        facts.len()
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let read = |p: &str| std::fs::read(dir.join(p)).expect("testdata");
+    let mut g = c.benchmark_group("app_exchange");
+    let (rq, rp) = (read("http/request.bin"), read("http/response.bin"));
+    g.throughput(Throughput::Bytes((rq.len() + rp.len()) as u64));
+    g.bench_function("http_curl_keepalive", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::http::looks_like_http(black_box(&rq));
+            exchange(
+                &mut ward_protocols::http::HttpDecoder::default(),
+                black_box(&rq),
+                black_box(&rp),
+            )
+        })
+    });
+    let (cl, sv) = (read("ssh/client.bin"), read("ssh/server.bin"));
+    g.throughput(Throughput::Bytes((cl.len() + sv.len()) as u64));
+    g.bench_function("ssh_openssh_banners", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::ssh::looks_like_ssh(black_box(&cl));
+            exchange(
+                &mut ward_protocols::ssh::SshDecoder::default(),
+                black_box(&cl),
+                black_box(&sv),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_frames, bench_streams, bench_app_exchanges);
 criterion_main!(benches);

@@ -6,7 +6,8 @@ Usage: build_manifest.py FIXTURE_DIR
 The facts are *read back from the captures* with tshark (DICOM association
 items, DIMSE command fields and data-set attributes come from tshark's DICOM
 dissector; HL7 fields are parsed from the MLLP frames of the TCP streams that
-tshark reassembles; DHCP options come from the UDP payloads tshark extracts),
+tshark reassembles; DHCP options come from the UDP payloads tshark extracts;
+HTTP headers and SSH banners from tshark's HTTP and SSH dissectors),
 so the manifest only ever lists what is really on the wire.  For the
 generated fixtures the script additionally asserts that everything the
 scenarios injected (EXPECT below) was found, and that the listed canaries are
@@ -89,6 +90,16 @@ DHCP_FACTS = [
     ("dhcp.client_id", "01001221aabb01"), ("dhcp.fqdn", "infusion-pump-07.ward.test"),
 ]
 
+# http_peers.py's fictional vendor; curl's own User-Agent is read back too but not injected.
+HTTP_FACTS = [
+    ("http.user_agent", "WardTestMed-VitalsMonitor/2.4.1 (VM-240; fw 2.4.1-b17)"),
+    ("http.host", "192.0.2.20:8080"),
+    ("http.server", "WardTestMed-VitalsHub/3.2.1 (WTM-VH300)"),
+    ("http.x_powered_by", "WardTestMed Embedded Web 1.4"),
+    ("http.auth_realm", "WardTestMed VH-300 Vitals Gateway"),
+]
+HTTP_CANARIES = ["CANARY^HTTPPATIENT", "CANARY-MRN-HTTP-0001", "19230102"]
+
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
          canaries=DCMTK_CANARIES),
@@ -128,6 +139,9 @@ GENERATED = [
     dict(file="hl7-sll2.pcap", hl7=[2575], expect=ADT_FACTS, canaries=ADT_CANARIES),
     dict(file="dhcp.pcap", dhcp=True, expect=DHCP_FACTS, canaries=[],
          no_patient_data="DHCP: no field carries patient data"),
+    dict(file="http.pcap", http=[8080], expect=HTTP_FACTS, canaries=HTTP_CANARIES),
+    dict(file="ssh.pcap", ssh=True, expect=[], expect_fields=["ssh.banner", "ssh.software_version"],
+         canaries=[], no_patient_data="SSH: identification strings, then an encrypted session"),
 ]
 
 PUBLIC = [
@@ -426,6 +440,54 @@ def dhcp_facts(path):
     return facts
 
 
+# --------------------------------------------------------------- HTTP ----
+REALM_RE = re.compile(r'(?:^|[\s,])realm\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))', re.I)
+
+
+def tshark_values(path, fields, decode=()):
+    """{field: [values]} over all packets; several occurrences per packet kept apart."""
+    out = {f: [] for f in fields}
+    args = ["-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=\x01"]
+    for f in fields:
+        args += ["-e", f]
+    for row in tshark(path, *args, decode=decode).splitlines():
+        for f, col in zip(fields, row.split("\t")):
+            out[f] += [v for v in col.split("\x01") if v]
+    return out
+
+
+def http_facts(path, ports):
+    """Request User-Agent and Host, response Server, X-Powered-By and the WWW-Authenticate
+    realm, as tshark's HTTP dissector shows them (X-Powered-By from its header lines)."""
+    decode = [(p, "http") for p in ports]
+    v = tshark_values(path, ["http.user_agent", "http.host", "http.server",
+                             "http.www_authenticate", "http.response.line"], decode)
+    facts = [("http.user_agent", x) for x in v["http.user_agent"]]
+    facts += [("http.host", x) for x in v["http.host"]]
+    facts += [("http.server", x) for x in v["http.server"]]
+    for line in v["http.response.line"]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "x-powered-by":
+            facts.append(("http.x_powered_by", value.strip().replace("\\r\\n", "").strip()))
+    for w in v["http.www_authenticate"]:
+        m = REALM_RE.search(w)
+        if m:
+            facts.append(("http.auth_realm", re.sub(r"\\(.)", r"\1", m.group(1) or m.group(2))))
+    return facts
+
+
+# ---------------------------------------------------------------- SSH ----
+def ssh_facts(path):
+    """Each side's identification string (tshark's ssh.protocol) and its softwareversion."""
+    facts = []
+    for banner in tshark_values(path, ["ssh.protocol"])["ssh.protocol"]:
+        facts.append(("ssh.banner", banner))
+        sw = banner.split("-", 2)[2].split(" ", 1)[0] if banner.count("-") >= 2 else ""
+        if sw:
+            facts.append(("ssh.software_version", sw))
+    return facts
+
+
 def fqdn_name(opt):
     flags, name = opt[0], opt[3:]
     if flags & 0x04:  # E bit: DNS wire format
@@ -478,6 +540,11 @@ def build(fixdir, spec, generated):
     if spec.get("dhcp"):
         ports["dhcp"] = [67, 68]
         facts += dhcp_facts(path)
+    if spec.get("http"):
+        ports["http"] = spec["http"]
+        facts += http_facts(path, spec["http"])
+    if spec.get("ssh"):
+        facts += ssh_facts(path)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports
@@ -520,6 +587,7 @@ def build(fixdir, spec, generated):
             if not any(tok.decode() in c for c in spec["canaries"]):
                 raise Failure("%s: wire token %r not covered by the canary list" % (path, tok))
         missing = [fv for fv in spec["expect"] if fv not in facts]
+        missing += [f for f in spec.get("expect_fields", []) if not any(g == f for g, _ in facts)]
         if missing:
             raise Failure("%s: expected facts not found: %r" % (path, missing))
         for f, v in facts:

@@ -8,7 +8,7 @@
 # "switch" namespace sits in between, see ns_up_switched), runs real protocol
 # peers in them
 # (dcmtk, pynetdicom, hl7apy's MLLP server, the `hl7` package's mllp_send,
-# dnsmasq, ISC dhclient), records each scenario with tcpdump and writes the
+# dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH), records each scenario with tcpdump and writes the
 # pcaps plus manifest.json.  No traffic ever leaves the namespaces: they have
 # no link to the host's network and no default route.
 #
@@ -98,7 +98,7 @@ find_python() {
 PY=$(find_python) || die "no python3 with pynetdicom, hl7apy and hl7 (pip install pynetdicom hl7apy hl7); set PYTHON=..."
 MLLP_SEND=$(dirname "$PY")/mllp_send
 [[ -x $MLLP_SEND ]] || die "mllp_send (pip package hl7) not found next to $PY"
-for t in tcpdump tshark editcap capinfos dnsmasq ethtool dhclient; do
+for t in tcpdump tshark editcap capinfos dnsmasq ethtool dhclient curl ssh ssh-keygen; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
 for t in storescu storescp echoscu findscu wlmscpfs dump2dcm; do
@@ -392,6 +392,49 @@ scenario_dhcp() {
     stop_all_bg
 }
 
+scenario_http() {
+    # A fictional vendor's embedded web server ("WardTestMed", http_peers.py) on a port that is
+    # not 80: ward finds HTTP by structure. curl first (GET with the canary patient in path,
+    # query and cookie -> 401 naming the realm; then on the same keep-alive connection a POST
+    # with the canaries in the body -> 200), then a "monitor" posting with http.client.
+    ns_up 02:57:41:52:44:0f
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    bg "$NS_B" http-server "$PY" -u "$HERE/http_peers.py" server --host "$IP_B" --port 8080
+    wait_port "$NS_B" 8080
+    cap_start "$NS_B" "$IF_B" http.pcap
+    nsx "$NS_A" curl -sS -o /dev/null -w '%{http_code}\n' \
+        -b "patient=CANARY^HTTPPATIENT; mrn=CANARY-MRN-HTTP-0001" \
+        "http://$IP_B:8080/patients/CANARY-MRN-HTTP-0001/vitals?name=CANARY%5EHTTPPATIENT&dob=19230102" \
+        --next -sS -o /dev/null -w '%{http_code}\n' -u nurse:ward \
+        --data-binary "name=CANARY^HTTPPATIENT&mrn=CANARY-MRN-HTTP-0001&dob=19230102" \
+        "http://$IP_B:8080/patients/CANARY-MRN-HTTP-0001/observations" >"$WORK/curl.log"
+    nsx "$NS_A" "$PY" "$HERE/http_peers.py" client --host "$IP_B" --port 8080 >>"$WORK/curl.log"
+    cap_stop
+    stop_all_bg
+    grep -q '^401$' "$WORK/curl.log" && grep -q '^200$' "$WORK/curl.log" \
+        && grep -q '^status 200$' "$WORK/curl.log" || die "http exchange failed: $(cat "$WORK/curl.log")"
+}
+
+scenario_ssh() {
+    # OpenSSH server and client: the two identification strings, key exchange, then a login
+    # that fails (no credentials are offered); only the banners matter.
+    ns_up 02:57:41:52:44:10
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    mkdir -p /run/sshd
+    ssh-keygen -q -t ed25519 -N '' -C ward-fixture -f "$WORK/ssh_host_ed25519_key"
+    bg "$NS_B" sshd "$(command -v sshd || echo /usr/sbin/sshd)" -D -e -f /dev/null \
+        -h "$WORK/ssh_host_ed25519_key" -o ListenAddress="$IP_B" -o Port=22 \
+        -o PidFile=none -o UsePAM=no -o PasswordAuthentication=no
+    wait_port "$NS_B" 22
+    cap_start "$NS_B" "$IF_B" ssh.pcap
+    nsx "$NS_A" ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no \
+        -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 -o IdentitiesOnly=yes \
+        -o IdentityFile=/dev/null -p 22 wardtest@"$IP_B" true >"$WORK/ssh.log" 2>&1 || true
+    cap_stop
+    stop_all_bg
+    grep -q "Permission denied" "$WORK/ssh.log" || die "ssh did not reach authentication: $(cat "$WORK/ssh.log")"
+}
+
 derived() {
     editcap -F pcapng "$STAGE/dicom-dcmtk.pcap" "$STAGE/dicom-dcmtk.pcapng"
     log "derived dicom-dcmtk.pcapng ($(stat -c %s "$STAGE/dicom-dcmtk.pcapng") bytes)"
@@ -405,7 +448,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp)
+           dicom_sll dhcp http ssh)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"
