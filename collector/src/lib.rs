@@ -62,8 +62,20 @@ mod no_protocol_names {
         out
     }
 
+    /// Logic that spells a protocol's wire name for something else, reviewed: the `http`/`https`
+    /// URL schemes of webhooks and the collector's own `[http]` config section (issue 17 made
+    /// `http` a protocol name).
+    const NOT_A_PROTOCOL: &[&str] = &[
+        "Some(\"http\") => false",
+        "if https { \"https\" } else { \"http\" }",
+        "\"http.expensive_concurrency / --api-expensive-concurrency",
+    ];
+
     /// The wire names a line of logic must not contain.
     fn offending(line: &str) -> Option<String> {
+        if NOT_A_PROTOCOL.iter().any(|ok| line.contains(ok)) {
+            return None;
+        }
         for p in Protocol::ALL {
             let n = p.name();
             for pat in [
