@@ -926,13 +926,19 @@ fn http_and_ssh_signals() {
             "mobile_device",
         ),
         (
-            &[("http.server", "HP HTTP Server; HP Color LaserJet MFP M480f - 3QA55A; Serial Number: X")],
+            &[(
+                "http.server",
+                "HP HTTP Server; HP Color LaserJet MFP M480f - 3QA55A; Serial Number: X",
+            )],
             "printer",
         ),
         (&[("http.server", "Microsoft-IIS/10.0")], "workstation"),
         (&[("http.x_powered_by", "ASP.NET")], "workstation"),
         (&[("ssh.software_version", "Cisco-1.25")], "network_infra"),
-        (&[("ssh.software_version", "dropbear_2022.83")], "network_infra"),
+        (
+            &[("ssh.software_version", "dropbear_2022.83")],
+            "network_infra",
+        ),
         (
             &[("ssh.software_version", "OpenSSH_for_Windows_8.1")],
             "workstation",
@@ -955,7 +961,10 @@ fn http_and_ssh_signals() {
     let c = classify(
         &set,
         None,
-        &[("http.server", "HP HTTP Server; HP Color LaserJet MFP M480f - 3QA55A")],
+        &[(
+            "http.server",
+            "HP HTTP Server; HP Color LaserJet MFP M480f - 3QA55A",
+        )],
     );
     assert_eq!(c.model.as_deref(), Some("Color LaserJet MFP M480f"));
     let c = classify(

@@ -225,7 +225,10 @@ fn bench_streams(c: &mut Criterion) {
 fn bench_app_exchanges(c: &mut Criterion) {
     fn exchange(d: &mut dyn StreamDecoder, client: &[u8], server: &[u8]) -> usize {
         let mut facts = Vec::new();
-        for (dir, bytes) in [(Direction::FromClient, client), (Direction::FromServer, server)] {
+        for (dir, bytes) in [
+            (Direction::FromClient, client),
+            (Direction::FromServer, server),
+        ] {
             let _ = d.feed(dir, bytes, false, &mut facts);
         }
         facts.len()
