@@ -183,7 +183,7 @@ struct Side {
     responses: u8,
 }
 
-/// The per-connection decoder: two [`Side`]s plus what the requests say about their responses.
+/// The per-connection decoder: the state of each direction plus what the requests say about their responses.
 #[derive(Debug, Default)]
 pub struct HttpDecoder {
     sides: [Side; 2],
@@ -213,8 +213,8 @@ impl HttpDecoder {
         facts.push(fact);
     }
 
-    /// Handles one complete line (without its LF) of side `i`; returns false when the direction
-    /// is done.
+    /// Handles one complete line (without its LF) of side `i`, moving its state on (to
+    /// [`State::Done`] when the line is not HTTP).
     fn line(&mut self, i: usize, dir: Direction, line: &[u8], facts: &mut Vec<Fact>) {
         let line = strip_cr(line);
         let Some(s) = self.sides.get_mut(i) else {
@@ -551,13 +551,16 @@ mod tests {
 
     #[test]
     fn every_split_point_gives_the_same_facts() {
-        let (whole, _) = run(&[(Direction::FromClient, REQUEST)]);
-        for cut in 0..REQUEST.len() {
-            let (facts, _) = run(&[
-                (Direction::FromClient, &REQUEST[..cut]),
-                (Direction::FromClient, &REQUEST[cut..]),
-            ]);
-            assert_eq!(facts, whole, "cut at {cut}");
+        for (dir, bytes) in [
+            (Direction::FromClient, REQUEST),
+            (Direction::FromServer, RESPONSE),
+        ] {
+            let (whole, _) = run(&[(dir, bytes)]);
+            assert!(!whole.is_empty());
+            for cut in 0..bytes.len() {
+                let (facts, _) = run(&[(dir, &bytes[..cut]), (dir, &bytes[cut..])]);
+                assert_eq!(facts, whole, "{dir:?} cut at {cut}");
+            }
         }
     }
 
