@@ -11,7 +11,8 @@ use core::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 macro_rules! protocols {
-    ($( $(#[$doc:meta])* $variant:ident => $name:literal, patient_data: $phi:literal; )*) => {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, patient_data: $phi:literal
+        $(, encrypted: $enc:literal)?; )*) => {
         /// Application protocol a fact was extracted from: the id of one registered decoder
         /// ([`crate::registry`]).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -35,8 +36,18 @@ macro_rules! protocols {
             pub const fn carries_patient_data(self) -> bool {
                 match self { $( Protocol::$variant => $phi, )* }
             }
+
+            /// Whether the protocol encrypts what it carries (TLS): a service seen speaking it
+            /// is encrypted in transit, whatever application (DICOM on 2762, HL7, HTTPS) runs
+            /// inside, so it is never a cleartext-PHI finding. Rows without `encrypted:` are
+            /// cleartext.
+            pub const fn encrypts_transport(self) -> bool {
+                match self { $( Protocol::$variant => protocols!(@enc $($enc)?), )* }
+            }
         }
     };
+    (@enc $enc:literal) => { $enc };
+    (@enc) => { false };
 }
 
 protocols! {
@@ -51,7 +62,9 @@ protocols! {
     /// medical equipment for it.
     Http => "http", patient_data: false;
     /// SSH identification strings (RFC 4253 §4.2).
-    Ssh => "ssh", patient_data: false;
+    Ssh => "ssh", patient_data: false, encrypted: true;
+    /// TLS handshake (any version; the application data inside is never read).
+    Tls => "tls", patient_data: false, encrypted: true;
 }
 
 impl Protocol {
@@ -418,6 +431,51 @@ fields! {
     /// The banner's softwareversion token (`OpenSSH_9.6p1`).
     SshSoftwareVersion => Ssh, "ssh.software_version",
         Sender, None, SoftwareVersion, vendor;
+    /// ClientHello server_name (SNI): the host name the client asks for. It names the other
+    /// end, so it is the client's "talks to" evidence (vendor clouds, remote-service portals),
+    /// never the server's name: one server answers to many names, and an internet server's
+    /// packets carry the router's MAC.
+    TlsServerName => Tls, "tls.server_name",
+        Client, None, None, private;
+    /// ClientHello ALPN protocol names offered, one fact each in wire order (`h2`, `http/1.1`).
+    TlsAlpn => Tls, "tls.alpn",
+        Client, None, None, vendor;
+    /// ClientHello offered versions in wire order without GREASE (`TLS 1.3,TLS 1.2`), from
+    /// supported_versions, else the hello's version.
+    TlsClientVersions => Tls, "tls.client_versions",
+        Client, None, None, vendor;
+    /// JA4 TLS client fingerprint (FoxIO, BSD-3-Clause), e.g. `t13d1516h2_8daaf6152771_…`.
+    TlsJa4 => Tls, "tls.ja4",
+        Client, None, None, vendor;
+    /// ServerHello selected version (`TLS 1.2`).
+    TlsServerVersion => Tls, "tls.server_version",
+        Server, None, None, vendor;
+    /// Server leaf certificate subject CN (TLS ≤ 1.2, where the Certificate is in clear). A
+    /// server certificate names the server; a client's certificate (which can name a person)
+    /// is never read.
+    TlsCertSubjectCn => Tls, "tls.cert_subject_cn",
+        Server, Weak, HostName, vendor;
+    /// Server leaf certificate subject O: the organisation, often the manufacturer.
+    TlsCertSubjectO => Tls, "tls.cert_subject_o",
+        Server, None, Manufacturer, vendor;
+    /// Server leaf certificate subject OU.
+    TlsCertSubjectOu => Tls, "tls.cert_subject_ou",
+        Server, None, None, vendor;
+    /// Server leaf certificate issuer DN (`C=…, O=…, CN=…`). Private: a site CA names the site.
+    TlsCertIssuer => Tls, "tls.cert_issuer",
+        Server, None, None, private;
+    /// Server leaf certificate notBefore, `YYYY-MM-DDTHH:MM:SSZ`.
+    TlsCertNotBefore => Tls, "tls.cert_not_before",
+        Server, None, None, vendor;
+    /// Server leaf certificate notAfter, `YYYY-MM-DDTHH:MM:SSZ`.
+    TlsCertNotAfter => Tls, "tls.cert_not_after",
+        Server, None, None, vendor;
+    /// Server leaf certificate serial number, lowercase hex (a certificate's, not a device's).
+    TlsCertSerial => Tls, "tls.cert_serial",
+        Server, None, None, vendor;
+    /// `true` when the server leaf certificate's issuer is its subject (self-issued).
+    TlsCertSelfSigned => Tls, "tls.cert_self_signed",
+        Server, None, None, vendor;
 }
 
 impl Field {
@@ -644,9 +702,13 @@ mod tests {
         assert!(Protocol::Dicom.carries_patient_data());
         assert!(Protocol::Hl7.carries_patient_data());
         assert!(!Protocol::Dhcp.carries_patient_data());
+        assert!(Protocol::Tls.encrypts_transport());
+        assert!(!Protocol::Dicom.encrypts_transport());
         for p in Protocol::ALL {
             assert_eq!(Protocol::from_name(p.name()), Some(*p));
             assert_eq!(serde_json::to_string(p).unwrap(), format!("\"{p}\""));
+            // What a protocol carries in clear cannot also be encrypted.
+            assert!(!(p.carries_patient_data() && p.encrypts_transport()), "{p}");
         }
     }
 

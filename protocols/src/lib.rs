@@ -38,6 +38,7 @@ pub mod reassembly;
 pub mod registry;
 pub mod schema;
 pub mod ssh;
+pub mod tls;
 
 pub use error::{DecodeError, Layer};
 pub use evidence::{
