@@ -148,6 +148,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:dhcp.toml", include_str!("../rules/dhcp.toml")),
     ("bundled:http.toml", include_str!("../rules/http.toml")),
     ("bundled:ssh.toml", include_str!("../rules/ssh.toml")),
+    ("bundled:tls.toml", include_str!("../rules/tls.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 

@@ -503,8 +503,12 @@ pub fn certificate_facts(body: &[u8], facts: &mut Vec<Fact>) -> Result<(), Decod
         Field::TlsCertNotAfter,
         rfc3339(validity.not_after.timestamp()),
     ));
+    // The serial as a number in hex: DER's sign-padding zero bytes dropped, one kept for 0.
+    let raw = cert.raw_serial();
+    let zeros = raw.iter().take_while(|&&b| b == 0).count();
+    let digits = raw.get(zeros.min(raw.len().saturating_sub(1))..).unwrap_or_default();
     let mut serial = String::new();
-    for b in cert.raw_serial().iter().take(64) {
+    for b in digits.iter().take(64) {
         let _ = write!(serial, "{b:02x}");
     }
     facts.push(Fact::new(Field::TlsCertSerial, serial));
@@ -780,7 +784,11 @@ mod tests {
         );
         assert_eq!(values(&facts, Field::TlsCertSerial), ["5741524400000815"]);
         assert_eq!(values(&facts, Field::TlsCertSelfSigned), ["false"]);
-        assert_eq!(values(&facts, Field::TlsJa4).len(), 1);
+        // As computed from tshark's dissection by tests/captures/build_manifest.py.
+        assert_eq!(
+            values(&facts, Field::TlsJa4),
+            ["t12d2808h2_d943125447b4_e7e480e5a997"]
+        );
         assert_eq!(d.client(), Some(Direction::FromClient));
         // Every fact is a TLS field.
         assert!(facts.iter().all(|f| f.field.protocol() == Protocol::Tls));
@@ -814,6 +822,10 @@ mod tests {
         );
         assert_eq!(values(&facts, Field::TlsCertSerial), ["7731"]);
         assert_eq!(values(&facts, Field::TlsAlpn), ["http/1.1"]);
+        assert_eq!(
+            values(&facts, Field::TlsJa4),
+            ["t12d2808h1_d943125447b4_e7e480e5a997"]
+        );
     }
 
     /// Facts do not depend on how the bytes arrive: one byte at a time, or a record split

@@ -99,6 +99,23 @@ HTTP_FACTS = [
     ("http.auth_realm", "WardTestMed VH-300 Vitals Gateway"),
 ]
 HTTP_CANARIES = ["CANARY^HTTPPATIENT", "CANARY-MRN-HTTP-0001", "19230102"]
+# openssl s_server/s_client (generate.sh scenario_tls): TLS 1.2 and 1.3 to the fictional
+# WardVent 900 on 2762 (CA-issued certificate), TLS 1.2 to a WardPump 500 on 8443 (self-signed).
+TLS_FACTS = [
+    ("tls.server_name", "wardvent-900-0815.ward.test"), ("tls.server_name", "wardpump-500-7731"),
+    ("tls.alpn", "h2"), ("tls.alpn", "http/1.1"),
+    ("tls.client_versions", "TLS 1.2"), ("tls.client_versions", "TLS 1.3"),
+    ("tls.server_version", "TLS 1.2"), ("tls.server_version", "TLS 1.3"),
+    ("tls.cert_subject_cn", "wardvent-900-0815.ward.test"),
+    ("tls.cert_subject_o", "Ward Test Medical"), ("tls.cert_subject_ou", "WardVent 900"),
+    ("tls.cert_issuer", "C=DE, O=Ward Test Medical, CN=Ward Test Medical Device CA"),
+    ("tls.cert_not_before", "2026-01-01T00:00:00Z"), ("tls.cert_not_after", "2036-01-01T00:00:00Z"),
+    ("tls.cert_serial", "5741524400000815"), ("tls.cert_self_signed", "false"),
+    ("tls.cert_subject_cn", "wardpump-500-7731"), ("tls.cert_subject_o", "Ward Infusion Systems"),
+    ("tls.cert_subject_ou", "WardPump 500"), ("tls.cert_serial", "7731"),
+    ("tls.cert_self_signed", "true"),
+]
+TLS_CANARIES = ["CANARYTLS^PATIENT", "CANARY-MRN-TLS-0001", "CANARYTLS^COOKIE"]
 
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
@@ -142,6 +159,9 @@ GENERATED = [
     dict(file="http.pcap", http=[8080], expect=HTTP_FACTS, canaries=HTTP_CANARIES),
     dict(file="ssh.pcap", ssh=True, expect=[], expect_fields=["ssh.banner", "ssh.software_version"],
          canaries=[], no_patient_data="SSH: identification strings, then an encrypted session"),
+    dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
+         sealed="openssl s_client sends the canaries in an HTTP request inside TLS "
+                "application data: unreadable on the wire, they must reach no output"),
 ]
 
 PUBLIC = [
@@ -499,6 +519,105 @@ def fqdn_name(opt):
     return name.decode("ascii", "replace").rstrip(".")
 
 
+# ---------------------------------------------------------------- TLS ----
+def is_grease(v):
+    return v & 0x0f0f == 0x0a0a and (v >> 8) == (v & 0xff)
+
+
+TLS_VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
+                0x0304: "TLS 1.3"}
+JA4_VERSIONS = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10", 0x0300: "s3",
+                0x0200: "s2", 0x0002: "s2"}
+
+
+def tls_version_name(v):
+    return TLS_VERSIONS.get(v, "0x%04x" % v)
+
+
+def ja4(version, ciphers, exts, sigalgs, alpn, sni):
+    """JA4 (FoxIO technical_details/JA4.md), written from the spec independently of ward's
+    Rust implementation, over the lists tshark dissected."""
+    import hashlib
+    ciphers = [c for c in ciphers if not is_grease(c)]
+    exts = [e for e in exts if not is_grease(e)]
+    sigalgs = [s for s in sigalgs if not is_grease(s)]
+
+    def h12(s):
+        return hashlib.sha256(s.encode()).hexdigest()[:12] if s else "000000000000"
+    if alpn:
+        a = alpn[0].encode()
+        if chr(a[0]).isalnum() and chr(a[-1]).isalnum() and a[0] < 128 and a[-1] < 128:
+            al = chr(a[0]) + chr(a[-1])
+        else:
+            al = a.hex()[0] + a.hex()[-1]
+    else:
+        al = "00"
+    head = "t%s%s%02d%02d%s" % (JA4_VERSIONS.get(version, "00"), "d" if sni else "i",
+                                min(len(ciphers), 99), min(len(exts), 99), al)
+    b = h12(",".join("%04x" % c for c in sorted(ciphers)))
+    c = ",".join("%04x" % e for e in sorted(x for x in exts if x not in (0x0000, 0x0010)))
+    if sigalgs:
+        c += "_" + ",".join("%04x" % s for s in sigalgs)
+    return "%s_%s_%s" % (head, b, h12(c))
+
+
+def tls_facts(path):
+    """SNI, ALPN, offered versions and JA4 of every ClientHello; the version of every
+    ServerHello; the leaf certificate of every TLS 1.2 server Certificate message, all from
+    tshark's TLS dissector (the certificate's DER bytes as tshark extracts them, decoded with
+    the `cryptography` package; its strings cross-checked with tshark's x509sat fields)."""
+    from cryptography import x509
+    facts = []
+    ints = lambda s: [int(x, 0) for x in s.split(",") if x]
+    rows = tshark(path, "-Y", "tls.handshake.type == 1", "-T", "fields", "-E", "occurrence=a",
+                  "-e", "tls.handshake.version", "-e", "tls.handshake.ciphersuite",
+                  "-e", "tls.handshake.extension.type", "-e", "tls.handshake.sig_hash_alg",
+                  "-e", "tls.handshake.extensions.supported_version",
+                  "-e", "tls.handshake.extensions_alpn_str",
+                  "-e", "tls.handshake.extensions_server_name")
+    for row in rows.splitlines():
+        legacy, ciphers, exts, sigs, versions, alpn, sni = (row.split("\t") + [""] * 7)[:7]
+        legacy, versions = int(legacy, 0), ints(versions)
+        alpn = [a for a in alpn.split(",") if a]
+        if sni:
+            facts.append(("tls.server_name", sni))
+        facts += [("tls.alpn", a) for a in alpn]
+        offered = [v for v in versions if not is_grease(v)] or [legacy]
+        facts.append(("tls.client_versions", ",".join(tls_version_name(v) for v in offered)))
+        facts.append(("tls.ja4", ja4(max(offered), ints(ciphers), ints(exts), ints(sigs),
+                                     alpn, bool(sni))))
+    rows = tshark(path, "-Y", "tls.handshake.type == 2", "-T", "fields", "-E", "occurrence=a",
+                  "-e", "tls.handshake.version", "-e", "tls.handshake.extensions.supported_version")
+    for row in rows.splitlines():
+        legacy, selected = (row.split("\t") + [""])[:2]
+        facts.append(("tls.server_version", tls_version_name(int(selected or legacy, 0))))
+    rows = tshark(path, "-Y", "tls.handshake.type == 11", "-T", "fields", "-E", "occurrence=a",
+                  "-e", "tls.handshake.certificate", "-e", "x509sat.uTF8String",
+                  "-e", "x509sat.printableString")
+    short = {"countryName": "C", "organizationName": "O", "organizationalUnitName": "OU",
+             "commonName": "CN", "stateOrProvinceName": "ST", "localityName": "L"}
+    for row in rows.splitlines():
+        der, strings = row.split("\t")[0].split(",")[0], row  # the leaf comes first
+        cert = x509.load_der_x509_certificate(bytes.fromhex(der.replace(":", "")))
+        name = lambda n, oid: [a.value for a in n.get_attributes_for_oid(oid)]
+        for field, oid in (("tls.cert_subject_cn", x509.NameOID.COMMON_NAME),
+                           ("tls.cert_subject_o", x509.NameOID.ORGANIZATION_NAME),
+                           ("tls.cert_subject_ou", x509.NameOID.ORGANIZATIONAL_UNIT_NAME)):
+            for v in name(cert.subject, oid):
+                if v not in strings:
+                    raise Failure("%s: tshark disagrees on %s=%s" % (path, field, v))
+                facts.append((field, v))
+        facts.append(("tls.cert_issuer", ", ".join(
+            "%s=%s" % (short[a.oid._name], a.value) for rdn in cert.issuer.rdns for a in rdn)))
+        fmt = "%Y-%m-%dT%H:%M:%SZ"
+        facts.append(("tls.cert_not_before", cert.not_valid_before_utc.strftime(fmt)))
+        facts.append(("tls.cert_not_after", cert.not_valid_after_utc.strftime(fmt)))
+        serial = "%x" % cert.serial_number
+        facts.append(("tls.cert_serial", serial.zfill(len(serial) + len(serial) % 2)))
+        facts.append(("tls.cert_self_signed", "true" if cert.issuer == cert.subject else "false"))
+    return facts
+
+
 # ------------------------------------------------------------- driver ----
 def dedupe(facts):
     seen, out = set(), []
@@ -545,6 +664,8 @@ def build(fixdir, spec, generated):
         facts += http_facts(path, spec["http"])
     if spec.get("ssh"):
         facts += ssh_facts(path)
+    if spec.get("tls"):
+        facts += tls_facts(path)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports
@@ -564,8 +685,15 @@ def build(fixdir, spec, generated):
         streams = tcp_streams(path) if "tcp" in tshark(path, "-T", "fields", "-e", "frame.protocols") else []
     wire = b"\n".join(a + b"\n" + b for a, b in (streams or []))
     for c in spec["canaries"]:
-        if c.encode() not in wire:
+        # Sealed canaries travel inside TLS application data: they must not be readable on
+        # the wire (and, like the others, never reach any output).
+        if spec.get("sealed"):
+            if c.encode() in wire or c.split("^")[0].encode() in wire:
+                raise Failure("%s: sealed canary %r readable on the wire" % (path, c))
+        elif c.encode() not in wire:
             raise Failure("%s: canary %r not on the wire" % (path, c))
+    if spec.get("sealed"):
+        entry["sealed"] = spec["sealed"]
     # A capture without canaries must say why, and the wire must bear it out: no DICOM data-set
     # PDV, no patient-module element tag, no HL7 patient or result segment.
     if not spec["canaries"]:

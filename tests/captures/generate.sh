@@ -8,7 +8,7 @@
 # "switch" namespace sits in between, see ns_up_switched), runs real protocol
 # peers in them
 # (dcmtk, pynetdicom, hl7apy's MLLP server, the `hl7` package's mllp_send,
-# dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH), records each scenario with tcpdump and writes the
+# dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH, openssl s_server/s_client), records each scenario with tcpdump and writes the
 # pcaps plus manifest.json.  No traffic ever leaves the namespaces: they have
 # no link to the host's network and no default route.
 #
@@ -98,7 +98,7 @@ find_python() {
 PY=$(find_python) || die "no python3 with pynetdicom, hl7apy and hl7 (pip install pynetdicom hl7apy hl7); set PYTHON=..."
 MLLP_SEND=$(dirname "$PY")/mllp_send
 [[ -x $MLLP_SEND ]] || die "mllp_send (pip package hl7) not found next to $PY"
-for t in tcpdump tshark editcap capinfos dnsmasq ethtool dhclient curl ssh ssh-keygen; do
+for t in tcpdump tshark editcap capinfos dnsmasq ethtool dhclient curl ssh ssh-keygen openssl timeout; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
 for t in storescu storescp echoscu findscu wlmscpfs dump2dcm; do
@@ -435,6 +435,78 @@ scenario_ssh() {
     grep -q "Permission denied" "$WORK/ssh.log" || die "ssh did not reach authentication: $(cat "$WORK/ssh.log")"
 }
 
+# tls_certs DIR: a test CA and two server certificates with fixed serials and validity
+# (`openssl ca`, so the manifest's certificate facts are the same on every run). The names are
+# fictional: "Ward Test Medical" and its "WardVent 900" ventilator, "Ward Infusion Systems".
+tls_certs() {
+    local d=$1
+    mkdir -p "$d"
+    : >"$d/index.txt"
+    cat >"$d/ca.cnf" <<EOF
+[ca]
+default_ca = ward
+[ward]
+database = $d/index.txt
+new_certs_dir = $d
+serial = $d/serial
+default_md = sha256
+policy = any
+unique_subject = no
+copy_extensions = copy
+[any]
+countryName = optional
+organizationName = optional
+organizationalUnitName = optional
+commonName = supplied
+EOF
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+        -subj "/C=DE/O=Ward Test Medical/CN=Ward Test Medical Device CA" \
+        -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+    # The ventilator's certificate, issued by the CA.
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj "/C=DE/O=Ward Test Medical/OU=WardVent 900/CN=wardvent-900-0815.ward.test" \
+        -addext "subjectAltName=DNS:wardvent-900-0815.ward.test" \
+        -keyout "$d/vent.key" -out "$d/vent.csr" 2>/dev/null
+    echo 5741524400000815 >"$d/serial"
+    openssl ca -batch -notext -config "$d/ca.cnf" -cert "$d/ca.pem" -keyfile "$d/ca.key" \
+        -startdate 20260101000000Z -enddate 20360101000000Z \
+        -in "$d/vent.csr" -out "$d/vent.pem" 2>>"$d/openssl.log"
+    # A device's own self-signed certificate, as many embedded web interfaces generate.
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj "/O=Ward Infusion Systems/OU=WardPump 500/CN=wardpump-500-7731" \
+        -keyout "$d/pump.key" -out "$d/pump.csr" 2>/dev/null
+    echo 7731 >"$d/serial"
+    openssl ca -batch -notext -selfsign -config "$d/ca.cnf" -keyfile "$d/pump.key" \
+        -startdate 20250601000000Z -enddate 20450601000000Z \
+        -in "$d/pump.csr" -out "$d/pump.pem" 2>>"$d/openssl.log"
+}
+
+# tls_get PORT SNI ALPN VERSION_FLAG: one HTTPS request from the device side whose path, query
+# and cookie name a patient (the canaries must stay sealed inside the encrypted records).
+tls_get() {
+    printf 'GET /patients/CANARYTLS%%5EPATIENT?mrn=CANARY-MRN-TLS-0001 HTTP/1.0\r\nCookie: patient=CANARYTLS^COOKIE\r\n\r\n' \
+        | nsx "$NS_A" timeout 10 openssl s_client -connect "$IP_B:$1" -servername "$2" -alpn "$3" "$4" \
+            -CAfile "$WORK/tls/ca.pem" -quiet -ign_eof >>"$WORK/s_client.log" 2>&1 || true
+}
+
+scenario_tls() {
+    ns_up 02:57:41:52:44:11
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    tls_certs "$WORK/tls"
+    # DICOM's TLS port and an HTTPS port: the protocol is found by structure, not port.
+    bg "$NS_B" s_server-vent openssl s_server -accept 2762 -cert "$WORK/tls/vent.pem" \
+        -key "$WORK/tls/vent.key" -alpn http/1.1 -www
+    bg "$NS_B" s_server-pump openssl s_server -accept 8443 -cert "$WORK/tls/pump.pem" \
+        -key "$WORK/tls/pump.key" -alpn http/1.1 -www -tls1_2
+    wait_port "$NS_B" 2762; wait_port "$NS_B" 8443
+    cap_start "$NS_B" "$IF_B" tls.pcap
+    tls_get 2762 wardvent-900-0815.ward.test h2,http/1.1 -tls1_2
+    tls_get 2762 wardvent-900-0815.ward.test h2,http/1.1 -tls1_3
+    tls_get 8443 wardpump-500-7731 http/1.1 -tls1_2
+    cap_stop
+    stop_all_bg
+}
+
 derived() {
     editcap -F pcapng "$STAGE/dicom-dcmtk.pcap" "$STAGE/dicom-dcmtk.pcapng"
     log "derived dicom-dcmtk.pcapng ($(stat -c %s "$STAGE/dicom-dcmtk.pcapng") bytes)"
@@ -448,7 +520,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh)
+           dicom_sll dhcp http ssh tls)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"
