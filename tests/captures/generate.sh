@@ -88,14 +88,14 @@ find_python() {
     for c in "${PYTHON:-}" python3 python3.11 python; do
         [[ -n $c ]] || continue
         command -v "$c" >/dev/null 2>&1 || continue
-        if "$c" -c 'import pynetdicom, hl7apy, hl7' >/dev/null 2>&1; then
+        if "$c" -c 'import pynetdicom, hl7apy, hl7, cryptography' >/dev/null 2>&1; then
             "$c" -c 'import sys; print(sys.executable)'
             return 0
         fi
     done
     return 1
 }
-PY=$(find_python) || die "no python3 with pynetdicom, hl7apy and hl7 (pip install pynetdicom hl7apy hl7); set PYTHON=..."
+PY=$(find_python) || die "no python3 with pynetdicom, hl7apy, hl7 and cryptography (pip install pynetdicom hl7apy hl7 cryptography); set PYTHON=..."
 MLLP_SEND=$(dirname "$PY")/mllp_send
 [[ -x $MLLP_SEND ]] || die "mllp_send (pip package hl7) not found next to $PY"
 for t in tcpdump tshark editcap capinfos dnsmasq ethtool dhclient curl ssh ssh-keygen openssl timeout; do

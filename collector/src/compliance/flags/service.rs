@@ -10,6 +10,7 @@ use super::{
 };
 use crate::import::model::{Direction, RemoteAccessPolicy};
 use crate::store::{FlagInstance, ServiceDirection, ServiceView};
+use ward_protocols::Protocol;
 
 /// Every service-scope condition that holds for service `s` of `d`.
 pub fn service_flags(
@@ -72,10 +73,20 @@ fn not_permitted(d: &DeviceFacts<'_>, c: &Cover<'_>, s: &ServiceView, out: &mut 
     ));
 }
 
+/// Whether a service was seen encrypted in transit: its protocol is one that encrypts what it
+/// carries ([`Protocol::encrypts_transport`], TLS) — DICOM on 2762, HL7 over TLS, HTTPS.
+fn encrypted(s: &ServiceView) -> bool {
+    s.app
+        .as_deref()
+        .and_then(Protocol::from_name)
+        .is_some_and(Protocol::encrypts_transport)
+}
+
 /// `cleartext_phi_protocol`: a protocol that carries patient data, recognised on the wire (so
-/// in clear), while the contract requires encryption in transit.
+/// in clear), while the contract requires encryption in transit. A service seen encrypted is
+/// never one, whatever runs inside.
 fn cleartext(d: &DeviceFacts<'_>, c: &Cover<'_>, s: &ServiceView, out: &mut Vec<FlagInstance>) {
-    if !c.contract.encryption_in_transit_required || !carries_patient_data(s) {
+    if !c.contract.encryption_in_transit_required || !carries_patient_data(s) || encrypted(s) {
         return;
     }
     let app = s.app.as_deref().unwrap_or_default().to_uppercase();
@@ -411,6 +422,7 @@ mod tests {
             .service(Dir::Offered, Transport::Tcp, 2762, None, &[]);
         *w.d() = d;
         assert_eq!(w.kinds(), []);
+
         // No contract in force: no terms.
         let clinical = *Protocol::ALL
             .iter()
@@ -426,5 +438,36 @@ mod tests {
             .service(Dir::Used, Transport::Tcp, 104, Some(clinical), &[]);
         *w.d() = d;
         assert_eq!(w.kinds(), [FlagKind::NoContract]);
+    }
+
+    /// A service seen speaking an encrypting protocol (TLS) is encrypted in transit: DICOM-TLS
+    /// on 2762, HL7 over TLS on any port and HTTPS on 443 are never cleartext patient data,
+    /// offered or used, and never make the device medical by themselves.
+    #[test]
+    fn encrypted_services_are_never_cleartext_patient_data() {
+        let encrypting: Vec<Protocol> = Protocol::ALL
+            .iter()
+            .copied()
+            .filter(|p| p.encrypts_transport())
+            .collect();
+        assert!(!encrypting.is_empty(), "no protocol encrypts its transport");
+        for p in encrypting {
+            assert!(!p.carries_patient_data(), "{p}");
+            for (dir, port) in [(Dir::Offered, 2762), (Dir::Used, 6661), (Dir::Used, 443)] {
+                let mut w =
+                    World::covered_with(|w| w.c().encryption_in_transit_required = true);
+                let d = w
+                    .d()
+                    .clone()
+                    .service(dir, Transport::Tcp, port, Some(p), &["10.0.0.5"]);
+                *w.d() = d;
+                assert!(
+                    w.of(FlagKind::CleartextPhiProtocol).is_empty(),
+                    "{p} on {port}: {:?}",
+                    w.kinds()
+                );
+                assert!(!carries_patient_data(&w.inv.devices[0].services[0]), "{p}");
+            }
+        }
     }
 }
