@@ -6,6 +6,8 @@
 //!   ≥ 2 GB/s);
 //! - `app_exchange/*`: one captured exchange (probe plus both directions) through a fresh HTTP
 //!   or SSH decoder (ns per connection).
+//! - `tls_handshake/*`: one TLS connection's cleartext handshake (ClientHello with JA4, then the
+//!   server's flight, with X.509 parsing up to TLS 1.2), per connection.
 //!
 //! Run with `cargo bench -p ward-protocols`.
 
@@ -20,6 +22,7 @@ use ward_protocols::dicom::DicomDecoder;
 use ward_protocols::dissect::Dissector;
 use ward_protocols::frame::{self, LinkType};
 use ward_protocols::hl7::Hl7Decoder;
+use ward_protocols::tls::TlsDecoder;
 use ward_protocols::{Direction, Feed, StreamDecoder};
 
 fn load(path: &Path) -> Vec<(LinkType, Vec<u8>)> {
@@ -263,5 +266,40 @@ fn bench_app_exchanges(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_frames, bench_streams, bench_app_exchanges);
+/// One connection: the client's first flight, then the server's, each as one segment.
+fn handshake(client: &[u8], server: &[u8]) -> usize {
+    let mut d = TlsDecoder::new();
+    let mut facts = Vec::new();
+    let _ = d.feed(Direction::FromClient, client, false, &mut facts);
+    let _ = d.feed(Direction::FromServer, server, false, &mut facts);
+    facts.len()
+}
+
+fn bench_tls(c: &mut Criterion) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tls");
+    let read = |n: &str| std::fs::read(dir.join(n)).expect("tls testdata");
+    let mut g = c.benchmark_group("tls_handshake");
+    g.throughput(Throughput::Elements(1));
+    for (name, stem) in [
+        ("tls12_with_certificate", "vent-tls12"),
+        ("tls13_hellos", "vent-tls13"),
+    ] {
+        let (cl, sv) = (
+            read(&format!("{stem}-client.bin")),
+            read(&format!("{stem}-server.bin")),
+        );
+        g.bench_function(name, |b| {
+            b.iter(|| handshake(black_box(&cl), black_box(&sv)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_frames,
+    bench_streams,
+    bench_app_exchanges,
+    bench_tls
+);
 criterion_main!(benches);

@@ -506,7 +506,9 @@ pub fn certificate_facts(body: &[u8], facts: &mut Vec<Fact>) -> Result<(), Decod
     // The serial as a number in hex: DER's sign-padding zero bytes dropped, one kept for 0.
     let raw = cert.raw_serial();
     let zeros = raw.iter().take_while(|&&b| b == 0).count();
-    let digits = raw.get(zeros.min(raw.len().saturating_sub(1))..).unwrap_or_default();
+    let digits = raw
+        .get(zeros.min(raw.len().saturating_sub(1))..)
+        .unwrap_or_default();
     let mut serial = String::new();
     for b in digits.iter().take(64) {
         let _ = write!(serial, "{b:02x}");

@@ -214,3 +214,90 @@ fn dicom_and_hl7_identity_fields_equal_tsharks() {
         "compared only {compared:?} DICOM/HL7 fixtures"
     );
 }
+
+/// TLS: the ClientHello server names and ALPN lists and the ServerHello versions ward extracts
+/// are exactly tshark's. (tshark 4.0 has no JA4 field and no subject-only certificate fields;
+/// the manifest builder checks those against tshark's cipher/extension lists and certificate
+/// bytes.)
+fn tshark_tls(file: &Path) -> FieldSets {
+    let mut sets = FieldSets::new();
+    let hellos = tshark(
+        &[
+            "-Y",
+            "tls.handshake.type == 1",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-e",
+            "tls.handshake.extensions_server_name",
+            "-e",
+            "tls.handshake.extensions_alpn_str",
+        ],
+        file,
+    );
+    for line in hellos.lines() {
+        let mut cols = line.split('\t');
+        let (sni, alpn) = (cols.next().unwrap_or(""), cols.next().unwrap_or(""));
+        if !sni.is_empty() {
+            sets.entry("tls.server_name")
+                .or_default()
+                .insert(sni.to_owned());
+        }
+        for a in alpn.split(',').filter(|a| !a.is_empty()) {
+            sets.entry("tls.alpn").or_default().insert(a.to_owned());
+        }
+    }
+    let servers = tshark(
+        &[
+            "-Y",
+            "tls.handshake.type == 2",
+            "-T",
+            "fields",
+            "-e",
+            "tls.handshake.version",
+            "-e",
+            "tls.handshake.extensions.supported_version",
+        ],
+        file,
+    );
+    for line in servers.lines() {
+        let mut cols = line.split('\t');
+        let legacy = cols.next().unwrap_or("");
+        let selected = cols.next().filter(|s| !s.is_empty()).unwrap_or(legacy);
+        let v = u16::from_str_radix(selected.trim_start_matches("0x"), 16).unwrap();
+        sets.entry("tls.server_version")
+            .or_default()
+            .insert(ward_protocols::tls::version_name(v));
+    }
+    sets
+}
+
+#[test]
+fn tls_hello_fields_equal_tsharks() {
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for fx in manifest().fixtures {
+        if !fx.facts.iter().any(|f| f.field.starts_with("tls.")) {
+            continue;
+        }
+        let file = fixture_path(&fx.file);
+        let theirs = tshark_tls(&file);
+        let mine = ours(
+            &file,
+            &["tls.server_name", "tls.alpn", "tls.server_version"],
+        );
+        if theirs.is_empty() {
+            problems.push(format!("{}: tshark decoded no TLS", fx.file));
+        }
+        if mine != theirs {
+            problems.push(format!(
+                "{}: TLS differs\n  ward:   {mine:?}\n  tshark: {theirs:?}",
+                fx.file
+            ));
+        }
+        compared += 1;
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(compared >= 1, "no TLS fixture compared");
+}

@@ -113,7 +113,7 @@ pub struct ServiceRecord {
     pub transport: String,
     /// Server port.
     pub port: u16,
-    /// Application protocol recognised on it, if any (`dicom`, `hl7`, `dhcp`).
+    /// Application protocol recognised on it, if any (`dicom`, `hl7`, `dhcp`, `tls`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<Protocol>,
     /// Distinct peers (capped count).

@@ -454,8 +454,7 @@ mod tests {
         for p in encrypting {
             assert!(!p.carries_patient_data(), "{p}");
             for (dir, port) in [(Dir::Offered, 2762), (Dir::Used, 6661), (Dir::Used, 443)] {
-                let mut w =
-                    World::covered_with(|w| w.c().encryption_in_transit_required = true);
+                let mut w = World::covered_with(|w| w.c().encryption_in_transit_required = true);
                 let d = w
                     .d()
                     .clone()
