@@ -977,4 +977,37 @@ fn http_and_ssh_signals() {
     );
     assert_eq!(c.software_version.as_deref(), Some("Debian 12"));
     assert_eq!(c.device_type, "unknown");
+/// The organisation of a device's self-issued certificate names its maker, but only when the
+/// device presents no CA-issued certificate too (conditions hold per device, and a site CA's
+/// certificate names the site): the facts of tls.pcap's server, which serves both.
+#[test]
+fn tls_self_issued_certificate_organisation() {
+    let pump = [
+        ("tls.cert_subject_o", "Ward Infusion Systems"),
+        ("tls.cert_subject_cn", "wardpump-500-7731"),
+        ("tls.cert_self_signed", "true"),
+    ];
+    let c = classify(&bundled(), None, &pump);
+    assert_eq!(
+        c.manufacturer.as_deref(),
+        Some("Ward Infusion Systems"),
+        "{c:#?}"
+    );
+    assert_eq!(rule_ids(&c), ["tls.cert.self-issued-organization"]);
+    let mut both = pump.to_vec();
+    both.extend([
+        ("tls.cert_subject_o", "St Example Hospital"),
+        ("tls.cert_self_signed", "false"),
+    ]);
+    let c = classify(&bundled(), None, &both);
+    assert_eq!(c.manufacturer, None, "{c:#?}");
+    let c = classify(
+        &bundled(),
+        None,
+        &[
+            ("tls.cert_subject_o", "St Example Hospital"),
+            ("tls.cert_self_signed", "false"),
+        ],
+    );
+    assert_eq!(c.manufacturer, None, "{c:#?}");
 }
