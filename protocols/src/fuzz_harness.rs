@@ -6,7 +6,7 @@ use crate::dissect::{Dissector, DissectorConfig};
 use crate::frame::{self, LinkType};
 use crate::reassembly::{HalfStream, ReassemblyConfig};
 use crate::registry::{Decode, REGISTRY};
-use crate::{dhcp, dicom, hl7, Direction, Fact, Feed, StreamDecoder};
+use crate::{dhcp, dicom, hl7, tls, Direction, Fact, Feed, StreamDecoder};
 
 const LINKS: [LinkType; 5] = [
     LinkType::Ethernet,
@@ -153,6 +153,19 @@ pub fn hl7(data: &[u8]) {
 pub fn dhcp(data: &[u8]) {
     let mut facts = Vec::new();
     let _ = dhcp::extract(data, &mut facts);
+}
+
+/// TLS handshake decoder over arbitrary chunked bytes, plus the probe; the same bytes as a
+/// ClientHello body and as a Certificate message body (the X.509 parser's input).
+pub fn tls(data: &[u8]) {
+    let _ = tls::probe(data);
+    stream::<tls::TlsDecoder>(data);
+    let mut facts = Vec::new();
+    let _ = tls::client_hello_facts(data, &mut facts);
+    let _ = tls::certificate_facts(data, &mut facts);
+    for f in &facts {
+        assert!(f.value.chars().count() <= crate::evidence::MAX_VALUE_CHARS);
+    }
 }
 
 /// Any registered decoder: the first byte picks the [`REGISTRY`] entry, the rest goes to its

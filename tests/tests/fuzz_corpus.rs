@@ -64,6 +64,11 @@ fn dhcp_corpus() {
 }
 
 #[test]
+fn tls_corpus() {
+    replay("tls", fuzz_harness::tls);
+}
+
+#[test]
 fn contracts_corpus() {
     replay("contracts", ward_collector::fuzz_harness::contracts);
 }
