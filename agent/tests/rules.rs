@@ -977,6 +977,8 @@ fn http_and_ssh_signals() {
     );
     assert_eq!(c.software_version.as_deref(), Some("Debian 12"));
     assert_eq!(c.device_type, "unknown");
+}
+
 /// The organisation of a device's self-issued certificate names its maker, but only when the
 /// device presents no CA-issued certificate too (conditions hold per device, and a site CA's
 /// certificate names the site): the facts of tls.pcap's server, which serves both.
