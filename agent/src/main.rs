@@ -241,12 +241,12 @@ fn open_output(cfg: &Config, instance: &str) -> anyhow::Result<Output> {
                 instance,
                 cfg.spool_dir.clone(),
             );
-            m.username = cfg.mqtt_username.clone();
-            m.password = cfg.mqtt_password.clone();
-            m.ca_file = cfg.mqtt_ca.clone();
-            m.client_cert = cfg.mqtt_cert.clone();
-            m.client_key = cfg.mqtt_key.clone();
-            m.keep_alive = cfg.keep_alive;
+            m.client.username = cfg.mqtt_username.clone();
+            m.client.password = cfg.mqtt_password.clone();
+            m.client.tls.ca_file = cfg.mqtt_ca.clone();
+            m.client.tls.client_cert = cfg.mqtt_cert.clone();
+            m.client.tls.client_key = cfg.mqtt_key.clone();
+            m.client.keep_alive = cfg.keep_alive;
             m.spool_max_bytes = cfg.spool_max_bytes;
             ward_agent::output::spool::create_private_dir(&cfg.spool_dir).with_context(|| {
                 format!(

@@ -191,7 +191,7 @@ const SITE: &str = "test-site";
 fn config(url: String, spool: &Path, agent: &str) -> MqttConfig {
     logs(); // capture the agent's logs from the start
     let mut c = MqttConfig::new(url, SITE, agent, format!("{agent}-instance"), spool);
-    c.keep_alive = Duration::from_secs(5);
+    c.client.keep_alive = Duration::from_secs(5);
     c.inflight = 16;
     c.spool_max_bytes = 16 << 20;
     c
@@ -387,8 +387,8 @@ async fn b_broker_killed_mid_stream_loses_nothing() {
 
     let spool = tmp.path().join("spool");
     let mut cfg = config(format!("mqtt://127.0.0.1:{port}"), &spool, "agent-b");
-    cfg.username = Some("agent".into());
-    cfg.password = Some("agent-pw".into());
+    cfg.client.username = Some("agent".into());
+    cfg.client.password = Some("agent-pw".into());
     let out = MqttOutput::start(cfg).unwrap();
     wait_connected(&out).await;
 
@@ -633,8 +633,8 @@ async fn e_password_auth_and_wrong_password() {
     let spool = tmp.path().join("spool");
 
     let mut cfg = config(format!("mqtt://127.0.0.1:{port}"), &spool, "agent-e");
-    cfg.username = Some("agent".into());
-    cfg.password = Some("wrong".into());
+    cfg.client.username = Some("agent".into());
+    cfg.client.password = Some("wrong".into());
     let out = MqttOutput::start(cfg.clone()).unwrap();
     out.publish_devices(observation("agent-e", 1)).unwrap();
     wait_for(
@@ -665,7 +665,7 @@ async fn e_password_auth_and_wrong_password() {
     assert_eq!(st.spool_depth, 1, "unsent stays spooled");
     assert!(sub.seqs().is_empty());
 
-    cfg.password = Some("right".into());
+    cfg.client.password = Some("right".into());
     let out = MqttOutput::start(cfg).unwrap();
     out.publish_devices(observation("agent-e", 2)).unwrap();
     wait_for(
@@ -713,7 +713,7 @@ async fn tls_with_client_certificate() {
         &tmp.path().join("spool-nocert"),
         "agent-tls",
     );
-    cfg.ca_file = Some(pki.join("ca.pem"));
+    cfg.client.tls.ca_file = Some(pki.join("ca.pem"));
     let refused = MqttOutput::start(cfg.clone()).unwrap();
     wait_for(
         "a refused TLS handshake",
@@ -730,8 +730,8 @@ async fn tls_with_client_certificate() {
     drop(refused);
 
     cfg.spool_dir = tmp.path().join("spool");
-    cfg.client_cert = Some(pki.join("client.pem"));
-    cfg.client_key = Some(pki.join("client.key"));
+    cfg.client.tls.client_cert = Some(pki.join("client.pem"));
+    cfg.client.tls.client_key = Some(pki.join("client.key"));
     let out = MqttOutput::start(cfg).unwrap();
     out.publish_devices(observation("agent-tls", 1)).unwrap();
     wait_for(

@@ -146,17 +146,17 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 )
             });
             let mut ext = source::ExternalSource::new(url.clone(), client_id);
-            ext.username = cfg.source.username.clone();
-            ext.password = password;
-            ext.ca_file = cfg.source.ca.clone();
-            ext.client_cert = cfg.source.cert.clone();
-            ext.client_key = cfg.source.key.clone();
+            ext.client.username = cfg.source.username.clone();
+            ext.client.password = password;
+            ext.client.tls.ca_file = cfg.source.ca.clone();
+            ext.client.tls.client_cert = cfg.source.cert.clone();
+            ext.client.tls.client_key = cfg.source.key.clone();
             ext.shared_group = cfg.source.share_group.clone();
             ext.max_packet_size = cfg.broker.max_payload;
-            tracing::info!(url = %url, client_id = %ext.client_id, share_group = ?ext.shared_group, "subscribing to an external broker");
-            let mut alert_client = ext.client();
+            tracing::info!(url = %url, client_id = %ext.client.client_id, share_group = ?ext.shared_group, "subscribing to an external broker");
+            let mut alert_client = ext.client.clone();
             // A second connection: the broker would drop the ingest session on a duplicate id.
-            alert_client.client_id = format!("{}-alerts", ext.client_id);
+            alert_client.client_id = format!("{}-alerts", ext.client.client_id);
             alert_mqtt = Some(alerts::AlertMqtt::External(alert_client));
             SourceConfig::External(ext)
         }

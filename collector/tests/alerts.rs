@@ -29,7 +29,7 @@ use ward_collector::ingest;
 use ward_collector::mqtt::broker::{BrokerConfig, EmbeddedBroker};
 use ward_collector::store::sqlite::SqliteStore;
 use ward_collector::store::{Applied, FlagRow, Message, Store};
-use ward_mqtt::ClientConfig as ExternalSource;
+use ward_mqtt::ClientConfig;
 use ward_protocols::schema::observation::{
     AddressRecord, ClassificationRecord, DeviceRecord, Kind, MacKind, Observation, Seen, SCHEMA,
 };
@@ -462,7 +462,7 @@ async fn mosquitto_gets_per_site_and_global_alerts() {
     let tmp = tempfile::tempdir().unwrap();
     let (_mosq, port) = common::mosquitto(tmp.path());
     let mut sub = Subscriber::start(port, "viewer", false).await;
-    let ext = ExternalSource::new(format!("mqtt://127.0.0.1:{port}"), "ward-collector-alerts");
+    let ext = ClientConfig::new(format!("mqtt://127.0.0.1:{port}"), "ward-collector-alerts");
     let alerter = Alerter::start(&mqtt_only("collector-b"), AlertMqtt::External(ext)).unwrap();
 
     alerter.notify(&applied(
@@ -496,7 +496,7 @@ async fn mosquitto_restart_loses_no_alert() {
     let mut mosq = mosquitto_on(tmp.path(), port);
     // A persistent QoS 1 session: the broker keeps what arrives while the viewer reconnects.
     let mut sub = Subscriber::start(port, "viewer-persistent", true).await;
-    let ext = ExternalSource::new(format!("mqtt://127.0.0.1:{port}"), "ward-collector-alerts");
+    let ext = ClientConfig::new(format!("mqtt://127.0.0.1:{port}"), "ward-collector-alerts");
     let alerter = Alerter::start(&mqtt_only("c"), AlertMqtt::External(ext)).unwrap();
     alerter.notify(&applied(vec![asset_flag(1)], vec![]));
     assert_alert(&sub.recv(1).await[0], "ward/v1/alerts/_global", "opened", 1);
@@ -601,7 +601,7 @@ async fn unacknowledged_alerts_are_republished_after_a_reconnect() {
     let (_mosq, port) = common::mosquitto(tmp.path());
     let mut sub = Subscriber::start(port, "viewer", false).await;
     let proxy = Proxy::start(port).await;
-    let ext = ExternalSource::new(format!("mqtt://127.0.0.1:{}", proxy.port), "alerts");
+    let ext = ClientConfig::new(format!("mqtt://127.0.0.1:{}", proxy.port), "alerts");
     let alerter = Alerter::start(&mqtt_only("c"), AlertMqtt::External(ext)).unwrap();
     alerter.notify(&applied(vec![asset_flag(1)], vec![]));
     assert_alert(&sub.recv(1).await[0], "ward/v1/alerts/_global", "opened", 1);
@@ -624,7 +624,7 @@ async fn unacknowledged_alerts_are_republished_after_a_reconnect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_settings_fail_at_start() {
     let tmp = tempfile::tempdir().unwrap();
-    let bad_url = ExternalSource::new("http://broker", "id");
+    let bad_url = ClientConfig::new("http://broker", "id");
     assert!(Alerter::start(&AlertConfig::default(), AlertMqtt::External(bad_url)).is_err());
     let missing_token = AlertConfig {
         webhook_url: Some("http://127.0.0.1:9/".into()),

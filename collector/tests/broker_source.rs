@@ -503,7 +503,7 @@ async fn real_agent_output_to_embedded_broker() {
         "instance-1",
         spool.path(),
     );
-    c.keep_alive = Duration::from_secs(5);
+    c.client.keep_alive = Duration::from_secs(5);
     c.inflight = 16;
     let out = MqttOutput::start(c).unwrap();
     for i in 0..300u32 {
@@ -787,7 +787,7 @@ async fn embedded_tls() {
     // No network client can read the agents' data: the subscription is refused.
     let (tx, _rx_ext) = mpsc::channel(64);
     let mut ext = ExternalSource::new(format!("mqtts://localhost:{port}"), "ext-tls");
-    ext.ca_file = Some(tmp.path().join("ca.pem"));
+    ext.client.tls.ca_file = Some(tmp.path().join("ca.pem"));
     let ext_src = source::spawn(SourceConfig::External(ext), &filters(), tx)
         .await
         .unwrap();
@@ -988,9 +988,10 @@ async fn external_reconnects_after_broker_restart_and_rejects_bad_settings() {
         (ExternalSource::new("mqtt://x:0", "c"), "port"),
         (ExternalSource::new("mqtt://x", ""), "client_id"),
         (
-            ExternalSource {
-                ca_file: Some("/nonexistent/ca.pem".into()),
-                ..ExternalSource::new("mqtts://x", "c")
+            {
+                let mut s = ExternalSource::new("mqtts://x", "c");
+                s.client.tls.ca_file = Some("/nonexistent/ca.pem".into());
+                s
             },
             "/nonexistent/ca.pem",
         ),
@@ -1197,8 +1198,8 @@ async fn mosquitto_with_the_shipped_acl_confines_every_identity() {
     // The collector, as the ingest source.
     let (tx, mut rx) = mpsc::channel(64);
     let mut ext = ExternalSource::new(format!("mqtt://127.0.0.1:{port}"), "ward-collector");
-    ext.username = Some("ward-collector".into());
-    ext.password = Some("pc".into());
+    ext.client.username = Some("ward-collector".into());
+    ext.client.password = Some("pc".into());
     let src = source::spawn(SourceConfig::External(ext), &filters(), tx)
         .await
         .unwrap();

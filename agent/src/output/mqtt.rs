@@ -53,9 +53,9 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
-use ward_mqtt::client::{check_text, redacted, MAX_PACKET as MQTT_MAX_PACKET};
+use ward_mqtt::client::{check_text, MAX_PACKET as MQTT_MAX_PACKET};
 use ward_mqtt::topic::{check_level, devices_topic, status_topic};
-use ward_mqtt::{Backoff, ClientConfig, ConfigError, TlsFiles};
+use ward_mqtt::{Backoff, ClientConfig, ConfigError};
 
 use super::spool::Spool;
 use super::{rfc3339_millis, AgentState, MqttEndpoint, OutputError, OutputStats, StatusMessage};
@@ -71,24 +71,12 @@ pub const DEFAULT_INFLIGHT_BYTES: u64 = 1 << 20;
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 
 /// MQTT output settings.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MqttConfig {
-    /// `mqtt://host[:port]` or `mqtts://host[:port]`.
-    pub url: String,
-    /// MQTT client id; must be unique per broker (a duplicate makes the broker drop the other).
-    pub client_id: String,
-    /// User name (both schemes).
-    pub username: Option<String>,
-    /// Password; requires `username`.
-    pub password: Option<String>,
-    /// PEM CA certificate(s) for `mqtts://`; default: the system bundle.
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate chain for `mqtts://` (with `client_key`).
-    pub client_cert: Option<PathBuf>,
-    /// PEM client private key (PKCS#8, PKCS#1 or SEC1) for `mqtts://` (with `client_cert`).
-    pub client_key: Option<PathBuf>,
-    /// MQTT keep-alive, 1 s to 65535 s.
-    pub keep_alive: Duration,
+    /// Broker URL (`mqtt://host[:port]` or `mqtts://host[:port]`), client id (unique per
+    /// broker: a duplicate makes the broker drop the other), credentials, TLS files and
+    /// keep-alive.
+    pub client: ClientConfig,
     /// Site (a topic level: no `/ + #` or control characters).
     pub site: String,
     /// Agent id (a topic level: no `/ + #` or control characters).
@@ -104,28 +92,6 @@ pub struct MqttConfig {
     /// Most bytes (spooled size) of device messages awaiting PUBACK at once; one message is
     /// always allowed, however large.
     pub inflight_bytes: u64,
-}
-
-impl std::fmt::Debug for MqttConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MqttConfig")
-            .field("url", &self.url)
-            .field("client_id", &self.client_id)
-            .field("username", &self.username)
-            .field("password", &redacted(&self.password))
-            .field("ca_file", &self.ca_file)
-            .field("client_cert", &self.client_cert)
-            .field("client_key", &self.client_key)
-            .field("keep_alive", &self.keep_alive)
-            .field("site", &self.site)
-            .field("agent_id", &self.agent_id)
-            .field("instance", &self.instance)
-            .field("spool_dir", &self.spool_dir)
-            .field("spool_max_bytes", &self.spool_max_bytes)
-            .field("inflight", &self.inflight)
-            .field("inflight_bytes", &self.inflight_bytes)
-            .finish()
-    }
 }
 
 fn invalid(setting: &'static str, reason: impl Into<String>) -> OutputError {
@@ -152,14 +118,7 @@ impl MqttConfig {
     ) -> MqttConfig {
         let agent_id = agent_id.into();
         MqttConfig {
-            url: url.into(),
-            client_id: format!("ward-{agent_id}"),
-            username: None,
-            password: None,
-            ca_file: None,
-            client_cert: None,
-            client_key: None,
-            keep_alive: Duration::from_secs(30),
+            client: ClientConfig::new(url, format!("ward-{agent_id}")),
             site: site.into(),
             agent_id,
             instance: instance.into(),
@@ -186,24 +145,8 @@ impl MqttConfig {
         self.options().map(|(ep, _)| ep)
     }
 
-    /// The settings every MQTT client has.
-    fn client(&self) -> ClientConfig {
-        ClientConfig {
-            url: self.url.clone(),
-            client_id: self.client_id.clone(),
-            username: self.username.clone(),
-            password: self.password.clone(),
-            tls: TlsFiles {
-                ca_file: self.ca_file.clone(),
-                client_cert: self.client_cert.clone(),
-                client_key: self.client_key.clone(),
-            },
-            keep_alive: self.keep_alive,
-        }
-    }
-
     fn options(&self) -> Result<(MqttEndpoint, MqttOptions), OutputError> {
-        let (ep, mut o) = self.client().options()?;
+        let (ep, mut o) = self.client.options()?;
         topic_level("site", &self.site)?;
         topic_level("agent_id", &self.agent_id)?;
         check_text("instance", &self.instance)?;
@@ -428,7 +371,7 @@ impl MqttOutput {
 
         info!(
             broker = %endpoint,
-            client_id = %cfg.client_id,
+            client_id = %cfg.client.client_id,
             devices_topic = %shared.devices_topic,
             spool_dir = %cfg.spool_dir.display(),
             spool_depth = shared.counters.spool_depth.load(Ordering::Relaxed),
@@ -1101,29 +1044,41 @@ mod tests {
         std::fs::write(&not_pem, "hello").unwrap();
         type Edit = Box<dyn Fn(&mut MqttConfig)>;
         let cases: Vec<(&str, Edit)> = vec![
-            ("url", Box::new(|c| c.url = "http://x".into())),
-            ("url", Box::new(|c| c.url = "jsonl:-".into())),
-            ("client_id", Box::new(|c| c.client_id = String::new())),
+            ("url", Box::new(|c| c.client.url = "http://x".into())),
+            ("url", Box::new(|c| c.client.url = "jsonl:-".into())),
+            (
+                "client_id",
+                Box::new(|c| c.client.client_id = String::new()),
+            ),
             ("site", Box::new(|c| c.site = "a/b".into())),
             ("site", Box::new(|c| c.site = "a+".into())),
             ("agent_id", Box::new(|c| c.agent_id = "#".into())),
             ("agent_id", Box::new(|c| c.agent_id = "a\nb".into())),
             ("agent_id", Box::new(|c| c.agent_id = String::new())),
             ("instance", Box::new(|c| c.instance = String::new())),
-            ("password", Box::new(|c| c.password = Some("pw".into()))),
-            ("keep_alive", Box::new(|c| c.keep_alive = Duration::ZERO)),
+            (
+                "password",
+                Box::new(|c| c.client.password = Some("pw".into())),
+            ),
             (
                 "keep_alive",
-                Box::new(|c| c.keep_alive = Duration::from_secs(70_000)),
+                Box::new(|c| c.client.keep_alive = Duration::ZERO),
+            ),
+            (
+                "keep_alive",
+                Box::new(|c| c.client.keep_alive = Duration::from_secs(70_000)),
             ),
             ("spool_dir", Box::new(|c| c.spool_dir = PathBuf::new())),
             ("spool_max_bytes", Box::new(|c| c.spool_max_bytes = 100)),
             ("inflight", Box::new(|c| c.inflight = 0)),
             ("inflight", Box::new(|c| c.inflight = 5000)),
-            ("ca_file", Box::new(|c| c.ca_file = Some("x".into()))),
+            (
+                "ca_file",
+                Box::new(|c| c.client.tls.ca_file = Some("x".into())),
+            ),
             (
                 "client_cert",
-                Box::new(|c| c.client_cert = Some("x".into())),
+                Box::new(|c| c.client.tls.client_cert = Some("x".into())),
             ),
         ];
         for (want, edit) in cases {
@@ -1137,27 +1092,27 @@ mod tests {
 
         let tls = |edit: &dyn Fn(&mut MqttConfig)| {
             let mut c = cfg(dir.path());
-            c.url = "mqtts://broker".into();
+            c.client.url = "mqtts://broker".into();
             edit(&mut c);
             c.validate()
         };
-        let e = tls(&|c| c.ca_file = Some(missing.clone())).unwrap_err();
+        let e = tls(&|c| c.client.tls.ca_file = Some(missing.clone())).unwrap_err();
         assert!(e.to_string().contains("missing.pem"), "{e}");
         assert_eq!(setting_of(e), "ca_file");
         assert_eq!(
-            setting_of(tls(&|c| c.ca_file = Some(not_pem.clone())).unwrap_err()),
+            setting_of(tls(&|c| c.client.tls.ca_file = Some(not_pem.clone())).unwrap_err()),
             "ca_file"
         );
         assert_eq!(
-            setting_of(tls(&|c| c.client_cert = Some(not_pem.clone())).unwrap_err()),
+            setting_of(tls(&|c| c.client.tls.client_cert = Some(not_pem.clone())).unwrap_err()),
             "client_key"
         );
         assert_eq!(
-            setting_of(tls(&|c| c.client_key = Some(not_pem.clone())).unwrap_err()),
+            setting_of(tls(&|c| c.client.tls.client_key = Some(not_pem.clone())).unwrap_err()),
             "client_cert"
         );
         assert_eq!(
-            setting_of(tls(&|c| c.url = "mqtts://[::1]".into()).unwrap_err()),
+            setting_of(tls(&|c| c.client.url = "mqtts://[::1]".into()).unwrap_err()),
             "url"
         );
     }
@@ -1165,8 +1120,8 @@ mod tests {
     #[test]
     fn debug_redacts_the_password() {
         let mut c = cfg(Path::new("/tmp"));
-        c.username = Some("u".into());
-        c.password = Some("hunter2".into());
+        c.client.username = Some("u".into());
+        c.client.password = Some("hunter2".into());
         let s = format!("{c:?}");
         assert!(!s.contains("hunter2"));
         assert!(s.contains("redacted"));

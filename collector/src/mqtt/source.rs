@@ -47,7 +47,6 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -59,9 +58,9 @@ use rumqttc::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
-use ward_mqtt::client::{network_options, redacted, MAX_PACKET as MQTT_MAX_PACKET};
+use ward_mqtt::client::{network_options, MAX_PACKET as MQTT_MAX_PACKET};
 use ward_mqtt::poll::{next_poll, PollFuture};
-use ward_mqtt::{Backoff, ClientConfig, ConfigError, Endpoint, TlsFiles};
+use ward_mqtt::{Backoff, ClientConfig, ConfigError, Endpoint};
 
 use crate::mqtt::broker::{BrokerError, BrokerLinker, EmbeddedAck};
 
@@ -161,49 +160,20 @@ pub struct EmbeddedSource {
 }
 
 /// An external MQTT 3.1.1 broker.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ExternalSource {
-    /// `mqtt://host[:port]` (default port 1883) or `mqtts://host[:port]` (8883).
-    pub url: String,
-    /// Client id; identifies the persistent session, so keep it stable across restarts and
-    /// unique per collector (a duplicate makes the broker drop the other connection).
-    pub client_id: String,
-    /// User name.
-    pub username: Option<String>,
-    /// Password; requires `username`.
-    pub password: Option<String>,
-    /// PEM CA certificate(s) for `mqtts://`; default: the system bundle (or `SSL_CERT_FILE`).
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate chain for `mqtts://` (with `client_key`).
-    pub client_cert: Option<PathBuf>,
-    /// PEM client private key (PKCS#8, PKCS#1 or SEC1) for `mqtts://` (with `client_cert`).
-    pub client_key: Option<PathBuf>,
+    /// Broker URL (`mqtt://host[:port]`, default port 1883, or `mqtts://host[:port]`, 8883),
+    /// client id, credentials, TLS files and keep-alive. The client id identifies the
+    /// persistent session, so keep it stable across restarts and unique per collector (a
+    /// duplicate makes the broker drop the other connection).
+    pub client: ClientConfig,
     /// Subscribe through `$share/<group>/<filter>`, so that the collectors of one group split
     /// the messages between them.
     pub shared_group: Option<String>,
-    /// MQTT keep-alive, 1 s to 65535 s.
-    pub keep_alive: Duration,
     /// Largest incoming packet, in bytes. Keep the broker's own limit (Mosquitto:
     /// `message_size_limit`) at or below it: a larger message makes the source drop the
     /// connection, and the broker redelivers it after every reconnect, blocking the session.
     pub max_packet_size: usize,
-}
-
-impl fmt::Debug for ExternalSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExternalSource")
-            .field("url", &self.url)
-            .field("client_id", &self.client_id)
-            .field("username", &self.username)
-            .field("password", &redacted(&self.password))
-            .field("ca_file", &self.ca_file)
-            .field("client_cert", &self.client_cert)
-            .field("client_key", &self.client_key)
-            .field("shared_group", &self.shared_group)
-            .field("keep_alive", &self.keep_alive)
-            .field("max_packet_size", &self.max_packet_size)
-            .finish()
-    }
 }
 
 impl ExternalSource {
@@ -211,32 +181,9 @@ impl ExternalSource {
     /// packets up to 4 MiB.
     pub fn new(url: impl Into<String>, client_id: impl Into<String>) -> ExternalSource {
         ExternalSource {
-            url: url.into(),
-            client_id: client_id.into(),
-            username: None,
-            password: None,
-            ca_file: None,
-            client_cert: None,
-            client_key: None,
+            client: ClientConfig::new(url, client_id),
             shared_group: None,
-            keep_alive: DEFAULT_KEEP_ALIVE,
             max_packet_size: DEFAULT_MAX_PACKET,
-        }
-    }
-
-    /// The settings every MQTT client has (what the alert publisher shares with the source).
-    pub fn client(&self) -> ClientConfig {
-        ClientConfig {
-            url: self.url.clone(),
-            client_id: self.client_id.clone(),
-            username: self.username.clone(),
-            password: self.password.clone(),
-            tls: TlsFiles {
-                ca_file: self.ca_file.clone(),
-                client_cert: self.client_cert.clone(),
-                client_key: self.client_key.clone(),
-            },
-            keep_alive: self.keep_alive,
         }
     }
 }
@@ -595,7 +542,7 @@ impl AckState {
 }
 
 fn mqtt_options(cfg: &ExternalSource) -> Result<(Endpoint, MqttOptions), SourceError> {
-    let (ep, mut o) = cfg.client().options()?;
+    let (ep, mut o) = cfg.client.options()?;
     if let Some(g) = &cfg.shared_group {
         if g.is_empty() || g.contains(['/', '+', '#']) || g.chars().any(char::is_control) {
             return Err(ConfigError::invalid(
@@ -646,10 +593,10 @@ fn spawn_external(
     let counters = Arc::new(Counters::default());
     let (status_tx, status) = watch::channel(SourceStatus::default());
     let (stop_tx, stop_rx) = oneshot::channel();
-    let url = cfg.url.clone();
+    let url = cfg.client.url.clone();
     info!(
         url,
-        client_id = cfg.client_id,
+        client_id = cfg.client.client_id,
         tls = ep.tls,
         ?filters,
         "connecting to the MQTT broker"
