@@ -605,6 +605,14 @@ async fn unacknowledged_alerts_are_republished_after_a_reconnect() {
     let alerter = Alerter::start(&mqtt_only("c"), AlertMqtt::External(ext)).unwrap();
     alerter.notify(&applied(vec![asset_flag(1)], vec![]));
     assert_alert(&sub.recv(1).await[0], "ward/v1/alerts/_global", "opened", 1);
+    // The subscriber can have the message before the publisher has its PUBACK: wait for the
+    // acknowledgement, or the blackhole below would swallow it.
+    wait_until(
+        "the first alert acknowledged",
+        Duration::from_secs(10),
+        || alerter.stats().published == 1,
+    )
+    .await;
 
     proxy.blackhole.store(true, Ordering::SeqCst);
     alerter.notify(&applied(vec![asset_flag(2), asset_flag(3)], vec![]));

@@ -115,7 +115,7 @@ TLS_FACTS = [
     ("tls.cert_subject_ou", "WardPump 500"), ("tls.cert_serial", "7731"),
     ("tls.cert_self_signed", "true"),
 ]
-TLS_CANARIES = ["CANARYTLS^PATIENT", "CANARY-MRN-TLS-0001", "CANARYTLS^COOKIE"]
+TLS_CANARIES = ["CANARYTLS^PATIENT", "CANARY-MRN-TLS-0001", "CANARYTLS^QUOKKACOOKIE"]
 
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,

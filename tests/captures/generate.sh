@@ -484,7 +484,7 @@ EOF
 # tls_get PORT SNI ALPN VERSION_FLAG: one HTTPS request from the device side whose path, query
 # and cookie name a patient (the canaries must stay sealed inside the encrypted records).
 tls_get() {
-    printf 'GET /patients/CANARYTLS%%5EPATIENT?mrn=CANARY-MRN-TLS-0001 HTTP/1.0\r\nCookie: patient=CANARYTLS^COOKIE\r\n\r\n' \
+    printf 'GET /patients/CANARYTLS%%5EPATIENT?mrn=CANARY-MRN-TLS-0001 HTTP/1.0\r\nCookie: patient=CANARYTLS^QUOKKACOOKIE\r\n\r\n' \
         | nsx "$NS_A" timeout 10 openssl s_client -connect "$IP_B:$1" -servername "$2" -alpn "$3" "$4" \
             -CAfile "$WORK/tls/ca.pem" -quiet -ign_eof >>"$WORK/s_client.log" 2>&1 || true
 }
