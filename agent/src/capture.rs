@@ -1,41 +1,51 @@
-//! Live, receive-only capture from network interfaces (a SPAN/mirror port) through
-//! `pnet_datalink`'s Linux `AF_PACKET` backend.
+//! Live, receive-only capture from network interfaces (a SPAN/mirror port) through libpcap's
+//! memory-mapped `TPACKET_V3` receive ring (crate `pcap`).
+//!
+//! # Why libpcap
+//!
+//! The kernel writes frames into a ring of blocks shared with the process (`PACKET_RX_RING`,
+//! `TPACKET_V3`); a block is handed over when it is full or when the block timeout expires, so
+//! a burst fills the ring instead of a small socket buffer, and reading costs no system call per
+//! frame. libpcap (1.10, the `libpcap0.8` package) sets this ring up, re-inserts the 802.1Q /
+//! 802.1ad tag the kernel moved into the ring's frame header (`tp_vlan_tci`, `tp_vlan_tpid`),
+//! compiles tcpdump filter expressions to BPF and attaches them in the kernel, and keeps the
+//! kernel's drop counter (`PACKET_STATISTICS`). Doing the same on a raw `AF_PACKET` socket
+//! would need `unsafe` (mmap, ring headers) in a crate that forbids it; ARCHITECTURE.md has the
+//! measurement behind the choice.
 //!
 //! # Receive-only invariant
 //!
-//! ward must never transmit on a monitored network. `pnet_datalink::channel` always returns a
-//! sender together with the receiver; [`Capture::open`] drops that `DataLinkSender` on the
-//! spot (asking pnet for a zero-byte write buffer) and no other code in the agent ever obtains
-//! one. Nothing in `ward-agent` calls the sender methods; a unit test of this module scans the
-//! crate's sources (`src/`, `tests/`) and fails if either of pnet's transmit methods is ever
-//! called. The live-capture integration test proves it on the wire as well: the monitor
-//! interface's kernel `tx_packets` stays unchanged while the agent captures.
+//! ward must never transmit on a monitored network. The only transmit call of the binding,
+//! `pcap::Capture::sendpacket`, is disallowed by `clippy.toml` (the build runs clippy with
+//! `-D warnings`), and a unit test keeps that entry in place. The live-capture integration test
+//! proves it on the wire as well: the monitor interface's kernel `tx_packets` stays unchanged
+//! while the agent captures.
 //!
 //! Note what an `ETH_P_ALL` packet socket sees: every frame received on the interface *and*
 //! every frame this host transmits on it. A monitor interface should have no addresses and
 //! IPv6 disabled (`net.ipv6.conf.<if>.disable_ipv6=1`) so the host itself stays silent there.
 //!
-//! # Threads, buffers, timestamps
+//! # Threads, ring, timestamps
 //!
-//! Each interface gets one OS thread doing blocking reads (poll with
-//! [`CaptureConfig::read_timeout`], so [`CaptureHandle::stop`] takes effect within one timeout).
-//! Frames are handed to a callback or a bounded channel as [`Packet`]s with link type
-//! Ethernet. `time_us` is the wall-clock time at which ward read the frame (pnet exposes no
-//! kernel timestamp), so it lags the wire by the socket backlog.
+//! Each interface gets one OS thread reading its ring ([`CaptureConfig::ring_bytes`], 64 MiB by
+//! default, mapped once per interface). A block is handed to the reader when full or after
+//! [`CaptureConfig::block_timeout`] (100 ms by default), which is also how quickly
+//! [`CaptureHandle::stop`] takes effect. Frames are handed to a callback or a bounded channel as
+//! [`Packet`]s with link type Ethernet and the kernel's receive timestamp.
 //!
-//! The per-read buffer ([`CaptureConfig::read_buffer_bytes`], 64 KiB by default) holds jumbo
-//! frames (9216 bytes) and the up-to-64-KiB super-frames that GRO/LRO build on NICs with
-//! receive offloads on. A frame that fills the whole buffer may have been cut (pnet does not
-//! report `MSG_TRUNC`) and is counted in [`InterfaceStats::possibly_truncated`]; the decoder
-//! handles truncated frames. pnet does not set `SO_RCVBUF`, so the socket's receive buffer is
-//! `net.core.rmem_default`; raise that sysctl (e.g. to 8 MiB) on busy SPAN ports before ward
-//! starts. [`InterfaceStats::socket`] shows the actual buffer size and socket drops.
+//! [`CaptureConfig::snaplen`] (64 KiB by default) holds jumbo frames (9216 bytes) and the
+//! up-to-64-KiB super-frames that GRO/LRO build on NICs with receive offloads on. A longer
+//! frame is cut and counted in [`InterfaceStats::possibly_truncated`] (libpcap reports the
+//! original length); the decoder handles truncated frames.
 //!
-//! `PACKET_FANOUT` is not used: one socket per interface, one reader thread. (Fanout would let
-//! several threads share one interface's load; pnet supports it in `linux::Config`.)
+//! [`CaptureConfig::filter`] is a tcpdump filter expression compiled by libpcap and run in the
+//! kernel: excluded frames never reach the ring (nor the counters).
+//!
+//! `PACKET_FANOUT` is not used: one ring per interface, one reader thread (libpcap has no
+//! fanout call, and setting the socket option on its descriptor needs `unsafe`).
 //!
 //! If reading fails (the link went down, the interface was deleted and re-created...), the
-//! thread closes the socket, waits while the interface is administratively down, and reopens it
+//! thread closes the capture, waits while the interface is administratively down, and reopens it
 //! by name with backoff (100 ms doubling to 5 s); [`InterfaceStats::errors`] and
 //! [`InterfaceStats::reopens`] count this. Reopening needs `CAP_NET_RAW`, which is why
 //! [`crate::privileges::drop_to`] keeps exactly that capability.
@@ -63,84 +73,85 @@
 //!
 //! # Counters
 //!
-//! [`CaptureHandle::stats`] returns ward's own counters and what the kernel says; see
-//! [`KernelStats`] and [`SocketStats`] for exactly what each kernel number means and what is
-//! not available without the socket's descriptor.
+//! [`CaptureHandle::stats`] returns ward's own counters, the ring's drop counter
+//! ([`InterfaceStats::ring_drops`]: frames the kernel discarded because the ring was full) and
+//! what the interface says; see [`KernelStats`] and [`SocketStats`].
 //!
 //! # VLANs
 //!
-//! See [`VLAN_NOTE`]: live capture loses the outermost VLAN tag. Offline reading of a libpcap
-//! capture keeps it.
+//! See [`VLAN_NOTE`]: live capture keeps 802.1Q and QinQ tags, as offline reading does.
 
 mod kernel;
 
 use std::collections::HashSet;
 use std::fmt;
 use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use pnet_datalink::{Channel, ChannelType, DataLinkReceiver};
 use serde::{Deserialize, Serialize};
 use ward_protocols::frame::LinkType;
 
 pub use kernel::{KernelStats, SocketStats};
 
-/// What live capture does to 802.1Q / 802.1ad tags, and what to do about it.
+/// What live capture does to 802.1Q / 802.1ad tags.
 ///
-/// Verified on Linux 6.18 with a veth pair: frames sent with tags in the frame bytes were read
-/// by a plain `AF_PACKET` `recvfrom` (which is all pnet does) as follows, with
-/// `rx-vlan-offload` both on and off on the receiving veth, while `tcpdump` on the same
-/// interface showed every tag. The live-capture integration test asserts this behaviour.
+/// Verified on Linux 6.18 with a veth pair (the live-capture integration test asserts it).
 pub const VLAN_NOTE: &str = "\
-Live capture loses the outermost VLAN tag. On receive, Linux moves the outermost 802.1Q or \
-802.1ad tag out of the frame into packet metadata: the NIC does it when rx-vlan-offload is on, \
-and the core network stack does it in software (skb_vlan_untag in __netif_receive_skb_core) \
-when it is off or the NIC cannot (on current kernels, with or without the 8021q module). A packet \
-socket gets the tag back only from PACKET_AUXDATA control messages (or the TPACKET ring \
-header), which pnet_datalink does not read. So a single-tagged frame arrives untagged (its VLAN \
-id is lost), and a QinQ frame arrives with only its inner tag (the outer S-tag id is lost). \
-`ethtool -K IF rxvlan off` does NOT help: the software path strips the tag anyway. \
-Workarounds: (1) if VLAN ids matter, capture with libpcap, which re-inserts the tag from \
-PACKET_AUXDATA, and feed ward offline, e.g. `tcpdump -i IF -s 0 -U -w - | ward-agent read -`; \
-pcap/pcapng files keep their tags; (2) have the switch send one SPAN session per VLAN to \
-separate ports and map interface to VLAN in configuration; (3) a future capture backend that \
-reads PACKET_AUXDATA control messages (tp_vlan_tci, tp_vlan_tpid) or a TPACKET ring could put \
-the tag back (nix 0.29 does not expose unknown control messages' bytes, so this needs another \
-crate or a newer nix).";
+Live capture keeps VLAN tags. On receive, Linux moves the outermost 802.1Q or 802.1ad tag out \
+of the frame into packet metadata (the NIC with rx-vlan-offload, or the core stack in software, \
+with or without the 8021q module). The capture ring's frame header carries it (tp_vlan_tci, \
+tp_vlan_tpid) and libpcap puts it back into the frame, so a single-tagged frame arrives with its \
+tag and a QinQ frame with both tags, exactly as in a pcap file of the same traffic.";
 
-/// Jumbo frame size that [`CaptureConfig::read_buffer_bytes`] must at least hold by default.
+/// Jumbo frame size that [`CaptureConfig::snaplen`] must at least hold by default.
 pub const JUMBO_FRAME_BYTES: usize = 9216;
 
-/// Smallest accepted read buffer: a full-size untagged Ethernet frame.
-pub const MIN_READ_BUFFER_BYTES: usize = 1518;
+/// Smallest accepted snapshot length: a full-size untagged Ethernet frame.
+pub const MIN_SNAPLEN: usize = 1518;
+
+/// Default ring size per interface: about 0.5 s of a saturated 1 Gbit/s link.
+pub const DEFAULT_RING_BYTES: usize = 64 << 20;
+
+/// Smallest accepted ring: a few blocks of 64-KiB frames.
+pub const MIN_RING_BYTES: usize = 1 << 20;
+
+/// Largest accepted ring (libpcap takes an `int`; the ring is locked kernel memory).
+pub const MAX_RING_BYTES: usize = 1 << 30;
 
 /// Live capture settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureConfig {
     /// Interfaces to capture on, by name (each at most once).
     pub interfaces: Vec<String>,
-    /// Bytes read per frame; larger frames are cut. Default 65 536: jumbo frames and
+    /// Bytes kept per frame; longer frames are cut. Default 65 536: jumbo frames and
     /// GRO/LRO super-frames fit.
-    pub read_buffer_bytes: usize,
+    pub snaplen: usize,
+    /// Size of each interface's receive ring in bytes (default [`DEFAULT_RING_BYTES`]).
+    pub ring_bytes: usize,
     /// Put the interfaces in promiscuous mode while capturing (default true; the kernel undoes
     /// it when the socket closes).
     pub promiscuous: bool,
-    /// How long one read waits for a frame before the loop checks for shutdown (default
-    /// 250 ms). [`CaptureHandle::stop`] takes effect within this time.
-    pub read_timeout: Duration,
+    /// How long the kernel waits before handing over a block that is not full, and how long a
+    /// read waits before the loop checks for shutdown (default 100 ms).
+    pub block_timeout: Duration,
+    /// tcpdump filter expression: only matching frames are captured (default: everything).
+    pub filter: Option<String>,
 }
 
 impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
             interfaces: Vec::new(),
-            read_buffer_bytes: 65_536,
+            snaplen: 65_536,
+            ring_bytes: DEFAULT_RING_BYTES,
             promiscuous: true,
-            read_timeout: Duration::from_millis(250),
+            block_timeout: Duration::from_millis(100),
+            filter: None,
         }
     }
 }
@@ -172,17 +183,34 @@ impl CaptureConfig {
                 )));
             }
         }
-        if self.read_buffer_bytes < MIN_READ_BUFFER_BYTES {
+        if self.snaplen < MIN_SNAPLEN || self.snaplen > 262_144 {
             return Err(CaptureError::Config(format!(
-                "read buffer of {} bytes cannot hold an Ethernet frame (minimum {MIN_READ_BUFFER_BYTES}, \
-                 default 65536)",
-                self.read_buffer_bytes
+                "snapshot length of {} bytes is outside {MIN_SNAPLEN}..=262144 (default 65536)",
+                self.snaplen
             )));
         }
-        if self.read_timeout < Duration::from_millis(1) {
+        if !(MIN_RING_BYTES..=MAX_RING_BYTES).contains(&self.ring_bytes) {
+            return Err(CaptureError::Config(format!(
+                "ring of {} bytes is outside {MIN_RING_BYTES}..={MAX_RING_BYTES} (default {DEFAULT_RING_BYTES})",
+                self.ring_bytes
+            )));
+        }
+        if self.block_timeout < Duration::from_millis(1)
+            || self.block_timeout > Duration::from_secs(10)
+        {
             return Err(CaptureError::Config(
-                "read timeout must be at least 1 ms (0 would spin)".into(),
+                "block timeout must be between 1 ms (0 would never hand over a quiet block) and 10 s"
+                    .into(),
             ));
+        }
+        if let Some(f) = &self.filter {
+            // Compiled against an Ethernet link without a device, so a bad expression fails
+            // here, before any interface is opened.
+            let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET)
+                .map_err(|e| CaptureError::Config(format!("capture filter: {e}")))?;
+            dead.compile(f, true).map_err(|e| CaptureError::Filter {
+                message: e.to_string(),
+            })?;
         }
         Ok(())
     }
@@ -194,6 +222,12 @@ pub enum CaptureError {
     /// Bad settings.
     #[error("capture configuration: {0}")]
     Config(String),
+    /// The `--filter` expression does not compile.
+    #[error("capture filter (--filter) is not a valid tcpdump expression: {message}")]
+    Filter {
+        /// libpcap's message (it names the token, never packet data).
+        message: String,
+    },
     /// The interface does not exist in this network namespace.
     #[error(
         "capture interface {name} does not exist in this network namespace (available: {}); \
@@ -233,7 +267,7 @@ pub enum CaptureError {
     Open {
         /// Requested name.
         name: String,
-        /// What the kernel said.
+        /// What libpcap or the kernel said.
         source: io::Error,
     },
     /// A capture thread could not be started.
@@ -246,22 +280,22 @@ pub enum CaptureError {
     },
 }
 
-/// One captured frame, borrowed from the capture thread's read buffer.
+/// One captured frame, borrowed from the capture ring.
 #[derive(Debug, Clone, Copy)]
 pub struct Packet<'a> {
-    /// Time ward read the frame, microseconds since the Unix epoch (wall clock).
+    /// Time the kernel received the frame, microseconds since the Unix epoch.
     pub time_us: i64,
     /// Index of the interface in [`CaptureConfig::interfaces`] (and in
     /// [`CaptureHandle::stats`]).
     pub interface: usize,
     /// Link type of `data` (always Ethernet today).
     pub link: LinkType,
-    /// The frame, from the destination MAC on (no FCS); see [`VLAN_NOTE`] about tags.
+    /// The frame, from the destination MAC on (no FCS), VLAN tags in place.
     pub data: &'a [u8],
 }
 
 impl Packet<'_> {
-    /// Copies the frame out of the read buffer.
+    /// Copies the frame out of the ring.
     pub fn to_owned_packet(&self) -> OwnedPacket {
         OwnedPacket {
             time_us: self.time_us,
@@ -302,16 +336,20 @@ pub enum Delivery {
 pub struct InterfaceStats {
     /// Interface name.
     pub interface: String,
-    /// Frames read from the socket.
+    /// Frames read from the ring.
     pub packets: u64,
-    /// Bytes of those frames (as read).
+    /// Bytes of those frames (as captured).
     pub bytes: u64,
-    /// Frames that filled the whole read buffer and so may have been cut.
+    /// Frames longer than the snapshot length, cut to it.
     pub possibly_truncated: u64,
     /// Frames the callback did not take ([`Delivery::Dropped`] / [`Delivery::Closed`]), e.g.
-    /// because the bounded channel was full.
+    /// because the bounded channel to the decoders was full (queue full).
     pub sink_dropped: u64,
-    /// Read errors (each closes the socket; the thread then reopens the interface).
+    /// Frames the kernel discarded because the ring was full (`PACKET_STATISTICS` `tp_drops`,
+    /// summed over reopens): the reader did not keep up.
+    #[serde(default)]
+    pub ring_drops: u64,
+    /// Read errors (each closes the capture; the thread then reopens the interface).
     pub errors: u64,
     /// Successful reopens after a read error.
     pub reopens: u64,
@@ -326,12 +364,20 @@ pub struct InterfaceStats {
     pub socket: Option<SocketStats>,
 }
 
+impl InterfaceStats {
+    /// Frames lost on the way to the decoders: ring full (kernel) plus queue full (ward).
+    pub fn lost(&self) -> u64 {
+        self.ring_drops + self.sink_dropped
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     packets: AtomicU64,
     bytes: AtomicU64,
     truncated: AtomicU64,
     sink_dropped: AtomicU64,
+    ring_drops: AtomicU64,
     errors: AtomicU64,
     reopens: AtomicU64,
     running: AtomicBool,
@@ -346,7 +392,7 @@ struct IfaceShared {
 
 struct Opened {
     shared: Arc<IfaceShared>,
-    rx: Box<dyn DataLinkReceiver>,
+    cap: pcap::Capture<pcap::Active>,
 }
 
 impl fmt::Debug for Opened {
@@ -357,7 +403,7 @@ impl fmt::Debug for Opened {
     }
 }
 
-/// Opened capture sockets, not yet read. Open (as root or with `CAP_NET_RAW`), then drop
+/// Opened capture rings, not yet read. Open (as root or with `CAP_NET_RAW`), then drop
 /// privileges, then [`start`](Capture::start).
 #[derive(Debug)]
 pub struct Capture {
@@ -365,36 +411,61 @@ pub struct Capture {
     opened: Vec<Opened>,
 }
 
-fn pnet_config(cfg: &CaptureConfig) -> pnet_datalink::Config {
-    pnet_datalink::Config {
-        // Receive-only: the sender pnet builds anyway is dropped unused; give it no buffer.
-        write_buffer_size: 0,
-        read_buffer_size: cfg.read_buffer_bytes,
-        read_timeout: Some(cfg.read_timeout),
-        write_timeout: None,
-        channel_type: ChannelType::Layer2,
-        linux_fanout: None,
-        promiscuous: cfg.promiscuous,
-        ..pnet_datalink::Config::default()
+/// Interfaces of this network namespace (`/sys/class/net`), sorted.
+fn interface_names() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Whether `name` can be an interface name (and so is safe to join to a `/sys` path).
+fn valid_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0'])
+        && !name.chars().any(char::is_whitespace)
+}
+
+fn open_error(name: &str, e: pcap::Error) -> CaptureError {
+    let msg = e.to_string();
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("permission") || lower.contains("operation not permitted") {
+        CaptureError::PermissionDenied {
+            name: name.to_owned(),
+        }
+    } else if lower.contains("no such device") {
+        CaptureError::NoSuchInterface {
+            name: name.to_owned(),
+            available: interface_names(),
+        }
+    } else {
+        CaptureError::Open {
+            name: name.to_owned(),
+            source: io::Error::other(msg),
+        }
     }
 }
 
-/// Opens one interface for receiving. The only place the agent calls `pnet_datalink::channel`;
-/// the sender half is dropped before this function returns.
+/// Opens one interface for receiving: a `TPACKET_V3` ring of `cfg.ring_bytes`, the filter
+/// attached. The binding's transmit call is disallowed by clippy.toml.
 fn open_receiver(
     name: &str,
     cfg: &CaptureConfig,
-) -> Result<Box<dyn DataLinkReceiver>, CaptureError> {
-    let all = pnet_datalink::interfaces();
-    let Some(iface) = all.iter().find(|i| i.name == name) else {
-        let mut available: Vec<String> = all.iter().map(|i| i.name.clone()).collect();
-        available.sort();
-        available.dedup();
+) -> Result<pcap::Capture<pcap::Active>, CaptureError> {
+    if !valid_interface_name(name) || !Path::new("/sys/class/net").join(name).exists() {
         return Err(CaptureError::NoSuchInterface {
             name: name.to_owned(),
-            available,
+            available: interface_names(),
         });
-    };
+    }
     match kernel::arphrd(name) {
         // ARPHRD_ETHER, ARPHRD_LOOPBACK (Ethernet framing with zero MACs).
         Some(1 | 772) | None => {}
@@ -405,68 +476,65 @@ fn open_receiver(
             })
         }
     }
-    // The one datalink channel of the agent (clippy.toml disallows the call everywhere else).
-    #[allow(clippy::disallowed_methods)]
-    let channel = pnet_datalink::channel(iface, pnet_config(cfg));
-    match channel {
-        Ok(Channel::Ethernet(sender, receiver)) => {
-            // RECEIVE-ONLY INVARIANT: the sender is dropped here, unused. The socket stays open
-            // through the receiver only.
-            drop(sender);
-            Ok(receiver)
-        }
-        Ok(_) => Err(CaptureError::Open {
+    let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+    // Validated: both fit an i32.
+    let ring = i32::try_from(cfg.ring_bytes).unwrap_or(i32::MAX);
+    let snaplen = i32::try_from(cfg.snaplen).unwrap_or(65_536);
+    // No immediate mode: libpcap would fall back to TPACKET_V2 (one frame per slot, handed over
+    // at once); TPACKET_V3 needs the block timeout instead.
+    let mut cap = pcap::Capture::from_device(name)
+        .map_err(|e| open_error(name, e))?
+        .promisc(cfg.promiscuous)
+        .snaplen(snaplen)
+        .buffer_size(ring)
+        .timeout(ms(cfg.block_timeout).max(1))
+        .open()
+        .map_err(|e| open_error(name, e))?;
+    if cap.get_datalink() != pcap::Linktype::ETHERNET {
+        return Err(CaptureError::NotEthernet {
             name: name.to_owned(),
-            source: io::Error::other("pnet returned a non-Ethernet channel"),
-        }),
-        Err(e)
-            if e.kind() == io::ErrorKind::PermissionDenied
-                || matches!(e.raw_os_error(), Some(1 | 13)) =>
-        {
-            Err(CaptureError::PermissionDenied {
-                name: name.to_owned(),
-            })
-        }
-        Err(e) if e.raw_os_error() == Some(19) => Err(CaptureError::NoSuchInterface {
-            name: name.to_owned(),
-            available: Vec::new(),
-        }),
-        Err(source) => Err(CaptureError::Open {
-            name: name.to_owned(),
-            source,
-        }),
+            arphrd: kernel::arphrd(name).unwrap_or(0),
+        });
     }
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    if let Some(f) = &cfg.filter {
+        cap.filter(f, true).map_err(|e| CaptureError::Filter {
+            message: e.to_string(),
+        })?;
+    }
+    // Non-blocking: the reader waits on the descriptor itself (see `Reader::wait_for_block`).
+    cap.setnonblock().map_err(|e| open_error(name, e))
 }
 
 impl Capture {
-    /// Opens every configured interface (raw `AF_PACKET` socket, promiscuous if configured).
-    /// Fails on the first interface that cannot be opened, naming it.
+    /// Opens every configured interface (a receive ring, promiscuous if configured, the
+    /// filter attached). Fails on the first interface that cannot be opened, naming it.
     pub fn open(cfg: &CaptureConfig) -> Result<Capture, CaptureError> {
         cfg.validate()?;
         let mut opened = Vec::with_capacity(cfg.interfaces.len());
         for name in &cfg.interfaces {
+            let cap = open_receiver(name, cfg)?;
             let kernel_at_open = KernelStats::read(name).ok();
-            let rx = open_receiver(name, cfg)?;
             if let Ok(flags) = std::fs::read_to_string(format!("/sys/class/net/{name}/operstate")) {
                 if flags.trim() == "down" {
                     tracing::warn!(interface = %name, "capture interface is down; capture starts when it comes up");
                 }
             }
-            tracing::info!(interface = %name, read_buffer = cfg.read_buffer_bytes, promiscuous = cfg.promiscuous, "capture interface opened (receive-only)");
+            tracing::info!(
+                interface = %name,
+                ring_bytes = cfg.ring_bytes,
+                snaplen = cfg.snaplen,
+                block_timeout_ms = cfg.block_timeout.as_millis() as u64,
+                filter = cfg.filter.as_deref().unwrap_or("-"),
+                promiscuous = cfg.promiscuous,
+                "capture interface opened (receive-only TPACKET_V3 ring)"
+            );
             opened.push(Opened {
                 shared: Arc::new(IfaceShared {
                     name: name.clone(),
                     kernel_at_open,
                     counters: Counters::default(),
                 }),
-                rx,
+                cap,
             });
         }
         Ok(Capture {
@@ -504,10 +572,10 @@ impl Capture {
             };
             reader.shared.counters.running.store(true, Ordering::SeqCst);
             let shared = Arc::clone(&reader.shared);
-            let rx = opened.rx;
+            let cap = opened.cap;
             match thread::Builder::new()
                 .name(format!("ward-cap-{name}"))
-                .spawn(move || reader.run(rx))
+                .spawn(move || reader.run(cap))
             {
                 Ok(t) => handle.threads.push(t),
                 Err(source) => {
@@ -522,8 +590,8 @@ impl Capture {
 
     /// Like [`start`](Capture::start), delivering owned frames to a bounded channel of
     /// `capacity` frames. When the channel is full the frame is dropped and counted in
-    /// [`InterfaceStats::sink_dropped`] (the reader never blocks on the consumer); when the
-    /// receiver is dropped the reader threads stop.
+    /// [`InterfaceStats::sink_dropped`] (the reader never blocks on the consumer: the ring is
+    /// the buffer); when the receiver is dropped the reader threads stop.
     pub fn start_channel(
         self,
         capacity: usize,
@@ -548,6 +616,36 @@ struct Reader<F> {
 
 const REOPEN_MIN: Duration = Duration::from_millis(100);
 const REOPEN_MAX: Duration = Duration::from_secs(5);
+/// Microseconds since the epoch from a `timeval`'s parts (`time_t`/`suseconds_t` vary in width
+/// across targets; `try_from` takes every one without a lossy cast).
+fn time_us<S, U>(sec: S, usec: U) -> i64
+where
+    i64: TryFrom<S> + TryFrom<U>,
+{
+    let sec = i64::try_from(sec).unwrap_or(0);
+    let usec = i64::try_from(usec).unwrap_or(0);
+    sec.saturating_mul(1_000_000).saturating_add(usec)
+}
+
+/// How often the reader reads the ring's drop counter.
+const DROPS_EVERY: Duration = Duration::from_millis(500);
+/// Frames handed over per `pcap_dispatch` call (at most one ring block is walked per call).
+const DISPATCH_BATCH: usize = 4096;
+
+/// The ring's cumulative drop counter as of the last read, for one open capture. libpcap keeps
+/// a 32-bit running sum; differences are taken modulo 2^32 so a wrap is not a loss.
+#[derive(Debug, Default)]
+struct DropCursor {
+    last: u32,
+}
+
+impl DropCursor {
+    fn advance(&mut self, now: u32) -> u64 {
+        let d = now.wrapping_sub(self.last);
+        self.last = now;
+        u64::from(d)
+    }
+}
 
 impl<F> Reader<F>
 where
@@ -569,18 +667,109 @@ where
         }
     }
 
-    fn run(self, rx: Box<dyn DataLinkReceiver>) {
+    /// Hands up to [`DISPATCH_BATCH`] frames from the ring to the sink (0 when none is ready).
+    /// Sets `closed` when the consumer is gone.
+    fn dispatch(
+        &self,
+        reader: &mut pcap::Capture<pcap::Active>,
+        closed: &mut bool,
+    ) -> Result<usize, pcap::Error> {
+        let c = &self.shared.counters;
+        reader.dispatch(Some(DISPATCH_BATCH), |p| {
+            if *closed {
+                // The consumer is gone: the rest of this batch is dropped, counted.
+                c.sink_dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let data = p.data;
+            let ts = p.header.ts;
+            let time_us = time_us(ts.tv_sec, ts.tv_usec);
+            c.packets.fetch_add(1, Ordering::Relaxed);
+            c.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            if p.header.len as usize > data.len() {
+                c.truncated.fetch_add(1, Ordering::Relaxed);
+            }
+            match (self.sink)(Packet {
+                time_us,
+                interface: self.index,
+                link: LinkType::Ethernet,
+                data,
+            }) {
+                Delivery::Delivered => {}
+                Delivery::Dropped => {
+                    c.sink_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Delivery::Closed => {
+                    c.sink_dropped.fetch_add(1, Ordering::Relaxed);
+                    *closed = true;
+                }
+            }
+        })
+    }
+
+    /// Waits up to one block timeout for the kernel to hand over a block. The capture is
+    /// non-blocking and waited on here rather than inside libpcap: libpcap's `TPACKET_V3` wait
+    /// has no timeout (an idle link would keep a stop waiting forever) and it carries on
+    /// silently when the link goes down. An error condition on the socket, or an idle ring on
+    /// an interface that is not up (down, or deleted: a new one with the same name would never
+    /// be bound), is reported as an error so the reader reopens the interface by name.
+    fn wait_for_block(&self, cap: &pcap::Capture<pcap::Active>) -> Result<usize, pcap::Error> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let timeout = PollTimeout::try_from(self.cfg.block_timeout).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(cap.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => {
+                if kernel::is_up(&self.shared.name) == Some(true) {
+                    Ok(0)
+                } else {
+                    Err(pcap::Error::PcapError(
+                        "the interface is down or gone".into(),
+                    ))
+                }
+            }
+            Ok(_) => {
+                let bad = PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
+                if fds[0].revents().is_some_and(|r| r.intersects(bad)) {
+                    Err(pcap::Error::PcapError(
+                        "socket error (the interface went down or away)".into(),
+                    ))
+                } else {
+                    Ok(0)
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => Ok(0),
+            Err(e) => Err(pcap::Error::PcapError(format!("waiting for frames: {e}"))),
+        }
+    }
+
+    /// Adds the drops the kernel counted on `cap` since the last call.
+    fn account_drops(&self, cap: &mut pcap::Capture<pcap::Active>, cursor: &mut DropCursor) {
+        if let Ok(s) = cap.stats() {
+            let d = cursor.advance(s.dropped);
+            if d > 0 {
+                self.shared
+                    .counters
+                    .ring_drops
+                    .fetch_add(d, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn run(self, cap: pcap::Capture<pcap::Active>) {
         let c = &self.shared.counters;
         let name = self.shared.name.as_str();
-        let buffer = self.cfg.read_buffer_bytes;
-        let mut rx = Some(rx);
-        // Reopen delay; grows while reopened sockets keep failing, resets once a read works.
+        let mut cap = Some(cap);
+        let mut cursor = DropCursor::default();
+        let mut last_drops = Instant::now();
+        // Reopen delay; grows while reopened captures keep failing, resets once a read works.
         let mut backoff = REOPEN_MIN;
         // Whether the current failure streak has been logged already (log once per streak).
         let mut failing = false;
         let mut last_open_error = String::new();
-        while !self.stopped() {
-            let Some(reader) = rx.as_mut() else {
+        let mut closed = false;
+        while !self.stopped() && !closed {
+            let Some(reader) = cap.as_mut() else {
                 if kernel::is_up(name) == Some(false) {
                     // Administratively down: a socket bound now fails at once. Wait for "up".
                     self.pause(backoff);
@@ -589,7 +778,8 @@ where
                 }
                 match open_receiver(name, &self.cfg) {
                     Ok(r) => {
-                        rx = Some(r);
+                        cap = Some(r);
+                        cursor = DropCursor::default();
                         c.reopens.fetch_add(1, Ordering::Relaxed);
                         last_open_error.clear();
                         tracing::info!(interface = %name, "capture interface reopened");
@@ -606,57 +796,50 @@ where
                 }
                 continue;
             };
-            match reader.next() {
-                Ok(data) => {
-                    let time_us = now_us();
-                    failing = false;
-                    backoff = REOPEN_MIN;
-                    c.packets.fetch_add(1, Ordering::Relaxed);
-                    c.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    if data.len() >= buffer {
-                        c.truncated.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let delivery = (self.sink)(Packet {
-                        time_us,
-                        interface: self.index,
-                        link: LinkType::Ethernet,
-                        data,
-                    });
-                    match delivery {
-                        Delivery::Delivered => {}
-                        Delivery::Dropped => {
-                            c.sink_dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Delivery::Closed => {
-                            c.sink_dropped.fetch_add(1, Ordering::Relaxed);
-                            tracing::info!(interface = %name, "packet consumer closed; capture thread stopping");
-                            break;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            let result = self.dispatch(reader, &mut closed);
+            let result = match result {
+                Ok(0) => self.wait_for_block(reader),
+                other => other,
+            };
+            match result {
+                Ok(_) | Err(pcap::Error::TimeoutExpired) => {
                     failing = false;
                     backoff = REOPEN_MIN;
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-                    ) => {}
                 Err(e) => {
-                    // pnet reports a socket error (ENETDOWN after the link was set down, the
-                    // interface being deleted...) as a poll event it does not read, so the error
-                    // is never cleared: the only way out is a fresh socket.
+                    // A socket error (ENETDOWN after the link was set down, the interface being
+                    // deleted...) leaves the capture unusable: the only way out is a fresh one.
+                    // The kernel still retires the last partly filled block after one block
+                    // timeout: read it first, so the frames just before the failure are kept.
+                    thread::sleep(self.cfg.block_timeout + Duration::from_millis(20));
+                    while !closed && matches!(self.dispatch(reader, &mut closed), Ok(n) if n > 0) {}
+                    self.account_drops(reader, &mut cursor);
                     c.errors.fetch_add(1, Ordering::Relaxed);
                     if !failing {
                         tracing::warn!(interface = %name, error = %e, "capture read failed (link down or interface gone?); reopening the interface");
                         failing = true;
                     }
-                    rx = None;
+                    cap = None;
                     self.pause(backoff);
                     backoff = (backoff * 2).min(REOPEN_MAX);
+                    continue;
                 }
             }
+            if last_drops.elapsed() >= DROPS_EVERY {
+                self.account_drops(reader, &mut cursor);
+                last_drops = Instant::now();
+            }
+        }
+        if closed {
+            tracing::info!(interface = %name, "packet consumer closed; capture thread stopping");
+        }
+        if let Some(reader) = cap.as_mut() {
+            if !closed {
+                // Frames in the last, partly filled block are handed over once it is retired.
+                thread::sleep(self.cfg.block_timeout + Duration::from_millis(20));
+                while !closed && matches!(self.dispatch(reader, &mut closed), Ok(n) if n > 0) {}
+            }
+            self.account_drops(reader, &mut cursor);
         }
         c.running.store(false, Ordering::SeqCst);
     }
@@ -671,7 +854,7 @@ pub struct CaptureHandle {
 }
 
 impl CaptureHandle {
-    /// Asks every reader thread to stop; each exits within one read timeout. Does not wait
+    /// Asks every reader thread to stop; each exits within one block timeout. Does not wait
     /// (see [`join`](CaptureHandle::join)).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -715,6 +898,7 @@ impl CaptureHandle {
                     bytes: c.bytes.load(Ordering::Relaxed),
                     possibly_truncated: c.truncated.load(Ordering::Relaxed),
                     sink_dropped: c.sink_dropped.load(Ordering::Relaxed),
+                    ring_drops: c.ring_drops.load(Ordering::Relaxed),
                     errors: c.errors.load(Ordering::Relaxed),
                     reopens: c.reopens.load(Ordering::Relaxed),
                     running: c.running.load(Ordering::SeqCst),
@@ -752,37 +936,71 @@ impl Drop for CaptureHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[test]
     fn config_is_validated() {
         let ok = CaptureConfig::for_interfaces(["lo"]);
         assert!(ok.validate().is_ok());
-        assert!(ok.read_buffer_bytes >= JUMBO_FRAME_BYTES);
+        assert!(ok.snaplen >= JUMBO_FRAME_BYTES);
+        assert_eq!(ok.ring_bytes, 64 << 20);
         assert!(ok.promiscuous);
         let none = CaptureConfig::default();
         assert!(matches!(none.validate(), Err(CaptureError::Config(_))));
         let twice = CaptureConfig::for_interfaces(["lo", "lo"]);
         assert!(twice.validate().unwrap_err().to_string().contains("twice"));
         let small = CaptureConfig {
-            read_buffer_bytes: 100,
+            snaplen: 100,
             ..ok.clone()
         };
         assert!(small.validate().is_err());
         let spin = CaptureConfig {
-            read_timeout: Duration::ZERO,
-            ..ok
+            block_timeout: Duration::ZERO,
+            ..ok.clone()
         };
         assert!(spin.validate().is_err());
+        for ring_bytes in [4096, 2 << 30] {
+            let ring = CaptureConfig {
+                ring_bytes,
+                ..ok.clone()
+            };
+            assert!(ring.validate().unwrap_err().to_string().contains("ring"));
+        }
+        let filtered = CaptureConfig {
+            filter: Some("not (tcp port 445 or udp port 2049)".into()),
+            ..ok.clone()
+        };
+        assert!(filtered.validate().is_ok());
+    }
+
+    #[test]
+    fn a_bad_filter_is_refused_before_any_interface_opens() {
+        let cfg = CaptureConfig {
+            filter: Some("tcp port 104 and and".into()),
+            ..CaptureConfig::for_interfaces(["ward-nosuch0"])
+        };
+        let err = Capture::open(&cfg).unwrap_err();
+        assert!(matches!(err, CaptureError::Filter { .. }), "{err}");
+        assert!(err.to_string().contains("--filter"), "{err}");
+    }
+
+    #[test]
+    fn drop_cursor_survives_the_32_bit_wrap() {
+        let mut c = DropCursor::default();
+        assert_eq!(c.advance(10), 10);
+        assert_eq!(c.advance(10), 0);
+        c.last = u32::MAX - 1;
+        assert_eq!(c.advance(3), 5);
     }
 
     #[test]
     fn missing_interface_is_named_with_advice() {
-        let err = Capture::open(&CaptureConfig::for_interfaces(["ward-nosuch0"])).unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("ward-nosuch0"), "{msg}");
-        assert!(msg.contains("does not exist"), "{msg}");
-        assert!(msg.contains("lo"), "lists what exists: {msg}");
+        for name in ["ward-nosuch0", "../../etc", "a/b"] {
+            let err = Capture::open(&CaptureConfig::for_interfaces([name])).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(name), "{msg}");
+            assert!(msg.contains("does not exist"), "{msg}");
+            assert!(msg.contains("lo"), "lists what exists: {msg}");
+        }
     }
 
     #[test]
@@ -796,12 +1014,13 @@ mod tests {
         assert!(msg.contains("CAP_NET_RAW"));
     }
 
-    /// With CAP_NET_RAW: `lo` opens, captures, and stops within the read timeout. Without it:
+    /// With CAP_NET_RAW: `lo` opens, captures, and stops within the block timeout. Without it:
     /// the error names the interface and the remedy.
     #[test]
     fn loopback_opens_and_stops_or_permission_is_explained() {
         let cfg = CaptureConfig {
-            read_timeout: Duration::from_millis(100),
+            block_timeout: Duration::from_millis(100),
+            ring_bytes: MIN_RING_BYTES,
             ..CaptureConfig::for_interfaces(["lo"])
         };
         let privileged =
@@ -834,20 +1053,14 @@ mod tests {
         assert_eq!(fin[0].socket.map(|s| s.sockets), Some(0), "closed: {fin:?}");
     }
 
-    /// The receive-only invariant is enforced by clippy (`clippy.toml` disallows pnet's
-    /// transmit methods and `pnet_datalink::channel` outside `open_receiver`); this guards the
-    /// configuration itself against a silent removal.
+    /// The receive-only invariant is enforced by clippy (`clippy.toml` disallows the capture
+    /// binding's transmit call); this guards the configuration itself against a silent removal.
     #[test]
-    fn clippy_disallows_every_datalink_transmit_path() {
+    fn clippy_disallows_every_capture_transmit_path() {
         let cfg =
             std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../clippy.toml"))
                 .expect("clippy.toml at the workspace root");
-        for path in [
-            "pnet_datalink::DataLinkSender::send_to",
-            "pnet_datalink::DataLinkSender::build_and_send",
-            "pnet_datalink::channel",
-        ] {
-            assert!(cfg.contains(&format!("path = \"{path}\"")), "{path}");
-        }
+        let path = "pcap::Capture::sendpacket";
+        assert!(cfg.contains(&format!("path = \"{path}\"")), "{path}");
     }
 }

@@ -54,8 +54,14 @@ pub struct CaptureSection {
     pub interfaces: Option<Vec<String>>,
     /// Promiscuous mode (default true).
     pub promiscuous: Option<bool>,
-    /// Per-read buffer in bytes (default fits jumbo frames).
+    /// Bytes kept per frame (the snapshot length; default 65536 fits jumbo and GRO frames).
     pub read_buffer_bytes: Option<usize>,
+    /// Receive ring size per interface in bytes (default 67108864).
+    pub ring_bytes: Option<usize>,
+    /// Block timeout of the receive ring in milliseconds (default 100).
+    pub block_timeout_ms: Option<u64>,
+    /// tcpdump filter expression; only matching frames are captured.
+    pub filter: Option<String>,
 }
 
 /// `[mqtt]`.
@@ -159,6 +165,12 @@ pub struct Overrides {
     pub max_devices: Option<usize>,
     /// `--interface` (capture only).
     pub interfaces: Vec<String>,
+    /// `--ring-size` / `WARD_RING_SIZE` (capture only).
+    pub ring_bytes: Option<usize>,
+    /// `--block-timeout` / `WARD_BLOCK_TIMEOUT` in milliseconds (capture only).
+    pub block_timeout_ms: Option<u64>,
+    /// `--filter` / `WARD_FILTER` (capture only).
+    pub filter: Option<String>,
 }
 
 /// Log output format.
@@ -191,8 +203,14 @@ pub struct Config {
     pub interfaces: Vec<String>,
     /// Promiscuous mode.
     pub promiscuous: bool,
-    /// Read buffer.
+    /// Snapshot length (bytes kept per frame).
     pub read_buffer_bytes: usize,
+    /// Receive ring size per interface.
+    pub ring_bytes: usize,
+    /// Block timeout of the receive ring.
+    pub block_timeout: Duration,
+    /// Capture filter (tcpdump syntax).
+    pub filter: Option<String>,
     /// MQTT user name.
     pub mqtt_username: Option<String>,
     /// MQTT password.
@@ -399,6 +417,22 @@ impl Config {
                 file.capture.read_buffer_bytes,
                 65_536,
             )?,
+            ring_bytes: positive(
+                "--ring-size / capture.ring_bytes",
+                o.ring_bytes.or(file.capture.ring_bytes),
+                64 << 20,
+            )?,
+            block_timeout: Duration::from_millis(positive(
+                "--block-timeout / capture.block_timeout_ms",
+                o.block_timeout_ms
+                    .or(file.capture.block_timeout_ms)
+                    .map(|v| usize::try_from(v).unwrap_or(usize::MAX)),
+                100,
+            )? as u64),
+            filter: o
+                .filter
+                .or(file.capture.filter)
+                .filter(|f| !f.trim().is_empty()),
             mqtt_username: o.mqtt_username.or(file.mqtt.username),
             mqtt_password: password,
             mqtt_ca: o.mqtt_ca.or(file.mqtt.ca_file),

@@ -65,6 +65,18 @@ enum Command {
         /// started as root) [default: "ward" if that user exists].
         #[arg(long, env = "WARD_USER", value_name = "USER")]
         user: Option<String>,
+        /// Only capture frames matching this tcpdump filter expression, run in the kernel,
+        /// e.g. 'not (tcp port 445 or udp port 2049)' to skip bulk file traffic.
+        #[arg(long, env = "WARD_FILTER", value_name = "BPF")]
+        filter: Option<String>,
+        /// Receive ring size per interface in bytes (memory-mapped TPACKET_V3 ring; it absorbs
+        /// bursts while the decoders catch up) [default: 67108864].
+        #[arg(long = "ring-size", env = "WARD_RING_SIZE", value_name = "BYTES")]
+        ring_bytes: Option<usize>,
+        /// Milliseconds after which the kernel hands over a ring block that is not full
+        /// (latency on quiet links; also how fast a stop takes effect) [default: 100].
+        #[arg(long = "block-timeout", env = "WARD_BLOCK_TIMEOUT", value_name = "MS")]
+        block_timeout: Option<u64>,
         #[command(flatten)]
         common: Common,
     },
@@ -152,11 +164,24 @@ struct Common {
     log_level: Option<String>,
 }
 
-fn load_config(
-    common: Common,
+/// The `capture` subcommand's own options.
+#[derive(Debug, Default)]
+struct LiveOptions {
     interfaces: Vec<String>,
     user: Option<String>,
-) -> anyhow::Result<Config> {
+    filter: Option<String>,
+    ring_bytes: Option<usize>,
+    block_timeout_ms: Option<u64>,
+}
+
+fn load_config(common: Common, live: LiveOptions) -> anyhow::Result<Config> {
+    let LiveOptions {
+        interfaces,
+        user,
+        filter,
+        ring_bytes,
+        block_timeout_ms,
+    } = live;
     let file = match &common.config {
         Some(path) => FileConfig::load(path)?,
         None if Path::new(DEFAULT_CONFIG).exists() => FileConfig::load(Path::new(DEFAULT_CONFIG))?,
@@ -182,6 +207,9 @@ fn load_config(
         max_flows: common.max_flows,
         max_devices: common.max_devices,
         interfaces,
+        ring_bytes,
+        block_timeout_ms,
+        filter,
     };
     Ok(Config::resolve(file, o)?)
 }
@@ -305,9 +333,23 @@ fn agent(command: Command) -> anyhow::Result<()> {
         Command::Capture {
             interfaces,
             user,
+            filter,
+            ring_bytes,
+            block_timeout,
             common,
-        } => (load_config(common, interfaces, user)?, None),
-        Command::Read { files, common } => (load_config(common, Vec::new(), None)?, Some(files)),
+        } => {
+            let live = LiveOptions {
+                interfaces,
+                user,
+                filter,
+                ring_bytes,
+                block_timeout_ms: block_timeout,
+            };
+            (load_config(common, live)?, None)
+        }
+        Command::Read { files, common } => {
+            (load_config(common, LiveOptions::default())?, Some(files))
+        }
         Command::Rules { .. } => unreachable!("handled before"),
     };
     init_logging(&cfg)?;
@@ -332,7 +374,10 @@ fn agent(command: Command) -> anyhow::Result<()> {
             }
             let mut c = CaptureConfig::for_interfaces(cfg.interfaces.clone());
             c.promiscuous = cfg.promiscuous;
-            c.read_buffer_bytes = cfg.read_buffer_bytes;
+            c.snaplen = cfg.read_buffer_bytes;
+            c.ring_bytes = cfg.ring_bytes;
+            c.block_timeout = cfg.block_timeout;
+            c.filter = cfg.filter.clone();
             let capture = Capture::open(&c)?;
             // As root, the agent never keeps running as root: it switches to --user, or to the
             // packaged "ward" user when none is given.
