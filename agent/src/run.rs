@@ -18,6 +18,7 @@ use crate::capture::{CaptureHandle, OwnedPacket};
 use crate::engine::{Batcher, Engine};
 use crate::observation::Kind;
 use crate::output::{AgentState, Output, StatusStats};
+use ward_protocols::schema::status::CaptureStats;
 
 /// A fresh message numberer for this run (`seq` counts from 1 per instance).
 pub fn batcher(cfg: &LoopConfig) -> Batcher {
@@ -79,7 +80,8 @@ struct Loop<'a> {
     last_packets: u64,
     last_bytes: u64,
     messages: u64,
-    kernel_drops: u64,
+    /// Live capture counters as of the last refresh (empty when reading files).
+    capture: Vec<CaptureStats>,
     progress: Option<(Arc<AtomicU64>, u64)>,
 }
 
@@ -186,12 +188,18 @@ impl Loop<'_> {
                 format!("{r} bytes")
             }
         });
+        let ring_drops: u64 = self.capture.iter().map(|c| c.ring_drops).sum();
+        let queue_drops: u64 = self.capture.iter().map(|c| c.queue_drops).sum();
+        let per_worker = capture_summary(&self.capture);
         tracing::info!(
             packets = s.packets,
             bytes = s.bytes,
             pps = pps as u64,
             mbit_s = format!("{mbps:.1}"),
-            kernel_drops = self.kernel_drops,
+            kernel_drops = ring_drops,
+            ring_drops,
+            queue_drops,
+            capture = per_worker.as_deref().unwrap_or("-"),
             devices = s.devices.devices,
             devices_evicted = s.devices.evicted,
             devices_evicted_unpublished = s.devices.evicted_unpublished,
@@ -215,7 +223,10 @@ impl Loop<'_> {
         status.stats = Some(StatusStats {
             packets: s.packets,
             bytes: s.bytes,
-            kernel_drops: self.kernel_drops,
+            kernel_drops: ring_drops,
+            ring_drops,
+            queue_drops,
+            capture: self.capture.clone(),
             devices: s.devices.devices,
             flows: s.dissect.flows_active,
             evictions: s.devices.evicted + s.dissect.flows_evicted,
@@ -277,6 +288,67 @@ impl Loop<'_> {
     }
 }
 
+/// `if/worker:packets/ring_drops/queue_drops` per ring, for the stats line (`None` when not
+/// capturing live).
+fn capture_summary(capture: &[CaptureStats]) -> Option<String> {
+    (!capture.is_empty()).then(|| {
+        capture
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}/{}:{}/{}/{}",
+                    c.interface, c.worker, c.packets, c.ring_drops, c.queue_drops
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+/// Capture counters for the status message, one element per interface (worker 0: one reader
+/// per interface).
+pub fn capture_stats(stats: &[crate::capture::InterfaceStats]) -> Vec<CaptureStats> {
+    stats
+        .iter()
+        .map(|s| CaptureStats {
+            interface: s.interface.clone(),
+            worker: 0,
+            packets: s.packets,
+            ring_drops: s.ring_drops,
+            queue_drops: s.sink_dropped,
+            interface_drops: match (s.kernel, s.kernel_at_open) {
+                (Some(now), Some(base)) => now.since(&base).rx_dropped,
+                _ => 0,
+            },
+        })
+        .collect()
+}
+
+/// Warns once per refresh for each ring whose losses grew since `before`.
+fn warn_on_new_drops(before: &[CaptureStats], now: &[CaptureStats]) {
+    for c in now {
+        let prev = before
+            .iter()
+            .find(|b| b.interface == c.interface && b.worker == c.worker);
+        let (ring, queue) = prev.map_or((0, 0), |p| (p.ring_drops, p.queue_drops));
+        let (new_ring, new_queue) = (
+            c.ring_drops.saturating_sub(ring),
+            c.queue_drops.saturating_sub(queue),
+        );
+        if new_ring > 0 || new_queue > 0 {
+            tracing::warn!(
+                interface = %c.interface,
+                worker = c.worker,
+                ring_drops = new_ring,
+                queue_drops = new_queue,
+                ring_drops_total = c.ring_drops,
+                queue_drops_total = c.queue_drops,
+                "live capture lost frames (ring_drops: the ring was full, raise --ring-size or                  narrow --filter; queue_drops: the decoders did not keep up)"
+            );
+        }
+    }
+}
+
 fn send(
     batcher: &mut Batcher,
     output: &Output,
@@ -313,7 +385,7 @@ fn new_loop<'a>(
         last_packets: 0,
         last_bytes: 0,
         messages: 0,
-        kernel_drops: 0,
+        capture: Vec::new(),
         progress: None,
     }
 }
@@ -513,11 +585,9 @@ pub fn run_live(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if last_kernel.elapsed() >= cfg.stats_interval.min(Duration::from_secs(5)) {
-            lp.kernel_drops = handle
-                .stats()
-                .iter()
-                .map(|s| s.socket.as_ref().and_then(|k| k.drops).unwrap_or(0) + s.sink_dropped)
-                .sum();
+            let now = capture_stats(&handle.stats_without_ss());
+            warn_on_new_drops(&lp.capture, &now);
+            lp.capture = now;
             last_kernel = Instant::now();
         }
         lp.tick(last_time)?;
@@ -527,5 +597,56 @@ pub fn run_live(
         lp.process(p.time_us, Some(p.link), &p.data)?;
         last_time = p.time_us;
     }
+    let now = capture_stats(&handle.stats_without_ss());
+    warn_on_new_drops(&lp.capture, &now);
+    lp.capture = now;
     lp.finish(last_time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{InterfaceStats, KernelStats};
+
+    #[test]
+    fn capture_counters_reach_the_status_and_the_stats_line() {
+        let base = KernelStats {
+            rx_dropped: 4,
+            ..KernelStats::default()
+        };
+        let s = InterfaceStats {
+            interface: "eth1".into(),
+            packets: 1000,
+            bytes: 64_000,
+            possibly_truncated: 0,
+            sink_dropped: 3,
+            ring_drops: 9,
+            errors: 0,
+            reopens: 0,
+            running: true,
+            kernel: Some(KernelStats {
+                rx_dropped: 10,
+                ..base
+            }),
+            kernel_at_open: Some(base),
+            socket: None,
+        };
+        let c = capture_stats(&[s]);
+        assert_eq!(
+            c,
+            vec![CaptureStats {
+                interface: "eth1".into(),
+                worker: 0,
+                packets: 1000,
+                ring_drops: 9,
+                queue_drops: 3,
+                interface_drops: 6,
+            }]
+        );
+        assert_eq!(capture_summary(&c).as_deref(), Some("eth1/0:1000/9/3"));
+        assert_eq!(capture_summary(&[]), None);
+        // No panic on a ring that appeared since the last refresh or on counters that restarted.
+        warn_on_new_drops(&[], &c);
+        warn_on_new_drops(&c, &[]);
+    }
 }

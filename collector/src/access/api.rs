@@ -684,10 +684,95 @@ async fn metrics(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Response,
                 agents.iter().map(|a| a.missing.max(0) as u64).sum(),
             )],
         );
+        capture_metrics(&agents, &mut metric);
         Ok(out)
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped, control characters dropped,
+/// at most 64 characters (interface names come from agents).
+fn label_value(v: &str) -> String {
+    let mut out = String::new();
+    for ch in v.chars().filter(|c| !c.is_control() || *c == '\n').take(64) {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Live-capture loss counters from each agent's last status message (`stats.ring_drops`,
+/// `stats.queue_drops`, `stats.capture[]`; see docs/schema/status-v1.md). At most 64 rings per
+/// agent are reported.
+fn capture_metrics(
+    agents: &[crate::store::AgentRow],
+    metric: &mut impl FnMut(&str, &str, &str, Vec<(String, u64)>),
+) {
+    let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+    let mut totals = Vec::new();
+    let mut rings: [Vec<(String, u64)>; 3] = Default::default();
+    for a in agents {
+        let Some(stats) = &a.stats else { continue };
+        let agent = format!(
+            "site=\"{}\",agent_id=\"{}\"",
+            label_value(&a.site),
+            label_value(&a.agent_id)
+        );
+        for kind in ["ring", "queue"] {
+            if let Some(v) = num(stats, &format!("{kind}_drops")) {
+                totals.push((format!("{{{agent},kind=\"{kind}\"}}"), v));
+            }
+        }
+        let Some(capture) = stats.get("capture").and_then(serde_json::Value::as_array) else {
+            continue;
+        };
+        for c in capture.iter().take(64) {
+            let iface = c
+                .get("interface")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            let labels = format!(
+                "{{{agent},interface=\"{}\",worker=\"{}\"}}",
+                label_value(iface),
+                num(c, "worker").unwrap_or(0)
+            );
+            for (i, k) in ["ring_drops", "queue_drops", "packets"].iter().enumerate() {
+                if let Some(v) = num(c, k) {
+                    rings[i].push((labels.clone(), v));
+                }
+            }
+        }
+    }
+    let [ring, queue, packets] = rings;
+    metric(
+        "ward_collector_agent_capture_drops",
+        "gauge",
+        "Frames each agent's live capture lost, as of its last status: kind=ring (the kernel's capture ring was full), kind=queue (the decoder queue was full).",
+        totals,
+    );
+    metric(
+        "ward_collector_agent_capture_ring_drops",
+        "gauge",
+        "Frames the kernel discarded because this agent ring (interface, worker) was full, as of the agent's last status.",
+        ring,
+    );
+    metric(
+        "ward_collector_agent_capture_queue_drops",
+        "gauge",
+        "Frames this agent ring (interface, worker) read but the decoder queue had no room for, as of the agent's last status.",
+        queue,
+    );
+    metric(
+        "ward_collector_agent_capture_packets",
+        "gauge",
+        "Frames this agent ring (interface, worker) read, as of the agent's last status.",
+        packets,
+    );
 }
 
 async fn openapi() -> Response {
@@ -788,4 +873,57 @@ async fn serve_connections(
     let _ = stop_tx.send(true);
     drop(done_tx);
     let _ = done_rx.recv().await;
+}
+
+#[cfg(test)]
+mod capture_metrics_tests {
+    use super::*;
+
+    fn agent(site: &str, stats: serde_json::Value) -> crate::store::AgentRow {
+        crate::store::AgentRow {
+            site: site.into(),
+            agent_id: "span-01".into(),
+            instance: None,
+            state: Some("online".into()),
+            version: None,
+            status_time: None,
+            reason: None,
+            stats: Some(stats),
+            messages: 0,
+            missing: 0,
+        }
+    }
+
+    #[test]
+    fn capture_losses_from_the_last_status_reach_metrics() {
+        let agents = [
+            agent(
+                "main",
+                json!({"ring_drops": 7, "queue_drops": 2, "capture": [
+                    {"interface": "eth1", "worker": 0, "packets": 100, "ring_drops": 5, "queue_drops": 2},
+                    {"interface": "eth\"1\n", "worker": 1, "packets": 50, "ring_drops": 2, "queue_drops": 0}
+                ]}),
+            ),
+            // An agent from before the fields existed: no capture series, no failure.
+            agent("old", json!({"kernel_drops": 3})),
+        ];
+        let mut out = String::new();
+        let mut metric = |name: &str, _: &str, _: &str, lines: Vec<(String, u64)>| {
+            for (labels, v) in lines {
+                out.push_str(&format!("{name}{labels} {v}\n"));
+            }
+        };
+        capture_metrics(&agents, &mut metric);
+        for line in [
+            "ward_collector_agent_capture_drops{site=\"main\",agent_id=\"span-01\",kind=\"ring\"} 7",
+            "ward_collector_agent_capture_drops{site=\"main\",agent_id=\"span-01\",kind=\"queue\"} 2",
+            "ward_collector_agent_capture_ring_drops{site=\"main\",agent_id=\"span-01\",interface=\"eth1\",worker=\"0\"} 5",
+            "ward_collector_agent_capture_queue_drops{site=\"main\",agent_id=\"span-01\",interface=\"eth1\",worker=\"0\"} 2",
+            "ward_collector_agent_capture_packets{site=\"main\",agent_id=\"span-01\",interface=\"eth\\\"1\\n\",worker=\"1\"} 50",
+        ] {
+            assert!(out.contains(line), "{line} missing:\n{out}");
+        }
+        assert!(!out.contains("site=\"old\""), "{out}");
+        assert_eq!(label_value(&"x".repeat(100)).len(), 64);
+    }
 }

@@ -45,14 +45,24 @@ pub struct StatusMessage {
 }
 
 /// The `stats` object of a status message; cumulative since the instance started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusStats {
     /// Packets captured.
     pub packets: u64,
     /// Bytes captured.
     pub bytes: u64,
-    /// Packets the kernel dropped.
+    /// Packets the kernel dropped before the agent saw them (capture rings full).
     pub kernel_drops: u64,
+    /// Frames the kernel discarded because a capture ring was full (sum over interfaces and
+    /// workers; the same events as `kernel_drops` for live capture). 0 when reading files.
+    #[serde(default)]
+    pub ring_drops: u64,
+    /// Frames captured but dropped because the queue to the decoders was full.
+    #[serde(default)]
+    pub queue_drops: u64,
+    /// Live capture counters per interface and worker; absent when reading files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capture: Vec<CaptureStats>,
     /// Devices in the table now.
     pub devices: u64,
     /// TCP flows tracked now.
@@ -65,4 +75,28 @@ pub struct StatusStats {
     pub spool_bytes: u64,
     /// Messages the full spool evicted (lost).
     pub spool_evicted: u64,
+}
+
+/// Live capture counters of one interface and worker (an element of `stats.capture`),
+/// cumulative since the instance started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStats {
+    /// Interface name.
+    pub interface: String,
+    /// Worker number on that interface, from 0.
+    #[serde(default)]
+    pub worker: u32,
+    /// Frames read from the ring.
+    #[serde(default)]
+    pub packets: u64,
+    /// Frames the kernel discarded because this ring was full.
+    #[serde(default)]
+    pub ring_drops: u64,
+    /// Frames dropped because the queue to the decoders was full.
+    #[serde(default)]
+    pub queue_drops: u64,
+    /// Frames the interface or its driver dropped before any socket saw them (`rx_dropped`
+    /// growth since the capture opened; per interface, so only on worker 0).
+    #[serde(default)]
+    pub interface_drops: u64,
 }
