@@ -28,8 +28,12 @@
 //! error and reopen counters, the probe frames counted by the child), never on a sleep or the
 //! wall clock.
 //!
+//! A second test, `live_vlan_tags_match_offline_read`, replays the tagged fixture captures with
+//! `tcpreplay` over a veth into the real `ward-agent capture` and compares its device records
+//! (VLAN ids included) with `ward-agent read` of the same files.
+//!
 //! Needs root, iproute2 (`ip`, `tc`, `ss`), `ethtool`, dcmtk in /usr/bin, python3 and
-//! `mllp_send` (pip package `hl7`); `scripts/test.sh` installs them. A missing prerequisite
+//! `mllp_send` (pip package `hl7`) and `tcpreplay`; `scripts/test.sh` installs them. A missing prerequisite
 //! FAILS the test with its name: there is no switch to skip it.
 
 use std::collections::BTreeMap;
@@ -926,5 +930,224 @@ fn live_capture_in_namespaces() {
         after_flap.errors,
         after_flap.reopens,
         started.elapsed()
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// VLAN tags on live traffic, compared with reading the same capture.
+
+const AGENT: &str = env!("CARGO_BIN_EXE_ward-agent");
+const VLAN_FIXTURES: [&str; 2] = ["hl7-mllp-vlan.pcap", "qinq.pcap"];
+
+/// Removes every field that depends on when the traffic was seen (replay time vs capture time).
+fn strip_times(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|k, _| !(k.contains("seen") || k.contains("time")));
+            m.values_mut().for_each(strip_times);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_times),
+        _ => {}
+    }
+}
+
+/// The last record of every device in a JSON-lines observation stream, keyed by device key,
+/// without time fields.
+fn devices_of(jsonl: &str) -> BTreeMap<String, serde_json::Value> {
+    let mut out = BTreeMap::new();
+    for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
+        let msg: serde_json::Value = serde_json::from_str(line).expect("observation JSON");
+        for d in msg["devices"].as_array().into_iter().flatten() {
+            let mut d = d.clone();
+            strip_times(&mut d);
+            let key = d["key"].as_str().expect("device key").to_owned();
+            out.insert(key, d);
+        }
+    }
+    out
+}
+
+/// Tagged frames (802.1Q and QinQ, from the committed fixtures) replayed with `tcpreplay` over a
+/// veth into `ward-agent capture` in its own network namespace: the device records, VLAN ids
+/// included, equal those `ward-agent read` makes of the same files. The kernel has no 8021q
+/// module here: the tags are in the replayed bytes, the receiving veth moves the outer one to
+/// packet metadata, and the capture must put it back.
+#[test]
+fn live_vlan_tags_match_offline_read() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "live_vlan_tags_match_offline_read needs root (network namespaces, raw sockets)"
+    );
+    let tcpreplay = require_tool("tcpreplay");
+    require_tool("ip");
+    let fixtures: Vec<PathBuf> = VLAN_FIXTURES
+        .iter()
+        .map(|f| {
+            require_file(
+                &format!("{}/../tests/fixtures/{f}", env!("CARGO_MANIFEST_DIR")),
+                "VLAN fixture",
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The agent may drop to the packaged `ward` user when one exists: let it write here.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
+
+    // Offline.
+    let offline = dir.path().join("offline.jsonl");
+    let out = Command::new(AGENT)
+        .arg("read")
+        .args(&fixtures)
+        .args(["--output", &format!("jsonl:{}", offline.display())])
+        .arg("--spool-dir")
+        .arg(dir.path().join("spool-read"))
+        .env_remove("WARD_CONFIG")
+        .env_remove("WARD_LOG")
+        .output()
+        .expect("ward-agent read");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = devices_of(&std::fs::read_to_string(&offline).expect("offline output"));
+    let tagged: Vec<_> = want.values().filter_map(|d| d["vlan"].as_u64()).collect();
+    assert!(
+        tagged.contains(&100),
+        "the fixtures' devices carry VLAN 100 offline: {want:?}"
+    );
+
+    // Live: a veth between two namespaces, the agent on the far end.
+    let pid = std::process::id();
+    let (ns_a, ns_b) = (format!("wvl{pid}a"), format!("wvl{pid}b"));
+    let mut lab = Lab {
+        namespaces: Vec::new(),
+        children: Vec::new(),
+    };
+    lab.add_ns(&ns_a);
+    lab.add_ns(&ns_b);
+    ip(&[
+        "link", "add", "vla0", "netns", &ns_a, "type", "veth", "peer", "name", "vlb0", "netns",
+        &ns_b,
+    ]);
+    ip(&["-n", &ns_a, "link", "set", "vla0", "up"]);
+    ip(&["-n", &ns_b, "link", "set", "vlb0", "up"]);
+    let live = dir.path().join("live.jsonl");
+    let log = dir.path().join("agent.log");
+    let agent = lab.spawn_bg(
+        &ns_b,
+        &[
+            AGENT,
+            "capture",
+            "--interface",
+            "vlb0",
+            "--output",
+            &format!("jsonl:{}", live.display()),
+            "--spool-dir",
+            &dir.path().join("spool-live").display().to_string(),
+            "--stats-interval",
+            "1",
+            "--log-format",
+            "text",
+            "--log-level",
+            "info",
+        ],
+        &log,
+    );
+    let wait_log = |what: &str, pred: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if pred(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; agent log:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_log("the agent to start capturing", &|t| t.contains("capturing"));
+    let mut frames = 0u64;
+    for f in &fixtures {
+        let out = nsx(
+            &ns_a,
+            &[
+                tcpreplay.to_str().expect("path"),
+                "-q",
+                "--topspeed",
+                "-i",
+                "vla0",
+                f.to_str().expect("path"),
+            ],
+        );
+        let sent = out
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(3)
+            .find(|w| w[0] == "Actual:" && w[2] == "packets")
+            .and_then(|w| w[1].parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("tcpreplay output without a packet count: {out}"));
+        frames += sent;
+    }
+    // The stats line counts frames through the engine; stop once all arrived.
+    let packets_logged = |t: &str| {
+        t.lines()
+            .filter(|l| l.contains(" stats "))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("packets="))
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    wait_log(&format!("{frames} frames in the stats line"), &|t| {
+        packets_logged(t) >= frames
+    });
+    let child = &mut lab.children[agent];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "agent failed: {status}\n{text}");
+    assert_eq!(
+        packets_logged(&text),
+        frames,
+        "the agent saw other frames than the replayed ones:\n{text}"
+    );
+    let got = devices_of(&std::fs::read_to_string(&live).expect("live output"));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "device keys (mac@vlan) differ between live capture and read"
+    );
+    for (k, d) in &want {
+        assert_eq!(got.get(k), Some(d), "device {k}: live vs read");
+    }
+    eprintln!(
+        "live VLAN replay: {frames} frames, {} devices, VLANs {:?}",
+        got.len(),
+        got.values()
+            .filter_map(|d| d["vlan"].as_u64())
+            .collect::<Vec<_>>()
     );
 }
