@@ -27,8 +27,8 @@
 //!
 //! # Threads, ring, timestamps
 //!
-//! Each interface gets one OS thread reading its ring ([`CaptureConfig::ring_bytes`], 64 MiB by
-//! default, mapped once per interface). A block is handed to the reader when full or after
+//! Each ring gets one OS thread reading it ([`CaptureConfig::ring_bytes`], 64 MiB by default per
+//! interface, shared among its workers' rings). A block is handed to the reader when full or after
 //! [`CaptureConfig::block_timeout`] (100 ms by default), which is also how quickly
 //! [`CaptureHandle::stop`] takes effect. Frames are handed to a callback or a bounded channel as
 //! [`Packet`]s with link type Ethernet and the kernel's receive timestamp.
@@ -41,8 +41,11 @@
 //! [`CaptureConfig::filter`] is a tcpdump filter expression compiled by libpcap and run in the
 //! kernel: excluded frames never reach the ring (nor the counters).
 //!
-//! `PACKET_FANOUT` is not used: one ring per interface, one reader thread (libpcap has no
-//! fanout call, and setting the socket option on its descriptor needs `unsafe`).
+//! [`CaptureConfig::workers`] rings per interface share its traffic: each ring's kernel filter
+//! takes a symmetric hash share of the IP traffic ([`worker_filter`]), so both directions of a
+//! flow reach one ring and one reader thread. `PACKET_FANOUT` would do the same without running
+//! one filter per ring, but libpcap has no call for it and setting the socket option on its
+//! descriptor needs `unsafe`, which the workspace forbids.
 //!
 //! If reading fails (the link went down, the interface was deleted and re-created...), the
 //! thread closes the capture, waits while the interface is administratively down, and reopens it
@@ -123,6 +126,37 @@ pub const MIN_RING_BYTES: usize = 1 << 20;
 /// Largest accepted ring (libpcap takes an `int`; the ring is locked kernel memory).
 pub const MAX_RING_BYTES: usize = 1 << 30;
 
+/// Most workers per interface.
+pub const MAX_WORKERS: usize = 64;
+
+/// The kernel filter of worker `k` of `n` on an interface: the user's filter (if any) and a
+/// share of the traffic. IPv4 and IPv6 frames go by the sum of their source and destination
+/// addresses (the low 32 bits for IPv6) modulo `n`: a sum does not depend on the direction, so
+/// both directions of a flow, and every fragment of a datagram, reach the same worker. Frames
+/// without an IP header the kernel can see at the link's network offset (ARP, LLDP, QinQ frames
+/// whose inner tag is still in the frame...) all go to worker 0, which keeps them in order.
+///
+/// This is how ward spreads one interface over cores without `PACKET_FANOUT`: libpcap has no
+/// fanout call, and `setsockopt` on its descriptor needs `unsafe`, which the workspace forbids.
+/// Each frame runs `n` small BPF programs in the kernel, and is copied into one ring only.
+pub fn worker_filter(user: Option<&str>, n: usize, k: usize) -> Option<String> {
+    let share = (n > 1).then(|| {
+        let mut any = format!(
+            "(ip and (ip[12:4] + ip[16:4]) % {n} = {k}) or (ip6 and (ip6[20:4] + ip6[36:4]) % {n} = {k})"
+        );
+        if k == 0 {
+            any.push_str(" or (not ip and not ip6)");
+        }
+        any
+    });
+    match (user, share) {
+        (None, None) => None,
+        (Some(u), None) => Some(u.to_owned()),
+        (None, Some(s)) => Some(s),
+        (Some(u), Some(s)) => Some(format!("({u}) and ({s})")),
+    }
+}
+
 /// Live capture settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureConfig {
@@ -141,6 +175,11 @@ pub struct CaptureConfig {
     pub block_timeout: Duration,
     /// tcpdump filter expression: only matching frames are captured (default: everything).
     pub filter: Option<String>,
+    /// Rings (and reader threads) per interface, 1..=[`MAX_WORKERS`] (default 1). With more
+    /// than one, the kernel splits the traffic by a symmetric hash of the IP addresses (see
+    /// [`worker_filter`]): both directions of a flow reach the same worker. The ring size is
+    /// shared among them.
+    pub workers: usize,
 }
 
 impl Default for CaptureConfig {
@@ -152,6 +191,7 @@ impl Default for CaptureConfig {
             promiscuous: true,
             block_timeout: Duration::from_millis(100),
             filter: None,
+            workers: 1,
         }
     }
 }
@@ -202,6 +242,18 @@ impl CaptureConfig {
                 "block timeout must be between 1 ms (0 would never hand over a quiet block) and 10 s"
                     .into(),
             ));
+        }
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            return Err(CaptureError::Config(format!(
+                "workers must be between 1 and {MAX_WORKERS} (got {})",
+                self.workers
+            )));
+        }
+        if self.ring_bytes / self.workers < MIN_RING_BYTES {
+            return Err(CaptureError::Config(format!(
+                "a ring of {} bytes shared by {} workers leaves less than {MIN_RING_BYTES} bytes each",
+                self.ring_bytes, self.workers
+            )));
         }
         if let Some(f) = &self.filter {
             // Compiled against an Ethernet link without a device, so a bad expression fails
@@ -336,6 +388,9 @@ pub enum Delivery {
 pub struct InterfaceStats {
     /// Interface name.
     pub interface: String,
+    /// Worker (ring) number on the interface, from 0; one entry per ring.
+    #[serde(default)]
+    pub worker: u32,
     /// Frames read from the ring.
     pub packets: u64,
     /// Bytes of those frames (as captured).
@@ -386,6 +441,9 @@ struct Counters {
 #[derive(Debug)]
 struct IfaceShared {
     name: String,
+    worker: usize,
+    /// This ring's kernel filter (the user's and the worker's share).
+    filter: Option<String>,
     kernel_at_open: Option<KernelStats>,
     counters: Counters,
 }
@@ -459,6 +517,7 @@ fn open_error(name: &str, e: pcap::Error) -> CaptureError {
 fn open_receiver(
     name: &str,
     cfg: &CaptureConfig,
+    filter: Option<&str>,
 ) -> Result<pcap::Capture<pcap::Active>, CaptureError> {
     if !valid_interface_name(name) || !Path::new("/sys/class/net").join(name).exists() {
         return Err(CaptureError::NoSuchInterface {
@@ -478,7 +537,7 @@ fn open_receiver(
     }
     let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
     // Validated: both fit an i32.
-    let ring = i32::try_from(cfg.ring_bytes).unwrap_or(i32::MAX);
+    let ring = i32::try_from(cfg.ring_bytes / cfg.workers.max(1)).unwrap_or(i32::MAX);
     let snaplen = i32::try_from(cfg.snaplen).unwrap_or(65_536);
     // No immediate mode: libpcap would fall back to TPACKET_V2 (one frame per slot, handed over
     // at once); TPACKET_V3 needs the block timeout instead.
@@ -496,7 +555,7 @@ fn open_receiver(
             arphrd: kernel::arphrd(name).unwrap_or(0),
         });
     }
-    if let Some(f) = &cfg.filter {
+    if let Some(f) = filter {
         cap.filter(f, true).map_err(|e| CaptureError::Filter {
             message: e.to_string(),
         })?;
@@ -512,30 +571,39 @@ impl Capture {
         cfg.validate()?;
         let mut opened = Vec::with_capacity(cfg.interfaces.len());
         for name in &cfg.interfaces {
-            let cap = open_receiver(name, cfg)?;
-            let kernel_at_open = KernelStats::read(name).ok();
-            if let Ok(flags) = std::fs::read_to_string(format!("/sys/class/net/{name}/operstate")) {
-                if flags.trim() == "down" {
-                    tracing::warn!(interface = %name, "capture interface is down; capture starts when it comes up");
+            for worker in 0..cfg.workers {
+                let filter = worker_filter(cfg.filter.as_deref(), cfg.workers, worker);
+                let cap = open_receiver(name, cfg, filter.as_deref())?;
+                let kernel_at_open = KernelStats::read(name).ok();
+                if let Ok(flags) =
+                    std::fs::read_to_string(format!("/sys/class/net/{name}/operstate"))
+                {
+                    if flags.trim() == "down" {
+                        tracing::warn!(interface = %name, "capture interface is down; capture starts when it comes up");
+                    }
                 }
+                tracing::info!(
+                    interface = %name,
+                    worker,
+                    workers = cfg.workers,
+                    ring_bytes = cfg.ring_bytes / cfg.workers,
+                    snaplen = cfg.snaplen,
+                    block_timeout_ms = cfg.block_timeout.as_millis() as u64,
+                    filter = cfg.filter.as_deref().unwrap_or("-"),
+                    promiscuous = cfg.promiscuous,
+                    "capture interface opened (receive-only TPACKET_V3 ring)"
+                );
+                opened.push(Opened {
+                    shared: Arc::new(IfaceShared {
+                        name: name.clone(),
+                        worker,
+                        filter,
+                        kernel_at_open,
+                        counters: Counters::default(),
+                    }),
+                    cap,
+                });
             }
-            tracing::info!(
-                interface = %name,
-                ring_bytes = cfg.ring_bytes,
-                snaplen = cfg.snaplen,
-                block_timeout_ms = cfg.block_timeout.as_millis() as u64,
-                filter = cfg.filter.as_deref().unwrap_or("-"),
-                promiscuous = cfg.promiscuous,
-                "capture interface opened (receive-only TPACKET_V3 ring)"
-            );
-            opened.push(Opened {
-                shared: Arc::new(IfaceShared {
-                    name: name.clone(),
-                    kernel_at_open,
-                    counters: Counters::default(),
-                }),
-                cap,
-            });
         }
         Ok(Capture {
             cfg: cfg.clone(),
@@ -545,30 +613,51 @@ impl Capture {
 
     /// The interface names, in [`Packet::interface`] order.
     pub fn interfaces(&self) -> Vec<&str> {
-        self.opened.iter().map(|o| o.shared.name.as_str()).collect()
+        self.cfg.interfaces.iter().map(String::as_str).collect()
     }
 
-    /// Starts one reader thread per interface; each calls `on_packet` for every frame, on that
-    /// thread (so the callback must be quick, or hand off).
+    /// Starts one reader thread per ring (interface and worker); each calls `on_packet` for
+    /// every frame, on that thread (so the callback must be quick, or hand off).
     pub fn start<F>(self, on_packet: F) -> Result<CaptureHandle, CaptureError>
     where
         F: Fn(Packet<'_>) -> Delivery + Send + Sync + 'static,
     {
         let sink = Arc::new(on_packet);
+        self.start_with(move |_, _| {
+            let sink = Arc::clone(&sink);
+            move |p: Packet<'_>| sink(p)
+        })
+    }
+
+    /// Starts one reader thread per ring; `make(interface, worker)` builds that ring's own
+    /// packet callback (e.g. a worker with its own flow table and decoders), which runs on the
+    /// ring's thread.
+    pub fn start_with<M, F>(self, make: M) -> Result<CaptureHandle, CaptureError>
+    where
+        M: Fn(usize, usize) -> F,
+        F: FnMut(Packet<'_>) -> Delivery + Send + 'static,
+    {
         let stop = Arc::new(AtomicBool::new(false));
         let mut handle = CaptureHandle {
             stop: Arc::clone(&stop),
             ifaces: self.opened.iter().map(|o| Arc::clone(&o.shared)).collect(),
             threads: Vec::new(),
         };
-        for (index, opened) in self.opened.into_iter().enumerate() {
+        for opened in self.opened {
             let name = opened.shared.name.clone();
+            let worker = opened.shared.worker;
+            let index = self
+                .cfg
+                .interfaces
+                .iter()
+                .position(|i| *i == name)
+                .unwrap_or(0);
             let reader = Reader {
                 index,
                 shared: opened.shared,
                 cfg: self.cfg.clone(),
                 stop: Arc::clone(&stop),
-                sink: Arc::clone(&sink),
+                sink: make(index, worker),
             };
             reader.shared.counters.running.store(true, Ordering::SeqCst);
             let shared = Arc::clone(&reader.shared);
@@ -611,7 +700,7 @@ struct Reader<F> {
     shared: Arc<IfaceShared>,
     cfg: CaptureConfig,
     stop: Arc<AtomicBool>,
-    sink: Arc<F>,
+    sink: F,
 }
 
 const REOPEN_MIN: Duration = Duration::from_millis(100);
@@ -649,7 +738,7 @@ impl DropCursor {
 
 impl<F> Reader<F>
 where
-    F: Fn(Packet<'_>) -> Delivery + Send + Sync + 'static,
+    F: FnMut(Packet<'_>) -> Delivery + Send + 'static,
 {
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -670,11 +759,13 @@ where
     /// Hands up to [`DISPATCH_BATCH`] frames from the ring to the sink (0 when none is ready).
     /// Sets `closed` when the consumer is gone.
     fn dispatch(
-        &self,
+        &mut self,
         reader: &mut pcap::Capture<pcap::Active>,
         closed: &mut bool,
     ) -> Result<usize, pcap::Error> {
         let c = &self.shared.counters;
+        let index = self.index;
+        let sink = &mut self.sink;
         reader.dispatch(Some(DISPATCH_BATCH), |p| {
             if *closed {
                 // The consumer is gone: the rest of this batch is dropped, counted.
@@ -689,9 +780,9 @@ where
             if p.header.len as usize > data.len() {
                 c.truncated.fetch_add(1, Ordering::Relaxed);
             }
-            match (self.sink)(Packet {
+            match sink(Packet {
                 time_us,
-                interface: self.index,
+                interface: index,
                 link: LinkType::Ethernet,
                 data,
             }) {
@@ -756,9 +847,10 @@ where
         }
     }
 
-    fn run(self, cap: pcap::Capture<pcap::Active>) {
-        let c = &self.shared.counters;
-        let name = self.shared.name.as_str();
+    fn run(mut self, cap: pcap::Capture<pcap::Active>) {
+        let shared = Arc::clone(&self.shared);
+        let c = &shared.counters;
+        let name = shared.name.as_str();
         let mut cap = Some(cap);
         let mut cursor = DropCursor::default();
         let mut last_drops = Instant::now();
@@ -776,7 +868,7 @@ where
                     backoff = (backoff * 2).min(REOPEN_MAX);
                     continue;
                 }
-                match open_receiver(name, &self.cfg) {
+                match open_receiver(name, &self.cfg, self.shared.filter.as_deref()) {
                     Ok(r) => {
                         cap = Some(r);
                         cursor = DropCursor::default();
@@ -894,6 +986,7 @@ impl CaptureHandle {
                 let c = &i.counters;
                 InterfaceStats {
                     interface: i.name.clone(),
+                    worker: u32::try_from(i.worker).unwrap_or(u32::MAX),
                     packets: c.packets.load(Ordering::Relaxed),
                     bytes: c.bytes.load(Ordering::Relaxed),
                     possibly_truncated: c.truncated.load(Ordering::Relaxed),
@@ -965,6 +1058,22 @@ mod tests {
             };
             assert!(ring.validate().unwrap_err().to_string().contains("ring"));
         }
+        for workers in [0, MAX_WORKERS + 1] {
+            let w = CaptureConfig {
+                workers,
+                ..ok.clone()
+            };
+            assert!(w.validate().unwrap_err().to_string().contains("workers"));
+        }
+        let thin = CaptureConfig {
+            workers: 8,
+            ring_bytes: 4 << 20,
+            ..ok.clone()
+        };
+        assert!(
+            thin.validate().is_err(),
+            "4 MiB over 8 workers is under 1 MiB each"
+        );
         let filtered = CaptureConfig {
             filter: Some("not (tcp port 445 or udp port 2049)".into()),
             ..ok.clone()
@@ -981,6 +1090,56 @@ mod tests {
         let err = Capture::open(&cfg).unwrap_err();
         assert!(matches!(err, CaptureError::Filter { .. }), "{err}");
         assert!(err.to_string().contains("--filter"), "{err}");
+    }
+
+    /// An Ethernet + IPv4 + TCP frame from `src:sport` to `dst:dport`.
+    fn tcp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+        f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&[0; 16]);
+        f
+    }
+
+    /// Which workers' kernel filters accept `frame` (run with libpcap's BPF interpreter).
+    fn accepting(user: Option<&str>, n: usize, frame: &[u8]) -> Vec<usize> {
+        let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET).expect("dead capture");
+        (0..n)
+            .filter(|&k| match worker_filter(user, n, k) {
+                None => true,
+                Some(f) => dead.compile(&f, true).expect("compiles").filter(frame),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn worker_filters_keep_both_directions_of_a_flow_on_one_worker() {
+        assert_eq!(worker_filter(None, 1, 0), None);
+        assert_eq!(worker_filter(Some("tcp"), 1, 0).as_deref(), Some("tcp"));
+        let mut used = HashSet::new();
+        for n in [2, 3, 8] {
+            for i in 0..40u8 {
+                let (a, b) = ([10, 0, i, 7], [192, 168, 1, i.wrapping_mul(37)]);
+                let there = accepting(None, n, &tcp4(a, b, 40_000 + u16::from(i), 104));
+                let back = accepting(None, n, &tcp4(b, a, 104, 40_000 + u16::from(i)));
+                assert_eq!(there.len(), 1, "exactly one of {n} workers: {there:?}");
+                assert_eq!(there, back, "both directions on one worker");
+                used.insert((n, there[0]));
+            }
+        }
+        // The split spreads flows: every worker of 2 got some.
+        assert!(used.contains(&(2, 0)) && used.contains(&(2, 1)), "{used:?}");
+        // Non-IP (ARP) goes to worker 0 only; the user's filter still applies.
+        let mut arp = vec![0xff; 6];
+        arp.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x08, 0x06]);
+        arp.extend_from_slice(&[0; 28]);
+        assert_eq!(accepting(None, 4, &arp), vec![0]);
+        let f = tcp4([10, 0, 0, 1], [10, 0, 0, 2], 445, 50_000);
+        assert!(accepting(Some("not tcp port 445"), 2, &f).is_empty());
+        assert_eq!(accepting(Some("tcp port 445"), 2, &f).len(), 1);
     }
 
     #[test]

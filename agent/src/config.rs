@@ -62,6 +62,8 @@ pub struct CaptureSection {
     pub block_timeout_ms: Option<u64>,
     /// tcpdump filter expression; only matching frames are captured.
     pub filter: Option<String>,
+    /// Capture workers per interface (default: one per core, at most 8).
+    pub workers: Option<usize>,
 }
 
 /// `[mqtt]`.
@@ -171,6 +173,8 @@ pub struct Overrides {
     pub block_timeout_ms: Option<u64>,
     /// `--filter` / `WARD_FILTER` (capture only).
     pub filter: Option<String>,
+    /// `--workers` / `WARD_WORKERS` (capture only).
+    pub workers: Option<usize>,
 }
 
 /// Log output format.
@@ -211,6 +215,8 @@ pub struct Config {
     pub block_timeout: Duration,
     /// Capture filter (tcpdump syntax).
     pub filter: Option<String>,
+    /// Capture workers per interface.
+    pub workers: usize,
     /// MQTT user name.
     pub mqtt_username: Option<String>,
     /// MQTT password.
@@ -433,6 +439,11 @@ impl Config {
                 .filter
                 .or(file.capture.filter)
                 .filter(|f| !f.trim().is_empty()),
+            workers: positive(
+                "--workers / capture.workers",
+                o.workers.or(file.capture.workers),
+                default_workers(),
+            )?,
             mqtt_username: o.mqtt_username.or(file.mqtt.username),
             mqtt_password: password,
             mqtt_ca: o.mqtt_ca.or(file.mqtt.ca_file),
@@ -470,6 +481,15 @@ impl Config {
                 .unwrap_or_else(|| "info".into()),
         })
     }
+}
+
+/// Default capture workers per interface: one per core, at most 8 (beyond that the single
+/// device table, not the decoders, is the limit).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(std::num::NonZeroUsize::get)
+        .unwrap_or(1)
+        .clamp(1, 8)
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub struct EngineStats {
 #[derive(Debug)]
 pub struct Engine {
     dissector: Dissector,
+    dissector_cfg: DissectorConfig,
     devices: DeviceTable,
     rules: RuleSet,
     evidence: Vec<Evidence>,
@@ -50,6 +51,9 @@ pub struct Engine {
     unknown_link: u64,
     link_errors: u64,
     last_expire_us: i64,
+    /// Live capture with workers: their dissectors' counters and memory, summed (the engine's
+    /// own dissector then sees no packets).
+    workers_dissect: Option<(DissectStats, usize)>,
 }
 
 impl Engine {
@@ -57,6 +61,7 @@ impl Engine {
     pub fn new(cfg: EngineConfig, rules: RuleSet) -> Self {
         Engine {
             dissector: Dissector::new(cfg.dissector),
+            dissector_cfg: cfg.dissector,
             devices: DeviceTable::new(cfg.devices),
             rules,
             evidence: Vec::new(),
@@ -65,7 +70,41 @@ impl Engine {
             unknown_link: 0,
             link_errors: 0,
             last_expire_us: i64::MIN,
+            workers_dissect: None,
         }
+    }
+
+    /// The dissector limits this engine was built with (each capture worker gets its own
+    /// dissector; see [`crate::workers`]).
+    pub fn dissector_config(&self) -> DissectorConfig {
+        self.dissector_cfg
+    }
+
+    /// Processes one packet a capture worker has already dissected: the device table learns
+    /// from the frame's headers and takes the worker's evidence (drained).
+    pub fn process_dissected(
+        &mut self,
+        time_us: i64,
+        link: LinkType,
+        data: &[u8],
+        evidence: &mut Vec<Evidence>,
+    ) {
+        self.packets += 1;
+        self.bytes += data.len() as u64;
+        let Ok(frame) = frame::decode(link, data) else {
+            self.link_errors += 1;
+            return;
+        };
+        self.devices.observe_frame(time_us, &frame);
+        if !evidence.is_empty() {
+            self.devices.observe_evidence(evidence);
+        }
+    }
+
+    /// Sets the capture workers' dissector counters and flow-table memory, reported by
+    /// [`stats`](Self::stats) and [`memory`](Self::memory) in place of the engine's own.
+    pub fn set_workers_dissect(&mut self, stats: DissectStats, memory: usize) {
+        self.workers_dissect = Some((stats, memory));
     }
 
     /// Processes one captured packet.
@@ -135,14 +174,21 @@ impl Engine {
             bytes: self.bytes,
             unknown_link: self.unknown_link,
             link_errors: self.link_errors,
-            dissect: self.dissector.stats(),
+            dissect: match &self.workers_dissect {
+                Some((s, _)) => *s,
+                None => self.dissector.stats(),
+            },
             devices: self.devices.stats(),
         }
     }
 
     /// Heap bytes held by flows and devices (walks both tables: for periodic stats only).
     pub fn memory(&self) -> usize {
-        self.dissector.memory() + self.devices.memory()
+        let flows = match &self.workers_dissect {
+            Some((_, m)) => *m,
+            None => self.dissector.memory(),
+        };
+        flows + self.devices.memory()
     }
 }
 

@@ -20,3 +20,4 @@ pub mod pipeline;
 pub mod privileges;
 pub mod rules;
 pub mod run;
+pub mod workers;

@@ -77,6 +77,11 @@ enum Command {
         /// (latency on quiet links; also how fast a stop takes effect) [default: 100].
         #[arg(long = "block-timeout", env = "WARD_BLOCK_TIMEOUT", value_name = "MS")]
         block_timeout: Option<u64>,
+        /// Capture workers per interface, each with its own ring share, flow table and
+        /// decoders; the kernel keeps both directions of a flow on one worker
+        /// [default: one per core, at most 8].
+        #[arg(long, env = "WARD_WORKERS", value_name = "N")]
+        workers: Option<usize>,
         #[command(flatten)]
         common: Common,
     },
@@ -172,6 +177,7 @@ struct LiveOptions {
     filter: Option<String>,
     ring_bytes: Option<usize>,
     block_timeout_ms: Option<u64>,
+    workers: Option<usize>,
 }
 
 fn load_config(common: Common, live: LiveOptions) -> anyhow::Result<Config> {
@@ -181,6 +187,7 @@ fn load_config(common: Common, live: LiveOptions) -> anyhow::Result<Config> {
         filter,
         ring_bytes,
         block_timeout_ms,
+        workers,
     } = live;
     let file = match &common.config {
         Some(path) => FileConfig::load(path)?,
@@ -210,6 +217,7 @@ fn load_config(common: Common, live: LiveOptions) -> anyhow::Result<Config> {
         ring_bytes,
         block_timeout_ms,
         filter,
+        workers,
     };
     Ok(Config::resolve(file, o)?)
 }
@@ -336,6 +344,7 @@ fn agent(command: Command) -> anyhow::Result<()> {
             filter,
             ring_bytes,
             block_timeout,
+            workers,
             common,
         } => {
             let live = LiveOptions {
@@ -344,6 +353,7 @@ fn agent(command: Command) -> anyhow::Result<()> {
                 filter,
                 ring_bytes,
                 block_timeout_ms: block_timeout,
+                workers,
             };
             (load_config(common, live)?, None)
         }
@@ -378,6 +388,7 @@ fn agent(command: Command) -> anyhow::Result<()> {
             c.ring_bytes = cfg.ring_bytes;
             c.block_timeout = cfg.block_timeout;
             c.filter = cfg.filter.clone();
+            c.workers = cfg.workers;
             let capture = Capture::open(&c)?;
             // As root, the agent never keeps running as root: it switches to --user, or to the
             // packaged "ward" user when none is given.
@@ -416,15 +427,20 @@ fn agent(command: Command) -> anyhow::Result<()> {
     let mut batcher = ward_agent::run::batcher(&lcfg);
     let summary = match (capture, live) {
         (Some(capture), _) => {
-            let (handle, rx) = capture.start_channel(65_536)?;
-            tracing::info!(interfaces = ?cfg.interfaces, "capturing");
+            let rings = cfg.interfaces.len() * cfg.workers;
+            let (handle, rx, workers) =
+                ward_agent::workers::start(capture, rings, engine.dissector_config(), 65_536)?;
+            tracing::info!(interfaces = ?cfg.interfaces, workers = cfg.workers, "capturing");
             run_live(
                 &lcfg,
                 &mut engine,
                 &mut batcher,
                 &output,
-                &handle,
-                rx,
+                ward_agent::run::Live {
+                    handle: &handle,
+                    packets: rx,
+                    workers,
+                },
                 stop.clone(),
             )?
         }

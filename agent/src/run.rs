@@ -141,6 +141,16 @@ impl Loop<'_> {
         }
     }
 
+    /// Takes one frame a capture worker dissected (see [`Self::process`] about evictions).
+    fn process_dissected(&mut self, p: &mut crate::workers::Dissected) -> anyhow::Result<()> {
+        self.engine
+            .process_dissected(p.time_us, p.link, &p.data, &mut p.evidence);
+        if self.engine.pending_evicted() >= self.cfg.devices_per_message {
+            self.publish_evicted(p.time_us)?;
+        }
+        Ok(())
+    }
+
     /// Processes one packet. Devices evicted from a full table are published as soon as a
     /// message's worth waits, so their changes are neither lost nor held without bound.
     fn process(
@@ -305,19 +315,19 @@ fn capture_summary(capture: &[CaptureStats]) -> Option<String> {
     })
 }
 
-/// Capture counters for the status message, one element per interface (worker 0: one reader
-/// per interface).
+/// Capture counters for the status message, one element per ring (interface and worker).
 pub fn capture_stats(stats: &[crate::capture::InterfaceStats]) -> Vec<CaptureStats> {
     stats
         .iter()
         .map(|s| CaptureStats {
             interface: s.interface.clone(),
-            worker: 0,
+            worker: s.worker,
             packets: s.packets,
             ring_drops: s.ring_drops,
             queue_drops: s.sink_dropped,
-            interface_drops: match (s.kernel, s.kernel_at_open) {
-                (Some(now), Some(base)) => now.since(&base).rx_dropped,
+            // Interface counters are the same for every ring of the interface: reported once.
+            interface_drops: match (s.worker, s.kernel, s.kernel_at_open) {
+                (0, Some(now), Some(base)) => now.since(&base).rx_dropped,
                 _ => 0,
             },
         })
@@ -557,27 +567,43 @@ fn finish_read(
     }
 }
 
+/// The live capture a loop reads: the capture, the frames its workers dissected, and the
+/// workers' counters (see [`crate::workers`]).
+#[derive(Debug)]
+pub struct Live<'a> {
+    /// The running capture.
+    pub handle: &'a CaptureHandle,
+    /// Frames the workers dissected.
+    pub packets: Receiver<crate::workers::Dissected>,
+    /// The workers' dissector counters.
+    pub workers: Vec<Arc<crate::workers::WorkerReport>>,
+}
+
 /// Runs live capture until `stop` is set.
 pub fn run_live(
     cfg: &LoopConfig,
     engine: &mut Engine,
     batcher: &mut Batcher,
     output: &Output,
-    handle: &CaptureHandle,
-    packets: Receiver<OwnedPacket>,
+    live: Live<'_>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<LoopSummary> {
+    let Live {
+        handle,
+        packets,
+        workers,
+    } = live;
     let mut lp = new_loop(cfg, engine, batcher, output);
     let mut last_time = 0i64;
     let mut last_kernel = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         match packets.recv_timeout(Duration::from_millis(200)) {
-            Ok(p) => {
-                lp.process(p.time_us, Some(p.link), &p.data)?;
+            Ok(mut p) => {
+                lp.process_dissected(&mut p)?;
                 last_time = p.time_us;
                 // Drain what is already queued before looking at the clocks again.
-                for p in packets.try_iter().take(4096) {
-                    lp.process(p.time_us, Some(p.link), &p.data)?;
+                for mut p in packets.try_iter().take(4096) {
+                    lp.process_dissected(&mut p)?;
                     last_time = p.time_us;
                 }
             }
@@ -588,18 +614,22 @@ pub fn run_live(
             let now = capture_stats(&handle.stats_without_ss());
             warn_on_new_drops(&lp.capture, &now);
             lp.capture = now;
+            let (dissect, memory) = crate::workers::merged(&workers);
+            lp.engine.set_workers_dissect(dissect, memory);
             last_kernel = Instant::now();
         }
         lp.tick(last_time)?;
     }
     handle.stop();
-    for p in packets.try_iter() {
-        lp.process(p.time_us, Some(p.link), &p.data)?;
+    for mut p in packets.try_iter() {
+        lp.process_dissected(&mut p)?;
         last_time = p.time_us;
     }
     let now = capture_stats(&handle.stats_without_ss());
     warn_on_new_drops(&lp.capture, &now);
     lp.capture = now;
+    let (dissect, memory) = crate::workers::merged(&workers);
+    lp.engine.set_workers_dissect(dissect, memory);
     lp.finish(last_time)
 }
 
@@ -616,6 +646,7 @@ mod tests {
         };
         let s = InterfaceStats {
             interface: "eth1".into(),
+            worker: 0,
             packets: 1000,
             bytes: 64_000,
             possibly_truncated: 0,

@@ -1051,6 +1051,10 @@ fn live_vlan_tags_match_offline_read() {
             &dir.path().join("spool-live").display().to_string(),
             "--stats-interval",
             "1",
+            // Two workers: QinQ frames (inner tag in the frame) and the single-tagged IPv4
+            // flows are split between rings by the kernel filter; records must not change.
+            "--workers",
+            "2",
             "--log-format",
             "text",
             "--log-level",
@@ -1133,6 +1137,19 @@ fn live_vlan_tags_match_offline_read() {
         packets_logged(&text),
         frames,
         "the agent saw other frames than the replayed ones:\n{text}"
+    );
+    // Per-worker counters in the stats line: both rings, no loss.
+    let last_stats = text
+        .lines()
+        .rev()
+        .find(|l| l.contains(" stats "))
+        .expect("a stats line");
+    for ring in ["vlb0/0:", "vlb0/1:"] {
+        assert!(last_stats.contains(ring), "{ring} missing: {last_stats}");
+    }
+    assert!(
+        last_stats.contains("ring_drops=0") && last_stats.contains("queue_drops=0"),
+        "{last_stats}"
     );
     let got = devices_of(&std::fs::read_to_string(&live).expect("live output"));
     assert_eq!(
