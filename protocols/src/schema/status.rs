@@ -95,8 +95,9 @@ pub struct CaptureStats {
     /// Frames dropped because the queue to the decoders was full.
     #[serde(default)]
     pub queue_drops: u64,
-    /// Frames the interface or its driver dropped before any socket saw them (`rx_dropped`
-    /// growth since the capture opened; per interface, so only on worker 0).
+    /// `rx_dropped` growth of the interface since the capture opened (per interface, so only on
+    /// worker 0): frames the driver or the stack dropped, some before packet sockets see them
+    /// (backlog full), some after (protocols the host does not run, e.g. IPv6 when disabled).
     #[serde(default)]
     pub interface_drops: u64,
 }
