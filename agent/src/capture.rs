@@ -952,9 +952,15 @@ impl CaptureHandle {
         self.stop.store(true, Ordering::SeqCst);
     }
 
-    /// The interface names, in [`Packet::interface`] order.
+    /// The interface names, in [`Packet::interface`] order (once each, whatever the workers).
     pub fn interfaces(&self) -> Vec<&str> {
-        self.ifaces.iter().map(|i| i.name.as_str()).collect()
+        let mut out: Vec<&str> = Vec::new();
+        for i in &self.ifaces {
+            if !out.contains(&i.name.as_str()) {
+                out.push(i.name.as_str());
+            }
+        }
+        out
     }
 
     /// Whether any reader thread is still running.
@@ -964,7 +970,7 @@ impl CaptureHandle {
             .any(|i| i.counters.running.load(Ordering::SeqCst))
     }
 
-    /// Counters per interface, in [`Packet::interface`] order. Reads sysfs and `/proc` and runs
+    /// Counters per ring (interface, then worker), in [`Packet::interface`] order. Reads sysfs and `/proc` and runs
     /// `ss` once (a few milliseconds): call it every few seconds, not per packet.
     pub fn stats(&self) -> Vec<InterfaceStats> {
         self.collect_stats(true)
@@ -976,8 +982,10 @@ impl CaptureHandle {
         self.collect_stats(false)
     }
 
+    /// One entry per ring; interface and socket counters are the interface's (the same for each
+    /// of its rings).
     fn collect_stats(&self, with_ss: bool) -> Vec<InterfaceStats> {
-        let names: Vec<&str> = self.interfaces();
+        let names: Vec<&str> = self.ifaces.iter().map(|i| i.name.as_str()).collect();
         let sockets = kernel::socket_stats(&names, with_ss);
         self.ifaces
             .iter()
