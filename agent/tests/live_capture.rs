@@ -32,8 +32,8 @@
 //! `tcpreplay` over a veth into the real `ward-agent capture` and compares its device records
 //! (VLAN ids included) with `ward-agent read` of the same files.
 //!
-//! Needs root, iproute2 (`ip`, `tc`, `ss`), `ethtool`, dcmtk in /usr/bin, python3 and
-//! `mllp_send` (pip package `hl7`) and `tcpreplay`; `scripts/test.sh` installs them. A missing prerequisite
+//! Needs root, iproute2 (`ip`, `tc`, `ss`), `ethtool`, dcmtk in /usr/bin, python3, `mllp_send`
+//! (pip package `hl7`) and `tcpreplay`; `scripts/test.sh` installs them. A missing prerequisite
 //! FAILS the test with its name: there is no switch to skip it.
 
 use std::collections::BTreeMap;
