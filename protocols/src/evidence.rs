@@ -65,6 +65,9 @@ protocols! {
     Ssh => "ssh", patient_data: false, encrypted: true;
     /// TLS handshake (any version; the application data inside is never read).
     Tls => "tls", patient_data: false, encrypted: true;
+    /// Multicast DNS / DNS-SD (RFC 6762/6763): records a device announces about itself; only
+    /// allow-listed TXT keys are read.
+    Mdns => "mdns", patient_data: false;
 }
 
 impl Protocol {
@@ -476,6 +479,34 @@ fields! {
     /// `true` when the server leaf certificate's issuer is its subject (self-issued).
     TlsCertSelfSigned => Tls, "tls.cert_self_signed",
         Server, None, None, vendor;
+
+    // mDNS / DNS-SD: a responder answers only for its own records (RFC 6762 §6), so what a
+    // response or a probe's authority section announces describes its sender. Question names
+    // and a query's known answers (other hosts' records) are never read.
+    /// DNS-SD service instance name (the first label of a PTR target or SRV/TXT owner under a
+    /// service type), e.g. `WardTestMed VM-240 (monitor)`: chosen by the device's software or
+    /// its installer to name the device, not a person.
+    MdnsInstance => Mdns, "mdns.instance",
+        Sender, Weak, ApplicationName, vendor;
+    /// Host name the sender claims: A/AAAA owner names, SRV targets, reverse-PTR targets
+    /// (`wardtestmed-vm240.local`).
+    MdnsHostName => Mdns, "mdns.host_name",
+        Sender, Weak, HostName, vendor;
+    /// Service type the sender offers, `_service._proto` (`_ipp._tcp`).
+    MdnsServiceType => Mdns, "mdns.service_type",
+        Sender, None, TypeHint, vendor;
+    /// TXT `model`, `md`, `usb_MDL`, `ty` (Bonjour Printing's make and model) or `product`.
+    MdnsModel => Mdns, "mdns.model",
+        Sender, None, Model, vendor;
+    /// TXT `manufacturer` or `usb_MFG`.
+    MdnsManufacturer => Mdns, "mdns.manufacturer",
+        Sender, None, Manufacturer, vendor;
+    /// TXT `fw` or `sw`.
+    MdnsSoftwareVersion => Mdns, "mdns.software_version",
+        Sender, None, SoftwareVersion, vendor;
+    /// TXT `serial`: the device's serial number.
+    MdnsSerial => Mdns, "mdns.serial",
+        Sender, Serial, Serial, vendor;
 }
 
 impl Field {

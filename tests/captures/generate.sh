@@ -247,6 +247,28 @@ prepare_data() {
 }
 
 # ------------------------------------------------------------- scenarios ----
+scenario_mdns() {
+    # python-zeroconf on both ends (mdns_peers.py): a fictional monitor ("WardTestMed VM-240")
+    # registers an _http._tcp service (probe, announcements) with allow-listed TXT keys and a
+    # canary under a key ward must not read; a second host resolves the instance (query and
+    # response). Multicast over the veth needs a route for 224.0.0.0/4.
+    ns_up 02:57:41:52:44:12
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    nsx "$NS_A" ip route add 224.0.0.0/4 dev "$IF_A"
+    nsx "$NS_B" ip route add 224.0.0.0/4 dev "$IF_B"
+    cap_start "$NS_B" "$IF_B" mdns.pcap udp port 5353
+    bg "$NS_A" mdns-device "$PY" -u "$HERE/mdns_peers.py" announce --ip "$IP_A" --seconds 6
+    local i
+    for i in $(seq 1 100); do grep -q registered "$WORK/mdns-device.log" && break; sleep 0.05; done
+    nsx "$NS_B" "$PY" "$HERE/mdns_peers.py" browse --ip "$IP_B" >"$WORK/mdns-browse.log" 2>&1 \
+        || die "mdns browse failed: $(cat "$WORK/mdns-browse.log" "$WORK/mdns-device.log")"
+    wait "$LAST_BG" || true
+    cap_stop
+    stop_all_bg
+    grep -q 'resolved wardtestmed-vm240.local.' "$WORK/mdns-browse.log" \
+        || die "mdns resolve failed: $(cat "$WORK/mdns-browse.log")"
+}
+
 DCM_CT=( -aet WARD_CT01 )
 
 scenario_dicom_dcmtk() {
@@ -520,7 +542,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls)
+           dicom_sll dhcp http ssh tls mdns)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"
