@@ -149,6 +149,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:http.toml", include_str!("../rules/http.toml")),
     ("bundled:ssh.toml", include_str!("../rules/ssh.toml")),
     ("bundled:tls.toml", include_str!("../rules/tls.toml")),
+    ("bundled:mdns.toml", include_str!("../rules/mdns.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 

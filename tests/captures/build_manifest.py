@@ -117,6 +117,14 @@ TLS_FACTS = [
 ]
 TLS_CANARIES = ["CANARYTLS^PATIENT", "CANARY-MRN-TLS-0001", "CANARYTLS^QUOKKACOOKIE"]
 
+MDNS_FACTS = [
+    ("mdns.instance", "WardTestMed VM-240 (monitor)"), ("mdns.service_type", "_http._tcp"),
+    ("mdns.host_name", "wardtestmed-vm240.local"), ("mdns.model", "VM-240"),
+    ("mdns.manufacturer", "WardTestMed"), ("mdns.software_version", "2.4.1"),
+]
+# Under the TXT key `patient`, which ward must never read.
+MDNS_CANARIES = ["CANARY^MDNSPATIENT"]
+
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
          canaries=DCMTK_CANARIES),
@@ -159,6 +167,7 @@ GENERATED = [
     dict(file="http.pcap", http=[8080], expect=HTTP_FACTS, canaries=HTTP_CANARIES),
     dict(file="ssh.pcap", ssh=True, expect=[], expect_fields=["ssh.banner", "ssh.software_version"],
          canaries=[], no_patient_data="SSH: identification strings, then an encrypted session"),
+    dict(file="mdns.pcap", mdns=True, expect=MDNS_FACTS, canaries=MDNS_CANARIES),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
          sealed="openssl s_client sends the canaries in an HTTP request inside TLS "
                 "application data: unreadable on the wire, they must reach no output"),
@@ -618,6 +627,82 @@ def tls_facts(path):
     return facts
 
 
+# --------------------------------------------------------------- mDNS ----
+MDNS_TXT_KEYS = {"model": "mdns.model", "md": "mdns.model", "usb_mdl": "mdns.model",
+                 "ty": "mdns.model", "product": "mdns.model",
+                 "manufacturer": "mdns.manufacturer", "usb_mfg": "mdns.manufacturer",
+                 "fw": "mdns.software_version", "sw": "mdns.software_version",
+                 "serial": "mdns.serial"}
+SERVICE_TYPE_RE = re.compile(r"^(_[^.]+\._(?:tcp|udp))(?:\.|$)", re.I)
+INSTANCE_RE = re.compile(r"^(.*)\.(_[^.]+\._(?:tcp|udp)\.[^_]*)$", re.I)
+
+
+def mdns_facts(path):
+    """What each mDNS message announces about its sender, from tshark's DNS dissector (its
+    JSON tree, one object per record): the records of responses and the authority and
+    additional records of queries (probes), never questions or a query's known answers.
+    Service types are PTR owners, instances the first label of PTR targets and SRV/TXT owners
+    under a service type, host names A/AAAA owners and SRV targets, TXT values only for the
+    allow-listed keys."""
+    out = tshark(path, "-Y", "mdns", "-T", "json", "-J", "mdns")
+    # Keep repeated keys (several dns.txt strings in one record): pairs, not dicts.
+    packets = json.loads(out, object_pairs_hook=lambda kv: kv)
+    facts = []
+
+    def get(pairs, key):
+        return [v for k, v in pairs if k == key]
+
+    def inst(owner):
+        m = INSTANCE_RE.match(owner)
+        if m:
+            facts.append(("mdns.instance", m.group(1)))
+            facts.append(("mdns.service_type", SERVICE_TYPE_RE.match(m.group(2)).group(1)))
+
+    for pkt in packets:
+        layers = get(get(pkt, "_source")[0], "layers")[0]
+        for m in get(layers, "mdns"):
+            response = int(get(get(m, "dns.flags_tree")[0], "dns.flags.response")[0])
+            sections = ["Authoritative nameservers", "Additional records"]
+            if response:
+                sections.insert(0, "Answers")
+            for sec in sections:
+                for recs in get(m, sec):
+                    for summary, rec in recs:
+                        owner, _, rest = summary.partition(": type ")
+                        rtype = rest.split(",")[0]
+                        if rtype == "PTR":
+                            target = get(rec, "dns.ptr.domain_name")[0]
+                            st = SERVICE_TYPE_RE.match(owner)
+                            if st and not owner.lower().startswith("_services."):
+                                facts.append(("mdns.service_type", st.group(1)))
+                                if target.lower().endswith("." + owner.lower()):
+                                    facts.append(("mdns.instance", target[:-len(owner) - 1]))
+                            elif owner.lower().endswith(".arpa"):
+                                facts.append(("mdns.host_name", target))
+                            elif SERVICE_TYPE_RE.match(target):
+                                facts.append(("mdns.service_type",
+                                              SERVICE_TYPE_RE.match(target).group(1)))
+                        elif rtype == "SRV":
+                            inst(owner)
+                            facts.append(("mdns.host_name", get(rec, "dns.srv.target")[0]))
+                        elif rtype == "TXT":
+                            inst(owner)
+                            for kv in get(rec, "dns.txt"):
+                                k, eq, v = kv.partition("=")
+                                if eq and k.lower() in MDNS_TXT_KEYS:
+                                    facts.append((MDNS_TXT_KEYS[k.lower()], v.strip()))
+                        elif rtype in ("A", "AAAA"):
+                            facts.append(("mdns.host_name", owner))
+    return facts
+
+
+def udp_payloads(path):
+    out = []
+    for h in tshark(path, "-T", "fields", "-e", "udp.payload").split():
+        out.append(bytes.fromhex(h.replace(":", "")))
+    return out
+
+
 # ------------------------------------------------------------- driver ----
 def dedupe(facts):
     seen, out = set(), []
@@ -666,6 +751,8 @@ def build(fixdir, spec, generated):
         facts += ssh_facts(path)
     if spec.get("tls"):
         facts += tls_facts(path)
+    if spec.get("mdns"):
+        facts += mdns_facts(path)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports
@@ -684,6 +771,8 @@ def build(fixdir, spec, generated):
     if streams is None:
         streams = tcp_streams(path) if "tcp" in tshark(path, "-T", "fields", "-e", "frame.protocols") else []
     wire = b"\n".join(a + b"\n" + b for a, b in (streams or []))
+    if spec.get("mdns"):
+        wire += b"\n" + b"\n".join(udp_payloads(path))
     for c in spec["canaries"]:
         # Sealed canaries travel inside TLS application data: they must not be readable on
         # the wire (and, like the others, never reach any output).
