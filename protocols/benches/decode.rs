@@ -263,6 +263,17 @@ fn bench_app_exchanges(c: &mut Criterion) {
             )
         })
     });
+    // mDNS: the datagram path (probe, then extract) on the device's announcement.
+    let ann = read("mdns/announce.bin");
+    g.throughput(Throughput::Bytes(ann.len() as u64));
+    g.bench_function("mdns_zeroconf_announcement", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::mdns::probe(black_box(&ann));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::mdns::extract(black_box(&ann), &mut facts);
+            facts.len()
+        })
+    });
     g.finish();
 }
 
