@@ -232,9 +232,10 @@ fn read_name(b: &[u8], at: usize) -> Result<Name<'_>, DecodeError> {
                 pos += n + 1;
             }
             0xc0 => {
-                let target = usize::from(be16(b, pos).ok_or_else(|| {
-                    DecodeError::truncated(LAYER, pos, 2, b.len())
-                })? & 0x3fff);
+                let target = usize::from(
+                    be16(b, pos).ok_or_else(|| DecodeError::truncated(LAYER, pos, 2, b.len()))?
+                        & 0x3fff,
+                );
                 pointers += 1;
                 // Strictly backwards: no loop can form, and the hop limit bounds the work.
                 if target >= pos || pointers > MAX_POINTERS {

@@ -1,6 +1,7 @@
 //! Differential test against Wireshark's dissectors: on every fixture, the DICOM AE titles,
-//! implementation class UIDs and version names, and the HL7 MSH fields ward extracts are
-//! exactly the values tshark decodes from the same capture.
+//! implementation class UIDs and version names, the HL7 MSH fields, the TLS hello fields and
+//! what mDNS responses announce (instances, service types, SRV targets, allow-listed TXT
+//! values) that ward extracts are exactly the values tshark decodes from the same capture.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -300,4 +301,104 @@ fn tls_hello_fields_equal_tsharks() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(compared >= 1, "no TLS fixture compared");
+}
+
+/// tshark's view of what mDNS responses announce: SRV owners split into instance, service and
+/// protocol (`dns.srv.service`, `dns.srv.proto`, `dns.srv.name`), SRV targets, and TXT strings
+/// whose key is on ward's allow-list.
+fn tshark_mdns(file: &Path) -> FieldSets {
+    let mut sets = FieldSets::new();
+    let out = tshark(
+        &[
+            "-Y",
+            "mdns && dns.flags.response == 1",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=\u{1}",
+            "-e",
+            "dns.srv.service",
+            "-e",
+            "dns.srv.proto",
+            "-e",
+            "dns.srv.name",
+            "-e",
+            "dns.srv.target",
+            "-e",
+            "dns.txt",
+        ],
+        file,
+    );
+    let mut add = |f: &'static str, v: &str| {
+        if !v.is_empty() {
+            sets.entry(f).or_default().insert(v.to_owned());
+        }
+    };
+    for line in out.lines() {
+        let cols: Vec<Vec<&str>> = line
+            .split('\t')
+            .map(|c| c.split('\u{1}').collect())
+            .collect();
+        let col = |i: usize| cols.get(i).cloned().unwrap_or_default();
+        for ((inst, proto), name) in col(0).iter().zip(col(1)).zip(col(2)) {
+            add("mdns.instance", inst);
+            let label = name.split('.').next().unwrap_or("");
+            add("mdns.service_type", &format!("{proto}.{label}"));
+        }
+        for t in col(3) {
+            add("mdns.host_name", t);
+        }
+        for kv in col(4) {
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
+            let field = ward_protocols::mdns::TXT_KEYS
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(k))
+                .map(|(_, f)| f.name());
+            if let Some(f) = field {
+                add(f, v);
+            }
+        }
+    }
+    sets
+}
+
+#[test]
+fn mdns_announced_fields_equal_tsharks() {
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for fx in manifest().fixtures {
+        if !fx.facts.iter().any(|f| f.field.starts_with("mdns.")) {
+            continue;
+        }
+        let file = fixture_path(&fx.file);
+        let theirs = tshark_mdns(&file);
+        let mine = ours(
+            &file,
+            &[
+                "mdns.instance",
+                "mdns.service_type",
+                "mdns.host_name",
+                "mdns.model",
+                "mdns.manufacturer",
+                "mdns.software_version",
+                "mdns.serial",
+            ],
+        );
+        if theirs.is_empty() {
+            problems.push(format!("{}: tshark decoded no mDNS", fx.file));
+        }
+        if mine != theirs {
+            problems.push(format!(
+                "{}: mDNS differs\n  ward:   {mine:?}\n  tshark: {theirs:?}",
+                fx.file
+            ));
+        }
+        compared += 1;
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(compared >= 1, "no mDNS fixture compared");
 }
