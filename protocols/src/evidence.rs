@@ -68,6 +68,8 @@ protocols! {
     /// Multicast DNS / DNS-SD (RFC 6762/6763): records a device announces about itself; only
     /// allow-listed TXT keys are read.
     Mdns => "mdns", patient_data: false;
+    /// SSDP (UPnP discovery): the allow-listed headers of a device's NOTIFY or search answer.
+    Ssdp => "ssdp", patient_data: false;
 }
 
 impl Protocol {
@@ -507,6 +509,23 @@ fields! {
     /// TXT `serial`: the device's serial number.
     MdnsSerial => Mdns, "mdns.serial",
         Sender, Serial, Serial, vendor;
+
+    // SSDP: a NOTIFY and a search response describe their sender (the device); an M-SEARCH's
+    // search target names what the searcher looks for and is never read. The values are set by
+    // the device's firmware (UPnP Device Architecture 2.0 §1.1), not by a user.
+    /// `SERVER` header: `OS/version UPnP/1.x product/version`
+    /// (`WardTestOS/1.0 UPnP/1.0 WardTestMed-VH300/3.2`).
+    SsdpServer => Ssdp, "ssdp.server",
+        Sender, None, SoftwareVersion, vendor;
+    /// `USN` header: the device's UUID and type (`uuid:…::urn:schemas-upnp-org:device:Basic:1`).
+    SsdpUsn => Ssdp, "ssdp.usn",
+        Sender, Weak, ApplicationName, vendor;
+    /// `NT` of a NOTIFY or `ST` of a search response: the device or service type it offers.
+    SsdpType => Ssdp, "ssdp.type",
+        Sender, None, TypeHint, vendor;
+    /// `LOCATION` header: the device description URL. Private: it names a site address.
+    SsdpLocation => Ssdp, "ssdp.location",
+        Sender, None, None, private;
 }
 
 impl Field {

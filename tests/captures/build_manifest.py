@@ -125,6 +125,15 @@ MDNS_FACTS = [
 # Under the TXT key `patient`, which ward must never read.
 MDNS_CANARIES = ["CANARY^MDNSPATIENT"]
 
+SSDP_FACTS = [
+    ("ssdp.server", "WardTestOS/1.0 UPnP/1.0 WardTestMed-VH300/3.2"),
+    ("ssdp.usn", "uuid:5741524e-4454-4553-5456-483330300001::urn:schemas-upnp-org:device:Basic:1"),
+    ("ssdp.type", "urn:schemas-upnp-org:device:Basic:1"),
+    ("ssdp.location", "http://192.0.2.10:49152/description.xml"),
+]
+# Under the header X-WARDTEST-NOTE, which ward must never read.
+SSDP_CANARIES = ["CANARY^SSDPPATIENT"]
+
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
          canaries=DCMTK_CANARIES),
@@ -168,6 +177,7 @@ GENERATED = [
     dict(file="ssh.pcap", ssh=True, expect=[], expect_fields=["ssh.banner", "ssh.software_version"],
          canaries=[], no_patient_data="SSH: identification strings, then an encrypted session"),
     dict(file="mdns.pcap", mdns=True, expect=MDNS_FACTS, canaries=MDNS_CANARIES),
+    dict(file="ssdp.pcap", ssdp=True, expect=SSDP_FACTS, canaries=SSDP_CANARIES),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
          sealed="openssl s_client sends the canaries in an HTTP request inside TLS "
                 "application data: unreadable on the wire, they must reach no output"),
@@ -627,6 +637,38 @@ def tls_facts(path):
     return facts
 
 
+# --------------------------------------------------------------- SSDP ----
+def ssdp_facts(path):
+    """What each NOTIFY and search response says about its sender, from tshark's SSDP
+    dissector (HTTP over UDP): `http.server`, `http.location`, and USN/NT/ST, which tshark
+    leaves as unknown header lines. An M-SEARCH's ST is what the searcher looks for: skipped."""
+    facts = []
+    rows = tshark(path, "-Y", "ssdp", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=\x1f",
+                  "-e", "http.request.method", "-e", "http.response.code", "-e", "http.server",
+                  "-e", "http.location", "-e", "http.unknown_header", "-e", "http.request.line",
+                  "-e", "http.response.line")
+    for row in rows.splitlines():
+        method, code, server, location, *lines = (row.split("\t") + [""] * 7)[:7]
+        if method == "M-SEARCH" or (not method and code != "200"):
+            continue
+        type_header = "nt" if method == "NOTIFY" else "st"
+        for v in filter(None, server.split("\x1f")):
+            facts.append(("ssdp.server", v.strip()))
+        headers = [h for col in lines for h in col.split("\x1f") if ":" in h]
+        for h in headers:
+            name, value = h.split(":", 1)
+            value = value.replace("\\r\\n", "").strip()
+            if name.strip().lower() == "usn":
+                facts.append(("ssdp.usn", value))
+        for v in filter(None, location.split("\x1f")):
+            facts.append(("ssdp.location", v.strip()))
+        for h in headers:
+            name, value = h.split(":", 1)
+            if name.strip().lower() == type_header:
+                facts.append(("ssdp.type", value.replace("\\r\\n", "").strip()))
+    return facts
+
+
 # --------------------------------------------------------------- mDNS ----
 MDNS_TXT_KEYS = {"model": "mdns.model", "md": "mdns.model", "usb_mdl": "mdns.model",
                  "ty": "mdns.model", "product": "mdns.model",
@@ -753,6 +795,8 @@ def build(fixdir, spec, generated):
         facts += tls_facts(path)
     if spec.get("mdns"):
         facts += mdns_facts(path)
+    if spec.get("ssdp"):
+        facts += ssdp_facts(path)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports
@@ -771,7 +815,7 @@ def build(fixdir, spec, generated):
     if streams is None:
         streams = tcp_streams(path) if "tcp" in tshark(path, "-T", "fields", "-e", "frame.protocols") else []
     wire = b"\n".join(a + b"\n" + b for a, b in (streams or []))
-    if spec.get("mdns"):
+    if spec.get("mdns") or spec.get("ssdp"):
         wire += b"\n" + b"\n".join(udp_payloads(path))
     for c in spec["canaries"]:
         # Sealed canaries travel inside TLS application data: they must not be readable on

@@ -269,6 +269,27 @@ scenario_mdns() {
         || die "mdns resolve failed: $(cat "$WORK/mdns-browse.log")"
 }
 
+scenario_ssdp() {
+    # ssdp_peers.py on both ends: a fictional UPnP device (WardTestMed VH300) multicasts an
+    # ssdp:alive NOTIFY and answers the control point's M-SEARCH with a unicast 200 response.
+    # Multicast over the veth needs a route for 224.0.0.0/4.
+    ns_up 02:57:41:52:44:13
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    nsx "$NS_A" ip route add 224.0.0.0/4 dev "$IF_A"
+    nsx "$NS_B" ip route add 224.0.0.0/4 dev "$IF_B"
+    cap_start "$NS_B" "$IF_B" ssdp.pcap udp port 1900
+    bg "$NS_A" ssdp-device "$PY" -u "$HERE/ssdp_peers.py" device --ip "$IP_A" --seconds 6
+    local i
+    for i in $(seq 1 100); do grep -q advertised "$WORK/ssdp-device.log" && break; sleep 0.05; done
+    nsx "$NS_B" "$PY" "$HERE/ssdp_peers.py" search --ip "$IP_B" >"$WORK/ssdp-search.log" 2>&1 \
+        || die "ssdp search failed: $(cat "$WORK/ssdp-search.log" "$WORK/ssdp-device.log")"
+    wait "$LAST_BG" || true
+    cap_stop
+    stop_all_bg
+    grep -q 'found uuid:5741524e' "$WORK/ssdp-search.log" \
+        || die "ssdp search failed: $(cat "$WORK/ssdp-search.log")"
+}
+
 DCM_CT=( -aet WARD_CT01 )
 
 scenario_dicom_dcmtk() {
@@ -542,7 +563,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns)
+           dicom_sll dhcp http ssh tls mdns ssdp)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"
