@@ -274,6 +274,17 @@ fn bench_app_exchanges(c: &mut Criterion) {
             facts.len()
         })
     });
+    // SSDP: the datagram path (probe, then extract) on the device's NOTIFY.
+    let notify = read("ssdp/notify.bin");
+    g.throughput(Throughput::Bytes(notify.len() as u64));
+    g.bench_function("ssdp_upnp_notify", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::ssdp::probe(black_box(&notify));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::ssdp::extract(black_box(&notify), &mut facts);
+            facts.len()
+        })
+    });
     g.finish();
 }
 

@@ -35,10 +35,10 @@ pub mod fuzz_harness;
 pub mod hl7;
 pub mod http;
 pub mod mdns;
-pub mod ssdp;
 pub mod reassembly;
 pub mod registry;
 pub mod schema;
+pub mod ssdp;
 pub mod ssh;
 pub mod tls;
 

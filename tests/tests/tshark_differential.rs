@@ -402,3 +402,96 @@ fn mdns_announced_fields_equal_tsharks() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(compared >= 1, "no mDNS fixture compared");
 }
+
+/// tshark's view of what SSDP NOTIFYs and search responses say about their sender: its HTTP
+/// dissector's `http.server` and `http.location`, and USN / NT / ST, which it leaves as raw
+/// header lines. An M-SEARCH's ST (what the searcher looks for) is skipped, as ward skips it.
+fn tshark_ssdp(file: &Path) -> FieldSets {
+    let mut sets = FieldSets::new();
+    let out = tshark(
+        &[
+            "-Y",
+            "ssdp && (http.request.method == \"NOTIFY\" || http.response.code == 200)",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=\u{1}",
+            "-e",
+            "http.request.method",
+            "-e",
+            "http.server",
+            "-e",
+            "http.location",
+            "-e",
+            "http.unknown_header",
+            "-e",
+            "http.request.line",
+            "-e",
+            "http.response.line",
+        ],
+        file,
+    );
+    let mut add = |f: &'static str, v: &str| {
+        if !v.is_empty() {
+            sets.entry(f).or_default().insert(v.to_owned());
+        }
+    };
+    for line in out.lines() {
+        let cols: Vec<Vec<&str>> = line
+            .split('\t')
+            .map(|c| c.split('\u{1}').collect())
+            .collect();
+        let col = |i: usize| cols.get(i).cloned().unwrap_or_default();
+        let notify = col(0).first() == Some(&"NOTIFY");
+        for v in col(1) {
+            add("ssdp.server", v.trim());
+        }
+        for v in col(2) {
+            add("ssdp.location", v.trim());
+        }
+        for h in col(3).into_iter().chain(col(4)).chain(col(5)) {
+            let Some((name, value)) = h.split_once(':') else {
+                continue;
+            };
+            let value = value.trim_end_matches("\\r\\n").trim();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "usn" => add("ssdp.usn", value),
+                "nt" if notify => add("ssdp.type", value),
+                "st" if !notify => add("ssdp.type", value),
+                _ => {}
+            }
+        }
+    }
+    sets
+}
+
+#[test]
+fn ssdp_announced_fields_equal_tsharks() {
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for fx in manifest().fixtures {
+        if !fx.facts.iter().any(|f| f.field.starts_with("ssdp.")) {
+            continue;
+        }
+        let file = fixture_path(&fx.file);
+        let theirs = tshark_ssdp(&file);
+        let mine = ours(
+            &file,
+            &["ssdp.server", "ssdp.usn", "ssdp.type", "ssdp.location"],
+        );
+        if theirs.is_empty() {
+            problems.push(format!("{}: tshark decoded no SSDP", fx.file));
+        }
+        if mine != theirs {
+            problems.push(format!(
+                "{}: SSDP differs\n  ward:   {mine:?}\n  tshark: {theirs:?}",
+                fx.file
+            ));
+        }
+        compared += 1;
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(compared >= 1, "no SSDP fixture compared");
+}
