@@ -151,6 +151,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:tls.toml", include_str!("../rules/tls.toml")),
     ("bundled:mdns.toml", include_str!("../rules/mdns.toml")),
     ("bundled:ssdp.toml", include_str!("../rules/ssdp.toml")),
+    ("bundled:snmp.toml", include_str!("../rules/snmp.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 

@@ -285,6 +285,17 @@ fn bench_app_exchanges(c: &mut Criterion) {
             facts.len()
         })
     });
+    // SNMP: the datagram path (probe, then extract) on net-snmp's v2c GetResponse.
+    let resp = read("snmp/v2c-response.bin");
+    g.throughput(Throughput::Bytes(resp.len() as u64));
+    g.bench_function("snmp_v2c_get_response", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::snmp::probe(black_box(&resp));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::snmp::extract(black_box(&resp), &mut facts);
+            facts.len()
+        })
+    });
     g.finish();
 }
 

@@ -70,6 +70,9 @@ protocols! {
     Mdns => "mdns", patient_data: false;
     /// SSDP (UPnP discovery): the allow-listed headers of a device's NOTIFY or search answer.
     Ssdp => "ssdp", patient_data: false;
+    /// SNMP v1/v2c: three system-group values of an agent's GetResponse. The community string
+    /// is never read.
+    Snmp => "snmp", patient_data: false;
 }
 
 impl Protocol {
@@ -526,6 +529,20 @@ fields! {
     /// `LOCATION` header: the device description URL. Private: it names a site address.
     SsdpLocation => Ssdp, "ssdp.location",
         Sender, None, None, private;
+
+    // SNMP: a GetResponse's system-group bindings describe the agent that sent it (RFC 3418).
+    // Requests and traps are not read; the community string never is.
+    /// `sysDescr.0`: the agent's description of itself (hardware, OS, firmware), e.g.
+    /// `WardTestNet WX-200 ...`: set by the firmware or the device's administrator.
+    SnmpSysDescr => Snmp, "snmp.sys_descr",
+        Sender, None, None, vendor;
+    /// `sysObjectID.0` as a dotted OID (`1.3.6.1.4.1.<enterprise>.…`): the vendor's
+    /// identification of the product; the enterprise number names the vendor (IANA PEN).
+    SnmpSysObjectId => Snmp, "snmp.sys_object_id",
+        Sender, None, None, vendor;
+    /// `sysName.0`: the agent's administratively assigned name (by convention its FQDN).
+    SnmpSysName => Snmp, "snmp.sys_name",
+        Sender, Weak, HostName, vendor;
 }
 
 impl Field {

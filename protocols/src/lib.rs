@@ -38,6 +38,7 @@ pub mod mdns;
 pub mod reassembly;
 pub mod registry;
 pub mod schema;
+pub mod snmp;
 pub mod ssdp;
 pub mod ssh;
 pub mod tls;

@@ -134,6 +134,14 @@ SSDP_FACTS = [
 # Under the header X-WARDTEST-NOTE, which ward must never read.
 SSDP_CANARIES = ["CANARY^SSDPPATIENT"]
 
+SNMP_FACTS = [
+    ("snmp.sys_descr", "WardTestNet WX-200 Print Server, firmware 4.1.7"),
+    ("snmp.sys_object_id", "1.3.6.1.4.1.32473.7.200"),
+    ("snmp.sys_name", "wardtestnet-wx200.example"),
+]
+# The community string, in every message: ward must never store it.
+SNMP_CANARIES = ["CANARY^SNMPCOMMUNITY"]
+
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
          canaries=DCMTK_CANARIES),
@@ -178,6 +186,7 @@ GENERATED = [
          canaries=[], no_patient_data="SSH: identification strings, then an encrypted session"),
     dict(file="mdns.pcap", mdns=True, expect=MDNS_FACTS, canaries=MDNS_CANARIES),
     dict(file="ssdp.pcap", ssdp=True, expect=SSDP_FACTS, canaries=SSDP_CANARIES),
+    dict(file="snmp.pcap", snmp=True, expect=SNMP_FACTS, canaries=SNMP_CANARIES),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
          sealed="openssl s_client sends the canaries in an HTTP request inside TLS "
                 "application data: unreadable on the wire, they must reach no output"),
@@ -637,6 +646,31 @@ def tls_facts(path):
     return facts
 
 
+# --------------------------------------------------------------- SNMP ----
+SNMP_SYSTEM = {"1.3.6.1.2.1.1.1.0": "snmp.sys_descr", "1.3.6.1.2.1.1.2.0": "snmp.sys_object_id",
+               "1.3.6.1.2.1.1.5.0": "snmp.sys_name"}
+
+
+def snmp_facts(path):
+    """sysDescr.0, sysObjectID.0 and sysName.0 of GetResponse PDUs (snmp.data == 2), from
+    tshark's SNMP dissector: binding names (`snmp.name`), string values (`snmp.value.octets`)
+    and OID values (`snmp.value.oid`), matched in order."""
+    facts = []
+    rows = tshark(path, "-Y", "snmp.data == 2", "-T", "fields", "-E", "occurrence=a",
+                  "-E", "aggregator=\x1f", "-e", "snmp.name", "-e", "snmp.value.octets",
+                  "-e", "snmp.value.oid")
+    for row in rows.splitlines():
+        names, octets, oids = [c.split("\x1f") if c else [] for c in (row.split("\t") + ["", ""])[:3]]
+        octets, oids = iter(octets), iter(oids)
+        for name in names:
+            field = SNMP_SYSTEM.get(name)
+            if field == "snmp.sys_object_id":
+                facts.append((field, next(oids)))
+            elif field:
+                facts.append((field, bytes.fromhex(next(octets).replace(":", "")).decode()))
+    return facts
+
+
 # --------------------------------------------------------------- SSDP ----
 def ssdp_facts(path):
     """What each NOTIFY and search response says about its sender, from tshark's SSDP
@@ -797,6 +831,8 @@ def build(fixdir, spec, generated):
         facts += mdns_facts(path)
     if spec.get("ssdp"):
         facts += ssdp_facts(path)
+    if spec.get("snmp"):
+        facts += snmp_facts(path)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports
@@ -815,7 +851,7 @@ def build(fixdir, spec, generated):
     if streams is None:
         streams = tcp_streams(path) if "tcp" in tshark(path, "-T", "fields", "-e", "frame.protocols") else []
     wire = b"\n".join(a + b"\n" + b for a, b in (streams or []))
-    if spec.get("mdns") or spec.get("ssdp"):
+    if spec.get("mdns") or spec.get("ssdp") or spec.get("snmp"):
         wire += b"\n" + b"\n".join(udp_payloads(path))
     for c in spec["canaries"]:
         # Sealed canaries travel inside TLS application data: they must not be readable on

@@ -290,6 +290,35 @@ scenario_ssdp() {
         || die "ssdp search failed: $(cat "$WORK/ssdp-search.log")"
 }
 
+scenario_snmp() {
+    # net-snmp's snmpd in the device namespace answers snmpget -v2c and -v1 from the other
+    # namespace for sysDescr.0, sysObjectID.0 and sysName.0 of a fictional print server
+    # (enterprise 32473, IANA's documentation PEN, RFC 5612). The community is a canary: it is
+    # on the wire in every message and must reach no output.
+    ns_up 02:57:41:52:44:14
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    cat >"$WORK/snmpd.conf" <<EOC
+rocommunity CANARY^SNMPCOMMUNITY 192.0.2.0/24
+sysDescr WardTestNet WX-200 Print Server, firmware 4.1.7
+sysObjectID .1.3.6.1.4.1.32473.7.200
+sysName wardtestnet-wx200.example
+sysLocation WardTest lab
+sysContact WardTest admin
+EOC
+    cap_start "$NS_B" "$IF_B" snmp.pcap udp port 161
+    bg "$NS_A" snmpd snmpd -f -Lo -C -c "$WORK/snmpd.conf" -p "$WORK/snmpd.pid" "udp:$IP_A:161"
+    local v i
+    for i in $(seq 1 100); do nsx "$NS_A" ss -uln | grep -q ":161 " && break; sleep 0.05; done
+    for v in 2c 1; do
+        nsx "$NS_B" snmpget -v "$v" -c 'CANARY^SNMPCOMMUNITY' -On -t 2 -r 1 "$IP_A" \
+            .1.3.6.1.2.1.1.1.0 .1.3.6.1.2.1.1.2.0 .1.3.6.1.2.1.1.5.0 \
+            >>"$WORK/snmpget.log" 2>&1 || die "snmpget -v$v failed: $(cat "$WORK/snmpget.log" "$WORK/snmpd.log")"
+    done
+    cap_stop
+    stop_all_bg
+    grep -q 'wardtestnet-wx200' "$WORK/snmpget.log" || die "snmpget: no sysName: $(cat "$WORK/snmpget.log")"
+}
+
 DCM_CT=( -aet WARD_CT01 )
 
 scenario_dicom_dcmtk() {
@@ -563,7 +592,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns ssdp)
+           dicom_sll dhcp http ssh tls mdns ssdp snmp)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"

@@ -495,3 +495,86 @@ fn ssdp_announced_fields_equal_tsharks() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(compared >= 1, "no SSDP fixture compared");
 }
+
+/// tshark's `bytes` fields are hex (`57:61` or `5761`): the text they encode.
+fn hex_text(hex: &str) -> String {
+    let digits: String = hex.chars().filter(|c| *c != ':').collect();
+    let bytes: Vec<u8> = (0..digits.len() / 2)
+        .filter_map(|i| u8::from_str_radix(digits.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// tshark's view of the system group in SNMP GetResponses: binding names (`snmp.name`) matched
+/// in order with string (`snmp.value.octets`, hex) and OID (`snmp.value.oid`) values.
+fn tshark_snmp(file: &Path) -> FieldSets {
+    let mut sets = FieldSets::new();
+    let out = tshark(
+        &[
+            "-Y",
+            "snmp.data == 2",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=\u{1}",
+            "-e",
+            "snmp.name",
+            "-e",
+            "snmp.value.octets",
+            "-e",
+            "snmp.value.oid",
+        ],
+        file,
+    );
+    for line in out.lines() {
+        let cols: Vec<Vec<&str>> = line
+            .split('\t')
+            .map(|c| c.split('\u{1}').filter(|s| !s.is_empty()).collect())
+            .collect();
+        let col = |i: usize| cols.get(i).cloned().unwrap_or_default();
+        let (mut octets, mut oids) = (col(1).into_iter(), col(2).into_iter());
+        for name in col(0) {
+            let (field, value) = match name {
+                "1.3.6.1.2.1.1.1.0" => ("snmp.sys_descr", octets.next().map(hex_text)),
+                "1.3.6.1.2.1.1.5.0" => ("snmp.sys_name", octets.next().map(hex_text)),
+                "1.3.6.1.2.1.1.2.0" => ("snmp.sys_object_id", oids.next().map(str::to_owned)),
+                _ => continue,
+            };
+            if let Some(v) = value {
+                sets.entry(field).or_default().insert(v);
+            }
+        }
+    }
+    sets
+}
+
+#[test]
+fn snmp_system_group_equals_tsharks() {
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for fx in manifest().fixtures {
+        if !fx.facts.iter().any(|f| f.field.starts_with("snmp.")) {
+            continue;
+        }
+        let file = fixture_path(&fx.file);
+        let theirs = tshark_snmp(&file);
+        let mine = ours(
+            &file,
+            &["snmp.sys_descr", "snmp.sys_object_id", "snmp.sys_name"],
+        );
+        if theirs.is_empty() {
+            problems.push(format!("{}: tshark decoded no SNMP", fx.file));
+        }
+        if mine != theirs {
+            problems.push(format!(
+                "{}: SNMP differs\n  ward:   {mine:?}\n  tshark: {theirs:?}",
+                fx.file
+            ));
+        }
+        compared += 1;
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(compared >= 1, "no SNMP fixture compared");
+}
