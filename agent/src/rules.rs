@@ -150,6 +150,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:ssh.toml", include_str!("../rules/ssh.toml")),
     ("bundled:tls.toml", include_str!("../rules/tls.toml")),
     ("bundled:mdns.toml", include_str!("../rules/mdns.toml")),
+    ("bundled:llmnr.toml", include_str!("../rules/llmnr.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 

@@ -274,6 +274,17 @@ fn bench_app_exchanges(c: &mut Criterion) {
             facts.len()
         })
     });
+    // LLMNR: probe, then extract, on the responder's A answer.
+    let llmnr = read("llmnr/response.bin");
+    g.throughput(Throughput::Bytes(llmnr.len() as u64));
+    g.bench_function("llmnr_response", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::llmnr::probe(black_box(&llmnr));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::llmnr::extract(black_box(&llmnr), &mut facts);
+            facts.len()
+        })
+    });
     g.finish();
 }
 

@@ -68,6 +68,9 @@ protocols! {
     /// Multicast DNS / DNS-SD (RFC 6762/6763): records a device announces about itself; only
     /// allow-listed TXT keys are read.
     Mdns => "mdns", patient_data: false;
+    /// Link-Local Multicast Name Resolution (RFC 4795): names a device answers for, and (as a
+    /// hint only) names it asks for.
+    Llmnr => "llmnr", patient_data: false;
 }
 
 impl Protocol {
@@ -507,6 +510,17 @@ fields! {
     /// TXT `serial`: the device's serial number.
     MdnsSerial => Mdns, "mdns.serial",
         Sender, Serial, Serial, vendor;
+
+    // LLMNR: a responder answers only for names it is authoritative for (RFC 4795 §2.3).
+    /// Owner name of an A/AAAA record in a response: a name the responder answers for, i.e.
+    /// its own host name (`WARDLLMNR-PUMP7`), chosen by its installer to name a machine.
+    LlmnrName => Llmnr, "llmnr.name",
+        Sender, Weak, HostName, vendor;
+    /// Question name of a query: a host the sender wants to reach. It names the *other* end,
+    /// never the sender, so it has no identity or attribute role and a vendor never sees it;
+    /// rules may read it as a hint (a vendor's update or cloud host).
+    LlmnrQueriedName => Llmnr, "llmnr.queried_name",
+        Sender, None, None, private;
 }
 
 impl Field {

@@ -34,6 +34,7 @@ pub mod frame;
 pub mod fuzz_harness;
 pub mod hl7;
 pub mod http;
+pub mod llmnr;
 pub mod mdns;
 pub mod reassembly;
 pub mod registry;

@@ -125,6 +125,10 @@ MDNS_FACTS = [
 # Under the TXT key `patient`, which ward must never read.
 MDNS_CANARIES = ["CANARY^MDNSPATIENT"]
 
+# llmnr_peers.py (generate.sh scenario_llmnr): a pump answers A and AAAA queries for its own
+# name; the workstation's question name is a hint about whom it talks to, not its own name.
+LLMNR_FACTS = [("llmnr.name", "WARDLLMNR-PUMP7"), ("llmnr.queried_name", "WARDLLMNR-PUMP7")]
+
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
          canaries=DCMTK_CANARIES),
@@ -168,6 +172,8 @@ GENERATED = [
     dict(file="ssh.pcap", ssh=True, expect=[], expect_fields=["ssh.banner", "ssh.software_version"],
          canaries=[], no_patient_data="SSH: identification strings, then an encrypted session"),
     dict(file="mdns.pcap", mdns=True, expect=MDNS_FACTS, canaries=MDNS_CANARIES),
+    dict(file="llmnr.pcap", llmnr=True, expect=LLMNR_FACTS, canaries=[],
+         no_patient_data="LLMNR: host names queried and answered, no other content"),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
          sealed="openssl s_client sends the canaries in an HTTP request inside TLS "
                 "application data: unreadable on the wire, they must reach no output"),
@@ -696,6 +702,25 @@ def mdns_facts(path):
     return facts
 
 
+# -------------------------------------------------------------- LLMNR ----
+def llmnr_facts(path):
+    """From tshark's LLMNR dissector: a query's question name (llmnr.queried_name) and the
+    owner names of a response's A/AAAA answers (llmnr.name, the responder's own names)."""
+    facts = []
+    rows = tshark(path, "-Y", "llmnr", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
+                  "-e", "dns.flags.response", "-e", "dns.qry.name", "-e", "dns.resp.name",
+                  "-e", "dns.resp.type")
+    for row in rows.splitlines():
+        response, qname, names, types = (row.split("\t") + ["", "", ""])[:4]
+        if response in ("0", "False"):
+            facts.append(("llmnr.queried_name", qname))
+            continue
+        for name, rtype in zip(names.split("|") if names else [], types.split("|")):
+            if rtype in ("1", "28"):
+                facts.append(("llmnr.name", name))
+    return facts
+
+
 def udp_payloads(path):
     out = []
     for h in tshark(path, "-T", "fields", "-e", "udp.payload").split():
@@ -753,6 +778,8 @@ def build(fixdir, spec, generated):
         facts += tls_facts(path)
     if spec.get("mdns"):
         facts += mdns_facts(path)
+    if spec.get("llmnr"):
+        facts += llmnr_facts(path)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports

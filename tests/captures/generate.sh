@@ -269,6 +269,27 @@ scenario_mdns() {
         || die "mdns resolve failed: $(cat "$WORK/mdns-browse.log")"
 }
 
+scenario_llmnr() {
+    # llmnr_peers.py on raw UDP sockets (RFC 4795; systemd-resolved cannot run in a namespace):
+    # a fictional pump answers for its single-label name WARDLLMNR-PUMP7 (A, and AAAA with a
+    # configured documentation address); a workstation queries both to 224.0.0.252:5355 and
+    # gets unicast replies.
+    ns_up 02:57:41:52:44:15
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    nsx "$NS_A" ip route add 224.0.0.0/4 dev "$IF_A"
+    nsx "$NS_B" ip route add 224.0.0.0/4 dev "$IF_B"
+    cap_start "$NS_B" "$IF_B" llmnr.pcap udp port 5355
+    bg "$NS_A" llmnr-device "$PY" -u "$HERE/llmnr_peers.py" respond WARDLLMNR-PUMP7 \
+        --ip "$IP_A" --ip6 2001:db8::15 --seconds 4
+    local i
+    for i in $(seq 1 100); do grep -q listening "$WORK/llmnr-device.log" && break; sleep 0.05; done
+    nsx "$NS_B" "$PY" "$HERE/llmnr_peers.py" query WARDLLMNR-PUMP7 --ip "$IP_B" \
+        >"$WORK/llmnr-query.log" 2>&1 \
+        || die "llmnr query failed: $(cat "$WORK/llmnr-query.log" "$WORK/llmnr-device.log")"
+    cap_stop
+    stop_all_bg
+}
+
 DCM_CT=( -aet WARD_CT01 )
 
 scenario_dicom_dcmtk() {
@@ -542,7 +563,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns)
+           dicom_sll dhcp http ssh tls mdns llmnr)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"

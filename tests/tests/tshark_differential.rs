@@ -1,7 +1,8 @@
 //! Differential test against Wireshark's dissectors: on every fixture, the DICOM AE titles,
 //! implementation class UIDs and version names, the HL7 MSH fields, the TLS hello fields and
 //! what mDNS responses announce (instances, service types, SRV targets, allow-listed TXT
-//! values) that ward extracts are exactly the values tshark decodes from the same capture.
+//! values) and the names LLMNR queries ask for and responses answer for that ward extracts are
+//! exactly the values tshark decodes from the same capture.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -401,4 +402,75 @@ fn mdns_announced_fields_equal_tsharks() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(compared >= 1, "no mDNS fixture compared");
+}
+
+/// tshark's LLMNR dissector: question names of queries, and the owner names of A/AAAA answers
+/// (`dns.resp.name` paired with `dns.resp.type`) of responses.
+fn tshark_llmnr(file: &Path) -> FieldSets {
+    let mut sets = FieldSets::new();
+    let out = tshark(
+        &[
+            "-Y",
+            "llmnr",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=\u{1}",
+            "-e",
+            "dns.flags.response",
+            "-e",
+            "dns.qry.name",
+            "-e",
+            "dns.resp.name",
+            "-e",
+            "dns.resp.type",
+        ],
+        file,
+    );
+    for line in out.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let col = |i: usize| cols.get(i).copied().unwrap_or("");
+        if matches!(col(0), "0" | "False") {
+            sets.entry("llmnr.queried_name")
+                .or_default()
+                .insert(col(1).to_owned());
+            continue;
+        }
+        for (name, rtype) in col(2).split('\u{1}').zip(col(3).split('\u{1}')) {
+            if !name.is_empty() && matches!(rtype, "1" | "28") {
+                sets.entry("llmnr.name")
+                    .or_default()
+                    .insert(name.to_owned());
+            }
+        }
+    }
+    sets
+}
+
+#[test]
+fn llmnr_names_equal_tsharks() {
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for fx in manifest().fixtures {
+        if !fx.facts.iter().any(|f| f.field.starts_with("llmnr.")) {
+            continue;
+        }
+        let file = fixture_path(&fx.file);
+        let theirs = tshark_llmnr(&file);
+        let mine = ours(&file, &["llmnr.name", "llmnr.queried_name"]);
+        if theirs.is_empty() {
+            problems.push(format!("{}: tshark decoded no LLMNR", fx.file));
+        }
+        if mine != theirs {
+            problems.push(format!(
+                "{}: LLMNR differs\n  ward:   {mine:?}\n  tshark: {theirs:?}",
+                fx.file
+            ));
+        }
+        compared += 1;
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(compared >= 1, "no LLMNR fixture compared");
 }
