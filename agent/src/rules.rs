@@ -151,6 +151,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:tls.toml", include_str!("../rules/tls.toml")),
     ("bundled:mdns.toml", include_str!("../rules/mdns.toml")),
     ("bundled:llmnr.toml", include_str!("../rules/llmnr.toml")),
+    ("bundled:nbns.toml", include_str!("../rules/nbns.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 

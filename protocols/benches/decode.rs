@@ -285,6 +285,17 @@ fn bench_app_exchanges(c: &mut Criterion) {
             facts.len()
         })
     });
+    // NetBIOS name service: probe, then extract, on a broadcast name registration.
+    let nbns = read("nbns/registration.bin");
+    g.throughput(Throughput::Bytes(nbns.len() as u64));
+    g.bench_function("nbns_registration", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::nbns::probe(black_box(&nbns));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::nbns::extract(black_box(&nbns), &mut facts);
+            facts.len()
+        })
+    });
     g.finish();
 }
 

@@ -71,6 +71,8 @@ protocols! {
     /// Link-Local Multicast Name Resolution (RFC 4795): names a device answers for, and (as a
     /// hint only) names it asks for.
     Llmnr => "llmnr", patient_data: false;
+    /// NetBIOS name service (RFC 1001/1002): names a host registers and answers for.
+    Nbns => "nbns", patient_data: false;
 }
 
 impl Protocol {
@@ -520,6 +522,22 @@ fields! {
     /// never the sender, so it has no identity or attribute role and a vendor never sees it;
     /// rules may read it as a hint (a vendor's update or cloud host).
     LlmnrQueriedName => Llmnr, "llmnr.queried_name",
+        Sender, None, None, private;
+
+    // NetBIOS name service: registrations and refreshes claim the sender's own names (the
+    // claimed record carries its own address); positive query responses are read only from the
+    // owner (RA clear: RFC 1002 §4.2.1.1 reserves RA for a name server answering for others).
+    /// A unique NetBIOS name the host registers or answers for (15 characters, padding
+    /// trimmed): its computer name, chosen by its installer to name a machine.
+    NbnsName => Nbns, "nbns.name",
+        Sender, Weak, HostName, vendor;
+    /// The suffix byte of a unique name, two lowercase hex digits: the service registered under
+    /// it (`00` workstation, `20` file server, `03` messenger…).
+    NbnsSuffix => Nbns, "nbns.suffix",
+        Sender, None, TypeHint, vendor;
+    /// A group name the host registers or answers for: its workgroup or domain. It names the
+    /// site's network, so a vendor never sees it.
+    NbnsGroup => Nbns, "nbns.group",
         Sender, None, None, private;
 }
 

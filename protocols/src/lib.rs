@@ -36,6 +36,7 @@ pub mod hl7;
 pub mod http;
 pub mod llmnr;
 pub mod mdns;
+pub mod nbns;
 pub mod reassembly;
 pub mod registry;
 pub mod schema;

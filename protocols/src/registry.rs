@@ -14,7 +14,7 @@
 
 use crate::error::DecodeError;
 use crate::evidence::{Direction, Fact, Protocol};
-use crate::{dhcp, dicom, hl7, http, llmnr, mdns, ssh, tls, StreamDecoder};
+use crate::{dhcp, dicom, hl7, http, llmnr, mdns, nbns, ssh, tls, StreamDecoder};
 
 /// Every registered decoder, in probe order: when two could claim the same bytes, the first
 /// that is certain wins. Every [`Protocol`] appears here (tested).
@@ -27,6 +27,7 @@ pub const REGISTRY: &[&AppDecoder] = &[
     &tls::DECODER,
     &mdns::DECODER,
     &llmnr::DECODER,
+    &nbns::DECODER,
 ];
 
 /// A probe's answer about the first bytes of a stream direction or a datagram.

@@ -129,6 +129,11 @@ MDNS_CANARIES = ["CANARY^MDNSPATIENT"]
 # name; the workstation's question name is a hint about whom it talks to, not its own name.
 LLMNR_FACTS = [("llmnr.name", "WARDLLMNR-PUMP7"), ("llmnr.queried_name", "WARDLLMNR-PUMP7")]
 
+# nbns_peers.py (a B-node) registers two unique names and a group; nmblookup resolves the host
+# and the owner answers.
+NBNS_FACTS = [("nbns.name", "WARDNB-PUMP9"), ("nbns.suffix", "00"), ("nbns.suffix", "20"),
+              ("nbns.group", "WARDTESTGRP")]
+
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
          canaries=DCMTK_CANARIES),
@@ -174,6 +179,8 @@ GENERATED = [
     dict(file="mdns.pcap", mdns=True, expect=MDNS_FACTS, canaries=MDNS_CANARIES),
     dict(file="llmnr.pcap", llmnr=True, expect=LLMNR_FACTS, canaries=[],
          no_patient_data="LLMNR: host names queried and answered, no other content"),
+    dict(file="nbns.pcap", nbns=True, expect=NBNS_FACTS, canaries=[],
+         no_patient_data="NetBIOS name service: names and addresses only"),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
          sealed="openssl s_client sends the canaries in an HTTP request inside TLS "
                 "application data: unreadable on the wire, they must reach no output"),
@@ -721,6 +728,38 @@ def llmnr_facts(path):
     return facts
 
 
+# -------------------------------------------------------------- NBNS ----
+NBNS_NAME_RE = re.compile(r"^(.*?)\s*<([0-9a-fA-F]{2})>")
+
+
+def nbns_facts(path):
+    """From tshark's NBNS dissector: the names of registrations and refreshes (opcodes 5, 8,
+    9, 15) and of positive query responses with RA clear (the owner's own answer); a name whose
+    NB_FLAGS has the group bit is a group, else a unique name with its suffix."""
+    facts = []
+    rows = tshark(path, "-Y", "nbns", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
+                  "-e", "nbns.flags.response", "-e", "nbns.flags.opcode", "-e", "nbns.flags.recavail",
+                  "-e", "nbns.flags.rcode", "-e", "nbns.name", "-e", "nbns.nb_flags.group")
+    for row in rows.splitlines():
+        response, opcode, ra, rcode, names, groups = (row.split("\t") + [""] * 6)[:6]
+        response = response in ("1", "True")
+        claim = not response and opcode in ("5", "8", "9", "15")
+        owner = response and opcode == "0" and ra in ("0", "False", "") and rcode in ("0", "")
+        if not (claim or owner):
+            continue
+        group = groups.split("|")[0] in ("1", "True")
+        for n in names.split("|"):
+            m = NBNS_NAME_RE.match(n)
+            if not m:
+                continue
+            if group:
+                facts.append(("nbns.group", m.group(1)))
+            else:
+                facts.append(("nbns.name", m.group(1)))
+                facts.append(("nbns.suffix", m.group(2).lower()))
+    return facts
+
+
 def udp_payloads(path):
     out = []
     for h in tshark(path, "-T", "fields", "-e", "udp.payload").split():
@@ -780,6 +819,8 @@ def build(fixdir, spec, generated):
         facts += mdns_facts(path)
     if spec.get("llmnr"):
         facts += llmnr_facts(path)
+    if spec.get("nbns"):
+        facts += nbns_facts(path)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports

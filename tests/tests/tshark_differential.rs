@@ -1,8 +1,9 @@
 //! Differential test against Wireshark's dissectors: on every fixture, the DICOM AE titles,
 //! implementation class UIDs and version names, the HL7 MSH fields, the TLS hello fields and
 //! what mDNS responses announce (instances, service types, SRV targets, allow-listed TXT
-//! values) and the names LLMNR queries ask for and responses answer for that ward extracts are
-//! exactly the values tshark decodes from the same capture.
+//! values), the names LLMNR queries ask for and responses answer for, and the NetBIOS names
+//! hosts register or answer for that ward extracts are exactly the values tshark decodes from
+//! the same capture.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -473,4 +474,90 @@ fn llmnr_names_equal_tsharks() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(compared >= 1, "no LLMNR fixture compared");
+}
+
+/// tshark's NBNS dissector: `nbns.name` (`NAME<xx>`, maybe followed by a description) of
+/// registrations and refreshes, and of positive query responses with RA clear (the owner's own
+/// answer); `nbns.nb_flags.group` tells a group name from a unique one.
+fn tshark_nbns(file: &Path) -> FieldSets {
+    let mut sets = FieldSets::new();
+    let out = tshark(
+        &[
+            "-Y",
+            "nbns",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=\u{1}",
+            "-e",
+            "nbns.flags.response",
+            "-e",
+            "nbns.flags.opcode",
+            "-e",
+            "nbns.flags.recavail",
+            "-e",
+            "nbns.flags.rcode",
+            "-e",
+            "nbns.name",
+            "-e",
+            "nbns.nb_flags.group",
+        ],
+        file,
+    );
+    for line in out.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let col = |i: usize| cols.get(i).copied().unwrap_or("");
+        let response = matches!(col(0), "1" | "True");
+        let claim = !response && matches!(col(1), "5" | "8" | "9" | "15");
+        let owner = response
+            && col(1) == "0"
+            && matches!(col(2), "0" | "False" | "")
+            && matches!(col(3), "0" | "");
+        if !claim && !owner {
+            continue;
+        }
+        let group = matches!(col(5).split('\u{1}').next(), Some("1" | "True"));
+        for n in col(4).split('\u{1}') {
+            let Some((name, rest)) = n.split_once('<') else {
+                continue;
+            };
+            let suffix = rest.get(..2).unwrap_or("").to_ascii_lowercase();
+            let name = name.trim_end().to_owned();
+            if group {
+                sets.entry("nbns.group").or_default().insert(name);
+            } else {
+                sets.entry("nbns.name").or_default().insert(name);
+                sets.entry("nbns.suffix").or_default().insert(suffix);
+            }
+        }
+    }
+    sets
+}
+
+#[test]
+fn nbns_names_equal_tsharks() {
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for fx in manifest().fixtures {
+        if !fx.facts.iter().any(|f| f.field.starts_with("nbns.")) {
+            continue;
+        }
+        let file = fixture_path(&fx.file);
+        let theirs = tshark_nbns(&file);
+        let mine = ours(&file, &["nbns.name", "nbns.suffix", "nbns.group"]);
+        if theirs.is_empty() {
+            problems.push(format!("{}: tshark decoded no NBNS", fx.file));
+        }
+        if mine != theirs {
+            problems.push(format!(
+                "{}: NBNS differs\n  ward:   {mine:?}\n  tshark: {theirs:?}",
+                fx.file
+            ));
+        }
+        compared += 1;
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(compared >= 1, "no NBNS fixture compared");
 }
