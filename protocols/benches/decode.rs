@@ -296,6 +296,17 @@ fn bench_app_exchanges(c: &mut Criterion) {
             facts.len()
         })
     });
+    // DHCPv6: probe, then extract, on dhclient's Request.
+    let v6 = read("dhcpv6/request.bin");
+    g.throughput(Throughput::Bytes(v6.len() as u64));
+    g.bench_function("dhcpv6_request", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::dhcpv6::probe(black_box(&v6));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::dhcpv6::extract(black_box(&v6), &mut facts);
+            facts.len()
+        })
+    });
     g.finish();
 }
 

@@ -73,6 +73,8 @@ protocols! {
     Llmnr => "llmnr", patient_data: false;
     /// NetBIOS name service (RFC 1001/1002): names a host registers and answers for.
     Nbns => "nbns", patient_data: false;
+    /// DHCPv6 (RFC 8415): what a client's messages say about it.
+    Dhcpv6 => "dhcpv6", patient_data: false;
 }
 
 impl Protocol {
@@ -539,6 +541,25 @@ fields! {
     /// site's network, so a vendor never sees it.
     NbnsGroup => Nbns, "nbns.group",
         Sender, None, None, private;
+
+    // DHCPv6: read from client messages only; everything describes the client named by the
+    // DUID's link-layer address (a relayed message's sender is the relay), else the sender.
+    /// Link-layer address of a DUID-LLT/DUID-LL over Ethernet: the device the message is about.
+    Dhcpv6ClientMac => Dhcpv6, "dhcpv6.client_mac",
+        Named, None, SubjectMac, private;
+    /// Client DUID (option 1), lowercase hex: stable per device but opaque, recorded as an
+    /// attribute like DHCPv4's client identifier, never merged on.
+    Dhcpv6Duid => Dhcpv6, "dhcpv6.duid",
+        Named, None, None, private;
+    /// Option 16's IANA enterprise number, decimal (`311` Microsoft): who defined the class.
+    Dhcpv6VendorEnterprise => Dhcpv6, "dhcpv6.vendor_enterprise",
+        Named, None, TypeHint, vendor;
+    /// Option 16's vendor class data strings, as the client's software sets them.
+    Dhcpv6VendorClass => Dhcpv6, "dhcpv6.vendor_class",
+        Named, None, TypeHint, vendor;
+    /// Option 39 client FQDN (`wardpump-500-16.ward.test`).
+    Dhcpv6Fqdn => Dhcpv6, "dhcpv6.fqdn",
+        Named, Weak, HostName, vendor;
 }
 
 impl Field {

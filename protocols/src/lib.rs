@@ -25,6 +25,7 @@
 )]
 
 pub mod dhcp;
+pub mod dhcpv6;
 pub mod dicom;
 pub mod dissect;
 pub mod error;

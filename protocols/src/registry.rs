@@ -14,7 +14,7 @@
 
 use crate::error::DecodeError;
 use crate::evidence::{Direction, Fact, Protocol};
-use crate::{dhcp, dicom, hl7, http, llmnr, mdns, nbns, ssh, tls, StreamDecoder};
+use crate::{dhcp, dhcpv6, dicom, hl7, http, llmnr, mdns, nbns, ssh, tls, StreamDecoder};
 
 /// Every registered decoder, in probe order: when two could claim the same bytes, the first
 /// that is certain wins. Every [`Protocol`] appears here (tested).
@@ -28,6 +28,7 @@ pub const REGISTRY: &[&AppDecoder] = &[
     &mdns::DECODER,
     &llmnr::DECODER,
     &nbns::DECODER,
+    &dhcpv6::DECODER,
 ];
 
 /// A probe's answer about the first bytes of a stream direction or a datagram.

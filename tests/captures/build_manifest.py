@@ -134,6 +134,11 @@ LLMNR_FACTS = [("llmnr.name", "WARDLLMNR-PUMP7"), ("llmnr.queried_name", "WARDLL
 NBNS_FACTS = [("nbns.name", "WARDNB-PUMP9"), ("nbns.suffix", "00"), ("nbns.suffix", "20"),
               ("nbns.group", "WARDTESTGRP")]
 
+# dnsmasq + ISC dhclient -6 (generate.sh scenario_dhcpv6, data/dhclient6.conf).
+DHCPV6_FACTS = [("dhcpv6.client_mac", "02:57:41:52:44:16"), ("dhcpv6.vendor_enterprise", "32473"),
+                ("dhcpv6.vendor_class", "WardPump-500 fw 3.1"),
+                ("dhcpv6.fqdn", "wardpump-500-16.ward.test")]
+
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
          canaries=DCMTK_CANARIES),
@@ -181,6 +186,8 @@ GENERATED = [
          no_patient_data="LLMNR: host names queried and answered, no other content"),
     dict(file="nbns.pcap", nbns=True, expect=NBNS_FACTS, canaries=[],
          no_patient_data="NetBIOS name service: names and addresses only"),
+    dict(file="dhcpv6.pcap", dhcpv6=True, expect=DHCPV6_FACTS, expect_fields=["dhcpv6.duid"],
+         canaries=[], no_patient_data="DHCPv6: identifiers, vendor class and a host name only"),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
          sealed="openssl s_client sends the canaries in an HTTP request inside TLS "
                 "application data: unreadable on the wire, they must reach no output"),
@@ -760,6 +767,39 @@ def nbns_facts(path):
     return facts
 
 
+# ------------------------------------------------------------- DHCPv6 ----
+DHCPV6_CLIENT_TYPES = {"1", "3", "4", "5", "6", "8", "9", "11"}
+
+
+def dhcpv6_facts(path):
+    """From tshark's DHCPv6 dissector, client messages only: the Client Identifier's DUID
+    (DUIDs pair with options 1 and 2 in wire order) and its DUID-LLT/LL link-layer address,
+    option 16's enterprise number and data, option 39's domain name."""
+    facts = []
+    rows = tshark(path, "-Y", "dhcpv6", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
+                  "-e", "dhcpv6.msgtype", "-e", "dhcpv6.option.type", "-e", "dhcpv6.duid.bytes",
+                  "-e", "dhcpv6.duid.type", "-e", "dhcpv6.duidllt.link_layer_addr",
+                  "-e", "dhcpv6.vendorclass.enterprise", "-e", "dhcpv6.vendorclass.data",
+                  "-e", "dhcpv6.client_domain")
+    for row in rows.splitlines():
+        cols = (row.split("\t") + [""] * 8)[:8]
+        msgtype, otypes, duids, dtypes, llt, ent, data, domain = [c.split("|") if c else [] for c in cols]
+        if not msgtype or msgtype[0] not in DHCPV6_CLIENT_TYPES:
+            continue
+        holders = [t for t in otypes if t in ("1", "2")]
+        llt_iter = iter(llt)
+        for holder, duid, dtype in zip(holders, duids, dtypes):
+            mac = next(llt_iter, None) if dtype == "1" else None
+            if holder == "1":
+                facts.append(("dhcpv6.duid", duid.replace(":", "")))
+                if mac:
+                    facts.append(("dhcpv6.client_mac", mac))
+        facts += [("dhcpv6.vendor_enterprise", e) for e in ent]
+        facts += [("dhcpv6.vendor_class", d) for d in data]
+        facts += [("dhcpv6.fqdn", d.rstrip(".")) for d in domain]
+    return facts
+
+
 def udp_payloads(path):
     out = []
     for h in tshark(path, "-T", "fields", "-e", "udp.payload").split():
@@ -821,6 +861,8 @@ def build(fixdir, spec, generated):
         facts += llmnr_facts(path)
     if spec.get("nbns"):
         facts += nbns_facts(path)
+    if spec.get("dhcpv6"):
+        facts += dhcpv6_facts(path)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports

@@ -1,9 +1,9 @@
 //! Differential test against Wireshark's dissectors: on every fixture, the DICOM AE titles,
 //! implementation class UIDs and version names, the HL7 MSH fields, the TLS hello fields and
 //! what mDNS responses announce (instances, service types, SRV targets, allow-listed TXT
-//! values), the names LLMNR queries ask for and responses answer for, and the NetBIOS names
-//! hosts register or answer for that ward extracts are exactly the values tshark decodes from
-//! the same capture.
+//! values), the names LLMNR queries ask for and responses answer for, the NetBIOS names hosts
+//! register or answer for, and what DHCPv6 clients send (DUID, vendor class, FQDN) that ward
+//! extracts are exactly the values tshark decodes from the same capture.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -560,4 +560,112 @@ fn nbns_names_equal_tsharks() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(compared >= 1, "no NBNS fixture compared");
+}
+
+/// tshark's DHCPv6 dissector, client messages only: the Client Identifier's DUID (DUIDs pair
+/// with options 1 and 2 in wire order) and its DUID-LLT link-layer address, option 16's
+/// enterprise number and data strings, option 39's domain name (without tshark's root dot).
+fn tshark_dhcpv6(file: &Path) -> FieldSets {
+    let mut sets = FieldSets::new();
+    let out = tshark(
+        &[
+            "-Y",
+            "dhcpv6",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=\u{1}",
+            "-e",
+            "dhcpv6.msgtype",
+            "-e",
+            "dhcpv6.option.type",
+            "-e",
+            "dhcpv6.duid.bytes",
+            "-e",
+            "dhcpv6.duid.type",
+            "-e",
+            "dhcpv6.duidllt.link_layer_addr",
+            "-e",
+            "dhcpv6.vendorclass.enterprise",
+            "-e",
+            "dhcpv6.vendorclass.data",
+            "-e",
+            "dhcpv6.client_domain",
+        ],
+        file,
+    );
+    for line in out.lines() {
+        let cols: Vec<Vec<&str>> = line
+            .split('\t')
+            .map(|c| c.split('\u{1}').filter(|v| !v.is_empty()).collect())
+            .collect();
+        let col = |i: usize| cols.get(i).cloned().unwrap_or_default();
+        let client = col(0)
+            .first()
+            .is_some_and(|t| matches!(*t, "1" | "3" | "4" | "5" | "6" | "8" | "9" | "11"));
+        if !client {
+            continue;
+        }
+        let mut add = |f: &'static str, v: String| {
+            sets.entry(f).or_default().insert(v);
+        };
+        let holders = col(1).into_iter().filter(|t| matches!(*t, "1" | "2"));
+        let mut llt = col(4).into_iter();
+        for ((holder, duid), dtype) in holders.zip(col(2)).zip(col(3)) {
+            let mac = if dtype == "1" { llt.next() } else { None };
+            if holder == "1" {
+                add("dhcpv6.duid", duid.replace(':', ""));
+                if let Some(m) = mac {
+                    add("dhcpv6.client_mac", m.to_owned());
+                }
+            }
+        }
+        for e in col(5) {
+            add("dhcpv6.vendor_enterprise", e.to_owned());
+        }
+        for d in col(6) {
+            add("dhcpv6.vendor_class", d.to_owned());
+        }
+        for d in col(7) {
+            add("dhcpv6.fqdn", d.trim_end_matches('.').to_owned());
+        }
+    }
+    sets
+}
+
+#[test]
+fn dhcpv6_client_fields_equal_tsharks() {
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for fx in manifest().fixtures {
+        if !fx.facts.iter().any(|f| f.field.starts_with("dhcpv6.")) {
+            continue;
+        }
+        let file = fixture_path(&fx.file);
+        let theirs = tshark_dhcpv6(&file);
+        let mine = ours(
+            &file,
+            &[
+                "dhcpv6.duid",
+                "dhcpv6.client_mac",
+                "dhcpv6.vendor_enterprise",
+                "dhcpv6.vendor_class",
+                "dhcpv6.fqdn",
+            ],
+        );
+        if theirs.is_empty() {
+            problems.push(format!("{}: tshark decoded no DHCPv6", fx.file));
+        }
+        if mine != theirs {
+            problems.push(format!(
+                "{}: DHCPv6 differs\n  ward:   {mine:?}\n  tshark: {theirs:?}",
+                fx.file
+            ));
+        }
+        compared += 1;
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(compared >= 1, "no DHCPv6 fixture compared");
 }
