@@ -314,6 +314,14 @@ mod tests {
         assert!(!e.to_string().contains("WardPump"));
     }
 
+    #[test]
+    fn the_registry_gives_these_datagrams_to_this_decoder() {
+        for b in [SOLICIT, ADVERTISE, REQUEST, REPLY] {
+            let d = crate::registry::probe_datagram(b).map(|d| d.protocol);
+            assert_eq!(d, Some(Protocol::Dhcpv6));
+        }
+    }
+
     proptest! {
         #[test]
         fn truncations_never_panic(cut in 0usize..=REQUEST.len()) {

@@ -96,8 +96,18 @@ fn question(b: &[u8]) -> Result<Name<'_>, DecodeError> {
             what: "question name (LLMNR resolves single-label names)",
         });
     }
-    if q.end + 4 > b.len() {
+    let Some(qtype) = be16(b, q.end).filter(|_| q.end + 4 <= b.len()) else {
         return Err(DecodeError::truncated(LAYER, q.end, 4, b.len()));
+    };
+    // NetBIOS name service messages share the header layout and ask single-label questions of
+    // type NB (0x20) or NBSTAT (0x21) — in DNS NIMLOC and SRV, which no LLMNR client asks for a
+    // single label. They are the NetBIOS decoder's.
+    if qtype == 0x20 || qtype == 0x21 {
+        return Err(DecodeError::Invalid {
+            layer: LAYER,
+            offset: q.end,
+            what: "question type (NetBIOS NB/NBSTAT)",
+        });
     }
     Ok(q)
 }
@@ -224,6 +234,9 @@ mod tests {
             &[0x16, 0x03, 0x01, 0x00, 0x10, 1, 0, 0, 0x0c, 3, 3, 0][..],
             &[0u8; 12][..],
             b"\x0bMSH|^~\\&|",
+            include_bytes!("../testdata/nbns/query.bin"),
+            include_bytes!("../testdata/nbns/response.bin"),
+            include_bytes!("../testdata/nbns/registration.bin"),
         ] {
             assert_eq!(probe(other), Probe::NotMine);
         }
@@ -236,6 +249,14 @@ mod tests {
         let e = extract(b, &mut out).unwrap_err();
         assert!(matches!(e, DecodeError::Truncated { .. }), "{e:?}");
         assert!(!e.to_string().contains("WARDLLMNR"));
+    }
+
+    #[test]
+    fn the_registry_gives_these_datagrams_to_this_decoder() {
+        for b in [QUERY, RESPONSE, RESPONSE6] {
+            let d = crate::registry::probe_datagram(b).map(|d| d.protocol);
+            assert_eq!(d, Some(Protocol::Llmnr));
+        }
     }
 
     proptest! {

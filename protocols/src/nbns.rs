@@ -320,6 +320,14 @@ mod tests {
         assert!(!e.to_string().contains("WARDNB"));
     }
 
+    #[test]
+    fn the_registry_gives_these_datagrams_to_this_decoder() {
+        for b in [REGISTRATION, GROUP_REG, QUERY, RESPONSE] {
+            let d = crate::registry::probe_datagram(b).map(|d| d.protocol);
+            assert_eq!(d, Some(Protocol::Nbns));
+        }
+    }
+
     proptest! {
         #[test]
         fn truncations_never_panic(cut in 0usize..=RESPONSE.len().max(REGISTRATION.len())) {
