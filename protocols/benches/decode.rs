@@ -296,6 +296,39 @@ fn bench_app_exchanges(c: &mut Criterion) {
             facts.len()
         })
     });
+    // LLMNR: probe, then extract, on the responder's A answer.
+    let llmnr = read("llmnr/response.bin");
+    g.throughput(Throughput::Bytes(llmnr.len() as u64));
+    g.bench_function("llmnr_response", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::llmnr::probe(black_box(&llmnr));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::llmnr::extract(black_box(&llmnr), &mut facts);
+            facts.len()
+        })
+    });
+    // NetBIOS name service: probe, then extract, on a broadcast name registration.
+    let nbns = read("nbns/registration.bin");
+    g.throughput(Throughput::Bytes(nbns.len() as u64));
+    g.bench_function("nbns_registration", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::nbns::probe(black_box(&nbns));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::nbns::extract(black_box(&nbns), &mut facts);
+            facts.len()
+        })
+    });
+    // DHCPv6: probe, then extract, on dhclient's Request.
+    let v6 = read("dhcpv6/request.bin");
+    g.throughput(Throughput::Bytes(v6.len() as u64));
+    g.bench_function("dhcpv6_request", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::dhcpv6::probe(black_box(&v6));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::dhcpv6::extract(black_box(&v6), &mut facts);
+            facts.len()
+        })
+    });
     g.finish();
 }
 

@@ -73,6 +73,13 @@ protocols! {
     /// SNMP v1/v2c: three system-group values of an agent's GetResponse. The community string
     /// is never read.
     Snmp => "snmp", patient_data: false;
+    /// Link-Local Multicast Name Resolution (RFC 4795): names a device answers for, and (as a
+    /// hint only) names it asks for.
+    Llmnr => "llmnr", patient_data: false;
+    /// NetBIOS name service (RFC 1001/1002): names a host registers and answers for.
+    Nbns => "nbns", patient_data: false;
+    /// DHCPv6 (RFC 8415): what a client's messages say about it.
+    Dhcpv6 => "dhcpv6", patient_data: false;
 }
 
 impl Protocol {
@@ -543,6 +550,51 @@ fields! {
     /// `sysName.0`: the agent's administratively assigned name (by convention its FQDN).
     SnmpSysName => Snmp, "snmp.sys_name",
         Sender, Weak, HostName, vendor;
+    // LLMNR: a responder answers only for names it is authoritative for (RFC 4795 §2.3).
+    /// Owner name of an A/AAAA record in a response: a name the responder answers for, i.e.
+    /// its own host name (`WARDLLMNR-PUMP7`), chosen by its installer to name a machine.
+    LlmnrName => Llmnr, "llmnr.name",
+        Sender, Weak, HostName, vendor;
+    /// Question name of a query: a host the sender wants to reach. It names the *other* end,
+    /// never the sender, so it has no identity or attribute role and a vendor never sees it;
+    /// rules may read it as a hint (a vendor's update or cloud host).
+    LlmnrQueriedName => Llmnr, "llmnr.queried_name",
+        Sender, None, None, private;
+
+    // NetBIOS name service: registrations and refreshes claim the sender's own names (the
+    // claimed record carries its own address); positive query responses are read only from the
+    // owner (RA clear: RFC 1002 §4.2.1.1 reserves RA for a name server answering for others).
+    /// A unique NetBIOS name the host registers or answers for (15 characters, padding
+    /// trimmed): its computer name, chosen by its installer to name a machine.
+    NbnsName => Nbns, "nbns.name",
+        Sender, Weak, HostName, vendor;
+    /// The suffix byte of a unique name, two lowercase hex digits: the service registered under
+    /// it (`00` workstation, `20` file server, `03` messenger…).
+    NbnsSuffix => Nbns, "nbns.suffix",
+        Sender, None, TypeHint, vendor;
+    /// A group name the host registers or answers for: its workgroup or domain. It names the
+    /// site's network, so a vendor never sees it.
+    NbnsGroup => Nbns, "nbns.group",
+        Sender, None, None, private;
+
+    // DHCPv6: read from client messages only; everything describes the client named by the
+    // DUID's link-layer address (a relayed message's sender is the relay), else the sender.
+    /// Link-layer address of a DUID-LLT/DUID-LL over Ethernet: the device the message is about.
+    Dhcpv6ClientMac => Dhcpv6, "dhcpv6.client_mac",
+        Named, None, SubjectMac, private;
+    /// Client DUID (option 1), lowercase hex: stable per device but opaque, recorded as an
+    /// attribute like DHCPv4's client identifier, never merged on.
+    Dhcpv6Duid => Dhcpv6, "dhcpv6.duid",
+        Named, None, None, private;
+    /// Option 16's IANA enterprise number, decimal (`311` Microsoft): who defined the class.
+    Dhcpv6VendorEnterprise => Dhcpv6, "dhcpv6.vendor_enterprise",
+        Named, None, TypeHint, vendor;
+    /// Option 16's vendor class data strings, as the client's software sets them.
+    Dhcpv6VendorClass => Dhcpv6, "dhcpv6.vendor_class",
+        Named, None, TypeHint, vendor;
+    /// Option 39 client FQDN (`wardpump-500-16.ward.test`).
+    Dhcpv6Fqdn => Dhcpv6, "dhcpv6.fqdn",
+        Named, Weak, HostName, vendor;
 }
 
 impl Field {

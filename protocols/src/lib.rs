@@ -25,6 +25,7 @@
 )]
 
 pub mod dhcp;
+pub mod dhcpv6;
 pub mod dicom;
 pub mod dissect;
 pub mod error;
@@ -34,7 +35,9 @@ pub mod frame;
 pub mod fuzz_harness;
 pub mod hl7;
 pub mod http;
+pub mod llmnr;
 pub mod mdns;
+pub mod nbns;
 pub mod reassembly;
 pub mod registry;
 pub mod schema;

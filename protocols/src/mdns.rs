@@ -78,7 +78,7 @@ struct Header {
     counts: [u16; 4],
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
+pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
 
@@ -131,14 +131,14 @@ pub fn probe(payload: &[u8]) -> Probe {
 /// A decoded name: its labels (borrowed from the message) and the offset after it in the
 /// record that holds it.
 #[derive(Debug, Default)]
-struct Name<'a> {
-    labels: Vec<&'a [u8]>,
-    end: usize,
+pub(crate) struct Name<'a> {
+    pub(crate) labels: Vec<&'a [u8]>,
+    pub(crate) end: usize,
 }
 
 impl Name<'_> {
     /// Dotted text without the root, each label as [`clean_text`] would see it.
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut raw = Vec::with_capacity(MAX_NAME_LEN);
         for (i, l) in self.labels.iter().enumerate() {
             if i > 0 {
@@ -201,6 +201,11 @@ impl Name<'_> {
 /// Reads the name at `at`, following compression pointers strictly backwards, at most
 /// [`MAX_POINTERS`] of them, and at most [`MAX_NAME_LEN`] bytes of labels.
 fn read_name(b: &[u8], at: usize) -> Result<Name<'_>, DecodeError> {
+    read_name_in(b, at, LAYER)
+}
+
+/// [`read_name`] for any DNS-format protocol (LLMNR): errors carry `layer`.
+pub(crate) fn read_name_in(b: &[u8], at: usize, layer: Layer) -> Result<Name<'_>, DecodeError> {
     let mut name = Name::default();
     let mut pos = at;
     let mut end = None;
@@ -208,7 +213,7 @@ fn read_name(b: &[u8], at: usize) -> Result<Name<'_>, DecodeError> {
     let mut len = 0usize;
     loop {
         let Some(&l) = b.get(pos) else {
-            return Err(DecodeError::truncated(LAYER, pos, 1, b.len()));
+            return Err(DecodeError::truncated(layer, pos, 1, b.len()));
         };
         match l & 0xc0 {
             0x00 if l == 0 => {
@@ -219,11 +224,11 @@ fn read_name(b: &[u8], at: usize) -> Result<Name<'_>, DecodeError> {
                 let n = usize::from(l);
                 let label = b
                     .get(pos + 1..pos + 1 + n)
-                    .ok_or_else(|| DecodeError::truncated(LAYER, pos, n + 1, b.len()))?;
+                    .ok_or_else(|| DecodeError::truncated(layer, pos, n + 1, b.len()))?;
                 len += n + 1;
                 if len > MAX_NAME_LEN {
                     return Err(DecodeError::Invalid {
-                        layer: LAYER,
+                        layer,
                         offset: pos,
                         what: "name longer than 255 bytes",
                     });
@@ -233,14 +238,14 @@ fn read_name(b: &[u8], at: usize) -> Result<Name<'_>, DecodeError> {
             }
             0xc0 => {
                 let target = usize::from(
-                    be16(b, pos).ok_or_else(|| DecodeError::truncated(LAYER, pos, 2, b.len()))?
+                    be16(b, pos).ok_or_else(|| DecodeError::truncated(layer, pos, 2, b.len()))?
                         & 0x3fff,
                 );
                 pointers += 1;
                 // Strictly backwards: no loop can form, and the hop limit bounds the work.
                 if target >= pos || pointers > MAX_POINTERS {
                     return Err(DecodeError::Invalid {
-                        layer: LAYER,
+                        layer,
                         offset: pos,
                         what: "compression pointer (forward, loop or too many)",
                     });
@@ -250,7 +255,7 @@ fn read_name(b: &[u8], at: usize) -> Result<Name<'_>, DecodeError> {
             }
             _ => {
                 return Err(DecodeError::Invalid {
-                    layer: LAYER,
+                    layer,
                     offset: pos,
                     what: "label type",
                 })

@@ -14,7 +14,9 @@
 
 use crate::error::DecodeError;
 use crate::evidence::{Direction, Fact, Protocol};
-use crate::{dhcp, dicom, hl7, http, mdns, snmp, ssdp, ssh, tls, StreamDecoder};
+use crate::{
+    dhcp, dhcpv6, dicom, hl7, http, llmnr, mdns, nbns, snmp, ssdp, ssh, tls, StreamDecoder,
+};
 
 /// Every registered decoder, in probe order: when two could claim the same bytes, the first
 /// that is certain wins. Every [`Protocol`] appears here (tested).
@@ -28,6 +30,9 @@ pub const REGISTRY: &[&AppDecoder] = &[
     &mdns::DECODER,
     &ssdp::DECODER,
     &snmp::DECODER,
+    &llmnr::DECODER,
+    &nbns::DECODER,
+    &dhcpv6::DECODER,
 ];
 
 /// A probe's answer about the first bytes of a stream direction or a datagram.

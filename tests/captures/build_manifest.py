@@ -141,6 +141,19 @@ SNMP_FACTS = [
 ]
 # The community string, in every message: ward must never store it.
 SNMP_CANARIES = ["CANARY^SNMPCOMMUNITY"]
+# llmnr_peers.py (generate.sh scenario_llmnr): a pump answers A and AAAA queries for its own
+# name; the workstation's question name is a hint about whom it talks to, not its own name.
+LLMNR_FACTS = [("llmnr.name", "WARDLLMNR-PUMP7"), ("llmnr.queried_name", "WARDLLMNR-PUMP7")]
+
+# nbns_peers.py (a B-node) registers two unique names and a group; nmblookup resolves the host
+# and the owner answers.
+NBNS_FACTS = [("nbns.name", "WARDNB-PUMP9"), ("nbns.suffix", "00"), ("nbns.suffix", "20"),
+              ("nbns.group", "WARDTESTGRP")]
+
+# dnsmasq + ISC dhclient -6 (generate.sh scenario_dhcpv6, data/dhclient6.conf).
+DHCPV6_FACTS = [("dhcpv6.client_mac", "02:57:41:52:44:16"), ("dhcpv6.vendor_enterprise", "32473"),
+                ("dhcpv6.vendor_class", "WardPump-500 fw 3.1"),
+                ("dhcpv6.fqdn", "wardpump-500-16.ward.test")]
 
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
@@ -187,6 +200,12 @@ GENERATED = [
     dict(file="mdns.pcap", mdns=True, expect=MDNS_FACTS, canaries=MDNS_CANARIES),
     dict(file="ssdp.pcap", ssdp=True, expect=SSDP_FACTS, canaries=SSDP_CANARIES),
     dict(file="snmp.pcap", snmp=True, expect=SNMP_FACTS, canaries=SNMP_CANARIES),
+    dict(file="llmnr.pcap", llmnr=True, expect=LLMNR_FACTS, canaries=[],
+         no_patient_data="LLMNR: host names queried and answered, no other content"),
+    dict(file="nbns.pcap", nbns=True, expect=NBNS_FACTS, canaries=[],
+         no_patient_data="NetBIOS name service: names and addresses only"),
+    dict(file="dhcpv6.pcap", dhcpv6=True, expect=DHCPV6_FACTS, expect_fields=["dhcpv6.duid"],
+         canaries=[], no_patient_data="DHCPv6: identifiers, vendor class and a host name only"),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
          sealed="openssl s_client sends the canaries in an HTTP request inside TLS "
                 "application data: unreadable on the wire, they must reach no output"),
@@ -772,6 +791,92 @@ def mdns_facts(path):
     return facts
 
 
+# -------------------------------------------------------------- LLMNR ----
+def llmnr_facts(path):
+    """From tshark's LLMNR dissector: a query's question name (llmnr.queried_name) and the
+    owner names of a response's A/AAAA answers (llmnr.name, the responder's own names)."""
+    facts = []
+    rows = tshark(path, "-Y", "llmnr", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
+                  "-e", "dns.flags.response", "-e", "dns.qry.name", "-e", "dns.resp.name",
+                  "-e", "dns.resp.type")
+    for row in rows.splitlines():
+        response, qname, names, types = (row.split("\t") + ["", "", ""])[:4]
+        if response in ("0", "False"):
+            facts.append(("llmnr.queried_name", qname))
+            continue
+        for name, rtype in zip(names.split("|") if names else [], types.split("|")):
+            if rtype in ("1", "28"):
+                facts.append(("llmnr.name", name))
+    return facts
+
+
+# -------------------------------------------------------------- NBNS ----
+NBNS_NAME_RE = re.compile(r"^(.*?)\s*<([0-9a-fA-F]{2})>")
+
+
+def nbns_facts(path):
+    """From tshark's NBNS dissector: the names of registrations and refreshes (opcodes 5, 8,
+    9, 15) and of positive query responses with RA clear (the owner's own answer); a name whose
+    NB_FLAGS has the group bit is a group, else a unique name with its suffix."""
+    facts = []
+    rows = tshark(path, "-Y", "nbns", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
+                  "-e", "nbns.flags.response", "-e", "nbns.flags.opcode", "-e", "nbns.flags.recavail",
+                  "-e", "nbns.flags.rcode", "-e", "nbns.name", "-e", "nbns.nb_flags.group")
+    for row in rows.splitlines():
+        response, opcode, ra, rcode, names, groups = (row.split("\t") + [""] * 6)[:6]
+        response = response in ("1", "True")
+        claim = not response and opcode in ("5", "8", "9", "15")
+        owner = response and opcode == "0" and ra in ("0", "False", "") and rcode in ("0", "")
+        if not (claim or owner):
+            continue
+        group = groups.split("|")[0] in ("1", "True")
+        for n in names.split("|"):
+            m = NBNS_NAME_RE.match(n)
+            if not m:
+                continue
+            if group:
+                facts.append(("nbns.group", m.group(1)))
+            else:
+                facts.append(("nbns.name", m.group(1)))
+                facts.append(("nbns.suffix", m.group(2).lower()))
+    return facts
+
+
+# ------------------------------------------------------------- DHCPv6 ----
+DHCPV6_CLIENT_TYPES = {"1", "3", "4", "5", "6", "8", "9", "11"}
+
+
+def dhcpv6_facts(path):
+    """From tshark's DHCPv6 dissector, client messages only: the Client Identifier's DUID
+    (DUIDs pair with options 1 and 2 in wire order) and its DUID-LLT/LL link-layer address,
+    option 16's enterprise number and data, option 39's domain name."""
+    facts = []
+    rows = tshark(path, "-Y", "dhcpv6", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
+                  "-e", "dhcpv6.msgtype", "-e", "dhcpv6.option.type", "-e", "dhcpv6.duid.bytes",
+                  "-e", "dhcpv6.duid.type", "-e", "dhcpv6.duidllt.link_layer_addr",
+                  "-e", "dhcpv6.vendorclass.enterprise", "-e", "dhcpv6.vendorclass.data",
+                  "-e", "dhcpv6.client_domain", "-e", "dhcpv6.duidll.link_layer_addr")
+    for row in rows.splitlines():
+        cols = (row.split("\t") + [""] * 9)[:9]
+        msgtype, otypes, duids, dtypes, llt, ent, data, domain, ll = [c.split("|") if c else [] for c in cols]
+        if not msgtype or msgtype[0] not in DHCPV6_CLIENT_TYPES:
+            continue
+        holders = [t for t in otypes if t in ("1", "2")]
+        llt_iter, ll_iter = iter(llt), iter(ll)
+        for holder, duid, dtype in zip(holders, duids, dtypes):
+            # DUID-LLT (type 1) and DUID-LL (type 3) carry the link-layer address.
+            mac = (next(llt_iter, None) if dtype == "1"
+                   else next(ll_iter, None) if dtype == "3" else None)
+            if holder == "1":
+                facts.append(("dhcpv6.duid", duid.replace(":", "")))
+                if mac:
+                    facts.append(("dhcpv6.client_mac", mac))
+        facts += [("dhcpv6.vendor_enterprise", e) for e in ent]
+        facts += [("dhcpv6.vendor_class", d) for d in data]
+        facts += [("dhcpv6.fqdn", d.rstrip(".")) for d in domain]
+    return facts
+
+
 def udp_payloads(path):
     out = []
     for h in tshark(path, "-T", "fields", "-e", "udp.payload").split():
@@ -833,6 +938,12 @@ def build(fixdir, spec, generated):
         facts += ssdp_facts(path)
     if spec.get("snmp"):
         facts += snmp_facts(path)
+    if spec.get("llmnr"):
+        facts += llmnr_facts(path)
+    if spec.get("nbns"):
+        facts += nbns_facts(path)
+    if spec.get("dhcpv6"):
+        facts += dhcpv6_facts(path)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports

@@ -8,7 +8,8 @@
 # "switch" namespace sits in between, see ns_up_switched), runs real protocol
 # peers in them
 # (dcmtk, pynetdicom, hl7apy's MLLP server, the `hl7` package's mllp_send,
-# dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH, openssl s_server/s_client), records each scenario with tcpdump and writes the
+# dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH, openssl s_server/s_client,
+# Samba's nmblookup, raw-socket LLMNR/NetBIOS peers), records each scenario with tcpdump and writes the
 # pcaps plus manifest.json.  No traffic ever leaves the namespaces: they have
 # no link to the host's network and no default route.
 #
@@ -98,7 +99,7 @@ find_python() {
 PY=$(find_python) || die "no python3 with pynetdicom, hl7apy, hl7 and cryptography (pip install pynetdicom hl7apy hl7 cryptography); set PYTHON=..."
 MLLP_SEND=$(dirname "$PY")/mllp_send
 [[ -x $MLLP_SEND ]] || die "mllp_send (pip package hl7) not found next to $PY"
-for t in tcpdump tshark editcap capinfos dnsmasq ethtool dhclient curl ssh ssh-keygen openssl timeout; do
+for t in tcpdump tshark editcap capinfos dnsmasq ethtool dhclient curl ssh ssh-keygen openssl timeout nmblookup; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
 for t in storescu storescp echoscu findscu wlmscpfs dump2dcm; do
@@ -319,6 +320,47 @@ EOC
     grep -q 'wardtestnet-wx200' "$WORK/snmpget.log" || die "snmpget: no sysName: $(cat "$WORK/snmpget.log")"
 }
 
+scenario_llmnr() {
+    # llmnr_peers.py on raw UDP sockets (RFC 4795; systemd-resolved cannot run in a namespace):
+    # a fictional pump answers for its single-label name WARDLLMNR-PUMP7 (A, and AAAA with a
+    # configured documentation address); a workstation queries both to 224.0.0.252:5355 and
+    # gets unicast replies.
+    ns_up 02:57:41:52:44:15
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    nsx "$NS_A" ip route add 224.0.0.0/4 dev "$IF_A"
+    nsx "$NS_B" ip route add 224.0.0.0/4 dev "$IF_B"
+    cap_start "$NS_B" "$IF_B" llmnr.pcap udp port 5355
+    bg "$NS_A" llmnr-device "$PY" -u "$HERE/llmnr_peers.py" respond WARDLLMNR-PUMP7 \
+        --ip "$IP_A" --ip6 2001:db8::15 --seconds 4
+    local i
+    for i in $(seq 1 100); do grep -q listening "$WORK/llmnr-device.log" && break; sleep 0.05; done
+    nsx "$NS_B" "$PY" "$HERE/llmnr_peers.py" query WARDLLMNR-PUMP7 --ip "$IP_B" \
+        >"$WORK/llmnr-query.log" 2>&1 \
+        || die "llmnr query failed: $(cat "$WORK/llmnr-query.log" "$WORK/llmnr-device.log")"
+    cap_stop
+    stop_all_bg
+}
+
+scenario_nbns() {
+    # A B-node (nbns_peers.py, raw UDP as nmbd's name service behaves) broadcasts registrations
+    # for WARDNB-PUMP9<00>, WARDNB-PUMP9<20> and the group WARDTESTGRP<00>; Samba's nmblookup in
+    # the other namespace resolves WARDNB-PUMP9 by broadcast and the owner answers.
+    ns_up 02:57:41:52:44:17
+    nsx "$NS_A" ip addr add "$IP_A/24" brd + dev "$IF_A"
+    nsx "$NS_B" ip addr add "$IP_B/24" brd + dev "$IF_B"
+    cap_start "$NS_B" "$IF_B" nbns.pcap udp port 137
+    bg "$NS_A" nbns-device "$PY" -u "$HERE/nbns_peers.py" node WARDNB-PUMP9 WARDTESTGRP \
+        --ip "$IP_A" --bcast 192.0.2.255 --seconds 4
+    local i
+    for i in $(seq 1 100); do grep -q registered "$WORK/nbns-device.log" && break; sleep 0.05; done
+    nsx "$NS_B" nmblookup -s /dev/null -B 192.0.2.255 WARDNB-PUMP9 >"$WORK/nmblookup.log" 2>&1 \
+        || die "nmblookup failed: $(cat "$WORK/nmblookup.log" "$WORK/nbns-device.log")"
+    grep -q "192.0.2.10 WARDNB-PUMP9<00>" "$WORK/nmblookup.log" \
+        || die "nmblookup got no answer: $(cat "$WORK/nmblookup.log")"
+    cap_stop
+    stop_all_bg
+}
+
 DCM_CT=( -aet WARD_CT01 )
 
 scenario_dicom_dcmtk() {
@@ -464,6 +506,49 @@ scenario_dhcp() {
     stop_all_bg
 }
 
+scenario_dhcpv6() {
+    # dnsmasq as a DHCPv6 server, ISC dhclient -6 as the client (dhclient6.conf: vendor class
+    # and FQDN). IPv6 is switched back on for this scenario only, without DAD so the link-local
+    # addresses are usable at once.
+    ns_up 02:57:41:52:44:16
+    local ns ifc
+    for ns in "$NS_A" "$NS_B"; do
+        nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
+            net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    done
+    for ifc in "$NS_A:$IF_A" "$NS_B:$IF_B"; do
+        nsx "${ifc%%:*}" sysctl -qw "net.ipv6.conf.${ifc#*:}.disable_ipv6=0" "net.ipv6.conf.${ifc#*:}.accept_dad=0"
+        nsx "${ifc%%:*}" ip link set "${ifc#*:}" down
+        nsx "${ifc%%:*}" ip link set "${ifc#*:}" up
+    done
+    nsx "$NS_B" ip -6 addr add 2001:db8::1/64 dev "$IF_B" nodad
+    rm -f "$WORK/dnsmasq6.leases"
+    bg "$NS_B" dnsmasq6 dnsmasq --no-daemon --conf-file=/dev/null --port=0 \
+        --interface="$IF_B" --bind-interfaces --except-interface=lo \
+        --dhcp-range=2001:db8::100,2001:db8::1ff,64,1h \
+        --dhcp-leasefile="$WORK/dnsmasq6.leases" --pid-file= \
+        --user=root --log-dhcp
+    wait_port "$NS_B" 547 udp
+    for i in $(seq 1 100); do
+        [[ -n $(nsx "$NS_A" ip -6 addr show dev "$IF_A" scope link) ]] && break; sleep 0.05
+    done
+    cap_start "$NS_B" "$IF_B" dhcpv6.pcap udp port 546 or udp port 547
+    # -D LL: a DUID from the link-layer address alone (DUID-LLT adds the time, so the
+    # manifest would change with every run).
+    bg "$NS_A" dhclient6 dhclient -6 -D LL -1 -d -v -cf "$HERE/data/dhclient6.conf" \
+        -lf "$WORK/dhclient6.leases" -pf "$WORK/dhclient6.pid" -sf /bin/true "$IF_A"
+    local dh=$LAST_BG i
+    for i in $(seq 1 300); do
+        grep -qs "Bound to lease" "$WORK/dhclient6.log" && break
+        kill -0 "$dh" 2>/dev/null || break
+        sleep 0.05
+    done
+    grep -q "Bound to lease" "$WORK/dhclient6.log" || { cat "$WORK/dhclient6.log" "$WORK/dnsmasq6.log" >&2; die "dhclient -6 got no lease"; }
+    stop_bg "$dh"
+    cap_stop
+    stop_all_bg
+}
+
 scenario_http() {
     # A fictional vendor's embedded web server ("WardTestMed", http_peers.py) on a port that is
     # not 80: ward finds HTTP by structure. curl first (GET with the canary patient in path,
@@ -592,7 +677,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns ssdp snmp)
+           dicom_sll dhcp http ssh tls mdns ssdp snmp llmnr nbns dhcpv6)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"

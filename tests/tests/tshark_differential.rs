@@ -578,3 +578,276 @@ fn snmp_system_group_equals_tsharks() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(compared >= 1, "no SNMP fixture compared");
 }
+
+/// tshark's LLMNR dissector: question names of queries, and the owner names of A/AAAA answers
+/// (`dns.resp.name` paired with `dns.resp.type`) of responses.
+fn tshark_llmnr(file: &Path) -> FieldSets {
+    let mut sets = FieldSets::new();
+    let out = tshark(
+        &[
+            "-Y",
+            "llmnr",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=\u{1}",
+            "-e",
+            "dns.flags.response",
+            "-e",
+            "dns.qry.name",
+            "-e",
+            "dns.resp.name",
+            "-e",
+            "dns.resp.type",
+        ],
+        file,
+    );
+    for line in out.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let col = |i: usize| cols.get(i).copied().unwrap_or("");
+        if matches!(col(0), "0" | "False") {
+            sets.entry("llmnr.queried_name")
+                .or_default()
+                .insert(col(1).to_owned());
+            continue;
+        }
+        for (name, rtype) in col(2).split('\u{1}').zip(col(3).split('\u{1}')) {
+            if !name.is_empty() && matches!(rtype, "1" | "28") {
+                sets.entry("llmnr.name")
+                    .or_default()
+                    .insert(name.to_owned());
+            }
+        }
+    }
+    sets
+}
+
+#[test]
+fn llmnr_names_equal_tsharks() {
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for fx in manifest().fixtures {
+        if !fx.facts.iter().any(|f| f.field.starts_with("llmnr.")) {
+            continue;
+        }
+        let file = fixture_path(&fx.file);
+        let theirs = tshark_llmnr(&file);
+        let mine = ours(&file, &["llmnr.name", "llmnr.queried_name"]);
+        if theirs.is_empty() {
+            problems.push(format!("{}: tshark decoded no LLMNR", fx.file));
+        }
+        if mine != theirs {
+            problems.push(format!(
+                "{}: LLMNR differs\n  ward:   {mine:?}\n  tshark: {theirs:?}",
+                fx.file
+            ));
+        }
+        compared += 1;
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(compared >= 1, "no LLMNR fixture compared");
+}
+
+/// tshark's NBNS dissector: `nbns.name` (`NAME<xx>`, maybe followed by a description) of
+/// registrations and refreshes, and of positive query responses with RA clear (the owner's own
+/// answer); `nbns.nb_flags.group` tells a group name from a unique one.
+fn tshark_nbns(file: &Path) -> FieldSets {
+    let mut sets = FieldSets::new();
+    let out = tshark(
+        &[
+            "-Y",
+            "nbns",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=\u{1}",
+            "-e",
+            "nbns.flags.response",
+            "-e",
+            "nbns.flags.opcode",
+            "-e",
+            "nbns.flags.recavail",
+            "-e",
+            "nbns.flags.rcode",
+            "-e",
+            "nbns.name",
+            "-e",
+            "nbns.nb_flags.group",
+        ],
+        file,
+    );
+    for line in out.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let col = |i: usize| cols.get(i).copied().unwrap_or("");
+        let response = matches!(col(0), "1" | "True");
+        let claim = !response && matches!(col(1), "5" | "8" | "9" | "15");
+        let owner = response
+            && col(1) == "0"
+            && matches!(col(2), "0" | "False" | "")
+            && matches!(col(3), "0" | "");
+        if !claim && !owner {
+            continue;
+        }
+        let group = matches!(col(5).split('\u{1}').next(), Some("1" | "True"));
+        for n in col(4).split('\u{1}') {
+            let Some((name, rest)) = n.split_once('<') else {
+                continue;
+            };
+            let suffix = rest.get(..2).unwrap_or("").to_ascii_lowercase();
+            let name = name.trim_end().to_owned();
+            if group {
+                sets.entry("nbns.group").or_default().insert(name);
+            } else {
+                sets.entry("nbns.name").or_default().insert(name);
+                sets.entry("nbns.suffix").or_default().insert(suffix);
+            }
+        }
+    }
+    sets
+}
+
+#[test]
+fn nbns_names_equal_tsharks() {
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for fx in manifest().fixtures {
+        if !fx.facts.iter().any(|f| f.field.starts_with("nbns.")) {
+            continue;
+        }
+        let file = fixture_path(&fx.file);
+        let theirs = tshark_nbns(&file);
+        let mine = ours(&file, &["nbns.name", "nbns.suffix", "nbns.group"]);
+        if theirs.is_empty() {
+            problems.push(format!("{}: tshark decoded no NBNS", fx.file));
+        }
+        if mine != theirs {
+            problems.push(format!(
+                "{}: NBNS differs\n  ward:   {mine:?}\n  tshark: {theirs:?}",
+                fx.file
+            ));
+        }
+        compared += 1;
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(compared >= 1, "no NBNS fixture compared");
+}
+
+/// tshark's DHCPv6 dissector, client messages only: the Client Identifier's DUID (DUIDs pair
+/// with options 1 and 2 in wire order) and its DUID-LLT link-layer address, option 16's
+/// enterprise number and data strings, option 39's domain name (without tshark's root dot).
+fn tshark_dhcpv6(file: &Path) -> FieldSets {
+    let mut sets = FieldSets::new();
+    let out = tshark(
+        &[
+            "-Y",
+            "dhcpv6",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=\u{1}",
+            "-e",
+            "dhcpv6.msgtype",
+            "-e",
+            "dhcpv6.option.type",
+            "-e",
+            "dhcpv6.duid.bytes",
+            "-e",
+            "dhcpv6.duid.type",
+            "-e",
+            "dhcpv6.duidllt.link_layer_addr",
+            "-e",
+            "dhcpv6.vendorclass.enterprise",
+            "-e",
+            "dhcpv6.vendorclass.data",
+            "-e",
+            "dhcpv6.client_domain",
+            "-e",
+            "dhcpv6.duidll.link_layer_addr",
+        ],
+        file,
+    );
+    for line in out.lines() {
+        let cols: Vec<Vec<&str>> = line
+            .split('\t')
+            .map(|c| c.split('\u{1}').filter(|v| !v.is_empty()).collect())
+            .collect();
+        let col = |i: usize| cols.get(i).cloned().unwrap_or_default();
+        let client = col(0)
+            .first()
+            .is_some_and(|t| matches!(*t, "1" | "3" | "4" | "5" | "6" | "8" | "9" | "11"));
+        if !client {
+            continue;
+        }
+        let mut add = |f: &'static str, v: String| {
+            sets.entry(f).or_default().insert(v);
+        };
+        let holders = col(1).into_iter().filter(|t| matches!(*t, "1" | "2"));
+        let mut llt = col(4).into_iter();
+        let mut ll = col(8).into_iter();
+        for ((holder, duid), dtype) in holders.zip(col(2)).zip(col(3)) {
+            // DUID-LLT (1) and DUID-LL (3) carry the link-layer address.
+            let mac = match dtype {
+                "1" => llt.next(),
+                "3" => ll.next(),
+                _ => None,
+            };
+            if holder == "1" {
+                add("dhcpv6.duid", duid.replace(':', ""));
+                if let Some(m) = mac {
+                    add("dhcpv6.client_mac", m.to_owned());
+                }
+            }
+        }
+        for e in col(5) {
+            add("dhcpv6.vendor_enterprise", e.to_owned());
+        }
+        for d in col(6) {
+            add("dhcpv6.vendor_class", d.to_owned());
+        }
+        for d in col(7) {
+            add("dhcpv6.fqdn", d.trim_end_matches('.').to_owned());
+        }
+    }
+    sets
+}
+
+#[test]
+fn dhcpv6_client_fields_equal_tsharks() {
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for fx in manifest().fixtures {
+        if !fx.facts.iter().any(|f| f.field.starts_with("dhcpv6.")) {
+            continue;
+        }
+        let file = fixture_path(&fx.file);
+        let theirs = tshark_dhcpv6(&file);
+        let mine = ours(
+            &file,
+            &[
+                "dhcpv6.duid",
+                "dhcpv6.client_mac",
+                "dhcpv6.vendor_enterprise",
+                "dhcpv6.vendor_class",
+                "dhcpv6.fqdn",
+            ],
+        );
+        if theirs.is_empty() {
+            problems.push(format!("{}: tshark decoded no DHCPv6", fx.file));
+        }
+        if mine != theirs {
+            problems.push(format!(
+                "{}: DHCPv6 differs\n  ward:   {mine:?}\n  tshark: {theirs:?}",
+                fx.file
+            ));
+        }
+        compared += 1;
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(compared >= 1, "no DHCPv6 fixture compared");
+}
