@@ -122,7 +122,8 @@ pub struct RulesSection {
 pub struct LogSection {
     /// `text` or `json`.
     pub format: Option<String>,
-    /// `error`, `warn`, `info`, `debug`, `trace`, or an `EnvFilter` directive.
+    /// `error`, `warn`, `info`, `debug`, `trace`, or `level,target=level` directives
+    /// (tracing-subscriber `Targets` syntax).
     pub level: Option<String>,
 }
 

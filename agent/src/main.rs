@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use ward_agent::capture::{Capture, CaptureConfig};
 use ward_agent::config::{Config, FileConfig, LogFormat, Overrides};
 use ward_agent::engine::{Engine, EngineConfig};
@@ -223,7 +225,11 @@ fn load_config(common: Common, live: LiveOptions) -> anyhow::Result<Config> {
 }
 
 fn init_logging(cfg: &Config) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level).with_context(|| {
+    // `Targets` rather than `EnvFilter`: the same `level,target=level` syntax without
+    // tracing-subscriber's `env-filter` feature, which switches on regex-automata's full-DFA
+    // build for every `Regex` in the process — and compiling the bundled rules' regexes as full
+    // DFAs cost about 200 M instructions at every start (callgrind).
+    let filter: tracing_subscriber::filter::Targets = cfg.log_level.parse().with_context(|| {
         format!(
             "invalid log filter {:?} (--log-level / WARD_LOG)",
             cfg.log_level
@@ -231,13 +237,12 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
     })?;
     // Logs go to stderr so `--output jsonl:-` keeps stdout for observations.
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         // Colour only on a terminal: files and the journal get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cfg.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.finish().with(filter).init(),
+        LogFormat::Json => builder.json().finish().with(filter).init(),
     }
     Ok(())
 }

@@ -102,7 +102,7 @@ fn live_capture_helper() {
     // Debug level: the parent scans this log for patient data.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter("debug")
+        .with_max_level(tracing::Level::DEBUG)
         .try_init();
     let cap = Capture::open(&CaptureConfig::for_interfaces([iface.as_str()]))
         .unwrap_or_else(|e| panic!("open: {e}"));

@@ -374,10 +374,12 @@ impl Config {
         if let Some(s) = serve {
             c.apply_serve(s.clone());
         }
-        tracing_subscriber::EnvFilter::try_new(&c.log_level).map_err(|e| ConfigError::Invalid {
-            setting: "log_level / --log-level / WARD_COLLECTOR_LOG",
-            message: format!("{:?}: {e}", c.log_level),
-        })?;
+        c.log_level
+            .parse::<tracing_subscriber::filter::Targets>()
+            .map_err(|e| ConfigError::Invalid {
+                setting: "log_level / --log-level / WARD_COLLECTOR_LOG",
+                message: format!("{:?}: {e}", c.log_level),
+            })?;
         at_least_one("ingest.batch", c.ingest.batch as u64)?;
         at_least_one(
             "ingest.evaluate_interval_secs / --evaluate-interval",

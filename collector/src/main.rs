@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use ward_collector::access::report::{self, Format, Kind, Status};
 use ward_collector::access::tokens::Role;
 use ward_collector::commands::{self, import_and_evaluate, open, Import};
@@ -204,16 +206,19 @@ fn real_main() -> anyhow::Result<()> {
 }
 
 fn init_logging(cfg: &Config) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
+    // `Targets`, not `EnvFilter`: see ward-agent's init_logging (the `env-filter` feature makes
+    // every `Regex` build a full DFA).
+    let filter: tracing_subscriber::filter::Targets = cfg
+        .log_level
+        .parse()
         .with_context(|| format!("invalid log filter {:?}", cfg.log_level))?;
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         // Colour only on a terminal: files and the journal get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cfg.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.finish().with(filter).init(),
+        LogFormat::Json => builder.json().finish().with(filter).init(),
     }
     Ok(())
 }

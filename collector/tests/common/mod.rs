@@ -217,12 +217,16 @@ pub fn scan_reports(db: &Path, extra: &[&str]) -> Vec<(String, Vec<u8>)> {
 /// The collector's logs in the test's output (`RUST_LOG` or warnings, rumqttd's errors only),
 /// for tests that run the collector's library in process.
 pub fn init_logs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter: tracing_subscriber::filter::Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| "warn,rumqttd=error".parse().expect("default filter"));
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,rumqttd=error".into()),
-        )
+        .finish()
+        .with(filter)
         .try_init();
 }
 
