@@ -609,6 +609,37 @@ mod tests {
         assert!(set.len() > 100, "{}", set.len());
     }
 
+    /// Medical vendors' IANA enterprise numbers name the maker of an SNMP agent or a DHCPv6
+    /// client; a registrant that makes one kind of device names the type too.
+    #[test]
+    fn bundled_enterprise_numbers_name_medical_manufacturers() {
+        let set = RuleSet::bundled().unwrap_or_else(|e| panic!("{e}"));
+        for (facts, manufacturer, device_type) in [
+            (
+                [(Field::SnmpSysObjectId, "1.3.6.1.4.1.3592.1.2")],
+                "Dräger",
+                "medical_device_other",
+            ),
+            (
+                [(Field::SnmpSysObjectId, "1.3.6.1.4.1.17694")],
+                "Elekta",
+                "radiotherapy",
+            ),
+            (
+                [(Field::Dhcpv6VendorEnterprise, "54260")],
+                "Mindray",
+                "medical_device_other",
+            ),
+        ] {
+            let c = set.classify(&input(&facts));
+            assert_eq!(c.manufacturer.as_deref(), Some(manufacturer), "{facts:?}");
+            assert_eq!(c.device_type, device_type, "{facts:?}");
+        }
+        // A longer number sharing the prefix is another registrant.
+        let other = [(Field::SnmpSysObjectId, "1.3.6.1.4.1.35920.1")];
+        assert_eq!(set.classify(&input(&other)).manufacturer, None);
+    }
+
     #[test]
     fn every_field_has_a_slot() {
         for (i, f) in Field::ALL.iter().enumerate() {
