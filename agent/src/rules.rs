@@ -640,6 +640,25 @@ mod tests {
         assert_eq!(set.classify(&input(&other)).manufacturer, None);
     }
 
+    /// An embedded client naming its model and firmware as key-value pairs in its User-Agent.
+    #[test]
+    fn bundled_user_agent_keys_name_model_and_firmware() {
+        let set = RuleSet::bundled().unwrap_or_else(|e| panic!("{e}"));
+        let ua = [(
+            Field::HttpUserAgent,
+            "VitalsClient/2.1 (Model=VS-900; FW=3.4.1b; SN=A1B2C3)",
+        )];
+        let c = set.classify(&input(&ua));
+        assert_eq!(c.model.as_deref(), Some("VS-900"));
+        assert_eq!(c.software_version.as_deref(), Some("3.4.1b"));
+        // A browser string has neither key.
+        let browser = [(
+            Field::HttpUserAgent,
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36",
+        )];
+        assert_eq!(set.classify(&input(&browser)).model, None);
+    }
+
     #[test]
     fn every_field_has_a_slot() {
         for (i, f) in Field::ALL.iter().enumerate() {
