@@ -205,6 +205,8 @@ struct Side {
     bad_framing: bool,
     /// Final responses seen (which request each answers, for HEAD/CONNECT).
     responses: u8,
+    /// The description scanner of the XML response body this side is reading, if any.
+    description: Option<Box<DescriptionScanner>>,
 }
 
 /// The per-connection decoder: the state of each direction plus what the requests say about their responses.
@@ -222,8 +224,6 @@ pub struct HttpDecoder {
     /// Facts already emitted, so repeated heads on a keep-alive connection add nothing. At most
     /// [`MAX_MESSAGES`] × ([`ALLOWED`] + [`upnp::MAX_FACTS`]) entries per direction.
     emitted: Vec<Fact>,
-    /// The description scanner of the XML response body being read, if any.
-    description: Option<Box<DescriptionScanner>>,
 }
 
 impl HttpDecoder {
@@ -399,18 +399,21 @@ impl HttpDecoder {
         } else {
             next
         };
-        self.description = scanning.then(|| Box::new(DescriptionScanner::new()));
+        s.description = scanning.then(|| Box::new(DescriptionScanner::new()));
     }
 
     /// Offers body bytes to the description scanner, if one is reading; its facts describe the
     /// server (their field roles say so).
-    fn scan(&mut self, body: &[u8], facts: &mut Vec<Fact>) {
-        let Some(scanner) = self.description.as_mut() else {
+    fn scan(&mut self, i: usize, body: &[u8], facts: &mut Vec<Fact>) {
+        let Some(s) = self.sides.get_mut(i) else {
+            return;
+        };
+        let Some(scanner) = s.description.as_mut() else {
             return;
         };
         let mut found = Vec::new();
         if !scanner.feed(body, &mut found) {
-            self.description = None;
+            s.description = None;
         }
         for f in found {
             self.emit(f, facts);
@@ -420,14 +423,18 @@ impl HttpDecoder {
     /// The end of a description body: the next message starts, unless this was the last one
     /// read.
     fn body_done(&mut self, i: usize) {
-        self.description = None;
         if let Some(s) = self.sides.get_mut(i) {
+            s.description = None;
             s.state = if s.messages >= MAX_MESSAGES {
                 State::Done
             } else {
                 State::StartLine
             };
         }
+    }
+
+    fn scanning(&self, i: usize) -> bool {
+        self.sides.get(i).is_some_and(|s| s.description.is_some())
     }
 
     fn set_state(&mut self, i: usize, state: State) {
@@ -511,9 +518,9 @@ impl StreamDecoder for HttpDecoder {
                 }
                 State::Description(None) => {
                     // Close-delimited: everything to the end is this body.
-                    self.scan(rest, facts);
+                    self.scan(i, rest, facts);
                     pos += rest.len();
-                    if self.description.is_none() {
+                    if !self.scanning(i) {
                         return Feed::Done;
                     }
                     break;
@@ -522,7 +529,7 @@ impl StreamDecoder for HttpDecoder {
                     let n = usize::try_from(remaining)
                         .unwrap_or(usize::MAX)
                         .min(rest.len());
-                    self.scan(rest.get(..n).unwrap_or(&[]), facts);
+                    self.scan(i, rest.get(..n).unwrap_or(&[]), facts);
                     pos += n;
                     let left = remaining - n as u64;
                     match (state, left) {
@@ -530,7 +537,7 @@ impl StreamDecoder for HttpDecoder {
                         (State::ChunkData(_), _) => self.set_state(i, State::ChunkData(left)),
                         (_, 0) => self.body_done(i),
                         // The scanner has seen all it wants: the rest is skipped by count.
-                        _ if self.description.is_none() => self.set_state(i, State::Body(left)),
+                        _ if !self.scanning(i) => self.set_state(i, State::Body(left)),
                         _ => self.set_state(i, State::Description(Some(left))),
                     }
                     if left > 0 {
@@ -967,6 +974,18 @@ mod tests {
                 facts.iter().map(|f| (f.field, f.value.as_str())).collect();
             assert_eq!(got, [(Field::HttpServer, "next")], "{head}");
         }
+    }
+
+    #[test]
+    fn a_pipelined_request_mid_body_does_not_stop_the_description() {
+        let half = UPNP_RESPONSE.len() / 2;
+        let (facts, _) = run(&[
+            (Direction::FromClient, UPNP_REQUEST),
+            (Direction::FromServer, &UPNP_RESPONSE[..half]),
+            (Direction::FromClient, UPNP_REQUEST),
+            (Direction::FromServer, &UPNP_RESPONSE[half..]),
+        ]);
+        assert_eq!(upnp_pairs(&facts).len(), 8, "{facts:?}");
     }
 
     #[test]
