@@ -821,6 +821,61 @@ fn other_bundled_signals() {
     assert_eq!(c.manufacturer.as_deref(), Some("GE HealthCare"));
 }
 
+/// UPnP device descriptions (issue 17): the description's own manufacturer and model name, its
+/// model number only when it looks like one, printer and gateway device types, and MiniDLNA's
+/// built-in manufacturer (its author) never taken for the device's.
+#[test]
+fn upnp_description_rules() {
+    let set = bundled();
+    let c = classify(
+        &set,
+        None,
+        &[
+            (
+                "ssdp.device_type",
+                "urn:schemas-upnp-org:device:InternetGatewayDevice:2",
+            ),
+            ("ssdp.manufacturer", "WardTestNet"),
+            ("ssdp.model_name", "WardTestNet Router"),
+            ("ssdp.model_number", "WR-9000"),
+            (
+                "ssdp.device_type",
+                "urn:schemas-upnp-org:device:WANDevice:2",
+            ),
+        ],
+    );
+    assert_eq!(c.device_type, "network_infra");
+    assert_eq!(c.manufacturer.as_deref(), Some("WardTestNet"));
+    assert_eq!(c.model.as_deref(), Some("WardTestNet Router"));
+    let c = classify(
+        &set,
+        None,
+        &[
+            ("ssdp.device_type", "urn:schemas-upnp-org:device:Printer:1"),
+            ("ssdp.model_number", "LP-2044"),
+        ],
+    );
+    assert_eq!(c.device_type, "printer");
+    assert_eq!(c.model.as_deref(), Some("LP-2044"));
+    // A bare version in modelNumber is not a model; MiniDLNA's author is not a manufacturer.
+    let c = classify(
+        &set,
+        None,
+        &[
+            (
+                "ssdp.device_type",
+                "urn:schemas-upnp-org:device:MediaServer:1",
+            ),
+            ("ssdp.manufacturer", "Justin Maggard"),
+            ("ssdp.model_number", "1"),
+        ],
+    );
+    assert_eq!(c.device_type, "unknown");
+    assert_eq!((c.manufacturer, c.model), (None, None));
+    let c = classify(&set, None, &[("ssdp.model_number", "12.0")]);
+    assert_eq!(c.model, None);
+}
+
 #[test]
 fn readme_examples_parse() {
     let readme = std::fs::read_to_string(rules_dir().join("README.md")).unwrap();

@@ -285,6 +285,23 @@ fn bench_app_exchanges(c: &mut Criterion) {
             facts.len()
         })
     });
+    // UPnP: async-upnp-client fetching minidlna's device description through the HTTP decoder
+    // (the head, then the XML body through the description scanner).
+    let (rq, rp) = (
+        read("upnp/description.request.bin"),
+        read("upnp/description.response.bin"),
+    );
+    g.throughput(Throughput::Bytes((rq.len() + rp.len()) as u64));
+    g.bench_function("upnp_minidlna_description", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::http::looks_like_http(black_box(&rq));
+            exchange(
+                &mut ward_protocols::http::HttpDecoder::default(),
+                black_box(&rq),
+                black_box(&rp),
+            )
+        })
+    });
     // SNMP: the datagram path (probe, then extract) on net-snmp's v2c GetResponse.
     let resp = read("snmp/v2c-response.bin");
     g.throughput(Throughput::Bytes(resp.len() as u64));

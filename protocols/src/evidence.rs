@@ -58,8 +58,9 @@ protocols! {
     /// DHCPv4.
     Dhcp => "dhcp", patient_data: false;
     /// HTTP/1.x message heads. `patient_data: false` although request targets and bodies can
-    /// carry patient data: only allow-listed headers are read, and a device speaking HTTP is not
-    /// medical equipment for it.
+    /// carry patient data: only allow-listed headers are read (and, of bodies, only a UPnP device
+    /// description's allow-listed elements, as [`Protocol::Ssdp`] facts), and a device speaking
+    /// HTTP is not medical equipment for it.
     Http => "http", patient_data: false;
     /// SSH identification strings (RFC 4253 §4.2).
     Ssh => "ssh", patient_data: false, encrypted: true;
@@ -68,7 +69,9 @@ protocols! {
     /// Multicast DNS / DNS-SD (RFC 6762/6763): records a device announces about itself; only
     /// allow-listed TXT keys are read.
     Mdns => "mdns", patient_data: false;
-    /// SSDP (UPnP discovery): the allow-listed headers of a device's NOTIFY or search answer.
+    /// SSDP (UPnP discovery): the allow-listed headers of a device's NOTIFY or search answer,
+    /// and the allow-listed elements of the UPnP device description its `LOCATION` points to
+    /// (an HTTP response body, read by [`crate::upnp`] from the HTTP decoder).
     Ssdp => "ssdp", patient_data: false;
     /// SNMP v1/v2c: three system-group values of an agent's GetResponse. The community string
     /// is never read.
@@ -533,9 +536,43 @@ fields! {
     /// `NT` of a NOTIFY or `ST` of a search response: the device or service type it offers.
     SsdpType => Ssdp, "ssdp.type",
         Sender, None, TypeHint, vendor;
-    /// `LOCATION` header: the device description URL. Private: it names a site address.
+    /// `LOCATION` header cut to `scheme://host[:port]`, where the device serves its
+    /// description; the path and query are dropped (a URL path can carry anything). Private: it
+    /// names a site address.
     SsdpLocation => Ssdp, "ssdp.location",
         Sender, None, None, private;
+
+    // UPnP device description (UDA 2.0 §2.3): the XML body of the device's HTTP answer, so every
+    // element describes the HTTP server — the device — whichever way the capture saw the
+    // handshake. Elements of the root device and of its embedded devices, each set by the
+    // manufacturer's firmware (friendlyName possibly by the device's installer); URLs, icons,
+    // services and vendor extensions are never read.
+    /// `deviceType` URN (`urn:schemas-upnp-org:device:MediaServer:1`).
+    SsdpDeviceType => Ssdp, "ssdp.device_type",
+        Server, None, TypeHint, vendor;
+    /// `friendlyName`: the short name shown to users (`WardTestMed Media Station`), chosen by the
+    /// firmware or the installer to name the device, like an mDNS instance name.
+    SsdpFriendlyName => Ssdp, "ssdp.friendly_name",
+        Server, Weak, ApplicationName, vendor;
+    /// `manufacturer`.
+    SsdpManufacturer => Ssdp, "ssdp.manufacturer",
+        Server, None, Manufacturer, vendor;
+    /// `modelDescription`: the manufacturer's one-line description of the model.
+    SsdpModelDescription => Ssdp, "ssdp.model_description",
+        Server, None, TypeHint, vendor;
+    /// `modelName`.
+    SsdpModelName => Ssdp, "ssdp.model_name",
+        Server, None, Model, vendor;
+    /// `modelNumber`: a model number, or in much firmware a version (`1`, `12.0`); rules read
+    /// it together with the model name, so it is not a model on its own.
+    SsdpModelNumber => Ssdp, "ssdp.model_number",
+        Server, None, None, vendor;
+    /// `serialNumber`: the device's serial number.
+    SsdpSerialNumber => Ssdp, "ssdp.serial_number",
+        Server, Serial, Serial, vendor;
+    /// `UDN`: the device's unique device name (`uuid:…`), as in its SSDP `USN`.
+    SsdpUdn => Ssdp, "ssdp.udn",
+        Server, Weak, ApplicationName, vendor;
 
     // SNMP: a GetResponse's system-group bindings describe the agent that sent it (RFC 3418).
     // Requests and traps are not read; the community string never is.

@@ -16,11 +16,18 @@
 //! [`MAX_MESSAGES`] per direction; a chunked or close-delimited body ends the direction (what a
 //! device says about itself is in its first head, and the rest of such a stream is body).
 //!
+//! One kind of body is read: a `200` response whose `Content-Type` is XML is offered, by
+//! `Content-Length`, de-chunked or up to the connection's close, to [`upnp`]'s scanner, which
+//! reads on only when the document is a UPnP device description (its root element and
+//! namespace, in the first bytes) and then copies only the allow-listed elements of its
+//! devices. Every other body is still skipped by count without being looked at.
+//!
 //! Recognised by structure on any port ([`looks_like_http`]): a request line
 //! `TOKEN SP target SP HTTP/1.x CRLF` or a status line `HTTP/1.x SP 3DIGIT`.
 
 use crate::evidence::{clean_text, Direction, Fact, Field, Protocol};
 use crate::registry::{AppDecoder, Decode, Probe};
+use crate::upnp::{self, DescriptionScanner};
 use crate::{Feed, StreamDecoder};
 
 /// Longest message head (start line plus header lines) read; past it the direction is dropped.
@@ -32,6 +39,8 @@ pub const MAX_REQUEST_LINE: usize = 8 * 1024;
 pub const MAX_MESSAGES: u8 = 8;
 /// Longest method token accepted by the probe (`PROPPATCH`, `MKCALENDAR`…).
 const MAX_METHOD: usize = 16;
+/// Longest chunk-size or trailer line of a chunked description body.
+const MAX_CHUNK_LINE: usize = 1024;
 
 /// The header names ward reads, with the field each becomes and the message kind it is read
 /// from (requests describe the client, responses the server). Compared case-insensitively
@@ -159,6 +168,17 @@ enum State {
     Headers,
     /// Skipping this many body bytes.
     Body(u64),
+    /// An XML response body offered to the description scanner: this many bytes left, or
+    /// `None` up to the connection's close.
+    Description(Option<u64>),
+    /// A chunked XML body: expecting a chunk-size line.
+    ChunkSize,
+    /// This many bytes of chunk data left (offered to the description scanner).
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd,
+    /// Trailer lines after the last chunk, up to the empty line.
+    Trailers,
     /// Nothing more is read from this direction.
     Done,
 }
@@ -177,10 +197,16 @@ struct Side {
     content_length: Option<u64>,
     /// A `Transfer-Encoding` header (chunked or otherwise): the body's end is not a count.
     encoded: bool,
+    /// The last transfer coding is `chunked` (RFC 9112 §6.1).
+    chunked: bool,
+    /// A response's `Content-Type` is XML (`text/xml`, `application/xml`).
+    xml: bool,
     /// A framing header that did not parse: where the next message starts is unknown.
     bad_framing: bool,
     /// Final responses seen (which request each answers, for HEAD/CONNECT).
     responses: u8,
+    /// The description scanner of the XML response body this side is reading, if any.
+    description: Option<Box<DescriptionScanner>>,
 }
 
 /// The per-connection decoder: the state of each direction plus what the requests say about their responses.
@@ -196,7 +222,7 @@ pub struct HttpDecoder {
     /// The side that sent a request: the client.
     client: Option<Direction>,
     /// Facts already emitted, so repeated heads on a keep-alive connection add nothing. At most
-    /// [`MAX_MESSAGES`] × [`ALLOWED`] entries per direction.
+    /// [`MAX_MESSAGES`] × ([`ALLOWED`] + [`upnp::MAX_FACTS`]) entries per direction.
     emitted: Vec<Fact>,
 }
 
@@ -227,6 +253,8 @@ impl HttpDecoder {
                 }
                 s.content_length = None;
                 s.encoded = false;
+                s.chunked = false;
+                s.xml = false;
                 s.bad_framing = false;
                 if let Some(status) = parse_status(line) {
                     s.kind = Some(Kind::Response);
@@ -252,7 +280,13 @@ impl HttpDecoder {
                 let kind = s.kind;
                 self.header(i, kind, line, facts);
             }
-            State::Body(_) | State::Done => {}
+            State::Body(_)
+            | State::Description(_)
+            | State::ChunkSize
+            | State::ChunkData(_)
+            | State::ChunkEnd
+            | State::Trailers
+            | State::Done => {}
         }
     }
 
@@ -277,6 +311,15 @@ impl HttpDecoder {
         if name.eq_ignore_ascii_case(b"transfer-encoding") {
             if let Some(s) = self.sides.get_mut(i) {
                 s.encoded = true;
+                let last = value.rsplit(|&b| b == b',').next().unwrap_or(&[]);
+                s.chunked = trim_ows(last).eq_ignore_ascii_case(b"chunked");
+            }
+            return;
+        }
+        if name.eq_ignore_ascii_case(b"content-type") {
+            // Only whether the body may be a UPnP description; the value is not kept.
+            if let Some(s) = self.sides.get_mut(i) {
+                s.xml = kind == Some(Kind::Response) && upnp::is_xml_media_type(value);
             }
             return;
         }
@@ -308,7 +351,23 @@ impl HttpDecoder {
         };
         s.messages = s.messages.saturating_add(1);
         s.head_bytes = 0;
-        let next = if s.bad_framing || s.encoded {
+        let bit = 1u16.checked_shl(u32::from(s.responses)).unwrap_or(0);
+        // A 200 answer with an XML body (not to HEAD) may be a UPnP device description.
+        let description = s.kind == Some(Kind::Response)
+            && s.status == 200
+            && s.xml
+            && heads & bit == 0
+            && connects & bit == 0
+            && !s.bad_framing;
+        let next = if description {
+            s.responses = s.responses.saturating_add(1);
+            match (s.encoded, s.chunked, s.content_length) {
+                (true, true, _) => State::ChunkSize,
+                (true, false, _) => State::Done,
+                (false, _, Some(0)) => State::StartLine,
+                (false, _, n) => State::Description(n),
+            }
+        } else if s.bad_framing || s.encoded {
             State::Done
         } else {
             match s.kind {
@@ -318,7 +377,6 @@ impl HttpDecoder {
                 },
                 Some(Kind::Response) if (100..200).contains(&s.status) => State::StartLine,
                 Some(Kind::Response) => {
-                    let bit = 1u16.checked_shl(u32::from(s.responses)).unwrap_or(0);
                     s.responses = s.responses.saturating_add(1);
                     if connects & bit != 0 && (200..300).contains(&s.status) {
                         State::Done
@@ -335,11 +393,92 @@ impl HttpDecoder {
                 None => State::Done,
             }
         };
-        s.state = if s.messages >= MAX_MESSAGES {
+        let scanning = matches!(next, State::Description(_) | State::ChunkSize);
+        s.state = if s.messages >= MAX_MESSAGES && !scanning {
             State::Done
         } else {
             next
         };
+        s.description = scanning.then(|| Box::new(DescriptionScanner::new()));
+    }
+
+    /// Offers body bytes to the description scanner, if one is reading; its facts describe the
+    /// server (their field roles say so).
+    fn scan(&mut self, i: usize, body: &[u8], facts: &mut Vec<Fact>) {
+        let Some(s) = self.sides.get_mut(i) else {
+            return;
+        };
+        let Some(scanner) = s.description.as_mut() else {
+            return;
+        };
+        let mut found = Vec::new();
+        if !scanner.feed(body, &mut found) {
+            s.description = None;
+        }
+        for f in found {
+            self.emit(f, facts);
+        }
+    }
+
+    /// The end of a description body: the next message starts, unless this was the last one
+    /// read.
+    fn body_done(&mut self, i: usize) {
+        if let Some(s) = self.sides.get_mut(i) {
+            s.description = None;
+            s.state = if s.messages >= MAX_MESSAGES {
+                State::Done
+            } else {
+                State::StartLine
+            };
+        }
+    }
+
+    fn scanning(&self, i: usize) -> bool {
+        self.sides.get(i).is_some_and(|s| s.description.is_some())
+    }
+
+    fn set_state(&mut self, i: usize, state: State) {
+        if let Some(s) = self.sides.get_mut(i) {
+            s.state = state;
+        }
+    }
+
+    /// One line of a chunked body's framing (without its LF); `false` when it is malformed and
+    /// the direction ends.
+    fn chunk_line(&mut self, i: usize, state: State, line: &[u8]) -> bool {
+        let line = strip_cr(line);
+        match state {
+            State::ChunkSize => {
+                // chunk-size [ chunk-ext ] (RFC 9112 §7.1): the extensions are not read.
+                let end = line
+                    .iter()
+                    .position(|&b| b == b';' || b == b' ' || b == b'\t')
+                    .unwrap_or(line.len());
+                let Some(size) = parse_hex(line.get(..end).unwrap_or(&[])) else {
+                    return false;
+                };
+                self.set_state(
+                    i,
+                    if size == 0 {
+                        State::Trailers
+                    } else {
+                        State::ChunkData(size)
+                    },
+                );
+                true
+            }
+            State::ChunkEnd if line.is_empty() => {
+                self.set_state(i, State::ChunkSize);
+                true
+            }
+            State::Trailers if line.is_empty() => {
+                self.body_done(i);
+                true
+            }
+            // Trailer fields are skipped unread.
+            State::Trailers => true,
+            _ => false,
+        }
     }
 }
 
@@ -376,6 +515,48 @@ impl StreamDecoder for HttpDecoder {
                     if left > 0 {
                         break;
                     }
+                }
+                State::Description(None) => {
+                    // Close-delimited: everything to the end is this body.
+                    self.scan(i, rest, facts);
+                    pos += rest.len();
+                    if !self.scanning(i) {
+                        return Feed::Done;
+                    }
+                    break;
+                }
+                State::Description(Some(remaining)) | State::ChunkData(remaining) => {
+                    let n = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(rest.len());
+                    self.scan(i, rest.get(..n).unwrap_or(&[]), facts);
+                    pos += n;
+                    let left = remaining - n as u64;
+                    match (state, left) {
+                        (State::ChunkData(_), 0) => self.set_state(i, State::ChunkEnd),
+                        (State::ChunkData(_), _) => self.set_state(i, State::ChunkData(left)),
+                        (_, 0) => self.body_done(i),
+                        // The scanner has seen all it wants: the rest is skipped by count.
+                        _ if !self.scanning(i) => self.set_state(i, State::Body(left)),
+                        _ => self.set_state(i, State::Description(Some(left))),
+                    }
+                    if left > 0 {
+                        break;
+                    }
+                }
+                State::ChunkSize | State::ChunkEnd | State::Trailers => {
+                    let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+                        if rest.len() > MAX_CHUNK_LINE || (at_limit && pos == 0) {
+                            return Feed::Done;
+                        }
+                        break;
+                    };
+                    if end > MAX_CHUNK_LINE
+                        || !self.chunk_line(i, state, rest.get(..end).unwrap_or(&[]))
+                    {
+                        return Feed::Done;
+                    }
+                    pos += end + 1;
                 }
                 State::StartLine | State::Headers => {
                     let head = self.sides.get(i).map_or(0, |s| s.head_bytes);
@@ -426,6 +607,14 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
         v = rest;
     }
     v
+}
+
+/// A chunk size: 1–15 hex digits (a larger chunk would not fit the count).
+fn parse_hex(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 15 || !v.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u64::from_str_radix(core::str::from_utf8(v).ok()?, 16).ok()
 }
 
 /// A `Content-Length` value: 1–19 digits.
@@ -701,6 +890,175 @@ mod tests {
         }
         let (facts, _) = run(&[(Direction::FromClient, &c)]);
         assert_eq!(facts.len(), usize::from(MAX_MESSAGES));
+    }
+
+    /// async-upnp-client fetching minidlna's device description, a SOAP Browse carrying the
+    /// canary patient and its SOAP fault (tests/fixtures/upnp.pcap).
+    const UPNP_REQUEST: &[u8] = include_bytes!("../testdata/upnp/description.request.bin");
+    const UPNP_RESPONSE: &[u8] = include_bytes!("../testdata/upnp/description.response.bin");
+    const SOAP_REQUEST: &[u8] = include_bytes!("../testdata/upnp/browse.request.bin");
+    const SOAP_RESPONSE: &[u8] = include_bytes!("../testdata/upnp/browse.response.bin");
+    const SCPD_RESPONSE: &[u8] = include_bytes!("../testdata/upnp/scpd.response.bin");
+
+    fn upnp_pairs(facts: &[Fact]) -> Vec<(Field, &str)> {
+        facts
+            .iter()
+            .filter(|f| f.field.protocol() == Protocol::Ssdp)
+            .map(|f| (f.field, f.value.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn upnp_description_body_is_read_by_structure() {
+        let (facts, _) = run(&[
+            (Direction::FromClient, UPNP_REQUEST),
+            (Direction::FromServer, UPNP_RESPONSE),
+        ]);
+        assert_eq!(
+            value(&facts, Field::HttpServer),
+            Some("Debian DLNADOC/1.50 UPnP/1.0 MiniDLNA/1.3.0")
+        );
+        assert_eq!(
+            upnp_pairs(&facts),
+            [
+                (
+                    Field::SsdpDeviceType,
+                    "urn:schemas-upnp-org:device:MediaServer:1"
+                ),
+                (Field::SsdpFriendlyName, "WardTestMed Media Station"),
+                (Field::SsdpManufacturer, "Justin Maggard"),
+                (Field::SsdpModelDescription, "MiniDLNA on Linux"),
+                (Field::SsdpModelName, "WardTestMed MS-500"),
+                (Field::SsdpModelNumber, "MS-500"),
+                (Field::SsdpSerialNumber, "WTMMS500-0042"),
+                (Field::SsdpUdn, "uuid:5741524e-4454-4553-544d-533530300001"),
+            ]
+        );
+        // Split anywhere, the same facts.
+        let (whole, _) = run(&[(Direction::FromServer, UPNP_RESPONSE)]);
+        for cut in (0..UPNP_RESPONSE.len()).step_by(7) {
+            let (facts, _) = run(&[
+                (Direction::FromServer, &UPNP_RESPONSE[..cut]),
+                (Direction::FromServer, &UPNP_RESPONSE[cut..]),
+            ]);
+            assert_eq!(facts, whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn other_bodies_are_never_read() {
+        let (facts, _) = run(&[
+            (Direction::FromClient, SOAP_REQUEST),
+            (Direction::FromServer, SOAP_RESPONSE),
+            (Direction::FromServer, SCPD_RESPONSE),
+        ]);
+        assert!(upnp_pairs(&facts).is_empty(), "{facts:?}");
+        assert_no_canary(&facts);
+        assert!(SOAP_REQUEST.windows(6).any(|w| w == b"CANARY"));
+        // A description body under another status or media type is skipped by count.
+        let body = &UPNP_RESPONSE[UPNP_RESPONSE
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap()
+            + 4..];
+        for head in [
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/xml\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n",
+            "HTTP/1.1 200 OK\r\n",
+        ] {
+            let mut m = format!("{head}Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+            m.extend_from_slice(body);
+            m.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: next\r\nContent-Length: 0\r\n\r\n");
+            let (facts, _) = run(&[(Direction::FromServer, &m)]);
+            let got: Vec<(Field, &str)> =
+                facts.iter().map(|f| (f.field, f.value.as_str())).collect();
+            assert_eq!(got, [(Field::HttpServer, "next")], "{head}");
+        }
+    }
+
+    #[test]
+    fn a_pipelined_request_mid_body_does_not_stop_the_description() {
+        let half = UPNP_RESPONSE.len() / 2;
+        let (facts, _) = run(&[
+            (Direction::FromClient, UPNP_REQUEST),
+            (Direction::FromServer, &UPNP_RESPONSE[..half]),
+            (Direction::FromClient, UPNP_REQUEST),
+            (Direction::FromServer, &UPNP_RESPONSE[half..]),
+        ]);
+        assert_eq!(upnp_pairs(&facts).len(), 8, "{facts:?}");
+    }
+
+    #[test]
+    fn chunked_and_close_delimited_descriptions() {
+        let doc = b"<?xml version=\"1.0\"?><root xmlns=\"urn:schemas-upnp-org:device-1-0\">\
+                    <device><manufacturer>Ward</manufacturer><modelName>C-1</modelName></device></root>";
+        let mut chunked =
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec();
+        for piece in doc.chunks(13) {
+            chunked.extend_from_slice(format!("{:x};ext=1\r\n", piece.len()).as_bytes());
+            chunked.extend_from_slice(piece);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\nX-Trailer: CANARY\r\n\r\n");
+        chunked.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: after\r\nContent-Length: 0\r\n\r\n");
+        let want = [
+            (Field::SsdpManufacturer, "Ward"),
+            (Field::SsdpModelName, "C-1"),
+        ];
+        for split in [1, 5, 64, chunked.len()] {
+            let chunks: Vec<(Direction, &[u8])> = chunked
+                .chunks(split)
+                .map(|c| (Direction::FromServer, c))
+                .collect();
+            let (facts, _) = run(&chunks);
+            assert_eq!(upnp_pairs(&facts), want, "split {split}");
+            assert_eq!(
+                value(&facts, Field::HttpServer),
+                Some("after"),
+                "split {split}"
+            );
+            assert_no_canary(&facts);
+        }
+        // A malformed chunk size ends the direction.
+        let bad = b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+        let mut dec = HttpDecoder::default();
+        assert_eq!(
+            dec.feed(Direction::FromServer, bad, false, &mut Vec::new()),
+            Feed::Done
+        );
+        // HTTP/1.0 style: the body runs to the close.
+        let mut close = b"HTTP/1.0 200 OK\r\nContent-Type: application/xml\r\n\r\n".to_vec();
+        close.extend_from_slice(doc);
+        let (facts, _) = run(&[(Direction::FromServer, &close)]);
+        assert_eq!(upnp_pairs(&facts), want);
+    }
+
+    proptest! {
+        #[test]
+        fn upnp_truncations_and_mutations_never_panic(
+            cut in 0usize..2400, pos in 0usize..2400, byte in any::<u8>(), split in 1usize..200
+        ) {
+            let mut m = UPNP_RESPONSE[..cut.min(UPNP_RESPONSE.len())].to_vec();
+            if let Some(b) = m.get_mut(pos) {
+                *b = byte;
+            }
+            let mut dec = HttpDecoder::default();
+            let mut facts = Vec::new();
+            let mut pending = Vec::new();
+            for chunk in m.chunks(split) {
+                pending.extend_from_slice(chunk);
+                match dec.feed(Direction::FromServer, &pending, false, &mut facts) {
+                    Feed::Consumed(n) => { prop_assert!(n <= pending.len()); pending.drain(..n); }
+                    Feed::Done => break,
+                }
+                prop_assert!(pending.len() <= MAX_HEAD_BYTES);
+            }
+            let _ = dec.feed(Direction::FromServer, &pending, true, &mut facts);
+            for f in &facts {
+                prop_assert!(f.value.chars().count() <= crate::evidence::MAX_VALUE_CHARS);
+            }
+        }
     }
 
     proptest! {

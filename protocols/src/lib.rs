@@ -45,6 +45,7 @@ pub mod snmp;
 pub mod ssdp;
 pub mod ssh;
 pub mod tls;
+pub mod upnp;
 
 pub use error::{DecodeError, Layer};
 pub use evidence::{

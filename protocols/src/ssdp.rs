@@ -5,7 +5,8 @@
 //! HTTP/1.1` (a control point's search) and `HTTP/1.1 200 OK` (a device's answer to a search).
 //! A NOTIFY and a search response describe their sender: `SERVER` (OS, UPnP version and product
 //! tokens), `USN` (the device's UUID and type), `NT`/`ST` (the device or service type) and
-//! `LOCATION` (its description URL). A search's `ST` names what the searcher looks for on
+//! `LOCATION` (where its description is served, cut to `scheme://host:port`: [`origin`]). A
+//! search's `ST` names what the searcher looks for on
 //! *other* devices, so nothing is read from an M-SEARCH. Every other header is skipped unread.
 //!
 //! Recognised by structure: the exact request lines above, or a `200` status line followed by
@@ -151,12 +152,46 @@ pub fn extract(payload: &[u8], facts: &mut Vec<Fact>) -> Result<(), DecodeError>
         } else {
             continue;
         };
+        let value = if field == Field::SsdpLocation {
+            match origin(value) {
+                Some(o) => o,
+                None => continue,
+            }
+        } else {
+            value
+        };
         let v = clean_text(value);
         if !v.is_empty() {
             facts.push(Fact::new(field, v));
         }
     }
     Ok(())
+}
+
+/// `scheme://host[:port]` of a URL: the path, query and fragment are dropped (a URL path can
+/// carry anything, patient identifiers included). `None` when the value is not an absolute URL,
+/// or when it carries `user:password@` (credentials are never kept, and without them the origin
+/// is not one slice of the value).
+pub fn origin(url: &[u8]) -> Option<&[u8]> {
+    let sep = url.windows(3).position(|w| w == b"://")?;
+    let scheme = url.get(..sep)?;
+    if scheme.is_empty()
+        || !scheme
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
+    {
+        return None;
+    }
+    let rest = url.get(sep + 3..)?;
+    let end = rest
+        .iter()
+        .position(|b| b"/?#".contains(b))
+        .unwrap_or(rest.len());
+    let authority = rest.get(..end)?;
+    if authority.is_empty() || authority.contains(&b'@') {
+        return None;
+    }
+    url.get(..sep + 3 + end)
 }
 
 #[cfg(test)]
@@ -190,9 +225,10 @@ mod tests {
             values(NOTIFY, Field::SsdpType),
             ["urn:schemas-upnp-org:device:Basic:1"]
         );
+        // The path of `http://192.0.2.10:49152/description.xml` is dropped.
         assert_eq!(
             values(NOTIFY, Field::SsdpLocation),
-            ["http://192.0.2.10:49152/description.xml"]
+            ["http://192.0.2.10:49152"]
         );
     }
 
@@ -241,6 +277,35 @@ mod tests {
         ] {
             assert_eq!(probe(other), Probe::NotMine);
         }
+    }
+
+    #[test]
+    fn location_keeps_the_origin_only() {
+        let o = |u: &[u8]| origin(u).map(|o| String::from_utf8_lossy(o).into_owned());
+        assert_eq!(
+            o(b"http://10.0.0.5:8200/rootDesc.xml").as_deref(),
+            Some("http://10.0.0.5:8200")
+        );
+        assert_eq!(
+            o(b"http://[fe80::1]:80/a?b#c").as_deref(),
+            Some("http://[fe80::1]:80")
+        );
+        assert_eq!(o(b"http://host?CANARY=1").as_deref(), Some("http://host"));
+        assert_eq!(
+            o(b"https://dev.example").as_deref(),
+            Some("https://dev.example")
+        );
+        assert_eq!(o(b"http://user:CANARY@host/"), None);
+        assert_eq!(o(b"/description.xml"), None);
+        assert_eq!(o(b"://host/"), None);
+        assert_eq!(o(b"http:///path"), None);
+        let m = b"NOTIFY * HTTP/1.1\r\nLOCATION: http://192.0.2.9:1400/CANARY^PATIENT/d.xml?mrn=42\r\n\r\n";
+        let mut out = Vec::new();
+        extract(m, &mut out).unwrap();
+        assert_eq!(
+            out,
+            [Fact::new(Field::SsdpLocation, "http://192.0.2.9:1400")]
+        );
     }
 
     #[test]

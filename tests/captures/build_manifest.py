@@ -129,10 +129,32 @@ SSDP_FACTS = [
     ("ssdp.server", "WardTestOS/1.0 UPnP/1.0 WardTestMed-VH300/3.2"),
     ("ssdp.usn", "uuid:5741524e-4454-4553-5456-483330300001::urn:schemas-upnp-org:device:Basic:1"),
     ("ssdp.type", "urn:schemas-upnp-org:device:Basic:1"),
-    ("ssdp.location", "http://192.0.2.10:49152/description.xml"),
+    # LOCATION http://192.0.2.10:49152/description.xml, cut to its origin.
+    ("ssdp.location", "http://192.0.2.10:49152"),
 ]
 # Under the header X-WARDTEST-NOTE, which ward must never read.
 SSDP_CANARIES = ["CANARY^SSDPPATIENT"]
+
+# generate.sh scenario_upnp: minidlna (a real UPnP MediaServer) advertises itself and serves its
+# device description to async-upnp-client; curl adds a request carrying the canaries.
+UPNP_FACTS = [
+    ("ssdp.server", "Debian DLNADOC/1.50 UPnP/1.0 MiniDLNA/1.3.0"),
+    ("ssdp.type", "urn:schemas-upnp-org:device:MediaServer:1"),
+    ("ssdp.usn", "uuid:5741524e-4454-4553-544d-533530300001::urn:schemas-upnp-org:device:MediaServer:1"),
+    ("ssdp.location", "http://192.0.2.10:8200"),
+    ("ssdp.device_type", "urn:schemas-upnp-org:device:MediaServer:1"),
+    ("ssdp.friendly_name", "WardTestMed Media Station"),
+    ("ssdp.manufacturer", "Justin Maggard"),
+    ("ssdp.model_description", "MiniDLNA on Linux"),
+    ("ssdp.model_name", "WardTestMed MS-500"),
+    ("ssdp.model_number", "MS-500"),
+    ("ssdp.serial_number", "WTMMS500-0042"),
+    ("ssdp.udn", "uuid:5741524e-4454-4553-544d-533530300001"),
+    ("http.server", "Debian DLNADOC/1.50 UPnP/1.0 MiniDLNA/1.3.0"),
+    ("http.host", "192.0.2.10:8200"),
+]
+# In a SOAP Browse request's ObjectID and in curl's path, query, cookie and body.
+UPNP_CANARIES = ["CANARY^UPNPPATIENT", "CANARY-MRN-UPNP-0001"]
 
 SNMP_FACTS = [
     ("snmp.sys_descr", "WardTestNet WX-200 Print Server, firmware 4.1.7"),
@@ -199,6 +221,8 @@ GENERATED = [
          canaries=[], no_patient_data="SSH: identification strings, then an encrypted session"),
     dict(file="mdns.pcap", mdns=True, expect=MDNS_FACTS, canaries=MDNS_CANARIES),
     dict(file="ssdp.pcap", ssdp=True, expect=SSDP_FACTS, canaries=SSDP_CANARIES),
+    dict(file="upnp.pcap", http=[8200], ssdp=True, upnp=True, expect=UPNP_FACTS,
+         canaries=UPNP_CANARIES),
     dict(file="snmp.pcap", snmp=True, expect=SNMP_FACTS, canaries=SNMP_CANARIES),
     dict(file="llmnr.pcap", llmnr=True, expect=LLMNR_FACTS, canaries=[],
          no_patient_data="LLMNR: host names queried and answered, no other content"),
@@ -511,10 +535,12 @@ def dhcp_facts(path):
 REALM_RE = re.compile(r'(?:^|[\s,])realm\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))', re.I)
 
 
-def tshark_values(path, fields, decode=()):
-    """{field: [values]} over all packets; several occurrences per packet kept apart."""
+def tshark_values(path, fields, decode=(), display_filter=None):
+    """{field: [values]} over all packets (those matching `display_filter` when given); several
+    occurrences per packet kept apart."""
     out = {f: [] for f in fields}
-    args = ["-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=\x01"]
+    args = ["-Y", display_filter] if display_filter else []
+    args += ["-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=\x01"]
     for f in fields:
         args += ["-e", f]
     for row in tshark(path, *args, decode=decode).splitlines():
@@ -527,8 +553,10 @@ def http_facts(path, ports):
     """Request User-Agent and Host, response Server, X-Powered-By and the WWW-Authenticate
     realm, as tshark's HTTP dissector shows them (X-Powered-By from its header lines)."""
     decode = [(p, "http") for p in ports]
+    # Over TCP only: tshark's HTTP dissector also reads SSDP (HTTP over UDP), which ward reads
+    # as SSDP.
     v = tshark_values(path, ["http.user_agent", "http.host", "http.server",
-                             "http.www_authenticate", "http.response.line"], decode)
+                             "http.www_authenticate", "http.response.line"], decode, "tcp")
     facts = [("http.user_agent", x) for x in v["http.user_agent"]]
     facts += [("http.host", x) for x in v["http.host"]]
     facts += [("http.server", x) for x in v["http.server"]]
@@ -714,11 +742,60 @@ def ssdp_facts(path):
             if name.strip().lower() == "usn":
                 facts.append(("ssdp.usn", value))
         for v in filter(None, location.split("\x1f")):
-            facts.append(("ssdp.location", v.strip()))
+            # ward keeps scheme://host:port only (a URL path can carry anything).
+            m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@]+)(?:[/?#].*)?$", v.strip())
+            if m:
+                facts.append(("ssdp.location", m.group(1)))
         for h in headers:
             name, value = h.split(":", 1)
             if name.strip().lower() == type_header:
                 facts.append(("ssdp.type", value.replace("\\r\\n", "").strip()))
+    return facts
+
+
+# --------------------------------------------------------------- UPnP ----
+UPNP_ELEMENTS = {"deviceType": "ssdp.device_type", "friendlyName": "ssdp.friendly_name",
+                 "manufacturer": "ssdp.manufacturer", "modelDescription": "ssdp.model_description",
+                 "modelName": "ssdp.model_name", "modelNumber": "ssdp.model_number",
+                 "serialNumber": "ssdp.serial_number", "UDN": "ssdp.udn"}
+
+
+def upnp_facts(path, ports):
+    """The allow-listed children of every <device> of each UPnP device description (a 200
+    response whose XML root is <root xmlns="urn:schemas-upnp-org:device-1-0">), from tshark's
+    XML dissector (PDML: xml.tag nodes nest as the document does, xml.cdata holds the text)."""
+    import xml.etree.ElementTree as ET
+    decode = [(p, "http") for p in ports]
+    pdml = tshark(path, "-Y", "http.response.code == 200 && xml", "-T", "pdml", decode=decode)
+    facts = []
+
+    def local(tag_show):
+        name = tag_show.lstrip("<").split(None, 1)[0].rstrip(">").rstrip("/")
+        return name.rsplit(":", 1)[-1]
+
+    def walk(node, in_device):
+        for child in node.findall("field"):
+            if child.get("name") != "xml.tag":
+                continue
+            name = local(child.get("show", ""))
+            if name == "device":
+                walk(child, True)
+            elif in_device and name in UPNP_ELEMENTS:
+                text = "".join(c.get("show", "") for c in child.findall("field")
+                               if c.get("name") == "xml.cdata").strip()
+                if text:
+                    facts.append((UPNP_ELEMENTS[name], text))
+            else:
+                walk(child, False)
+
+    for proto in ET.fromstring(pdml).iter("proto"):
+        if proto.get("name") != "xml":
+            continue
+        for top in proto.findall("field"):
+            show = top.get("show", "")
+            if top.get("name") == "xml.tag" and local(show) == "root" \
+                    and "urn:schemas-upnp-org:device-1-0" in show:
+                walk(top, False)
     return facts
 
 
@@ -936,6 +1013,8 @@ def build(fixdir, spec, generated):
         facts += mdns_facts(path)
     if spec.get("ssdp"):
         facts += ssdp_facts(path)
+    if spec.get("upnp"):
+        facts += upnp_facts(path, spec.get("http", []))
     if spec.get("snmp"):
         facts += snmp_facts(path)
     if spec.get("llmnr"):

@@ -9,7 +9,8 @@
 # peers in them
 # (dcmtk, pynetdicom, hl7apy's MLLP server, the `hl7` package's mllp_send,
 # dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH, openssl s_server/s_client,
-# Samba's nmblookup, raw-socket LLMNR/NetBIOS peers), records each scenario with tcpdump and writes the
+# Samba's nmblookup, raw-socket LLMNR/NetBIOS peers, minidlna and async-upnp-client's
+# upnp-client), records each scenario with tcpdump and writes the
 # pcaps plus manifest.json.  No traffic ever leaves the namespaces: they have
 # no link to the host's network and no default route.
 #
@@ -102,6 +103,11 @@ MLLP_SEND=$(dirname "$PY")/mllp_send
 for t in tcpdump tshark editcap capinfos dnsmasq ethtool dhclient curl ssh ssh-keygen openssl timeout nmblookup; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
+MINIDLNAD=$(command -v minidlnad || echo /usr/sbin/minidlnad)
+[[ -x $MINIDLNAD ]] || die "missing tool: minidlnad (apt package minidlna)"
+UPNP_CLIENT=$(dirname "$PY")/upnp-client
+[[ -x $UPNP_CLIENT ]] || UPNP_CLIENT=$(command -v upnp-client) \
+    || die "missing tool: upnp-client (pip package async-upnp-client)"
 for t in storescu storescp echoscu findscu wlmscpfs dump2dcm; do
     [[ -x $DCMTK/$t ]] || die "missing dcmtk tool $DCMTK/$t"
 done
@@ -289,6 +295,53 @@ scenario_ssdp() {
     stop_all_bg
     grep -q 'found uuid:5741524e' "$WORK/ssdp-search.log" \
         || die "ssdp search failed: $(cat "$WORK/ssdp-search.log")"
+}
+
+scenario_upnp() {
+    # A real UPnP MediaServer (minidlna) and a real control point (async-upnp-client's
+    # upnp-client): minidlna advertises itself over SSDP; upnp-client fetches its device
+    # description (rootDesc.xml, the body ward reads) and service descriptions over HTTP and
+    # calls a SOAP action (a text/xml body that is not a description). A Browse request's
+    # ObjectID and a curl request's path, query, cookie and body carry the canary patient. minidlna's manufacturer is its author's name, built in; the
+    # friendly name, model name/number and serial are set in its configuration.
+    ns_up 02:57:41:52:44:1f
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    nsx "$NS_A" ip route add 224.0.0.0/4 dev "$IF_A"
+    nsx "$NS_B" ip route add 224.0.0.0/4 dev "$IF_B"
+    mkdir -p "$WORK/minidlna/media" "$WORK/minidlna/db"
+    cat >"$WORK/minidlna/minidlna.conf" <<CONF
+media_dir=$WORK/minidlna/media
+db_dir=$WORK/minidlna/db
+log_dir=$WORK/minidlna
+network_interface=$IF_A
+port=8200
+inotify=no
+notify_interval=900
+uuid=5741524e-4454-4553-544d-533530300001
+friendly_name=WardTestMed Media Station
+model_name=WardTestMed MS-500
+model_number=MS-500
+serial=WTMMS500-0042
+CONF
+    cap_start "$NS_B" "$IF_B" upnp.pcap
+    bg "$NS_A" minidlna "$MINIDLNAD" -S -f "$WORK/minidlna/minidlna.conf" -P "$WORK/minidlna/pid"
+    wait_port "$NS_A" 8200
+    # minidlna answers 404 to a description URL with a query, so the canaries travel in the
+    # Browse action's SOAP body and in curl's request instead.
+    local url="http://$IP_A:8200/rootDesc.xml"
+    nsx "$NS_B" "$UPNP_CLIENT" --timeout 5 call-action "$url" ContentDirectory/GetSystemUpdateID \
+        >"$WORK/upnp-client.log" 2>&1 || die "upnp-client failed: $(cat "$WORK/upnp-client.log" "$WORK/minidlna.log")"
+    nsx "$NS_B" "$UPNP_CLIENT" --timeout 5 call-action "$url" ContentDirectory/Browse \
+        ObjectID=CANARY^UPNPPATIENT BrowseFlag=BrowseMetadata Filter='*' StartingIndex=0 \
+        RequestedCount=1 SortCriteria= >>"$WORK/upnp-client.log" 2>&1 || true
+    nsx "$NS_B" curl -sS -o /dev/null -w '%{http_code}\n' \
+        -b "patient=CANARY^UPNPPATIENT; mrn=CANARY-MRN-UPNP-0001" \
+        --data-binary "name=CANARY^UPNPPATIENT&mrn=CANARY-MRN-UPNP-0001" \
+        "http://$IP_A:8200/MediaItems/CANARY-MRN-UPNP-0001?name=CANARY%5EUPNPPATIENT" >"$WORK/upnp-curl.log" || true
+    cap_stop
+    stop_all_bg
+    grep -q '"GetSystemUpdateID"\|"Id"' "$WORK/upnp-client.log" \
+        || die "upnp-client call failed: $(cat "$WORK/upnp-client.log")"
 }
 
 scenario_snmp() {
@@ -677,7 +730,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns ssdp snmp llmnr nbns dhcpv6)
+           dicom_sll dhcp http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"

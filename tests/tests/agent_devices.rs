@@ -148,6 +148,56 @@ fn device_types_and_manufacturers_match_the_expected_table() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// minidlna's device description (upnp.pcap) lands on the HTTP server that served it, the device
+/// (02:57:41:52:44:1f), never on the control point that fetched it (…:20); its model names the
+/// device through the description rules, its serial is a fact of the device, and minidlna's
+/// built-in manufacturer (its author) is not taken for the device's.
+#[test]
+fn upnp_description_describes_the_device_that_served_it() {
+    let devs = devices("upnp.pcap");
+    let find = |key: &str| {
+        devs.iter().find(|d| d.key == key).unwrap_or_else(|| {
+            panic!(
+                "no {key} in {:?}",
+                devs.iter().map(|d| &d.key).collect::<Vec<_>>()
+            )
+        })
+    };
+    let device = find("mac:02:57:41:52:44:1f");
+    let cp = find("mac:02:57:41:52:44:20");
+    let has = |d: &DeviceRecord, field: &str, value: &str| {
+        d.facts
+            .iter()
+            .any(|f| f.field.name() == field && f.value == value)
+    };
+    for (field, value) in [
+        ("ssdp.model_name", "WardTestMed MS-500"),
+        ("ssdp.serial_number", "WTMMS500-0042"),
+        ("ssdp.friendly_name", "WardTestMed Media Station"),
+        (
+            "ssdp.device_type",
+            "urn:schemas-upnp-org:device:MediaServer:1",
+        ),
+        ("ssdp.location", "http://192.0.2.10:8200"),
+    ] {
+        assert!(has(device, field, value), "device lacks {field}={value}");
+    }
+    assert!(
+        cp.facts
+            .iter()
+            .all(|f| !f.field.name().starts_with("ssdp.")),
+        "control point got {:?}",
+        cp.facts
+    );
+    let c = device.classification.as_ref().unwrap();
+    assert_eq!(c.model.as_deref(), Some("WardTestMed MS-500"));
+    assert_eq!(c.manufacturer, None);
+    assert!(c
+        .matches
+        .iter()
+        .any(|m| m.rule == "ssdp.description.model" && m.field == "ssdp.model_name"));
+}
+
 /// Every fixture's device records, as JSON and as `Debug`, hold no canary of any fixture
 /// (`ward_canary`: every component, prefixes, every encoding).
 #[test]

@@ -449,7 +449,10 @@ fn tshark_ssdp(file: &Path) -> FieldSets {
             add("ssdp.server", v.trim());
         }
         for v in col(2) {
-            add("ssdp.location", v.trim());
+            // ward keeps the URL's scheme://host:port only (issue 17: a path can carry anything).
+            if let Some(o) = url_origin(v.trim()) {
+                add("ssdp.location", o);
+            }
         }
         for h in col(3).into_iter().chain(col(4)).chain(col(5)) {
             let Some((name, value)) = h.split_once(':') else {
@@ -465,6 +468,15 @@ fn tshark_ssdp(file: &Path) -> FieldSets {
         }
     }
     sets
+}
+
+/// `scheme://authority` of an absolute URL without userinfo, as ward's SSDP decoder keeps it.
+fn url_origin(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    (!scheme.is_empty() && !authority.is_empty() && !authority.contains('@'))
+        .then(|| &url[..scheme.len() + 3 + end])
 }
 
 #[test]

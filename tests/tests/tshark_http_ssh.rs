@@ -47,7 +47,11 @@ fn tshark_fields(file: &Path, proto: &str, ports: &[u16], fields: &[&str]) -> Ve
         args.push("-d".into());
         args.push(format!("tcp.port=={p},{proto}"));
     }
+    // Over TCP only: tshark's HTTP dissector also reads SSDP (HTTP over UDP), which ward
+    // reads as SSDP (the upnp fixture has both).
     for a in [
+        "-Y",
+        "tcp",
         "-T",
         "fields",
         "-E",
