@@ -670,10 +670,12 @@ impl Fact {
 /// anything longer is cut rather than letting one packet allocate without bound.
 pub const MAX_VALUE_CHARS: usize = 256;
 
-/// Turns raw protocol bytes into a printable value: bytes are read as Latin-1 (a superset of the
-/// ASCII all these fields are meant to be), control characters become U+FFFD so a value can never
-/// forge a log line, surrounding spaces and NULs are trimmed, and at most [`MAX_VALUE_CHARS`]
-/// characters are kept.
+/// Turns raw protocol bytes into a printable value: bytes that are valid UTF-8 are read as UTF-8
+/// (what DNS-SD, UPnP, SDC and DICOM's ISO_IR 192 send), anything else as Latin-1 (a superset of
+/// the ASCII most of these fields are meant to be); control characters, line and paragraph
+/// separators and bidirectional overrides become U+FFFD so a value can never forge or disguise a
+/// log line; surrounding spaces and NULs are trimmed, and at most [`MAX_VALUE_CHARS`] characters
+/// are kept.
 pub fn clean_text(raw: &[u8]) -> String {
     let trimmed = trim_padding(raw);
     // Nearly every value is short printable ASCII: copy it whole instead of char by char.
@@ -682,17 +684,23 @@ pub fn clean_text(raw: &[u8]) -> String {
             return s.to_owned();
         }
     }
-    trimmed
-        .iter()
-        .take(MAX_VALUE_CHARS)
-        .map(|&b| {
-            if b < 0x20 || b == 0x7f || (0x80..0xa0).contains(&b) {
-                '\u{fffd}'
-            } else {
-                char::from(b)
-            }
-        })
-        .collect()
+    let printable = |c: char| if unsafe_in_logs(c) { '\u{fffd}' } else { c };
+    match core::str::from_utf8(trimmed) {
+        Ok(s) => s.chars().take(MAX_VALUE_CHARS).map(printable).collect(),
+        Err(_) => trimmed
+            .iter()
+            .take(MAX_VALUE_CHARS)
+            .map(|&b| printable(char::from(b)))
+            .collect(),
+    }
+}
+
+/// Characters a value may not carry into a log line or a page: C0/C1 controls and DEL, the
+/// Unicode line and paragraph separators, and the bidirectional embedding/override/isolate
+/// controls (which can make a log line read differently from what it holds).
+fn unsafe_in_logs(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 fn trim_padding(mut raw: &[u8]) -> &[u8] {
@@ -942,6 +950,23 @@ mod tests {
         assert_eq!(clean_text(b"a\nb"), "a\u{fffd}b");
         assert_eq!(clean_text(&[b'x'; 1000]).len(), MAX_VALUE_CHARS);
         assert_eq!(clean_text(b""), "");
+    }
+
+    #[test]
+    fn clean_text_reads_utf8_when_valid_and_latin1_otherwise() {
+        assert_eq!(clean_text("Dräger Infinity".as_bytes()), "Dräger Infinity");
+        assert_eq!(clean_text(b"Dr\xe4ger"), "Dräger");
+        // Separators and bidi overrides never reach a log line, in either decoding.
+        assert_eq!(
+            clean_text("a\u{2028}b\u{202e}c".as_bytes()),
+            "a\u{fffd}b\u{fffd}c"
+        );
+        assert_eq!(clean_text(b"a\x85b"), "a\u{fffd}b");
+        // The cap counts characters, not bytes.
+        assert_eq!(
+            clean_text("ä".repeat(1000).as_bytes()).chars().count(),
+            MAX_VALUE_CHARS
+        );
     }
 
     #[test]
