@@ -237,6 +237,8 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
     })?;
     // Logs go to stderr so `--output jsonl:-` keeps stdout for observations.
     let builder = tracing_subscriber::fmt()
+        // The builder's own ceiling is INFO; the `Targets` layer below decides.
+        .with_max_level(tracing::Level::TRACE)
         // Colour only on a terminal: files and the journal get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);

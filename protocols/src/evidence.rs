@@ -427,6 +427,10 @@ fields! {
     /// Request `User-Agent`: the client's software, often the device's model and firmware.
     HttpUserAgent => Http, "http.user_agent",
         Client, None, TypeHint, vendor;
+    /// The serial number an embedded client names in its `User-Agent` as a key-value pair
+    /// (`SN=…`, `Serial: …`, `S/N …`): links the device to the asset register.
+    HttpUserAgentSerial => Http, "http.user_agent_serial",
+        Client, Serial, Serial, vendor;
     /// Request `Host` as sent (name or address, with the port if given): the name the client
     /// addresses the server by. Private: the client chose it.
     HttpHost => Http, "http.host",

@@ -340,7 +340,14 @@ impl HttpDecoder {
         } else {
             clean_text(value)
         };
+        let serial = (field == Field::HttpUserAgent)
+            .then(|| user_agent_serial(&value))
+            .flatten()
+            .map(str::to_owned);
         self.emit(Fact::new(field, value), facts);
+        if let Some(serial) = serial {
+            self.emit(Fact::new(Field::HttpUserAgentSerial, serial), facts);
+        }
     }
 
     /// The blank line after a head: decide where the next message starts.
@@ -667,6 +674,60 @@ pub fn realm(value: &[u8]) -> Option<String> {
 fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len())
         .position(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Keys an embedded client uses for its serial number in a `User-Agent` comment, longest first
+/// so `serialnumber` is not read as `serial` followed by `number`.
+const SERIAL_KEYS: [&str; 6] = [
+    "serialnumber",
+    "serial_number",
+    "serial-number",
+    "serial",
+    "s/n",
+    "sn",
+];
+
+/// The value of a serial-number key in a `User-Agent` (`SN=A1B2C3`, `Serial: 12345`,
+/// `S/N 0042`): a key at a token start (after `(`, `;`, `,`, a space or at the beginning),
+/// then `=`, `:` or spaces, then 3 to 40 letters, digits, `.`, `_` or `-`. One pass over the
+/// (already bounded) value; the first key wins.
+fn user_agent_serial(ua: &str) -> Option<&str> {
+    let bytes = ua.as_bytes();
+    let mut at_token_start = true;
+    for (i, &b) in bytes.iter().enumerate() {
+        if at_token_start {
+            let rest = bytes.get(i..).unwrap_or_default();
+            for key in SERIAL_KEYS {
+                let Some(head) = rest.get(..key.len()) else {
+                    continue;
+                };
+                if !head.eq_ignore_ascii_case(key.as_bytes()) {
+                    continue;
+                }
+                let after = rest.get(key.len()..).unwrap_or_default();
+                let sep = after
+                    .iter()
+                    .take_while(|c| matches!(c, b' ' | b'=' | b':' | b'#'))
+                    .count();
+                let value = after.get(sep..).unwrap_or_default();
+                let len = value
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+                    .count();
+                if sep == 0 || !(3..=40).contains(&len) {
+                    continue;
+                }
+                let start = i + key.len() + sep;
+                // Must hold a digit: `SN=none` or `Serial: unknown` names nothing.
+                let v = ua.get(start..start + len)?;
+                if v.bytes().any(|c| c.is_ascii_digit()) {
+                    return Some(v);
+                }
+            }
+        }
+        at_token_start = matches!(b, b'(' | b';' | b',' | b' ');
+    }
+    None
 }
 
 #[cfg(test)]
@@ -1091,6 +1152,25 @@ mod tests {
                     prop_assert!(mutated || !f.value.contains("CANARY"));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn user_agent_serial_keys() {
+        for (ua, want) in [
+            (
+                "VitalsClient/2.1 (Model=VS-900; FW=3.4.1b; SN=A1B2C3)",
+                Some("A1B2C3"),
+            ),
+            ("Pump/1.0 (Serial: 100234; fw 2.0)", Some("100234")),
+            ("Gateway/4 (S/N 0042-77)", Some("0042-77")),
+            ("X/1 (SerialNumber=QX7781)", Some("QX7781")),
+            ("X/1 (serial=unknown)", None),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64)", None),
+            ("SNMP/1.0", None),
+            ("Agent/1 (personal=12345)", None),
+        ] {
+            assert_eq!(user_agent_serial(ua), want, "{ua}");
         }
     }
 }

@@ -225,6 +225,8 @@ pub fn init_logs() {
         .unwrap_or_else(|| "warn,rumqttd=error".parse().expect("default filter"));
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
+        // The builder's own ceiling is INFO; the `Targets` layer decides.
+        .with_max_level(tracing::Level::TRACE)
         .finish()
         .with(filter)
         .try_init();
