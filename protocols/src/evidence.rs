@@ -80,6 +80,8 @@ protocols! {
     Nbns => "nbns", patient_data: false;
     /// DHCPv6 (RFC 8415): what a client's messages say about it.
     Dhcpv6 => "dhcpv6", patient_data: false;
+    /// Unicast DNS (RFC 1035): names a device asks for, names a server answers for.
+    Dns => "dns", patient_data: false;
 }
 
 impl Protocol {
@@ -595,6 +597,24 @@ fields! {
     /// Option 39 client FQDN (`wardpump-500-16.ward.test`).
     Dhcpv6Fqdn => Dhcpv6, "dhcpv6.fqdn",
         Named, Weak, HostName, vendor;
+
+    // Unicast DNS: a query's question is what the client resolves (whom it talks to, never who
+    // it is); a response's answer owners are what the server answers for. Names of hosts, not
+    // of people: a device's software or its administrator chose them. Answer data is unread.
+    /// Question name of a query (`update.wardtestmed.example`): a host the client wants to
+    /// reach. It names the other end, so it has no identity role and a vendor never sees it;
+    /// rules read it as a hint (a vendor's cloud or update host).
+    DnsQueriedName => Dns, "dns.queried_name",
+        Client, None, None, private;
+    /// Question type of a query as its mnemonic (`A`, `AAAA`, `HTTPS`, else `TYPE<n>`): which
+    /// records the client's resolver asks for.
+    DnsQueryType => Dns, "dns.query_type",
+        Client, None, None, vendor;
+    /// Owner name of an answer record of a response (at most 16 per message): a name the server
+    /// answers for. A resolver answers for whatever its clients ask, so this says what it
+    /// serves, not what it is: no identity, private.
+    DnsAnsweredName => Dns, "dns.answered_name",
+        Server, None, None, private;
 }
 
 impl Field {

@@ -155,6 +155,17 @@ DHCPV6_FACTS = [("dhcpv6.client_mac", "02:57:41:52:44:16"), ("dhcpv6.vendor_ente
                 ("dhcpv6.vendor_class", "WardPump-500 fw 3.1"),
                 ("dhcpv6.fqdn", "wardpump-500-16.ward.test")]
 
+# dig against dnsmasq (generate.sh scenario_dns): the device resolves its vendor's update host
+# (A, AAAA), a TeamViewer router name (an alias of a local relay) and a missing name.
+DNS_FACTS = [
+    ("dns.queried_name", "update.wardtestmed.example"), ("dns.query_type", "A"),
+    ("dns.query_type", "AAAA"), ("dns.queried_name", "router15.teamviewer.com"),
+    ("dns.queried_name", "nosuch.wardtestmed.example"),
+    ("dns.answered_name", "update.wardtestmed.example"),
+    ("dns.answered_name", "router15.teamviewer.com"),
+    ("dns.answered_name", "relay.wardtestmed.example"),
+]
+
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
          canaries=DCMTK_CANARIES),
@@ -206,6 +217,8 @@ GENERATED = [
          no_patient_data="NetBIOS name service: names and addresses only"),
     dict(file="dhcpv6.pcap", dhcpv6=True, expect=DHCPV6_FACTS, expect_fields=["dhcpv6.duid"],
          canaries=[], no_patient_data="DHCPv6: identifiers, vendor class and a host name only"),
+    dict(file="dns.pcap", dns=True, expect=DNS_FACTS, canaries=[],
+         no_patient_data="DNS: names and their types, addresses in answers (never read)"),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
          sealed="openssl s_client sends the canaries in an HTTP request inside TLS "
                 "application data: unreadable on the wire, they must reach no output"),
@@ -877,6 +890,34 @@ def dhcpv6_facts(path):
     return facts
 
 
+# ---------------------------------------------------------------- DNS ----
+# Question type mnemonics ward reports (ward_protocols::dns::type_name); others as TYPE<n>.
+DNS_TYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
+             33: "SRV", 35: "NAPTR", 43: "DS", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS",
+             255: "ANY", 257: "CAA"}
+
+
+def dns_facts(path):
+    """From tshark's DNS dissector: a query's question name and type (dns.queried_name,
+    dns.query_type), and the owner names of a response's answer records (the first
+    dns.count.answers of dns.resp.name, which lists answers before the other sections)."""
+    facts = []
+    rows = tshark(path, "-Y", "dns", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
+                  "-e", "dns.flags.response", "-e", "dns.qry.name", "-e", "dns.qry.type",
+                  "-e", "dns.count.answers", "-e", "dns.resp.name")
+    for row in rows.splitlines():
+        response, qname, qtype, answers, names = (row.split("\t") + [""] * 5)[:5]
+        if response in ("0", "False"):
+            facts.append(("dns.queried_name", qname))
+            t = int(qtype)
+            facts.append(("dns.query_type", DNS_TYPES.get(t, "TYPE%d" % t)))
+            continue
+        for name in (names.split("|") if names else [])[:int(answers or 0)]:
+            if name and name != "<Root>":
+                facts.append(("dns.answered_name", name))
+    return facts
+
+
 def udp_payloads(path):
     out = []
     for h in tshark(path, "-T", "fields", "-e", "udp.payload").split():
@@ -944,6 +985,8 @@ def build(fixdir, spec, generated):
         facts += nbns_facts(path)
     if spec.get("dhcpv6"):
         facts += dhcpv6_facts(path)
+    if spec.get("dns"):
+        facts += dns_facts(path)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports
