@@ -418,6 +418,20 @@ fields! {
     /// yiaddr of an OFFER or ACK: the address the server gives the client.
     DhcpYourIp => Dhcp, "dhcp.your_ip",
         Named, None, AssignedAddress, private;
+    /// Option 77 user class, one fact per class (RFC 3004 instances, or the one plain string
+    /// Windows, ISC dhclient and iPXE send): a class the client's software or its administrator
+    /// configured (`iPXE`, a site's device group).
+    DhcpUserClass => Dhcp, "dhcp.user_class",
+        Named, None, TypeHint, vendor;
+    /// Codes of the encapsulated sub-options of a client's option 43, in wire order (`1,2`):
+    /// the shape of its vendor's format.
+    DhcpVendorOptionCodes => Dhcp, "dhcp.vendor_option_codes",
+        Named, None, None, vendor;
+    /// A printable sub-option value of a client's option 43 as `<code>=<text>`
+    /// (`1=WardPump-500`). Private: its meaning is the vendor's, and ward cannot tell a model
+    /// string from a site setting.
+    DhcpVendorOption => Dhcp, "dhcp.vendor_option",
+        Named, None, TypeHint, private;
     /// Codes of all options present, in on-wire order, e.g. `53,61,50,12,55`.
     DhcpOptionOrder => Dhcp, "dhcp.option_order",
         NamedIfClient, None, None, private;

@@ -88,6 +88,8 @@ DHCP_FACTS = [
     ("dhcp.vendor_class", "BBraun-SpaceStation"),
     ("dhcp.parameter_request_list", "1,3,6,42,12,43,15,28"),
     ("dhcp.client_id", "01001221aabb01"), ("dhcp.fqdn", "infusion-pump-07.ward.test"),
+    ("dhcp.user_class", "WardTestMed-Infusion"), ("dhcp.vendor_option_codes", "1,2"),
+    ("dhcp.vendor_option", "1=WardPump-500"),
 ]
 
 # http_peers.py's fictional vendor; curl's own User-Agent is read back too but not injected.
@@ -511,12 +513,53 @@ def dhcp_facts(path):
                 facts.append(("dhcp.client_id", opts[61].hex()))
             if 81 in opts and len(opts[81]) > 3:
                 facts.append(("dhcp.fqdn", fqdn_name(opts[81])))
+            if 77 in opts:
+                facts += [("dhcp.user_class", c) for c in user_classes(opts[77])]
+            if 43 in opts:
+                facts += vendor_suboptions(opts[43])
     # Cross-check the strings with tshark's own DHCP fields.
     ts = tshark(path, "-Y", "dhcp", "-T", "fields", "-e", "dhcp.option.hostname",
-                "-e", "dhcp.option.vendor_class_id")
+                "-e", "dhcp.option.vendor_class_id", "-e", "dhcp.option.user_class.text")
     for f, v in facts:
-        if f in ("dhcp.hostname", "dhcp.vendor_class") and v not in ts:
+        if f in ("dhcp.hostname", "dhcp.vendor_class", "dhcp.user_class") and v not in ts:
             raise Failure("%s: tshark disagrees on %s=%s" % (path, f, v))
+    return facts
+
+
+def user_classes(data):
+    """Option 77: RFC 3004 length-prefixed instances when the data splits into them exactly,
+    else one plain string (Windows, ISC dhclient, iPXE)."""
+    out, off = [], 0
+    while off < len(data):
+        n = data[off]
+        if n == 0 or off + 1 + n > len(data):
+            return [data.decode("latin-1")]
+        out.append(data[off + 1:off + 1 + n].decode("latin-1"))
+        off += 1 + n
+    return out or [data.decode("latin-1")]
+
+
+def vendor_suboptions(data):
+    """Option 43 as RFC 2132 §8.4 sub-options: their codes, and printable values as code=text."""
+    subs, off = [], 0
+    while off < len(data):
+        code = data[off]
+        if code == 0:
+            off += 1
+            continue
+        if code == 255:
+            break
+        if off + 2 > len(data) or off + 2 + data[off + 1] > len(data):
+            return []
+        n = data[off + 1]
+        subs.append((code, data[off + 2:off + 2 + n]))
+        off += 2 + n
+    if not subs:
+        return []
+    facts = [("dhcp.vendor_option_codes", ",".join(str(c) for c, _ in subs))]
+    for c, v in subs:
+        if v and all(0x20 <= b < 0x7f for b in v):
+            facts.append(("dhcp.vendor_option", "%d=%s" % (c, v.decode("ascii"))))
     return facts
 
 
