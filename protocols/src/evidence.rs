@@ -211,6 +211,10 @@ pub enum Attribute {
     SubjectMac,
     /// An IP address the device is given: recorded with its addresses, not as a fact.
     AssignedAddress,
+    /// A host name the device reached out to (a TLS ClientHello's SNI, a DNS question): says
+    /// whom the device talks to — a vendor's cloud, a remote-desktop relay — never who it is.
+    /// The collector's remote-access check reads it.
+    ContactedName,
     /// None of these.
     None,
 }
@@ -467,7 +471,7 @@ fields! {
     /// never the server's name: one server answers to many names, and an internet server's
     /// packets carry the router's MAC.
     TlsServerName => Tls, "tls.server_name",
-        Client, None, None, private;
+        Client, None, ContactedName, private;
     /// ClientHello ALPN protocol names offered, one fact each in wire order (`h2`, `http/1.1`).
     TlsAlpn => Tls, "tls.alpn",
         Client, None, None, vendor;
@@ -619,7 +623,7 @@ fields! {
     /// reach. It names the other end, so it has no identity role and a vendor never sees it;
     /// rules read it as a hint (a vendor's cloud or update host).
     DnsQueriedName => Dns, "dns.queried_name",
-        Client, None, None, private;
+        Client, None, ContactedName, private;
     /// Question type of a query as its mnemonic (`A`, `AAAA`, `HTTPS`, else `TYPE<n>`): which
     /// records the client's resolver asks for.
     DnsQueryType => Dns, "dns.query_type",
@@ -887,6 +891,11 @@ mod tests {
                     "{f}"
                 );
                 assert!(!matches!(f.describes(), Describes::Receiver), "{f}");
+            }
+            // A contacted name names the other end: never an identity, never vendor-visible.
+            if f.attribute() == Attribute::ContactedName {
+                assert_eq!(f.identity(), Identity::None, "{f}");
+                assert!(!f.vendor_visible(), "{f}");
             }
             // A protocol whose facts describe a named device names it with one field.
             if matches!(f.describes(), Describes::Named | Describes::NamedIfClient) {
