@@ -882,7 +882,11 @@ mod tests {
             | DhcpClientId
             | DhcpFqdn
             | DhcpYourIp
-            | DhcpOptionOrder => Party::Named,
+            | DhcpOptionOrder
+            // Added with issue 17 (options 77 and 43): client options, like 60 and 61.
+            | DhcpUserClass
+            | DhcpVendorOptionCodes
+            | DhcpVendorOption => Party::Named,
             _ => Party::Sender,
         })
     }

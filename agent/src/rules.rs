@@ -153,6 +153,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:ssdp.toml", include_str!("../rules/ssdp.toml")),
     ("bundled:snmp.toml", include_str!("../rules/snmp.toml")),
     ("bundled:llmnr.toml", include_str!("../rules/llmnr.toml")),
+    ("bundled:dns.toml", include_str!("../rules/dns.toml")),
     ("bundled:nbns.toml", include_str!("../rules/nbns.toml")),
     ("bundled:dhcpv6.toml", include_str!("../rules/dhcpv6.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),

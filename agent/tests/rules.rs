@@ -1068,3 +1068,46 @@ fn tls_self_issued_certificate_organisation() {
     );
     assert_eq!(c.manufacturer, None, "{c:#?}");
 }
+
+#[test]
+fn dns_queried_vendor_hosts_are_weak_hints() {
+    let c = classify(
+        &bundled(),
+        None,
+        &[
+            ("dns.queried_name", "MESU.apple.com"),
+            ("dns.query_type", "A"),
+        ],
+    );
+    assert_eq!(c.manufacturer.as_deref(), Some("Apple"), "{c:#?}");
+    assert!(c.confidence <= 0.3, "{c:#?}");
+    assert_eq!(rule_ids(&c), ["dns.query.apple-software-update"]);
+    let c = classify(
+        &bundled(),
+        None,
+        &[("dns.queried_name", "fe2.update.microsoft.com")],
+    );
+    assert_eq!(c.device_type, "workstation", "{c:#?}");
+    let c = classify(&bundled(), None, &[("dns.queried_name", "x.hpeprint.com")]);
+    assert_eq!(
+        (c.manufacturer.as_deref(), c.device_type.as_str()),
+        (Some("HP"), "printer"),
+        "{c:#?}"
+    );
+    // A look-alike is not the vendor's host; an answer is the server's, not a query.
+    for facts in [
+        [("dns.queried_name", "mesu.apple.com.example")],
+        [("dns.answered_name", "mesu.apple.com")],
+    ] {
+        let c = classify(&bundled(), None, &facts);
+        assert!(c.matches.is_empty(), "{c:#?}");
+    }
+}
+
+#[test]
+fn dhcp_user_classes() {
+    let c = classify(&bundled(), None, &[("dhcp.user_class", "iPXE")]);
+    assert_eq!(rule_ids(&c), ["dhcp.user-class.ipxe"]);
+    let c = classify(&bundled(), None, &[("dhcp.user_class", "RRAS.Microsoft")]);
+    assert_eq!(c.device_type, "workstation", "{c:#?}");
+}

@@ -390,6 +390,15 @@ impl Config {
              WARD_COLLECTOR_API_EXPENSIVE_CONCURRENCY",
             c.http.expensive_concurrency as u64,
         )?;
+        if let Some(path) = c.flags.remote_access_domains_file.clone() {
+            c.flags
+                .remote_access_domains
+                .extend_from_file(&path)
+                .map_err(|e| ConfigError::Invalid {
+                    setting: "flags.remote_access_domains_file",
+                    message: e.to_string(),
+                })?;
+        }
         if c.source.url.is_none() && c.broker.tls_cert.is_some() != c.broker.tls_key.is_some() {
             return Err(ConfigError::Invalid {
                 setting: "broker.tls_cert and broker.tls_key / --tls-cert and --tls-key",
@@ -458,6 +467,30 @@ mod tests {
 
     fn file(text: &str) -> Config {
         Config::parse(Path::new("collector.toml"), text).unwrap()
+    }
+
+    /// A site's remote-access domain file extends the bundled list when the configuration is
+    /// resolved; a bad one names the setting.
+    #[test]
+    fn remote_access_domains_file_extends_the_bundled_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("remote.toml");
+        std::fs::write(
+            &list,
+            "[[domain]]\ndomain = \"remote.example-medical.com\"\nproduct = \"Example remote \
+             service\"\nkind = \"vendor_remote_service\"\nsource = \"service manual\"\n",
+        )
+        .unwrap();
+        let text = format!("[flags]\nremote_access_domains_file = {:?}\n", list);
+        let c = Config::resolve(file(&text), &Overrides::default(), None).unwrap();
+        let d = &c.flags.remote_access_domains;
+        assert!(d.find("x.remote.example-medical.com").is_some());
+        assert!(d.find("router1.teamviewer.com").is_some());
+        std::fs::write(&list, "[[domain]]\ndomain = \"com\"\n").unwrap();
+        let e = Config::resolve(file(&text), &Overrides::default(), None).unwrap_err();
+        assert!(e.to_string().contains("remote_access_domains_file"), "{e}");
+        let text = "[flags]\nremote_access_domains_file = \"/nonexistent/ward/remote.toml\"\n";
+        assert!(Config::resolve(file(text), &Overrides::default(), None).is_err());
     }
 
     #[test]

@@ -40,6 +40,7 @@ const AGENTS: &[(&str, &[&str])] = &[
             "hl7-sll2.pcap",
             "dhcp.pcap",
             "dicom-dcmtk.pcapng",
+            "dns.pcap",
         ],
     ),
 ];
@@ -213,6 +214,11 @@ fn contracts(now: i64, raise: bool) -> String {
     asset_tags: [A-SRV]
     remote_access: {srv_ra}
     external_communication_permitted: true
+  - id: C-RA
+    supplier: WardTestMed
+    asset_tags: [A-DNS]
+    remote_access: {ra_ra}
+    external_communication_permitted: true
   - id: C-MON
     supplier: WARD INFUSION SYSTEMS
     serials: [WP-0099-7731]
@@ -222,6 +228,7 @@ fn contracts(now: i64, raise: bool) -> String {
         mr_ext = !raise,
         py_q = if raise { 1 } else { 2 },
         srv_ra = if raise { "none" } else { "unrestricted" },
+        ra_ra = if raise { "none" } else { "unrestricted" },
         mon_vlans = if raise { "300" } else { "100, 300" },
     )
 }
@@ -231,7 +238,8 @@ fn assets(raise: bool) -> String {
         "Asset Tag,Manufacturer,Model,Serial Number,MAC Address,IP Address,Location,Department,Contract,Risk Class,PM Due\n\
          A-PY1,pynetdicom,pynetdicom SCU,,02:57:41:52:44:0c,,Radiology 1,Radiology,C-PY,medium,2027-01-01\n\
          A-PY2,OFFIS,DCMTK SCU,,02-57-41-52-44-0D,,Radiology 2,Radiology,C-PY,medium,2027-01-01\n\
-         A-SRV,OFFIS,DCMTK worklist,,0257.4152.4420,,Data centre,IT,C-SRV,low,\n",
+         A-SRV,OFFIS,DCMTK worklist,,0257.4152.4420,,Data centre,IT,C-SRV,low,\n\
+         A-DNS,WardTestMed,Update client,,02:57:41:52:44:53,,Ward 4,Biomed,C-RA,low,\n",
     );
     if raise {
         s.push_str("A-GHOST,Acme,Ghost 1,GH-1,00:11:22:33:44:55,,Storage,Biomed,,high,\n");
@@ -472,6 +480,8 @@ fn scenario(dir: &Path, broker: Broker) {
     let py = dev(&devices, "02:57:41:52:44:0c");
     let e0 = dev(&devices, "00:a0:37:9a:53:e0");
     let mr = dev(&devices, "02:57:41:52:44:0b");
+    // dns.pcap's client resolves a TeamViewer router name (a remote-desktop relay).
+    let ra = dev(&devices, "02:57:41:52:44:53");
     assert_eq!(
         link_of(&devices, ct, "contract"),
         Some(("C-CT".into(), "model_coverage".into()))
@@ -503,6 +513,11 @@ fn scenario(dir: &Path, broker: Broker) {
         ("service_not_permitted", dsub(ct), "tcp/11112/used"),
         ("cleartext_phi_protocol", dsub(ct), "tcp/11112/used"),
         ("remote_access_not_permitted", dsub(srv), "tcp/4242/offered"),
+        (
+            "remote_access_not_permitted",
+            dsub(ra),
+            "name/teamviewer.com/contacted",
+        ),
         ("external_communication_not_permitted", dsub(mr), ""),
         ("software_version_unsupported", dsub(ct), "SP2"),
         ("over_contracted_quantity", "contract:C-PY".into(), ""),
@@ -532,6 +547,23 @@ fn scenario(dir: &Path, broker: Broker) {
         .as_array()
         .unwrap()
         .contains(&Value::from("02:57:41:52:44:0a")));
+
+    // Name-based remote access: the evidence names the name, its field, the rule and its source.
+    let named = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "remote_access_not_permitted" && r["subject"] == dsub(ra))
+        .unwrap();
+    let ev_ra = &named["evidence"];
+    assert_eq!(ev_ra["contract"]["contract_id"], "C-RA");
+    assert_eq!(
+        ev_ra["contacted_names"][0]["name"],
+        "router15.teamviewer.com"
+    );
+    assert_eq!(ev_ra["contacted_names"][0]["field"], "dns.queried_name");
+    assert_eq!(ev_ra["rule"]["product"], "TeamViewer");
+    assert!(!ev_ra["rule"]["source"].as_str().unwrap().is_empty());
 
     // Clear every one.
     std::fs::write(&cfile, contracts(now, false)).unwrap();

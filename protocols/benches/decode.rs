@@ -324,6 +324,17 @@ fn bench_app_exchanges(c: &mut Criterion) {
             facts.len()
         })
     });
+    // Unicast DNS: probe, then extract, on dnsmasq's answer with a CNAME chain.
+    let dns = read("dns/response_cname.bin");
+    g.throughput(Throughput::Bytes(dns.len() as u64));
+    g.bench_function("dns_response_cname", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::dns::probe(black_box(&dns));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::dns::extract(black_box(&dns), &mut facts);
+            facts.len()
+        })
+    });
     // NetBIOS name service: probe, then extract, on a broadcast name registration.
     let nbns = read("nbns/registration.bin");
     g.throughput(Throughput::Bytes(nbns.len() as u64));

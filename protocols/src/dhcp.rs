@@ -158,10 +158,14 @@ pub mod option {
     pub const MESSAGE_TYPE: u8 = 53;
     /// Parameter request list.
     pub const PARAMETER_REQUEST_LIST: u8 = 55;
+    /// Vendor-specific information (encapsulated vendor options).
+    pub const VENDOR_SPECIFIC: u8 = 43;
     /// Vendor class identifier.
     pub const VENDOR_CLASS: u8 = 60;
     /// Client identifier.
     pub const CLIENT_ID: u8 = 61;
+    /// User class.
+    pub const USER_CLASS: u8 = 77;
     /// Client FQDN.
     pub const FQDN: u8 = 81;
     /// End.
@@ -321,6 +325,19 @@ pub fn extract(payload: &[u8], out: &mut Vec<Fact>) -> Result<(), DecodeError> {
         if !pkt.is_request() {
             continue;
         }
+        match opt.code {
+            option::USER_CLASS => {
+                for class in user_classes(opt.data).take(MAX_USER_CLASSES) {
+                    push_text(out, Field::DhcpUserClass, clean_text(class));
+                }
+                continue;
+            }
+            option::VENDOR_SPECIFIC => {
+                vendor_specific(opt.data, out);
+                continue;
+            }
+            _ => {}
+        }
         let fact = match opt.code {
             option::HOSTNAME => Some((Field::DhcpHostname, clean_text(opt.data))),
             option::REQUESTED_IP => <[u8; 4]>::try_from(opt.data)
@@ -355,6 +372,99 @@ pub fn extract(payload: &[u8], out: &mut Vec<Fact>) -> Result<(), DecodeError> {
         ));
     }
     result
+}
+
+/// User classes kept per message (RFC 3004 allows as many as fit in 255 bytes).
+pub const MAX_USER_CLASSES: usize = 8;
+/// Printable vendor-specific sub-option values kept per message.
+pub const MAX_VENDOR_VALUES: usize = 8;
+
+fn push_text(out: &mut Vec<Fact>, field: Field, value: String) {
+    if !value.is_empty() && !out.iter().any(|f| f.field == field && f.value == value) {
+        out.push(Fact::new(field, value));
+    }
+}
+
+/// Option 77's user classes. RFC 3004 encodes one or more instances, each a length byte and
+/// that many bytes of class data; Windows (`ipconfig /setclassid`), ISC dhclient
+/// (`send user-class "…"`) and iPXE (`iPXE`) send one plain string instead. The data is read as
+/// RFC 3004 instances only when it splits into them exactly (every length non-zero, nothing
+/// left over), else as one string: a printable string almost never splits exactly, since its
+/// first byte (at least 0x20) would claim 32 bytes or more.
+fn user_classes(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = data;
+    let mut rfc3004 = !data.is_empty();
+    while let Some((&len, tail)) = rest.split_first() {
+        match tail.split_at_checked(usize::from(len)) {
+            Some((_, tail)) if len > 0 => rest = tail,
+            _ => {
+                rfc3004 = false;
+                break;
+            }
+        }
+    }
+    let mut instances = if rfc3004 { data } else { &[][..] };
+    let mut plain = (!rfc3004).then_some(data);
+    core::iter::from_fn(move || {
+        if let Some(p) = plain.take() {
+            return Some(p);
+        }
+        let (&len, tail) = instances.split_first()?;
+        let (class, tail) = tail.split_at_checked(usize::from(len))?;
+        instances = tail;
+        Some(class)
+    })
+}
+
+/// Option 43 (vendor-specific information), read from client messages only. Its content is
+/// defined by the vendor that option 60 names, so ward cannot interpret it; what identifies is
+/// its shape: RFC 2132 §8.4 recommends encapsulated code/length/value sub-options, and which
+/// codes a client sends fingerprints its vendor's stack (kept as
+/// [`Field::DhcpVendorOptionCodes`]). A sub-option whose value is printable text (a model or
+/// firmware string in several vendors' formats) is kept as `code=text`
+/// ([`Field::DhcpVendorOption`], at most [`MAX_VENDOR_VALUES`], each bounded by
+/// [`clean_text`]); binary values (addresses, flags, keys) are never copied out. Data that is
+/// not a sequence of sub-options yields nothing: an opaque blob says nothing ward can check. A
+/// server's option 43 is configuration it hands the client (controller or boot-server
+/// addresses), not the client's identity, and is not read (see [`extract`]).
+fn vendor_specific(data: &[u8], out: &mut Vec<Fact>) {
+    let mut subs = Vec::new();
+    let mut rest = data;
+    while let Some((&code, tail)) = rest.split_first() {
+        if code == option::PAD {
+            rest = tail;
+            continue;
+        }
+        if code == option::END {
+            break;
+        }
+        let Some((&len, tail)) = tail.split_first() else {
+            return;
+        };
+        let Some((value, tail)) = tail.split_at_checked(usize::from(len)) else {
+            return;
+        };
+        subs.push((code, value));
+        rest = tail;
+    }
+    if subs.is_empty() {
+        return;
+    }
+    push_text(
+        out,
+        Field::DhcpVendorOptionCodes,
+        join_codes(subs.iter().map(|(c, _)| *c)),
+    );
+    let printable = subs
+        .iter()
+        .filter(|(_, v)| !v.is_empty() && v.iter().all(|b| (0x20..0x7f).contains(b)));
+    for (code, value) in printable.take(MAX_VENDOR_VALUES) {
+        push_text(
+            out,
+            Field::DhcpVendorOption,
+            bounded(format!("{code}={}", clean_text(value))),
+        );
+    }
 }
 
 /// Renders an FQDN option name: DNS wire format (length-prefixed labels) when it parses as
@@ -471,6 +581,80 @@ mod tests {
                 Some("00:12:21:aa:bb:01")
             );
         }
+    }
+
+    /// The DISCOVER of the regenerated tests/fixtures/dhcp.pcap: dhclient.conf adds a user
+    /// class (option 77, sent as a plain string) and option 43 with a text sub-option 1 and a
+    /// binary sub-option 2.
+    const DISCOVER_UC: &[u8] = include_bytes!("../testdata/dhcp/discover_uc.bin");
+
+    #[test]
+    fn user_class_and_vendor_specific_sub_options() {
+        let mut facts = Vec::new();
+        extract(DISCOVER_UC, &mut facts).unwrap();
+        assert_eq!(
+            value(&facts, Field::DhcpUserClass),
+            Some("WardTestMed-Infusion")
+        );
+        assert_eq!(value(&facts, Field::DhcpVendorOptionCodes), Some("1,2"));
+        // Only the printable sub-option's value; the binary one is known by its code alone.
+        let vendor: Vec<_> = facts
+            .iter()
+            .filter(|f| f.field == Field::DhcpVendorOption)
+            .map(|f| f.value.as_str())
+            .collect();
+        assert_eq!(vendor, ["1=WardPump-500"]);
+        assert_eq!(
+            value(&facts, Field::DhcpOptionOrder),
+            Some("53,12,81,55,43,60,61,77")
+        );
+    }
+
+    #[test]
+    fn user_classes_rfc3004_or_plain() {
+        let classes = |d: &[u8]| -> Vec<Vec<u8>> { user_classes(d).map(<[u8]>::to_vec).collect() };
+        // RFC 3004: length-prefixed instances.
+        assert_eq!(
+            classes(b"\x04iPXE\x05ward1"),
+            [b"iPXE".to_vec(), b"ward1".to_vec()]
+        );
+        // iPXE and Windows send one plain string.
+        assert_eq!(classes(b"iPXE"), [b"iPXE".to_vec()]);
+        assert_eq!(classes(b"\x04iPX"), [b"\x04iPX".to_vec()]);
+        // A zero-length instance is not RFC 3004.
+        assert_eq!(classes(b"\x00\x00"), [b"\x00\x00".to_vec()]);
+        assert_eq!(classes(b""), [Vec::<u8>::new()]);
+        // Many instances: bounded when extracted.
+        let mut p = DISCOVER_UC.to_vec();
+        let at = p.windows(2).position(|w| w == [77, 20]).unwrap();
+        p[at + 2..at + 22].copy_from_slice(b"\x01a\x01b\x01c\x01d\x01e\x01f\x01g\x01h\x01i\x01j");
+        let mut facts = Vec::new();
+        extract(&p, &mut facts).unwrap();
+        let n = facts
+            .iter()
+            .filter(|f| f.field == Field::DhcpUserClass)
+            .count();
+        assert_eq!(n, MAX_USER_CLASSES);
+    }
+
+    #[test]
+    fn vendor_specific_blobs_and_server_replies_yield_nothing() {
+        let mut out = Vec::new();
+        // Not a sequence of sub-options: a length past the end.
+        vendor_specific(&[1, 9, b'a'], &mut out);
+        assert!(out.is_empty());
+        // Binary only: the codes, never the bytes.
+        vendor_specific(&[3, 2, 0xc0, 0x00, 0, 4, 1, 0x01], &mut out);
+        assert_eq!(out, [Fact::new(Field::DhcpVendorOptionCodes, "3,4")]);
+        // A server's option 43 configures the client; it is not read.
+        let mut reply = DISCOVER_UC.to_vec();
+        reply[0] = 2;
+        let mut facts = Vec::new();
+        extract(&reply, &mut facts).unwrap();
+        assert!(facts.iter().all(|f| !matches!(
+            f.field,
+            Field::DhcpVendorOption | Field::DhcpVendorOptionCodes | Field::DhcpUserClass
+        )));
     }
 
     #[test]

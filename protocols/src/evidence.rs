@@ -83,6 +83,8 @@ protocols! {
     Nbns => "nbns", patient_data: false;
     /// DHCPv6 (RFC 8415): what a client's messages say about it.
     Dhcpv6 => "dhcpv6", patient_data: false;
+    /// Unicast DNS (RFC 1035): names a device asks for, names a server answers for.
+    Dns => "dns", patient_data: false;
 }
 
 impl Protocol {
@@ -212,6 +214,10 @@ pub enum Attribute {
     SubjectMac,
     /// An IP address the device is given: recorded with its addresses, not as a fact.
     AssignedAddress,
+    /// A host name the device reached out to (a TLS ClientHello's SNI, a DNS question): says
+    /// whom the device talks to — a vendor's cloud, a remote-desktop relay — never who it is.
+    /// The collector's remote-access check reads it.
+    ContactedName,
     /// None of these.
     None,
 }
@@ -419,6 +425,20 @@ fields! {
     /// yiaddr of an OFFER or ACK: the address the server gives the client.
     DhcpYourIp => Dhcp, "dhcp.your_ip",
         Named, None, AssignedAddress, private;
+    /// Option 77 user class, one fact per class (RFC 3004 instances, or the one plain string
+    /// Windows, ISC dhclient and iPXE send): a class the client's software or its administrator
+    /// configured (`iPXE`, a site's device group).
+    DhcpUserClass => Dhcp, "dhcp.user_class",
+        Named, None, TypeHint, vendor;
+    /// Codes of the encapsulated sub-options of a client's option 43, in wire order (`1,2`):
+    /// the shape of its vendor's format.
+    DhcpVendorOptionCodes => Dhcp, "dhcp.vendor_option_codes",
+        Named, None, None, vendor;
+    /// A printable sub-option value of a client's option 43 as `<code>=<text>`
+    /// (`1=WardPump-500`). Private: its meaning is the vendor's, and ward cannot tell a model
+    /// string from a site setting.
+    DhcpVendorOption => Dhcp, "dhcp.vendor_option",
+        Named, None, TypeHint, private;
     /// Codes of all options present, in on-wire order, e.g. `53,61,50,12,55`.
     DhcpOptionOrder => Dhcp, "dhcp.option_order",
         NamedIfClient, None, None, private;
@@ -458,7 +478,7 @@ fields! {
     /// never the server's name: one server answers to many names, and an internet server's
     /// packets carry the router's MAC.
     TlsServerName => Tls, "tls.server_name",
-        Client, None, None, private;
+        Client, None, ContactedName, private;
     /// ClientHello ALPN protocol names offered, one fact each in wire order (`h2`, `http/1.1`).
     TlsAlpn => Tls, "tls.alpn",
         Client, None, None, vendor;
@@ -636,6 +656,24 @@ fields! {
     /// Option 39 client FQDN (`wardpump-500-16.ward.test`).
     Dhcpv6Fqdn => Dhcpv6, "dhcpv6.fqdn",
         Named, Weak, HostName, vendor;
+
+    // Unicast DNS: a query's question is what the client resolves (whom it talks to, never who
+    // it is); a response's answer owners are what the server answers for. Names of hosts, not
+    // of people: a device's software or its administrator chose them. Answer data is unread.
+    /// Question name of a query (`update.wardtestmed.example`): a host the client wants to
+    /// reach. It names the other end, so it has no identity role and a vendor never sees it;
+    /// rules read it as a hint (a vendor's cloud or update host).
+    DnsQueriedName => Dns, "dns.queried_name",
+        Client, None, ContactedName, private;
+    /// Question type of a query as its mnemonic (`A`, `AAAA`, `HTTPS`, else `TYPE<n>`): which
+    /// records the client's resolver asks for.
+    DnsQueryType => Dns, "dns.query_type",
+        Client, None, None, vendor;
+    /// Owner name of an answer record of a response (at most 16 per message): a name the server
+    /// answers for. A resolver answers for whatever its clients ask, so this says what it
+    /// serves, not what it is: no identity, private.
+    DnsAnsweredName => Dns, "dns.answered_name",
+        Server, None, None, private;
 }
 
 impl Field {
@@ -902,6 +940,11 @@ mod tests {
                     "{f}"
                 );
                 assert!(!matches!(f.describes(), Describes::Receiver), "{f}");
+            }
+            // A contacted name names the other end: never an identity, never vendor-visible.
+            if f.attribute() == Attribute::ContactedName {
+                assert_eq!(f.identity(), Identity::None, "{f}");
+                assert!(!f.vendor_visible(), "{f}");
             }
             // A protocol whose facts describe a named device names it with one field.
             if matches!(f.describes(), Describes::Named | Describes::NamedIfClient) {

@@ -28,6 +28,7 @@ pub mod dhcp;
 pub mod dhcpv6;
 pub mod dicom;
 pub mod dissect;
+pub mod dns;
 pub mod error;
 pub mod evidence;
 pub mod frame;

@@ -88,6 +88,8 @@ DHCP_FACTS = [
     ("dhcp.vendor_class", "BBraun-SpaceStation"),
     ("dhcp.parameter_request_list", "1,3,6,42,12,43,15,28"),
     ("dhcp.client_id", "01001221aabb01"), ("dhcp.fqdn", "infusion-pump-07.ward.test"),
+    ("dhcp.user_class", "WardTestMed-Infusion"), ("dhcp.vendor_option_codes", "1,2"),
+    ("dhcp.vendor_option", "1=WardPump-500"),
 ]
 
 # http_peers.py's fictional vendor; curl's own User-Agent is read back too but not injected.
@@ -177,6 +179,17 @@ DHCPV6_FACTS = [("dhcpv6.client_mac", "02:57:41:52:44:16"), ("dhcpv6.vendor_ente
                 ("dhcpv6.vendor_class", "WardPump-500 fw 3.1"),
                 ("dhcpv6.fqdn", "wardpump-500-16.ward.test")]
 
+# dig against dnsmasq (generate.sh scenario_dns): the device resolves its vendor's update host
+# (A, AAAA), a TeamViewer router name (an alias of a local relay) and a missing name.
+DNS_FACTS = [
+    ("dns.queried_name", "update.wardtestmed.example"), ("dns.query_type", "A"),
+    ("dns.query_type", "AAAA"), ("dns.queried_name", "router15.teamviewer.com"),
+    ("dns.queried_name", "nosuch.wardtestmed.example"),
+    ("dns.answered_name", "update.wardtestmed.example"),
+    ("dns.answered_name", "router15.teamviewer.com"),
+    ("dns.answered_name", "relay.wardtestmed.example"),
+]
+
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
          canaries=DCMTK_CANARIES),
@@ -230,6 +243,8 @@ GENERATED = [
          no_patient_data="NetBIOS name service: names and addresses only"),
     dict(file="dhcpv6.pcap", dhcpv6=True, expect=DHCPV6_FACTS, expect_fields=["dhcpv6.duid"],
          canaries=[], no_patient_data="DHCPv6: identifiers, vendor class and a host name only"),
+    dict(file="dns.pcap", dns=True, expect=DNS_FACTS, canaries=[],
+         no_patient_data="DNS: names and their types, addresses in answers (never read)"),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
          sealed="openssl s_client sends the canaries in an HTTP request inside TLS "
                 "application data: unreadable on the wire, they must reach no output"),
@@ -522,12 +537,53 @@ def dhcp_facts(path):
                 facts.append(("dhcp.client_id", opts[61].hex()))
             if 81 in opts and len(opts[81]) > 3:
                 facts.append(("dhcp.fqdn", fqdn_name(opts[81])))
+            if 77 in opts:
+                facts += [("dhcp.user_class", c) for c in user_classes(opts[77])]
+            if 43 in opts:
+                facts += vendor_suboptions(opts[43])
     # Cross-check the strings with tshark's own DHCP fields.
     ts = tshark(path, "-Y", "dhcp", "-T", "fields", "-e", "dhcp.option.hostname",
-                "-e", "dhcp.option.vendor_class_id")
+                "-e", "dhcp.option.vendor_class_id", "-e", "dhcp.option.user_class.text")
     for f, v in facts:
-        if f in ("dhcp.hostname", "dhcp.vendor_class") and v not in ts:
+        if f in ("dhcp.hostname", "dhcp.vendor_class", "dhcp.user_class") and v not in ts:
             raise Failure("%s: tshark disagrees on %s=%s" % (path, f, v))
+    return facts
+
+
+def user_classes(data):
+    """Option 77: RFC 3004 length-prefixed instances when the data splits into them exactly,
+    else one plain string (Windows, ISC dhclient, iPXE)."""
+    out, off = [], 0
+    while off < len(data):
+        n = data[off]
+        if n == 0 or off + 1 + n > len(data):
+            return [data.decode("latin-1")]
+        out.append(data[off + 1:off + 1 + n].decode("latin-1"))
+        off += 1 + n
+    return out or [data.decode("latin-1")]
+
+
+def vendor_suboptions(data):
+    """Option 43 as RFC 2132 §8.4 sub-options: their codes, and printable values as code=text."""
+    subs, off = [], 0
+    while off < len(data):
+        code = data[off]
+        if code == 0:
+            off += 1
+            continue
+        if code == 255:
+            break
+        if off + 2 > len(data) or off + 2 + data[off + 1] > len(data):
+            return []
+        n = data[off + 1]
+        subs.append((code, data[off + 2:off + 2 + n]))
+        off += 2 + n
+    if not subs:
+        return []
+    facts = [("dhcp.vendor_option_codes", ",".join(str(c) for c, _ in subs))]
+    for c, v in subs:
+        if v and all(0x20 <= b < 0x7f for b in v):
+            facts.append(("dhcp.vendor_option", "%d=%s" % (c, v.decode("ascii"))))
     return facts
 
 
@@ -954,6 +1010,34 @@ def dhcpv6_facts(path):
     return facts
 
 
+# ---------------------------------------------------------------- DNS ----
+# Question type mnemonics ward reports (ward_protocols::dns::type_name); others as TYPE<n>.
+DNS_TYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
+             33: "SRV", 35: "NAPTR", 43: "DS", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS",
+             255: "ANY", 257: "CAA"}
+
+
+def dns_facts(path):
+    """From tshark's DNS dissector: a query's question name and type (dns.queried_name,
+    dns.query_type), and the owner names of a response's answer records (the first
+    dns.count.answers of dns.resp.name, which lists answers before the other sections)."""
+    facts = []
+    rows = tshark(path, "-Y", "dns", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|",
+                  "-e", "dns.flags.response", "-e", "dns.qry.name", "-e", "dns.qry.type",
+                  "-e", "dns.count.answers", "-e", "dns.resp.name")
+    for row in rows.splitlines():
+        response, qname, qtype, answers, names = (row.split("\t") + [""] * 5)[:5]
+        if response in ("0", "False"):
+            facts.append(("dns.queried_name", qname))
+            t = int(qtype)
+            facts.append(("dns.query_type", DNS_TYPES.get(t, "TYPE%d" % t)))
+            continue
+        for name in (names.split("|") if names else [])[:int(answers or 0)]:
+            if name and name != "<Root>":
+                facts.append(("dns.answered_name", name))
+    return facts
+
+
 def udp_payloads(path):
     out = []
     for h in tshark(path, "-T", "fields", "-e", "udp.payload").split():
@@ -1023,6 +1107,8 @@ def build(fixdir, spec, generated):
         facts += nbns_facts(path)
     if spec.get("dhcpv6"):
         facts += dhcpv6_facts(path)
+    if spec.get("dns"):
+        facts += dns_facts(path)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports

@@ -10,7 +10,7 @@
 # (dcmtk, pynetdicom, hl7apy's MLLP server, the `hl7` package's mllp_send,
 # dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH, openssl s_server/s_client,
 # Samba's nmblookup, raw-socket LLMNR/NetBIOS peers, minidlna and async-upnp-client's
-# upnp-client), records each scenario with tcpdump and writes the
+# upnp-client, dig against dnsmasq), records each scenario with tcpdump and writes the
 # pcaps plus manifest.json.  No traffic ever leaves the namespaces: they have
 # no link to the host's network and no default route.
 #
@@ -100,7 +100,7 @@ find_python() {
 PY=$(find_python) || die "no python3 with pynetdicom, hl7apy, hl7 and cryptography (pip install pynetdicom hl7apy hl7 cryptography); set PYTHON=..."
 MLLP_SEND=$(dirname "$PY")/mllp_send
 [[ -x $MLLP_SEND ]] || die "mllp_send (pip package hl7) not found next to $PY"
-for t in tcpdump tshark editcap capinfos dnsmasq ethtool dhclient curl ssh ssh-keygen openssl timeout nmblookup; do
+for t in tcpdump tshark editcap capinfos dnsmasq ethtool dhclient curl ssh ssh-keygen openssl timeout nmblookup dig; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
 MINIDLNAD=$(command -v minidlnad || echo /usr/sbin/minidlnad)
@@ -416,6 +416,34 @@ scenario_nbns() {
 
 DCM_CT=( -aet WARD_CT01 )
 
+scenario_dns() {
+    # dnsmasq as the site's DNS server, dig (bind9-dnsutils) as the device's resolver: the
+    # fictional WardTestMed device looks up its vendor's update host (A and AAAA), then a
+    # TeamViewer router name (an alias dnsmasq maps to a local relay, so nothing leaves the
+    # namespaces) and a name that does not exist (NXDOMAIN).
+    ns_up 02:57:41:52:44:53
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    bg "$NS_B" dnsmasq-dns dnsmasq --no-daemon --conf-file=/dev/null --port=53 \
+        --listen-address="$IP_B" --bind-interfaces --no-resolv --no-hosts --pid-file= \
+        --user=root --log-queries --local=/wardtestmed.example/ \
+        --host-record=update.wardtestmed.example,192.0.2.30,2001:db8::30 \
+        --host-record=relay.wardtestmed.example,192.0.2.77 \
+        --cname=router15.teamviewer.com,relay.wardtestmed.example
+    wait_port "$NS_B" 53 udp
+    cap_start "$NS_B" "$IF_B" dns.pcap udp port 53
+    local q
+    for q in "update.wardtestmed.example A" "update.wardtestmed.example AAAA" \
+             "router15.teamviewer.com A" "nosuch.wardtestmed.example A"; do
+        # shellcheck disable=SC2086 # name and type are two words on purpose
+        nsx "$NS_A" dig @"$IP_B" +tries=1 +time=2 $q >>"$WORK/dig.log" 2>&1 \
+            || die "dig $q failed: $(cat "$WORK/dig.log" "$WORK/dnsmasq-dns.log")"
+    done
+    grep -q 'status: NXDOMAIN' "$WORK/dig.log" || die "dig: no NXDOMAIN: $(cat "$WORK/dig.log")"
+    grep -q 'relay.wardtestmed.example' "$WORK/dig.log" || die "dig: no CNAME: $(cat "$WORK/dig.log")"
+    cap_stop
+    stop_all_bg
+}
+
 scenario_dicom_dcmtk() {
     ns_up 02:57:41:52:44:0a
     addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
@@ -730,7 +758,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6)
+           dicom_sll dhcp http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6 dns)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"

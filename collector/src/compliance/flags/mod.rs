@@ -9,7 +9,7 @@
 //! | scope | function | kinds |
 //! |---|---|---|
 //! | device | [`device::device_flags`] | cover, register, support dates, software, segments, external peers |
-//! | service | [`service::service_flags`] | one service against the covering contract's terms |
+//! | service | [`service::service_flags`], [`service::contacted_remote_access`] | one service against the covering contract's terms; remote-access names a device reached out to |
 //! | contract | [`contract::contract_flags`] | a contract and the devices linked to it |
 //! | asset | [`asset::asset_flags`] | a row of the asset register |
 //!
@@ -36,12 +36,14 @@ pub mod asset;
 pub mod contract;
 pub mod device;
 pub mod kind;
+pub mod remote_names;
 pub mod service;
 #[cfg(test)]
 pub(crate) mod testkit;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate};
 use ipnet::IpNet;
@@ -70,6 +72,15 @@ pub struct FlagConfig {
     pub internal_networks: Vec<IpNet>,
     /// Ports that carry remote (vendor) access sessions.
     pub remote_access_ports: Vec<u16>,
+    /// A site's remote-access domain file (the bundled list's format,
+    /// `collector/data/remote_access_domains.toml`): its entries are added to the bundled
+    /// ones, replace a bundled entry with the same domain, or remove it (`enabled = false`).
+    /// Read once by [`crate::config::Config::resolve`].
+    pub remote_access_domains_file: Option<PathBuf>,
+    /// The remote-access domains in effect: the bundled list, with the site file applied. Not a
+    /// setting of its own (see `remote_access_domains_file`).
+    #[serde(skip)]
+    pub remote_access_domains: remote_names::RemoteDomains,
     /// Device types that are not medical devices: they are not expected in the asset register
     /// or under a medical-device contract, unless they speak a protocol that carries patient
     /// data ([`is_medical`]).
@@ -100,6 +111,8 @@ impl Default for FlagConfig {
             internal_networks: nets.iter().filter_map(|n| n.parse().ok()).collect(),
             // SSH, telnet, RDP, VNC (and its web client), TeamViewer, pcAnywhere.
             remote_access_ports: vec![22, 23, 3389, 5800, 5900, 5901, 5902, 5938, 5631],
+            remote_access_domains_file: None,
+            remote_access_domains: remote_names::RemoteDomains::default(),
             non_medical_types: [
                 "unknown",
                 "workstation",
@@ -329,6 +342,7 @@ pub fn evaluate(
         for s in &d.services {
             service::service_flags(&facts, s, cfg, &mut out);
         }
+        service::contacted_remote_access(&facts, cfg, &mut out);
     }
     for a in &inv.assets {
         let last = asset_last_seen.get(a.tag.as_str()).copied();

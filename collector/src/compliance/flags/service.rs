@@ -1,12 +1,17 @@
 //! Service scope: one service a device offers or uses, against the terms of the contract in
 //! force that covers the device. Subject `device:<id>`, detail `<transport>/<port>/<direction>`
-//! (`tcp/104/offered`). A device no contract covers has no terms to break here.
+//! (`tcp/104/offered`); a remote-access domain the device reached out to is one too, detail
+//! `name/<domain>/contacted` ([`contacted_remote_access`]). A device no contract covers has no
+//! terms to break here.
+
+use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use super::remote_names::{self, ContactedRemote, RemoteKind};
 use super::{
     carries_patient_data, contract_evidence, device_evidence, flag, service_evidence, service_key,
-    Cover, DeviceFacts, FlagConfig, FlagKind,
+    time_of, Cover, DeviceFacts, FlagConfig, FlagKind,
 };
 use crate::import::model::{Direction, RemoteAccessPolicy};
 use crate::store::{FlagInstance, ServiceDirection, ServiceView};
@@ -144,6 +149,53 @@ fn remote_access(
     ));
 }
 
+/// Whether the contract's remote-access policy forbids contacting a domain of `kind`: under
+/// `none` every remote-access domain; under `listed` a remote-desktop product's (its relays are
+/// never a gateway the contract lists), not a manufacturer's remote-service platform (which the
+/// listed gateways may well be: a name cannot be compared with gateway addresses); under
+/// `unrestricted` none.
+fn name_forbidden(c: &Cover<'_>, kind: RemoteKind) -> bool {
+    match c.contract.remote_access.policy {
+        RemoteAccessPolicy::Unrestricted => false,
+        RemoteAccessPolicy::None => true,
+        RemoteAccessPolicy::Listed => kind == RemoteKind::RemoteDesktop,
+    }
+}
+
+/// `remote_access_not_permitted` from names: the device reached out (a TLS ClientHello's server
+/// name, a DNS question — any field with the contacted-name role) to a domain of the
+/// remote-access list ([`remote_names`], rule data), and the covering contract's policy forbids
+/// it ([`name_forbidden`]). One flag per matched list entry, detail `name/<domain>/contacted`;
+/// the evidence names each matched name, the field it came from, the entry and its source.
+pub fn contacted_remote_access(d: &DeviceFacts<'_>, cfg: &FlagConfig, out: &mut Vec<FlagInstance>) {
+    let Some(c) = &d.contract else { return };
+    let mut by_entry: BTreeMap<&str, Vec<ContactedRemote<'_>>> = BTreeMap::new();
+    for hit in remote_names::contacted(d.device, &cfg.remote_access_domains) {
+        if name_forbidden(c, hit.entry.kind) {
+            by_entry
+                .entry(hit.entry.domain.as_str())
+                .or_default()
+                .push(hit);
+        }
+    }
+    for (domain, hits) in by_entry {
+        let Some(entry) = hits.first().map(|h| h.entry) else {
+            continue;
+        };
+        let names: Vec<_> = hits
+            .iter()
+            .map(|h| json!({"name": h.name, "field": h.field.name(), "last_seen": time_of(h.last_us)}))
+            .collect();
+        out.push(flag(
+            FlagKind::RemoteAccessNotPermitted,
+            d.subject.clone(),
+            format!("name/{domain}/contacted"),
+            format!("{}: reached out to {} ({}) while contract {} does not permit it", d.name, hits.first().map_or(domain, |h| h.name), entry.product, c.contract.id),
+            json!({"device": device_evidence(d.device), "contract": contract_evidence(c), "policy": c.contract.remote_access, "contacted_names": names, "rule": entry, "mds2_questions": ["RMOT-1", "RMOT-2", "RMOT-3"]}),
+        ));
+    }
+}
+
 #[cfg(test)]
 pub(super) fn cases() -> Vec<super::testkit::Case> {
     use super::testkit::*;
@@ -205,6 +257,26 @@ pub(super) fn cases() -> Vec<super::testkit::Case> {
                     policy: RemoteAccessPolicy::Listed,
                     gateways: vec!["198.51.100.0/24".parse().unwrap()],
                 }
+            }),
+        ),
+        Case::new(
+            "a remote-desktop relay name under `none`",
+            RemoteAccessNotPermitted,
+            World::covered_with(|w| {
+                let d = w
+                    .d()
+                    .clone()
+                    .attr("dns.queried_name", "router15.teamviewer.com");
+                *w.d() = d;
+                w.c().remote_access.policy = RemoteAccessPolicy::None;
+            }),
+            World::covered_with(|w| {
+                let d = w
+                    .d()
+                    .clone()
+                    .attr("dns.queried_name", "router15.teamviewer.com");
+                *w.d() = d;
+                w.c().remote_access.policy = RemoteAccessPolicy::Unrestricted;
             }),
         ),
         Case::new(
@@ -390,6 +462,65 @@ mod tests {
         assert_eq!(w(Listed, &[], 0, 22), None);
         // Not a remote-access port: no flag whatever the policy.
         assert_eq!(w(No, &["203.0.113.5"], 1, 8080), None);
+    }
+
+    /// Remote-access names (rule data) against the policy: any under `none`, remote-desktop
+    /// products' under `listed`, none under `unrestricted`; only fields with the contacted-name
+    /// role count, and the evidence names the name, its field, the rule entry and its source.
+    #[test]
+    fn remote_access_names_by_policy() {
+        use RemoteAccessPolicy::{Listed, None as No, Unrestricted};
+        let w = |policy, field: &str, name: &str| {
+            let mut w = World::covered();
+            let d = w.d().clone().attr(field, name);
+            *w.d() = d;
+            w.c().remote_access = RemoteAccess {
+                policy,
+                gateways: if policy == Listed {
+                    vec!["198.51.100.0/24".parse().unwrap()]
+                } else {
+                    Vec::new()
+                },
+            };
+            w.of(FlagKind::RemoteAccessNotPermitted)
+        };
+        let tv = "router15.teamviewer.com";
+        let f = w(No, "tls.server_name", tv);
+        assert_eq!(f.len(), 1, "{f:?}");
+        let f = &f[0];
+        assert_eq!(f.subject, "device:1");
+        assert_eq!(f.detail, "name/teamviewer.com/contacted");
+        assert!(
+            f.summary.contains(tv) && f.summary.contains("TeamViewer"),
+            "{}",
+            f.summary
+        );
+        let e = &f.evidence;
+        assert_eq!(e["contacted_names"][0]["name"], tv);
+        assert_eq!(e["contacted_names"][0]["field"], "tls.server_name");
+        assert_eq!(e["rule"]["product"], "TeamViewer");
+        assert_eq!(e["rule"]["domain"], "teamviewer.com");
+        assert!(e["rule"]["source"].as_str().unwrap().contains("teamviewer"));
+        assert_eq!(e["policy"]["policy"], "none");
+        // A DNS question counts the same; under `listed` a remote-desktop relay is no gateway.
+        assert_eq!(w(Listed, "dns.queried_name", tv).len(), 1);
+        assert!(w(Unrestricted, "dns.queried_name", tv).is_empty());
+        // A manufacturer's remote-service platform may be the listed gateway: `none` only.
+        let vendor = "svc.iitreacts.com";
+        assert_eq!(w(No, "dns.queried_name", vendor).len(), 1);
+        assert!(w(Listed, "dns.queried_name", vendor).is_empty());
+        // Names outside the list, and fields without the contacted-name role, are not evidence.
+        assert!(w(No, "dns.queried_name", "update.example-medical.com").is_empty());
+        assert!(w(No, "http.host", tv).is_empty());
+        assert!(w(No, "dns.answered_name", tv).is_empty());
+        // No covering contract: no terms to break.
+        let mut nc = World::covered_with(|w| {
+            w.c().remote_access.policy = No;
+            w.c().end = Some(days(-1));
+        });
+        let d = nc.d().clone().attr("tls.server_name", tv);
+        *nc.d() = d;
+        assert!(nc.of(FlagKind::RemoteAccessNotPermitted).is_empty());
     }
 
     /// Cleartext patient data: only protocols that carry it, only when recognised, only under
