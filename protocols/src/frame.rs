@@ -146,6 +146,18 @@ pub enum Transport<'a> {
     Udp(UdpDatagram<'a>),
 }
 
+/// The payload of a frame whose network layer is neither IP nor ARP, after the link header and
+/// any VLAN tags: what the link-layer decoders of [`crate::registry`] (LLDP, CDP) read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkPayload<'a> {
+    /// The innermost EtherType, or for an IEEE 802.3 frame its length field (≤ 1500: the
+    /// payload then begins with an 802.2 LLC header). In a Linux cooked capture, the SLL
+    /// protocol field (`0x0004` for 802.2 LLC frames, again below 1500).
+    pub ether_type: u16,
+    /// The bytes after it, as captured.
+    pub payload: &'a [u8],
+}
+
 /// A decoded frame: every layer that was complete in the capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame<'a> {
@@ -159,6 +171,9 @@ pub struct Frame<'a> {
     pub net: Net,
     /// Transport layer.
     pub transport: Transport<'a>,
+    /// For a frame with no IP or ARP layer ([`Net::None`]), its EtherType (or 802.3 length) and
+    /// payload, for the link-layer decoders; `None` otherwise.
+    pub link: Option<LinkPayload<'a>>,
     /// Where lax decoding stopped short, if it did (a truncated or malformed inner header).
     pub stopped: Option<DecodeError>,
 }
@@ -339,6 +354,15 @@ fn from_sliced(sliced: LaxSlicedPacket<'_>, cooked_src: Option<MacAddr>) -> Fram
         }),
         _ => Transport::None,
     };
+    // Only frames without a network layer are offered to the link-layer decoders: looking up
+    // the payload of every IP frame would cost the hot path for nothing.
+    let link = match net {
+        Net::None => sliced.ether_payload().map(|p| LinkPayload {
+            ether_type: p.ether_type.0,
+            payload: p.payload,
+        }),
+        _ => None,
+    };
     let stopped = sliced.stop_err.map(|(_, layer)| {
         let layer = match layer {
             etherparse::err::Layer::Ipv4Header
@@ -362,6 +386,7 @@ fn from_sliced(sliced: LaxSlicedPacket<'_>, cooked_src: Option<MacAddr>) -> Fram
         vlans,
         net,
         transport,
+        link,
         stopped,
     }
 }
