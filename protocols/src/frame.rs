@@ -599,4 +599,65 @@ mod tests {
             let _ = decode(LinkType::RawIp, &bytes[n.min(22)..n.max(22)]);
         }
     }
+
+    /// A frame with no IP or ARP layer exposes its type/length field and payload for the
+    /// link-layer decoders: an LLDP EtherType, behind a VLAN tag, an 802.3 length, and the
+    /// cooked captures' protocol field. IP frames do not.
+    #[test]
+    fn non_ip_frames_expose_their_link_payload() {
+        let lldpdu = include_bytes!("../testdata/lldp/lldpd-med.bin");
+        let mut eth = vec![
+            0x01, 0x80, 0xc2, 0, 0, 0x0e, 0x02, 0x57, 0x41, 0x52, 0x44, 0x1d,
+        ];
+        let mut tagged = eth.clone();
+        eth.extend_from_slice(&[0x88, 0xcc]);
+        eth.extend_from_slice(lldpdu);
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x64, 0x88, 0xcc]);
+        tagged.extend_from_slice(lldpdu);
+        for (bytes, vlans) in [(&eth, &[][..]), (&tagged, &[100][..])] {
+            let f = decode(LinkType::Ethernet, bytes).unwrap();
+            assert_eq!(f.net, Net::None);
+            assert_eq!(f.vlans.as_slice(), vlans);
+            assert_eq!(
+                f.link,
+                Some(LinkPayload {
+                    ether_type: 0x88cc,
+                    payload: &lldpdu[..]
+                })
+            );
+            assert_eq!(f.src_mac.unwrap().to_string(), "02:57:41:52:44:1d");
+        }
+        let mut dot3 = vec![
+            0x01, 0x00, 0x0c, 0xcc, 0xcc, 0xcc, 0x02, 0, 0, 0, 0, 1, 0, 9,
+        ];
+        dot3.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0x0c, 0x20, 0, 2]);
+        let f = decode(LinkType::Ethernet, &dot3).unwrap();
+        assert_eq!(
+            f.link.map(|l| (l.ether_type, l.payload.len())),
+            Some((9, 9))
+        );
+        // SLL: protocol 0x0004 (802.2 LLC) as Linux records CDP, and 0x88cc.
+        let mut sll = vec![
+            0, 0, 0, 1, 0, 6, 0x02, 0x57, 0x41, 0x52, 0x44, 0x1d, 0, 0, 0x00, 0x04,
+        ];
+        sll.extend_from_slice(&dot3[14..]);
+        let f = decode(LinkType::LinuxSll, &sll).unwrap();
+        assert_eq!(f.link.map(|l| l.ether_type), Some(4));
+        assert_eq!(f.src_mac.unwrap().to_string(), "02:57:41:52:44:1d");
+        let mut sll2 = vec![0x88, 0xcc, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6];
+        sll2.extend_from_slice(&[0x02, 0x57, 0x41, 0x52, 0x44, 0x1d, 0, 0]);
+        sll2.extend_from_slice(lldpdu);
+        let f = decode(LinkType::LinuxSll2, &sll2).unwrap();
+        assert_eq!(
+            f.link.map(|l| (l.ether_type, l.payload.len())),
+            Some((0x88cc, lldpdu.len()))
+        );
+        // An IP frame has no link payload for these decoders.
+        assert_eq!(
+            decode(LinkType::Ethernet, &tcp_eth(&[], b"x"))
+                .unwrap()
+                .link,
+            None
+        );
+    }
 }
