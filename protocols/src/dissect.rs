@@ -844,5 +844,16 @@ mod tests {
             out.iter().filter(|e| e.field == Field::CdpDeviceId).count(),
             1
         );
+        // `tcpdump -i any` (Linux cooked v1) records the CDP frame with protocol 0x0004.
+        let mut sll = vec![0, 0, 0, 1, 0, 6];
+        sll.extend_from_slice(&src);
+        sll.extend_from_slice(&[0, 0, 0x00, 0x04]);
+        sll.extend_from_slice(cdp);
+        let f = frame::decode(LinkType::LinuxSll, &sll).unwrap();
+        let mut out = Vec::new();
+        d.process(9, &f, &mut out);
+        assert!(out
+            .iter()
+            .any(|e| e.field == Field::CdpPlatform && e.endpoints.src_mac == Some(MacAddr(src))));
     }
 }

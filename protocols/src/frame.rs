@@ -151,8 +151,9 @@ pub enum Transport<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkPayload<'a> {
     /// The innermost EtherType, or for an IEEE 802.3 frame its length field (≤ 1500: the
-    /// payload then begins with an 802.2 LLC header). In a Linux cooked capture, the SLL
-    /// protocol field (`0x0004` for 802.2 LLC frames, again below 1500).
+    /// payload then begins with an 802.2 LLC header). In a Linux cooked capture, the protocol
+    /// field; for its 802.2 LLC frames (protocol 0x0004) the captured payload's length, as the
+    /// 802.3 header would have said.
     pub ether_type: u16,
     /// The bytes after it, as captured.
     pub payload: &'a [u8],
@@ -232,9 +233,13 @@ pub fn decode(link: LinkType, data: &[u8]) -> Result<Frame<'_>, DecodeError> {
             );
             let proto = be16(data, field::SLL_PROTOCOL).unwrap_or(0);
             let payload = data.get(field::SLL_HEADER_LEN..).unwrap_or(&[]);
-            Ok(from_sliced(
-                LaxSlicedPacket::from_ether_type(EtherType(proto), payload),
-                src,
+            Ok(cooked_llc(
+                from_sliced(
+                    LaxSlicedPacket::from_ether_type(EtherType(proto), payload),
+                    src,
+                ),
+                proto,
+                payload,
             ))
         }
         LinkType::LinuxSll2 => {
@@ -253,9 +258,13 @@ pub fn decode(link: LinkType, data: &[u8]) -> Result<Frame<'_>, DecodeError> {
             );
             let proto = be16(data, field::SLL2_PROTOCOL).unwrap_or(0);
             let payload = data.get(field::SLL2_HEADER_LEN..).unwrap_or(&[]);
-            Ok(from_sliced(
-                LaxSlicedPacket::from_ether_type(EtherType(proto), payload),
-                src,
+            Ok(cooked_llc(
+                from_sliced(
+                    LaxSlicedPacket::from_ether_type(EtherType(proto), payload),
+                    src,
+                ),
+                proto,
+                payload,
             ))
         }
         LinkType::RawIp => from_ip(data, 0),
@@ -287,6 +296,25 @@ fn from_ip(data: &[u8], offset: usize) -> Result<Frame<'_>, DecodeError> {
             },
         }),
     }
+}
+
+/// `LINUX_SLL_P_802_2`: the cooked header's protocol for an 802.3 frame with an LLC header.
+const SLL_P_802_2: u16 = 0x0004;
+
+/// A cooked capture records an 802.3 frame (CDP, spanning tree) with protocol
+/// [`SLL_P_802_2`] instead of its length field: give the link-layer decoders the length an
+/// Ethernet header would have carried, so they see such frames as they see 802.3 frames.
+fn cooked_llc<'a>(mut frame: Frame<'a>, proto: u16, payload: &'a [u8]) -> Frame<'a> {
+    if proto == SLL_P_802_2 && frame.net == Net::None {
+        let len = payload
+            .len()
+            .min(usize::from(crate::registry::MAX_8023_LENGTH));
+        frame.link = Some(LinkPayload {
+            ether_type: u16::try_from(len).unwrap_or(0),
+            payload,
+        });
+    }
+    frame
 }
 
 fn cooked_mac(arphrd: Option<u16>, len: Option<usize>, addr: Option<&[u8]>) -> Option<MacAddr> {
@@ -642,7 +670,11 @@ mod tests {
         ];
         sll.extend_from_slice(&dot3[14..]);
         let f = decode(LinkType::LinuxSll, &sll).unwrap();
-        assert_eq!(f.link.map(|l| l.ether_type), Some(4));
+        // The cooked protocol 0x0004 stands for an 802.3 length: the payload's.
+        assert_eq!(
+            f.link.map(|l| (l.ether_type, l.payload.len())),
+            Some((9, 9))
+        );
         assert_eq!(f.src_mac.unwrap().to_string(), "02:57:41:52:44:1d");
         let mut sll2 = vec![0x88, 0xcc, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6];
         sll2.extend_from_slice(&[0x02, 0x57, 0x41, 0x52, 0x44, 0x1d, 0, 0]);

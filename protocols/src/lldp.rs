@@ -28,8 +28,9 @@ use crate::registry::{AppDecoder, Decode, LinkFrames, Probe};
 const LAYER: Layer = Layer::App(Protocol::Lldp);
 /// The LLDP EtherType (IEEE 802.1AB §7.2).
 pub const ETHER_TYPE: u16 = 0x88cc;
-/// TLVs walked per LLDPDU; more is an error (a 1500-byte frame of empty TLVs would be 750).
-pub const MAX_TLVS: usize = 64;
+/// TLVs walked per LLDPDU; more is an error. Generous: a switch's trunk port can announce a
+/// VLAN Name TLV per VLAN before the LLDP-MED TLVs, and each TLV costs a few instructions.
+pub const MAX_TLVS: usize = 512;
 /// The TIA TR-41 OUI of the LLDP-MED TLVs.
 pub const OUI_TIA: [u8; 3] = [0x00, 0x12, 0xbb];
 
@@ -510,6 +511,21 @@ mod tests {
         let f = facts(&b);
         assert!(f.iter().all(|(_, v)| !v.contains("CANARY")), "{f:?}");
         assert_eq!(values(&b, Field::LldpMedModel), ["WT-9"]);
+    }
+
+    /// A trunk port's 200 IEEE 802.1 VLAN Name TLVs before the LLDP-MED inventory: still read.
+    #[test]
+    fn many_vlan_names_before_the_inventory() {
+        let mut b = vec![0x02, 0x07, 0x04, 2, 0x57, 0x41, 0x52, 0x44, 0x16];
+        for vid in 0..200u16 {
+            b.extend_from_slice(&[0xfe, 0x0b, 0x00, 0x80, 0xc2, 0x03]);
+            b.extend_from_slice(&vid.to_be_bytes());
+            b.extend_from_slice(&[4, b'v', b'l', b'a', b'n']);
+        }
+        b.extend_from_slice(&[0xfe, 0x08]);
+        b.extend_from_slice(&OUI_TIA);
+        b.extend_from_slice(&[10, b'W', b'T', b'-', b'7']);
+        assert_eq!(values(&b, Field::LldpMedModel), ["WT-7"]);
     }
 
     #[test]
