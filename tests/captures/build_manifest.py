@@ -759,7 +759,11 @@ def lldp_facts(path):
                  "lldp.port_id", "lldp.port_id_subtype")):
             for sub in v[sub_col]:
                 facts.append((sub_field, names[int(sub) - 1]))
-            facts += [(id_field, x) for x in v[mac_col] + v[id_col]]
+            ids = v[id_col]
+            # tshark shows a locally assigned (subtype 7) ID as hex bytes; ward reads the text.
+            if v[sub_col] == ["7"]:
+                ids = [bytes.fromhex(x.replace(":", "")).decode("latin-1") for x in ids]
+            facts += [(id_field, x) for x in v[mac_col] + ids]
         facts += [("lldp.ttl", x) for x in v["lldp.time_to_live"]]
         facts += [("lldp.port_description", x) for x in v["lldp.port.desc"]]
         facts += [("lldp.system_name", x) for x in v["lldp.tlv.system.name"]]
@@ -793,7 +797,8 @@ def cdp_facts(path):
         facts += [("cdp.port_id", x) for x in v["cdp.portid"]]
         for x in v["cdp.capabilities"]:
             facts += [("cdp.capabilities", n) for n in bit_names(x, CDP_CAPABILITIES)]
-        facts += [("cdp.software_version", x.replace("\\n", "\n").splitlines()[0]) for x in v["cdp.software_version"]]
+        # tshark shows each line of the version as one occurrence; ward keeps the first line.
+        facts += [("cdp.software_version", x) for x in v["cdp.software_version"][:1]]
         facts += [("cdp.platform", x) for x in v["cdp.platform"]]
         facts += [("cdp.native_vlan", x) for x in v["cdp.native_vlan"]]
     return facts

@@ -67,6 +67,15 @@ fn rows(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<Vec<String>>> {
         .collect()
 }
 
+/// Hex bytes (as tshark shows a byte field) as the Latin-1 text ward renders.
+fn hex_text(hex: &str) -> String {
+    let hex = hex.replace(':', "");
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    ward_protocols::evidence::clean_text(&bytes)
+}
+
 fn bits(hex: &str, names: &[&str]) -> Vec<String> {
     let v = u32::from_str_radix(hex.trim_start_matches("0x"), 16).unwrap();
     names
@@ -139,9 +148,15 @@ fn tshark_lldp(file: &Path) -> FieldSets {
     let names: Vec<&str> = cols.iter().map(|(t, _)| *t).collect();
     let mut sets = FieldSets::new();
     for row in rows(file, "lldp", &names) {
-        for ((theirs, ours), values) in cols.iter().zip(row) {
+        // tshark shows a locally assigned (subtype 7) ID as bytes, in hex; 802.1AB calls it an
+        // alphanumeric string, and ward reads it as text.
+        let local = |col: usize| row[col].first().map(String::as_str) == Some("7");
+        let (chassis_local, port_local) = (local(0), local(4));
+        for ((theirs, ours), values) in cols.iter().zip(row.clone()) {
             for v in values {
                 let rendered = match *theirs {
+                    "lldp.chassis.id" if chassis_local => vec![hex_text(&v)],
+                    "lldp.port.id" if port_local => vec![hex_text(&v)],
                     "lldp.chassis.subtype" => vec![subtype(&v, &CHASSIS_SUBTYPES)],
                     "lldp.port.subtype" => vec![subtype(&v, &PORT_SUBTYPES)],
                     "lldp.tlv.system_cap" | "lldp.tlv.enable_system_cap" => {
@@ -173,14 +188,15 @@ fn tshark_cdp(file: &Path) -> FieldSets {
     let names: Vec<&str> = cols.iter().map(|(t, _)| *t).collect();
     let mut sets = FieldSets::new();
     for row in rows(file, "cdp", &names) {
-        for ((theirs, ours), values) in cols.iter().zip(row) {
+        for ((theirs, ours), mut values) in cols.iter().zip(row) {
+            // tshark shows each line of the software version as one occurrence; ward keeps the
+            // first line.
+            if *theirs == "cdp.software_version" {
+                values.truncate(1);
+            }
             for v in values {
                 let rendered = match *theirs {
                     "cdp.capabilities" => bits(&v, &cdp::CAPABILITIES),
-                    // tshark escapes a line break as `\n`.
-                    "cdp.software_version" => {
-                        vec![v.split("\\n").next().unwrap_or("").trim().to_owned()]
-                    }
                     _ => vec![v],
                 };
                 sets.entry((*ours).to_owned()).or_default().extend(rendered);
@@ -277,4 +293,117 @@ fn lldp_and_cdp_behind_a_vlan_tag_equal_tsharks() {
         .iter()
         .filter(|e| matches!(e.protocol, Protocol::Lldp | Protocol::Cdp))
         .all(|e| e.endpoints.vlans == [100]));
+}
+
+fn tlv(out: &mut Vec<u8>, kind: u8, value: &[u8]) {
+    let word = (u16::from(kind) << 9) | value.len() as u16;
+    out.extend_from_slice(&word.to_be_bytes());
+    out.extend_from_slice(value);
+}
+
+fn cdp_tlv(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
+    out.extend_from_slice(&kind.to_be_bytes());
+    out.extend_from_slice(&((value.len() + 4) as u16).to_be_bytes());
+    out.extend_from_slice(value);
+}
+
+/// A switch's announcements in the shapes lldpd does not send: chassis IDs of the local and
+/// network-address subtypes, an interface-name port ID, an IPv6 management address, LLDP-MED
+/// class "network connectivity"; CDPv2 with a multi-line IOS version, a native VLAN and a
+/// Management Addresses TLV. Strings as Cisco documents them.
+fn switch_frames() -> Vec<Vec<u8>> {
+    let src = [0x02, 0x57, 0x41, 0x52, 0x44, 0x1e];
+    let mut frames = Vec::new();
+    for (chassis_subtype, chassis) in [(7u8, &b"FOC1234X0YZ"[..]), (5, &[1, 192, 0, 2, 1][..])] {
+        let mut p = Vec::new();
+        tlv(&mut p, 1, &[&[chassis_subtype][..], chassis].concat());
+        tlv(&mut p, 2, b"\x05GigabitEthernet1/0/24");
+        tlv(&mut p, 3, &120u16.to_be_bytes());
+        tlv(&mut p, 4, b"GigabitEthernet1/0/24");
+        tlv(&mut p, 5, b"sw-core-1.example");
+        tlv(
+            &mut p,
+            6,
+            b"Cisco IOS Software, C3750E Software (C3750E-UNIVERSALK9-M), Version 15.2(4)E10",
+        );
+        tlv(&mut p, 7, &[0x00, 0x14, 0x00, 0x04]);
+        let mut mgmt = vec![17, 2];
+        mgmt.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        mgmt.extend_from_slice(&[2, 0, 0, 0, 1, 0]);
+        tlv(&mut p, 8, &mgmt);
+        tlv(&mut p, 127, &[0x00, 0x12, 0xbb, 1, 0x00, 0x03, 4]);
+        tlv(&mut p, 127, &[0x00, 0x80, 0xc2, 1, 0, 100]);
+        tlv(&mut p, 0, &[]);
+        let mut f = vec![0x01, 0x80, 0xc2, 0, 0, 0x0e];
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[0x88, 0xcc]);
+        f.extend_from_slice(&p);
+        frames.push(f);
+    }
+    let mut c = cdp::SNAP_HEADER.to_vec();
+    c.extend_from_slice(&[2, 180, 0, 0]);
+    cdp_tlv(&mut c, 1, b"sw-core-1.example");
+    cdp_tlv(
+        &mut c,
+        5,
+        b"Cisco IOS Software, C2960 Software (C2960-LANBASEK9-M), Version 15.0(2)SE11, RELEASE \
+          SOFTWARE (fc3)\nTechnical Support: http://www.cisco.com/techsupport\nCopyright (c) \
+          1986-2017 by Cisco Systems, Inc.",
+    );
+    cdp_tlv(&mut c, 6, b"cisco WS-C2960-24TT-L");
+    cdp_tlv(&mut c, 3, b"GigabitEthernet0/1");
+    cdp_tlv(&mut c, 4, &0x28u32.to_be_bytes());
+    cdp_tlv(&mut c, 10, &100u16.to_be_bytes());
+    let mut mgmt = 1u32.to_be_bytes().to_vec();
+    mgmt.extend_from_slice(&[1, 1, 0xcc, 0, 4, 192, 0, 2, 1]);
+    cdp_tlv(&mut c, 0x16, &mgmt);
+    let mut f = vec![0x01, 0x00, 0x0c, 0xcc, 0xcc, 0xcc];
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&(c.len() as u16).to_be_bytes());
+    f.extend_from_slice(&c);
+    frames.push(f);
+    frames
+}
+
+fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    for (i, f) in frames.iter().enumerate() {
+        out.extend_from_slice(&(1_700_000_000u32 + i as u32).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(f);
+    }
+    out
+}
+
+#[test]
+fn switch_shaped_lldp_and_cdp_equal_tsharks() {
+    let dir = std::env::temp_dir().join(format!("ward-tshark-switch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("switch.pcap");
+    std::fs::write(&file, pcap(&switch_frames())).unwrap();
+    let mut problems = Vec::new();
+    let found = compare("switch-shaped frames", &file, &mut problems);
+    let mine = ours(&file);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(found);
+    // The shapes were really exercised.
+    for (field, value) in [
+        ("lldp.chassis_id", "FOC1234X0YZ"),
+        ("lldp.chassis_id", "192.0.2.1"),
+        ("lldp.port_id", "GigabitEthernet1/0/24"),
+        ("lldp.management_address", "2001:db8::1"),
+        ("lldp.med_device_class", "network_connectivity"),
+        ("cdp.native_vlan", "100"),
+        ("cdp.address", "192.0.2.1"),
+    ] {
+        assert!(
+            mine.get(field).is_some_and(|s| s.contains(value)),
+            "{field}={value} not extracted: {mine:?}"
+        );
+    }
 }
