@@ -1090,4 +1090,20 @@ fn lldp_and_cdp_signals() {
     assert_eq!(c.manufacturer.as_deref(), Some("Cisco"), "{c:#?}");
     assert_eq!(c.software_version.as_deref(), Some("IOS 15.2(4)E10"));
     assert_eq!(c.device_type, "network_infra");
+
+    // lldpd on a Linux host with IP forwarding and a software bridge: not network equipment.
+    let c = classify(
+        &bundled(),
+        None,
+        &[
+            ("lldp.enabled_capabilities", "bridge"),
+            ("lldp.enabled_capabilities", "router"),
+            (
+                "lldp.system_description",
+                "Debian GNU/Linux 12 (bookworm) Linux 6.1.0-18-amd64 #1 SMP PREEMPT_DYNAMIC \
+                 Debian 6.1.76-1 (2024-02-01) x86_64",
+            ),
+        ],
+    );
+    assert_eq!(c.device_type, "unknown", "{c:#?}");
 }
