@@ -156,6 +156,8 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:dns.toml", include_str!("../rules/dns.toml")),
     ("bundled:nbns.toml", include_str!("../rules/nbns.toml")),
     ("bundled:dhcpv6.toml", include_str!("../rules/dhcpv6.toml")),
+    ("bundled:lldp.toml", include_str!("../rules/lldp.toml")),
+    ("bundled:cdp.toml", include_str!("../rules/cdp.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 

@@ -1111,3 +1111,97 @@ fn dhcp_user_classes() {
     let c = classify(&bundled(), None, &[("dhcp.user_class", "RRAS.Microsoft")]);
     assert_eq!(c.device_type, "workstation", "{c:#?}");
 }
+
+/// LLDP-MED inventory names the device; capabilities and CDP platforms give the type. A Linux
+/// host that forwards (lldpd reports "router") is outranked by the device's own inventory class.
+#[test]
+fn lldp_and_cdp_signals() {
+    // lldpd's announcement in tests/fixtures/lldp.pcap.
+    let phone = [
+        ("lldp.med_manufacturer", "WardTestTel"),
+        ("lldp.med_model", "WT-7"),
+        ("lldp.med_software_revision", "7.4.1"),
+        ("lldp.med_firmware_revision", "FW-2024.3"),
+        ("lldp.med_device_class", "communication_endpoint"),
+        ("lldp.enabled_capabilities", "telephone"),
+        ("cdp.platform", "WardTestTel WT-7"),
+        ("cdp.capabilities", "host"),
+    ];
+    let c = classify(&bundled(), Some("02:57:41:52:44:1d"), &phone);
+    assert_eq!(c.manufacturer.as_deref(), Some("WardTestTel"), "{c:#?}");
+    assert_eq!(c.model.as_deref(), Some("WT-7"));
+    assert_eq!(c.software_version.as_deref(), Some("7.4.1"));
+    assert_eq!(c.device_type, "mobile_device");
+    assert_eq!(
+        rule_ids(&c)[..2],
+        ["lldp.med.manufacturer", "lldp.med.model"]
+    );
+
+    // A Catalyst switch over CDP (strings from Cisco's 'show cdp neighbors detail' examples).
+    let c = classify(
+        &bundled(),
+        None,
+        &[
+            ("cdp.platform", "cisco WS-C2960-24TT-L"),
+            (
+                "cdp.software_version",
+                "Cisco IOS Software, C2960 Software (C2960-LANBASEK9-M), Version 15.0(2)SE11, \
+                 RELEASE SOFTWARE (fc3)",
+            ),
+            ("cdp.capabilities", "switch"),
+            ("cdp.capabilities", "igmp"),
+        ],
+    );
+    assert_eq!(c.manufacturer.as_deref(), Some("Cisco"), "{c:#?}");
+    assert_eq!(c.model.as_deref(), Some("WS-C2960-24TT-L"));
+    assert_eq!(c.software_version.as_deref(), Some("IOS 15.0(2)SE11"));
+    assert_eq!(c.device_type, "network_infra");
+
+    // Cisco IP phone and Aironet access point platforms.
+    let c = classify(&bundled(), None, &[("cdp.platform", "Cisco IP Phone 7965")]);
+    assert_eq!(
+        (c.model.as_deref(), c.device_type.as_str()),
+        (Some("IP Phone 7965"), "mobile_device")
+    );
+    let c = classify(
+        &bundled(),
+        None,
+        &[("cdp.platform", "cisco AIR-CAP3702I-E-K9")],
+    );
+    assert_eq!(
+        (c.model.as_deref(), c.device_type.as_str()),
+        (Some("AIR-CAP3702I-E-K9"), "network_infra")
+    );
+
+    // An LLDP switch: bridge enabled, an IOS system description.
+    let c = classify(
+        &bundled(),
+        None,
+        &[
+            ("lldp.enabled_capabilities", "bridge"),
+            (
+                "lldp.system_description",
+                "Cisco IOS Software, C3750E Software (C3750E-UNIVERSALK9-M), Version 15.2(4)E10, RELEASE SOFTWARE (fc2)",
+            ),
+        ],
+    );
+    assert_eq!(c.manufacturer.as_deref(), Some("Cisco"), "{c:#?}");
+    assert_eq!(c.software_version.as_deref(), Some("IOS 15.2(4)E10"));
+    assert_eq!(c.device_type, "network_infra");
+
+    // lldpd on a Linux host with IP forwarding and a software bridge: not network equipment.
+    let c = classify(
+        &bundled(),
+        None,
+        &[
+            ("lldp.enabled_capabilities", "bridge"),
+            ("lldp.enabled_capabilities", "router"),
+            (
+                "lldp.system_description",
+                "Debian GNU/Linux 12 (bookworm) Linux 6.1.0-18-amd64 #1 SMP PREEMPT_DYNAMIC \
+                 Debian 6.1.76-1 (2024-02-01) x86_64",
+            ),
+        ],
+    );
+    assert_eq!(c.device_type, "unknown", "{c:#?}");
+}

@@ -357,6 +357,28 @@ fn bench_app_exchanges(c: &mut Criterion) {
             facts.len()
         })
     });
+    // LLDP: the link-layer path (probe, then extract) on lldpd's LLDP-MED announcement.
+    let lldpdu = read("lldp/lldpd-med.bin");
+    g.throughput(Throughput::Bytes(lldpdu.len() as u64));
+    g.bench_function("lldp_med_inventory", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::lldp::probe(black_box(&lldpdu));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::lldp::extract(black_box(&lldpdu), &mut facts);
+            facts.len()
+        })
+    });
+    // CDP: probe, then extract, on lldpd's CDPv2 message.
+    let cdp = read("cdp/lldpd-v2.bin");
+    g.throughput(Throughput::Bytes(cdp.len() as u64));
+    g.bench_function("cdp_v2", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::cdp::probe(black_box(&cdp));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::cdp::extract(black_box(&cdp), &mut facts);
+            facts.len()
+        })
+    });
     g.finish();
 }
 

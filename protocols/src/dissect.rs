@@ -2,6 +2,15 @@
 //! stream prefixes to the application decoder chosen by structure from [`crate::registry`], and
 //! each UDP datagram to the datagram decoder whose probe claims it.
 //!
+//! Frames with no IP layer take the link-layer path: LLDP and CDP announce a device to its
+//! link neighbour directly over Ethernet. Rather than a second dispatch beside the registry,
+//! they are registry entries of their own transport ([`registry::LinkFrames`]: an EtherType, or
+//! 802.3 frames with LLC), so the per-protocol counters, the generic fuzz entry point and the
+//! registry's tests cover them like any other; [`Dissector::process`] hands such a frame's
+//! payload to [`registry::probe_link`] before it looks for IP. Their facts describe the frame's
+//! sender, whose only address is its source MAC: the evidence carries the MACs and no IP, and
+//! the agent keys the device by that MAC as it does for every frame.
+//!
 //! This is the one place where the parsers meet; the agent calls [`Dissector::process`] for
 //! every frame and aggregates what comes out. Nothing here names a protocol: a new one is a
 //! registry entry, not a change to this file.
@@ -251,6 +260,12 @@ impl Dissector {
     /// Processes one frame captured at `time_us`, appending any evidence to `out`.
     pub fn process(&mut self, time_us: i64, frame: &Frame<'_>, out: &mut Vec<Evidence>) {
         self.stats.frames += 1;
+        if let Some(link) = frame.link {
+            if let Some((app, payload)) = registry::probe_link(link.ether_type, link.payload) {
+                self.link(time_us, frame, app, payload, out);
+            }
+            return;
+        }
         let Net::Ip {
             src,
             dst,
@@ -305,6 +320,32 @@ impl Dissector {
         if !facts.is_empty() {
             let ends = endpoints(frame, Some(src), Some(dst));
             self.emit(time_us, direction(payload), &ends, &mut facts, out);
+        }
+        self.facts = facts;
+    }
+
+    /// One link-layer frame: decoded on its own, with no direction (an announcement to
+    /// whoever listens) and no IP endpoints.
+    fn link(
+        &mut self,
+        time_us: i64,
+        frame: &Frame<'_>,
+        app: &AppDecoder,
+        payload: &[u8],
+        out: &mut Vec<Evidence>,
+    ) {
+        let Decode::Link { decode, .. } = app.decode else {
+            return;
+        };
+        let mut facts = core::mem::take(&mut self.facts);
+        let failed = decode(payload, &mut facts).is_err();
+        if let Some(a) = self.stats.app_mut(app.protocol) {
+            a.recognised += 1;
+            a.errors += u64::from(failed);
+        }
+        if !facts.is_empty() {
+            let ends = endpoints(frame, None, None);
+            self.emit(time_us, Direction::Unknown, &ends, &mut facts, out);
         }
         self.facts = facts;
     }
@@ -586,7 +627,7 @@ fn pump(flow: &mut Flow, side: usize, closing: bool, facts: &mut Vec<Fact>) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::Field;
+    use crate::evidence::{Field, MacAddr};
     use crate::frame::{self, LinkType};
     use etherparse::PacketBuilder;
 
@@ -740,5 +781,79 @@ mod tests {
         assert_eq!(d.stats().app_errors(), 0);
         let summary = d.stats().apps_summary();
         assert!(summary.starts_with("dicom=0 hl7=0 dhcp=2"), "{summary}");
+    }
+
+    /// LLDP and CDP frames have no IP layer: the link-layer path decodes them, behind VLAN
+    /// tags too, with the sender's MAC and no IP in the endpoints; an 802.3 frame's padding
+    /// beyond its length is not read.
+    #[test]
+    fn lldp_and_cdp_take_the_link_layer_path() {
+        let lldpdu = include_bytes!("../testdata/lldp/lldpd-med.bin");
+        let cdp = include_bytes!("../testdata/cdp/lldpd-v2.bin");
+        let src = [0x02, 0x57, 0x41, 0x52, 0x44, 0x1d];
+        let eth = |dst: [u8; 6], tags: &[u16], ether_type: u16, payload: &[u8]| {
+            let mut f = dst.to_vec();
+            f.extend_from_slice(&src);
+            for &vid in tags {
+                f.extend_from_slice(&[0x81, 0x00]);
+                f.extend_from_slice(&vid.to_be_bytes());
+            }
+            f.extend_from_slice(&ether_type.to_be_bytes());
+            f.extend_from_slice(payload);
+            f
+        };
+        let lldp_dst = [0x01, 0x80, 0xc2, 0, 0, 0x0e];
+        let cdp_dst = [0x01, 0x00, 0x0c, 0xcc, 0xcc, 0xcc];
+        let mut padded = cdp.to_vec();
+        padded.extend_from_slice(&[0x00, 0x01, 0x00, 0x08, b'x', b'x', b'x', b'x']);
+        let frames = [
+            eth(lldp_dst, &[], 0x88cc, lldpdu),
+            eth(lldp_dst, &[100], 0x88cc, lldpdu),
+            eth(cdp_dst, &[], cdp.len() as u16, &padded),
+            // Not LLDP's structure, and spanning tree's LLC: neither is claimed.
+            eth(lldp_dst, &[], 0x88cc, b"\x04\x02\x03\x01"),
+            eth(
+                [0x01, 0x80, 0xc2, 0, 0, 0],
+                &[],
+                38,
+                &[0x42, 0x42, 0x03, 0, 0, 0, 0, 0, 0],
+            ),
+        ];
+        let mut d = Dissector::default();
+        let out = run(&mut d, &frames);
+        assert_eq!(d.stats().app(Protocol::Lldp).recognised, 2);
+        assert_eq!(d.stats().app(Protocol::Cdp).recognised, 1);
+        assert_eq!(d.stats().app_errors(), 0);
+        let models: Vec<_> = out
+            .iter()
+            .filter(|e| e.field == Field::LldpMedModel)
+            .map(|e| (e.value.as_str(), e.endpoints.vlans.clone()))
+            .collect();
+        assert_eq!(models, [("WT-7", vec![]), ("WT-7", vec![100])]);
+        assert!(out.iter().all(|e| e.endpoints.src_mac == Some(MacAddr(src))
+            && e.endpoints.src_ip.is_none()
+            && e.direction == Direction::Unknown));
+        let platforms: Vec<_> = out
+            .iter()
+            .filter(|e| e.field == Field::CdpPlatform)
+            .map(|e| e.value.as_str())
+            .collect();
+        assert_eq!(platforms, ["WardTestTel WT-7"]);
+        // The padding (a device ID TLV past the length) was not read.
+        assert_eq!(
+            out.iter().filter(|e| e.field == Field::CdpDeviceId).count(),
+            1
+        );
+        // `tcpdump -i any` (Linux cooked v1) records the CDP frame with protocol 0x0004.
+        let mut sll = vec![0, 0, 0, 1, 0, 6];
+        sll.extend_from_slice(&src);
+        sll.extend_from_slice(&[0, 0, 0x00, 0x04]);
+        sll.extend_from_slice(cdp);
+        let f = frame::decode(LinkType::LinuxSll, &sll).unwrap();
+        let mut out = Vec::new();
+        d.process(9, &f, &mut out);
+        assert!(out
+            .iter()
+            .any(|e| e.field == Field::CdpPlatform && e.endpoints.src_mac == Some(MacAddr(src))));
     }
 }

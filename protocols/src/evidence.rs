@@ -85,6 +85,11 @@ protocols! {
     Dhcpv6 => "dhcpv6", patient_data: false;
     /// Unicast DNS (RFC 1035): names a device asks for, names a server answers for.
     Dns => "dns", patient_data: false;
+    /// LLDP (IEEE 802.1AB) with the LLDP-MED extensions (ANSI/TIA-1057): what a device
+    /// announces about itself to its link neighbour, over Ethernet with no IP layer.
+    Lldp => "lldp", patient_data: false;
+    /// Cisco Discovery Protocol (802.3 + LLC/SNAP): the same announcement, Cisco's way.
+    Cdp => "cdp", patient_data: false;
 }
 
 impl Protocol {
@@ -674,6 +679,117 @@ fields! {
     /// serves, not what it is: no identity, private.
     DnsAnsweredName => Dns, "dns.answered_name",
         Server, None, None, private;
+    // LLDP: an LLDPDU is a station's announcement of itself to its link neighbour (IEEE
+    // 802.1AB-2016 §8), sent to a multicast address that bridges do not forward: everything in
+    // it describes the sender. The values are set by the device's firmware or its network
+    // administrator, never by a patient-facing application; the LLDP-MED location TLV (a civic
+    // address or an emergency number) and every other organisationally specific TLV are
+    // skipped unread.
+    /// Chassis ID (TLV 1): a MAC as `aa:bb:cc:dd:ee:ff`, a network address as an IP, else the
+    /// text as sent (a chassis name or serial the firmware chose).
+    LldpChassisId => Lldp, "lldp.chassis_id",
+        Sender, None, None, vendor;
+    /// Chassis ID subtype, by its 802.1AB name: `chassis_component`, `interface_alias`,
+    /// `port_component`, `mac_address`, `network_address`, `interface_name`, `local`.
+    LldpChassisIdSubtype => Lldp, "lldp.chassis_id_subtype",
+        Sender, None, None, vendor;
+    /// Port ID (TLV 2): the sender's port, rendered like the chassis ID.
+    LldpPortId => Lldp, "lldp.port_id",
+        Sender, None, None, vendor;
+    /// Port ID subtype: `interface_alias`, `port_component`, `mac_address`, `network_address`,
+    /// `interface_name`, `agent_circuit_id`, `local`.
+    LldpPortIdSubtype => Lldp, "lldp.port_id_subtype",
+        Sender, None, None, vendor;
+    /// Time to live (TLV 3), seconds.
+    LldpTtl => Lldp, "lldp.ttl",
+        Sender, None, None, private;
+    /// Port description (TLV 4). Private: administrators describe ports by where they lead
+    /// (a room, a wall socket), which names the site.
+    LldpPortDescription => Lldp, "lldp.port_description",
+        Sender, None, None, private;
+    /// System name (TLV 5): the administratively assigned name, by convention the FQDN.
+    LldpSystemName => Lldp, "lldp.system_name",
+        Sender, Weak, HostName, vendor;
+    /// System description (TLV 6): hardware, OS and firmware, like SNMP's `sysDescr`.
+    LldpSystemDescription => Lldp, "lldp.system_description",
+        Sender, None, None, vendor;
+    /// System capabilities (TLV 7), one fact per capability the system has, by its 802.1AB
+    /// name: `other`, `repeater`, `bridge`, `wlan_access_point`, `router`, `telephone`,
+    /// `docsis_cable_device`, `station_only`, `c_vlan`, `s_vlan`, `two_port_mac_relay`.
+    LldpSystemCapabilities => Lldp, "lldp.system_capabilities",
+        Sender, None, TypeHint, vendor;
+    /// Enabled capabilities (TLV 7), one fact per capability, named as above.
+    LldpEnabledCapabilities => Lldp, "lldp.enabled_capabilities",
+        Sender, None, TypeHint, vendor;
+    /// Management address (TLV 8): an IPv4/IPv6 address as text, else lowercase hex. A fact,
+    /// not one of the device's addresses: it is claimed, not observed, and often lives on a
+    /// management network other than the one the frame came from. Private: a site address.
+    LldpManagementAddress => Lldp, "lldp.management_address",
+        Sender, None, None, private;
+    /// LLDP-MED device class (TIA-1057 §10.2.2.2): `generic_endpoint` (class I),
+    /// `media_endpoint` (II), `communication_endpoint` (III, IP phones),
+    /// `network_connectivity` (switches, access points).
+    LldpMedDeviceClass => Lldp, "lldp.med_device_class",
+        Sender, None, TypeHint, vendor;
+    /// LLDP-MED capabilities, one fact each: `capabilities`, `network_policy`, `location`,
+    /// `power_pse`, `power_pd`, `inventory`.
+    LldpMedCapabilities => Lldp, "lldp.med_capabilities",
+        Sender, None, None, vendor;
+    /// LLDP-MED inventory hardware revision.
+    LldpMedHardwareRevision => Lldp, "lldp.med_hardware_revision",
+        Sender, None, None, vendor;
+    /// LLDP-MED inventory firmware revision.
+    LldpMedFirmwareRevision => Lldp, "lldp.med_firmware_revision",
+        Sender, None, SoftwareVersion, vendor;
+    /// LLDP-MED inventory software revision.
+    LldpMedSoftwareRevision => Lldp, "lldp.med_software_revision",
+        Sender, None, SoftwareVersion, vendor;
+    /// LLDP-MED inventory serial number: the device's serial.
+    LldpMedSerial => Lldp, "lldp.med_serial",
+        Sender, Serial, Serial, vendor;
+    /// LLDP-MED inventory manufacturer name.
+    LldpMedManufacturer => Lldp, "lldp.med_manufacturer",
+        Sender, None, Manufacturer, vendor;
+    /// LLDP-MED inventory model name.
+    LldpMedModel => Lldp, "lldp.med_model",
+        Sender, None, Model, vendor;
+    /// LLDP-MED inventory asset ID: the site's (or manufacturer's) asset tag, unique per
+    /// device like a serial, so identity-grade; placeholder values are refused as for serials.
+    LldpMedAssetId => Lldp, "lldp.med_asset_id",
+        Sender, Serial, Serial, vendor;
+
+    // CDP: like LLDP, a multicast announcement of the sender about itself (Cisco's CDP
+    // specification, as in Wireshark's packet-cdp.c); other TLVs (VTP domain, power, the
+    // appliance VLAN of a phone) are skipped unread.
+    /// Device ID (TLV 0x0001): the configured host name (a serial on some appliances).
+    CdpDeviceId => Cdp, "cdp.device_id",
+        Sender, Weak, HostName, vendor;
+    /// Platform (TLV 0x0006): the hardware model (`cisco WS-C2960-24TT-L`, `Cisco IP Phone
+    /// 7965`).
+    CdpPlatform => Cdp, "cdp.platform",
+        Sender, None, Model, vendor;
+    /// Software version (TLV 0x0005), its first line only (`Cisco IOS Software, C2960 Software
+    /// (C2960-LANBASEK9-M), Version 15.0(2)SE11, RELEASE SOFTWARE (fc3)`): the rest is a
+    /// copyright banner.
+    CdpSoftwareVersion => Cdp, "cdp.software_version",
+        Sender, None, SoftwareVersion, vendor;
+    /// Port ID (TLV 0x0003): the sender's interface (`GigabitEthernet0/1`).
+    CdpPortId => Cdp, "cdp.port_id",
+        Sender, None, None, vendor;
+    /// Capabilities (TLV 0x0004), one fact each: `router`, `trans_bridge`,
+    /// `source_route_bridge`, `switch`, `host`, `igmp`, `repeater`, `phone`, `remote`,
+    /// `cvta`, `mac_relay`.
+    CdpCapabilities => Cdp, "cdp.capabilities",
+        Sender, None, TypeHint, vendor;
+    /// An IPv4/IPv6 address of the Addresses TLV (0x0002). Private: a site address.
+    CdpAddress => Cdp, "cdp.address",
+        Sender, None, None, private;
+    /// An IPv4/IPv6 address of the Management Addresses TLV (0x0016). Private.
+    CdpManagementAddress => Cdp, "cdp.management_address",
+        Sender, None, None, private;
+    /// Native VLAN of the sender's port (TLV 0x000a), decimal. Private: site configuration.
+    CdpNativeVlan => Cdp, "cdp.native_vlan",
+        Sender, None, None, private;
 }
 
 impl Field {

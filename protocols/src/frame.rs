@@ -141,6 +141,19 @@ pub enum Transport<'a> {
     Udp(UdpDatagram<'a>),
 }
 
+/// The payload of a frame whose network layer is neither IP nor ARP, after the link header and
+/// any VLAN tags: what the link-layer decoders of [`crate::registry`] (LLDP, CDP) read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkPayload<'a> {
+    /// The innermost EtherType, or for an IEEE 802.3 frame its length field (≤ 1500: the
+    /// payload then begins with an 802.2 LLC header). In a Linux cooked capture, the protocol
+    /// field; for its 802.2 LLC frames (protocol 0x0004) the captured payload's length, as the
+    /// 802.3 header would have said.
+    pub ether_type: u16,
+    /// The bytes after it, as captured.
+    pub payload: &'a [u8],
+}
+
 /// A decoded frame: every layer that was complete in the capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame<'a> {
@@ -154,6 +167,9 @@ pub struct Frame<'a> {
     pub net: Net,
     /// Transport layer.
     pub transport: Transport<'a>,
+    /// For a frame with no IP or ARP layer ([`Net::None`]), its EtherType (or 802.3 length) and
+    /// payload, for the link-layer decoders; `None` otherwise.
+    pub link: Option<LinkPayload<'a>>,
     /// Where lax decoding stopped short, if it did (a truncated or malformed inner header).
     pub stopped: Option<DecodeError>,
 }
@@ -314,12 +330,10 @@ pub fn decode(link: LinkType, data: &[u8]) -> Result<Frame<'_>, DecodeError> {
                 data.get(field::SLL_ADDR),
             );
             let proto = be16(data, field::SLL_PROTOCOL).unwrap_or(0);
+            let payload = data.get(field::SLL_HEADER_LEN..).unwrap_or(&[]);
             let mut frame = Frame::empty(src, None);
-            from_ether_type(
-                &mut frame,
-                proto,
-                data.get(field::SLL_HEADER_LEN..).unwrap_or(&[]),
-            );
+            from_ether_type(&mut frame, proto, payload);
+            cooked_llc(&mut frame, proto, payload);
             Ok(frame)
         }
         LinkType::LinuxSll2 => {
@@ -337,12 +351,10 @@ pub fn decode(link: LinkType, data: &[u8]) -> Result<Frame<'_>, DecodeError> {
                 data.get(field::SLL2_ADDR),
             );
             let proto = be16(data, field::SLL2_PROTOCOL).unwrap_or(0);
+            let payload = data.get(field::SLL2_HEADER_LEN..).unwrap_or(&[]);
             let mut frame = Frame::empty(src, None);
-            from_ether_type(
-                &mut frame,
-                proto,
-                data.get(field::SLL2_HEADER_LEN..).unwrap_or(&[]),
-            );
+            from_ether_type(&mut frame, proto, payload);
+            cooked_llc(&mut frame, proto, payload);
             Ok(frame)
         }
         LinkType::RawIp => from_ip(data, 0),
@@ -365,6 +377,7 @@ impl Frame<'_> {
             vlans: Vlans::default(),
             net: Net::None,
             transport: Transport::None,
+            link: None,
             stopped: None,
         }
     }
@@ -439,7 +452,16 @@ fn from_ether_type<'a>(frame: &mut Frame<'a>, mut ty: u16, mut data: &'a [u8]) {
             arp(frame, data);
             Ok(())
         }
-        _ => Ok(()),
+        // Neither IP nor ARP (LLDP, an 802.3 length with LLC, …): offered to the link-layer
+        // decoders. Only these frames: looking at every IP frame's payload would cost the hot
+        // path for nothing.
+        _ => {
+            frame.link = Some(LinkPayload {
+                ether_type: ty,
+                payload: data,
+            });
+            Ok(())
+        }
     };
     if let Err(layer) = result {
         frame.stopped = Some(stopped(layer));
@@ -620,6 +642,24 @@ fn transport<'a>(
         _ => {}
     }
     Ok(())
+}
+
+/// `LINUX_SLL_P_802_2`: the cooked header's protocol for an 802.3 frame with an LLC header.
+const SLL_P_802_2: u16 = 0x0004;
+
+/// A cooked capture records an 802.3 frame (CDP, spanning tree) with protocol
+/// [`SLL_P_802_2`] instead of its length field: give the link-layer decoders the length an
+/// Ethernet header would have carried, so they see such frames as they see 802.3 frames.
+fn cooked_llc<'a>(frame: &mut Frame<'a>, proto: u16, payload: &'a [u8]) {
+    if proto == SLL_P_802_2 && frame.net == Net::None {
+        let len = payload
+            .len()
+            .min(usize::from(crate::registry::MAX_8023_LENGTH));
+        frame.link = Some(LinkPayload {
+            ether_type: u16::try_from(len).unwrap_or(0),
+            payload,
+        });
+    }
 }
 
 fn cooked_mac(arphrd: Option<u16>, len: Option<usize>, addr: Option<&[u8]>) -> Option<MacAddr> {
@@ -1011,5 +1051,70 @@ mod tests {
                 let _ = decode(lt, &bytes);
             }
         }
+    }
+
+    /// A frame with no IP or ARP layer exposes its type/length field and payload for the
+    /// link-layer decoders: an LLDP EtherType, behind a VLAN tag, an 802.3 length, and the
+    /// cooked captures' protocol field. IP frames do not.
+    #[test]
+    fn non_ip_frames_expose_their_link_payload() {
+        let lldpdu = include_bytes!("../testdata/lldp/lldpd-med.bin");
+        let mut eth = vec![
+            0x01, 0x80, 0xc2, 0, 0, 0x0e, 0x02, 0x57, 0x41, 0x52, 0x44, 0x1d,
+        ];
+        let mut tagged = eth.clone();
+        eth.extend_from_slice(&[0x88, 0xcc]);
+        eth.extend_from_slice(lldpdu);
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x64, 0x88, 0xcc]);
+        tagged.extend_from_slice(lldpdu);
+        for (bytes, vlans) in [(&eth, &[][..]), (&tagged, &[100][..])] {
+            let f = decode(LinkType::Ethernet, bytes).unwrap();
+            assert_eq!(f.net, Net::None);
+            assert_eq!(f.vlans.as_slice(), vlans);
+            assert_eq!(
+                f.link,
+                Some(LinkPayload {
+                    ether_type: 0x88cc,
+                    payload: &lldpdu[..]
+                })
+            );
+            assert_eq!(f.src_mac.unwrap().to_string(), "02:57:41:52:44:1d");
+        }
+        let mut dot3 = vec![
+            0x01, 0x00, 0x0c, 0xcc, 0xcc, 0xcc, 0x02, 0, 0, 0, 0, 1, 0, 9,
+        ];
+        dot3.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0x0c, 0x20, 0, 2]);
+        let f = decode(LinkType::Ethernet, &dot3).unwrap();
+        assert_eq!(
+            f.link.map(|l| (l.ether_type, l.payload.len())),
+            Some((9, 9))
+        );
+        // SLL: protocol 0x0004 (802.2 LLC) as Linux records CDP, and 0x88cc.
+        let mut sll = vec![
+            0, 0, 0, 1, 0, 6, 0x02, 0x57, 0x41, 0x52, 0x44, 0x1d, 0, 0, 0x00, 0x04,
+        ];
+        sll.extend_from_slice(&dot3[14..]);
+        let f = decode(LinkType::LinuxSll, &sll).unwrap();
+        // The cooked protocol 0x0004 stands for an 802.3 length: the payload's.
+        assert_eq!(
+            f.link.map(|l| (l.ether_type, l.payload.len())),
+            Some((9, 9))
+        );
+        assert_eq!(f.src_mac.unwrap().to_string(), "02:57:41:52:44:1d");
+        let mut sll2 = vec![0x88, 0xcc, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6];
+        sll2.extend_from_slice(&[0x02, 0x57, 0x41, 0x52, 0x44, 0x1d, 0, 0]);
+        sll2.extend_from_slice(lldpdu);
+        let f = decode(LinkType::LinuxSll2, &sll2).unwrap();
+        assert_eq!(
+            f.link.map(|l| (l.ether_type, l.payload.len())),
+            Some((0x88cc, lldpdu.len()))
+        );
+        // An IP frame has no link payload for these decoders.
+        assert_eq!(
+            decode(LinkType::Ethernet, &tcp_eth(&[], b"x"))
+                .unwrap()
+                .link,
+            None
+        );
     }
 }

@@ -198,5 +198,13 @@ pub fn app(data: &[u8]) {
                 assert!(f.value.chars().count() <= crate::evidence::MAX_VALUE_CHARS);
             }
         }
+        Decode::Link { decode, .. } => {
+            let mut facts = Vec::new();
+            let _ = decode(rest, &mut facts);
+            for f in &facts {
+                assert_eq!(f.field.protocol(), app.protocol);
+                assert!(f.value.chars().count() <= crate::evidence::MAX_VALUE_CHARS);
+            }
+        }
     }
 }

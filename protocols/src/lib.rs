@@ -24,6 +24,7 @@
     )
 )]
 
+pub mod cdp;
 pub mod dhcp;
 pub mod dhcpv6;
 pub mod dicom;
@@ -36,6 +37,7 @@ pub mod frame;
 pub mod fuzz_harness;
 pub mod hl7;
 pub mod http;
+pub mod lldp;
 pub mod llmnr;
 pub mod mdns;
 pub mod nbns;

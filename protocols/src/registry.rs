@@ -4,7 +4,8 @@
 //! [`Protocol`] id, a structure probe over the first bytes of a stream direction or of a
 //! datagram (certain / unsure / not mine), an optional resynchronisation for streams picked up
 //! mid-conversation, and how to decode it — a constructor for its [`StreamDecoder`] (TCP) or a
-//! per-datagram function (UDP). [`crate::dissect`] walks [`REGISTRY`] and never names a protocol;
+//! per-datagram function (UDP), or a per-frame function for the link-layer protocols (LLDP,
+//! CDP) that travel in Ethernet frames with no IP layer at all. [`crate::dissect`] walks [`REGISTRY`] and never names a protocol;
 //! adding one is a module, its rows in [`crate::evidence`] and a line here (see
 //! `docs/adding-a-protocol.md`).
 //!
@@ -15,7 +16,8 @@
 use crate::error::DecodeError;
 use crate::evidence::{Direction, Fact, Protocol};
 use crate::{
-    dhcp, dhcpv6, dicom, dns, hl7, http, llmnr, mdns, nbns, snmp, ssdp, ssh, tls, StreamDecoder,
+    cdp, dhcp, dhcpv6, dicom, dns, hl7, http, lldp, llmnr, mdns, nbns, snmp, ssdp, ssh, tls,
+    StreamDecoder,
 };
 
 /// Every registered decoder, in probe order: when two could claim the same bytes, the first
@@ -33,6 +35,8 @@ pub const REGISTRY: &[&AppDecoder] = &[
     &llmnr::DECODER,
     &nbns::DECODER,
     &dhcpv6::DECODER,
+    &lldp::DECODER,
+    &cdp::DECODER,
     // Last of the DNS-format protocols: mDNS, LLMNR and NetBIOS claim their datagrams first.
     &dns::DECODER,
 ];
@@ -67,6 +71,36 @@ pub enum Transport {
     Tcp,
     /// UDP: each datagram on its own.
     Udp,
+    /// Directly over the link layer (no IP): each frame on its own.
+    Link,
+}
+
+/// Which frames a link-layer decoder is offered: the link-layer analogue of a transport.
+///
+/// An EtherType is the protocol's own registered identifier (IEEE assigns 0x88cc to LLDP), not a
+/// site-chosen port, so selecting on it is not port-based detection; the decoder's probe still
+/// checks the payload's structure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkFrames {
+    /// Ethernet II frames (behind any VLAN tags) of this EtherType.
+    EtherType(u16),
+    /// IEEE 802.3 frames, whose type field is a length (≤ 1500): the payload, cut to that
+    /// length, begins with an 802.2 LLC header (and for SNAP, the OUI and protocol id that
+    /// name the protocol).
+    Llc,
+}
+
+/// Largest 802.3 length field; larger values of the type/length field are EtherTypes.
+pub const MAX_8023_LENGTH: u16 = 1500;
+
+impl LinkFrames {
+    /// Whether a frame with this type/length field is offered to the decoder.
+    pub const fn accepts(self, ether_type: u16) -> bool {
+        match self {
+            LinkFrames::EtherType(t) => t == ether_type,
+            LinkFrames::Llc => ether_type <= MAX_8023_LENGTH,
+        }
+    }
 }
 
 /// Finds the offset of the next message start in a stream's buffered bytes.
@@ -86,6 +120,15 @@ pub enum Decode {
         /// client's): datagrams have no handshake to tell.
         direction: fn(payload: &[u8]) -> Direction,
     },
+    /// A link-layer protocol: each frame's payload decoded on its own. There is no direction
+    /// (the frames are multicast announcements; every fact describes the sender).
+    Link {
+        /// The frames it is offered.
+        frames: LinkFrames,
+        /// Extracts the facts of one frame's payload (from after the type/length field) into
+        /// `out`; facts found before a malformed part are kept and the error returned.
+        decode: fn(payload: &[u8], out: &mut Vec<Fact>) -> Result<(), DecodeError>,
+    },
 }
 
 impl core::fmt::Debug for Decode {
@@ -93,6 +136,7 @@ impl core::fmt::Debug for Decode {
         f.write_str(match self {
             Decode::Stream(_) => "Stream",
             Decode::Datagram { .. } => "Datagram",
+            Decode::Link { .. } => "Link",
         })
     }
 }
@@ -120,6 +164,7 @@ impl AppDecoder {
         match self.decode {
             Decode::Stream(_) => Transport::Tcp,
             Decode::Datagram { .. } => Transport::Udp,
+            Decode::Link { .. } => Transport::Link,
         }
     }
 }
@@ -185,6 +230,27 @@ pub fn probe_datagram(payload: &[u8]) -> Option<&'static AppDecoder> {
         .copied()
         .filter(|d| d.transport() == Transport::Udp)
         .find(|d| (d.probe)(payload) == Probe::Certain)
+}
+
+/// The first link-layer decoder that accepts a frame with this type/length field and whose
+/// probe is certain of `payload`, with the payload it decodes (an 802.3 frame's cut to its length
+/// field, so Ethernet padding is not read as protocol data).
+pub fn probe_link(ether_type: u16, payload: &[u8]) -> Option<(&'static AppDecoder, &[u8])> {
+    let payload = if ether_type <= MAX_8023_LENGTH {
+        payload.get(..usize::from(ether_type)).unwrap_or(payload)
+    } else {
+        payload
+    };
+    REGISTRY
+        .iter()
+        .copied()
+        .find(|d| match d.decode {
+            Decode::Link { frames, .. } => {
+                frames.accepts(ether_type) && (d.probe)(payload) == Probe::Certain
+            }
+            _ => false,
+        })
+        .map(|d| (d, payload))
 }
 
 #[cfg(test)]
@@ -257,5 +323,36 @@ mod tests {
         );
         // Structure, not ports: no probe sees a port, and a DHCP message is not a stream.
         assert!(matches!(probe_stream(&dhcp), StreamVerdict::NoneMine));
+    }
+
+    /// Link-layer decoders are offered frames by EtherType or 802.3 length, then probed by
+    /// structure; datagrams and streams never reach them.
+    #[test]
+    fn link_decoders_answer_for_their_frames_only() {
+        let lldpdu = include_bytes!("../testdata/lldp/lldpd-med.bin");
+        let cdp = include_bytes!("../testdata/cdp/lldpd-v2.bin");
+        assert_eq!(
+            probe_link(lldp::ETHER_TYPE, lldpdu).map(|(d, _)| d.protocol),
+            Some(Protocol::Lldp)
+        );
+        let len = cdp.len() as u16;
+        assert_eq!(
+            probe_link(len, cdp).map(|(d, p)| (d.protocol, p.len())),
+            Some((Protocol::Cdp, cdp.len()))
+        );
+        // LLDP bytes under another EtherType, CDP bytes as an Ethernet II payload: not theirs.
+        assert!(probe_link(0x0800, lldpdu).is_none());
+        assert!(probe_link(0x88cc, cdp).is_none());
+        assert!(probe_datagram(lldpdu).is_none());
+        assert!(probe_datagram(cdp).is_none());
+        assert!(!matches!(probe_stream(cdp), StreamVerdict::Found(_)));
+        assert_eq!(
+            REGISTRY
+                .iter()
+                .filter(|d| d.transport() == Transport::Link)
+                .map(|d| d.protocol)
+                .collect::<Vec<_>>(),
+            [Protocol::Lldp, Protocol::Cdp]
+        );
     }
 }

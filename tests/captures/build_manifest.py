@@ -190,6 +190,22 @@ DNS_FACTS = [
     ("dns.answered_name", "relay.wardtestmed.example"),
 ]
 
+# lldpd with LLDP-MED class III and CDPv2 (generate.sh scenario_lldp).
+LLDP_FACTS = [
+    ("lldp.chassis_id", "02:57:41:52:44:1d"), ("lldp.chassis_id_subtype", "mac_address"),
+    ("lldp.system_name", "wardtest-phone7.example"),
+    ("lldp.system_description", "WardTestTel WT-7 IP Phone, firmware FW-2024.3"),
+    ("lldp.enabled_capabilities", "telephone"), ("lldp.management_address", "192.0.2.10"),
+    ("lldp.med_device_class", "communication_endpoint"),
+    ("lldp.med_hardware_revision", "HW-B2"), ("lldp.med_firmware_revision", "FW-2024.3"),
+    ("lldp.med_software_revision", "7.4.1"), ("lldp.med_serial", "WT7-000042"),
+    ("lldp.med_manufacturer", "WardTestTel"), ("lldp.med_model", "WT-7"),
+    ("lldp.med_asset_id", "ASSET-7781"),
+    ("cdp.device_id", "wardtest-phone7.example"), ("cdp.platform", "WardTestTel WT-7"),
+    ("cdp.software_version", "WardTestTel WT-7 IP Phone, firmware FW-2024.3"),
+    ("cdp.address", "192.0.2.10"),
+]
+
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
          canaries=DCMTK_CANARIES),
@@ -241,6 +257,9 @@ GENERATED = [
          no_patient_data="LLMNR: host names queried and answered, no other content"),
     dict(file="nbns.pcap", nbns=True, expect=NBNS_FACTS, canaries=[],
          no_patient_data="NetBIOS name service: names and addresses only"),
+    dict(file="lldp.pcap", lldp=True, expect=LLDP_FACTS, canaries=[],
+         no_patient_data="LLDP/LLDP-MED and CDP: a device's announcement of its own identity to "
+                         "its link neighbour"),
     dict(file="dhcpv6.pcap", dhcpv6=True, expect=DHCPV6_FACTS, expect_fields=["dhcpv6.duid"],
          canaries=[], no_patient_data="DHCPv6: identifiers, vendor class and a host name only"),
     dict(file="dns.pcap", dns=True, expect=DNS_FACTS, canaries=[],
@@ -774,6 +793,101 @@ def snmp_facts(path):
     return facts
 
 
+# --------------------------------------------------------------- LLDP ----
+LLDP_CHASSIS_SUBTYPES = ["chassis_component", "interface_alias", "port_component", "mac_address",
+                         "network_address", "interface_name", "local"]
+LLDP_PORT_SUBTYPES = ["interface_alias", "port_component", "mac_address", "network_address",
+                      "interface_name", "agent_circuit_id", "local"]
+LLDP_CAPABILITIES = ["other", "repeater", "bridge", "wlan_access_point", "router", "telephone",
+                     "docsis_cable_device", "station_only", "c_vlan", "s_vlan",
+                     "two_port_mac_relay"]
+LLDP_MED_CAPABILITIES = ["capabilities", "network_policy", "location", "power_pse", "power_pd",
+                         "inventory"]
+LLDP_MED_CLASSES = ["generic_endpoint", "media_endpoint", "communication_endpoint",
+                    "network_connectivity"]
+LLDP_MED_INVENTORY = [("lldp.media.hardware", "lldp.med_hardware_revision"),
+                      ("lldp.media.firmware", "lldp.med_firmware_revision"),
+                      ("lldp.media.software", "lldp.med_software_revision"),
+                      ("lldp.media.sn", "lldp.med_serial"),
+                      ("lldp.media.manufacturer", "lldp.med_manufacturer"),
+                      ("lldp.media.model", "lldp.med_model"),
+                      ("lldp.media.asset", "lldp.med_asset_id")]
+CDP_CAPABILITIES = ["router", "trans_bridge", "source_route_bridge", "switch", "host", "igmp",
+                    "repeater", "phone", "remote", "cvta", "mac_relay"]
+
+
+def bit_names(hexval, names):
+    bits = int(hexval, 16)
+    return [n for i, n in enumerate(names) if bits & (1 << i)]
+
+
+def lldp_facts(path):
+    """What each LLDPDU says about its sender, from tshark's LLDP dissector, named and
+    rendered as ward renders them (subtypes and capability bits by their 802.1AB / TIA-1057
+    names)."""
+    cols = ["lldp.chassis.subtype", "lldp.chassis.id.mac", "lldp.chassis.id", "lldp.port.subtype",
+            "lldp.port.id.mac", "lldp.port.id", "lldp.time_to_live", "lldp.port.desc",
+            "lldp.tlv.system.name", "lldp.tlv.system.desc", "lldp.tlv.system_cap",
+            "lldp.tlv.enable_system_cap", "lldp.mgn.addr.ip4", "lldp.mgn.addr.ip6",
+            "lldp.media.subtype.caps", "lldp.media.subtype.class"] + [c for c, _ in LLDP_MED_INVENTORY]
+    args = ["-Y", "lldp", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=\x1f"]
+    for c in cols:
+        args += ["-e", c]
+    facts = []
+    for row in tshark(path, *args).splitlines():
+        v = dict(zip(cols, [c.split("\x1f") if c else [] for c in (row.split("\t") + [""] * len(cols))[:len(cols)]]))
+        for sub_col, mac_col, id_col, names, id_field, sub_field in (
+                ("lldp.chassis.subtype", "lldp.chassis.id.mac", "lldp.chassis.id", LLDP_CHASSIS_SUBTYPES,
+                 "lldp.chassis_id", "lldp.chassis_id_subtype"),
+                ("lldp.port.subtype", "lldp.port.id.mac", "lldp.port.id", LLDP_PORT_SUBTYPES,
+                 "lldp.port_id", "lldp.port_id_subtype")):
+            for sub in v[sub_col]:
+                facts.append((sub_field, names[int(sub) - 1]))
+            ids = v[id_col]
+            # tshark shows a locally assigned (subtype 7) ID as hex bytes; ward reads the text.
+            if v[sub_col] == ["7"]:
+                ids = [bytes.fromhex(x.replace(":", "")).decode("latin-1") for x in ids]
+            facts += [(id_field, x) for x in v[mac_col] + ids]
+        facts += [("lldp.ttl", x) for x in v["lldp.time_to_live"]]
+        facts += [("lldp.port_description", x) for x in v["lldp.port.desc"]]
+        facts += [("lldp.system_name", x) for x in v["lldp.tlv.system.name"]]
+        facts += [("lldp.system_description", x) for x in v["lldp.tlv.system.desc"]]
+        for x in v["lldp.tlv.system_cap"]:
+            facts += [("lldp.system_capabilities", n) for n in bit_names(x, LLDP_CAPABILITIES)]
+        for x in v["lldp.tlv.enable_system_cap"]:
+            facts += [("lldp.enabled_capabilities", n) for n in bit_names(x, LLDP_CAPABILITIES)]
+        facts += [("lldp.management_address", x) for x in v["lldp.mgn.addr.ip4"] + v["lldp.mgn.addr.ip6"]]
+        for x in v["lldp.media.subtype.caps"]:
+            facts += [("lldp.med_capabilities", n) for n in bit_names(x, LLDP_MED_CAPABILITIES)]
+        facts += [("lldp.med_device_class", LLDP_MED_CLASSES[int(x) - 1]) for x in v["lldp.media.subtype.class"]]
+        for col, field in LLDP_MED_INVENTORY:
+            facts += [(field, x) for x in v[col]]
+    return facts
+
+
+def cdp_facts(path):
+    """What each CDP message says about its sender, from tshark's CDP dissector; the software
+    version's first line, capability bits by name."""
+    cols = ["cdp.deviceid", "cdp.portid", "cdp.platform", "cdp.software_version",
+            "cdp.capabilities", "cdp.native_vlan", "cdp.nrgyz.ip_address"]
+    args = ["-Y", "cdp", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=\x1f"]
+    for c in cols:
+        args += ["-e", c]
+    facts = []
+    for row in tshark(path, *args).splitlines():
+        v = dict(zip(cols, [c.split("\x1f") if c else [] for c in (row.split("\t") + [""] * len(cols))[:len(cols)]]))
+        facts += [("cdp.device_id", x) for x in v["cdp.deviceid"]]
+        facts += [("cdp.address", x) for x in v["cdp.nrgyz.ip_address"]]
+        facts += [("cdp.port_id", x) for x in v["cdp.portid"]]
+        for x in v["cdp.capabilities"]:
+            facts += [("cdp.capabilities", n) for n in bit_names(x, CDP_CAPABILITIES)]
+        # tshark shows each line of the version as one occurrence; ward keeps the first line.
+        facts += [("cdp.software_version", x) for x in v["cdp.software_version"][:1]]
+        facts += [("cdp.platform", x) for x in v["cdp.platform"]]
+        facts += [("cdp.native_vlan", x) for x in v["cdp.native_vlan"]]
+    return facts
+
+
 # --------------------------------------------------------------- SSDP ----
 def ssdp_facts(path):
     """What each NOTIFY and search response says about its sender, from tshark's SSDP
@@ -1109,6 +1223,8 @@ def build(fixdir, spec, generated):
         facts += dhcpv6_facts(path)
     if spec.get("dns"):
         facts += dns_facts(path)
+    if spec.get("lldp"):
+        facts += lldp_facts(path) + cdp_facts(path)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports

@@ -10,7 +10,7 @@
 # (dcmtk, pynetdicom, hl7apy's MLLP server, the `hl7` package's mllp_send,
 # dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH, openssl s_server/s_client,
 # Samba's nmblookup, raw-socket LLMNR/NetBIOS peers, minidlna and async-upnp-client's
-# upnp-client, dig against dnsmasq), records each scenario with tcpdump and writes the
+# upnp-client, dig against dnsmasq, lldpd), records each scenario with tcpdump and writes the
 # pcaps plus manifest.json.  No traffic ever leaves the namespaces: they have
 # no link to the host's network and no default route.
 #
@@ -100,7 +100,7 @@ find_python() {
 PY=$(find_python) || die "no python3 with pynetdicom, hl7apy, hl7 and cryptography (pip install pynetdicom hl7apy hl7 cryptography); set PYTHON=..."
 MLLP_SEND=$(dirname "$PY")/mllp_send
 [[ -x $MLLP_SEND ]] || die "mllp_send (pip package hl7) not found next to $PY"
-for t in tcpdump tshark editcap capinfos dnsmasq ethtool dhclient curl ssh ssh-keygen openssl timeout nmblookup dig; do
+for t in tcpdump tshark editcap capinfos dnsmasq ethtool dhclient curl ssh ssh-keygen openssl timeout nmblookup dig lldpd lldpcli; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
 MINIDLNAD=$(command -v minidlnad || echo /usr/sbin/minidlnad)
@@ -412,6 +412,53 @@ scenario_nbns() {
         || die "nmblookup got no answer: $(cat "$WORK/nmblookup.log")"
     cap_stop
     stop_all_bg
+}
+
+scenario_lldp() {
+    # lldpd (Debian's 1.0.16) in the device namespace announces a fictional IP phone: LLDP with
+    # LLDP-MED (-M 3: class III, communication device endpoint) and its inventory TLVs, and CDP
+    # (-ccc: CDPv2 sent although no CDP peer is seen; -l: LLDP sent beside it). System name,
+    # description, CDP platform and the inventory come from lldpcli commands in the -O file.
+    # The server side only records: LLDP and CDP are one-way announcements.
+    ns_up 02:57:41:52:44:1d
+    addr "$NS_A" "$IF_A" "$IP_A/24"
+    # lldpcli (which applies the -O file and answers on the control socket) drops to the
+    # _lldpd user: the file and socket live in a directory it can traverse, not in $WORK (0700).
+    local ldir
+    ldir=$(mktemp -d /tmp/ward-lldpd.XXXXXX)
+    chmod 755 "$ldir"
+    cat >"$ldir/lldpd.conf" <<EOC
+configure system hostname wardtest-phone7.example
+configure system description "WardTestTel WT-7 IP Phone, firmware FW-2024.3"
+configure system platform "WardTestTel WT-7"
+configure inventory hardware-revision "HW-B2"
+configure inventory firmware-revision "FW-2024.3"
+configure inventory software-revision "7.4.1"
+configure inventory serial-number "WT7-000042"
+configure inventory manufacturer "WardTestTel"
+configure inventory model "WT-7"
+configure inventory asset "ASSET-7781"
+configure lldp tx-interval 1
+EOC
+    cap_start "$NS_B" "$IF_B" lldp.pcap ether proto 0x88cc or ether dst 01:00:0c:cc:cc:cc
+    bg "$NS_A" lldpd lldpd -d -l -ccc -M 3 -I "$IF_A" -C "$IF_A" -m "$IP_A" \
+        -u "$ldir/lldpd.sock" -O "$ldir/lldpd.conf"
+    local ld=$LAST_BG i
+    # Two announcements of each protocol, then a clean stop (lldpd's shutdown LLDPDU, TTL 0).
+    for i in $(seq 1 100); do
+        [[ $(nsx "$NS_A" lldpcli -u "$ldir/lldpd.sock" show statistics summary 2>/dev/null \
+            | awk '/Transmitted/ {print $NF}') -ge 4 ]] && break
+        kill -0 "$ld" 2>/dev/null || break
+        sleep 0.1
+    done
+    stop_bg "$ld"
+    cap_stop
+    stop_all_bg
+    rm -rf "$ldir"
+    [[ $(tcpdump -r "$STAGE/lldp.pcap" -n 'ether proto 0x88cc' 2>/dev/null | wc -l) -ge 2 ]] \
+        || die "lldpd sent no LLDP: $(cat "$WORK/lldpd.log")"
+    [[ $(tcpdump -r "$STAGE/lldp.pcap" -n 'ether dst 01:00:0c:cc:cc:cc' 2>/dev/null | wc -l) -ge 1 ]] \
+        || die "lldpd sent no CDP: $(cat "$WORK/lldpd.log")"
 }
 
 DCM_CT=( -aet WARD_CT01 )
@@ -758,7 +805,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6 dns)
+           dicom_sll dhcp http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6 dns lldp)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"

@@ -90,6 +90,12 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
         "B. Braun",
     ),
     (
+        "lldp.pcap",
+        "mac:02:57:41:52:44:1d",
+        "mobile_device",
+        "WardTestTel",
+    ),
+    (
         "public/HL7-ADT-UDI-OBX.pcap",
         "mac:00:03:b1:b5:b6:48",
         "infusion_pump",
@@ -196,6 +202,34 @@ fn upnp_description_describes_the_device_that_served_it() {
         .matches
         .iter()
         .any(|m| m.rule == "ssdp.description.model" && m.field == "ssdp.model_name"));
+}
+
+/// lldpd's phone is known only from LLDP and CDP frames, which have no IP layer: the device is
+/// keyed by its source MAC, gets model and software from its LLDP-MED inventory, and its
+/// management address stays a fact (claimed, not observed), not one of its addresses. The
+/// multicast destinations are no devices.
+#[test]
+fn a_device_seen_only_by_lldp_and_cdp_is_keyed_by_its_mac() {
+    let devs = devices("lldp.pcap");
+    assert_eq!(
+        devs.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(),
+        ["mac:02:57:41:52:44:1d"]
+    );
+    let d = &devs[0];
+    let c = d.classification.as_ref().unwrap();
+    assert_eq!(c.model.as_deref(), Some("WT-7"), "{c:#?}");
+    assert_eq!(c.software_version.as_deref(), Some("7.4.1"));
+    assert!(d.addresses.is_empty(), "{:?}", d.addresses);
+    let fact = |name: &str| {
+        d.facts
+            .iter()
+            .filter(|f| f.field.name() == name)
+            .map(|f| f.value.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(fact("lldp.management_address"), ["192.0.2.10"]);
+    assert_eq!(fact("lldp.med_serial"), ["WT7-000042"]);
+    assert_eq!(fact("cdp.platform"), ["WardTestTel WT-7"]);
 }
 
 /// Every fixture's device records, as JSON and as `Debug`, hold no canary of any fixture

@@ -115,6 +115,27 @@ fn main() {
             }
         }
     }
+    // app: the link-layer decoders' captured payloads after their registry selector (LLDP 12,
+    // CDP 13), named `<protocol>-<testdata stem>-sel<n>.seed`.
+    for (sub, sel) in [("lldp", 12u8), ("cdp", 13u8)] {
+        let Ok(rd) = fs::read_dir(testdata.join(sub)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) == Some("bin") {
+                let mut seed = vec![sel];
+                seed.extend_from_slice(&fs::read(&p).unwrap());
+                let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+                write(
+                    &out.join("app"),
+                    &format!("{sub}-{name}-sel{sel}.seed"),
+                    &seed,
+                );
+                n += 1;
+            }
+        }
+    }
     // dhcp: every UDP 67/68 payload in the fixtures.
     for cap in captures() {
         let stem = cap.file_stem().unwrap().to_string_lossy().into_owned();
