@@ -626,7 +626,7 @@ fields! {
     /// `MetadataVersion`: incremented when the provider's metadata changes.
     SdcMetadataVersion => Sdc, "sdc.metadata_version",
         Sender, None, None, private;
-    /// `sdc.cdc.type:` scope: the MDS device class code (`69642` for an MDC code, i.e.
+    /// `sdc.cdc.type:` scope: the MDS device class code (`69641` for an MDC code, i.e.
     /// MDC_DEV_ANALY_SAT_O2_MDS; `<coding system>#<code>` for another coding system).
     SdcDeviceClass => Sdc, "sdc.device_class",
         Sender, None, TypeHint, vendor;

@@ -865,7 +865,7 @@ fn scope_facts(scope: &[u8], facts: &mut Vec<Fact>) {
             return;
         }
         let cs = clean(&percent_decode(cs));
-        // MDC codes (the default coding system) as the bare code, so rules match `^69642$`;
+        // MDC codes (the default coding system) as the bare code, so rules match `^69641$`;
         // another coding system's codes keep it in front.
         let value = if cs.is_empty() || cs == MDC_OID {
             code
@@ -1011,19 +1011,15 @@ mod tests {
             values(b, Field::SdcType),
             ["dpws:Device", "mdpws:MedicalDevice"]
         );
-        assert_eq!(values(b, Field::SdcXaddr).len(), 1);
-        assert!(values(b, Field::SdcXaddr)[0].starts_with("http://192.0.2.10:"));
-        assert!(
-            !values(b, Field::SdcXaddr)[0].contains("5741524e5344"),
-            "path dropped"
-        );
+        // http://192.0.2.10:6464/5741524e534443008000574f58333030 on the wire: path dropped.
+        assert_eq!(values(b, Field::SdcXaddr), ["http://192.0.2.10:6464"]);
         assert_eq!(values(b, Field::SdcLocationFacility), ["WARDHOSP"]);
         assert_eq!(values(b, Field::SdcLocationBuilding), ["NorthWing"]);
         assert_eq!(values(b, Field::SdcLocationFloor), ["3"]);
         assert_eq!(values(b, Field::SdcLocationRoom), ["ICU-12"]);
         assert_eq!(values(b, Field::SdcLocationBed), ["Bed7"]);
         assert_eq!(values(b, Field::SdcLocationPointOfCare), ["ICU"]);
-        assert_eq!(values(b, Field::SdcDeviceClass), ["69642"]);
+        assert_eq!(values(b, Field::SdcDeviceClass), ["69641"]);
         assert_eq!(values(b, Field::SdcMetadataVersion), ["1"]);
     }
 

@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 
+HTTP_PORT = 6464
 EPR = uuid.UUID("5741524e-5344-4300-8000-574f58333030")  # "WARNSDC" + "WOX300"
 MODEL = dict(manufacturer="WardTestMed", manufacturer_url="http://wardtestmed.example",
              model_name="WardOx 300", model_number="WOX-300", model_url="http://wardtestmed.example/wox300",
@@ -38,16 +39,18 @@ MDIB = b"""<?xml version="1.0" encoding="UTF-8"?>
   <msg:Mdib SequenceId="urn:oid:1">
     <pm:MdDescription>
       <pm:Mds Handle="mds0" SafetyClassification="MedA">
-        <!-- MDC_DEV_ANALY_SAT_O2_MDS, ISO/IEEE 11073-10101 partition 1 code 4106 -->
-        <pm:Type Code="69642"/>
+        <!-- ISO/IEEE 11073-10101 partition 1: MDC_DEV_ANALY_SAT_O2 4104 (65536 + 4104 = 69640);
+             its MDS, VMD and channel are +1, +2, +3 (69642 MDC_DEV_ANALY_SAT_O2_VMD as in IHE
+             PCD-01 monitor messages) -->
+        <pm:Type Code="69641"/>
         <pm:SystemContext Handle="sc.mds0">
           <pm:PatientContext Handle="pc.mds0"/>
           <pm:LocationContext Handle="lc.mds0"/>
         </pm:SystemContext>
         <pm:Vmd Handle="vmd0" SafetyClassification="MedA">
-          <pm:Type Code="69643"/>
+          <pm:Type Code="69642"/>
           <pm:Channel Handle="ch0.vmd0" SafetyClassification="MedA">
-            <pm:Type Code="69644"/>
+            <pm:Type Code="69643"/>
             <pm:Metric Handle="spo2.ch0.vmd0" SafetyClassification="MedA"
                 xsi:type="pm:NumericMetricDescriptor" MetricCategory="Msrmt"
                 MetricAvailability="Cont" Resolution="1">
@@ -71,6 +74,15 @@ def provider(ip, seconds):
     from sdc11073.xml_types import pm_qnames as pm, pm_types
     from sdc11073.xml_types.dpws_types import ThisDeviceType, ThisModelType
 
+    from sdc11073.httpserver import httpserverimpl
+
+    # A fixed HTTP port (sdc11073 lets the OS choose one), so the XAddrs in the manifest are
+    # the same on every run.
+    class FixedPort(httpserverimpl._ThreadingHTTPServer):
+        def __init__(self, logger, addr, *args, **kwargs):
+            super().__init__(logger, (addr[0], HTTP_PORT), *args, **kwargs)
+
+    httpserverimpl._ThreadingHTTPServer = FixedPort
     wsd = wsdiscovery.WSDiscovery(ip)
     wsd.start()
     mdib = ProviderMdib.from_string(MDIB)
