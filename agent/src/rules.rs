@@ -155,6 +155,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:llmnr.toml", include_str!("../rules/llmnr.toml")),
     ("bundled:nbns.toml", include_str!("../rules/nbns.toml")),
     ("bundled:dhcpv6.toml", include_str!("../rules/dhcpv6.toml")),
+    ("bundled:sdc.toml", include_str!("../rules/sdc.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 
