@@ -1045,6 +1045,31 @@ mod tests {
         assert_eq!(direction(PROBE), Direction::FromClient);
     }
 
+    /// sdc11073's consumer found the provider by Probe alone; a ResolveMatches is the
+    /// captured ProbeMatches with the WS-Discovery 1.1 §6.2 names, a Resolve names the EPR it
+    /// looks for (the other device's, so it is not read).
+    #[test]
+    fn resolve_and_resolve_matches() {
+        let rm = core::str::from_utf8(PROBE_MATCHES)
+            .unwrap()
+            .replace("ProbeMatch", "ResolveMatch");
+        assert_eq!(kind(rm.as_bytes()), Ok(Kind::ResolveMatches));
+        assert_eq!(values(rm.as_bytes(), Field::SdcMessage), ["ResolveMatches"]);
+        announces_the_provider(rm.as_bytes());
+        let r = core::str::from_utf8(PROBE)
+            .unwrap()
+            .replace("Probe", "Resolve")
+            .replace(
+                "<wsd:Types",
+                "<wsa:EndpointReference><wsa:Address>urn:uuid:other</wsa:Address></wsa:EndpointReference><wsd:Types",
+            );
+        assert_eq!(
+            facts(r.as_bytes()),
+            [Fact::new(Field::SdcMessage, "Resolve")]
+        );
+        assert_eq!(direction(r.as_bytes()), Direction::FromClient);
+    }
+
     #[test]
     fn bye_names_the_endpoint() {
         let f = facts(BYE);
@@ -1131,6 +1156,15 @@ mod tests {
             facts(two.as_bytes()),
             [Fact::new(Field::SdcMessage, "ProbeMatches")]
         );
+    }
+
+    /// SDC carries patient data (BICEPS), so a provider in clear is a cleartext-PHI finding
+    /// under an encryption-required contract, although discovery carries none.
+    #[test]
+    fn sdc_is_a_patient_data_protocol_in_clear() {
+        assert!(Protocol::Sdc.carries_patient_data());
+        assert!(!Protocol::Sdc.encrypts_transport());
+        assert_eq!(DECODER.protocol, Protocol::Sdc);
     }
 
     #[test]
