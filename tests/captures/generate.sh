@@ -9,7 +9,8 @@
 # peers in them
 # (dcmtk, pynetdicom, hl7apy's MLLP server, the `hl7` package's mllp_send,
 # dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH, openssl s_server/s_client,
-# Samba's nmblookup, raw-socket LLMNR/NetBIOS peers), records each scenario with tcpdump and writes the
+# Samba's nmblookup, raw-socket LLMNR/NetBIOS peers, sdc11073's SDC provider and consumer),
+# records each scenario with tcpdump and writes the
 # pcaps plus manifest.json.  No traffic ever leaves the namespaces: they have
 # no link to the host's network and no default route.
 #
