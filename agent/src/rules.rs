@@ -158,6 +158,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:dhcpv6.toml", include_str!("../rules/dhcpv6.toml")),
     ("bundled:lldp.toml", include_str!("../rules/lldp.toml")),
     ("bundled:cdp.toml", include_str!("../rules/cdp.toml")),
+    ("bundled:sdc.toml", include_str!("../rules/sdc.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 

@@ -379,6 +379,27 @@ fn bench_app_exchanges(c: &mut Criterion) {
             facts.len()
         })
     });
+    // IEEE 11073 SDC: probe, then extract, on sdc11073's WS-Discovery Hello (location and
+    // device-class scopes); and the DPWS metadata body of its GetMetadata response.
+    let hello = read("sdc/hello.bin");
+    g.throughput(Throughput::Bytes(hello.len() as u64));
+    g.bench_function("sdc_wsd_hello", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::sdc::probe(black_box(&hello));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::sdc::extract(black_box(&hello), &mut facts);
+            facts.len()
+        })
+    });
+    let metadata = read("sdc/metadata_response_body.xml");
+    g.throughput(Throughput::Bytes(metadata.len() as u64));
+    g.bench_function("sdc_dpws_metadata", |b| {
+        b.iter(|| {
+            let mut facts = Vec::new();
+            ward_protocols::sdc::metadata_facts(black_box(&metadata), &mut facts);
+            facts.len()
+        })
+    });
     g.finish();
 }
 

@@ -90,6 +90,13 @@ protocols! {
     Lldp => "lldp", patient_data: false;
     /// Cisco Discovery Protocol (802.3 + LLC/SNAP): the same announcement, Cisco's way.
     Cdp => "cdp", patient_data: false;
+    /// IEEE 11073 SDC: WS-Discovery over UDP (and, read by the HTTP decoder, the DPWS metadata
+    /// of a GetMetadata response). `patient_data: true` for the protocol family: BICEPS carries
+    /// patient context states, metric values and reports in the SOAP messages that follow
+    /// discovery, so a provider seen in clear is a `cleartext_phi_protocol` finding under a
+    /// contract requiring encryption, although the discovery datagrams themselves carry none
+    /// (patient scopes are skipped unread).
+    Sdc => "sdc", patient_data: true;
 }
 
 impl Protocol {
@@ -790,6 +797,78 @@ fields! {
     /// Native VLAN of the sender's port (TLV 0x000a), decimal. Private: site configuration.
     CdpNativeVlan => Cdp, "cdp.native_vlan",
         Sender, None, None, private;
+    // IEEE 11073 SDC / WS-Discovery: a Hello, Bye or single ProbeMatch/ResolveMatch describes
+    // its sender (the provider); a Probe or Resolve says only that the sender searches. The
+    // values are set by the device's software or its installer (IEEE 11073-20701 §9).
+    /// The WS-Discovery message kind (`Hello`, `Bye`, `Probe`, `ProbeMatches`, `Resolve`,
+    /// `ResolveMatches`): a sender that probes is an SDC consumer, one that announces a provider.
+    SdcMessage => Sdc, "sdc.message",
+        Sender, None, None, private;
+    /// Endpoint reference address (`wsa:EndpointReference/wsa:Address`), a stable
+    /// `urn:uuid:…` the provider keeps across restarts and addresses: recorded and searched,
+    /// never merged on.
+    SdcEpr => Sdc, "sdc.epr",
+        Sender, Weak, ApplicationName, vendor;
+    /// A `Types` QName, prefix resolved (`dpws:Device`, `mdpws:MedicalDevice`;
+    /// `{namespace}local` for a namespace without a conventional prefix).
+    SdcType => Sdc, "sdc.type",
+        Sender, None, TypeHint, vendor;
+    /// An `XAddrs` transport address cut to `scheme://host:port` (the path is dropped).
+    /// Private: it names a site address.
+    SdcXaddr => Sdc, "sdc.xaddr",
+        Sender, None, None, private;
+    /// `MetadataVersion`: incremented when the provider's metadata changes.
+    SdcMetadataVersion => Sdc, "sdc.metadata_version",
+        Sender, None, None, private;
+    /// `sdc.cdc.type:` scope: the MDS device class code (`69641` for an MDC code, i.e.
+    /// MDC_DEV_ANALY_SAT_O2_MDS; `<coding system>#<code>` for another coding system).
+    SdcDeviceClass => Sdc, "sdc.device_class",
+        Sender, None, TypeHint, vendor;
+    /// `sdc.ctxt.loc:` scope `fac=`: the facility the device is placed in. Location context
+    /// places a device (IEEE 11073-20701 §9.4.1.2); it names no person. Private: it names the
+    /// site.
+    SdcLocationFacility => Sdc, "sdc.location_facility",
+        Sender, None, None, private;
+    /// Location scope `bldng=`: building.
+    SdcLocationBuilding => Sdc, "sdc.location_building",
+        Sender, None, None, private;
+    /// Location scope `flr=`: floor.
+    SdcLocationFloor => Sdc, "sdc.location_floor",
+        Sender, None, None, private;
+    /// Location scope `rm=`: room.
+    SdcLocationRoom => Sdc, "sdc.location_room",
+        Sender, None, None, private;
+    /// Location scope `bed=`: bed (a place, not its occupant).
+    SdcLocationBed => Sdc, "sdc.location_bed",
+        Sender, None, None, private;
+    /// Location scope `poc=`: point of care (the care unit, e.g. `ICU`).
+    SdcLocationPointOfCare => Sdc, "sdc.location_point_of_care",
+        Sender, None, None, private;
+    // DPWS GetMetadata response (HTTP body, read by `sdc::metadata_facts`): the device's own
+    // description, set by its manufacturer (ThisModel) and firmware/installer (ThisDevice).
+    /// `dpws:ThisModel/dpws:Manufacturer`.
+    SdcManufacturer => Sdc, "sdc.manufacturer",
+        Sender, None, Manufacturer, vendor;
+    /// `dpws:ThisModel/dpws:ModelName`.
+    SdcModelName => Sdc, "sdc.model_name",
+        Sender, None, Model, vendor;
+    /// `dpws:ThisModel/dpws:ModelNumber`: the manufacturer's model number (rules may turn it
+    /// into a model).
+    SdcModelNumber => Sdc, "sdc.model_number",
+        Sender, None, None, vendor;
+    /// `dpws:ThisModel/dpws:ModelUrl`: the manufacturer's page for the model.
+    SdcModelUrl => Sdc, "sdc.model_url",
+        Sender, None, None, vendor;
+    /// `dpws:ThisDevice/dpws:FriendlyName`: a name the installer gives the device (often its
+    /// place: `WardOx 300 Bed 7`). Private: it can name the site.
+    SdcFriendlyName => Sdc, "sdc.friendly_name",
+        Sender, Weak, HostName, private;
+    /// `dpws:ThisDevice/dpws:FirmwareVersion`.
+    SdcFirmwareVersion => Sdc, "sdc.firmware_version",
+        Sender, None, SoftwareVersion, vendor;
+    /// `dpws:ThisDevice/dpws:SerialNumber`.
+    SdcSerialNumber => Sdc, "sdc.serial_number",
+        Sender, Serial, Serial, vendor;
 }
 
 impl Field {

@@ -44,6 +44,7 @@ pub mod nbns;
 pub mod reassembly;
 pub mod registry;
 pub mod schema;
+pub mod sdc;
 pub mod snmp;
 pub mod ssdp;
 pub mod ssh;

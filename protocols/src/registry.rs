@@ -16,7 +16,7 @@
 use crate::error::DecodeError;
 use crate::evidence::{Direction, Fact, Protocol};
 use crate::{
-    cdp, dhcp, dhcpv6, dicom, dns, hl7, http, lldp, llmnr, mdns, nbns, snmp, ssdp, ssh, tls,
+    cdp, dhcp, dhcpv6, dicom, dns, hl7, http, lldp, llmnr, mdns, nbns, sdc, snmp, ssdp, ssh, tls,
     StreamDecoder,
 };
 
@@ -39,6 +39,7 @@ pub const REGISTRY: &[&AppDecoder] = &[
     &cdp::DECODER,
     // Last of the DNS-format protocols: mDNS, LLMNR and NetBIOS claim their datagrams first.
     &dns::DECODER,
+    &sdc::DECODER,
 ];
 
 /// A probe's answer about the first bytes of a stream direction or a datagram.

@@ -206,6 +206,31 @@ LLDP_FACTS = [
     ("cdp.address", "192.0.2.10"),
 ]
 
+# sdc_peers.py (generate.sh scenario_sdc): sdc11073 provider "WardTestMed WardOx 300" (an SpO2
+# monitor, MDS type 69641 = MDC_DEV_ANALY_SAT_O2_MDS) and a consumer, no TLS. Discovery facts
+# (WS-Discovery over UDP 3702) from tshark's XML dissector.
+SDC_EPR = "urn:uuid:5741524e-5344-4300-8000-574f58333030"
+SDC_FACTS = [
+    ("sdc.message", "Hello"), ("sdc.message", "Probe"), ("sdc.message", "ProbeMatches"),
+    ("sdc.message", "Bye"), ("sdc.epr", SDC_EPR),
+    ("sdc.type", "dpws:Device"), ("sdc.type", "mdpws:MedicalDevice"),
+    ("sdc.location_facility", "WARDHOSP"), ("sdc.location_building", "NorthWing"),
+    ("sdc.location_floor", "3"), ("sdc.location_point_of_care", "ICU"),
+    ("sdc.location_room", "ICU-12"), ("sdc.location_bed", "Bed7"),
+    ("sdc.device_class", "69641"), ("sdc.metadata_version", "1"),
+    ("sdc.xaddr", "http://192.0.2.10:6464"),
+]
+# The DPWS GetMetadata response (HTTP, cleartext): listed in the manifest only once the HTTP
+# decoder hands response bodies to sdc::metadata_facts (spec key sdc_metadata).
+SDC_METADATA_FACTS = [
+    ("sdc.manufacturer", "WardTestMed"), ("sdc.model_name", "WardOx 300"),
+    ("sdc.model_number", "WOX-300"), ("sdc.model_url", "http://wardtestmed.example/wox300"),
+    ("sdc.friendly_name", "WardOx 300 Bed 7"), ("sdc.firmware_version", "3.4.1"),
+    ("sdc.serial_number", "WOX300-0042"),
+]
+# The patient context state set on the provider (GetMdib response over HTTP).
+SDC_CANARIES = ["CANARYSDCGIVEN", "CANARYSDCFAMILY", "CANARYSDCBIRTH", "CANARY-MRN-SDC-0001"]
+
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
          canaries=DCMTK_CANARIES),
@@ -264,6 +289,8 @@ GENERATED = [
          canaries=[], no_patient_data="DHCPv6: identifiers, vendor class and a host name only"),
     dict(file="dns.pcap", dns=True, expect=DNS_FACTS, canaries=[],
          no_patient_data="DNS: names and their types, addresses in answers (never read)"),
+
+    dict(file="sdc.pcap", sdc=True, sdc_metadata=False, expect=SDC_FACTS, canaries=SDC_CANARIES),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
          sealed="openssl s_client sends the canaries in an HTTP request inside TLS "
                 "application data: unreadable on the wire, they must reach no output"),
@@ -1149,6 +1176,174 @@ def dns_facts(path):
         for name in (names.split("|") if names else [])[:int(answers or 0)]:
             if name and name != "<Root>":
                 facts.append(("dns.answered_name", name))
+
+# ---------------------------------------------------------------- SDC ----
+WSD_NS = "http://docs.oasis-open.org/ws-dd/ns/discovery/2009/01"
+WSA_NS = "http://www.w3.org/2005/08/addressing"
+DPWS_NS = "http://docs.oasis-open.org/ws-dd/ns/dpws/2009/01"
+SDC_KNOWN_NS = {DPWS_NS: "dpws", "http://standards.ieee.org/downloads/11073/11073-20702-2016": "mdpws",
+                "http://standards.ieee.org/downloads/11073/11073-20701-2018": "sdc", WSD_NS: "wsd"}
+SDC_LOC_KEYS = {"fac": "sdc.location_facility", "bldng": "sdc.location_building",
+                "flr": "sdc.location_floor", "poc": "sdc.location_point_of_care",
+                "rm": "sdc.location_room", "bed": "sdc.location_bed"}
+XML_TAG_RE = re.compile(r"^<([^\s/>]+)")
+
+
+def xml_documents(path):
+    """[(transport, root)] for every XML document tshark's XML dissector shows (over UDP with
+    its UDP heuristic on, in HTTP bodies): each element a dict with its name, the namespace
+    declarations on it, its text (tshark's xml.cdata, entities still escaped) and children."""
+    import xml.etree.ElementTree as ET
+    out = tshark(path, "-o", "xml.heuristic:TRUE", "-o", "xml.heuristic_udp:TRUE",
+                 "-Y", "xml", "-T", "pdml")
+    docs = []
+
+    def element(f):
+        m = XML_TAG_RE.match(f.get("show", ""))
+        el = {"name": m.group(1) if m else "", "ns": {}, "text": "", "children": []}
+        for c in f.findall("field"):
+            n = c.get("name")
+            if n == "xml.attribute":
+                k, _, v = c.get("show", "").partition("=")
+                if k == "xmlns" or k.startswith("xmlns:"):
+                    el["ns"][k[6:]] = v.strip().strip('"\'')
+            elif n == "xml.cdata":
+                el["text"] += c.get("show", "")
+            elif n == "xml.tag":
+                el["children"].append(element(c))
+        return el
+
+    for pkt in ET.fromstring(out).findall("packet"):
+        protos = [p.get("name") for p in pkt.findall("proto")]
+        transport = "udp" if "udp" in protos else "tcp"
+        for proto in pkt.iter("proto"):
+            if proto.get("name") != "xml":
+                continue
+            for f in proto.findall("field"):
+                if f.get("name") == "xml.tag":
+                    docs.append((transport, element(f)))
+    return docs
+
+
+def xml_walk(el, scope=None):
+    """Yields (element, namespace uri, local name, namespaces in scope) depth first."""
+    scope = dict(scope or {})
+    scope.update(el["ns"])
+    prefix, _, local = el["name"].rpartition(":")
+    yield el, scope.get(prefix, ""), local, scope
+    for c in el["children"]:
+        yield from xml_walk(c, scope)
+
+
+def xml_text(el):
+    import html
+    return html.unescape(el["text"]).strip()
+
+
+def sdc_children(el, scope):
+    """(child, ns, local, scope) of the direct children of el."""
+    for c in el["children"]:
+        s = dict(scope)
+        s.update(c["ns"])
+        prefix, _, local = c["name"].rpartition(":")
+        yield c, s.get(prefix, ""), local, s
+
+
+def sdc_cut_url(url):
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)", url)
+    if not m:
+        return None
+    host = m.group(2).rpartition("@")[2]
+    return "%s://%s" % (m.group(1).lower(), host) if host else None
+
+
+def sdc_facts(path):
+    """WS-Discovery facts from tshark's XML dissector (UDP datagrams): the message kind (the
+    Action's last segment); of a Hello, a Bye or a single ProbeMatch/ResolveMatch the EPR
+    address, the Types QNames resolved against the declarations in scope, the XAddrs cut to
+    scheme://host:port, the location scope's query parts, the sdc.cdc.type code and the
+    MetadataVersion. Nothing is read from a Probe or Resolve."""
+    from urllib.parse import unquote
+    facts = []
+    for transport, root in xml_documents(path):
+        if transport != "udp":
+            continue
+        walk = list(xml_walk(root))
+        action = next((xml_text(e) for e, ns, local, _ in walk
+                       if ns == WSA_NS and local == "Action"), "")
+        if not action.startswith(WSD_NS + "/"):
+            continue
+        kind = action[len(WSD_NS) + 1:]
+        facts.append(("sdc.message", kind))
+        if kind in ("Probe", "Resolve"):
+            continue
+        body_el = [(e, s) for e, ns, local, s in walk if ns == WSD_NS and local == kind]
+        if not body_el:
+            continue
+        el, scope = body_el[0]
+        if kind in ("ProbeMatches", "ResolveMatches"):
+            matches = [(c, s) for c, ns, local, s in sdc_children(el, scope)
+                       if ns == WSD_NS and local == kind[:-2]]
+            if len(matches) != 1:
+                continue
+            el, scope = matches[0]
+        for c, ns, local, s in sdc_children(el, scope):
+            if ns == WSA_NS and local == "EndpointReference":
+                for a, ans, alocal, _ in sdc_children(c, s):
+                    if ans == WSA_NS and alocal == "Address":
+                        facts.append(("sdc.epr", xml_text(a)))
+            elif ns != WSD_NS:
+                continue
+            elif local == "Types":
+                for q in xml_text(c).split():
+                    prefix, _, name = q.rpartition(":")
+                    uri = s.get(prefix)
+                    if uri is None:
+                        continue
+                    facts.append(("sdc.type", "%s:%s" % (SDC_KNOWN_NS[uri], name)
+                                  if uri in SDC_KNOWN_NS else "{%s}%s" % (uri, name)))
+            elif local == "XAddrs":
+                for u in xml_text(c).split():
+                    cut = sdc_cut_url(u)
+                    if cut:
+                        facts.append(("sdc.xaddr", cut))
+            elif local == "MetadataVersion":
+                facts.append(("sdc.metadata_version", xml_text(c)))
+            elif local == "Scopes":
+                for sc in xml_text(c).split():
+                    scheme, _, rest = sc.partition(":")
+                    if scheme.lower() == "sdc.ctxt.loc" and "?" in rest:
+                        for pair in rest.split("?", 1)[1].split("#")[0].split("&"):
+                            k, eq, v = pair.partition("=")
+                            if eq and k in SDC_LOC_KEYS and unquote(v):
+                                facts.append((SDC_LOC_KEYS[k], unquote(v)))
+                    elif scheme.lower() == "sdc.cdc.type":
+                        parts = (rest[1:] if rest.startswith("/") else rest).split("/")
+                        if len(parts) == 3 and unquote(parts[2]):
+                            cs = unquote(parts[0])
+                            code = unquote(parts[2])
+                            facts.append(("sdc.device_class", code if cs in (
+                                "", "urn:oid:1.2.840.10004.1.1.1.0.0.1") else "%s#%s" % (cs, code)))
+    return facts
+
+
+def sdc_metadata_facts(path):
+    """DPWS ThisModel / ThisDevice values of the HTTP bodies tshark's XML dissector shows."""
+    facts = []
+    model = {"Manufacturer": "sdc.manufacturer", "ModelName": "sdc.model_name",
+             "ModelNumber": "sdc.model_number", "ModelUrl": "sdc.model_url"}
+    device = {"FriendlyName": "sdc.friendly_name", "FirmwareVersion": "sdc.firmware_version",
+              "SerialNumber": "sdc.serial_number"}
+    for transport, root in xml_documents(path):
+        if transport != "tcp":
+            continue
+        for el, ns, local, scope in xml_walk(root):
+            if ns != DPWS_NS or local not in ("ThisModel", "ThisDevice"):
+                continue
+            names = model if local == "ThisModel" else device
+            for c, cns, clocal, _ in sdc_children(el, scope):
+                if cns == DPWS_NS and clocal in names and xml_text(c):
+                    facts.append((names[clocal], xml_text(c)))
     return facts
 
 
@@ -1225,6 +1420,15 @@ def build(fixdir, spec, generated):
         facts += dns_facts(path)
     if spec.get("lldp"):
         facts += lldp_facts(path) + cdp_facts(path)
+
+    if spec.get("sdc"):
+        discovery = sdc_facts(path)
+        metadata = sdc_metadata_facts(path)
+        # The metadata oracle runs either way: the scenario must have put it on the wire.
+        missing = [fv for fv in SDC_METADATA_FACTS if fv not in metadata]
+        if generated and missing:
+            raise Failure("%s: DPWS metadata not found: %r" % (path, missing))
+        facts += discovery + (metadata if spec.get("sdc_metadata") else [])
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports
@@ -1243,7 +1447,7 @@ def build(fixdir, spec, generated):
     if streams is None:
         streams = tcp_streams(path) if "tcp" in tshark(path, "-T", "fields", "-e", "frame.protocols") else []
     wire = b"\n".join(a + b"\n" + b for a, b in (streams or []))
-    if spec.get("mdns") or spec.get("ssdp") or spec.get("snmp"):
+    if spec.get("mdns") or spec.get("ssdp") or spec.get("snmp") or spec.get("sdc"):
         wire += b"\n" + b"\n".join(udp_payloads(path))
     for c in spec["canaries"]:
         # Sealed canaries travel inside TLS application data: they must not be readable on

@@ -10,7 +10,8 @@
 # (dcmtk, pynetdicom, hl7apy's MLLP server, the `hl7` package's mllp_send,
 # dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH, openssl s_server/s_client,
 # Samba's nmblookup, raw-socket LLMNR/NetBIOS peers, minidlna and async-upnp-client's
-# upnp-client, dig against dnsmasq, lldpd), records each scenario with tcpdump and writes the
+# upnp-client, dig against dnsmasq, lldpd, sdc11073's SDC provider and consumer), records
+# each scenario with tcpdump and writes the
 # pcaps plus manifest.json.  No traffic ever leaves the namespaces: they have
 # no link to the host's network and no default route.
 #
@@ -792,6 +793,31 @@ scenario_tls() {
     stop_all_bg
 }
 
+scenario_sdc() {
+    # sdc_peers.py: sdc11073 (IEEE 11073 SDC) on both ends, without TLS and without HTTP
+    # compression. The provider (a fictional WardTestMed WardOx 300 SpO2 monitor, MDS class
+    # MDC_DEV_ANALY_SAT_O2_MDS) multicasts its Hello with the location scope set by set_location;
+    # the consumer probes 239.255.255.250:3702, gets a ProbeMatch, fetches the DPWS metadata
+    # (ThisModel/ThisDevice) and the MDIB (the patient context carries the CANARY names) over
+    # HTTP, and unsubscribes; the provider's Bye ends it. Multicast needs a 224.0.0.0/4 route.
+    ns_up 02:57:41:52:44:17
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    nsx "$NS_A" ip route add 224.0.0.0/4 dev "$IF_A"
+    nsx "$NS_B" ip route add 224.0.0.0/4 dev "$IF_B"
+    cap_start "$NS_B" "$IF_B" sdc.pcap
+    bg "$NS_A" sdc-provider "$PY" -u "$HERE/sdc_peers.py" provider --ip "$IP_A" --seconds 12
+    local prov=$LAST_BG i
+    for i in $(seq 1 400); do grep -qs published "$WORK/sdc-provider.log" && break; sleep 0.05; done
+    grep -q published "$WORK/sdc-provider.log" || die "sdc provider did not start: $(cat "$WORK/sdc-provider.log")"
+    nsx "$NS_B" "$PY" -u "$HERE/sdc_peers.py" consumer --ip "$IP_B" --seconds 10 >"$WORK/sdc-consumer.log" 2>&1 \
+        || die "sdc consumer failed: $(cat "$WORK/sdc-consumer.log" "$WORK/sdc-provider.log")"
+    wait "$prov" || true
+    cap_stop
+    stop_all_bg
+    grep -q '^metadata WardTestMed WardOx 300 WOX300-0042' "$WORK/sdc-consumer.log" \
+        || die "sdc metadata not read: $(cat "$WORK/sdc-consumer.log")"
+}
+
 derived() {
     editcap -F pcapng "$STAGE/dicom-dcmtk.pcap" "$STAGE/dicom-dcmtk.pcapng"
     log "derived dicom-dcmtk.pcapng ($(stat -c %s "$STAGE/dicom-dcmtk.pcapng") bytes)"
@@ -805,7 +831,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6 dns lldp)
+           dicom_sll dhcp http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6 dns lldp sdc)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"
