@@ -27,6 +27,7 @@
 
 use crate::evidence::{clean_text, Direction, Fact, Field, Protocol};
 use crate::registry::{AppDecoder, Decode, Probe};
+use crate::sdc;
 use crate::upnp::{self, DescriptionScanner};
 use crate::{Feed, StreamDecoder};
 
@@ -39,6 +40,20 @@ pub const MAX_REQUEST_LINE: usize = 8 * 1024;
 pub const MAX_MESSAGES: u8 = 8;
 /// Longest method token accepted by the probe (`PROPPATCH`, `MKCALENDAR`…).
 const MAX_METHOD: usize = 16;
+/// Largest SOAP response body collected for DPWS metadata (sdc11073's GetMetadata response is
+/// about 3 KiB; a BICEPS GetMdib answer is larger and is not metadata).
+const MAX_SOAP_BODY: usize = 64 * 1024;
+
+/// `Content-Type: application/soap+xml` (SOAP 1.2, RFC 3902), parameters aside.
+fn is_soap_media_type(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or(&[])
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"application/soap+xml")
+}
+
 /// Longest chunk-size or trailer line of a chunked description body.
 const MAX_CHUNK_LINE: usize = 1024;
 
@@ -199,14 +214,21 @@ struct Side {
     encoded: bool,
     /// The last transfer coding is `chunked` (RFC 9112 §6.1).
     chunked: bool,
-    /// A response's `Content-Type` is XML (`text/xml`, `application/xml`).
+    /// A response's `Content-Type` is XML (`text/xml`, `application/xml`, or SOAP's
+    /// `application/soap+xml`).
     xml: bool,
+    /// That XML is a SOAP 1.2 message (`application/soap+xml`): a DPWS GetMetadata response
+    /// names an SDC device.
+    soap: bool,
     /// A framing header that did not parse: where the next message starts is unknown.
     bad_framing: bool,
     /// Final responses seen (which request each answers, for HEAD/CONNECT).
     responses: u8,
     /// The description scanner of the XML response body this side is reading, if any.
     description: Option<Box<DescriptionScanner>>,
+    /// The SOAP response body this side is collecting (at most [`MAX_SOAP_BODY`] bytes), read
+    /// for DPWS metadata once complete ([`sdc::metadata_facts`] needs the whole document).
+    metadata: Option<Vec<u8>>,
 }
 
 /// The per-connection decoder: the state of each direction plus what the requests say about their responses.
@@ -255,6 +277,7 @@ impl HttpDecoder {
                 s.encoded = false;
                 s.chunked = false;
                 s.xml = false;
+                s.soap = false;
                 s.bad_framing = false;
                 if let Some(status) = parse_status(line) {
                     s.kind = Some(Kind::Response);
@@ -319,7 +342,9 @@ impl HttpDecoder {
         if name.eq_ignore_ascii_case(b"content-type") {
             // Only whether the body may be a UPnP description; the value is not kept.
             if let Some(s) = self.sides.get_mut(i) {
-                s.xml = kind == Some(Kind::Response) && upnp::is_xml_media_type(value);
+                let soap = is_soap_media_type(value);
+                s.xml = kind == Some(Kind::Response) && (soap || upnp::is_xml_media_type(value));
+                s.soap = kind == Some(Kind::Response) && soap;
             }
             return;
         }
@@ -406,7 +431,8 @@ impl HttpDecoder {
         } else {
             next
         };
-        s.description = scanning.then(|| Box::new(DescriptionScanner::new()));
+        s.description = (scanning && !s.soap).then(|| Box::new(DescriptionScanner::new()));
+        s.metadata = (scanning && s.soap).then(Vec::new);
     }
 
     /// Offers body bytes to the description scanner, if one is reading; its facts describe the
@@ -415,6 +441,15 @@ impl HttpDecoder {
         let Some(s) = self.sides.get_mut(i) else {
             return;
         };
+        if let Some(buf) = s.metadata.as_mut() {
+            // A body too big for metadata is not a GetMetadata response: drop it unread.
+            if buf.len() + body.len() > MAX_SOAP_BODY {
+                s.metadata = None;
+            } else {
+                buf.extend_from_slice(body);
+            }
+            return;
+        }
         let Some(scanner) = s.description.as_mut() else {
             return;
         };
@@ -429,7 +464,15 @@ impl HttpDecoder {
 
     /// The end of a description body: the next message starts, unless this was the last one
     /// read.
-    fn body_done(&mut self, i: usize) {
+    fn body_done(&mut self, i: usize, facts: &mut Vec<Fact>) {
+        let body = self.sides.get_mut(i).and_then(|s| s.metadata.take());
+        if let Some(body) = body {
+            let mut found = Vec::new();
+            sdc::metadata_facts(&body, &mut found);
+            for f in found {
+                self.emit(f, facts);
+            }
+        }
         if let Some(s) = self.sides.get_mut(i) {
             s.description = None;
             s.state = if s.messages >= MAX_MESSAGES {
@@ -441,7 +484,9 @@ impl HttpDecoder {
     }
 
     fn scanning(&self, i: usize) -> bool {
-        self.sides.get(i).is_some_and(|s| s.description.is_some())
+        self.sides
+            .get(i)
+            .is_some_and(|s| s.description.is_some() || s.metadata.is_some())
     }
 
     fn set_state(&mut self, i: usize, state: State) {
@@ -452,7 +497,7 @@ impl HttpDecoder {
 
     /// One line of a chunked body's framing (without its LF); `false` when it is malformed and
     /// the direction ends.
-    fn chunk_line(&mut self, i: usize, state: State, line: &[u8]) -> bool {
+    fn chunk_line(&mut self, i: usize, state: State, line: &[u8], facts: &mut Vec<Fact>) -> bool {
         let line = strip_cr(line);
         match state {
             State::ChunkSize => {
@@ -479,7 +524,7 @@ impl HttpDecoder {
                 true
             }
             State::Trailers if line.is_empty() => {
-                self.body_done(i);
+                self.body_done(i, facts);
                 true
             }
             // Trailer fields are skipped unread.
@@ -542,7 +587,7 @@ impl StreamDecoder for HttpDecoder {
                     match (state, left) {
                         (State::ChunkData(_), 0) => self.set_state(i, State::ChunkEnd),
                         (State::ChunkData(_), _) => self.set_state(i, State::ChunkData(left)),
-                        (_, 0) => self.body_done(i),
+                        (_, 0) => self.body_done(i, facts),
                         // The scanner has seen all it wants: the rest is skipped by count.
                         _ if !self.scanning(i) => self.set_state(i, State::Body(left)),
                         _ => self.set_state(i, State::Description(Some(left))),
@@ -559,7 +604,7 @@ impl StreamDecoder for HttpDecoder {
                         break;
                     };
                     if end > MAX_CHUNK_LINE
-                        || !self.chunk_line(i, state, rest.get(..end).unwrap_or(&[]))
+                        || !self.chunk_line(i, state, rest.get(..end).unwrap_or(&[]), facts)
                     {
                         return Feed::Done;
                     }

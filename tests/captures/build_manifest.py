@@ -220,8 +220,8 @@ SDC_FACTS = [
     ("sdc.device_class", "69641"), ("sdc.metadata_version", "1"),
     ("sdc.xaddr", "http://192.0.2.10:6464"),
 ]
-# The DPWS GetMetadata response (HTTP, cleartext): listed in the manifest only once the HTTP
-# decoder hands response bodies to sdc::metadata_facts (spec key sdc_metadata).
+# The DPWS GetMetadata response (HTTP, cleartext): the HTTP decoder hands SOAP response bodies to
+# sdc::metadata_facts (spec key sdc_metadata).
 SDC_METADATA_FACTS = [
     ("sdc.manufacturer", "WardTestMed"), ("sdc.model_name", "WardOx 300"),
     ("sdc.model_number", "WOX-300"), ("sdc.model_url", "http://wardtestmed.example/wox300"),
@@ -290,7 +290,7 @@ GENERATED = [
     dict(file="dns.pcap", dns=True, expect=DNS_FACTS, canaries=[],
          no_patient_data="DNS: names and their types, addresses in answers (never read)"),
 
-    dict(file="sdc.pcap", sdc=True, sdc_metadata=False, expect=SDC_FACTS, canaries=SDC_CANARIES),
+    dict(file="sdc.pcap", sdc=True, sdc_metadata=True, expect=SDC_FACTS, canaries=SDC_CANARIES),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
          sealed="openssl s_client sends the canaries in an HTTP request inside TLS "
                 "application data: unreadable on the wire, they must reach no output"),

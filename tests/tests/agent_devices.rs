@@ -92,7 +92,12 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
     // SDC provider, classified from its WS-Discovery Hello alone (MDS class 69641,
     // MDC_DEV_ANALY_SAT_O2_MDS). Its manufacturer comes with the DPWS metadata, once the HTTP
     // decoder reads GetMetadata bodies ("WardTestMed").
-    ("sdc.pcap", "mac:02:57:41:52:44:17", "patient_monitor", ""),
+    (
+        "sdc.pcap",
+        "mac:02:57:41:52:44:17",
+        "patient_monitor",
+        "WardTestMed",
+    ),
     (
         "lldp.pcap",
         "mac:02:57:41:52:44:1d",
