@@ -1,7 +1,9 @@
 //! Compliance: linking devices to assets and contracts ([`link`]), the flags raised on what
-//! is outside contracted terms ([`flags`]) and the per-device summaries ([`summary`]).
+//! is outside contracted terms ([`flags`]), the per-device summaries ([`summary`]), the order of
+//! software versions and advisory ranges ([`version`]).
 
 pub mod flags;
 pub mod identity;
 pub mod link;
 pub mod summary;
+pub mod version;
