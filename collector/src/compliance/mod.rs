@@ -1,11 +1,12 @@
 //! Compliance: linking devices to assets and contracts ([`link`]), the flags raised on what
 //! is outside contracted terms ([`flags`]), the per-device summaries ([`summary`]), the order of
-//! software versions and advisory ranges ([`version`]) and vendor name
-//! aliases ([`vendors`]).
+//! software versions and advisory ranges ([`version`]), vendor name aliases
+//! ([`vendors`]) and matching a device to an advisory's products with them ([`matching`]).
 
 pub mod flags;
 pub mod identity;
 pub mod link;
+pub mod matching;
 pub mod summary;
 pub mod vendors;
 pub mod version;
