@@ -525,3 +525,57 @@ fn one_bad_file_among_good_ones_imports_nothing() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn fixed_versions_are_read_from_remediation_text_only_where_unambiguous() {
+    use std::collections::BTreeSet;
+    use ward_collector::compliance::fixes::{stated_fix, Bound, FixText};
+    let mut stated = BTreeSet::new();
+    let mut ambiguous = BTreeSet::new();
+    for f in icsma_files() {
+        let a = advisories::load_file(&f).unwrap();
+        for v in &a.vulnerabilities {
+            for r in &v.remediations {
+                match stated_fix(&r.details) {
+                    FixText::Stated {
+                        version,
+                        bound,
+                        planned,
+                        sentence,
+                    } => {
+                        assert!(r.details.contains(&sentence));
+                        stated.insert((a.id.clone(), version, bound == Bound::LaterThan, planned));
+                    }
+                    FixText::Ambiguous { versions, .. } => {
+                        ambiguous.insert((a.id.clone(), versions.join(" ")));
+                    }
+                    FixText::NotStated => {}
+                }
+            }
+        }
+    }
+    let s = |id: &str, v: &str, later: bool, planned: bool| {
+        (id.to_owned(), v.to_owned(), later, planned)
+    };
+    let want: BTreeSet<_> = [
+        s("ICSMA-22-062-02", "4.80", false, true),
+        s("ICSMA-23-180-01", "1.12", false, false),
+        s("ICSMA-23-248-01", "7.2.9.820", false, false),
+        s("ICSMA-24-058-01", "14.0.4", false, false),
+        s("ICSMA-24-151-02", "1.52.01", false, false),
+        s("ICSMA-24-200-01", "12.2.8.410", false, false),
+        s("ICSMA-25-233-01", "8.2", false, false),
+        s("ICSMA-25-294-01", "24.11", true, false),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(stated, want);
+    let a = |id: &str, v: &str| (id.to_owned(), v.to_owned());
+    let want: BTreeSet<_> = [
+        a("ICSMA-25-233-01", "8.0 8.1.1"),
+        a("ICSMA-25-294-01", "24.11 24.06"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(ambiguous, want);
+}

@@ -1,8 +1,10 @@
 //! Compliance: linking devices to assets and contracts ([`link`]), the flags raised on what
 //! is outside contracted terms ([`flags`]), the per-device summaries ([`summary`]), the order of
 //! software versions and advisory ranges ([`version`]), vendor name aliases
-//! ([`vendors`]) and matching a device to an advisory's products with them ([`matching`]).
+//! ([`vendors`]) matching a device to an advisory's products with them ([`matching`]) and the fixed
+//! versions remediation prose states ([`fixes`]).
 
+pub mod fixes;
 pub mod flags;
 pub mod identity;
 pub mod link;

@@ -1130,6 +1130,29 @@ mod tests {
         assert_eq!(revision(Some("2"), "draft"), Revision::NotComparable);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Damaged advisories are refused with the file's name, never a panic; one that still
+        /// parses keeps every product id it references defined.
+        #[test]
+        fn damaged_advisories_never_panic(at in 0usize..2600, cut in 0usize..12, junk in "[\\[\\]{}\",:.a-z0-9 ]{0,8}") {
+            let damaged = crate::import::testing::splice(MINIMAL, at, cut, &junk);
+            match parse(&damaged, "t.json") {
+                Err(e) => proptest::prop_assert!(e.to_string().starts_with("t.json")),
+                Ok(a) => {
+                    let ids: HashSet<&str> = a.products.iter().map(|p| p.product_id.as_str()).collect();
+                    for v in &a.vulnerabilities {
+                        for list in v.product_status.values() {
+                            for p in list {
+                                proptest::prop_assert!(ids.contains(p.as_str()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn tracking_versions_are_integers_or_semantic_versions() {
         for ok in [

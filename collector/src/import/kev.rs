@@ -276,6 +276,18 @@ mod tests {
   ]
 }"#;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Damaged catalogs are refused with the file's name, never a panic.
+        #[test]
+        fn damaged_catalogs_never_panic(at in 0usize..500, cut in 0usize..12, junk in "[\\[\\]{}\",:.a-zA-Z0-9 -]{0,8}") {
+            let damaged = crate::import::testing::splice(ONE, at, cut, &junk);
+            if let Err(e) = parse(&damaged, "k.json") {
+                proptest::prop_assert!(e.to_string().starts_with("k.json"));
+            }
+        }
+    }
+
     #[test]
     fn a_catalog_reads_and_its_checks_say_where() {
         let c = parse(ONE, "k.json").unwrap();
