@@ -21,6 +21,7 @@ use serde::Serialize;
 use super::vendors::{VendorAliases, VendorMatch};
 use super::version::{membership, Membership, Range};
 use crate::import::advisories::{Advisory, Product};
+use crate::import::kev::{KevCatalog, KevEntry};
 
 /// Words that name a kind of thing rather than a product: a match made only of them is none.
 const GENERIC: &[&str] = &[
@@ -350,6 +351,16 @@ pub fn match_device(
     out
 }
 
+/// The KEV entries of a match's CVEs (with their due dates), in the match's CVE order. The
+/// KEV catalog names CVEs, so this is the whole link: its `vendorProject`/`product` are CISA's
+/// words and are not matched against the device.
+pub fn known_exploited<'k>(m: &ProductMatch, catalog: &'k KevCatalog) -> Vec<&'k KevEntry> {
+    m.cves
+        .iter()
+        .filter_map(|c| catalog.entries.iter().find(|e| e.cve == c.cve))
+        .collect()
+}
+
 /// The vulnerabilities that name `product_id` in their product status, with its status and the
 /// highest score given for it.
 fn cves_for(advisory: &Advisory, product_id: &str) -> Vec<CveStatus> {
@@ -525,6 +536,25 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(m[0].explain().contains("version not comparable"));
+    }
+
+    #[test]
+    fn known_exploited_cves_are_found_by_id_with_their_due_date() {
+        let a = public("icsma-25-294-01.json");
+        let t = VendorAliases::bundled();
+        let m = match_device(&dev("Oxford Nanopore", "MinKNOW", Some("24.10")), &a, &t);
+        let kev_text = r#"{"catalogVersion": "x", "dateReleased": "2025-01-01T00:00:00Z", "count": 1,
+          "vulnerabilities": [{"cveID": "CVE-2025-54808", "vendorProject": "Oxford Nanopore",
+          "product": "MinKNOW", "vulnerabilityName": "n", "dateAdded": "2025-11-01",
+          "shortDescription": "d", "requiredAction": "a", "dueDate": "2025-11-22"}]}"#;
+        let catalog = crate::import::kev::parse(kev_text, "k.json").unwrap();
+        let hits = known_exploited(&m[1], &catalog);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].due_date.to_string(), "2025-11-22");
+        assert!(
+            known_exploited(&m[0], &catalog).is_empty(),
+            "CVE-2024-35585 is not in it"
+        );
     }
 
     #[test]
