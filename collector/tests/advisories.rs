@@ -579,3 +579,56 @@ fn fixed_versions_are_read_from_remediation_text_only_where_unambiguous() {
     .collect();
     assert_eq!(ambiguous, want);
 }
+
+#[test]
+fn the_configured_alias_file_extends_the_bundled_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ward.db");
+    let aliases = dir.path().join("aliases.toml");
+    std::fs::write(
+        &aliases,
+        "[[vendor]]\nname = \"GE HealthCare\"\naliases = [\"GEHC Imaging\"]\n\
+         source = \"our CMMS spells it so\"\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("collector.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[advisories]\nvendor_aliases = {:?}\n",
+            aliases.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let table = cli_json(&db, &["--config", cfg_s, "advisories", "vendors"]);
+    let ge = table
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "GE HealthCare")
+        .unwrap();
+    let names: Vec<&str> = ge["aliases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"GE Medical Systems") && names.contains(&"GEHC Imaging"),
+        "{names:?}"
+    );
+
+    // A name that would be two companies is refused with the file named.
+    std::fs::write(
+        &aliases,
+        "[[vendor]]\nname = \"Philips\"\naliases = [\"CareFusion\"]\n",
+    )
+    .unwrap();
+    let out = cli(&db, &["--config", cfg_s, "advisories", "vendors"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("aliases.toml") && err.contains("CareFusion"),
+        "{err}"
+    );
+}
