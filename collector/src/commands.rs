@@ -1,6 +1,6 @@
-//! What the one-shot commands do (`ingest`, `contracts import`, `assets import`, `evaluate`,
-//! `token create`), so the binary only parses arguments and dispatches, and the demo runs the
-//! same sequence as the commands.
+//! What the one-shot commands do (`ingest`, `contracts import`, `assets import`,
+//! `advisories import`, `kev import`, `evaluate`, `token create`), so the binary only parses
+//! arguments and dispatches, and the demo runs the same sequence as the commands.
 //!
 //! Every command that changes what the evaluation reads goes through [`import_and_evaluate`]:
 //! store what was brought, then link and re-evaluate every flag as of the same time, then log.
@@ -18,12 +18,14 @@ use serde_json::Value;
 use crate::access::tokens::{self, Role};
 use crate::compliance::flags::FlagConfig;
 use crate::config::Config;
+use crate::import::advisories::{self, Advisory};
 use crate::import::assets::{self, ColumnMap};
 use crate::import::contracts;
+use crate::import::kev::{self, KevCatalog};
 use crate::import::model::Contract;
 use crate::ingest;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Applied, ImportStats, IngestStats, Store};
+use crate::store::{AdvisoryImportStats, Applied, ImportStats, IngestStats, Store};
 
 /// Opens the configured database.
 pub fn open(cfg: &Config) -> anyhow::Result<SqliteStore> {
@@ -59,6 +61,20 @@ pub enum Import {
         /// The file is the whole register: assets not in it are removed.
         replace: bool,
     },
+    /// CSAF 2.0 security advisories, revisions ordered by `tracking.version`.
+    Advisories {
+        /// The files and directories given.
+        paths: Vec<PathBuf>,
+        /// What they hold, one advisory per file.
+        advisories: Vec<Advisory>,
+    },
+    /// The CISA KEV catalog, replacing the stored one.
+    Kev {
+        /// Where it came from.
+        file: PathBuf,
+        /// What it holds.
+        catalog: KevCatalog,
+    },
 }
 
 impl Import {
@@ -88,6 +104,19 @@ impl Import {
             import,
             replace,
         })
+    }
+
+    /// Reads and checks CSAF advisory files and directories (their `*.json`), all of them
+    /// before anything is stored.
+    pub fn advisories(paths: Vec<PathBuf>) -> anyhow::Result<Import> {
+        let advisories = advisories::load(&paths)?;
+        Ok(Import::Advisories { paths, advisories })
+    }
+
+    /// Reads and checks a KEV catalog.
+    pub fn kev(file: PathBuf) -> anyhow::Result<Import> {
+        let catalog = kev::load(&file)?;
+        Ok(Import::Kev { file, catalog })
     }
 
     fn store(&self, store: &mut dyn Store, now_us: i64) -> anyhow::Result<Imported> {
@@ -132,6 +161,26 @@ impl Import {
                     ignored_columns: import.ignored_columns.clone(),
                 }
             }
+            Import::Advisories { advisories, .. } => {
+                let st = store.import_advisories(advisories, now_us)?;
+                if !st.refused.is_empty() {
+                    let lines: Vec<String> = st.refused.iter().map(|r| r.to_string()).collect();
+                    anyhow::bail!("nothing imported:\n{}", lines.join("\n"));
+                }
+                tracing::info!(
+                    inserted = st.inserted,
+                    replaced = st.replaced,
+                    unchanged = st.unchanged,
+                    "advisories imported"
+                );
+                Imported::Advisories { advisories: st }
+            }
+            Import::Kev { file, catalog } => {
+                let source = file.display().to_string();
+                let st = store.import_kev(catalog, &source, now_us)?;
+                tracing::info!(file = %source, catalog_version = %catalog.catalog_version, inserted = st.inserted, replaced = st.replaced, removed = st.removed, "KEV catalog imported");
+                Imported::Kev { kev: st }
+            }
         })
     }
 }
@@ -147,6 +196,17 @@ impl fmt::Display for Import {
             Import::Assets { file, import, .. } => {
                 write!(f, "{}: {} assets", file.display(), import.assets.len())
             }
+            Import::Advisories { advisories, .. } => {
+                let ids: Vec<&str> = advisories.iter().map(|a| a.id.as_str()).collect();
+                write!(f, "{} advisories ({})", advisories.len(), ids.join(", "))
+            }
+            Import::Kev { file, catalog } => write!(
+                f,
+                "{}: KEV catalog {} with {} vulnerabilities",
+                file.display(),
+                catalog.catalog_version,
+                catalog.entries.len()
+            ),
         }
     }
 }
@@ -173,6 +233,16 @@ pub enum Imported {
         import: ImportStats,
         /// Headers that fed nothing.
         ignored_columns: Vec<String>,
+    },
+    /// Advisories.
+    Advisories {
+        /// Inserted, replaced, unchanged.
+        advisories: AdvisoryImportStats,
+    },
+    /// The KEV catalog.
+    Kev {
+        /// Inserted, replaced and removed entries.
+        kev: ImportStats,
     },
 }
 

@@ -38,6 +38,17 @@ pub struct Config {
     pub alerts: crate::alerts::AlertConfig,
     /// Flag thresholds.
     pub flags: FlagConfig,
+    /// Security advisories: the vendor alias table's extension.
+    pub advisories: AdvisoriesSection,
+}
+
+/// `[advisories]`: how advisories are matched to devices.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdvisoriesSection {
+    /// A vendor alias file (the format of the bundled `collector/data/vendor-aliases.toml`)
+    /// that extends the bundled table: your CMMS's or devices' names for the same companies.
+    pub vendor_aliases: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -52,6 +63,7 @@ impl Default for Config {
             http: HttpSection::default(),
             alerts: crate::alerts::AlertConfig::default(),
             flags: FlagConfig::default(),
+            advisories: AdvisoriesSection::default(),
         }
     }
 }

@@ -3,7 +3,10 @@
 //! arbitrary bytes and must return without panicking, whatever they hold; errors are the
 //! expected outcome for most inputs.
 
-use crate::import::{assets, contracts, pattern};
+use std::cmp::Ordering;
+
+use crate::compliance::{fixes, version};
+use crate::import::{advisories, assets, contracts, kev, pattern};
 use crate::ingest;
 
 /// Longest input a harness looks at: the parsers are linear, so longer inputs add time per
@@ -71,4 +74,57 @@ pub fn pattern(data: &[u8]) {
         let _ = p.matches(value);
     }
     let _ = pattern::matches(glob, value);
+}
+
+/// A CSAF 2.0 advisory (JSON).
+pub fn advisory(data: &[u8]) {
+    if let Some(t) = text(data) {
+        let _ = advisories::parse(t, "fuzz.json");
+    }
+}
+
+/// A CISA KEV catalog (JSON).
+pub fn kev(data: &[u8]) {
+    if let Some(t) = text(data) {
+        let _ = kev::parse(t, "fuzz.json");
+    }
+}
+
+/// Up to three version strings separated by NUL bytes: the order must be reflexive,
+/// antisymmetric and transitive wherever it answers (a violation panics, which is the bug the
+/// fuzzer reports); each string is also read as a range, an exact version and a remediation
+/// sentence.
+pub fn versions(data: &[u8]) {
+    let Some(t) = text(data) else {
+        return;
+    };
+    let mut parts = t.splitn(3, '\0');
+    let a = parts.next().unwrap_or("");
+    let b = parts.next().unwrap_or("");
+    let c = parts.next().unwrap_or("");
+    for x in [a, b, c] {
+        if version::Version::parse(x).is_ok() {
+            assert_eq!(version::compare(x, x), Some(Ordering::Equal), "{x:?}");
+        }
+        let _ = fixes::stated_fix(x);
+    }
+    let ab = version::compare(a, b);
+    assert_eq!(
+        ab,
+        version::compare(b, a).map(Ordering::reverse),
+        "{a:?} {b:?}"
+    );
+    if let (Some(ab), Some(bc), Some(ac)) = (ab, version::compare(b, c), version::compare(a, c)) {
+        if ab != Ordering::Greater && bc != Ordering::Greater {
+            let strict = ab == Ordering::Less || bc == Ordering::Less;
+            let want = if strict {
+                Ordering::Less
+            } else {
+                Ordering::Equal
+            };
+            assert_eq!(ac, want, "{a:?} {b:?} {c:?}");
+        }
+    }
+    let _ = version::membership(a, b, false);
+    let _ = version::membership(a, b, true);
 }

@@ -13,6 +13,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use ward_collector::access::report::{self, Format, Kind, Status};
 use ward_collector::access::tokens::Role;
 use ward_collector::commands::{self, import_and_evaluate, open, Import};
+use ward_collector::compliance::vendors::VendorAliases;
 use ward_collector::config::{Config, LogFormat, Overrides, ServeOverrides};
 use ward_collector::demo::DemoArgs;
 use ward_collector::ingest::now_us;
@@ -68,6 +69,17 @@ enum Cmd {
     Assets {
         #[command(subcommand)]
         cmd: AssetsCmd,
+    },
+    /// Security advisories (CSAF 2.0, e.g. CISA ICS medical advisories): import, list, and the
+    /// vendor alias table that matches their vendors to device manufacturers.
+    Advisories {
+        #[command(subcommand)]
+        cmd: AdvisoriesCmd,
+    },
+    /// The CISA Known Exploited Vulnerabilities catalog: import, show.
+    Kev {
+        #[command(subcommand)]
+        cmd: KevCmd,
     },
     /// Re-link devices and re-evaluate every flag now (serve also does this on a schedule).
     Evaluate {
@@ -180,6 +192,47 @@ enum AssetsCmd {
     List,
 }
 
+#[derive(Debug, Subcommand)]
+enum AdvisoriesCmd {
+    /// Import CSAF 2.0 advisories (JSON files, or directories of *.json). Each file is checked
+    /// whole - document, tracking, product tree, vulnerabilities - and every problem is
+    /// reported as file:line:column; any problem, in any file, imports nothing. Stored: the
+    /// product tree flattened (vendor, product, version or range, product id, CPE/PURL/model
+    /// numbers, legacy = end of life), product status, CVEs with CVSS, remediations and release
+    /// dates. A newer tracking.version replaces the stored advisory, the same one changes
+    /// nothing, an older one is refused (and nothing of the invocation is imported).
+    Import {
+        /// CSAF JSON files or directories.
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<PathBuf>,
+        /// Validate only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List stored advisories with their products, CVEs and remediations (JSON).
+    List,
+    /// Print the vendor alias table in effect: the bundled one plus `[advisories]
+    /// vendor_aliases` from the configuration (JSON).
+    Vendors,
+}
+
+#[derive(Debug, Subcommand)]
+enum KevCmd {
+    /// Import the CISA KEV catalog (known_exploited_vulnerabilities.json), checked against
+    /// CISA's schema (required fields, CVE and CWE ids, dates) and for a count that matches its
+    /// entries; it replaces the stored catalog whole (entries CISA removed go). All or nothing,
+    /// errors as file:line:column.
+    Import {
+        /// The catalog's JSON file.
+        file: PathBuf,
+        /// Validate only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the stored catalog (JSON).
+    List,
+}
+
 fn main() -> std::process::ExitCode {
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -259,6 +312,20 @@ fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
                 dry_run,
             } => import(&cfg, Import::assets(file, &map, replace)?, dry_run),
             AssetsCmd::List => print(&open(&cfg)?.inventory()?.assets),
+        },
+        Cmd::Advisories { cmd } => match cmd {
+            AdvisoriesCmd::Import { paths, dry_run } => {
+                import(&cfg, Import::advisories(paths)?, dry_run)
+            }
+            AdvisoriesCmd::List => print(&open(&cfg)?.advisories()?),
+            AdvisoriesCmd::Vendors => {
+                let table = VendorAliases::load(cfg.advisories.vendor_aliases.as_deref())?;
+                print(table.vendors())
+            }
+        },
+        Cmd::Kev { cmd } => match cmd {
+            KevCmd::Import { file, dry_run } => import(&cfg, Import::kev(file)?, dry_run),
+            KevCmd::List => print(&open(&cfg)?.kev()?),
         },
         Cmd::Evaluate { now } => {
             let now = now.unwrap_or_else(now_us);

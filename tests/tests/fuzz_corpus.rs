@@ -108,3 +108,38 @@ fn pcap_corpus() {
 fn app_corpus() {
     replay("app", fuzz_harness::app);
 }
+
+/// The public CISA advisories and KEV subset (`../shared/advisories/public/`) are seeds too,
+/// read where they live.
+fn public_advisories() -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/advisories/public");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e} (../shared beside the checkout)", dir.display()))
+    {
+        out.push(std::fs::read(e.unwrap().path()).unwrap());
+    }
+    assert!(out.len() > 10, "public advisories in {}", dir.display());
+    out
+}
+
+#[test]
+fn advisory_corpus() {
+    replay("advisory", ward_collector::fuzz_harness::advisory);
+    for f in public_advisories() {
+        ward_collector::fuzz_harness::advisory(&f);
+    }
+}
+
+#[test]
+fn kev_corpus() {
+    replay("kev", ward_collector::fuzz_harness::kev);
+    for f in public_advisories() {
+        ward_collector::fuzz_harness::kev(&f);
+    }
+}
+
+#[test]
+fn versions_corpus() {
+    replay("versions", ward_collector::fuzz_harness::versions);
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 /// reads the 101st line of a wall of errors.
 pub(crate) const MAX_REPORTED: usize = 100;
 
-/// A contract or asset file that cannot be imported, with the place to fix it.
+/// A contract, asset, advisory or KEV file that cannot be imported, with the place to fix it.
 ///
 /// Displays as `file:line:column: contract "ID": what is wrong`, one line per problem, the form
 /// editors and terminals jump to. Imports are all-or-nothing, so one error means nothing was
@@ -39,6 +39,10 @@ pub enum Record {
     Contract(String),
     /// A CMMS asset, by tag.
     Asset(String),
+    /// A security advisory, by its tracking id.
+    Advisory(String),
+    /// A KEV catalog entry, by CVE id.
+    Kev(String),
 }
 
 impl fmt::Display for Record {
@@ -46,6 +50,8 @@ impl fmt::Display for Record {
         match self {
             Record::Contract(id) => write!(f, "contract {id:?}"),
             Record::Asset(tag) => write!(f, "asset {tag:?}"),
+            Record::Advisory(id) => write!(f, "advisory {id:?}"),
+            Record::Kev(cve) => write!(f, "KEV entry {cve:?}"),
         }
     }
 }

@@ -1,11 +1,14 @@
 //! What the collector imports from files: contracts ([`contracts`]), the CMMS asset list
 //! ([`assets`]), the records both become ([`model`]) and the vendor/model glob patterns they
-//! use ([`pattern`]), and what both imports share ([`files`]: errors naming file:line:column,
-//! UTF-8 reading, CSV with its quoting checked).
+//! use ([`pattern`]), security advisories in CSAF 2.0 ([`advisories`]) and the CISA Known
+//! Exploited Vulnerabilities catalog ([`kev`]), and what every import shares ([`files`]: errors
+//! naming file:line:column, UTF-8 reading, CSV with its quoting checked).
 
+pub mod advisories;
 pub mod assets;
 pub mod contracts;
 pub mod files;
+pub mod kev;
 pub mod model;
 pub mod pattern;
 

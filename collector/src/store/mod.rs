@@ -20,6 +20,8 @@ use ward_protocols::schema::status::StatusMessage;
 use ward_protocols::MacAddr;
 
 pub use crate::compliance::flags::{FlagKind, Severity};
+use crate::import::advisories::Advisory;
+use crate::import::kev::KevCatalog;
 pub use crate::import::model::Transport;
 use crate::import::model::{Asset, Contract};
 
@@ -742,4 +744,69 @@ pub trait Store: Send {
     fn token_list(&self) -> Result<Vec<TokenRecord>, StoreError>;
     /// Revokes a token; false if there is none with that id.
     fn token_revoke(&mut self, id: &str, now_us: i64) -> Result<bool, StoreError>;
+    /// Stores advisory revisions: a new id is inserted, a newer `tracking.version` replaces the
+    /// stored revision whole, the same version is left as it is. An older (or unorderable)
+    /// version is refused, and then nothing of the call is stored (`refused` says why).
+    fn import_advisories(
+        &mut self,
+        advisories: &[Advisory],
+        now_us: i64,
+    ) -> Result<AdvisoryImportStats, StoreError>;
+    /// Every stored advisory, whole, by id.
+    fn advisories(&self) -> Result<Vec<Advisory>, StoreError>;
+    /// Replaces the KEV catalog with `catalog` (entries not in it are removed).
+    fn import_kev(
+        &mut self,
+        catalog: &KevCatalog,
+        source: &str,
+        now_us: i64,
+    ) -> Result<ImportStats, StoreError>;
+    /// The stored KEV catalog, if one was imported.
+    fn kev(&self) -> Result<Option<KevCatalog>, StoreError>;
+}
+
+/// What an advisory import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AdvisoryImportStats {
+    /// Advisories not stored before.
+    pub inserted: u64,
+    /// Stored revisions replaced by newer ones.
+    pub replaced: u64,
+    /// Revisions already stored (same `tracking.version`).
+    pub unchanged: u64,
+    /// Revisions refused: when not empty, nothing was stored.
+    pub refused: Vec<RefusedRevision>,
+}
+
+/// A revision older than (or not orderable against) the stored one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedRevision {
+    /// The advisory.
+    pub id: String,
+    /// The file offered.
+    pub file: String,
+    /// Its `tracking.version`.
+    pub version: String,
+    /// The stored `tracking.version`.
+    pub stored_version: String,
+    /// Where the stored revision came from.
+    pub stored_source: String,
+    /// The versions cannot be ordered (rather than the offered one being older).
+    pub not_comparable: bool,
+}
+
+impl std::fmt::Display for RefusedRevision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let why = if self.not_comparable {
+            "cannot be ordered against"
+        } else {
+            "is older than"
+        };
+        write!(
+            f,
+            "{}: advisory {:?} tracking.version {:?} {why} the stored revision {:?} (from {}); \
+             an older revision never replaces a newer one",
+            self.file, self.id, self.version, self.stored_version, self.stored_source
+        )
+    }
 }

@@ -7,10 +7,12 @@
 //! This file opens the connection and dispatches each [`Store`] method to the file of its
 //! concern: [`schema`] (migrations), [`ingest`] (agent messages: sightings, identities, merges,
 //! attributes, services), [`imports`] (contracts and assets), [`reads`] (the inventory and the
-//! API's pages), [`evaluation`] (links, flags, summaries, alerts) and [`tokens`]. Which records
+//! API's pages), [`evaluation`] (links, flags, summaries, alerts), [`tokens`] and
+//! [`advisories`] (CSAF advisories and the KEV catalog). Which records
 //! are one device is not decided here: that policy is [`crate::compliance::identity`], shared by
 //! every backend.
 
+mod advisories;
 mod evaluation;
 mod imports;
 mod ingest;
@@ -25,10 +27,12 @@ use rusqlite::Connection;
 pub use ingest::TIME_RESOLUTION_US;
 
 use super::{
-    AgentRow, Applied, Counts, Coverage, DeviceQuery, DeviceSummary, DeviceView, FlagInstance,
-    FlagQuery, FlagRow, ImportStats, IngestStats, Inventory, Link, MergeRow, Message, Store,
-    StoreError, TokenRecord,
+    AdvisoryImportStats, AgentRow, Applied, Counts, Coverage, DeviceQuery, DeviceSummary,
+    DeviceView, FlagInstance, FlagQuery, FlagRow, ImportStats, IngestStats, Inventory, Link,
+    MergeRow, Message, Store, StoreError, TokenRecord,
 };
+use crate::import::advisories::Advisory;
+use crate::import::kev::KevCatalog;
 use crate::import::model::{Asset, Contract};
 
 fn db(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -301,5 +305,30 @@ impl Store for SqliteStore {
 
     fn token_revoke(&mut self, id: &str, now_us: i64) -> Result<bool, StoreError> {
         tokens::revoke(&self.conn, id, now_us)
+    }
+
+    fn import_advisories(
+        &mut self,
+        advisories: &[Advisory],
+        now_us: i64,
+    ) -> Result<AdvisoryImportStats, StoreError> {
+        advisories::import_advisories(&mut self.conn, advisories, now_us)
+    }
+
+    fn advisories(&self) -> Result<Vec<Advisory>, StoreError> {
+        advisories::advisories(&self.conn)
+    }
+
+    fn import_kev(
+        &mut self,
+        catalog: &KevCatalog,
+        source: &str,
+        now_us: i64,
+    ) -> Result<ImportStats, StoreError> {
+        advisories::import_kev(&mut self.conn, catalog, source, now_us)
+    }
+
+    fn kev(&self) -> Result<Option<KevCatalog>, StoreError> {
+        advisories::kev(&self.conn)
     }
 }

@@ -102,6 +102,55 @@ ALTER TABLE flags ADD COLUMN alerted INTEGER NOT NULL DEFAULT 0;
 UPDATE flags SET alerted = 3;
 CREATE INDEX flags_unalerted ON flags(alerted) WHERE alerted != 3;
 "#,
+    // Security advisories (CSAF) and the CISA KEV catalog (issue 20). Child rows are keyed by
+    // the advisory id and replaced with it when a newer revision is imported.
+    r#"
+CREATE TABLE advisories (
+    id TEXT PRIMARY KEY, title TEXT NOT NULL, category TEXT NOT NULL,
+    csaf_version TEXT NOT NULL, publisher TEXT NOT NULL, tracking_version TEXT NOT NULL,
+    status TEXT NOT NULL, initial_release TEXT NOT NULL, current_release TEXT NOT NULL,
+    source TEXT NOT NULL, imported_us INTEGER NOT NULL
+);
+CREATE TABLE advisory_products (
+    advisory_id TEXT NOT NULL, product_id TEXT NOT NULL, ordinal INTEGER NOT NULL,
+    name TEXT NOT NULL, vendor TEXT, product TEXT, version TEXT, version_range TEXT,
+    legacy INTEGER NOT NULL, cpe TEXT, purl TEXT, model_numbers TEXT NOT NULL,
+    skus TEXT NOT NULL,
+    PRIMARY KEY (advisory_id, product_id)
+);
+CREATE TABLE advisory_vulnerabilities (
+    advisory_id TEXT NOT NULL, ordinal INTEGER NOT NULL, cve TEXT, title TEXT, cwe TEXT,
+    PRIMARY KEY (advisory_id, ordinal)
+);
+CREATE INDEX advisory_vulnerabilities_cve ON advisory_vulnerabilities(cve);
+CREATE TABLE advisory_product_status (
+    advisory_id TEXT NOT NULL, vulnerability INTEGER NOT NULL, status TEXT NOT NULL,
+    product_id TEXT NOT NULL, ordinal INTEGER NOT NULL,
+    PRIMARY KEY (advisory_id, vulnerability, status, ordinal)
+);
+CREATE TABLE advisory_scores (
+    advisory_id TEXT NOT NULL, vulnerability INTEGER NOT NULL, ordinal INTEGER NOT NULL,
+    cvss_version TEXT NOT NULL, base_score REAL NOT NULL, severity TEXT NOT NULL,
+    vector TEXT NOT NULL, products TEXT NOT NULL,
+    PRIMARY KEY (advisory_id, vulnerability, ordinal)
+);
+CREATE TABLE advisory_remediations (
+    advisory_id TEXT NOT NULL, vulnerability INTEGER NOT NULL, ordinal INTEGER NOT NULL,
+    category TEXT NOT NULL, date TEXT, details TEXT NOT NULL, url TEXT,
+    product_ids TEXT NOT NULL,
+    PRIMARY KEY (advisory_id, vulnerability, ordinal)
+);
+CREATE TABLE kev_catalog (
+    one INTEGER PRIMARY KEY CHECK (one = 1), title TEXT, catalog_version TEXT NOT NULL,
+    date_released TEXT NOT NULL, source TEXT NOT NULL, imported_us INTEGER NOT NULL
+);
+CREATE TABLE kev (
+    cve TEXT PRIMARY KEY, ordinal INTEGER NOT NULL, vendor_project TEXT NOT NULL,
+    product TEXT NOT NULL, name TEXT NOT NULL, date_added TEXT NOT NULL,
+    short_description TEXT NOT NULL, required_action TEXT NOT NULL, due_date TEXT NOT NULL,
+    known_ransomware_campaign_use TEXT, notes TEXT, cwes TEXT NOT NULL
+);
+"#,
 ];
 
 /// The schema version stored in the file.
