@@ -155,6 +155,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:llmnr.toml", include_str!("../rules/llmnr.toml")),
     ("bundled:nbns.toml", include_str!("../rules/nbns.toml")),
     ("bundled:dhcpv6.toml", include_str!("../rules/dhcpv6.toml")),
+    ("bundled:astm.toml", include_str!("../rules/astm.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 
