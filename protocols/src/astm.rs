@@ -252,9 +252,12 @@ pub fn looks_like_astm(prefix: &[u8]) -> Option<bool> {
     }
 }
 
-/// Offset of the first complete Header frame start (`STX <digit> H` and four delimiters) in
-/// `data`, to join a capture that started mid-session; the `ENQ` right before it when there is
-/// one. Linear in `data.len()`.
+/// Offset of the first place in `data` where a capture that started mid-session can be joined:
+/// a Header frame start (`STX <digit> H` and four delimiters; the `ENQ` right before it when
+/// there is one), or a complete frame of any record type whose checksum verifies (a session
+/// carries one Header and then any number of records, so the next Header may be far off; the
+/// decoder joins there, counts, and reads the next Header). Linear in `data.len()`: each
+/// candidate's scan stops at the next `STX`.
 #[must_use]
 pub fn find_frame_start(data: &[u8]) -> Option<usize> {
     let mut from = 0usize;
@@ -263,13 +266,53 @@ pub fn find_frame_start(data: &[u8]) -> Option<usize> {
         .and_then(|d| memchr::memchr(STX, d))
         .map(|p| p + from)
     {
-        if HeaderFrame::new_checked(data.get(p..).unwrap_or_default()).is_ok() {
+        let at = data.get(p..).unwrap_or_default();
+        if HeaderFrame::new_checked(at).is_ok() {
             let enq = p.checked_sub(1).filter(|&q| data.get(q) == Some(&ENQ));
             return Some(enq.unwrap_or(p));
+        }
+        if is_verified_frame(at) {
+            return Some(p);
         }
         from = p + 1;
     }
     None
+}
+
+/// Whether `data` starts with a whole frame `STX FN <record type> <delimiter> … ETX|ETB C1 C2`
+/// whose checksum verifies.
+fn is_verified_frame(data: &[u8]) -> bool {
+    let starts_a_record = match data {
+        [STX, fn_digit, t, d, ..] => {
+            (b'0'..=b'7').contains(fn_digit)
+                && RecordType::from_byte(*t) != RecordType::Other
+                && is_delimiter(*d)
+        }
+        _ => false,
+    };
+    if !starts_a_record {
+        return false;
+    }
+    let mut sum = 0u8;
+    let body = data.get(field::FN..).unwrap_or_default();
+    for (i, &b) in body.iter().enumerate().take(MAX_FRAME_TEXT + 2) {
+        sum = sum.wrapping_add(b);
+        match b {
+            ETX | ETB => {
+                let digits = body.get(i + 1..i + 3).unwrap_or_default();
+                return match digits {
+                    [hi, lo] => match (hex_digit(*hi), hex_digit(*lo)) {
+                        (Some(hi), Some(lo)) => (hi << 4) | lo == sum,
+                        _ => false,
+                    },
+                    _ => false,
+                };
+            }
+            STX | ENQ | EOT => return false,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Record type of a record's first byte (E1394 section 6; lower case accepted).
@@ -1204,13 +1247,28 @@ mod tests {
 
     #[test]
     fn resync_joins_mid_session() {
-        let mut stream = CHUNKED_CLIENT[40..].to_vec();
+        // The tail of a frame, then a session: joined at its ENQ.
+        let mut stream = CHUNKED_CLIENT[40..60].to_vec();
         stream.extend_from_slice(FRAMES_CLIENT);
         let at = find_frame_start(&stream).unwrap();
         assert_eq!(stream[at], ENQ);
         assert_eq!(stream.len() - at, FRAMES_CLIENT.len());
         assert_eq!(find_frame_start(&stream[at + 1..]), Some(0));
-        assert_eq!(find_frame_start(&CHUNKED_CLIENT[40..]), None);
+        // Without a Header ahead, the next complete frame whose checksum verifies.
+        let next = find_frame_start(&CHUNKED_CLIENT[40..]).unwrap();
+        assert_eq!(CHUNKED_CLIENT[40 + next], STX);
+        assert!(is_verified_frame(&CHUNKED_CLIENT[40 + next..]));
+        let p = frame(3, "P|1|CANARYX\r", ETX);
+        let mut corrupt = p.clone();
+        corrupt[5] ^= 1;
+        assert!(is_verified_frame(&p));
+        assert!(!is_verified_frame(&corrupt));
+        assert_eq!(
+            find_frame_start(&[&b"xyz"[..], &corrupt, &p].concat()),
+            Some(3 + p.len())
+        );
+        assert!(!is_verified_frame(&frame(3, "X|1\r", ETX)));
+        assert!(!is_verified_frame(&p[..p.len() - 3]));
         // Fed from any cut, the decoder reports nothing false and finds the next Header.
         for cut in 0..CHUNKED_CLIENT.len() {
             let mut s = CHUNKED_CLIENT[cut..].to_vec();
@@ -1219,6 +1277,19 @@ mod tests {
             assert!(out.iter().all(|f| header_facts().contains(f)), "cut {cut}");
             assert_eq!(out.len(), header_facts().len(), "cut {cut}: {out:?}");
         }
+        // Joined at a result frame of a session whose Header was missed: the records are
+        // counted, and the next session's Header is read.
+        let r = frame(4, "R|1|^^^GLU|CANARYRESULT\r", ETX);
+        let mut stream = b"CANARY tail of a patient record".to_vec();
+        stream.extend_from_slice(&r);
+        stream.extend_from_slice(&frame(5, "L|1|N\r", ETX));
+        stream.push(EOT);
+        stream.extend_from_slice(FRAMES_CLIENT);
+        let at = find_frame_start(&stream).unwrap();
+        let (out, stats) = run_chunks([&stream[at..]]);
+        assert_eq!(out, header_facts());
+        assert_eq!(stats.records_of(RecordType::Result), 3);
+        assert_eq!(stats.checksum_errors, 0);
     }
 
     #[test]
