@@ -518,10 +518,13 @@ impl Header {
             let slot = w.slot();
             if let (Some(v), Some(over)) = (self.values.get_mut(slot), self.overflow.get_mut(slot))
             {
+                // A value past the bound is dropped whole (and its buffer freed), never cut.
                 if *over {
-                } else if v.len() >= MAX_FIELD_BYTES {
+                    return;
+                }
+                if v.len() >= MAX_FIELD_BYTES {
                     *over = true;
-                    v.clear();
+                    *v = Vec::new();
                 } else {
                     v.push(b);
                 }
