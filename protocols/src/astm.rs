@@ -26,7 +26,11 @@
 //! the default delimiters so the same analyzer reads the same whatever it chose.
 //!
 //! Recognised by structure ([`looks_like_astm`]): `ENQ` then a frame `STX <digit> H` with four
-//! valid delimiters; a capture that joined mid-session is picked up at the next such frame
+//! valid delimiters. Some instruments and middleware send the LIS2-A2 records straight over TCP
+//! without E1381 framing, one per line: a stream that starts with a Header (`H|\^&`) is read
+//! that way too, each record committed at its end of line, and unframed records count only
+//! after a valid unframed Header. A capture that joined mid-session is picked up at the next
+//! Header frame, the next frame whose checksum verifies, or the next unframed Header
 //! ([`find_frame_start`]). Every buffer is bounded; every byte offered is consumed.
 
 use core::fmt;
@@ -213,9 +217,10 @@ fn header_delimiters(text: &[u8]) -> Option<Delimiters> {
 }
 
 /// Tells whether a stream direction starts as ASTM: at most [`MAX_LEADING_CONTROL`] control
-/// bytes (`ENQ`, `ACK`, `NAK`, `EOT`), then a frame opening a Header record ([`HeaderFrame`]).
-/// A direction of control bytes alone (the receiver's `ACK`s) is unsure: the other direction
-/// decides.
+/// bytes (`ENQ`, `ACK`, `NAK`, `EOT`), then a frame opening a Header record ([`HeaderFrame`]),
+/// or a Header record sent without E1381 framing (`H` and four valid delimiters, `H|\^&`:
+/// LIS2-A2 records straight over TCP). A direction of control bytes alone (the receiver's
+/// `ACK`s) is unsure: the other direction decides.
 ///
 /// `Some(true)`: certain; `Some(false)`: not ASTM; `None`: too few bytes yet.
 #[must_use]
@@ -229,26 +234,47 @@ pub fn looks_like_astm(prefix: &[u8]) -> Option<bool> {
         return Some(false);
     }
     let rest = prefix.get(lead..).unwrap_or_default();
-    if rest.is_empty() {
-        return None;
-    }
-    match HeaderFrame::new_checked(rest) {
-        Ok(_) => Some(true),
-        // Too short to tell: every byte so far must still fit a Header frame start.
-        Err(DecodeError::Truncated { .. }) => {
-            let fits = rest.iter().enumerate().all(|(i, &b)| match i {
-                field::STX => b == STX,
-                field::FN => (b'0'..=b'7').contains(&b),
-                field::TEXT => matches!(b, b'H' | b'h'),
-                _ => is_delimiter(b),
-            });
-            if fits {
-                None
-            } else {
-                Some(false)
+    match rest.first() {
+        None => None,
+        Some(&b'H') => looks_like_raw_header(rest),
+        Some(_) => match HeaderFrame::new_checked(rest) {
+            Ok(_) => Some(true),
+            // Too short to tell: every byte so far must still fit a Header frame start.
+            Err(DecodeError::Truncated { .. }) => {
+                let fits = rest.iter().enumerate().all(|(i, &b)| match i {
+                    field::STX => b == STX,
+                    field::FN => (b'0'..=b'7').contains(&b),
+                    field::TEXT => matches!(b, b'H' | b'h'),
+                    _ => is_delimiter(b),
+                });
+                if fits {
+                    None
+                } else {
+                    Some(false)
+                }
             }
-        }
-        Err(_) => Some(false),
+            Err(_) => Some(false),
+        },
+    }
+}
+
+/// Whether `text` starts with an unframed Header record: `H` and four valid delimiters.
+fn looks_like_raw_header(text: &[u8]) -> Option<bool> {
+    if text.first() != Some(&b'H') {
+        return Some(false);
+    }
+    if let Some(head) = text.get(..field::HEADER_HEAD) {
+        return Some(header_delimiters(head).is_some());
+    }
+    let plausible = text
+        .get(1..)
+        .unwrap_or_default()
+        .iter()
+        .all(|&b| is_delimiter(b));
+    if plausible {
+        None
+    } else {
+        Some(false)
     }
 }
 
@@ -276,7 +302,12 @@ pub fn find_frame_start(data: &[u8]) -> Option<usize> {
         }
         from = p + 1;
     }
-    None
+    // Unframed records: a Header at the start of a line.
+    data.windows(2)
+        .enumerate()
+        .filter(|(_, w)| matches!(w, [CR | LF, b'H']))
+        .map(|(i, _)| i + 1)
+        .find(|&p| looks_like_raw_header(data.get(p..).unwrap_or_default()) == Some(true))
 }
 
 /// Whether `data` starts with a whole frame `STX FN <record type> <delimiter> … ETX|ETB C1 C2`
@@ -632,6 +663,9 @@ enum Mode {
     Text,
     /// After `ETX`/`ETB`: the checksum's two hex digits (`first` once one is read).
     Checksum { end: u8, first: Option<u8> },
+    /// Records sent without E1381 framing (LIS2-A2 records over TCP, one per line): no frame
+    /// numbers or checksums, each record committed at its end of line.
+    Raw,
     /// Not ASTM (or gave up): ignore everything.
     Done,
 }
@@ -657,6 +691,11 @@ struct Side {
     mode: Mode,
     /// Between frames: bytes passed over since the last frame or control character.
     hunted: usize,
+    /// Between frames, at the start of a line: a record type letter here starts an unframed
+    /// record ([`Mode::Raw`]).
+    line_start: bool,
+    /// An unframed Header with valid delimiters was read: the unframed records after it count.
+    raw_session: bool,
     /// The current frame: number, checksum sum, text length.
     fn_digit: u8,
     sum: u8,
@@ -698,6 +737,8 @@ impl Side {
         Side {
             mode: Mode::Idle,
             hunted: 0,
+            line_start: true,
+            raw_session: false,
             fn_digit: 0,
             sum: 0,
             text_len: 0,
@@ -724,6 +765,7 @@ impl Side {
                 Mode::FrameNumber => self.frame_number(rest),
                 Mode::Text => self.text(rest),
                 Mode::Checksum { end, first } => self.checksum(end, first, rest, facts),
+                Mode::Raw => self.raw(rest, facts),
             };
         }
         if self.mode == Mode::Done {
@@ -774,14 +816,82 @@ impl Side {
             }
             // A frame's trailer (CR LF after the checksum) and stray line ends.
             CR | LF => {}
+            _ if self.line_start && (b == b'H' || (self.raw_session && is_raw_record_type(b))) => {
+                // A record without framing: read it (this byte included) in raw mode.
+                self.hunted = 0;
+                self.mode = Mode::Raw;
+                self.pos = RecordPos::START;
+                return rest;
+            }
             _ => {
+                self.line_start = false;
                 self.hunted = self.hunted.saturating_add(1);
                 if self.hunted > MAX_HUNT_BYTES {
                     self.mode = Mode::Done;
                 }
+                return tail;
             }
         }
+        self.line_start = true;
         tail
+    }
+
+    /// Unframed records: each record's bytes go through [`Side::text_byte`] as in a frame, and
+    /// the record counts once its line ends. A control character (a frame start, ENQ, EOT…)
+    /// or a line that does not start with a record type returns to [`Mode::Idle`].
+    fn raw<'a>(&mut self, rest: &'a [u8], facts: &mut Vec<Fact>) -> &'a [u8] {
+        for (i, &b) in rest.iter().enumerate() {
+            if b == CR || b == LF {
+                if self.pos.at_start {
+                    continue;
+                }
+                if self.pos.current == Some(RecordType::Header)
+                    && self.header.as_ref().is_none_or(|h| h.delimiters.is_none())
+                {
+                    // `H` at a line start but no Header after all (e.g. a line cut mid-record):
+                    // nothing of it counts, and no unframed records follow from it.
+                    self.roll_back();
+                    self.raw_session = false;
+                    self.mode = Mode::Idle;
+                    self.line_start = true;
+                    return rest.get(i + 1..).unwrap_or_default();
+                }
+                if self.pos.current == Some(RecordType::Header) {
+                    self.raw_session = true;
+                }
+                self.text_byte(CR);
+                self.commit(true, facts);
+                continue;
+            }
+            if b < 0x20 && b != b'\t' {
+                // Framing resumes, or the line was not ASTM: drop the unfinished record.
+                self.roll_back();
+                self.raw_session = false;
+                self.mode = Mode::Idle;
+                self.line_start = true;
+                return rest.get(i..).unwrap_or_default();
+            }
+            if self.pos.at_start {
+                if !(b == b'H' || (self.raw_session && is_raw_record_type(b))) {
+                    self.raw_session = false;
+                    self.mode = Mode::Idle;
+                    self.line_start = false;
+                    return rest.get(i..).unwrap_or_default();
+                }
+                self.start_frame();
+            }
+            self.text_len += 1;
+            if self.text_len > MAX_FRAME_TEXT {
+                self.stats.malformed_frames += 1;
+                self.roll_back();
+                self.raw_session = false;
+                self.mode = Mode::Idle;
+                self.line_start = false;
+                return rest.get(i + 1..).unwrap_or_default();
+            }
+            self.text_byte(b);
+        }
+        &[]
     }
 
     fn start_frame(&mut self) {
@@ -927,6 +1037,13 @@ impl Side {
         self.last_fn = Some(n);
         self.expected_fn = Some((n + 1) % 8);
         self.stats.frames += 1;
+        // ETX ends the record even when the sender left out its CR.
+        self.commit(end == ETX, facts);
+    }
+
+    /// Commits what the current frame (or unframed record) contributed: record counts, the
+    /// message's record types, a completed Header's facts; `record_end` when it ended a record.
+    fn commit(&mut self, record_end: bool, facts: &mut Vec<Fact>) {
         for (t, &k) in RecordType::ALL.iter().zip(self.staged.iter()) {
             if k == 0 {
                 continue;
@@ -942,8 +1059,7 @@ impl Side {
                 self.message_types.push(*t);
             }
         }
-        // ETX ends the record even when the sender left out its CR.
-        if end == ETX {
+        if record_end {
             if self.pos.current == Some(RecordType::Header) {
                 self.header_done = self.header.take();
             }
@@ -988,6 +1104,12 @@ impl Side {
         }
         facts.push(fact);
     }
+}
+
+/// A record type letter an unframed record may start with (upper case only, which keeps
+/// ordinary text lines out).
+fn is_raw_record_type(b: u8) -> bool {
+    b.is_ascii_uppercase() && RecordType::from_byte(b) != RecordType::Other
 }
 
 fn hex_digit(b: u8) -> Option<u8> {
@@ -1277,7 +1399,10 @@ mod tests {
             let mut s = CHUNKED_CLIENT[cut..].to_vec();
             s.extend_from_slice(FRAMES_CLIENT);
             let out = run(&s);
-            assert!(out.iter().all(|f| header_facts().contains(f)), "cut {cut}");
+            assert!(
+                out.iter().all(|f| header_facts().contains(f)),
+                "cut {cut}: {out:?}"
+            );
             assert_eq!(out.len(), header_facts().len(), "cut {cut}: {out:?}");
         }
         // Joined at a result frame of a session whose Header was missed: the records are
@@ -1520,6 +1645,82 @@ mod tests {
         );
         let shown = format!("{dec:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
+    }
+
+    /// LIS2-A2 records straight over TCP, without E1381 framing (what some instruments and
+    /// middleware send on a TCP connection).
+    fn raw_session(eol: &str) -> Vec<u8> {
+        [
+            "H|\\^&|||ACME^AX-1^2.0^SN1|||||||P|1",
+            "P|1|CANARYPATIENTID||CANARYFAMILY^CANARYGIVEN",
+            "O|1|CANARYSPECIMEN||^^^GLU",
+            "R|1|^^^GLU|CANARYRESULT",
+            "L|1|N",
+        ]
+        .iter()
+        .map(|r| format!("{r}{eol}"))
+        .collect::<String>()
+        .into_bytes()
+    }
+
+    #[test]
+    fn unframed_records() {
+        let want = vec![
+            Fact::new(AstmSender, "ACME^AX-1^2.0^SN1"),
+            Fact::new(AstmSenderManufacturer, "ACME"),
+            Fact::new(AstmSenderModel, "AX-1"),
+            Fact::new(AstmSenderSoftwareVersion, "2.0"),
+            Fact::new(AstmInstrumentId, "SN1"),
+            Fact::new(AstmProcessingId, "P"),
+            Fact::new(AstmVersion, "1"),
+            Fact::new(AstmRecordTypes, "H,P,O,R,L"),
+        ];
+        for eol in ["\r", "\r\n", "\n"] {
+            let raw = raw_session(eol);
+            assert_eq!(looks_like_astm(&raw), Some(true));
+            let (out, stats) = run_chunks([&raw[..]]);
+            assert_eq!(out, want, "{eol:?}");
+            assert_no_canary(&out);
+            assert_eq!(stats.frames, 0);
+            assert_eq!(stats.records_of(RecordType::Patient), 1);
+            assert_eq!(stats.records_of(RecordType::Terminator), 1);
+            assert_eq!(run_sizes(&raw, &[1]), want);
+            assert_eq!(run_sizes(&raw, &[3, 7, 2]), want);
+        }
+        // Joined mid-session: at the next line that starts a Header.
+        let mut stream = b"NARYFAMILY\rO|1|X\r".to_vec();
+        stream.extend(raw_session("\r"));
+        let at = find_frame_start(&stream).unwrap();
+        assert_eq!(&stream[at..at + 2], b"H|");
+        assert_eq!(run(&stream[at..]), want);
+        // A line that only starts with `H`, or records with no Header before them: nothing.
+        for text in [
+            &b"HYSICIAN\rP|1|CANARY\rL|1\r"[..],
+            b"P|1|CANARY\rR|1|X\rL|1\r",
+            b"Hello world\r\n",
+        ] {
+            let (out, stats) = run_chunks([text]);
+            assert!(out.is_empty(), "{out:?}");
+            assert_eq!(stats.records, [0; 10], "{text:?}");
+        }
+        // Framing resumes after unframed records.
+        let mut mixed = raw_session("\r\n");
+        mixed.extend_from_slice(FRAMES_CLIENT);
+        let out = run(&mixed);
+        for f in want.iter().chain(&header_facts()) {
+            assert!(out.contains(f), "{f:?} missing from {out:?}");
+        }
+        for (prefix, answer) in [
+            (&b"H"[..], None),
+            (b"H|\\", None),
+            (b"H|\\^&", Some(true)),
+            (b"H|||||", Some(false)),
+            (b"HEAD / HTTP/1.1", Some(false)),
+            (b"Hello", Some(false)),
+            (b"h|\\^&", Some(false)),
+        ] {
+            assert_eq!(looks_like_astm(prefix), answer, "{prefix:?}");
+        }
     }
 
     #[test]
