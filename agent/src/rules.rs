@@ -159,6 +159,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:lldp.toml", include_str!("../rules/lldp.toml")),
     ("bundled:cdp.toml", include_str!("../rules/cdp.toml")),
     ("bundled:sdc.toml", include_str!("../rules/sdc.toml")),
+    ("bundled:astm.toml", include_str!("../rules/astm.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 

@@ -1205,3 +1205,64 @@ fn lldp_and_cdp_signals() {
     );
     assert_eq!(c.device_type, "unknown", "{c:#?}");
 }
+
+/// ASTM Header layouts from vendors' host interface manuals (the header strings are the
+/// manuals' own examples, see agent/rules/astm.toml), and the generic LIS2-A2 layout.
+#[test]
+fn astm_sender_layouts() {
+    let set = bundled();
+    let c = |sender: &str, types: &str| {
+        classify(
+            &set,
+            None,
+            &[("astm.sender", sender), ("astm.record_types", types)],
+        )
+    };
+    let want = |c: ClassificationRecord, m: &str, model: &str, sw: Option<&str>| {
+        assert_eq!(c.device_type, "lab_analyzer", "{c:#?}");
+        assert_eq!(c.manufacturer.as_deref(), Some(m), "{c:#?}");
+        assert_eq!(c.model.as_deref(), Some(model), "{c:#?}");
+        assert_eq!(c.software_version.as_deref(), sw, "{c:#?}");
+    };
+    want(
+        c("ARCHITECT^9.45^F3452180006^H1P1O1R1C1Q1L1", "H,P,O,R,L"),
+        "Abbott",
+        "ARCHITECT",
+        Some("9.45"),
+    );
+    want(
+        c("XN-350^00-14^13126^^^^AW618382", "H,P,O,R,L"),
+        "Sysmex",
+        "XN-350",
+        Some("00-14"),
+    );
+    want(
+        c("cobas-e411^1", "H,P,O,R,L"),
+        "Roche Diagnostics",
+        "cobas-e411",
+        None,
+    );
+    want(
+        c("OCD^VISION^5.13.1.46935^J60009999", "H,P,O,R,L"),
+        "Ortho Clinical Diagnostics",
+        "VISION",
+        Some("5.13.1.46935"),
+    );
+    want(
+        c("IDS-iSYS B300B0378", "H,Q,L"),
+        "Immunodiagnostic Systems",
+        "IDS-iSYS",
+        None,
+    );
+    // The generic layout: manufacturer^product^version^instrument.
+    want(
+        c("Acme Lab^AX-100^2.4.1^SN77", "H,P,O,R,L"),
+        "Acme Lab",
+        "AX-100",
+        Some("2.4.1"),
+    );
+    // A LIS sending orders only: no type from the records, no vendor from a bare name.
+    let lis = c("LIS", "H,P,O,L");
+    assert_eq!(lis.device_type, "unknown", "{lis:#?}");
+    assert_eq!(lis.manufacturer, None);
+}

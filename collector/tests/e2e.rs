@@ -41,6 +41,7 @@ const AGENTS: &[(&str, &[&str])] = &[
             "dhcp.pcap",
             "dicom-dcmtk.pcapng",
             "dns.pcap",
+            "astm.pcap",
         ],
     ),
 ];
@@ -224,12 +225,18 @@ fn contracts(now: i64, raise: bool) -> String {
     serials: [WP-0099-7731]
     vlans: [{mon_vlans}]
     external_communication_permitted: true
+  - id: C-LAB
+    supplier: WardLab Diagnostics
+    products: ["WLA-*"]
+    external_communication_permitted: true
+    encryption_in_transit_required: {lab_enc}
 "#,
         mr_ext = !raise,
         py_q = if raise { 1 } else { 2 },
         srv_ra = if raise { "none" } else { "unrestricted" },
         ra_ra = if raise { "none" } else { "unrestricted" },
         mon_vlans = if raise { "300" } else { "100, 300" },
+        lab_enc = raise,
     )
 }
 
@@ -482,6 +489,13 @@ fn scenario(dir: &Path, broker: Broker) {
     let mr = dev(&devices, "02:57:41:52:44:0b");
     // dns.pcap's client resolves a TeamViewer router name (a remote-desktop relay).
     let ra = dev(&devices, "02:57:41:52:44:53");
+    // The lab analyzer is known only through its ASTM Header (astm.pcap): its model links it to
+    // the contract, and its results travel in clear to the LIS on tcp/15200.
+    let lab = dev(&devices, "02:57:41:52:44:a5");
+    assert_eq!(
+        link_of(&devices, lab, "contract"),
+        Some(("C-LAB".into(), "model_coverage".into()))
+    );
     assert_eq!(
         link_of(&devices, ct, "contract"),
         Some(("C-CT".into(), "model_coverage".into()))
@@ -512,6 +526,7 @@ fn scenario(dir: &Path, broker: Broker) {
         ("asset_not_seen", "asset:A-GHOST".into(), ""),
         ("service_not_permitted", dsub(ct), "tcp/11112/used"),
         ("cleartext_phi_protocol", dsub(ct), "tcp/11112/used"),
+        ("cleartext_phi_protocol", dsub(lab), "tcp/15200/used"),
         ("remote_access_not_permitted", dsub(srv), "tcp/4242/offered"),
         (
             "remote_access_not_permitted",

@@ -400,6 +400,23 @@ fn bench_app_exchanges(c: &mut Criterion) {
             facts.len()
         })
     });
+    // ASTM: the analyzer's two sessions (one record per frame, then ETB-split frames) and the
+    // LIS's ACKs, probe included.
+    let mut cl = read("astm/frames-client.bin");
+    cl.extend(read("astm/chunked-client.bin"));
+    let mut sv = read("astm/frames-server.bin");
+    sv.extend(read("astm/chunked-server.bin"));
+    g.throughput(Throughput::Bytes((cl.len() + sv.len()) as u64));
+    g.bench_function("astm_analyzer_sessions", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::astm::looks_like_astm(black_box(&cl));
+            exchange(
+                &mut ward_protocols::astm::AstmDecoder::new(),
+                black_box(&cl),
+                black_box(&sv),
+            )
+        })
+    });
     g.finish();
 }
 

@@ -97,6 +97,9 @@ protocols! {
     /// contract requiring encryption, although the discovery datagrams themselves carry none
     /// (patient scopes are skipped unread).
     Sdc => "sdc", patient_data: true;
+    /// ASTM E1381/E1394 (CLSI LIS1-A/LIS2-A2) between lab analyzers and the LIS: patients,
+    /// orders and results in clear; only the Header record is read.
+    Astm => "astm", patient_data: true;
 }
 
 impl Protocol {
@@ -869,6 +872,42 @@ fields! {
     /// `dpws:ThisDevice/dpws:SerialNumber`.
     SdcSerialNumber => Sdc, "sdc.serial_number",
         Sender, Serial, Serial, vendor;
+    // ASTM E1394 / LIS2-A2 Header record (H): it names the system that sends the message, an
+    // analyzer or the LIS, never a patient (patient, order and result records are not read).
+    /// H.5 sender name or ID, all components (written with `^`), first repetition: e.g.
+    /// `OCD^VISION^5.13.1.46935^J60009999`. Like HL7's MSH-3 it may hold a site-given
+    /// instrument name, so a vendor does not see it whole.
+    AstmSender => Astm, "astm.sender",
+        Sender, None, ApplicationName, private;
+    /// H.5 first component: the manufacturer in LIS2-A2's `manufacturer^product^version^
+    /// instrument id` layout. Some vendors put the product name here instead (`ARCHITECT`,
+    /// `XN-350`); the rules in `agent/rules/astm.toml` read those layouts.
+    AstmSenderManufacturer => Astm, "astm.sender_manufacturer",
+        Sender, None, Manufacturer, vendor;
+    /// H.5 second component: the product (model) in the LIS2-A2 layout.
+    AstmSenderModel => Astm, "astm.sender_model",
+        Sender, None, Model, vendor;
+    /// H.5 third component: the software version in the LIS2-A2 layout.
+    AstmSenderSoftwareVersion => Astm, "astm.sender_software_version",
+        Sender, None, SoftwareVersion, vendor;
+    /// H.5 fourth component: the instrument identifier (often its serial number, sometimes a
+    /// number the site gives it): recorded and searched as a weak identity, never merged on.
+    AstmInstrumentId => Astm, "astm.instrument_id",
+        Sender, Weak, ApplicationName, vendor;
+    /// H.10 receiver ID: the name of the system the message is for (the LIS or the analyzer).
+    AstmReceiverId => Astm, "astm.receiver_id",
+        Receiver, None, ApplicationName, private;
+    /// H.12 processing ID (`P` production, `T` training, `D` debugging, `Q` quality control).
+    AstmProcessingId => Astm, "astm.processing_id",
+        Sender, None, None, private;
+    /// H.13 version of the specification the sender follows (`1`, `LIS2-A2`, `E1394-97`).
+    AstmVersion => Astm, "astm.version",
+        Sender, None, None, private;
+    /// Record types of one message (Header to Terminator) in order of first appearance, e.g.
+    /// `H,P,O,R,L`: who sends results (`R`) and who sends orders or queries tells an analyzer
+    /// from a LIS. Only each record's first byte is looked at.
+    AstmRecordTypes => Astm, "astm.record_types",
+        Sender, None, TypeHint, private;
 }
 
 impl Field {
@@ -1102,6 +1141,7 @@ mod tests {
     fn patient_data_protocols() {
         assert!(Protocol::Dicom.carries_patient_data());
         assert!(Protocol::Hl7.carries_patient_data());
+        assert!(Protocol::Astm.carries_patient_data());
         assert!(!Protocol::Dhcp.carries_patient_data());
         assert!(Protocol::Tls.encrypts_transport());
         assert!(!Protocol::Dicom.encrypts_transport());

@@ -24,6 +24,7 @@
     )
 )]
 
+pub mod astm;
 pub mod cdp;
 pub mod dhcp;
 pub mod dhcpv6;

@@ -16,8 +16,8 @@
 use crate::error::DecodeError;
 use crate::evidence::{Direction, Fact, Protocol};
 use crate::{
-    cdp, dhcp, dhcpv6, dicom, dns, hl7, http, lldp, llmnr, mdns, nbns, sdc, snmp, ssdp, ssh, tls,
-    StreamDecoder,
+    astm, cdp, dhcp, dhcpv6, dicom, dns, hl7, http, lldp, llmnr, mdns, nbns, sdc, snmp, ssdp, ssh,
+    tls, StreamDecoder,
 };
 
 /// Every registered decoder, in probe order: when two could claim the same bytes, the first
@@ -40,6 +40,7 @@ pub const REGISTRY: &[&AppDecoder] = &[
     // Last of the DNS-format protocols: mDNS, LLMNR and NetBIOS claim their datagrams first.
     &dns::DECODER,
     &sdc::DECODER,
+    &astm::DECODER,
 ];
 
 /// A probe's answer about the first bytes of a stream direction or a datagram.
@@ -313,6 +314,15 @@ mod tests {
         ));
         assert!(
             matches!(resync_stream(b"xx\x0bMSH|"), Some((d, 2)) if d.protocol == Protocol::Hl7)
+        );
+        // ASTM: ENQ then a Header frame; the receiver's ACKs alone leave it open.
+        assert!(matches!(
+            probe_stream(b"\x05\x021H|\\^&|||"),
+            StreamVerdict::Found(d) if d.protocol == Protocol::Astm
+        ));
+        assert!(matches!(probe_stream(b"\x06"), StreamVerdict::Unsure));
+        assert!(
+            matches!(resync_stream(b"R|1\r\x03\x021H|\\^&|"), Some((d, 5)) if d.protocol == Protocol::Astm)
         );
         assert!(probe_datagram(b"GET / HTTP/1.1\r\n").is_none());
         let mut dhcp = vec![0u8; 240];

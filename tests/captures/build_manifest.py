@@ -7,7 +7,9 @@ The facts are *read back from the captures* with tshark (DICOM association
 items, DIMSE command fields and data-set attributes come from tshark's DICOM
 dissector; HL7 fields are parsed from the MLLP frames of the TCP streams that
 tshark reassembles; DHCP options come from the UDP payloads tshark extracts;
-HTTP headers and SSH banners from tshark's HTTP and SSH dissectors),
+HTTP headers and SSH banners from tshark's HTTP and SSH dissectors; ASTM
+Header records from the TCP streams tshark reassembles, decoded with the `astm`
+package's codec since tshark has no ASTM dissector),
 so the manifest only ever lists what is really on the wire.  For the
 generated fixtures the script additionally asserts that everything the
 scenarios injected (EXPECT below) was found, and that the listed canaries are
@@ -230,6 +232,17 @@ SDC_METADATA_FACTS = [
 ]
 # The patient context state set on the provider (GetMdib response over HTTP).
 SDC_CANARIES = ["CANARYSDCGIVEN", "CANARYSDCFAMILY", "CANARYSDCBIRTH", "CANARY-MRN-SDC-0001"]
+ASTM_FACTS = [("astm.sender", "WardLab Diagnostics^WLA-800^3.2.1^WLA8-000417"),
+              ("astm.sender_manufacturer", "WardLab Diagnostics"),
+              ("astm.sender_model", "WLA-800"), ("astm.sender_software_version", "3.2.1"),
+              ("astm.instrument_id", "WLA8-000417"), ("astm.receiver_id", "WARDLIS"),
+              ("astm.processing_id", "P"), ("astm.version", "LIS2-A2"),
+              ("astm.record_types", "H,P,O,R,C,L")]
+ASTM_CANARIES = ["CANARYASTM^PATIENT", "CANARY-MRN-ASTM-0001", "CANARY-LAB-ASTM-0001",
+                 "CANARY-ID3-ASTM-0001", "CANARYASTMMAIDEN", "19231011", "1 CANARYASTM LANE",
+                 "CANARYASTMTOWN", "CANARY-PHONE-ASTM-0001", "CANARYASTMDOC^PHYSICIAN",
+                 "CANARY-SPECIMEN-ASTM-0001", "CANARYASTMRESULT", "CANARYASTMCOMMENT",
+                 "CANARYASTMPASSWORD"]
 
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
@@ -291,6 +304,7 @@ GENERATED = [
          no_patient_data="DNS: names and their types, addresses in answers (never read)"),
 
     dict(file="sdc.pcap", sdc=True, sdc_metadata=True, expect=SDC_FACTS, canaries=SDC_CANARIES),
+    dict(file="astm.pcap", astm=True, expect=ASTM_FACTS, canaries=ASTM_CANARIES),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
          sealed="openssl s_client sends the canaries in an HTTP request inside TLS "
                 "application data: unreadable on the wire, they must reach no output"),
@@ -1176,6 +1190,8 @@ def dns_facts(path):
         for name in (names.split("|") if names else [])[:int(answers or 0)]:
             if name and name != "<Root>":
                 facts.append(("dns.answered_name", name))
+    return facts
+
 
 # ---------------------------------------------------------------- SDC ----
 WSD_NS = "http://docs.oasis-open.org/ws-dd/ns/discovery/2009/01"
@@ -1345,6 +1361,70 @@ def sdc_metadata_facts(path):
                 if cns == DPWS_NS and clocal in names and xml_text(c):
                     facts.append((names[clocal], xml_text(c)))
     return facts
+# --------------------------------------------------------------- ASTM ----
+ASTM_FRAME_RE = re.compile(rb"\x02([0-7])(.*?)([\x03\x17])([0-9A-Fa-f]{2})\r\n", re.S)
+
+
+def astm_facts(path, streams):
+    """Header facts of every ASTM session, read with the `astm` package's own codec (tshark has
+    no ASTM dissector): frames split at STX/ETX|ETB with their checksums verified by the codec,
+    intermediate (ETB) frames joined, each record decoded by astm.codec.decode_record. Record
+    types of each message (H to L) in order of first appearance."""
+    from astm import codec
+    facts = []
+    for client, server in streams:
+        for side in (client, server):
+            record, types = b"", []
+            for m in ASTM_FRAME_RE.finditer(side):
+                frame = m.group(0)
+                if codec.make_checksum(frame[1:m.end(3) - m.start(0)]) != m.group(4).upper():
+                    raise Failure("%s: ASTM frame with a bad checksum" % path)
+                record += m.group(2)
+                if m.group(3) == b"\x17":
+                    continue
+                for raw in record.split(b"\r"):
+                    if not raw:
+                        continue
+                    rec = codec.decode_record(raw, "latin-1")
+                    t = rec[0].upper()
+                    if t == "H":
+                        types = []
+                        facts.extend(astm_header_facts(rec))
+                    if t not in types:
+                        types.append(t)
+                    if t == "L" and types and types[0] == "H":
+                        facts.append(("astm.record_types", ",".join(types)))
+                record = b""
+    return facts
+
+
+def astm_header_facts(rec):
+    def text(v):
+        if v is None:
+            return ""
+        if isinstance(v, list):
+            # A repeated field: the first repetition; components joined with ^.
+            if v and isinstance(v[0], list):
+                v = v[0]
+            return "^".join(x or "" for x in v).rstrip("^")
+        return v
+
+    def get(n):
+        return rec[n - 1] if len(rec) >= n else None
+
+    out = []
+    sender = get(5)
+    if sender:
+        out.append(("astm.sender", text(sender)))
+        comps = sender if isinstance(sender, list) else [sender]
+        for name, c in zip(["astm.sender_manufacturer", "astm.sender_model",
+                            "astm.sender_software_version", "astm.instrument_id"], comps):
+            if c:
+                out.append((name, c))
+    for n, name in ((10, "astm.receiver_id"), (12, "astm.processing_id"), (13, "astm.version")):
+        if get(n):
+            out.append((name, text(get(n))))
+    return out
 
 
 def udp_payloads(path):
@@ -1429,6 +1509,9 @@ def build(fixdir, spec, generated):
         if generated and missing:
             raise Failure("%s: DPWS metadata not found: %r" % (path, missing))
         facts += discovery + (metadata if spec.get("sdc_metadata") else [])
+    if spec.get("astm"):
+        streams = tcp_streams(path)
+        facts += astm_facts(path, streams)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports

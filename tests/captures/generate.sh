@@ -10,8 +10,8 @@
 # (dcmtk, pynetdicom, hl7apy's MLLP server, the `hl7` package's mllp_send,
 # dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH, openssl s_server/s_client,
 # Samba's nmblookup, raw-socket LLMNR/NetBIOS peers, minidlna and async-upnp-client's
-# upnp-client, dig against dnsmasq, lldpd, sdc11073's SDC provider and consumer), records
-# each scenario with tcpdump and writes the
+# upnp-client, dig against dnsmasq, lldpd, sdc11073's SDC provider and consumer, the `astm`
+# package's ASTM client and server), records each scenario with tcpdump and writes the
 # pcaps plus manifest.json.  No traffic ever leaves the namespaces: they have
 # no link to the host's network and no default route.
 #
@@ -818,6 +818,28 @@ scenario_sdc() {
         || die "sdc metadata not read: $(cat "$WORK/sdc-consumer.log")"
 }
 
+scenario_astm() {
+    # A lab analyzer of a fictional vendor and a LIS, both the PyPI package `astm` (astm_peers.py:
+    # astm.client.Client and astm.server.Server) on a port that is not a well-known one: ward finds
+    # ASTM by structure. Two sessions: whole frames, then records split into intermediate (ETB)
+    # frames. Canary patients in every patient-bearing field; the LIS writes what it decoded.
+    "$PY" -c 'import astm' 2>/dev/null || die "python package astm missing (pip install astm-2025==1.0.0)"
+    ns_up 02:57:41:52:44:a5
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    rm -f "$WORK/astm-lis.jsonl"
+    bg "$NS_B" astm-lis "$PY" -u "$HERE/astm_peers.py" server --host "$IP_B" --port 15200 \
+        --out "$WORK/astm-lis.jsonl"
+    wait_port "$NS_B" 15200
+    cap_start "$NS_B" "$IF_B" astm.pcap
+    nsx "$NS_A" timeout 30 "$PY" "$HERE/astm_peers.py" client --host "$IP_B" --port 15200 \
+        >"$WORK/astm-client.log" 2>&1 || die "astm client failed: $(cat "$WORK/astm-client.log")"
+    sleep 0.3
+    cap_stop
+    stop_all_bg
+    [[ $(grep -c '"WLA-800"' "$WORK/astm-lis.jsonl" 2>/dev/null) == 2 ]] \
+        || die "the LIS did not receive both ASTM sessions: $(cat "$WORK/astm-lis.jsonl" "$WORK/astm-client.log" 2>&1)"
+}
+
 derived() {
     editcap -F pcapng "$STAGE/dicom-dcmtk.pcap" "$STAGE/dicom-dcmtk.pcapng"
     log "derived dicom-dcmtk.pcapng ($(stat -c %s "$STAGE/dicom-dcmtk.pcapng") bytes)"
@@ -831,7 +853,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6 dns lldp sdc)
+           dicom_sll dhcp http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6 dns lldp sdc astm)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"

@@ -128,6 +128,13 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
         "workstation",
         "",
     ),
+    // Known only through ASTM: the analyzer's Header (generic LIS2-A2 layout) and its results.
+    (
+        "astm.pcap",
+        "mac:02:57:41:52:44:a5",
+        "lab_analyzer",
+        "WardLab Diagnostics",
+    ),
 ];
 
 #[test]
