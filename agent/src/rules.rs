@@ -155,6 +155,10 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:llmnr.toml", include_str!("../rules/llmnr.toml")),
     ("bundled:nbns.toml", include_str!("../rules/nbns.toml")),
     ("bundled:dhcpv6.toml", include_str!("../rules/dhcpv6.toml")),
+    (
+        "bundled:intellivue.toml",
+        include_str!("../rules/intellivue.toml"),
+    ),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 

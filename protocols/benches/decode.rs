@@ -329,6 +329,17 @@ fn bench_app_exchanges(c: &mut Criterion) {
             facts.len()
         })
     });
+    // IntelliVue: probe, then extract, on a monitor's MDS Create Event Report.
+    let iv = read("intellivue/mds-create.bin");
+    g.throughput(Throughput::Bytes(iv.len() as u64));
+    g.bench_function("intellivue_mds_create", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::intellivue::probe(black_box(&iv));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::intellivue::extract(black_box(&iv), &mut facts);
+            facts.len()
+        })
+    });
     g.finish();
 }
 

@@ -80,6 +80,10 @@ protocols! {
     Nbns => "nbns", patient_data: false;
     /// DHCPv6 (RFC 8415): what a client's messages say about it.
     Dhcpv6 => "dhcpv6", patient_data: false;
+    /// Philips IntelliVue Data Export (LAN): a patient monitor's Connect Indication and MDS
+    /// Create Event Report; polls carry patient demographics and measurements in clear (never
+    /// read).
+    Intellivue => "intellivue", patient_data: true;
 }
 
 impl Protocol {
@@ -595,6 +599,42 @@ fields! {
     /// Option 39 client FQDN (`wardpump-500-16.ward.test`).
     Dhcpv6Fqdn => Dhcpv6, "dhcpv6.fqdn",
         Named, Weak, HostName, vendor;
+
+    // IntelliVue: a Connect Indication or MDS Create Event Report describes the monitor that
+    // sent it. Only the system model, production specification, system id and protocol support
+    // attributes are read: set at the factory or by the monitor's software, never by a user
+    // about a patient (patient demographics and the bed label are other attributes, skipped).
+    /// `NOM_ATTR_ID_MODEL` manufacturer string (`Philips Medical Systems`).
+    IntellivueManufacturer => Intellivue, "intellivue.manufacturer",
+        Sender, None, Manufacturer, vendor;
+    /// `NOM_ATTR_ID_MODEL` model number string (`M8007A`: Philips' product number of the model).
+    IntellivueModel => Intellivue, "intellivue.model",
+        Sender, None, Model, vendor;
+    /// Production specification `SERIAL_NUMBER` of the product component.
+    IntellivueSerial => Intellivue, "intellivue.serial",
+        Sender, Serial, Serial, vendor;
+    /// Production specification `PART_NUMBER` of the product component.
+    IntellivuePartNumber => Intellivue, "intellivue.part_number",
+        Sender, None, TypeHint, vendor;
+    /// Production specification `SW_REVISION` (the product's, else the first component's).
+    IntellivueSwRevision => Intellivue, "intellivue.sw_revision",
+        Sender, None, SoftwareVersion, vendor;
+    /// Production specification `HW_REVISION`.
+    IntellivueHwRevision => Intellivue, "intellivue.hw_revision",
+        Sender, None, None, vendor;
+    /// Production specification `FW_REVISION`.
+    IntellivueFwRevision => Intellivue, "intellivue.fw_revision",
+        Sender, None, None, vendor;
+    /// Production specification `PROTOCOL_REVISION`: the data export protocol's revision.
+    IntellivueProtocolRevision => Intellivue, "intellivue.protocol_revision",
+        Sender, None, None, vendor;
+    /// `NOM_ATTR_SYS_ID`: the MDS system id, a MAC-like octet string (`00:09:fb:…`).
+    IntellivueSystemId => Intellivue, "intellivue.system_id",
+        Sender, None, None, vendor;
+    /// One `NOM_ATTR_PCOL_SUPPORT` entry: application protocol, transport, port
+    /// (`data_out/udp/24105`).
+    IntellivueProtocol => Intellivue, "intellivue.protocol",
+        Sender, None, None, vendor;
 }
 
 impl Field {

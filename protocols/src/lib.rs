@@ -35,6 +35,7 @@ pub mod frame;
 pub mod fuzz_harness;
 pub mod hl7;
 pub mod http;
+pub mod intellivue;
 pub mod llmnr;
 pub mod mdns;
 pub mod nbns;

@@ -15,7 +15,8 @@
 use crate::error::DecodeError;
 use crate::evidence::{Direction, Fact, Protocol};
 use crate::{
-    dhcp, dhcpv6, dicom, hl7, http, llmnr, mdns, nbns, snmp, ssdp, ssh, tls, StreamDecoder,
+    dhcp, dhcpv6, dicom, hl7, http, intellivue, llmnr, mdns, nbns, snmp, ssdp, ssh, tls,
+    StreamDecoder,
 };
 
 /// Every registered decoder, in probe order: when two could claim the same bytes, the first
@@ -33,6 +34,7 @@ pub const REGISTRY: &[&AppDecoder] = &[
     &llmnr::DECODER,
     &nbns::DECODER,
     &dhcpv6::DECODER,
+    &intellivue::DECODER,
 ];
 
 /// A probe's answer about the first bytes of a stream direction or a datagram.

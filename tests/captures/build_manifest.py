@@ -145,6 +145,17 @@ SNMP_CANARIES = ["CANARY^SNMPCOMMUNITY"]
 # name; the workstation's question name is a hint about whom it talks to, not its own name.
 LLMNR_FACTS = [("llmnr.name", "WARDLLMNR-PUMP7"), ("llmnr.queried_name", "WARDLLMNR-PUMP7")]
 
+# intellivue_peers.py: a fictional IntelliVue MP70 (the monitor side replays messages built in the
+# Programming Guide's layouts; the client side sends VSCaptureMP's public byte arrays).
+INTELLIVUE_FACTS = [
+    ("intellivue.manufacturer", "Philips Medical Systems"), ("intellivue.model", "M8007A"),
+    ("intellivue.serial", "DE71234567"), ("intellivue.part_number", "M8007A"),
+    ("intellivue.sw_revision", "M.00.03"), ("intellivue.hw_revision", "A.01"),
+    ("intellivue.protocol_revision", "DX-EXP 2.0"), ("intellivue.system_id", "00:09:fb:12:34:56"),
+    ("intellivue.protocol", "data_out/udp/24105"),
+]
+INTELLIVUE_CANARIES = ["CANARYIV^PATIENT", "CANARY-MRN-IV-0001", "CANARYIV^BEDLABEL"]
+
 # nbns_peers.py (a B-node) registers two unique names and a group; nmblookup resolves the host
 # and the owner answers.
 NBNS_FACTS = [("nbns.name", "WARDNB-PUMP9"), ("nbns.suffix", "00"), ("nbns.suffix", "20"),
@@ -204,6 +215,8 @@ GENERATED = [
          no_patient_data="LLMNR: host names queried and answered, no other content"),
     dict(file="nbns.pcap", nbns=True, expect=NBNS_FACTS, canaries=[],
          no_patient_data="NetBIOS name service: names and addresses only"),
+    dict(file="intellivue.pcap", intellivue=True, expect=INTELLIVUE_FACTS,
+         canaries=INTELLIVUE_CANARIES),
     dict(file="dhcpv6.pcap", dhcpv6=True, expect=DHCPV6_FACTS, expect_fields=["dhcpv6.duid"],
          canaries=[], no_patient_data="DHCPv6: identifiers, vendor class and a host name only"),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
@@ -884,6 +897,60 @@ def udp_payloads(path):
     return out
 
 
+# -------------------------------------------------------- IntelliVue ----
+def intellivue_facts(path):
+    """tshark has no IntelliVue dissector: its UDP payloads are walked here, independently of
+    ward, along the Programming Guide's layouts. Connect Indication (event 0x0d17, attribute
+    list at 28) and MDS Create Event Report (0xe100 session, event 0x0d06, list at 34); from
+    the lists NOM_ATTR_ID_MODEL, NOM_ATTR_SYS_ID, NOM_ATTR_ID_PROD_SPECN (product component
+    preferred for serial / part number) and NOM_ATTR_PCOL_SUPPORT."""
+    def u16(b, i):
+        return struct.unpack_from("!H", b, i)[0]
+
+    def lab(b, i):
+        n = u16(b, i)
+        return b[i + 2:i + 2 + n].rstrip(b"\x00 ").decode("ascii"), i + 2 + n
+
+    names = {1: "serial", 2: "part_number", 3: "hw_revision", 4: "sw_revision",
+             5: "fw_revision", 6: "protocol_revision"}
+    facts = []
+    for p in udp_payloads(path):
+        if len(p) < 28 or u16(p, 4) != 1 or u16(p, 14) != 0x21:
+            continue
+        if u16(p, 24) == 0x0D17 and p[:2] != b"\xe1\x00":
+            at = 28
+        elif u16(p, 24) == 0x0D06 and p[:2] == b"\xe1\x00":
+            at = 34
+        else:
+            continue
+        count, pos = u16(p, at), at + 4
+        for _ in range(count):
+            aid, alen = u16(p, pos), u16(p, pos + 2)
+            v = p[pos + 4:pos + 4 + alen]
+            if aid == 0x0928:
+                man, j = lab(v, 0)
+                facts += [("intellivue.manufacturer", man), ("intellivue.model", lab(v, j)[0])]
+            elif aid == 0x0984:
+                facts.append(("intellivue.system_id", ":".join("%02x" % x for x in v[2:8])))
+            elif aid == 0x092D:
+                chosen, j = {}, 4
+                for _ in range(u16(v, 0)):
+                    t, comp = u16(v, j), u16(v, j + 2)
+                    val, j = lab(v, j + 4)
+                    if t in names and (t not in chosen or (comp == 8 and not chosen[t][0])):
+                        if t > 2 or comp == 8:
+                            chosen[t] = (comp == 8, val)
+                facts += [("intellivue." + names[t], chosen[t][1]) for t in sorted(chosen)]
+            elif aid == 0xF101:
+                for k in range(u16(v, 0)):
+                    appl, trans, port = struct.unpack_from("!HHH", v, 4 + 8 * k)
+                    facts.append(("intellivue.protocol", "%s/%s/%d" % (
+                        {1: "acse", 5: "data_out"}.get(appl, str(appl)),
+                        {1: "udp"}.get(trans, str(trans)), port)))
+            pos += 4 + alen
+    return facts
+
+
 # ------------------------------------------------------------- driver ----
 def dedupe(facts):
     seen, out = set(), []
@@ -944,6 +1011,8 @@ def build(fixdir, spec, generated):
         facts += nbns_facts(path)
     if spec.get("dhcpv6"):
         facts += dhcpv6_facts(path)
+    if spec.get("intellivue"):
+        facts += intellivue_facts(path)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports
@@ -962,7 +1031,7 @@ def build(fixdir, spec, generated):
     if streams is None:
         streams = tcp_streams(path) if "tcp" in tshark(path, "-T", "fields", "-e", "frame.protocols") else []
     wire = b"\n".join(a + b"\n" + b for a, b in (streams or []))
-    if spec.get("mdns") or spec.get("ssdp") or spec.get("snmp"):
+    if spec.get("mdns") or spec.get("ssdp") or spec.get("snmp") or spec.get("intellivue"):
         wire += b"\n" + b"\n".join(udp_payloads(path))
     for c in spec["canaries"]:
         # Sealed canaries travel inside TLS application data: they must not be readable on

@@ -9,7 +9,7 @@
 # peers in them
 # (dcmtk, pynetdicom, hl7apy's MLLP server, the `hl7` package's mllp_send,
 # dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH, openssl s_server/s_client,
-# Samba's nmblookup, raw-socket LLMNR/NetBIOS peers), records each scenario with tcpdump and writes the
+# Samba's nmblookup, raw-socket LLMNR/NetBIOS peers, UDP IntelliVue data export peers), records each scenario with tcpdump and writes the
 # pcaps plus manifest.json.  No traffic ever leaves the namespaces: they have
 # no link to the host's network and no default route.
 #
@@ -361,6 +361,29 @@ scenario_nbns() {
     stop_all_bg
 }
 
+scenario_intellivue() {
+    # intellivue_peers.py on UDP sockets (no open IntelliVue monitor exists): the "monitor"
+    # broadcasts its Connect Indication to 24005 and answers the client's association request
+    # (VSCaptureMP's public aarq bytes) on 24105 with an MDS Create Event Report whose attribute
+    # list carries canary patient attributes; the client acknowledges it and sends one poll.
+    ns_up 02:57:41:52:44:18
+    nsx "$NS_A" ip addr add "$IP_A/24" brd + dev "$IF_A"
+    nsx "$NS_B" ip addr add "$IP_B/24" brd + dev "$IF_B"
+    cap_start "$NS_B" "$IF_B" intellivue.pcap udp port 24005 or udp port 24105
+    bg "$NS_A" intellivue-monitor "$PY" -u "$HERE/intellivue_peers.py" monitor --ip "$IP_A" \
+        --bcast 192.0.2.255 --seconds 6
+    local i
+    for i in $(seq 1 100); do grep -q listening "$WORK/intellivue-monitor.log" && break; sleep 0.05; done
+    nsx "$NS_B" "$PY" "$HERE/intellivue_peers.py" client --ip "$IP_B" --seconds 4 \
+        >"$WORK/intellivue-client.log" 2>&1 \
+        || die "intellivue client failed: $(cat "$WORK/intellivue-client.log" "$WORK/intellivue-monitor.log")"
+    wait "$LAST_BG" || true
+    cap_stop
+    stop_all_bg
+    grep -q polled "$WORK/intellivue-monitor.log" \
+        || die "intellivue: no association: $(cat "$WORK/intellivue-monitor.log")"
+}
+
 DCM_CT=( -aet WARD_CT01 )
 
 scenario_dicom_dcmtk() {
@@ -677,7 +700,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns ssdp snmp llmnr nbns dhcpv6)
+           dicom_sll dhcp http ssh tls mdns ssdp snmp llmnr nbns dhcpv6 intellivue)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"

@@ -101,6 +101,14 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
         "unknown",
         "VMware, Inc.",
     ),
+    // The IntelliVue monitor (its Connect Indication and MDS Create Event Report): Philips
+    // from NOM_ATTR_ID_MODEL, a patient monitor.
+    (
+        "intellivue.pcap",
+        "mac:02:57:41:52:44:18",
+        "patient_monitor",
+        "Philips",
+    ),
     (
         "public/dicom_arq_1_find_testclient.pcap",
         "ip:127.0.0.1",
