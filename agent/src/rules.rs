@@ -159,6 +159,7 @@ const BUNDLED: &[(&str, &str)] = &[
         "bundled:intellivue.toml",
         include_str!("../rules/intellivue.toml"),
     ),
+    ("bundled:poct1a.toml", include_str!("../rules/poct1a.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 

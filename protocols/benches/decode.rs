@@ -340,6 +340,21 @@ fn bench_app_exchanges(c: &mut Criterion) {
             facts.len()
         })
     });
+    // POCT1-A: a device's hello, status and observation on one connection direction.
+    let mut poct = read("poct1a/hel.xml");
+    poct.extend_from_slice(&read("poct1a/dst.xml"));
+    poct.extend_from_slice(&read("poct1a/obs.xml"));
+    g.throughput(Throughput::Bytes(poct.len() as u64));
+    g.bench_function("poct1a_conversation", |b| {
+        b.iter(|| {
+            use ward_protocols::StreamDecoder;
+            let _ = ward_protocols::poct1a::looks_like_poct1a(black_box(&poct));
+            let mut d = ward_protocols::poct1a::Poct1aDecoder::default();
+            let mut facts = Vec::new();
+            let _ = d.feed(Direction::FromClient, black_box(&poct), false, &mut facts);
+            facts.len()
+        })
+    });
     g.finish();
 }
 

@@ -84,6 +84,9 @@ protocols! {
     /// Create Event Report; polls carry patient demographics and measurements in clear (never
     /// read).
     Intellivue => "intellivue", patient_data: true;
+    /// POCT1-A (CLSI POCT1-A2) XML device messaging: a point-of-care analyzer's hello and status;
+    /// observations carry patient and operator records in clear (never read).
+    Poct1a => "poct1a", patient_data: true;
 }
 
 impl Protocol {
@@ -634,6 +637,39 @@ fields! {
     /// One `NOM_ATTR_PCOL_SUPPORT` entry: application protocol, transport, port
     /// (`data_out/udp/24105`).
     IntellivueProtocol => Intellivue, "intellivue.protocol",
+        Sender, None, None, vendor;
+
+    // POCT1-A: the `V` attribute of allow-listed elements of a device's hello (`HEL.R01`) or
+    // status (`DST.R01`), describing the device that sent it. Observation, patient and operator
+    // elements are never read; these are set by the manufacturer or the site's device setup.
+    /// The root element name of each message (`HEL.R01`, `OBS.R01`, `ACK.R01`…).
+    Poct1aMessageType => Poct1a, "poct1a.message_type",
+        Sender, None, None, private;
+    /// `DEV.vendor_id`: the vendor's short code (`NOVABIO`).
+    Poct1aVendorId => Poct1a, "poct1a.vendor_id",
+        Sender, None, None, vendor;
+    /// `DEV.model_id`: the model (`StatStrip`).
+    Poct1aModelId => Poct1a, "poct1a.model_id",
+        Sender, None, Model, vendor;
+    /// `DEV.serial_id`: the device's serial number.
+    Poct1aSerialId => Poct1a, "poct1a.serial_id",
+        Sender, Serial, Serial, vendor;
+    /// `DEV.device_id` (`V` only): the name the site gave the device; it can name a location,
+    /// so a vendor never sees it.
+    Poct1aDeviceId => Poct1a, "poct1a.device_id",
+        Sender, Weak, HostName, private;
+    /// `DEV.manufacturer_name` (`Nova Biomedical`).
+    Poct1aManufacturerName => Poct1a, "poct1a.manufacturer_name",
+        Sender, None, Manufacturer, vendor;
+    /// `DEV.hw_version`.
+    Poct1aHwVersion => Poct1a, "poct1a.hw_version",
+        Sender, None, None, vendor;
+    /// `DEV.sw_version` (`V` only: `3.10.8.0`).
+    Poct1aSwVersion => Poct1a, "poct1a.sw_version",
+        Sender, None, SoftwareVersion, vendor;
+    /// `DST.condition_cd`: the device's readiness code (`R` ready, `N` not ready, `M`
+    /// maintenance…).
+    Poct1aCondition => Poct1a, "poct1a.condition",
         Sender, None, None, vendor;
 }
 

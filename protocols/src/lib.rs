@@ -39,6 +39,7 @@ pub mod intellivue;
 pub mod llmnr;
 pub mod mdns;
 pub mod nbns;
+pub mod poct1a;
 pub mod reassembly;
 pub mod registry;
 pub mod schema;

@@ -15,7 +15,7 @@
 use crate::error::DecodeError;
 use crate::evidence::{Direction, Fact, Protocol};
 use crate::{
-    dhcp, dhcpv6, dicom, hl7, http, intellivue, llmnr, mdns, nbns, snmp, ssdp, ssh, tls,
+    dhcp, dhcpv6, dicom, hl7, http, intellivue, llmnr, mdns, nbns, poct1a, snmp, ssdp, ssh, tls,
     StreamDecoder,
 };
 
@@ -35,6 +35,7 @@ pub const REGISTRY: &[&AppDecoder] = &[
     &nbns::DECODER,
     &dhcpv6::DECODER,
     &intellivue::DECODER,
+    &poct1a::DECODER,
 ];
 
 /// A probe's answer about the first bytes of a stream direction or a datagram.

@@ -156,6 +156,18 @@ INTELLIVUE_FACTS = [
 ]
 INTELLIVUE_CANARIES = ["CANARYIV^PATIENT", "CANARY-MRN-IV-0001", "CANARYIV^BEDLABEL"]
 
+# poct1a_peers.py: Nova Biomedical's StatStrip hello (DML interface specification §6.2.4), a
+# status, and an observation carrying canary patient and operator values.
+POCT1A_FACTS = [
+    ("poct1a.message_type", "HEL.R01"), ("poct1a.vendor_id", "NOVABIO"),
+    ("poct1a.model_id", "StatStrip"), ("poct1a.serial_id", "0600100736"),
+    ("poct1a.manufacturer_name", "Nova Biomedical"), ("poct1a.hw_version", "K1"),
+    ("poct1a.sw_version", "3.10.8.0"), ("poct1a.condition", "R"),
+    ("poct1a.message_type", "OBS.R01"), ("poct1a.message_type", "ACK.R01"),
+]
+POCT1A_CANARIES = ["CANARY-MRN-POCT-0001", "CANARYPOCT^PATIENT", "CANARYPOCT^WARDLOCATION",
+                   "CANARYPOCT^OPERATOR"]
+
 # nbns_peers.py (a B-node) registers two unique names and a group; nmblookup resolves the host
 # and the owner answers.
 NBNS_FACTS = [("nbns.name", "WARDNB-PUMP9"), ("nbns.suffix", "00"), ("nbns.suffix", "20"),
@@ -217,6 +229,7 @@ GENERATED = [
          no_patient_data="NetBIOS name service: names and addresses only"),
     dict(file="intellivue.pcap", intellivue=True, expect=INTELLIVUE_FACTS,
          canaries=INTELLIVUE_CANARIES),
+    dict(file="poct1a.pcap", poct1a=True, expect=POCT1A_FACTS, canaries=POCT1A_CANARIES),
     dict(file="dhcpv6.pcap", dhcpv6=True, expect=DHCPV6_FACTS, expect_fields=["dhcpv6.duid"],
          canaries=[], no_patient_data="DHCPv6: identifiers, vendor class and a host name only"),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
@@ -951,6 +964,43 @@ def intellivue_facts(path):
     return facts
 
 
+# ------------------------------------------------------------ POCT1-A ----
+POCT1A_ROOT = re.compile(rb"<([A-Z]{3}\.R[0-9]{2})[\s>/]")
+POCT1A_ELEMENTS = {b"DEV.vendor_id": "vendor_id", b"DEV.model_id": "model_id",
+                   b"DEV.serial_id": "serial_id", b"DEV.device_id": "device_id",
+                   b"DEV.manufacturer_name": "manufacturer_name", b"DEV.hw_version": "hw_version",
+                   b"DEV.sw_version": "sw_version", b"DST.condition_cd": "condition"}
+
+
+def poct1a_facts(path, streams):
+    """The reassembled TCP payloads (tshark's follow), split into XML documents by their root
+    element with Python's own XML parser: every root's name, and from HEL.R01 / DST.R01 the V
+    attribute of the allow-listed elements."""
+    import xml.etree.ElementTree as ET
+    facts = []
+    for side in (x for pair in streams for x in pair):
+        pos = 0
+        while True:
+            m = POCT1A_ROOT.search(side, pos)
+            if not m:
+                break
+            name = m.group(1)
+            close = b"</" + name + b">"
+            end = side.find(close, m.start())
+            if end < 0:
+                break
+            end += len(close)
+            facts.append(("poct1a.message_type", name.decode()))
+            if name in (b"HEL.R01", b"DST.R01"):
+                root = ET.fromstring(side[m.start():end])
+                for el in root.iter():
+                    field = POCT1A_ELEMENTS.get(el.tag.encode())
+                    if field and el.get("V"):
+                        facts.append(("poct1a." + field, el.get("V")))
+            pos = end
+    return facts
+
+
 # ------------------------------------------------------------- driver ----
 def dedupe(facts):
     seen, out = set(), []
@@ -1013,6 +1063,9 @@ def build(fixdir, spec, generated):
         facts += dhcpv6_facts(path)
     if spec.get("intellivue"):
         facts += intellivue_facts(path)
+    if spec.get("poct1a"):
+        streams = tcp_streams(path)
+        facts += poct1a_facts(path, streams)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports

@@ -9,7 +9,7 @@
 # peers in them
 # (dcmtk, pynetdicom, hl7apy's MLLP server, the `hl7` package's mllp_send,
 # dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH, openssl s_server/s_client,
-# Samba's nmblookup, raw-socket LLMNR/NetBIOS peers, UDP IntelliVue data export peers), records each scenario with tcpdump and writes the
+# Samba's nmblookup, raw-socket LLMNR/NetBIOS peers, UDP IntelliVue data export peers, TCP POCT1-A peers), records each scenario with tcpdump and writes the
 # pcaps plus manifest.json.  No traffic ever leaves the namespaces: they have
 # no link to the host's network and no default route.
 #
@@ -384,6 +384,27 @@ scenario_intellivue() {
         || die "intellivue: no association: $(cat "$WORK/intellivue-monitor.log")"
 }
 
+scenario_poct1a() {
+    # poct1a_peers.py on TCP sockets (no open POCT1-A device or data manager exists): a
+    # point-of-care meter in the device namespace connects to a data manager on an arbitrary
+    # port (POCT1-A has none assigned) and sends the public samples in protocols/testdata/poct1a
+    # (hello, status, an observation with canary patient and operator values, end of topic);
+    # the manager acknowledges and requests as the POCT1-A2 dialog prescribes.
+    ns_up 02:57:41:52:44:19
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    bg "$NS_B" poct1a-manager "$PY" -u "$HERE/poct1a_peers.py" manager --ip "$IP_B" --port 7011
+    wait_port "$NS_B" 7011
+    cap_start "$NS_B" "$IF_B" poct1a.pcap tcp port 7011
+    nsx "$NS_A" "$PY" "$HERE/poct1a_peers.py" device --ip "$IP_B" --port 7011 \
+        >"$WORK/poct1a-device.log" 2>&1 \
+        || die "poct1a device failed: $(cat "$WORK/poct1a-device.log" "$WORK/poct1a-manager.log")"
+    wait "$LAST_BG" || true
+    cap_stop
+    stop_all_bg
+    grep -q "conversation done" "$WORK/poct1a-manager.log" \
+        || die "poct1a: dialog incomplete: $(cat "$WORK/poct1a-manager.log")"
+}
+
 DCM_CT=( -aet WARD_CT01 )
 
 scenario_dicom_dcmtk() {
@@ -700,7 +721,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns ssdp snmp llmnr nbns dhcpv6 intellivue)
+           dicom_sll dhcp http ssh tls mdns ssdp snmp llmnr nbns dhcpv6 intellivue poct1a)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"

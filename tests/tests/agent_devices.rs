@@ -109,6 +109,14 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
         "patient_monitor",
         "Philips",
     ),
+    // The POCT1-A device (its hello names the maker): a point-of-care analyzer, filed as
+    // lab_analyzer (the vocabulary has no point-of-care type).
+    (
+        "poct1a.pcap",
+        "mac:02:57:41:52:44:19",
+        "lab_analyzer",
+        "Nova Biomedical",
+    ),
     (
         "public/dicom_arq_1_find_testclient.pcap",
         "ip:127.0.0.1",
