@@ -160,6 +160,7 @@ const BUNDLED: &[(&str, &str)] = &[
         include_str!("../rules/intellivue.toml"),
     ),
     ("bundled:poct1a.toml", include_str!("../rules/poct1a.toml")),
+    ("bundled:bcc.toml", include_str!("../rules/bcc.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 

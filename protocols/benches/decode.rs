@@ -355,6 +355,19 @@ fn bench_app_exchanges(c: &mut Criterion) {
             facts.len()
         })
     });
+    // B. Braun BCC: a SpaceCom's answer to MEM:GET.
+    let bcc = read("bcc/response.bin");
+    g.throughput(Throughput::Bytes(bcc.len() as u64));
+    g.bench_function("bcc_response", |b| {
+        b.iter(|| {
+            use ward_protocols::StreamDecoder;
+            let _ = ward_protocols::bcc::looks_like_bcc(black_box(&bcc));
+            let mut d = ward_protocols::bcc::BccDecoder::default();
+            let mut facts = Vec::new();
+            let _ = d.feed(Direction::FromServer, black_box(&bcc), false, &mut facts);
+            facts.len()
+        })
+    });
     g.finish();
 }
 

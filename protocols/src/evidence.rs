@@ -87,6 +87,9 @@ protocols! {
     /// POCT1-A (CLSI POCT1-A2) XML device messaging: a point-of-care analyzer's hello and status;
     /// observations carry patient and operator records in clear (never read).
     Poct1a => "poct1a", patient_data: true;
+    /// B. Braun Space communication (BCC): a SpaceCom's answers about the pumps in its rack;
+    /// they carry patient identifiers and demographics in clear (never read).
+    Bcc => "bcc", patient_data: true;
 }
 
 impl Protocol {
@@ -670,6 +673,27 @@ fields! {
     /// `DST.condition_cd`: the device's readiness code (`R` ready, `N` not ready, `M`
     /// maintenance…).
     Poct1aCondition => Poct1a, "poct1a.condition",
+        Sender, None, None, vendor;
+
+    // BCC: a SpaceCom (the pump rack's communication unit) answers for the pumps docked in it,
+    // so pump values describe the sender without being its own identity: a pump moved to
+    // another rack must not merge two racks, hence no identity role. Only the allow-listed
+    // record parameters are read, never patient, nurse or drug records.
+    /// The bed id of a frame (`1/1/1`): the rack addressing the site configured. The client's
+    /// requests carry it too, addressing the SpaceCom: it describes the server either way.
+    BccBedId => Bcc, "bcc.bed_id",
+        Server, None, None, private;
+    /// `GNMODEL`: the model name of a docked pump (`Perfusor Space`).
+    BccPumpModel => Bcc, "bcc.pump_model",
+        Sender, None, TypeHint, vendor;
+    /// `INSERNUM`: the serial number of a docked pump.
+    BccPumpSerial => Bcc, "bcc.pump_serial",
+        Sender, None, None, vendor;
+    /// `INDTNR`: a docked pump's DiaNet type number.
+    BccDianetType => Bcc, "bcc.dianet_type",
+        Sender, None, TypeHint, vendor;
+    /// `VERSION`: the BCC protocol version the SpaceCom speaks.
+    BccProtocolVersion => Bcc, "bcc.protocol_version",
         Sender, None, None, vendor;
 }
 

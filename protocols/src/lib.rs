@@ -24,6 +24,7 @@
     )
 )]
 
+pub mod bcc;
 pub mod dhcp;
 pub mod dhcpv6;
 pub mod dicom;

@@ -15,8 +15,8 @@
 use crate::error::DecodeError;
 use crate::evidence::{Direction, Fact, Protocol};
 use crate::{
-    dhcp, dhcpv6, dicom, hl7, http, intellivue, llmnr, mdns, nbns, poct1a, snmp, ssdp, ssh, tls,
-    StreamDecoder,
+    bcc, dhcp, dhcpv6, dicom, hl7, http, intellivue, llmnr, mdns, nbns, poct1a, snmp, ssdp, ssh,
+    tls, StreamDecoder,
 };
 
 /// Every registered decoder, in probe order: when two could claim the same bytes, the first
@@ -36,6 +36,7 @@ pub const REGISTRY: &[&AppDecoder] = &[
     &dhcpv6::DECODER,
     &intellivue::DECODER,
     &poct1a::DECODER,
+    &bcc::DECODER,
 ];
 
 /// A probe's answer about the first bytes of a stream direction or a datagram.

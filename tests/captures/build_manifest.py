@@ -168,6 +168,13 @@ POCT1A_FACTS = [
 POCT1A_CANARIES = ["CANARY-MRN-POCT-0001", "CANARYPOCT^PATIENT", "CANARYPOCT^WARDLOCATION",
                    "CANARYPOCT^OPERATOR"]
 
+# bcc_peers.py: a fictional SpaceCom answering MEM:GET for one Perfusor Space, with canary
+# patient and nurse records.
+BCC_FACTS = [("bcc.bed_id", "1/1/1"), ("bcc.protocol_version", "3.0"),
+             ("bcc.pump_model", "Perfusor Space"), ("bcc.pump_serial", "123456"),
+             ("bcc.dianet_type", "8713030")]
+BCC_CANARIES = ["CANARY-MRN-BCC-0001", "CANARYBCC^JOHNSMITH", "CANARYBCC^NURSING"]
+
 # nbns_peers.py (a B-node) registers two unique names and a group; nmblookup resolves the host
 # and the owner answers.
 NBNS_FACTS = [("nbns.name", "WARDNB-PUMP9"), ("nbns.suffix", "00"), ("nbns.suffix", "20"),
@@ -230,6 +237,7 @@ GENERATED = [
     dict(file="intellivue.pcap", intellivue=True, expect=INTELLIVUE_FACTS,
          canaries=INTELLIVUE_CANARIES),
     dict(file="poct1a.pcap", poct1a=True, expect=POCT1A_FACTS, canaries=POCT1A_CANARIES),
+    dict(file="bcc.pcap", bcc=True, expect=BCC_FACTS, canaries=BCC_CANARIES),
     dict(file="dhcpv6.pcap", dhcpv6=True, expect=DHCPV6_FACTS, expect_fields=["dhcpv6.duid"],
          canaries=[], no_patient_data="DHCPv6: identifiers, vendor class and a host name only"),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
@@ -1001,6 +1009,33 @@ def poct1a_facts(path, streams):
     return facts
 
 
+# ---------------------------------------------------------------- BCC ----
+BCC_PARAMS = {b"GNMODEL": "bcc.pump_model", b"INSERNUM": "bcc.pump_serial",
+              b"INDTNR": "bcc.dianet_type", b"VERSION": "bcc.protocol_version"}
+
+
+def bcc_facts(path, streams):
+    """Frames SOH..EOT of the reassembled streams, unstuffed (EX->D, EE->E, ex->d, ee->e),
+    checksum-checked; the bed id before '>' and the allow-listed RS-separated records."""
+    facts = []
+    for side in (x for pair in streams for x in pair):
+        for raw in re.findall(rb"\x01[^\x04]*\x04", side):
+            f = re.sub(rb"EX|EE|ex|ee", lambda m: {b"EX": b"D", b"EE": b"E", b"ex": b"d",
+                                                   b"ee": b"e"}[m.group(0)], raw)
+            end = len(f) - 7
+            if f[6:7] != b"\x02" or f[end:end + 1] not in (b"\x03", b"\x17"):
+                continue
+            if int(f[end + 1:end + 6]) != sum(f[:end + 1]) % 256:
+                continue
+            bed, payload = f[7:end].split(b">", 1)
+            facts.append(("bcc.bed_id", bed.decode()))
+            for rec in payload.split(b"\x1e"):
+                parts = rec.split(b",", 3)
+                if len(parts) == 4 and parts[2] in BCC_PARAMS:
+                    facts.append((BCC_PARAMS[parts[2]], parts[3].decode()))
+    return facts
+
+
 # ------------------------------------------------------------- driver ----
 def dedupe(facts):
     seen, out = set(), []
@@ -1063,6 +1098,9 @@ def build(fixdir, spec, generated):
         facts += dhcpv6_facts(path)
     if spec.get("intellivue"):
         facts += intellivue_facts(path)
+    if spec.get("bcc"):
+        streams = tcp_streams(path)
+        facts += bcc_facts(path, streams)
     if spec.get("poct1a"):
         streams = tcp_streams(path)
         facts += poct1a_facts(path, streams)

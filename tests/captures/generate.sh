@@ -9,7 +9,7 @@
 # peers in them
 # (dcmtk, pynetdicom, hl7apy's MLLP server, the `hl7` package's mllp_send,
 # dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH, openssl s_server/s_client,
-# Samba's nmblookup, raw-socket LLMNR/NetBIOS peers, UDP IntelliVue data export peers, TCP POCT1-A peers), records each scenario with tcpdump and writes the
+# Samba's nmblookup, raw-socket LLMNR/NetBIOS peers, UDP IntelliVue data export peers, TCP POCT1-A and B. Braun BCC peers), records each scenario with tcpdump and writes the
 # pcaps plus manifest.json.  No traffic ever leaves the namespaces: they have
 # no link to the host's network and no default route.
 #
@@ -405,6 +405,25 @@ scenario_poct1a() {
         || die "poct1a: dialog incomplete: $(cat "$WORK/poct1a-manager.log")"
 }
 
+scenario_bcc() {
+    # bcc_peers.py on TCP sockets (no open SpaceCom exists): a "SpaceCom" in the device
+    # namespace listens on 4001 and answers the client's ADMIN:ALIVE and MEM:GET (the requests
+    # the public icu_devices BCC client writes) with a frame of pump records, canary patient and
+    # nurse records included.
+    ns_up 02:57:41:52:44:1a
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    bg "$NS_A" bcc-spacecom "$PY" -u "$HERE/bcc_peers.py" spacecom --ip "$IP_A" --port 4001
+    wait_port "$NS_A" 4001
+    cap_start "$NS_B" "$IF_B" bcc.pcap tcp port 4001
+    nsx "$NS_B" "$PY" "$HERE/bcc_peers.py" client --ip "$IP_A" --port 4001 \
+        >"$WORK/bcc-client.log" 2>&1 \
+        || die "bcc client failed: $(cat "$WORK/bcc-client.log" "$WORK/bcc-spacecom.log")"
+    wait "$LAST_BG" || true
+    cap_stop
+    stop_all_bg
+    grep -q served "$WORK/bcc-spacecom.log" || die "bcc: no answer: $(cat "$WORK/bcc-spacecom.log")"
+}
+
 DCM_CT=( -aet WARD_CT01 )
 
 scenario_dicom_dcmtk() {
@@ -721,7 +740,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns ssdp snmp llmnr nbns dhcpv6 intellivue poct1a)
+           dicom_sll dhcp http ssh tls mdns ssdp snmp llmnr nbns dhcpv6 intellivue poct1a bcc)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"

@@ -117,6 +117,13 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
         "lab_analyzer",
         "Nova Biomedical",
     ),
+    // The SpaceCom (it answers for a Perfusor Space): B. Braun, infusion_pump.
+    (
+        "bcc.pcap",
+        "mac:02:57:41:52:44:1a",
+        "infusion_pump",
+        "B. Braun",
+    ),
     (
         "public/dicom_arq_1_find_testclient.pcap",
         "ip:127.0.0.1",
