@@ -160,6 +160,12 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:cdp.toml", include_str!("../rules/cdp.toml")),
     ("bundled:sdc.toml", include_str!("../rules/sdc.toml")),
     ("bundled:astm.toml", include_str!("../rules/astm.toml")),
+    (
+        "bundled:intellivue.toml",
+        include_str!("../rules/intellivue.toml"),
+    ),
+    ("bundled:poct1a.toml", include_str!("../rules/poct1a.toml")),
+    ("bundled:bcc.toml", include_str!("../rules/bcc.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 

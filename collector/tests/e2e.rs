@@ -42,6 +42,9 @@ const AGENTS: &[(&str, &[&str])] = &[
             "dicom-dcmtk.pcapng",
             "dns.pcap",
             "astm.pcap",
+            // Devices known only through issue 18's clinical protocols.
+            "poct1a.pcap",
+            "intellivue.pcap",
         ],
     ),
 ];
@@ -220,6 +223,15 @@ fn contracts(now: i64, raise: bool) -> String {
     asset_tags: [A-DNS]
     remote_access: {ra_ra}
     external_communication_permitted: true
+  - id: C-POC
+    supplier: Nova Biomedical
+    products: ["StatStrip*"]
+    encryption_in_transit_required: {poc_enc}
+    external_communication_permitted: true
+  - id: C-IV
+    supplier: Philips
+    products: ["IntelliVue MP70"]
+    external_communication_permitted: true
   - id: C-MON
     supplier: WARD INFUSION SYSTEMS
     serials: [WP-0099-7731]
@@ -232,6 +244,7 @@ fn contracts(now: i64, raise: bool) -> String {
     encryption_in_transit_required: {lab_enc}
 "#,
         mr_ext = !raise,
+        poc_enc = raise,
         py_q = if raise { 1 } else { 2 },
         srv_ra = if raise { "none" } else { "unrestricted" },
         ra_ra = if raise { "none" } else { "unrestricted" },
@@ -516,6 +529,18 @@ fn scenario(dir: &Path, broker: Broker) {
         link_of(&devices, srv, "contract"),
         Some(("C-SRV".into(), "asset_contract_id".into()))
     );
+    // A point-of-care meter known only by its POCT1-A hello, and a monitor known only by its
+    // IntelliVue MDS Create Event Report, link to their contracts by model.
+    let poc = dev(&devices, "02:57:41:52:44:19");
+    let iv = dev(&devices, "02:57:41:52:44:18");
+    assert_eq!(
+        link_of(&devices, poc, "contract"),
+        Some(("C-POC".into(), "model_coverage".into()))
+    );
+    assert_eq!(
+        link_of(&devices, iv, "contract"),
+        Some(("C-IV".into(), "model_coverage".into()))
+    );
 
     let dsub = |id: i64| format!("device:{id}");
     let expect_open: Vec<(&str, String, &str)> = vec![
@@ -527,6 +552,7 @@ fn scenario(dir: &Path, broker: Broker) {
         ("service_not_permitted", dsub(ct), "tcp/11112/used"),
         ("cleartext_phi_protocol", dsub(ct), "tcp/11112/used"),
         ("cleartext_phi_protocol", dsub(lab), "tcp/15200/used"),
+        ("cleartext_phi_protocol", dsub(poc), "tcp/7011/used"),
         ("remote_access_not_permitted", dsub(srv), "tcp/4242/offered"),
         (
             "remote_access_not_permitted",

@@ -417,6 +417,45 @@ fn bench_app_exchanges(c: &mut Criterion) {
             )
         })
     });
+    // IntelliVue: probe, then extract, on a monitor's MDS Create Event Report.
+    let iv = read("intellivue/mds-create.bin");
+    g.throughput(Throughput::Bytes(iv.len() as u64));
+    g.bench_function("intellivue_mds_create", |b| {
+        b.iter(|| {
+            let _ = ward_protocols::intellivue::probe(black_box(&iv));
+            let mut facts = Vec::new();
+            let _ = ward_protocols::intellivue::extract(black_box(&iv), &mut facts);
+            facts.len()
+        })
+    });
+    // POCT1-A: a device's hello, status and observation on one connection direction.
+    let mut poct = read("poct1a/hel.xml");
+    poct.extend_from_slice(&read("poct1a/dst.xml"));
+    poct.extend_from_slice(&read("poct1a/obs.xml"));
+    g.throughput(Throughput::Bytes(poct.len() as u64));
+    g.bench_function("poct1a_conversation", |b| {
+        b.iter(|| {
+            use ward_protocols::StreamDecoder;
+            let _ = ward_protocols::poct1a::looks_like_poct1a(black_box(&poct));
+            let mut d = ward_protocols::poct1a::Poct1aDecoder::default();
+            let mut facts = Vec::new();
+            let _ = d.feed(Direction::FromClient, black_box(&poct), false, &mut facts);
+            facts.len()
+        })
+    });
+    // B. Braun BCC: a SpaceCom's answer to MEM:GET.
+    let bcc = read("bcc/response.bin");
+    g.throughput(Throughput::Bytes(bcc.len() as u64));
+    g.bench_function("bcc_response", |b| {
+        b.iter(|| {
+            use ward_protocols::StreamDecoder;
+            let _ = ward_protocols::bcc::looks_like_bcc(black_box(&bcc));
+            let mut d = ward_protocols::bcc::BccDecoder::default();
+            let mut facts = Vec::new();
+            let _ = d.feed(Direction::FromServer, black_box(&bcc), false, &mut facts);
+            facts.len()
+        })
+    });
     g.finish();
 }
 

@@ -100,6 +100,16 @@ protocols! {
     /// ASTM E1381/E1394 (CLSI LIS1-A/LIS2-A2) between lab analyzers and the LIS: patients,
     /// orders and results in clear; only the Header record is read.
     Astm => "astm", patient_data: true;
+    /// Philips IntelliVue Data Export (LAN): a patient monitor's Connect Indication and MDS
+    /// Create Event Report; polls carry patient demographics and measurements in clear (never
+    /// read).
+    Intellivue => "intellivue", patient_data: true;
+    /// POCT1-A (CLSI POCT1-A2) XML device messaging: a point-of-care analyzer's hello and status;
+    /// observations carry patient and operator records in clear (never read).
+    Poct1a => "poct1a", patient_data: true;
+    /// B. Braun Space communication (BCC): a SpaceCom's answers about the pumps in its rack;
+    /// they carry patient identifiers and demographics in clear (never read).
+    Bcc => "bcc", patient_data: true;
 }
 
 impl Protocol {
@@ -908,6 +918,95 @@ fields! {
     /// from a LIS. Only each record's first byte is looked at.
     AstmRecordTypes => Astm, "astm.record_types",
         Sender, None, TypeHint, private;
+    // IntelliVue: a Connect Indication or MDS Create Event Report describes the monitor that
+    // sent it. Only the system model, production specification, system id and protocol support
+    // attributes are read: set at the factory or by the monitor's software, never by a user
+    // about a patient (patient demographics and the bed label are other attributes, skipped).
+    /// `NOM_ATTR_ID_MODEL` manufacturer string (`Philips Medical Systems`).
+    IntellivueManufacturer => Intellivue, "intellivue.manufacturer",
+        Sender, None, Manufacturer, vendor;
+    /// `NOM_ATTR_ID_MODEL` model number string (`M8007A`: Philips' product number of the model).
+    IntellivueModel => Intellivue, "intellivue.model",
+        Sender, None, Model, vendor;
+    /// Production specification `SERIAL_NUMBER` of the product component.
+    IntellivueSerial => Intellivue, "intellivue.serial",
+        Sender, Serial, Serial, vendor;
+    /// Production specification `PART_NUMBER` of the product component.
+    IntellivuePartNumber => Intellivue, "intellivue.part_number",
+        Sender, None, TypeHint, vendor;
+    /// Production specification `SW_REVISION` (the product's, else the first component's).
+    IntellivueSwRevision => Intellivue, "intellivue.sw_revision",
+        Sender, None, SoftwareVersion, vendor;
+    /// Production specification `HW_REVISION`.
+    IntellivueHwRevision => Intellivue, "intellivue.hw_revision",
+        Sender, None, None, vendor;
+    /// Production specification `FW_REVISION`.
+    IntellivueFwRevision => Intellivue, "intellivue.fw_revision",
+        Sender, None, None, vendor;
+    /// Production specification `PROTOCOL_REVISION`: the data export protocol's revision.
+    IntellivueProtocolRevision => Intellivue, "intellivue.protocol_revision",
+        Sender, None, None, vendor;
+    /// `NOM_ATTR_SYS_ID`: the MDS system id, a MAC-like octet string (`00:09:fb:…`).
+    IntellivueSystemId => Intellivue, "intellivue.system_id",
+        Sender, None, None, vendor;
+    /// One `NOM_ATTR_PCOL_SUPPORT` entry: application protocol, transport, port
+    /// (`data_out/udp/24105`).
+    IntellivueProtocol => Intellivue, "intellivue.protocol",
+        Sender, None, None, vendor;
+
+    // POCT1-A: the `V` attribute of allow-listed elements of a device's hello (`HEL.R01`) or
+    // status (`DST.R01`), describing the device that sent it. Observation, patient and operator
+    // elements are never read; these are set by the manufacturer or the site's device setup.
+    /// The root element name of each message (`HEL.R01`, `OBS.R01`, `ACK.R01`…).
+    Poct1aMessageType => Poct1a, "poct1a.message_type",
+        Sender, None, None, private;
+    /// `DEV.vendor_id`: the vendor's short code (`NOVABIO`).
+    Poct1aVendorId => Poct1a, "poct1a.vendor_id",
+        Sender, None, None, vendor;
+    /// `DEV.model_id`: the model (`StatStrip`).
+    Poct1aModelId => Poct1a, "poct1a.model_id",
+        Sender, None, Model, vendor;
+    /// `DEV.serial_id`: the device's serial number.
+    Poct1aSerialId => Poct1a, "poct1a.serial_id",
+        Sender, Serial, Serial, vendor;
+    /// `DEV.device_id` (`V` only): the name the site gave the device; it can name a location,
+    /// so a vendor never sees it.
+    Poct1aDeviceId => Poct1a, "poct1a.device_id",
+        Sender, Weak, HostName, private;
+    /// `DEV.manufacturer_name` (`Nova Biomedical`).
+    Poct1aManufacturerName => Poct1a, "poct1a.manufacturer_name",
+        Sender, None, Manufacturer, vendor;
+    /// `DEV.hw_version`.
+    Poct1aHwVersion => Poct1a, "poct1a.hw_version",
+        Sender, None, None, vendor;
+    /// `DEV.sw_version` (`V` only: `3.10.8.0`).
+    Poct1aSwVersion => Poct1a, "poct1a.sw_version",
+        Sender, None, SoftwareVersion, vendor;
+    /// `DST.condition_cd`: the device's readiness code (`R` ready, `N` not ready, `M`
+    /// maintenance…).
+    Poct1aCondition => Poct1a, "poct1a.condition",
+        Sender, None, None, vendor;
+
+    // BCC: a SpaceCom (the pump rack's communication unit) answers for the pumps docked in it,
+    // so pump values describe the sender without being its own identity: a pump moved to
+    // another rack must not merge two racks, hence no identity role. Only the allow-listed
+    // record parameters are read, never patient, nurse or drug records.
+    /// The bed id of a frame (`1/1/1`): the rack addressing the site configured. The client's
+    /// requests carry it too, addressing the SpaceCom: it describes the server either way.
+    BccBedId => Bcc, "bcc.bed_id",
+        Server, None, None, private;
+    /// `GNMODEL`: the model name of a docked pump (`Perfusor Space`).
+    BccPumpModel => Bcc, "bcc.pump_model",
+        Sender, None, TypeHint, vendor;
+    /// `INSERNUM`: the serial number of a docked pump.
+    BccPumpSerial => Bcc, "bcc.pump_serial",
+        Sender, None, None, vendor;
+    /// `INDTNR`: a docked pump's DiaNet type number.
+    BccDianetType => Bcc, "bcc.dianet_type",
+        Sender, None, TypeHint, vendor;
+    /// `VERSION`: the BCC protocol version the SpaceCom speaks.
+    BccProtocolVersion => Bcc, "bcc.protocol_version",
+        Sender, None, None, vendor;
 }
 
 impl Field {

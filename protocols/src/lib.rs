@@ -25,6 +25,7 @@
 )]
 
 pub mod astm;
+pub mod bcc;
 pub mod cdp;
 pub mod dhcp;
 pub mod dhcpv6;
@@ -38,10 +39,12 @@ pub mod frame;
 pub mod fuzz_harness;
 pub mod hl7;
 pub mod http;
+pub mod intellivue;
 pub mod lldp;
 pub mod llmnr;
 pub mod mdns;
 pub mod nbns;
+pub mod poct1a;
 pub mod reassembly;
 pub mod registry;
 pub mod schema;

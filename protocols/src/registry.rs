@@ -16,8 +16,8 @@
 use crate::error::DecodeError;
 use crate::evidence::{Direction, Fact, Protocol};
 use crate::{
-    astm, cdp, dhcp, dhcpv6, dicom, dns, hl7, http, lldp, llmnr, mdns, nbns, sdc, snmp, ssdp, ssh,
-    tls, StreamDecoder,
+    astm, bcc, cdp, dhcp, dhcpv6, dicom, dns, hl7, http, intellivue, lldp, llmnr, mdns, nbns,
+    poct1a, sdc, snmp, ssdp, ssh, tls, StreamDecoder,
 };
 
 /// Every registered decoder, in probe order: when two could claim the same bytes, the first
@@ -41,6 +41,9 @@ pub const REGISTRY: &[&AppDecoder] = &[
     &dns::DECODER,
     &sdc::DECODER,
     &astm::DECODER,
+    &intellivue::DECODER,
+    &poct1a::DECODER,
+    &bcc::DECODER,
 ];
 
 /// A probe's answer about the first bytes of a stream direction or a datagram.

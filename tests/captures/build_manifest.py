@@ -171,6 +171,36 @@ SNMP_CANARIES = ["CANARY^SNMPCOMMUNITY"]
 # name; the workstation's question name is a hint about whom it talks to, not its own name.
 LLMNR_FACTS = [("llmnr.name", "WARDLLMNR-PUMP7"), ("llmnr.queried_name", "WARDLLMNR-PUMP7")]
 
+# intellivue_peers.py: a fictional IntelliVue MP70 (the monitor side replays messages built in the
+# Programming Guide's layouts; the client side sends VSCaptureMP's public byte arrays).
+INTELLIVUE_FACTS = [
+    ("intellivue.manufacturer", "Philips Medical Systems"), ("intellivue.model", "M8007A"),
+    ("intellivue.serial", "DE71234567"), ("intellivue.part_number", "M8007A"),
+    ("intellivue.sw_revision", "M.00.03"), ("intellivue.hw_revision", "A.01"),
+    ("intellivue.protocol_revision", "DX-EXP 2.0"), ("intellivue.system_id", "00:09:fb:12:34:56"),
+    ("intellivue.protocol", "data_out/udp/24105"),
+]
+INTELLIVUE_CANARIES = ["CANARYIV^PATIENT", "CANARY-MRN-IV-0001", "CANARYIV^BEDLABEL"]
+
+# poct1a_peers.py: Nova Biomedical's StatStrip hello (DML interface specification §6.2.4), a
+# status, and an observation carrying canary patient and operator values.
+POCT1A_FACTS = [
+    ("poct1a.message_type", "HEL.R01"), ("poct1a.vendor_id", "NOVABIO"),
+    ("poct1a.model_id", "StatStrip"), ("poct1a.serial_id", "0600100736"),
+    ("poct1a.manufacturer_name", "Nova Biomedical"), ("poct1a.hw_version", "K1"),
+    ("poct1a.sw_version", "3.10.8.0"), ("poct1a.condition", "R"),
+    ("poct1a.message_type", "OBS.R01"), ("poct1a.message_type", "ACK.R01"),
+]
+POCT1A_CANARIES = ["CANARY-MRN-POCT-0001", "CANARYPOCT^PATIENT", "CANARYPOCT^WARDLOCATION",
+                   "CANARYPOCT^OPERATOR"]
+
+# bcc_peers.py: a fictional SpaceCom answering MEM:GET for one Perfusor Space, with canary
+# patient and nurse records.
+BCC_FACTS = [("bcc.bed_id", "1/1/1"), ("bcc.protocol_version", "3.0"),
+             ("bcc.pump_model", "Perfusor Space"), ("bcc.pump_serial", "123456"),
+             ("bcc.dianet_type", "8713030")]
+BCC_CANARIES = ["CANARY-MRN-BCC-0001", "CANARYBCC^JOHNSMITH", "CANARYBCC^NURSING"]
+
 # nbns_peers.py (a B-node) registers two unique names and a group; nmblookup resolves the host
 # and the owner answers.
 NBNS_FACTS = [("nbns.name", "WARDNB-PUMP9"), ("nbns.suffix", "00"), ("nbns.suffix", "20"),
@@ -298,6 +328,10 @@ GENERATED = [
     dict(file="lldp.pcap", lldp=True, expect=LLDP_FACTS, canaries=[],
          no_patient_data="LLDP/LLDP-MED and CDP: a device's announcement of its own identity to "
                          "its link neighbour"),
+    dict(file="intellivue.pcap", intellivue=True, expect=INTELLIVUE_FACTS,
+         canaries=INTELLIVUE_CANARIES),
+    dict(file="poct1a.pcap", poct1a=True, expect=POCT1A_FACTS, canaries=POCT1A_CANARIES),
+    dict(file="bcc.pcap", bcc=True, expect=BCC_FACTS, canaries=BCC_CANARIES),
     dict(file="dhcpv6.pcap", dhcpv6=True, expect=DHCPV6_FACTS, expect_fields=["dhcpv6.duid"],
          canaries=[], no_patient_data="DHCPv6: identifiers, vendor class and a host name only"),
     dict(file="dns.pcap", dns=True, expect=DNS_FACTS, canaries=[],
@@ -1434,6 +1468,124 @@ def udp_payloads(path):
     return out
 
 
+# -------------------------------------------------------- IntelliVue ----
+def intellivue_facts(path):
+    """tshark has no IntelliVue dissector: its UDP payloads are walked here, independently of
+    ward, along the Programming Guide's layouts. Connect Indication (event 0x0d17, attribute
+    list at 28) and MDS Create Event Report (0xe100 session, event 0x0d06, list at 34); from
+    the lists NOM_ATTR_ID_MODEL, NOM_ATTR_SYS_ID, NOM_ATTR_ID_PROD_SPECN (product component
+    preferred for serial / part number) and NOM_ATTR_PCOL_SUPPORT."""
+    def u16(b, i):
+        return struct.unpack_from("!H", b, i)[0]
+
+    def lab(b, i):
+        n = u16(b, i)
+        return b[i + 2:i + 2 + n].rstrip(b"\x00 ").decode("ascii"), i + 2 + n
+
+    names = {1: "serial", 2: "part_number", 3: "hw_revision", 4: "sw_revision",
+             5: "fw_revision", 6: "protocol_revision"}
+    facts = []
+    for p in udp_payloads(path):
+        if len(p) < 28 or u16(p, 4) != 1 or u16(p, 14) != 0x21:
+            continue
+        if u16(p, 24) == 0x0D17 and p[:2] != b"\xe1\x00":
+            at = 28
+        elif u16(p, 24) == 0x0D06 and p[:2] == b"\xe1\x00":
+            at = 34
+        else:
+            continue
+        count, pos = u16(p, at), at + 4
+        for _ in range(count):
+            aid, alen = u16(p, pos), u16(p, pos + 2)
+            v = p[pos + 4:pos + 4 + alen]
+            if aid == 0x0928:
+                man, j = lab(v, 0)
+                facts += [("intellivue.manufacturer", man), ("intellivue.model", lab(v, j)[0])]
+            elif aid == 0x0984:
+                facts.append(("intellivue.system_id", ":".join("%02x" % x for x in v[2:8])))
+            elif aid == 0x092D:
+                chosen, j = {}, 4
+                for _ in range(u16(v, 0)):
+                    t, comp = u16(v, j), u16(v, j + 2)
+                    val, j = lab(v, j + 4)
+                    if t in names and (t not in chosen or (comp == 8 and not chosen[t][0])):
+                        if t > 2 or comp == 8:
+                            chosen[t] = (comp == 8, val)
+                facts += [("intellivue." + names[t], chosen[t][1]) for t in sorted(chosen)]
+            elif aid == 0xF101:
+                for k in range(u16(v, 0)):
+                    appl, trans, port = struct.unpack_from("!HHH", v, 4 + 8 * k)
+                    facts.append(("intellivue.protocol", "%s/%s/%d" % (
+                        {1: "acse", 5: "data_out"}.get(appl, str(appl)),
+                        {1: "udp"}.get(trans, str(trans)), port)))
+            pos += 4 + alen
+    return facts
+
+
+# ------------------------------------------------------------ POCT1-A ----
+POCT1A_ROOT = re.compile(rb"<([A-Z]{3}\.R[0-9]{2})[\s>/]")
+POCT1A_ELEMENTS = {b"DEV.vendor_id": "vendor_id", b"DEV.model_id": "model_id",
+                   b"DEV.serial_id": "serial_id", b"DEV.device_id": "device_id",
+                   b"DEV.manufacturer_name": "manufacturer_name", b"DEV.hw_version": "hw_version",
+                   b"DEV.sw_version": "sw_version", b"DST.condition_cd": "condition"}
+
+
+def poct1a_facts(path, streams):
+    """The reassembled TCP payloads (tshark's follow), split into XML documents by their root
+    element with Python's own XML parser: every root's name, and from HEL.R01 / DST.R01 the V
+    attribute of the allow-listed elements."""
+    import xml.etree.ElementTree as ET
+    facts = []
+    for side in (x for pair in streams for x in pair):
+        pos = 0
+        while True:
+            m = POCT1A_ROOT.search(side, pos)
+            if not m:
+                break
+            name = m.group(1)
+            close = b"</" + name + b">"
+            end = side.find(close, m.start())
+            if end < 0:
+                break
+            end += len(close)
+            facts.append(("poct1a.message_type", name.decode()))
+            if name in (b"HEL.R01", b"DST.R01"):
+                root = ET.fromstring(side[m.start():end])
+                for el in root.iter():
+                    field = POCT1A_ELEMENTS.get(el.tag.encode())
+                    if field and el.get("V"):
+                        facts.append(("poct1a." + field, el.get("V")))
+            pos = end
+    return facts
+
+
+# ---------------------------------------------------------------- BCC ----
+BCC_PARAMS = {b"GNMODEL": "bcc.pump_model", b"INSERNUM": "bcc.pump_serial",
+              b"INDTNR": "bcc.dianet_type", b"VERSION": "bcc.protocol_version"}
+
+
+def bcc_facts(path, streams):
+    """Frames SOH..EOT of the reassembled streams, unstuffed (EX->D, EE->E, ex->d, ee->e),
+    checksum-checked; the bed id before '>' and the allow-listed RS-separated records."""
+    facts = []
+    for side in (x for pair in streams for x in pair):
+        for raw in re.findall(rb"\x01[^\x04]*\x04", side):
+            f = re.sub(rb"EX|EE|ex|ee", lambda m: {b"EX": b"D", b"EE": b"E", b"ex": b"d",
+                                                   b"ee": b"e"}[m.group(0)], raw)
+            end = len(f) - 7
+            if f[6:7] != b"\x02" or f[end:end + 1] not in (b"\x03", b"\x17"):
+                continue
+            if int(f[end + 1:end + 6]) != sum(f[:end + 1]) % 256:
+                continue
+            bed, payload = f[7:end].split(b">", 1)
+            facts.append(("bcc.bed_id", bed.decode()))
+            for rec in payload.split(b"\x1e"):
+                parts = rec.split(b",", 3)
+                if len(parts) == 4 and parts[2] in BCC_PARAMS:
+                    facts.append((BCC_PARAMS[parts[2]], parts[3].decode()))
+    return facts
+
+
 # ------------------------------------------------------------- driver ----
 def dedupe(facts):
     seen, out = set(), []
@@ -1512,6 +1664,14 @@ def build(fixdir, spec, generated):
     if spec.get("astm"):
         streams = tcp_streams(path)
         facts += astm_facts(path, streams)
+    if spec.get("intellivue"):
+        facts += intellivue_facts(path)
+    if spec.get("bcc"):
+        streams = tcp_streams(path)
+        facts += bcc_facts(path, streams)
+    if spec.get("poct1a"):
+        streams = tcp_streams(path)
+        facts += poct1a_facts(path, streams)
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports
@@ -1530,7 +1690,7 @@ def build(fixdir, spec, generated):
     if streams is None:
         streams = tcp_streams(path) if "tcp" in tshark(path, "-T", "fields", "-e", "frame.protocols") else []
     wire = b"\n".join(a + b"\n" + b for a, b in (streams or []))
-    if spec.get("mdns") or spec.get("ssdp") or spec.get("snmp") or spec.get("sdc"):
+    if spec.get("mdns") or spec.get("ssdp") or spec.get("snmp") or spec.get("sdc") or spec.get("intellivue"):
         wire += b"\n" + b"\n".join(udp_payloads(path))
     for c in spec["canaries"]:
         # Sealed canaries travel inside TLS application data: they must not be readable on

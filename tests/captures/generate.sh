@@ -11,7 +11,8 @@
 # dnsmasq, ISC dhclient, curl and a Python HTTP server, OpenSSH, openssl s_server/s_client,
 # Samba's nmblookup, raw-socket LLMNR/NetBIOS peers, minidlna and async-upnp-client's
 # upnp-client, dig against dnsmasq, lldpd, sdc11073's SDC provider and consumer, the `astm`
-# package's ASTM client and server), records each scenario with tcpdump and writes the
+# package's ASTM client and server, UDP IntelliVue data export peers, TCP POCT1-A and B. Braun
+# BCC peers), records each scenario with tcpdump and writes the
 # pcaps plus manifest.json.  No traffic ever leaves the namespaces: they have
 # no link to the host's network and no default route.
 #
@@ -462,6 +463,69 @@ EOC
         || die "lldpd sent no CDP: $(cat "$WORK/lldpd.log")"
 }
 
+scenario_intellivue() {
+    # intellivue_peers.py on UDP sockets (no open IntelliVue monitor exists): the "monitor"
+    # broadcasts its Connect Indication to 24005 and answers the client's association request
+    # (VSCaptureMP's public aarq bytes) on 24105 with an MDS Create Event Report whose attribute
+    # list carries canary patient attributes; the client acknowledges it and sends one poll.
+    ns_up 02:57:41:52:44:18
+    nsx "$NS_A" ip addr add "$IP_A/24" brd + dev "$IF_A"
+    nsx "$NS_B" ip addr add "$IP_B/24" brd + dev "$IF_B"
+    cap_start "$NS_B" "$IF_B" intellivue.pcap udp port 24005 or udp port 24105
+    bg "$NS_A" intellivue-monitor "$PY" -u "$HERE/intellivue_peers.py" monitor --ip "$IP_A" \
+        --bcast 192.0.2.255 --seconds 6
+    local i
+    for i in $(seq 1 100); do grep -q listening "$WORK/intellivue-monitor.log" && break; sleep 0.05; done
+    nsx "$NS_B" "$PY" "$HERE/intellivue_peers.py" client --ip "$IP_B" --seconds 4 \
+        >"$WORK/intellivue-client.log" 2>&1 \
+        || die "intellivue client failed: $(cat "$WORK/intellivue-client.log" "$WORK/intellivue-monitor.log")"
+    wait "$LAST_BG" || true
+    cap_stop
+    stop_all_bg
+    grep -q polled "$WORK/intellivue-monitor.log" \
+        || die "intellivue: no association: $(cat "$WORK/intellivue-monitor.log")"
+}
+
+scenario_poct1a() {
+    # poct1a_peers.py on TCP sockets (no open POCT1-A device or data manager exists): a
+    # point-of-care meter in the device namespace connects to a data manager on an arbitrary
+    # port (POCT1-A has none assigned) and sends the public samples in protocols/testdata/poct1a
+    # (hello, status, an observation with canary patient and operator values, end of topic);
+    # the manager acknowledges and requests as the POCT1-A2 dialog prescribes.
+    ns_up 02:57:41:52:44:19
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    bg "$NS_B" poct1a-manager "$PY" -u "$HERE/poct1a_peers.py" manager --ip "$IP_B" --port 7011
+    wait_port "$NS_B" 7011
+    cap_start "$NS_B" "$IF_B" poct1a.pcap tcp port 7011
+    nsx "$NS_A" "$PY" "$HERE/poct1a_peers.py" device --ip "$IP_B" --port 7011 \
+        >"$WORK/poct1a-device.log" 2>&1 \
+        || die "poct1a device failed: $(cat "$WORK/poct1a-device.log" "$WORK/poct1a-manager.log")"
+    wait "$LAST_BG" || true
+    cap_stop
+    stop_all_bg
+    grep -q "conversation done" "$WORK/poct1a-manager.log" \
+        || die "poct1a: dialog incomplete: $(cat "$WORK/poct1a-manager.log")"
+}
+
+scenario_bcc() {
+    # bcc_peers.py on TCP sockets (no open SpaceCom exists): a "SpaceCom" in the device
+    # namespace listens on 4001 and answers the client's ADMIN:ALIVE and MEM:GET (the requests
+    # the public icu_devices BCC client writes) with a frame of pump records, canary patient and
+    # nurse records included.
+    ns_up 02:57:41:52:44:1a
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    bg "$NS_A" bcc-spacecom "$PY" -u "$HERE/bcc_peers.py" spacecom --ip "$IP_A" --port 4001
+    wait_port "$NS_A" 4001
+    cap_start "$NS_B" "$IF_B" bcc.pcap tcp port 4001
+    nsx "$NS_B" "$PY" "$HERE/bcc_peers.py" client --ip "$IP_A" --port 4001 \
+        >"$WORK/bcc-client.log" 2>&1 \
+        || die "bcc client failed: $(cat "$WORK/bcc-client.log" "$WORK/bcc-spacecom.log")"
+    wait "$LAST_BG" || true
+    cap_stop
+    stop_all_bg
+    grep -q served "$WORK/bcc-spacecom.log" || die "bcc: no answer: $(cat "$WORK/bcc-spacecom.log")"
+}
+
 DCM_CT=( -aet WARD_CT01 )
 
 scenario_dns() {
@@ -853,7 +917,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6 dns lldp sdc astm)
+           dicom_sll dhcp http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6 dns lldp sdc astm intellivue poct1a bcc)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"

@@ -116,6 +116,29 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
         "unknown",
         "VMware, Inc.",
     ),
+    // The IntelliVue monitor (its Connect Indication and MDS Create Event Report): Philips
+    // from NOM_ATTR_ID_MODEL, a patient monitor.
+    (
+        "intellivue.pcap",
+        "mac:02:57:41:52:44:18",
+        "patient_monitor",
+        "Philips",
+    ),
+    // The POCT1-A device (its hello names the maker): a point-of-care analyzer, filed as
+    // lab_analyzer (the vocabulary has no point-of-care type).
+    (
+        "poct1a.pcap",
+        "mac:02:57:41:52:44:19",
+        "lab_analyzer",
+        "Nova Biomedical",
+    ),
+    // The SpaceCom (it answers for a Perfusor Space): B. Braun, infusion_pump.
+    (
+        "bcc.pcap",
+        "mac:02:57:41:52:44:1a",
+        "infusion_pump",
+        "B. Braun",
+    ),
     (
         "public/dicom_arq_1_find_testclient.pcap",
         "ip:127.0.0.1",
