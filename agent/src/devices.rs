@@ -390,7 +390,8 @@ impl DeviceTable {
             .iter()
             .find(|e| e.field.attribute() == Attribute::SubjectMac)
             .and_then(|e| e.value.parse::<MacAddr>().ok());
-        let mut labelled = false;
+        // The protocol the services of this frame were labelled with, if any.
+        let mut labelled: Option<Protocol> = None;
         // Facts of one frame share its endpoints: resolve the device keys once per endpoints.
         let mut keys: Option<(
             ward_protocols::Endpoints,
@@ -409,9 +410,15 @@ impl DeviceTable {
                     (s, r)
                 }
             };
-            // The first fact of a TCP application tells which side serves that protocol.
-            if !labelled && registry::is_stream(e.protocol) {
-                labelled = true;
+            // The first fact of a TCP application tells which side serves that protocol; a
+            // patient-data protocol carried inside another (FHIR or DPWS inside HTTP) labels it
+            // again, and wins (see record_service).
+            let relabel = match labelled {
+                None => true,
+                Some(p) => p != e.protocol && upgrades(p, e.protocol),
+            };
+            if relabel && registry::is_stream(e.protocol) {
+                labelled = Some(e.protocol);
                 self.label_service(&e, sender, receiver);
             }
             let key = match subject(e.field, e.direction) {
@@ -664,6 +671,13 @@ fn add_fact(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Whether a service labelled `current` is better described as `seen`: a protocol that carries
+/// patient data (FHIR, SDC) found inside one that does not (HTTP) — so a cleartext FHIR server
+/// is judged as FHIR, not as a web server. Never the other way round.
+fn upgrades(current: Protocol, seen: Protocol) -> bool {
+    seen.carries_patient_data() && !current.carries_patient_data()
+}
+
 fn record_service(
     dev: &mut Device,
     cfg: &DeviceTableConfig,
@@ -699,7 +713,8 @@ fn record_service(
         dev.facts_changed = true;
     }
     if let Some(s) = map.get_mut(&svc) {
-        if app.is_some() && s.app.is_none() {
+        if app.is_some() && (s.app.is_none() || s.app.zip(app).is_some_and(|(a, b)| upgrades(a, b)))
+        {
             s.app = app;
             dev.facts_changed = true;
         } else {

@@ -166,6 +166,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ),
     ("bundled:poct1a.toml", include_str!("../rules/poct1a.toml")),
     ("bundled:bcc.toml", include_str!("../rules/bcc.toml")),
+    ("bundled:fhir.toml", include_str!("../rules/fhir.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 

@@ -45,6 +45,7 @@ const AGENTS: &[(&str, &[&str])] = &[
             // Devices known only through issue 18's clinical protocols.
             "poct1a.pcap",
             "intellivue.pcap",
+            "fhir.pcap",
         ],
     ),
 ];
@@ -240,6 +241,11 @@ fn contracts(now: i64, raise: bool) -> String {
   - id: C-LAB
     supplier: WardLab Diagnostics
     products: ["WLA-*"]
+    external_communication_permitted: true
+    encryption_in_transit_required: {lab_enc}
+  - id: C-FHIR
+    supplier: WardTestMed
+    products: ["WTP-*"]
     external_communication_permitted: true
     encryption_in_transit_required: {lab_enc}
 "#,
@@ -505,6 +511,13 @@ fn scenario(dir: &Path, broker: Broker) {
     // The lab analyzer is known only through its ASTM Header (astm.pcap): its model links it to
     // the contract, and its results travel in clear to the LIS on tcp/15200.
     let lab = dev(&devices, "02:57:41:52:44:a5");
+    // An infusion pump known only by the Device resource it posts over FHIR (fhir.pcap): its
+    // model number links it to the contract, and it speaks FHIR in clear on tcp/8090.
+    let fhir = dev(&devices, "02:57:41:52:44:1c");
+    assert_eq!(
+        link_of(&devices, fhir, "contract"),
+        Some(("C-FHIR".into(), "model_coverage".into()))
+    );
     assert_eq!(
         link_of(&devices, lab, "contract"),
         Some(("C-LAB".into(), "model_coverage".into()))
@@ -552,6 +565,7 @@ fn scenario(dir: &Path, broker: Broker) {
         ("service_not_permitted", dsub(ct), "tcp/11112/used"),
         ("cleartext_phi_protocol", dsub(ct), "tcp/11112/used"),
         ("cleartext_phi_protocol", dsub(lab), "tcp/15200/used"),
+        ("cleartext_phi_protocol", dsub(fhir), "tcp/8090/used"),
         ("cleartext_phi_protocol", dsub(poc), "tcp/7011/used"),
         ("remote_access_not_permitted", dsub(srv), "tcp/4242/offered"),
         (

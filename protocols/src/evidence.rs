@@ -110,6 +110,9 @@ protocols! {
     /// B. Braun Space communication (BCC): a SpaceCom's answers about the pumps in its rack;
     /// they carry patient identifiers and demographics in clear (never read).
     Bcc => "bcc", patient_data: true;
+    /// HL7 FHIR (R4/R5) REST over HTTP: resources as JSON bodies; patients, observations and
+    /// orders in clear unless HTTPS. Only `Device`/`DeviceDefinition` identity is read.
+    Fhir => "fhir", patient_data: true;
 }
 
 impl Protocol {
@@ -1007,6 +1010,32 @@ fields! {
     /// `VERSION`: the BCC protocol version the SpaceCom speaks.
     BccProtocolVersion => Bcc, "bcc.protocol_version",
         Sender, None, None, vendor;
+    // FHIR: the HTTP decoder hands JSON bodies to fhir::body_facts, which reads `resourceType`
+    // first and, of a `Device`/`DeviceDefinition` a client sends, only these members.
+    /// `resourceType` of each resource a message carries (`Device`, `Observation`, `Bundle`…):
+    /// that the peers speak FHIR, and of what; never a member of the resource.
+    FhirResourceType => Fhir, "fhir.resource_type",
+        Sender, None, None, private;
+    /// `Device.manufacturer` / `DeviceDefinition.manufacturerString` of a resource the device
+    /// sent about itself.
+    FhirDeviceManufacturer => Fhir, "fhir.device_manufacturer",
+        Sender, None, Manufacturer, vendor;
+    /// `modelNumber`.
+    FhirDeviceModelNumber => Fhir, "fhir.device_model_number",
+        Sender, None, Model, vendor;
+    /// `Device.serialNumber`.
+    FhirDeviceSerialNumber => Fhir, "fhir.device_serial_number",
+        Sender, Serial, Serial, vendor;
+    /// `version[].value` (R4 Device) or `version[]` (R4 DeviceDefinition).
+    FhirDeviceVersion => Fhir, "fhir.device_version",
+        Sender, None, SoftwareVersion, vendor;
+    /// `udiCarrier[].deviceIdentifier` / `udiDeviceIdentifier[].deviceIdentifier`: the UDI-DI
+    /// (the model, not the unit).
+    FhirUdiDeviceIdentifier => Fhir, "fhir.udi_device_identifier",
+        Sender, None, None, vendor;
+    /// `udiCarrier[].carrierHRF`: the UDI's human-readable form, with the unit's serial (AI 21).
+    FhirUdiCarrierHrf => Fhir, "fhir.udi_carrier_hrf",
+        Sender, Udi, None, vendor;
 }
 
 impl Field {

@@ -26,6 +26,7 @@
 //! `TOKEN SP target SP HTTP/1.x CRLF` or a status line `HTTP/1.x SP 3DIGIT`.
 
 use crate::evidence::{clean_text, Direction, Fact, Field, Protocol};
+use crate::fhir;
 use crate::registry::{AppDecoder, Decode, Probe};
 use crate::sdc;
 use crate::upnp::{self, DescriptionScanner};
@@ -43,6 +44,15 @@ const MAX_METHOD: usize = 16;
 /// Largest SOAP response body collected for DPWS metadata (sdc11073's GetMetadata response is
 /// about 3 KiB; a BICEPS GetMdib answer is larger and is not metadata).
 const MAX_SOAP_BODY: usize = 64 * 1024;
+
+/// What a collected body is read for once complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Collected {
+    /// DPWS GetMetadata (SOAP 1.2 response).
+    Soap,
+    /// A FHIR resource; `request`: sent by the client (its own identity may be read).
+    Fhir { request: bool },
+}
 
 /// `Content-Type: application/soap+xml` (SOAP 1.2, RFC 3902), parameters aside.
 fn is_soap_media_type(value: &[u8]) -> bool {
@@ -220,15 +230,18 @@ struct Side {
     /// That XML is a SOAP 1.2 message (`application/soap+xml`): a DPWS GetMetadata response
     /// names an SDC device.
     soap: bool,
+    /// The message's `Content-Type` is JSON (`application/fhir+json`, `application/json`): a
+    /// FHIR resource, possibly ([`fhir`]).
+    json: bool,
     /// A framing header that did not parse: where the next message starts is unknown.
     bad_framing: bool,
     /// Final responses seen (which request each answers, for HEAD/CONNECT).
     responses: u8,
     /// The description scanner of the XML response body this side is reading, if any.
     description: Option<Box<DescriptionScanner>>,
-    /// The SOAP response body this side is collecting (at most [`MAX_SOAP_BODY`] bytes), read
-    /// for DPWS metadata once complete ([`sdc::metadata_facts`] needs the whole document).
-    metadata: Option<Vec<u8>>,
+    /// The SOAP or JSON body this side is collecting (at most [`MAX_SOAP_BODY`] bytes), read
+    /// once complete ([`sdc::metadata_facts`] and [`fhir::body_facts`] need the whole document).
+    metadata: Option<(Collected, Vec<u8>)>,
 }
 
 /// The per-connection decoder: the state of each direction plus what the requests say about their responses.
@@ -278,6 +291,7 @@ impl HttpDecoder {
                 s.chunked = false;
                 s.xml = false;
                 s.soap = false;
+                s.json = false;
                 s.bad_framing = false;
                 if let Some(status) = parse_status(line) {
                     s.kind = Some(Kind::Response);
@@ -345,6 +359,7 @@ impl HttpDecoder {
                 let soap = is_soap_media_type(value);
                 s.xml = kind == Some(Kind::Response) && (soap || upnp::is_xml_media_type(value));
                 s.soap = kind == Some(Kind::Response) && soap;
+                s.json = fhir::is_json_media_type(value);
             }
             return;
         }
@@ -384,19 +399,23 @@ impl HttpDecoder {
         s.messages = s.messages.saturating_add(1);
         s.head_bytes = 0;
         let bit = 1u16.checked_shl(u32::from(s.responses)).unwrap_or(0);
-        // A 200 answer with an XML body (not to HEAD) may be a UPnP device description.
-        let description = s.kind == Some(Kind::Response)
-            && s.status == 200
-            && s.xml
-            && heads & bit == 0
-            && connects & bit == 0
-            && !s.bad_framing;
+        // A 200 answer with an XML body (not to HEAD) may be a UPnP device description or DPWS
+        // metadata; a 2xx answer or a request with a JSON body may be a FHIR resource.
+        let response = s.kind == Some(Kind::Response);
+        let answer_body = response && heads & bit == 0 && connects & bit == 0;
+        let fhir = s.json
+            && (s.kind == Some(Kind::Request) || (answer_body && (200..300).contains(&s.status)));
+        let description = !s.bad_framing && (fhir || (answer_body && s.status == 200 && s.xml));
         let next = if description {
-            s.responses = s.responses.saturating_add(1);
+            if response {
+                s.responses = s.responses.saturating_add(1);
+            }
             match (s.encoded, s.chunked, s.content_length) {
                 (true, true, _) => State::ChunkSize,
                 (true, false, _) => State::Done,
                 (false, _, Some(0)) => State::StartLine,
+                // A request without a length has no body (RFC 9112 §6.3).
+                (false, _, None) if !response => State::StartLine,
                 (false, _, n) => State::Description(n),
             }
         } else if s.bad_framing || s.encoded {
@@ -431,8 +450,16 @@ impl HttpDecoder {
         } else {
             next
         };
-        s.description = (scanning && !s.soap).then(|| Box::new(DescriptionScanner::new()));
-        s.metadata = (scanning && s.soap).then(Vec::new);
+        let collect = if fhir {
+            Some(Collected::Fhir { request: !response })
+        } else if s.soap {
+            Some(Collected::Soap)
+        } else {
+            None
+        };
+        s.description =
+            (scanning && collect.is_none()).then(|| Box::new(DescriptionScanner::new()));
+        s.metadata = collect.filter(|_| scanning).map(|c| (c, Vec::new()));
     }
 
     /// Offers body bytes to the description scanner, if one is reading; its facts describe the
@@ -441,7 +468,7 @@ impl HttpDecoder {
         let Some(s) = self.sides.get_mut(i) else {
             return;
         };
-        if let Some(buf) = s.metadata.as_mut() {
+        if let Some((_, buf)) = s.metadata.as_mut() {
             // A body too big for metadata is not a GetMetadata response: drop it unread.
             if buf.len() + body.len() > MAX_SOAP_BODY {
                 s.metadata = None;
@@ -466,9 +493,14 @@ impl HttpDecoder {
     /// read.
     fn body_done(&mut self, i: usize, facts: &mut Vec<Fact>) {
         let body = self.sides.get_mut(i).and_then(|s| s.metadata.take());
-        if let Some(body) = body {
+        if let Some((kind, body)) = body {
             let mut found = Vec::new();
-            sdc::metadata_facts(&body, &mut found);
+            match kind {
+                Collected::Soap => sdc::metadata_facts(&body, &mut found),
+                // A request's Device resource is its sender describing itself; a response's
+                // resources describe neither end (see fhir's module docs).
+                Collected::Fhir { request } => fhir::body_facts(&body, request, &mut found),
+            }
             for f in found {
                 self.emit(f, facts);
             }
@@ -1217,5 +1249,49 @@ mod tests {
         ] {
             assert_eq!(user_agent_serial(ua), want, "{ua}");
         }
+    }
+
+    /// A FHIR client posting its own Device resource (chunked), then a Patient: the Device's
+    /// identity is read, the Patient only named by type; the server's answer keeps types only.
+    #[test]
+    fn fhir_request_bodies_name_the_device_and_nothing_else() {
+        let device = br#"{"resourceType":"Device","manufacturer":"WardTestMed","modelNumber":"WTP-700","serialNumber":"WTP7-1"}"#;
+        let patient = br#"{"resourceType":"Patient","name":[{"family":"CANARYFHIR"}],"manufacturer":"CANARYFHIR"}"#;
+        let mut client = b"POST /Device HTTP/1.1\r\nContent-Type: application/fhir+json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        client.extend_from_slice(format!("{:x}\r\n", device.len()).as_bytes());
+        client.extend_from_slice(device);
+        client.extend_from_slice(b"\r\n0\r\n\r\n");
+        client.extend_from_slice(
+            format!("POST /Patient?name=CANARYFHIR HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", patient.len()).as_bytes(),
+        );
+        client.extend_from_slice(patient);
+        let mut server =
+            b"HTTP/1.1 201 Created\r\nContent-Type: application/fhir+json\r\n".to_vec();
+        server.extend_from_slice(format!("Content-Length: {}\r\n\r\n", device.len()).as_bytes());
+        server.extend_from_slice(device);
+        // Byte by byte: bodies split anywhere are collected whole.
+        let mut chunks: Vec<(Direction, &[u8])> = client
+            .chunks(1)
+            .map(|b| (Direction::FromClient, b))
+            .collect();
+        chunks.push((Direction::FromServer, &server));
+        let (facts, _) = run(&chunks);
+        let got: Vec<(Field, &str)> = facts.iter().map(|f| (f.field, f.value.as_str())).collect();
+        for want in [
+            (Field::FhirResourceType, "Device"),
+            (Field::FhirDeviceManufacturer, "WardTestMed"),
+            (Field::FhirDeviceModelNumber, "WTP-700"),
+            (Field::FhirDeviceSerialNumber, "WTP7-1"),
+            (Field::FhirResourceType, "Patient"),
+        ] {
+            assert!(got.contains(&want), "{want:?} in {got:?}");
+        }
+        assert!(got.iter().all(|(_, v)| !v.contains("CANARY")), "{got:?}");
+        assert_eq!(
+            got.iter()
+                .filter(|(f, _)| *f == Field::FhirDeviceManufacturer)
+                .count(),
+            1
+        );
     }
 }

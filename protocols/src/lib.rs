@@ -34,6 +34,7 @@ pub mod dissect;
 pub mod dns;
 pub mod error;
 pub mod evidence;
+pub mod fhir;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzz_harness;

@@ -16,7 +16,7 @@
 use crate::error::DecodeError;
 use crate::evidence::{Direction, Fact, Protocol};
 use crate::{
-    astm, bcc, cdp, dhcp, dhcpv6, dicom, dns, hl7, http, intellivue, lldp, llmnr, mdns, nbns,
+    astm, bcc, cdp, dhcp, dhcpv6, dicom, dns, fhir, hl7, http, intellivue, lldp, llmnr, mdns, nbns,
     poct1a, sdc, snmp, ssdp, ssh, tls, StreamDecoder,
 };
 
@@ -44,6 +44,8 @@ pub const REGISTRY: &[&AppDecoder] = &[
     &intellivue::DECODER,
     &poct1a::DECODER,
     &bcc::DECODER,
+    // FHIR rides on HTTP: the HTTP decoder claims the stream and hands JSON bodies to fhir.
+    &fhir::DECODER,
 ];
 
 /// A probe's answer about the first bytes of a stream direction or a datagram.

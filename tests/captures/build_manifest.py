@@ -274,6 +274,19 @@ ASTM_CANARIES = ["CANARYASTM^PATIENT", "CANARY-MRN-ASTM-0001", "CANARY-LAB-ASTM-
                  "CANARY-SPECIMEN-ASTM-0001", "CANARYASTMRESULT", "CANARYASTMCOMMENT",
                  "CANARYASTMPASSWORD"]
 
+# fhir_peers.py (generate.sh scenario_fhir): the pump's own Device resource, then a Patient and
+# an Observation with the canary patient, a read of the Patient, a Device search (a Bundle).
+FHIR_FACTS = [
+    ("fhir.resource_type", "Device"), ("fhir.resource_type", "Patient"),
+    ("fhir.resource_type", "Observation"), ("fhir.resource_type", "Bundle"),
+    ("fhir.device_manufacturer", "WardTestMed"), ("fhir.device_model_number", "WTP-700"),
+    ("fhir.device_serial_number", "WTP7-000077"), ("fhir.device_version", "7.4.2"),
+    ("fhir.udi_device_identifier", "00857674005079"),
+    ("fhir.udi_carrier_hrf", "(01)00857674005079(21)WTP7-000077"),
+    ("http.user_agent", "WardTestMed-WTP700/7.4.2"), ("http.server", "WardTestFHIR/1.0"),
+]
+FHIR_CANARIES = ["CANARYFHIR^PATIENT", "CANARY-MRN-FHIR-0001", "1923-03-04", "12.3456"]
+
 GENERATED = [
     dict(file="dicom-dcmtk.pcap", dicom=[11112, 11113], expect=DCMTK_FACTS,
          canaries=DCMTK_CANARIES),
@@ -332,12 +345,13 @@ GENERATED = [
          canaries=INTELLIVUE_CANARIES),
     dict(file="poct1a.pcap", poct1a=True, expect=POCT1A_FACTS, canaries=POCT1A_CANARIES),
     dict(file="bcc.pcap", bcc=True, expect=BCC_FACTS, canaries=BCC_CANARIES),
+    dict(file="fhir.pcap", http=[8090], fhir=True, expect=FHIR_FACTS, canaries=FHIR_CANARIES),
     dict(file="dhcpv6.pcap", dhcpv6=True, expect=DHCPV6_FACTS, expect_fields=["dhcpv6.duid"],
          canaries=[], no_patient_data="DHCPv6: identifiers, vendor class and a host name only"),
     dict(file="dns.pcap", dns=True, expect=DNS_FACTS, canaries=[],
          no_patient_data="DNS: names and their types, addresses in answers (never read)"),
 
-    dict(file="sdc.pcap", sdc=True, sdc_metadata=True, expect=SDC_FACTS, canaries=SDC_CANARIES),
+    dict(file="sdc.pcap", http=[6464], sdc=True, sdc_metadata=True, expect=SDC_FACTS, canaries=SDC_CANARIES),
     dict(file="astm.pcap", astm=True, expect=ASTM_FACTS, canaries=ASTM_CANARIES),
     dict(file="tls.pcap", tls=True, expect=TLS_FACTS, canaries=TLS_CANARIES,
          sealed="openssl s_client sends the canaries in an HTTP request inside TLS "
@@ -464,6 +478,60 @@ def tcp_streams(path):
                 a += bytes.fromhex(line.strip())
         out.append((bytes(a), bytes(b)))
     return out
+
+
+# --------------------------------------------------------------- FHIR ----
+
+
+def http_messages(data):
+    """[(head, body)] of the HTTP/1.1 messages in one direction's bytes (Content-Length
+    framing, as fhir_peers.py sends)."""
+    out = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            break
+        n = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                n = int(value.strip())
+        out.append((head, rest[:n]))
+        data = rest[n:]
+    return out
+
+
+def fhir_facts(streams):
+    """The oracle for ward's fhir module, with Python's json: every JSON body's resourceType
+    (and a Bundle's entries'), and the allow-listed members of the Device resources a client
+    sends. Responses describe neither end: their types only."""
+    facts = []
+    for client, server in streams:
+        for data, request in ((client, True), (server, False)):
+            for head, body in http_messages(data):
+                if b"json" not in head.lower() or not body:
+                    continue
+                doc = json.loads(body)
+                resources = [doc] + [e["resource"] for e in doc.get("entry", [])
+                                     if doc.get("resourceType") == "Bundle"]
+                for r in resources:
+                    kind = r.get("resourceType")
+                    facts.append(("fhir.resource_type", kind))
+                    if not request or kind not in ("Device", "DeviceDefinition"):
+                        continue
+                    for key, field in (("manufacturer", "fhir.device_manufacturer"),
+                                       ("modelNumber", "fhir.device_model_number"),
+                                       ("serialNumber", "fhir.device_serial_number")):
+                        if key in r:
+                            facts.append((field, r[key]))
+                    for v in r.get("version", []):
+                        facts.append(("fhir.device_version", v["value"] if isinstance(v, dict) else v))
+                    for u in r.get("udiCarrier", []):
+                        for key, field in (("deviceIdentifier", "fhir.udi_device_identifier"),
+                                           ("carrierHRF", "fhir.udi_carrier_hrf")):
+                            if key in u:
+                                facts.append((field, u[key]))
+    return facts
 
 
 # -------------------------------------------------------------- DICOM ----
@@ -1672,6 +1740,8 @@ def build(fixdir, spec, generated):
     if spec.get("poct1a"):
         streams = tcp_streams(path)
         facts += poct1a_facts(path, streams)
+    if spec.get("fhir"):
+        facts += fhir_facts(tcp_streams(path))
     facts = dedupe(facts)
     if ports:
         entry["ports"] = ports

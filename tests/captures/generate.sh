@@ -765,6 +765,24 @@ scenario_http() {
         && grep -q '^status 200$' "$WORK/curl.log" || die "http exchange failed: $(cat "$WORK/curl.log")"
 }
 
+scenario_fhir() {
+    # fhir_peers.py: a minimal HL7 FHIR R4 server without TLS and a fictional infusion pump
+    # ("WardTestMed WTP-700") on one keep-alive connection: it POSTs its own Device resource
+    # (application/fhir+json), a Patient and an Observation carrying the canary patient, reads the
+    # Patient back (canaries in the path, query and response) and searches Devices (a Bundle).
+    ns_up 02:57:41:52:44:1c
+    addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
+    bg "$NS_B" fhir-server "$PY" -u "$HERE/fhir_peers.py" server --host "$IP_B" --port 8090
+    wait_port "$NS_B" 8090
+    cap_start "$NS_B" "$IF_B" fhir.pcap
+    nsx "$NS_A" "$PY" "$HERE/fhir_peers.py" client --host "$IP_B" --port 8090 >"$WORK/fhir.log" 2>&1 \
+        || die "fhir client failed: $(cat "$WORK/fhir.log")"
+    cap_stop
+    stop_all_bg
+    grep -q '^POST Device 201$' "$WORK/fhir.log" && grep -q '^GET Device 200 1$' "$WORK/fhir.log" \
+        || die "fhir exchange failed: $(cat "$WORK/fhir.log")"
+}
+
 scenario_ssh() {
     # OpenSSH server and client: the two identification strings, key exchange, then a login
     # that fails (no credentials are offered); only the banners matter.
@@ -864,7 +882,7 @@ scenario_sdc() {
     # the consumer probes 239.255.255.250:3702, gets a ProbeMatch, fetches the DPWS metadata
     # (ThisModel/ThisDevice) and the MDIB (the patient context carries the CANARY names) over
     # HTTP, and unsubscribes; the provider's Bye ends it. Multicast needs a 224.0.0.0/4 route.
-    ns_up 02:57:41:52:44:17
+    ns_up 02:57:41:52:44:1b
     addr "$NS_A" "$IF_A" "$IP_A/24"; addr "$NS_B" "$IF_B" "$IP_B/24"
     nsx "$NS_A" ip route add 224.0.0.0/4 dev "$IF_A"
     nsx "$NS_B" ip route add 224.0.0.0/4 dev "$IF_B"
@@ -917,7 +935,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6 dns lldp sdc astm intellivue poct1a bcc)
+           dicom_sll dhcp http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6 dns lldp sdc astm intellivue poct1a bcc fhir)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"

@@ -89,12 +89,18 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
         "infusion_pump",
         "B. Braun",
     ),
-    // SDC provider, classified from its WS-Discovery Hello alone (MDS class 69641,
-    // MDC_DEV_ANALY_SAT_O2_MDS). Its manufacturer comes with the DPWS metadata, once the HTTP
-    // decoder reads GetMetadata bodies ("WardTestMed").
+    // An infusion pump known only by the Device resource it posts over FHIR.
+    (
+        "fhir.pcap",
+        "mac:02:57:41:52:44:1c",
+        "medical_device_other",
+        "WardTestMed",
+    ),
+    // SDC provider: type from its WS-Discovery Hello (MDS class 69641, MDC_DEV_ANALY_SAT_O2_MDS),
+    // manufacturer from the DPWS metadata of its GetMetadata response.
     (
         "sdc.pcap",
-        "mac:02:57:41:52:44:17",
+        "mac:02:57:41:52:44:1b",
         "patient_monitor",
         "WardTestMed",
     ),
