@@ -192,7 +192,7 @@ POCT1A_FACTS = [
     ("poct1a.message_type", "OBS.R01"), ("poct1a.message_type", "ACK.R01"),
 ]
 POCT1A_CANARIES = ["CANARY-MRN-POCT-0001", "CANARYPOCT^PATIENT", "CANARYPOCT^WARDLOCATION",
-                   "CANARYPOCT^OPERATOR"]
+                   "CANARYPOCT^OPRQUOKKA"]
 
 # bcc_peers.py: a fictional SpaceCom answering MEM:GET for one Perfusor Space, with canary
 # patient and nurse records.
