@@ -9,9 +9,10 @@
 //!   affected CVEs; it picks the contract's `patch_sla_days.<severity>` (a severity the
 //!   contract does not state starts no clock; an advisory without any score takes the
 //!   strictest stated SLA, and the evidence says so);
-//! - a fix exists from F: the earliest `vendor_fix` remediation for a matched product that is
-//!   not only announced ([`fixes::stated_fix`] reads "planned" from the text), F its `date`,
-//!   else the advisory's `initial_release_date`. `patch_overdue` holds from the day after
+//! - a fix exists from F: the earliest remediation for a matched product that is a
+//!   `vendor_fix`, or of any category whose text states one fixed version ([`stated_fix`];
+//!   CISA files fixed versions under `mitigation` too), and is not only announced ("planned"
+//!   in the text); F is its `date`, else the advisory's `initial_release_date`. `patch_overdue` holds from the day after
 //!   F + SLA days while the device's current version is still affected;
 //! - without such a fix, `vendor_fix_overdue` holds from the day after the advisory's
 //!   `initial_release_date` + SLA days: the supplier's side of the clause.
@@ -104,6 +105,8 @@ pub fn sla_days(sla: &PatchSla, sev: Option<Cvss>) -> Option<u32> {
 /// A fix the advisory states for the matched products.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fix {
+    /// The remediation's category (`vendor_fix`, or `mitigation` stating a fixed version).
+    pub category: String,
     /// F: when it became available.
     pub since: NaiveDate,
     /// Where F comes from: `remediation date` or `advisory initial_release_date`.
@@ -232,13 +235,18 @@ fn vendor_fix(advisory: &Advisory, affected: &[ProductMatch]) -> Option<Fix> {
     let mut best: Option<Fix> = None;
     for v in &advisory.vulnerabilities {
         for r in &v.remediations {
-            if r.category != "vendor_fix"
-                || !r.product_ids.iter().any(|p| ids.contains(&p.as_str()))
-            {
+            if !r.product_ids.iter().any(|p| ids.contains(&p.as_str())) {
                 continue;
             }
             let text = stated_fix(&r.details);
-            if matches!(text, FixText::Stated { planned: true, .. }) {
+            // CISA files fixed versions under `mitigation` as often as under `vendor_fix`
+            // ("Connex Spot Monitor: Version 1.52.01 (available …)"), and uses `vendor_fix`
+            // for advice with no fix in it: a fix is a `vendor_fix`, or any remediation whose
+            // text states one fixed version; an announced one is not available yet.
+            let stated = matches!(text, FixText::Stated { planned: false, .. });
+            if matches!(text, FixText::Stated { planned: true, .. })
+                || (r.category != "vendor_fix" && !stated)
+            {
                 continue;
             }
             let (since, since_from) = match r.date {
@@ -263,6 +271,7 @@ fn vendor_fix(advisory: &Advisory, affected: &[ProductMatch]) -> Option<Fix> {
                 (None, _) => (None, serde_json::to_value(&text).unwrap_or_default()),
             };
             best = Some(Fix {
+                category: r.category.clone(),
                 since,
                 since_from,
                 version,
@@ -375,6 +384,7 @@ pub fn advisory_flags(
                 "since_from": f.since_from,
                 "fixed_version": f.version,
                 "fixed_version_evidence": f.version_evidence,
+                "remediation_category": f.category,
                 "remediation": f.details,
             })
         });
@@ -731,5 +741,92 @@ pub(crate) mod tests {
             .map(|f| f.detail)
             .collect();
         assert_eq!(details, ["ACME-SA-1", "ACME-SA-2"]);
+    }
+
+    fn public(name: &str) -> Advisory {
+        let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/advisories/public")
+            .join(name);
+        crate::import::advisories::load_file(&p).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Noon UTC of a date, µs.
+    fn noon(y: i32, m: u32, d: u32) -> i64 {
+        NaiveDate::from_ymd_opt(y, m, d)
+            .and_then(|d| d.and_hms_opt(12, 0, 0))
+            .map(|t| t.and_utc().timestamp_micros())
+            .unwrap_or_default()
+    }
+
+    /// One device of `manufacturer model` at `version`, covered by a contract of its model with
+    /// `patch_sla_days.high` = 30, against `advisory`, evaluated at `now_us`.
+    fn real(manufacturer: &str, model: &str, version: &str, a: Advisory, now_us: i64) -> World {
+        let mut w = World::new();
+        w.inv.devices.push(
+            dev(1)
+                .typed("workstation")
+                .made(manufacturer, model)
+                .attr("software_version", version),
+        );
+        let mut c = contract("C-1");
+        c.supplier = manufacturer.to_string();
+        c.products = vec![product(model)];
+        c.patch_sla_days.high = Some(30);
+        w.inv.contracts.push(c);
+        w.inv.advisories.push(a);
+        w.now_us = now_us;
+        w
+    }
+
+    /// ICSMA-24-058-01: Sante DICOM Viewer Pro <=14.0.3, CVE-2024-1453 HIGH 7.8, a `vendor_fix`
+    /// without a date ("update … to v14.0.4 or later"): F is the release, 2024-02-27; with 30
+    /// days the patch is due 2024-03-28.
+    #[test]
+    fn sante_dicom_viewer_clock_from_the_advisory_release() {
+        let a = public("icsma-24-058-01.json");
+        let make = "Santesoft";
+        let model = "Sante DICOM Viewer Pro";
+        let w = real(make, model, "14.0.3", a.clone(), noon(2024, 3, 28));
+        let v = w.of(FlagKind::VulnerableSoftware);
+        assert_eq!(v.len(), 1, "{:?}", w.flags());
+        assert_eq!(v[0].severity, Severity::High);
+        assert_eq!(v[0].evidence["vendor_fix"]["fixed_version"], "14.0.4");
+        assert_eq!(v[0].evidence["vendor_fix"]["available_since"], "2024-02-27");
+        assert!(
+            w.of(FlagKind::PatchOverdue).is_empty(),
+            "due today: not late"
+        );
+        let w = real(make, model, "14.0.3", a.clone(), noon(2024, 4, 7));
+        let o = w.of(FlagKind::PatchOverdue);
+        assert_eq!(o[0].evidence["patch_clock"]["days_overdue"], 10);
+        assert_eq!(o[0].evidence["patch_clock"]["patch_due"], "2024-03-28");
+        assert!(w.of(FlagKind::VendorFixOverdue).is_empty());
+        // The fixed version: nothing at all.
+        let w = real(make, model, "14.0.4", a, noon(2024, 4, 7));
+        assert!(
+            w.flags()
+                .iter()
+                .all(|f| f.kind.scope() != super::super::Scope::Advisory),
+            "{:?}",
+            w.flags()
+        );
+    }
+
+    /// ICSMA-24-151-02 states its fix only under `mitigation` ("Version 1.52.01 (available
+    /// October 16, 2023)"): still a fix, F the release (2024-05-30).
+    #[test]
+    fn connex_spot_monitor_fix_read_from_a_mitigation() {
+        let a = public("icsma-24-151-02.json");
+        let w = real("Welch Allyn", "CSM", "1.52", a.clone(), noon(2024, 7, 9));
+        let o = w.of(FlagKind::PatchOverdue);
+        assert_eq!(o.len(), 1, "{:?}", w.flags());
+        assert_eq!(o[0].evidence["vendor_fix"]["fixed_version"], "1.52.01");
+        assert_eq!(
+            o[0].evidence["vendor_fix"]["remediation_category"],
+            "mitigation"
+        );
+        assert_eq!(o[0].evidence["patch_clock"]["days_overdue"], 10);
+        let w = real("Welch Allyn", "CSM", "1.52.01", a, noon(2024, 7, 9));
+        assert!(w.of(FlagKind::VulnerableSoftware).is_empty());
     }
 }
