@@ -338,8 +338,10 @@ pub fn advisory_flags(
                     d.subject.clone(),
                     advisory.id.clone(),
                     format!(
-                        "{}: {} matches a product of {} but its version cannot be compared with the advisory's: check by hand",
-                        d.name, d.name, advisory.id
+                        "{}: matches a product of {} but its version ({}) cannot be compared with the advisory's: check by hand",
+                        d.name,
+                        advisory.id,
+                        version.unwrap_or("none seen")
                     ),
                     json!({
                         "device": device_evidence(d.device),
@@ -500,7 +502,7 @@ pub fn advisory_flags(
                         d.subject.clone(),
                         advisory.id.clone(),
                         format!(
-                            "{}: no vendor fix for {} {} days after its release ({}); the {days}-day {sev_name} patch SLA ran out on {due}",
+                            "{}: no vendor fix for {} {} days after its release ({}); the {days}-day {sev_name} patch SLA ran out on {due}, {overdue} days ago",
                             d.name,
                             advisory.id,
                             (at.today - a.released()).num_days(),
