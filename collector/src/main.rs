@@ -116,7 +116,7 @@ enum Cmd {
     /// Reports: what the API shows, as a table, CSV or JSON. `--vendor` shows exactly what that
     /// vendor's token would see.
     Report {
-        /// devices, flags, coverage or installed-base.
+        /// devices, flags, coverage, installed-base or patch-sla.
         #[arg(value_enum)]
         kind: Kind,
         /// Only these manufacturers (as a vendor token).
