@@ -24,7 +24,7 @@
 //! cleared: `advisory_version_not_comparable` (low) carries both strings for a person to
 //! decide, rather than a guess either way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Days, NaiveDate};
 use serde_json::json;
@@ -289,13 +289,19 @@ pub fn deadline(from: NaiveDate, days: u32) -> NaiveDate {
         .unwrap_or(NaiveDate::MAX)
 }
 
+/// Assessments by (manufacturer, model, software version): devices of one model and version
+/// match the same entries, so an evaluation matches each such triple against the advisories
+/// once, not each device (a site has many devices and few distinct triples).
+pub type Cache<'a> = HashMap<(Option<String>, Option<String>, Option<String>), Vec<Assessment<'a>>>;
+
 /// The flags of one device against every advisory.
-pub fn advisory_flags(
+pub fn advisory_flags<'a>(
     d: &DeviceFacts<'_>,
-    advisories: &[Advisory],
+    advisories: &'a [Advisory],
     kev: Option<&KevCatalog>,
     cfg: &FlagConfig,
     at: At,
+    cache: &mut Cache<'a>,
     out: &mut Vec<FlagInstance>,
 ) {
     if advisories.is_empty() {
@@ -320,10 +326,19 @@ pub fn advisory_flags(
                 .max()
         })
         .map(time_of);
-    for advisory in advisories {
-        let Some(a) = assess(&facts, advisory, cfg) else {
-            continue;
-        };
+    let key = (
+        manufacturer.map(str::to_owned),
+        model.map(str::to_owned),
+        version.map(str::to_owned),
+    );
+    let assessed = cache.entry(key).or_insert_with(|| {
+        advisories
+            .iter()
+            .filter_map(|a| assess(&facts, a, cfg))
+            .collect()
+    });
+    for a in assessed.iter() {
+        let advisory = a.advisory;
         let adv = json!({
             "id": advisory.id,
             "title": advisory.title,

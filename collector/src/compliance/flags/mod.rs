@@ -324,6 +324,7 @@ pub fn evaluate(
     let mut out = Vec::new();
     let mut per_contract: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut asset_last_seen: HashMap<&str, i64> = HashMap::new();
+    let mut advisory_cache = advisory::Cache::default();
     for d in &inv.devices {
         let facts = DeviceFacts {
             device: d,
@@ -351,7 +352,15 @@ pub fn evaluate(
             service::service_flags(&facts, s, cfg, &mut out);
         }
         service::contacted_remote_access(&facts, cfg, &mut out);
-        advisory::advisory_flags(&facts, &inv.advisories, inv.kev.as_ref(), cfg, at, &mut out);
+        advisory::advisory_flags(
+            &facts,
+            &inv.advisories,
+            inv.kev.as_ref(),
+            cfg,
+            at,
+            &mut advisory_cache,
+            &mut out,
+        );
     }
     for a in &inv.assets {
         let last = asset_last_seen.get(a.tag.as_str()).copied();
