@@ -396,8 +396,12 @@ pub fn advisory_flags<'a>(
             },
         });
         let fix = a.fix.as_ref().map(|f| {
+            let after_release = (f.since - a.released()).num_days();
             json!({
                 "available_since": f.since.to_string(),
+                "days_after_advisory": after_release,
+                // The supplier's side of the clause, kept once the fix exists: how late it was.
+                "vendor_late_by_days": sla.map(|d| after_release - i64::from(d)).filter(|l| *l > 0),
                 "since_from": f.since_from,
                 "fixed_version": f.version,
                 "fixed_version_evidence": f.version_evidence,
@@ -696,6 +700,9 @@ pub(crate) mod tests {
             days(-45).to_string()
         );
         assert_eq!(e["vendor_fix"]["fixed_version"], "2.0");
+        assert_eq!(e["vendor_fix"]["days_after_advisory"], 45);
+        // 45 days after the advisory, with 30 days to deliver: 15 days late.
+        assert_eq!(e["vendor_fix"]["vendor_late_by_days"], 15);
         assert_eq!(
             e["vendor_fix"]["fixed_version_evidence"]["sentence"],
             "ACME recommends users update to version 2.0."
