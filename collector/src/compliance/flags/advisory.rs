@@ -9,10 +9,11 @@
 //!   affected CVEs; it picks the contract's `patch_sla_days.<severity>` (a severity the
 //!   contract does not state starts no clock; an advisory without any score takes the
 //!   strictest stated SLA, and the evidence says so);
-//! - a fix exists from F: the earliest remediation for a matched product that is a
-//!   `vendor_fix`, or of any category whose text states one fixed version ([`stated_fix`];
-//!   CISA files fixed versions under `mitigation` too), and is not only announced ("planned"
-//!   in the text); F is its `date`, else the advisory's `initial_release_date`. `patch_overdue` holds from the day after
+//! - a fix exists from F: the earliest remediation for a matched product whose text states an
+//!   available fixed version, of any category ([`stated_fix`]; CISA files fixed versions under
+//!   `mitigation` too); else, unless a remediation only promises one ("expected in an upcoming
+//!   release", "in process"), the earliest `vendor_fix`. F is its `date`, else the advisory's
+//!   `initial_release_date`. `patch_overdue` holds from the day after
 //!   F + SLA days while the device's current version is still affected;
 //! - without such a fix, `vendor_fix_overdue` holds from the day after the advisory's
 //!   `initial_release_date` + SLA days: the supplier's side of the clause.
@@ -136,6 +137,8 @@ pub struct Assessment<'a> {
     pub severity: Option<Cvss>,
     /// The vendor fix, if one is available.
     pub fix: Option<Fix>,
+    /// A remediation that promises a fix (not yet one), quoted.
+    pub promised_fix: Option<String>,
 }
 
 impl Assessment<'_> {
@@ -191,8 +194,8 @@ pub fn assess<'a>(
         .flatten()
         .map(|(_, s)| Cvss::from_name(s))
         .min();
-    let fix = if affected.is_empty() {
-        None
+    let (fix, promised_fix) = if affected.is_empty() {
+        (None, None)
     } else {
         vendor_fix(advisory, &affected)
     };
@@ -203,12 +206,35 @@ pub fn assess<'a>(
         cves,
         severity,
         fix,
+        promised_fix,
     })
 }
 
-/// The earliest available `vendor_fix` for the matched products, with the fixed version from
-/// a `fixed`/`first_fixed` entry of the same product, else from the remediation's text.
-fn vendor_fix(advisory: &Advisory, affected: &[ProductMatch]) -> Option<Fix> {
+/// Words that make a remediation a promise rather than a fix: "The fix is expected in an
+/// upcoming … release", "software updates … are in process", "new releases will be made
+/// available".
+const PROMISE_WORDS: &[&str] = &[
+    "upcoming",
+    "expected",
+    "planned",
+    "in process",
+    "in progress",
+    "working to",
+    "will be released",
+    "will be made available",
+    "will release",
+];
+
+/// The fix for the matched products, if one is available, and the promise of one, if a
+/// remediation makes one.
+///
+/// CISA's use of `vendor_fix` is loose ("For additional information, see the bulletin" sits
+/// next to "The fix is expected in an upcoming Version 4.80"), so the remediations decide in
+/// this order: the earliest that states an available fixed version (any category); else, when
+/// none promises a fix, the earliest `vendor_fix` (version not stated); a promise alone is no
+/// fix. The fixed version is a `fixed`/`first_fixed` entry of the same product when the
+/// advisory has one, else the stated one.
+fn vendor_fix(advisory: &Advisory, affected: &[ProductMatch]) -> (Option<Fix>, Option<String>) {
     let ids: Vec<&str> = affected.iter().map(|m| m.product_id.as_str()).collect();
     // A `fixed` entry of the same product (CISA never writes one today; CSAF allows it).
     let product_names: Vec<Option<&str>> = affected
@@ -232,23 +258,37 @@ fn vendor_fix(advisory: &Advisory, affected: &[ProductMatch]) -> Option<Fix> {
         })
         .filter_map(|id| advisory.products.iter().find(|p| &p.product_id == id))
         .find(|p| p.version.is_some() && product_names.contains(&p.product.as_deref()));
-    let mut best: Option<Fix> = None;
+    let mut stated: Option<Fix> = None;
+    let mut loose: Option<Fix> = None;
+    let mut promise: Option<String> = None;
     for v in &advisory.vulnerabilities {
         for r in &v.remediations {
             if !r.product_ids.iter().any(|p| ids.contains(&p.as_str())) {
                 continue;
             }
             let text = stated_fix(&r.details);
-            // CISA files fixed versions under `mitigation` as often as under `vendor_fix`
-            // ("Connex Spot Monitor: Version 1.52.01 (available …)"), and uses `vendor_fix`
-            // for advice with no fix in it: a fix is a `vendor_fix`, or any remediation whose
-            // text states one fixed version; an announced one is not available yet.
-            let stated = matches!(text, FixText::Stated { planned: false, .. });
-            if matches!(text, FixText::Stated { planned: true, .. })
-                || (r.category != "vendor_fix" && !stated)
-            {
-                continue;
-            }
+            let slot = match &text {
+                FixText::Stated { planned: false, .. } => &mut stated,
+                FixText::Stated {
+                    planned: true,
+                    sentence,
+                    ..
+                } => {
+                    promise.get_or_insert_with(|| sentence.clone());
+                    continue;
+                }
+                _ => {
+                    let lower = r.details.to_lowercase();
+                    if PROMISE_WORDS.iter().any(|w| lower.contains(w)) {
+                        promise.get_or_insert_with(|| r.details.clone());
+                        continue;
+                    }
+                    if r.category != "vendor_fix" {
+                        continue;
+                    }
+                    &mut loose
+                }
+            };
             let (since, since_from) = match r.date {
                 Some(d) => (d.date_naive(), "remediation date"),
                 None => (
@@ -256,7 +296,7 @@ fn vendor_fix(advisory: &Advisory, affected: &[ProductMatch]) -> Option<Fix> {
                     "advisory initial_release_date",
                 ),
             };
-            if best.as_ref().is_some_and(|b| b.since <= since) {
+            if slot.as_ref().is_some_and(|b| b.since <= since) {
                 continue;
             }
             let (version, version_evidence) = match (fixed_entry, &text) {
@@ -270,7 +310,7 @@ fn vendor_fix(advisory: &Advisory, affected: &[ProductMatch]) -> Option<Fix> {
                 ),
                 (None, _) => (None, serde_json::to_value(&text).unwrap_or_default()),
             };
-            best = Some(Fix {
+            *slot = Some(Fix {
                 category: r.category.clone(),
                 since,
                 since_from,
@@ -280,7 +320,8 @@ fn vendor_fix(advisory: &Advisory, affected: &[ProductMatch]) -> Option<Fix> {
             });
         }
     }
-    best
+    let fix = stated.or(if promise.is_none() { loose } else { None });
+    (fix, promise)
 }
 
 /// The day a clock of `days` started at `from` runs out (the last day within it).
@@ -415,6 +456,7 @@ pub fn advisory_flags<'a>(
             "matches": matches,
             "cves": cves,
             "vendor_fix": fix,
+            "promised_fix": a.promised_fix,
             "patch_clock": clock,
             "affected_version_last_seen": version_last_seen,
         });
@@ -852,5 +894,28 @@ pub(crate) mod tests {
         assert_eq!(o[0].evidence["patch_clock"]["days_overdue"], 10);
         let w = real("Welch Allyn", "CSM", "1.52.01", a, noon(2024, 7, 9));
         assert!(w.of(FlagKind::VulnerableSoftware).is_empty());
+    }
+
+    /// ICSMA-22-062-02 (BD Viper LT `>= 2.0`): next to two `vendor_fix` remediations that carry
+    /// no fix ("compensating controls", "see the bulletin"), one promises it ("expected in an
+    /// upcoming … Version 4.80"): no fix, so the supplier's clock runs, and the promise is
+    /// quoted.
+    #[test]
+    fn viper_lt_promise_is_no_fix() {
+        let a = public("icsma-22-062-02.json");
+        let w = real("BD", "Viper LT", "4.5", a, noon(2022, 6, 1));
+        let v = w.of(FlagKind::VulnerableSoftware);
+        assert_eq!(v.len(), 1, "{:?}", w.flags());
+        assert!(v[0].evidence["vendor_fix"].is_null());
+        assert!(v[0].evidence["promised_fix"]
+            .as_str()
+            .is_some_and(|s| s.contains("4.80")));
+        assert!(w.of(FlagKind::PatchOverdue).is_empty());
+        let o = w.of(FlagKind::VendorFixOverdue);
+        // HIGH, released 2022-03-03: the fix was due 2022-04-02; on 2022-06-01, 60 days late.
+        assert_eq!(v[0].evidence["patch_clock"]["severity"], "high");
+        assert_eq!(o.len(), 1, "{:?}", w.flags());
+        assert_eq!(o[0].evidence["patch_clock"]["fix_due"], "2022-04-02");
+        assert_eq!(o[0].evidence["patch_clock"]["days_overdue"], 60);
     }
 }
