@@ -918,4 +918,89 @@ pub(crate) mod tests {
         assert_eq!(o[0].evidence["patch_clock"]["fix_due"], "2022-04-02");
         assert_eq!(o[0].evidence["patch_clock"]["days_overdue"], 60);
     }
+
+    /// Every product entry of every public advisory, as a device named by the entry's vendor
+    /// and product at a few versions (none, a plain one, a Siemens-style one, the entry's own
+    /// string): the evaluation never panics, each advisory flag names its advisory, and a
+    /// version is never both vulnerable and not comparable for one advisory.
+    #[test]
+    fn every_public_product_entry_evaluates_consistently() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/advisories/public");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("icsma-"))
+            })
+            .collect();
+        files.sort();
+        assert!(files.len() >= 10);
+        let mut vulnerable = 0;
+        for f in &files {
+            let a = crate::import::advisories::load_file(f).unwrap();
+            for p in &a.products {
+                let (Some(vendor), Some(product)) = (p.vendor.as_deref(), p.product.as_deref())
+                else {
+                    continue;
+                };
+                let own = p.version.clone().or(p.version_range.clone());
+                for v in [None, Some("1.0"), Some("VA30A"), own.as_deref()] {
+                    let mut w = World::new();
+                    let mut d = dev(1).typed("workstation").made(vendor, product);
+                    if let Some(v) = v {
+                        d = d.attr("software_version", v);
+                    }
+                    w.inv.devices.push(d);
+                    let mut c = contract("C-1");
+                    c.supplier = vendor.to_owned();
+                    c.products = vec![super::super::testkit::product(product)];
+                    c.patch_sla_days = PatchSla {
+                        critical: Some(15),
+                        high: Some(30),
+                        medium: Some(90),
+                        low: Some(180),
+                    };
+                    w.inv.contracts.push(c);
+                    w.inv.advisories.push(a.clone());
+                    w.now_us = noon(2026, 6, 1);
+                    let flags = w.flags();
+                    let kinds: Vec<FlagKind> = flags
+                        .iter()
+                        .filter(|f| f.kind.scope() == super::super::Scope::Advisory)
+                        .inspect(|f| assert_eq!(f.detail, a.id))
+                        .map(|f| f.kind)
+                        .collect();
+                    let vuln = kinds.contains(&FlagKind::VulnerableSoftware);
+                    assert!(
+                        !(vuln && kinds.contains(&FlagKind::AdvisoryVersionNotComparable)),
+                        "{} {product} {v:?}: {kinds:?}",
+                        a.id
+                    );
+                    // Clocks need the vulnerability.
+                    for k in [
+                        FlagKind::PatchOverdue,
+                        FlagKind::VendorFixOverdue,
+                        FlagKind::KnownExploitedVulnerability,
+                        FlagKind::EndOfLifeProduct,
+                    ] {
+                        assert!(!kinds.contains(&k) || vuln, "{} {k}: {kinds:?}", a.id);
+                    }
+                    // By 2026 every clock of these advisories has run out: one of the two.
+                    if vuln {
+                        vulnerable += 1;
+                        assert!(
+                            kinds.contains(&FlagKind::PatchOverdue)
+                                ^ kinds.contains(&FlagKind::VendorFixOverdue),
+                            "{} {product} {v:?}: {kinds:?}",
+                            a.id
+                        );
+                    }
+                }
+            }
+        }
+        assert!(vulnerable > 20, "{vulnerable}");
+    }
 }
