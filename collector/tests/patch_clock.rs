@@ -250,6 +250,13 @@ fn vulnerable_then_overdue_then_patched_on_a_real_advisory() {
         "{r:#}"
     );
     assert_eq!(r["median_days_fix_to_patch"], 53.0);
+    let pair = &r["patched_pairs"][0];
+    assert_eq!(pair["advisory"], "ICSMA-24-058-01");
+    assert_eq!(pair["software_version"], "14.0.4");
+    assert_eq!(pair["fix_available_since"], "2024-02-27");
+    assert_eq!(pair["patch_seen"], "2024-04-20");
+    assert_eq!(pair["days_fix_to_patch"], 53);
+    assert_eq!(pair["within_sla"], false);
     let csv = cli(&db, &["report", "patch-sla", "--format", "csv"]);
     let csv = String::from_utf8_lossy(&csv.stdout);
     assert!(

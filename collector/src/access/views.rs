@@ -314,6 +314,29 @@ pub struct PatchSlaRow {
     /// Median days from the fix (F) to the first sighting of the version that cleared the
     /// device; `None` ("n/a") when no patched pair has both.
     pub median_days_fix_to_patch: Option<f64>,
+    /// Each patched pair: "patched at T, N days after the fix" (JSON only).
+    pub patched_pairs: Vec<PatchedPair>,
+}
+
+/// A device that no longer runs a version an advisory names.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PatchedPair {
+    /// `device:<id>`.
+    pub subject: String,
+    /// The advisory.
+    pub advisory: String,
+    /// The version it runs now.
+    pub software_version: Option<String>,
+    /// F, when a fix was known.
+    pub fix_available_since: Option<chrono::NaiveDate>,
+    /// The first sighting of the version it runs now, when before the resolution.
+    pub patch_seen: Option<chrono::NaiveDate>,
+    /// From F to that sighting.
+    pub days_fix_to_patch: Option<i64>,
+    /// Whether the sighting was on or before F + the SLA days (`None`: no clock).
+    pub within_sla: Option<bool>,
+    /// When ward found the device no longer affected (the flag's resolution), µs.
+    pub resolved_us: Option<i64>,
 }
 
 /// The patch-SLA report, from the stored advisory flags (open and resolved) the principal may
@@ -389,6 +412,7 @@ pub fn patch_sla(store: &dyn Store, p: &Principal) -> Result<Vec<PatchSlaRow>, V
             no_fix_available: 0,
             vendor_fix_overdue: 0,
             median_days_fix_to_patch: None,
+            patched_pairs: Vec::new(),
         });
         e.advisories
             .insert(f["detail"].as_str().unwrap_or_default().to_owned());
@@ -404,17 +428,32 @@ pub fn patch_sla(store: &dyn Store, p: &Principal) -> Result<Vec<PatchSlaRow>, V
         }
         row.patched += 1;
         let fix = date(&ev["vendor_fix"]["available_since"]);
-        let seen = patch_seen(store, &f);
+        let (seen, version) = patch_seen(store, &f).unzip();
+        let seen = seen.flatten();
+        let mut pair = PatchedPair {
+            subject: f["subject"].as_str().unwrap_or_default().to_owned(),
+            advisory: f["detail"].as_str().unwrap_or_default().to_owned(),
+            software_version: version.flatten(),
+            fix_available_since: fix,
+            patch_seen: seen,
+            days_fix_to_patch: None,
+            within_sla: None,
+            resolved_us: f["resolved_us"].as_i64(),
+        };
         if let (Some(fix), Some(seen)) = (fix, seen) {
-            e.days.push((seen - fix).num_days());
+            let days = (seen - fix).num_days();
+            e.days.push(days);
+            pair.days_fix_to_patch = Some(days);
             if let Some(sla) = ev["patch_clock"]["patch_sla_days"].as_u64() {
                 let due = crate::compliance::flags::advisory::deadline(
                     fix,
                     u32::try_from(sla).unwrap_or(u32::MAX),
                 );
+                pair.within_sla = Some(seen <= due);
                 row.patched_within_sla += u64::from(seen <= due);
             }
         }
+        row.patched_pairs.push(pair);
     }
     for (kind, open) in [
         (FlagKind::PatchOverdue, true),
@@ -446,9 +485,9 @@ pub fn patch_sla(store: &dyn Store, p: &Principal) -> Result<Vec<PatchSlaRow>, V
         .collect())
 }
 
-/// The first sighting (UTC date) of the version a resolved flag's device runs now, if it came
-/// before the resolution (else the history does not say when the patch happened).
-fn patch_seen(store: &dyn Store, f: &Value) -> Option<chrono::NaiveDate> {
+/// The version a resolved flag's device runs now, and the first sighting (UTC date) of it if
+/// that came before the resolution (else the history does not say when the patch happened).
+fn patch_seen(store: &dyn Store, f: &Value) -> Option<(Option<chrono::NaiveDate>, Option<String>)> {
     let id: i64 = f["subject"]
         .as_str()?
         .strip_prefix("device:")?
@@ -464,7 +503,10 @@ fn patch_seen(store: &dyn Store, f: &Value) -> Option<chrono::NaiveDate> {
         .filter(|a| a.value == current)
         .map(|a| a.first_us)
         .min()?;
-    (first <= resolved).then(|| crate::compliance::flags::date_of(first))
+    Some((
+        (first <= resolved).then(|| crate::compliance::flags::date_of(first)),
+        Some(current.to_owned()),
+    ))
 }
 
 fn median(v: &mut [i64]) -> Option<f64> {
