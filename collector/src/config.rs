@@ -411,6 +411,12 @@ impl Config {
                     message: e.to_string(),
                 })?;
         }
+        c.flags.vendor_aliases =
+            crate::compliance::vendors::VendorAliases::load(c.advisories.vendor_aliases.as_deref())
+                .map_err(|e| ConfigError::Invalid {
+                    setting: "advisories.vendor_aliases",
+                    message: e.to_string(),
+                })?;
         if c.source.url.is_none() && c.broker.tls_cert.is_some() != c.broker.tls_key.is_some() {
             return Err(ConfigError::Invalid {
                 setting: "broker.tls_cert and broker.tls_key / --tls-cert and --tls-key",

@@ -29,6 +29,12 @@ pub struct DemoArgs {
     /// CMMS export.
     #[arg(long, default_value = "examples/cmms-assets.csv")]
     pub assets: PathBuf,
+    /// Security advisories (CSAF 2.0 files or directories; the bundled ones are fictional).
+    #[arg(long, default_value = "examples/advisories")]
+    pub advisories: Vec<PathBuf>,
+    /// A KEV catalog (the bundled one is fictional, in CISA's format).
+    #[arg(long, default_value = "examples/kev-example.json")]
+    pub kev: PathBuf,
     /// API address (a free port if taken).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: std::net::SocketAddr,
@@ -249,14 +255,19 @@ fn run_in(args: DemoArgs, dir_used: &mut Option<PathBuf>) -> anyhow::Result<()> 
     let imports = [
         Import::contracts(cfile)?,
         Import::assets(args.assets.clone(), &[], false)?,
+        Import::advisories(args.advisories.clone())?,
+        Import::kev(args.kev.clone())?,
     ];
     let ev = import_and_evaluate(&mut store, &imports, &cfg.flags, now)?.evaluation;
     step(
         4,
         &format!(
-            "imported {} and {}; evaluated as of {}: {} open flags",
-            imports[0],
-            imports[1],
+            "imported {}; evaluated as of {}: {} open flags",
+            imports
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             chrono::DateTime::from_timestamp_micros(now)
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_default(),

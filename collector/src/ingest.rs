@@ -714,7 +714,9 @@ pub fn evaluate(
     now_us: i64,
 ) -> Result<Applied, StoreError> {
     let t = std::time::Instant::now();
-    let inv = store.inventory()?;
+    let mut inv = store.inventory()?;
+    inv.advisories = store.advisories()?;
+    inv.kev = store.kev()?;
     let links = link::link(&inv, flags::date_of(now_us));
     let flags = flags::evaluate(&inv, &links, cfg, now_us);
     let st = store.apply_evaluation(&links, &flags, now_us)?;

@@ -45,8 +45,9 @@ struct Cli {
 enum Cmd {
     /// The whole system on the bundled sample site: a collector (embedded broker, SQLite in a
     /// temporary directory) receives examples/sample-site.pcap from the real ward-agent over
-    /// MQTT, imports the sample contracts and CMMS export, prints devices and flags, then serves
-    /// the API with a read-only token until Ctrl-C.
+    /// MQTT, imports the sample contracts and CMMS export (and the fictional example advisories
+    /// and KEV catalog), prints devices and flags, then serves the API with a read-only token
+    /// until Ctrl-C.
     Demo(DemoArgs),
     /// Run the collector: embedded MQTT broker (or --broker), ingest, scheduled flag evaluation.
     /// Stops cleanly on SIGTERM/SIGINT after committing what it has acknowledged.
@@ -116,7 +117,7 @@ enum Cmd {
     /// Reports: what the API shows, as a table, CSV or JSON. `--vendor` shows exactly what that
     /// vendor's token would see.
     Report {
-        /// devices, flags, coverage or installed-base.
+        /// devices, flags, coverage, installed-base or patch-sla.
         #[arg(value_enum)]
         kind: Kind,
         /// Only these manufacturers (as a vendor token).

@@ -68,12 +68,46 @@ fn build_inventory(dir: &Path, db: &Path) {
     assert_log_clean("the agent's log (debug)", &out.stderr);
     assert_file_clean("the agent's JSON lines", &jsonl);
     cli_json(db, &["ingest", jsonl.to_str().unwrap()]);
+    // One advisory per vendor (test-written, fictional CVE ids), for the patch-SLA view.
+    let advisories = dir.join("advisories");
+    std::fs::create_dir_all(&advisories).unwrap();
+    for (id, vendor, model, cve) in [
+        (
+            "API-CT",
+            "WARD TEST MEDICAL",
+            "WardScan 64",
+            "CVE-2099-2001",
+        ),
+        ("API-MR", "WARD PY MEDICAL", "PyMR 3T", "CVE-2099-2002"),
+    ] {
+        let doc = serde_json::json!({
+            "document": {
+                "category": "csaf_security_advisory", "csaf_version": "2.0",
+                "publisher": {"category": "other", "name": "ward api test", "namespace": "https://example.org/ward"},
+                "title": "test advisory",
+                "tracking": {"id": id, "version": "1", "status": "final",
+                    "initial_release_date": "2020-01-01T00:00:00Z", "current_release_date": "2020-01-01T00:00:00Z",
+                    "revision_history": [{"date": "2020-01-01T00:00:00Z", "number": "1", "summary": "test"}]}
+            },
+            "product_tree": {"branches": [{"category": "vendor", "name": vendor, "branches": [
+                {"category": "product_name", "name": model, "branches": [
+                    {"category": "product_version_range", "name": "vers:all/*",
+                     "product": {"name": model, "product_id": "P1"}}]}]}]},
+            "vulnerabilities": [{"cve": cve, "product_status": {"known_affected": ["P1"]},
+                "scores": [{"cvss_v3": {"version": "3.1", "baseScore": 9.8, "baseSeverity": "CRITICAL",
+                    "vectorString": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}, "products": ["P1"]}],
+                "remediations": [{"category": "vendor_fix", "date": "2020-02-01T00:00:00Z",
+                    "details": "The manufacturer released an update.", "product_ids": ["P1"]}]}]
+        });
+        std::fs::write(advisories.join(format!("{id}.json")), doc.to_string()).unwrap();
+    }
+    cli_json(db, &["advisories", "import", advisories.to_str().unwrap()]);
     let contracts = dir.join("contracts.yaml");
     std::fs::write(
         &contracts,
         "contracts:\n\
-         - id: C-CT\n  supplier: WARD TEST MEDICAL\n  products: [\"WardScan *\"]\n  end_of_support: 2020-01-01\n  encryption_in_transit_required: true\n\
-         - id: C-MR\n  supplier: WARD PY MEDICAL\n  products: [\"PyMR*\"]\n  end_of_support: 2020-01-01\n\
+         - id: C-CT\n  supplier: WARD TEST MEDICAL\n  products: [\"WardScan *\"]\n  end_of_support: 2020-01-01\n  encryption_in_transit_required: true\n  patch_sla_days: {critical: 30}\n\
+         - id: C-MR\n  supplier: WARD PY MEDICAL\n  products: [\"PyMR*\"]\n  end_of_support: 2020-01-01\n  patch_sla_days: {critical: 30}\n\
          - id: C-PUMP\n  supplier: WARD INFUSION SYSTEMS\n  serials: [WP-0099-7731]\n",
     )
     .unwrap();
@@ -178,6 +212,7 @@ fn every_endpoint_with_every_role_and_vendor_isolation() {
         "/api/v1/assets",
         "/api/v1/coverage",
         "/api/v1/installed-base",
+        "/api/v1/patch-sla",
         "/api/v1/agents",
         "/api/v1/tokens",
         "/api/v1/evaluate",
@@ -195,6 +230,7 @@ fn every_endpoint_with_every_role_and_vendor_isolation() {
         ("GET", "/api/v1/assets"),
         ("GET", "/api/v1/coverage"),
         ("GET", "/api/v1/installed-base"),
+        ("GET", "/api/v1/patch-sla"),
         ("GET", "/api/v1/agents"),
         ("GET", "/api/v1/tokens"),
         ("POST", "/api/v1/evaluate"),
@@ -278,6 +314,7 @@ fn every_endpoint_with_every_role_and_vendor_isolation() {
         "/api/v1/assets",
         "/api/v1/coverage",
         "/api/v1/installed-base",
+        "/api/v1/patch-sla",
         "/api/v1/agents",
         "/api/v1/tokens",
         "/metrics",
@@ -378,6 +415,7 @@ fn every_endpoint_with_every_role_and_vendor_isolation() {
         "/api/v1/assets",
         "/api/v1/coverage",
         "/api/v1/installed-base",
+        "/api/v1/patch-sla",
         &format!("/api/v1/devices/{ct_id}"),
     ] {
         let v = get_json(port, p, &ct);
@@ -413,6 +451,44 @@ fn every_endpoint_with_every_role_and_vendor_isolation() {
     for r in ib.as_array().unwrap() {
         assert_eq!(r["manufacturer"], "WARD TEST MEDICAL");
     }
+    // The patch-SLA view: the admin sees both suppliers' contracts, the CT vendor only C-CT.
+    let sla_rows = |v: Value| -> Vec<(String, String)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["contract_id"].as_str().unwrap_or("").to_owned(),
+                    r["advisory_ids"].to_string(),
+                )
+            })
+            .collect()
+    };
+    let all_sla = sla_rows(get_json(port, "/api/v1/patch-sla", &admin));
+    assert!(
+        all_sla.contains(&("C-CT".into(), "[\"API-CT\"]".into())),
+        "{all_sla:?}"
+    );
+    assert!(
+        all_sla.contains(&("C-MR".into(), "[\"API-MR\"]".into())),
+        "{all_sla:?}"
+    );
+    let ct_sla = get_json(port, "/api/v1/patch-sla", &ct);
+    assert_eq!(
+        sla_rows(ct_sla.clone()),
+        [("C-CT".to_owned(), "[\"API-CT\"]".to_owned())]
+    );
+    let row = &ct_sla[0];
+    assert_eq!(row["supplier"], "WARD TEST MEDICAL");
+    assert_eq!(
+        (row["devices_affected"].as_u64(), row["overdue"].as_u64()),
+        (Some(1), Some(1)),
+        "{row}"
+    );
+    assert!(
+        row["median_days_fix_to_patch"].is_null(),
+        "nothing patched: n/a"
+    );
     // The other vendor, symmetrically, sees its own.
     let mr_devs = get_json(port, "/api/v1/devices?limit=1000", &mr);
     assert!(mr_devs["items"]
@@ -423,7 +499,13 @@ fn every_endpoint_with_every_role_and_vendor_isolation() {
     assert!(mr_devs["total"].as_u64().unwrap() >= 1);
 
     // Reports: every kind and format, and --vendor sees what the vendor's token sees.
-    for kind in ["devices", "flags", "coverage", "installed-base"] {
+    for kind in [
+        "devices",
+        "flags",
+        "coverage",
+        "installed-base",
+        "patch-sla",
+    ] {
         for format in ["table", "csv", "json"] {
             let out = cli(&db, &["report", kind, "--format", format]);
             assert!(
@@ -460,6 +542,7 @@ fn every_endpoint_with_every_role_and_vendor_isolation() {
         for (kind, path) in [
             ("installed-base", "/api/v1/installed-base"),
             ("coverage", "/api/v1/coverage"),
+            ("patch-sla", "/api/v1/patch-sla"),
         ] {
             let report = cli_json(
                 &db,

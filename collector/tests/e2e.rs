@@ -202,6 +202,7 @@ fn contracts(now: i64, raise: bool) -> String {
     supplier: WARD TEST MEDICAL
     products: ["WardScan *"]
     end_of_support: {ct_eos}
+    patch_sla_days: {{critical: 30}}
     external_communication_permitted: true
 {ct_terms}
   - id: C-MR
@@ -237,6 +238,7 @@ fn contracts(now: i64, raise: bool) -> String {
     supplier: WARD INFUSION SYSTEMS
     serials: [WP-0099-7731]
     vlans: [{mon_vlans}]
+    patch_sla_days: {{high: 30}}
     external_communication_permitted: true
   - id: C-LAB
     supplier: WardLab Diagnostics
@@ -257,6 +259,84 @@ fn contracts(now: i64, raise: bool) -> String {
         mon_vlans = if raise { "300" } else { "100, 300" },
         lab_enc = raise,
     )
+}
+
+/// The current value of a device's attribute in `devices --json` (the latest seen).
+fn attr(devices: &Value, id: i64, name: &str) -> Option<String> {
+    devices["devices"]
+        .as_array()?
+        .iter()
+        .find(|d| d["id"] == id)?["attributes"][name]
+        .as_array()?
+        .iter()
+        .max_by_key(|v| v["last_us"].as_i64())?["value"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// A CSAF 2.0 advisory written by the test (fictional CVE ids of year 2099) naming one
+/// device's vendor and model as the wire showed them: revision `rev`, one product entry
+/// (`range`, under a `legacy` branch if `legacy`), one CVE, a `vendor_fix` dated `fix` if given.
+#[allow(clippy::too_many_arguments)]
+fn csaf(
+    id: &str,
+    rev: &str,
+    vendor: &str,
+    model: &str,
+    range: &str,
+    legacy: bool,
+    released: i64,
+    cve: &str,
+    (score, severity): (f64, &str),
+    fix: Option<i64>,
+) -> String {
+    let leaf = serde_json::json!({"category": "product_name", "name": model, "branches": [
+        {"category": "product_version_range", "name": range,
+         "product": {"name": format!("{vendor} {model} {range}"), "product_id": "P1"}}]});
+    let branch = if legacy {
+        serde_json::json!({"category": "legacy", "name": "end of life", "branches": [leaf]})
+    } else {
+        leaf
+    };
+    let remediations: Vec<Value> = fix
+        .map(|f| {
+            serde_json::json!({"category": "vendor_fix", "date": rfc3339(f),
+                "details": "The manufacturer released an update.", "product_ids": ["P1"]})
+        })
+        .into_iter()
+        .collect();
+    serde_json::json!({
+        "document": {
+            "category": "csaf_security_advisory", "csaf_version": "2.0",
+            "publisher": {"category": "other", "name": "ward e2e", "namespace": "https://example.org/ward"},
+            "title": format!("{model} (test advisory)"),
+            "tracking": {"id": id, "version": rev, "status": "final",
+                "initial_release_date": rfc3339(released), "current_release_date": rfc3339(released),
+                "revision_history": [{"date": rfc3339(released), "number": rev, "summary": "test"}]}
+        },
+        "product_tree": {"branches": [{"category": "vendor", "name": vendor, "branches": [branch]}]},
+        "vulnerabilities": [{"cve": cve, "product_status": {"known_affected": ["P1"]},
+            "scores": [{"cvss_v3": {"version": "3.1", "baseScore": score, "baseSeverity": severity,
+                "vectorString": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}, "products": ["P1"]}],
+            "remediations": remediations}]
+    })
+    .to_string()
+}
+
+/// A KEV catalog (CISA's format) listing `cves`.
+fn kev(now: i64, cves: &[&str]) -> String {
+    let v: Vec<Value> = cves
+        .iter()
+        .map(|c| {
+            serde_json::json!({"cveID": c, "vendorProject": "WARD TEST MEDICAL", "product": "WardScan",
+                "vulnerabilityName": "test", "dateAdded": date(now - 20 * DAY_US),
+                "shortDescription": "test", "requiredAction": "Apply updates.",
+                "dueDate": date(now - DAY_US), "knownRansomwareCampaignUse": "Known", "notes": ""})
+        })
+        .collect();
+    serde_json::json!({"title": "test", "catalogVersion": "2099.01.01", "dateReleased": rfc3339(now),
+        "count": v.len(), "vulnerabilities": v})
+    .to_string()
 }
 
 fn assets(raise: bool) -> String {
@@ -555,8 +635,77 @@ fn scenario(dir: &Path, broker: Broker) {
         Some(("C-IV".into(), "model_coverage".into()))
     );
 
+    // Advisories naming the devices as the wire showed them, and a KEV catalog: the CT's
+    // version is in a legacy range with a fix 60 days old (critical, 30-day SLA: 30 days
+    // overdue) and known exploited; the pump's has no fix 100 days after its advisory (high,
+    // 30 days); the MR's version is compared with a range in free text.
+    let advisories = dir.join("advisories");
+    std::fs::create_dir_all(&advisories).unwrap();
+    let write_advisories = |rev: &str, product: Option<&str>| {
+        for (id, d, range, legacy, released, cve, sev, fix) in [
+            (
+                "E2E-CT",
+                ct,
+                "vers:generic/<SP3",
+                true,
+                now - 90 * DAY_US,
+                "CVE-2099-1001",
+                (9.8, "CRITICAL"),
+                Some(now - 60 * DAY_US),
+            ),
+            (
+                "E2E-MON",
+                mon,
+                "vers:generic/<5.0",
+                false,
+                now - 100 * DAY_US,
+                "CVE-2099-1002",
+                (8.0, "HIGH"),
+                None,
+            ),
+            (
+                "E2E-MR",
+                mr,
+                "2.x (build 7)",
+                false,
+                now - 10 * DAY_US,
+                "CVE-2099-1003",
+                (5.0, "MEDIUM"),
+                None,
+            ),
+        ] {
+            let vendor = attr(&devices, d, "manufacturer").expect("manufacturer");
+            let model = attr(&devices, d, "model").expect("model");
+            let text = csaf(
+                id,
+                rev,
+                &vendor,
+                product.unwrap_or(&model),
+                range,
+                legacy,
+                released,
+                cve,
+                sev,
+                fix,
+            );
+            std::fs::write(advisories.join(format!("{id}.json")), text).unwrap();
+        }
+        cli_json(&db, &["advisories", "import", advisories.to_str().unwrap()]);
+    };
+    write_advisories("1", None);
+    let kfile = dir.join("kev.json");
+    std::fs::write(&kfile, kev(now, &["CVE-2099-1001"])).unwrap();
+    cli_json(&db, &["kev", "import", kfile.to_str().unwrap()]);
+    ev(&now_s);
+
     let dsub = |id: i64| format!("device:{id}");
     let expect_open: Vec<(&str, String, &str)> = vec![
+        ("vulnerable_software", dsub(ct), "E2E-CT"),
+        ("known_exploited_vulnerability", dsub(ct), "E2E-CT"),
+        ("patch_overdue", dsub(ct), "E2E-CT"),
+        ("end_of_life_product", dsub(ct), "E2E-CT"),
+        ("vendor_fix_overdue", dsub(mon), "E2E-MON"),
+        ("advisory_version_not_comparable", dsub(mr), "E2E-MR"),
         ("end_of_support_passed", dsub(ct), ""),
         ("end_of_support_within", dsub(mr), ""),
         ("no_contract", dsub(e0), ""),
@@ -620,7 +769,24 @@ fn scenario(dir: &Path, broker: Broker) {
     assert_eq!(ev_ra["rule"]["product"], "TeamViewer");
     assert!(!ev_ra["rule"]["source"].as_str().unwrap().is_empty());
 
-    // Clear every one.
+    let overdue = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "patch_overdue")
+        .unwrap();
+    assert_eq!(
+        overdue["evidence"]["patch_clock"]["days_overdue"], 30,
+        "{overdue:#}"
+    );
+    assert_eq!(overdue["evidence"]["patch_clock"]["patch_sla_days"], 30);
+    assert_eq!(overdue["severity"], "high");
+
+    // Clear every one: the advisories' revision 2 names another product, the KEV catalog
+    // no longer lists the CVE.
+    write_advisories("2", Some("Another Product"));
+    std::fs::write(&kfile, kev(now, &["CVE-2099-1009"])).unwrap();
+    cli_json(&db, &["kev", "import", kfile.to_str().unwrap()]);
     std::fs::write(&cfile, contracts(now, false)).unwrap();
     cli_json(&db, &["contracts", "import", cfile.to_str().unwrap()]);
     std::fs::write(&afile, assets(false)).unwrap();

@@ -473,6 +473,10 @@ async fn installed_base(
     )
 }
 
+async fn patch_sla(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Json<Value>, ApiError> {
+    to_json(authed(&st, &c, Cost::Expensive, |s, p| Ok(views::patch_sla(s, p)?)).await?)
+}
+
 async fn list_agents(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Json<Value>, ApiError> {
     to_json(authed(&st, &c, Cost::Expensive, |s, p| Ok(views::agents(s, p)?)).await?)
 }
@@ -790,6 +794,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/assets", get(list_assets))
         .route("/api/v1/coverage", get(coverage))
         .route("/api/v1/installed-base", get(installed_base))
+        .route("/api/v1/patch-sla", get(patch_sla))
         .route("/api/v1/agents", get(list_agents))
         .route("/api/v1/tokens", get(list_tokens))
         .route("/api/v1/evaluate", post(evaluate))

@@ -33,6 +33,9 @@ pub enum Kind {
     Coverage,
     /// Installed base by manufacturer, model and software version.
     InstalledBase,
+    /// Per supplier and contract: advisories touching the installed base, devices affected,
+    /// patched within the SLA, overdue, no fix available, median days from fix to patch.
+    PatchSla,
 }
 
 /// Output format.
@@ -304,6 +307,47 @@ pub fn run(
                 rows.push(vec![format!("open_flags.{k}"), v.to_string()]);
             }
             (vec!["measure", "value"], rows, serde_json::to_value(&c)?)
+        }
+        Kind::PatchSla => {
+            let r = views::patch_sla(store, p)?;
+            let rows = r
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.supplier.clone(),
+                        r.contract_id.clone().unwrap_or_else(|| "(none)".into()),
+                        r.advisories.to_string(),
+                        r.devices_affected.to_string(),
+                        r.still_affected.to_string(),
+                        r.patched.to_string(),
+                        r.patched_within_sla.to_string(),
+                        r.overdue.to_string(),
+                        r.no_fix_available.to_string(),
+                        r.vendor_fix_overdue.to_string(),
+                        r.median_days_fix_to_patch
+                            .map_or("n/a".into(), |d| format!("{d}")),
+                        r.advisory_ids.join(" "),
+                    ]
+                })
+                .collect();
+            (
+                vec![
+                    "supplier",
+                    "contract",
+                    "advisories",
+                    "devices_affected",
+                    "still_affected",
+                    "patched",
+                    "patched_within_sla",
+                    "overdue",
+                    "no_fix_available",
+                    "vendor_fix_overdue",
+                    "median_days_fix_to_patch",
+                    "advisory_ids",
+                ],
+                rows,
+                serde_json::to_value(&r)?,
+            )
         }
         Kind::InstalledBase => {
             let ib = views::installed_base(store, p)?;

@@ -284,6 +284,244 @@ pub fn installed_base(
     Ok(m.into_values().collect())
 }
 
+/// One line of the patch-SLA report: a supplier and contract, and the advisories that touch the
+/// devices it covers. Counts are of device × advisory pairs (one `vulnerable_software` flag
+/// each, open or resolved), except `advisories` and `devices_affected`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PatchSlaRow {
+    /// The contract's supplier; for devices no contract covers, their manufacturer.
+    pub supplier: String,
+    /// The contract; `None` for devices no contract covers (no patch clock).
+    pub contract_id: Option<String>,
+    /// Distinct advisories that ever matched an affected version of these devices.
+    pub advisories: u64,
+    /// The advisory ids.
+    pub advisory_ids: Vec<String>,
+    /// Distinct devices that ran an affected version.
+    pub devices_affected: u64,
+    /// Pairs still affected now (open `vulnerable_software`).
+    pub still_affected: u64,
+    /// Pairs patched: the device no longer runs an affected version (resolved).
+    pub patched: u64,
+    /// Of which the fixed version was first seen on or before the patch due date (fix + SLA).
+    pub patched_within_sla: u64,
+    /// Pairs past their patch due date now (open `patch_overdue`).
+    pub overdue: u64,
+    /// Pairs still affected with no vendor fix available.
+    pub no_fix_available: u64,
+    /// Pairs whose supplier is past the SLA without a fix (open `vendor_fix_overdue`).
+    pub vendor_fix_overdue: u64,
+    /// Median days from the fix (F) to the first sighting of the version that cleared the
+    /// device; `None` ("n/a") when no patched pair has both.
+    pub median_days_fix_to_patch: Option<f64>,
+    /// Each patched pair: "patched at T, N days after the fix" (JSON only).
+    pub patched_pairs: Vec<PatchedPair>,
+}
+
+/// A device that no longer runs a version an advisory names.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PatchedPair {
+    /// `device:<id>`.
+    pub subject: String,
+    /// The advisory.
+    pub advisory: String,
+    /// The version it runs now.
+    pub software_version: Option<String>,
+    /// F, when a fix was known.
+    pub fix_available_since: Option<chrono::NaiveDate>,
+    /// The first sighting of the version it runs now, when before the resolution.
+    pub patch_seen: Option<chrono::NaiveDate>,
+    /// From F to that sighting.
+    pub days_fix_to_patch: Option<i64>,
+    /// Whether the sighting was on or before F + the SLA days (`None`: no clock).
+    pub within_sla: Option<bool>,
+    /// When ward found the device no longer affected (the flag's resolution), µs.
+    pub resolved_us: Option<i64>,
+}
+
+/// The patch-SLA report, from the stored advisory flags (open and resolved) the principal may
+/// see: a vendor sees its own devices, and only its own contracts (rows of another supplier's
+/// contract are left out). When a pair was patched is read from the device's software-version
+/// history: the first sighting of its current version, when that is before the resolution.
+/// The agent reports one version per run today (issue 20 point 8), so that time is the
+/// start of the run that first showed it, and a pair without it counts as "n/a".
+pub fn patch_sla(store: &dyn Store, p: &Principal) -> Result<Vec<PatchSlaRow>, ViewError> {
+    let visible_contracts: Option<Vec<String>> = match p.role {
+        Role::Vendor => Some(contracts(store, p)?.into_iter().map(|c| c.id).collect()),
+        _ => None,
+    };
+    let of_kind = |kind: FlagKind, status: Option<&str>| -> Result<Vec<Value>, ViewError> {
+        let mut all = Vec::new();
+        loop {
+            let page = flags(
+                store,
+                p,
+                FlagQuery {
+                    kind: Some(kind.name().to_owned()),
+                    status: status.map(str::to_owned),
+                    limit: MAX_LIMIT,
+                    offset: all.len() as u64,
+                    ..FlagQuery::default()
+                },
+            )?;
+            let n = page.items.len();
+            all.extend(page.items);
+            if n == 0 || all.len() as u64 >= page.total {
+                return Ok(all);
+            }
+        }
+    };
+    let key = |f: &Value| -> (String, Option<String>) {
+        let clock = &f["evidence"]["patch_clock"];
+        match clock["contract_id"].as_str() {
+            Some(c) => (
+                clock["supplier"].as_str().unwrap_or_default().to_owned(),
+                Some(c.to_owned()),
+            ),
+            None => (
+                f["evidence"]["device"]["manufacturer"]
+                    .as_str()
+                    .unwrap_or("(unknown)")
+                    .to_owned(),
+                None,
+            ),
+        }
+    };
+    #[derive(Default)]
+    struct Acc {
+        advisories: std::collections::BTreeSet<String>,
+        devices: std::collections::BTreeSet<String>,
+        row: Option<PatchSlaRow>,
+        days: Vec<i64>,
+    }
+    let mut m: BTreeMap<(String, Option<String>), Acc> = BTreeMap::new();
+    let date = |s: &Value| s.as_str().and_then(|s| s.parse::<chrono::NaiveDate>().ok());
+    for f in of_kind(FlagKind::VulnerableSoftware, None)? {
+        let k = key(&f);
+        let e = m.entry(k.clone()).or_default();
+        let row = e.row.get_or_insert_with(|| PatchSlaRow {
+            supplier: k.0.clone(),
+            contract_id: k.1.clone(),
+            advisories: 0,
+            advisory_ids: Vec::new(),
+            devices_affected: 0,
+            still_affected: 0,
+            patched: 0,
+            patched_within_sla: 0,
+            overdue: 0,
+            no_fix_available: 0,
+            vendor_fix_overdue: 0,
+            median_days_fix_to_patch: None,
+            patched_pairs: Vec::new(),
+        });
+        e.advisories
+            .insert(f["detail"].as_str().unwrap_or_default().to_owned());
+        e.devices
+            .insert(f["subject"].as_str().unwrap_or_default().to_owned());
+        let ev = &f["evidence"];
+        if f["status"] == "open" {
+            row.still_affected += 1;
+            if ev["vendor_fix"].is_null() {
+                row.no_fix_available += 1;
+            }
+            continue;
+        }
+        row.patched += 1;
+        let fix = date(&ev["vendor_fix"]["available_since"]);
+        let (seen, version) = patch_seen(store, &f).unzip();
+        let seen = seen.flatten();
+        let mut pair = PatchedPair {
+            subject: f["subject"].as_str().unwrap_or_default().to_owned(),
+            advisory: f["detail"].as_str().unwrap_or_default().to_owned(),
+            software_version: version.flatten(),
+            fix_available_since: fix,
+            patch_seen: seen,
+            days_fix_to_patch: None,
+            within_sla: None,
+            resolved_us: f["resolved_us"].as_i64(),
+        };
+        if let (Some(fix), Some(seen)) = (fix, seen) {
+            let days = (seen - fix).num_days();
+            e.days.push(days);
+            pair.days_fix_to_patch = Some(days);
+            if let Some(sla) = ev["patch_clock"]["patch_sla_days"].as_u64() {
+                let due = crate::compliance::flags::advisory::deadline(
+                    fix,
+                    u32::try_from(sla).unwrap_or(u32::MAX),
+                );
+                pair.within_sla = Some(seen <= due);
+                row.patched_within_sla += u64::from(seen <= due);
+            }
+        }
+        row.patched_pairs.push(pair);
+    }
+    for (kind, open) in [
+        (FlagKind::PatchOverdue, true),
+        (FlagKind::VendorFixOverdue, false),
+    ] {
+        for f in of_kind(kind, Some("open"))? {
+            if let Some(row) = m.get_mut(&key(&f)).and_then(|e| e.row.as_mut()) {
+                if open {
+                    row.overdue += 1;
+                } else {
+                    row.vendor_fix_overdue += 1;
+                }
+            }
+        }
+    }
+    Ok(m.into_iter()
+        .filter(|((_, c), _)| match (&visible_contracts, c) {
+            (Some(v), Some(c)) => v.contains(c),
+            _ => true,
+        })
+        .filter_map(|(_, mut e)| {
+            let mut row = e.row.take()?;
+            row.advisories = e.advisories.len() as u64;
+            row.advisory_ids = e.advisories.into_iter().collect();
+            row.devices_affected = e.devices.len() as u64;
+            row.median_days_fix_to_patch = median(&mut e.days);
+            Some(row)
+        })
+        .collect())
+}
+
+/// The version a resolved flag's device runs now, and the first sighting (UTC date) of it if
+/// that came before the resolution (else the history does not say when the patch happened).
+fn patch_seen(store: &dyn Store, f: &Value) -> Option<(Option<chrono::NaiveDate>, Option<String>)> {
+    let id: i64 = f["subject"]
+        .as_str()?
+        .strip_prefix("device:")?
+        .parse()
+        .ok()?;
+    let resolved = f["resolved_us"].as_i64()?;
+    let d = store.device(id).ok()??;
+    let current = d.current("software_version")?;
+    let first = d
+        .attributes
+        .get("software_version")?
+        .iter()
+        .filter(|a| a.value == current)
+        .map(|a| a.first_us)
+        .min()?;
+    Some((
+        (first <= resolved).then(|| crate::compliance::flags::date_of(first)),
+        Some(current.to_owned()),
+    ))
+}
+
+fn median(v: &mut [i64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2] as f64
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
+    })
+}
+
 /// Agents: the hospital's capture points; not for vendors.
 pub fn agents(store: &dyn Store, p: &Principal) -> Result<Vec<AgentRow>, ViewError> {
     if p.role == Role::Vendor {

@@ -1199,6 +1199,47 @@ mod tests {
         }
     }
 
+    /// The advisory flags take the alert path like every kind: raised by the evaluation (as
+    /// `ingest::evaluate` would store them), one message per site of the device, the kind and
+    /// its advisory evidence in the message.
+    #[test]
+    fn advisory_flags_become_alert_messages() {
+        use crate::compliance::flags::advisory::tests::advisory;
+        use crate::compliance::flags::testkit::{DeviceExt, World};
+        use crate::compliance::flags::FlagKind;
+        let w = World::covered_with(|w| {
+            let d = std::mem::take(w.d());
+            *w.d() = d.attr("software_version", "1.4");
+            w.c().patch_sla_days.high = Some(30);
+            w.inv.advisories.push(advisory(-90, Some(-45)));
+        });
+        let raised = w.flags();
+        for kind in [FlagKind::VulnerableSoftware, FlagKind::PatchOverdue] {
+            let f = raised.iter().find(|f| f.kind == kind).unwrap();
+            let row = FlagRow {
+                id: 7,
+                kind: f.kind.name().into(),
+                subject: f.subject.clone(),
+                detail: f.detail.clone(),
+                severity: f.severity.as_str().into(),
+                status: "open".into(),
+                summary: f.summary.clone(),
+                evidence: f.evidence.clone(),
+                opened_us: w.now_us,
+                last_true_us: w.now_us,
+                resolved_us: None,
+            };
+            let m = flag_messages(&row, AlertEvent::Opened, "c1");
+            assert_eq!(m.len(), 1);
+            assert_eq!(m[0].0, "ward/v1/alerts/main");
+            let v: serde_json::Value =
+                serde_json::from_slice(&encode(m[0].1.clone()).unwrap()).unwrap();
+            assert_eq!(v["flag"]["kind"], kind.name());
+            assert_eq!(v["flag"]["detail"], "ACME-SA-1");
+            assert_eq!(v["flag"]["evidence"]["advisory"]["id"], "ACME-SA-1");
+        }
+    }
+
     #[test]
     fn one_message_per_distinct_site_else_global() {
         let f = flag(json!({"device": {"seen_by": [

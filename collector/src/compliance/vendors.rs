@@ -132,11 +132,18 @@ pub enum VendorMatch {
 }
 
 /// The alias table: bundled entries plus the user's.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VendorAliases {
     vendors: Vec<Vendor>,
     /// Folded name or alias → index in `vendors`.
     index: HashMap<String, usize>,
+}
+
+impl Default for VendorAliases {
+    /// The bundled table.
+    fn default() -> Self {
+        VendorAliases::bundled()
+    }
 }
 
 impl VendorAliases {

@@ -352,6 +352,11 @@ pub struct Inventory {
     pub assets: Vec<Asset>,
     /// Contracts.
     pub contracts: Vec<Contract>,
+    /// Security advisories (CSAF), for the advisory scope of the flags. Not read by
+    /// [`Store::inventory`]: `ingest::evaluate` adds them ([`Store::advisories`]).
+    pub advisories: Vec<Advisory>,
+    /// The KEV catalog, if imported ([`Store::kev`]), added the same way.
+    pub kev: Option<KevCatalog>,
 }
 
 /// What a link joins.

@@ -180,7 +180,13 @@ pub fn assert_db_clean(label: &str, db: &Path) {
 }
 
 /// Report kinds and formats of `ward-collector report`.
-pub const REPORT_KINDS: &[&str] = &["devices", "flags", "coverage", "installed-base"];
+pub const REPORT_KINDS: &[&str] = &[
+    "devices",
+    "flags",
+    "coverage",
+    "installed-base",
+    "patch-sla",
+];
 /// Formats of `ward-collector report`.
 pub const REPORT_FORMATS: &[&str] = &["table", "csv", "json"];
 

@@ -18,7 +18,8 @@ pub enum Severity {
     High,
     /// Act soon: coverage, register or terms need attention.
     Medium,
-    /// Reserved: no kind uses it today; the API and its filter name it.
+    /// Worth knowing: a vulnerability of low CVSS severity, or an advisory whose versions
+    /// cannot be compared with the device's.
     Low,
     /// For review: nothing is wrong yet (a software change to check against the patch SLA).
     Info,
@@ -64,13 +65,16 @@ pub enum Scope {
     Contract,
     /// A row of the asset register (subject `asset:<tag>`) ([`super::asset`]).
     Asset,
+    /// A device against one security advisory (subject `device:<id>`, detail the advisory's
+    /// `tracking.id`) ([`super::advisory`]).
+    Advisory,
 }
 
 impl Scope {
     /// The subject of a flag of this scope about `id` (device id, contract id or asset tag).
     pub fn subject(self, id: impl fmt::Display) -> String {
         match self {
-            Scope::Device | Scope::Service => format!("device:{id}"),
+            Scope::Device | Scope::Service | Scope::Advisory => format!("device:{id}"),
             Scope::Contract => format!("contract:{id}"),
             Scope::Asset => format!("asset:{id}"),
         }
@@ -94,7 +98,8 @@ macro_rules! flag_kinds {
                 match self { $( FlagKind::$variant => $name, )* }
             }
 
-            /// How urgent a flag of this kind is.
+            /// How urgent a flag of this kind is: every flag's, except a kind
+            /// [`FlagKind::graded`] by its evidence, where it is the most urgent a flag can be.
             pub const fn severity(self) -> Severity {
                 match self { $( FlagKind::$variant => Severity::$severity, )* }
             }
@@ -140,6 +145,31 @@ flag_kinds! {
     SegmentNotPermitted => "segment_not_permitted", Medium, Device;
     /// The software version changed within `software_change_window_days` (30).
     SoftwareChanged => "software_changed", Info, Device;
+    /// The device runs a version an imported security advisory lists as affected; the flag's
+    /// severity is the highest CVSS base severity of the advisory's CVEs for that product.
+    VulnerableSoftware => "vulnerable_software", High, Advisory;
+    /// One of those CVEs is in CISA's Known Exploited Vulnerabilities catalog.
+    KnownExploitedVulnerability => "known_exploited_vulnerability", High, Advisory;
+    /// A vendor fix has existed for longer than the covering contract's `patch_sla_days` (for
+    /// the CVSS severity) and the device still runs an affected version.
+    PatchOverdue => "patch_overdue", High, Advisory;
+    /// The advisory is older than the contract's `patch_sla_days` and the supplier has still
+    /// published no fix for the device's product: the supplier's obligation.
+    VendorFixOverdue => "vendor_fix_overdue", Medium, Advisory;
+    /// The advisory puts the device's product in a CSAF `legacy` branch: end of life, no fix
+    /// will come.
+    EndOfLifeProduct => "end_of_life_product", High, Advisory;
+    /// The device matches an advisory's product but its version cannot be compared with the
+    /// advisory's (or none was seen): neither vulnerable nor cleared, for a person to check.
+    AdvisoryVersionNotComparable => "advisory_version_not_comparable", Low, Advisory;
+}
+
+impl FlagKind {
+    /// Whether a flag's severity comes from its evidence (the CVSS severity) rather than from
+    /// the kind: then [`FlagKind::severity`] is the most urgent it can be.
+    pub const fn graded(self) -> bool {
+        matches!(self, FlagKind::VulnerableSoftware)
+    }
 }
 
 impl fmt::Display for FlagKind {
@@ -214,6 +244,12 @@ mod tests {
                 "over_contracted_quantity",
                 "segment_not_permitted",
                 "software_changed",
+                "vulnerable_software",
+                "known_exploited_vulnerability",
+                "patch_overdue",
+                "vendor_fix_overdue",
+                "end_of_life_product",
+                "advisory_version_not_comparable",
             ]
         );
         for s in Severity::ALL {
@@ -227,5 +263,6 @@ mod tests {
         assert_eq!(Scope::Service.subject(7), "device:7");
         assert_eq!(Scope::Contract.subject("C-1"), "contract:C-1");
         assert_eq!(Scope::Asset.subject("BME-1"), "asset:BME-1");
+        assert_eq!(Scope::Advisory.subject(7), "device:7");
     }
 }

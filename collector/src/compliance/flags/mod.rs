@@ -12,6 +12,7 @@
 //! | service | [`service::service_flags`], [`service::contacted_remote_access`] | one service against the covering contract's terms; remote-access names a device reached out to |
 //! | contract | [`contract::contract_flags`] | a contract and the devices linked to it |
 //! | asset | [`asset::asset_flags`] | a row of the asset register |
+//! | advisory | [`advisory::advisory_flags`] | a device against each imported security advisory (CSAF), the KEV catalog and the covering contract's `patch_sla_days` |
 //!
 //! What a contract means — when it covers, the end-of-support boundaries, who counts as a
 //! medical device — is written in `docs/contracts.md` ("How ward evaluates a contract") and
@@ -21,8 +22,8 @@
 //!
 //! 1. Add its row to `flag_kinds!` in [`kind`]: variant, wire name (never change one once
 //!    shipped: the database, API, alerts and reports carry it), severity, scope.
-//! 2. Raise it in its scope's function (`device.rs`, `service.rs`, `contract.rs` or
-//!    `asset.rs`) with [`flag`], with evidence that names what a clinical engineer needs to act
+//! 2. Raise it in its scope's function (`device.rs`, `service.rs`, `contract.rs`,
+//!    `asset.rs` or `advisory.rs`) with [`flag`], with evidence that names what a clinical engineer needs to act
 //!    (the device, the contract, the date or peer that breaks the term).
 //! 3. Add a `testkit::Case` that raises and clears it to that file's `cases()`: the test
 //!    `every_kind_is_raised_and_cleared` fails until there is one. Pin its boundaries there too.
@@ -32,6 +33,7 @@
 //!    `examples/` must raise it); `collector/tests/e2e.rs` raises and clears every kind through
 //!    the real binaries. Name the contract field that drives it in `docs/contracts.md`.
 
+pub mod advisory;
 pub mod asset;
 pub mod contract;
 pub mod device;
@@ -54,6 +56,7 @@ use ward_protocols::Protocol;
 pub use kind::{FlagKind, Scope, Severity, UnknownFlagKind, KINDS};
 
 use crate::compliance::link::{self, manufacturer_model};
+use crate::compliance::vendors::VendorAliases;
 use crate::import::model::Contract;
 use crate::store::{DeviceView, FlagInstance, Inventory, Link, LinkKind, ServiceView};
 
@@ -85,6 +88,10 @@ pub struct FlagConfig {
     /// or under a medical-device contract, unless they speak a protocol that carries patient
     /// data ([`is_medical`]).
     pub non_medical_types: Vec<String>,
+    /// The vendor alias table advisories are matched through: the bundled one extended by
+    /// `[advisories] vendor_aliases` (read once by [`crate::config::Config::resolve`]).
+    #[serde(skip)]
+    pub vendor_aliases: VendorAliases,
 }
 
 impl Default for FlagConfig {
@@ -123,6 +130,7 @@ impl Default for FlagConfig {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            vendor_aliases: VendorAliases::bundled(),
         }
     }
 }
@@ -316,6 +324,7 @@ pub fn evaluate(
     let mut out = Vec::new();
     let mut per_contract: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut asset_last_seen: HashMap<&str, i64> = HashMap::new();
+    let mut advisory_cache = advisory::Cache::default();
     for d in &inv.devices {
         let facts = DeviceFacts {
             device: d,
@@ -343,6 +352,15 @@ pub fn evaluate(
             service::service_flags(&facts, s, cfg, &mut out);
         }
         service::contacted_remote_access(&facts, cfg, &mut out);
+        advisory::advisory_flags(
+            &facts,
+            &inv.advisories,
+            inv.kev.as_ref(),
+            cfg,
+            at,
+            &mut advisory_cache,
+            &mut out,
+        );
     }
     for a in &inv.assets {
         let last = asset_last_seen.get(a.tag.as_str()).copied();
@@ -368,6 +386,7 @@ mod tests {
         v.extend(service::cases());
         v.extend(contract::cases());
         v.extend(asset::cases());
+        v.extend(advisory::tests::cases());
         v
     }
 
@@ -392,7 +411,12 @@ mod tests {
     fn flags_follow_their_kind() {
         for c in all_cases() {
             for f in c.raised() {
-                assert_eq!(f.severity, f.kind.severity(), "{}", c.name);
+                if f.kind.graded() {
+                    // Never more urgent than the kind says it can be.
+                    assert!(f.severity >= f.kind.severity(), "{}", c.name);
+                } else {
+                    assert_eq!(f.severity, f.kind.severity(), "{}", c.name);
+                }
                 let prefix = Scope::subject(f.kind.scope(), "");
                 assert!(f.subject.starts_with(&prefix), "{}: {f:?}", c.name);
                 if f.kind.scope() == Scope::Service {

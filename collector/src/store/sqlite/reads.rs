@@ -192,6 +192,7 @@ pub(super) fn inventory(conn: &Connection) -> Result<Inventory, StoreError> {
         devices: devs.into_values().collect(),
         assets,
         contracts,
+        ..Inventory::default()
     })
 }
 

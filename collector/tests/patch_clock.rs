@@ -1,0 +1,270 @@
+//! The patch clock end to end, through the real binary: an agent JSON-lines stream in which a
+//! Sante DICOM Viewer Pro workstation runs 14.0.3 and, in a later agent run, 14.0.4 is ingested
+//! (`ward-collector ingest`); the real CISA advisory ICSMA-24-058-01 (read where it lives,
+//! `../shared/advisories/public/`), the KEV subset and a contract with `patch_sla_days` are
+//! imported; evaluations as of chosen dates show vulnerable → overdue (with the day counts) →
+//! resolved once the fixed version is on the wire, and the patch-SLA report counts it.
+//!
+//! ICSMA-24-058-01: `<=14.0.3`, CVE-2024-1453 HIGH 7.8, a `vendor_fix` without a date ("update
+//! … to v14.0.4 or later"), released 2024-02-27: F = 2024-02-27, due with 30 days on
+//! 2024-03-28.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+use ward_protocols::schema::observation::{
+    AddressRecord, ClassificationRecord, DeviceRecord, Kind, MacKind, Observation, Seen, SCHEMA,
+};
+use ward_protocols::MacAddr;
+
+fn public(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/advisories/public")
+        .join(name)
+}
+
+fn us(date: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(date)
+        .unwrap()
+        .timestamp_micros()
+}
+
+/// One agent message: the workstation seen at `time` running `version`, from agent run
+/// `instance`.
+fn line(instance: &str, time: &str, version: &str) -> String {
+    let t = us(time);
+    let seen = Seen {
+        first_us: t,
+        last_us: t + 60_000_000,
+        count: 3,
+    };
+    let mac = MacAddr([0x02, 0x5a, 0x4e, 0x54, 0x45, 0x01]);
+    let o = Observation {
+        schema: SCHEMA.into(),
+        site: "main".into(),
+        agent_id: "span-1".into(),
+        instance: instance.into(),
+        seq: 1,
+        kind: Kind::Delta,
+        time_us: t + 60_000_000,
+        devices: vec![DeviceRecord {
+            key: format!("mac:{mac}"),
+            mac: Some(mac),
+            vlan: None,
+            mac_kind: Some(MacKind::Local),
+            oui_vendor: None,
+            seen,
+            addresses: vec![AddressRecord {
+                ip: std::net::IpAddr::from([10, 1, 2, 3]),
+                source: "ip".into(),
+                seen,
+            }],
+            facts: vec![],
+            services_offered: vec![],
+            services_used: vec![],
+            classification: Some(ClassificationRecord {
+                manufacturer: Some("Santesoft".into()),
+                model: Some("Sante DICOM Viewer Pro".into()),
+                device_type: "workstation".into(),
+                software_version: Some(version.into()),
+                confidence: 0.9,
+                matches: vec![],
+            }),
+        }],
+    };
+    serde_json::to_string(&o).unwrap()
+}
+
+/// (kind, detail) → (status, evidence) of the advisory flags: the open flag of a kind if there
+/// is one, else the last resolved one. Every import also evaluates at the wall clock (years
+/// after these dates), so a flag opened then and resolved by the next dated evaluation is in
+/// the history too; only "open" says what holds as of the last evaluation.
+fn advisory_flags(db: &Path) -> BTreeMap<(String, String), (String, Value)> {
+    let mut m: BTreeMap<(String, String), (String, Value)> = BTreeMap::new();
+    for f in cli_json(db, &["flags", "--all", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["detail"] == "ICSMA-24-058-01")
+    {
+        let key = (
+            f["kind"].as_str().unwrap().to_owned(),
+            f["detail"].as_str().unwrap().to_owned(),
+        );
+        let st = f["status"].as_str().unwrap().to_owned();
+        if m.get(&key).is_some_and(|(s, _)| s == "open") {
+            continue;
+        }
+        m.insert(key, (st, f["evidence"].clone()));
+    }
+    m
+}
+
+fn status(f: &BTreeMap<(String, String), (String, Value)>, kind: &str) -> Option<String> {
+    f.get(&(kind.to_owned(), "ICSMA-24-058-01".to_owned()))
+        .map(|(s, _)| s.clone())
+}
+
+fn open(f: &BTreeMap<(String, String), (String, Value)>, kind: &str) -> bool {
+    status(f, kind).as_deref() == Some("open")
+}
+
+#[test]
+fn vulnerable_then_overdue_then_patched_on_a_real_advisory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let db = dir.join("ward.db");
+
+    // The first agent run: 14.0.3.
+    let run1 = dir.join("run1.jsonl");
+    std::fs::write(
+        &run1,
+        line("run-1", "2024-03-01T09:00:00Z", "14.0.3") + "\n",
+    )
+    .unwrap();
+    cli_json(&db, &["ingest", run1.to_str().unwrap()]);
+    let advisory = public("icsma-24-058-01.json");
+    cli_json(&db, &["advisories", "import", advisory.to_str().unwrap()]);
+    let kev = public("kev-subset.json");
+    cli_json(&db, &["kev", "import", kev.to_str().unwrap()]);
+    let contracts = dir.join("contracts.yaml");
+    std::fs::write(
+        &contracts,
+        "contracts:\n\
+         - id: C-SANTE\n  supplier: Santesoft\n  products: [\"Sante DICOM Viewer*\"]\n  patch_sla_days: {critical: 15, high: 30}\n",
+    )
+    .unwrap();
+    cli_json(&db, &["contracts", "import", contracts.to_str().unwrap()]);
+
+    // 2024-03-20: vulnerable, not overdue yet (due 2024-03-28).
+    cli_json(&db, &["evaluate", "--now", "2024-03-20T12:00:00Z"]);
+    let f = advisory_flags(&db);
+    assert_eq!(
+        status(&f, "vulnerable_software").as_deref(),
+        Some("open"),
+        "{f:#?}"
+    );
+    assert!(!open(&f, "patch_overdue"), "{f:#?}");
+    let (_, ev) = &f[&("vulnerable_software".into(), "ICSMA-24-058-01".into())];
+    assert_eq!(ev["cves"][0]["cve"], "CVE-2024-1453");
+    assert_eq!(ev["cves"][0]["cvss_base_score"], 7.8);
+    assert_eq!(ev["patch_clock"]["contract_id"], "C-SANTE");
+    assert_eq!(ev["patch_clock"]["severity"], "high");
+    assert_eq!(ev["patch_clock"]["patch_sla_days"], 30);
+    assert_eq!(ev["vendor_fix"]["available_since"], "2024-02-27");
+    assert_eq!(ev["vendor_fix"]["fixed_version"], "14.0.4");
+    assert!(ev["vendor_fix"]["fixed_version_evidence"]["sentence"]
+        .as_str()
+        .unwrap()
+        .contains("v14.0.4 or later"));
+    assert!(ev["matches"][0]["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("version 14.0.3 is in <=14.0.3: affected"));
+    // None of the KEV subset's CVEs is this advisory's.
+    assert_eq!(status(&f, "known_exploited_vulnerability"), None);
+    assert_eq!(status(&f, "vendor_fix_overdue"), None);
+
+    // The due date itself is within the SLA.
+    cli_json(&db, &["evaluate", "--now", "2024-03-28T23:00:00Z"]);
+    assert!(!open(&advisory_flags(&db), "patch_overdue"));
+
+    // 2024-04-07: 10 days overdue.
+    cli_json(&db, &["evaluate", "--now", "2024-04-07T12:00:00Z"]);
+    let f = advisory_flags(&db);
+    assert_eq!(
+        status(&f, "patch_overdue").as_deref(),
+        Some("open"),
+        "{f:#?}"
+    );
+    let (_, ev) = &f[&("patch_overdue".into(), "ICSMA-24-058-01".into())];
+    assert_eq!(ev["patch_clock"]["patch_due"], "2024-03-28");
+    assert_eq!(ev["patch_clock"]["days_overdue"], 10);
+    assert_eq!(ev["patch_clock"]["fix_available_since"], "2024-02-27");
+    assert_eq!(ev["affected_version_last_seen"], "2024-03-01T09:01:00Z");
+    assert_eq!(status(&f, "vendor_fix_overdue"), None, "a fix exists");
+    // 2024-04-17: the same flag, 20 days overdue now.
+    cli_json(&db, &["evaluate", "--now", "2024-04-17T12:00:00Z"]);
+    let f = advisory_flags(&db);
+    let (_, ev) = &f[&("patch_overdue".into(), "ICSMA-24-058-01".into())];
+    assert_eq!(ev["patch_clock"]["days_overdue"], 20);
+
+    let report = cli_json(&db, &["report", "patch-sla", "--format", "json"]);
+    assert_eq!(report[0]["contract_id"], "C-SANTE", "{report:#}");
+    assert_eq!(report[0]["overdue"], 1);
+    assert_eq!(report[0]["still_affected"], 1);
+    assert_eq!(report[0]["patched"], 0);
+    assert!(report[0]["median_days_fix_to_patch"].is_null());
+    let table = cli(&db, &["report", "patch-sla"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("n/a"));
+
+    // A later agent run shows 14.0.4 (2024-04-20): both flags resolve at the next evaluation.
+    let run2 = dir.join("run2.jsonl");
+    std::fs::write(
+        &run2,
+        line("run-2", "2024-04-20T08:00:00Z", "14.0.4") + "\n",
+    )
+    .unwrap();
+    cli_json(&db, &["ingest", run2.to_str().unwrap()]);
+    cli_json(&db, &["evaluate", "--now", "2024-04-21T12:00:00Z"]);
+    let f = advisory_flags(&db);
+    assert_eq!(
+        status(&f, "vulnerable_software").as_deref(),
+        Some("resolved"),
+        "{f:#?}"
+    );
+    assert_eq!(
+        status(&f, "patch_overdue").as_deref(),
+        Some("resolved"),
+        "{f:#?}"
+    );
+
+    // The report: patched 53 days after the fix (2024-02-27 → 2024-04-20), past the SLA.
+    let report = cli_json(&db, &["report", "patch-sla", "--format", "json"]);
+    let r = &report[0];
+    assert_eq!(
+        (
+            r["supplier"].as_str(),
+            r["advisories"].as_u64(),
+            r["devices_affected"].as_u64(),
+            r["still_affected"].as_u64(),
+            r["patched"].as_u64(),
+            r["patched_within_sla"].as_u64(),
+            r["overdue"].as_u64(),
+            r["no_fix_available"].as_u64(),
+        ),
+        (
+            Some("Santesoft"),
+            Some(1),
+            Some(1),
+            Some(0),
+            Some(1),
+            Some(0),
+            Some(0),
+            Some(0)
+        ),
+        "{r:#}"
+    );
+    assert_eq!(r["median_days_fix_to_patch"], 53.0);
+    let pair = &r["patched_pairs"][0];
+    assert_eq!(pair["advisory"], "ICSMA-24-058-01");
+    assert_eq!(pair["software_version"], "14.0.4");
+    assert_eq!(pair["fix_available_since"], "2024-02-27");
+    assert_eq!(pair["patch_seen"], "2024-04-20");
+    assert_eq!(pair["days_fix_to_patch"], 53);
+    assert_eq!(pair["within_sla"], false);
+    let csv = cli(&db, &["report", "patch-sla", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert!(
+        csv.starts_with("supplier,contract,advisories,devices_affected"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("Santesoft,C-SANTE,1,1,0,1,0,0,0,0,53,ICSMA-24-058-01"),
+        "{csv}"
+    );
+}
