@@ -142,3 +142,24 @@ pub fn frames(path: &Path) -> Vec<(ward_protocols::frame::LinkType, Vec<u8>)> {
     .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     out
 }
+
+/// `tshark -n -r FILE ARGS…`'s standard output: the oracle of the differential tests. A missing
+/// tshark or a failed run fails the test (scripts/test.sh installs it), never skips it.
+pub fn tshark<S: AsRef<std::ffi::OsStr>>(args: &[S], file: &Path) -> String {
+    let out = std::process::Command::new("tshark")
+        .arg("-n")
+        .arg("-r")
+        .arg(file)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("tshark is required for this test (scripts/test.sh installs it): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "tshark failed on {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap_or_else(|e| panic!("tshark output: {e}"))
+}

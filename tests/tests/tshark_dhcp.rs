@@ -7,9 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
-use ward_tests::{fact_set, fixture_path, manifest, run_capture};
+use ward_tests::{fact_set, fixture_path, manifest, run_capture, tshark};
 
 const FIELDS: [&str; 3] = [
     "dhcp.user_class",
@@ -18,25 +17,6 @@ const FIELDS: [&str; 3] = [
 ];
 
 type FieldSets = BTreeMap<&'static str, BTreeSet<String>>;
-
-fn tshark(args: &[&str], file: &Path) -> String {
-    let out = Command::new("tshark")
-        .arg("-n")
-        .arg("-r")
-        .arg(file)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("tshark is required for this test (scripts/test.sh installs it): {e}")
-        });
-    assert!(
-        out.status.success(),
-        "tshark failed on {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn unhex(h: &str) -> Vec<u8> {
     let h: String = h.chars().filter(|c| *c != ':').collect();

@@ -5,28 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
-use ward_tests::{fact_set, fixture_path, manifest, run_capture};
-
-fn tshark(args: &[&str], file: &Path) -> String {
-    let out = Command::new("tshark")
-        .arg("-n")
-        .arg("-r")
-        .arg(file)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("tshark is required for this test (scripts/test.sh installs it): {e}")
-        });
-    assert!(
-        out.status.success(),
-        "tshark failed on {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use ward_tests::{fact_set, fixture_path, manifest, run_capture, tshark};
 
 type FieldSets = BTreeMap<&'static str, BTreeSet<String>>;
 

@@ -6,32 +6,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
-use ward_tests::{fact_set, fixture_path, manifest, run_capture};
+use ward_tests::{fact_set, fixture_path, manifest, run_capture, tshark};
 
 const FIELDS: [&str; 3] = ["dns.queried_name", "dns.query_type", "dns.answered_name"];
 
 type FieldSets = BTreeMap<&'static str, BTreeSet<String>>;
-
-fn tshark(args: &[&str], file: &Path) -> String {
-    let out = Command::new("tshark")
-        .arg("-n")
-        .arg("-r")
-        .arg(file)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("tshark is required for this test (scripts/test.sh installs it): {e}")
-        });
-    assert!(
-        out.status.success(),
-        "tshark failed on {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Question type mnemonics, from the IANA DNS parameters registry (RFC 3597 `TYPE<n>` for
 /// the rest).

@@ -5,9 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
-use ward_tests::{fact_set, fixture_path, manifest, run_capture};
+use ward_tests::{fact_set, fixture_path, manifest, run_capture, tshark};
 
 const FIELDS: [&str; 7] = [
     "http.user_agent",
@@ -20,25 +19,6 @@ const FIELDS: [&str; 7] = [
 ];
 
 type FieldSets = BTreeMap<&'static str, BTreeSet<String>>;
-
-fn tshark(args: &[String], file: &Path) -> String {
-    let out = Command::new("tshark")
-        .arg("-n")
-        .arg("-r")
-        .arg(file)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("tshark is required for this test (scripts/test.sh installs it): {e}")
-        });
-    assert!(
-        out.status.success(),
-        "tshark failed on {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Values of `fields` in every packet, with every TCP server port decoded as `proto`.
 fn tshark_fields(file: &Path, proto: &str, ports: &[u16], fields: &[&str]) -> Vec<Vec<String>> {

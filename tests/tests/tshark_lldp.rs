@@ -7,31 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
 use ward_protocols::{cdp, lldp, Field, Protocol};
-use ward_tests::{fact_set, fixture_path, manifest, run_capture};
+use ward_tests::{fact_set, fixture_path, manifest, run_capture, tshark};
 
 type FieldSets = BTreeMap<String, BTreeSet<String>>;
-
-fn tshark(args: &[&str], file: &Path) -> String {
-    let out = Command::new("tshark")
-        .arg("-n")
-        .arg("-r")
-        .arg(file)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("tshark is required for this test (scripts/test.sh installs it): {e}")
-        });
-    assert!(
-        out.status.success(),
-        "tshark failed on {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Each row of `fields` of the packets matching `filter`, each column split into its values.
 fn rows(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<Vec<String>>> {

@@ -7,9 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
-use ward_tests::{fact_set, fixture_path, manifest, run_capture};
+use ward_tests::{fact_set, fixture_path, manifest, run_capture, tshark};
 
 /// Element local name → ward field.
 const ELEMENTS: [(&str, &str); 8] = [
@@ -24,25 +23,6 @@ const ELEMENTS: [(&str, &str); 8] = [
 ];
 
 type FieldSets = BTreeMap<&'static str, BTreeSet<String>>;
-
-fn tshark(args: &[String], file: &Path) -> String {
-    let out = Command::new("tshark")
-        .arg("-n")
-        .arg("-r")
-        .arg(file)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("tshark is required for this test (scripts/test.sh installs it): {e}")
-        });
-    assert!(
-        out.status.success(),
-        "tshark failed on {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The value of attribute `name` in one PDML line (`name="…"`), unescaped.
 fn attr(line: &str, name: &str) -> Option<String> {
