@@ -760,15 +760,21 @@ fn record(key: DeviceKey, dev: &mut Device, rules: &RuleSet) -> DeviceRecord {
         DeviceKey::Ip(_) => None,
     };
     if dev.facts_changed || dev.classification.is_none() {
-        // First-seen order: for a multi-valued field the value seen first leads (a device's
-        // primary software version, not the alphabetically first).
-        let mut ordered: Vec<(i64, Field, &str)> = dev
+        // Latest first: of a field's values the one seen last leads, so a device that moved
+        // to another software version during the run is classified with the version it runs
+        // now (the patch clock's input). Values seen together (a DICOM Software Versions with
+        // several values, in one message) keep their first-seen order, so the primary one
+        // still leads.
+        let mut ordered: Vec<(core::cmp::Reverse<i64>, i64, Field, &str)> = dev
             .facts
             .iter()
-            .flat_map(|(f, m)| m.iter().map(|(v, s)| (s.first_us, *f, v.as_str())))
+            .flat_map(|(f, m)| {
+                m.iter()
+                    .map(|(v, s)| (core::cmp::Reverse(s.last_us), s.first_us, *f, v.as_str()))
+            })
             .collect();
         ordered.sort();
-        let facts: Vec<(Field, &str)> = ordered.into_iter().map(|(_, f, v)| (f, v)).collect();
+        let facts: Vec<(Field, &str)> = ordered.into_iter().map(|(_, _, f, v)| (f, v)).collect();
         let input = RuleInput {
             mac: mac.unwrap_or_default(),
             oui_vendor: dev.oui_vendor,
@@ -937,6 +943,44 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A device that moves to another software version during one run is classified with the
+    /// version it runs now; values seen in one message keep their first-seen order.
+    #[test]
+    fn the_latest_software_version_leads() {
+        let rules = RuleSet::bundled().unwrap();
+        let mut t = table(10);
+        let mac: MacAddr = "02:00:00:00:00:07".parse().unwrap();
+        let ends = ward_protocols::Endpoints {
+            src_mac: Some(mac),
+            dst_mac: Some("02:00:00:00:00:08".parse().unwrap()),
+            src_ip: Some("192.0.2.7".parse().unwrap()),
+            dst_ip: Some("192.0.2.8".parse().unwrap()),
+            src_port: Some(40000),
+            dst_port: Some(2575),
+            ..Default::default()
+        };
+        let ev = |t: i64, v: &str| {
+            Evidence::new(
+                ward_protocols::Fact::new(Field::Hl7DeviceSoftwareVersion, v.to_owned()),
+                t,
+                Direction::FromClient,
+                ends.clone(),
+            )
+        };
+        let version = |t: &mut DeviceTable| {
+            let recs = t.take_changes(&rules, 10);
+            let rec = recs.iter().find(|r| r.key.contains("00:07")).unwrap();
+            rec.classification.as_ref().unwrap().software_version.clone()
+        };
+        t.observe_evidence(&mut vec![ev(1_000, "4.1.0"), ev(1_000, "4.1.0-b2")]);
+        assert_eq!(version(&mut t).as_deref(), Some("4.1.0"));
+        // Patched: 4.2.0 from now on, 4.1.0 never again.
+        t.observe_evidence(&mut vec![ev(2_000, "4.2.0")]);
+        assert_eq!(version(&mut t).as_deref(), Some("4.2.0"));
+        // A value seen again is not a change (it would republish the device on every
+        // message): a rollback to 4.1.0 shows once another fact of the device changes.
     }
 
     /// The first chunk of changes used to be all evicted devices, came back empty, and the
