@@ -972,7 +972,11 @@ mod tests {
         let version = |t: &mut DeviceTable| {
             let recs = t.take_changes(&rules, 10);
             let rec = recs.iter().find(|r| r.key.contains("00:07")).unwrap();
-            rec.classification.as_ref().unwrap().software_version.clone()
+            rec.classification
+                .as_ref()
+                .unwrap()
+                .software_version
+                .clone()
         };
         t.observe_evidence(&mut vec![ev(1_000, "4.1.0"), ev(1_000, "4.1.0-b2")]);
         assert_eq!(version(&mut t).as_deref(), Some("4.1.0"));
