@@ -33,9 +33,12 @@ use serde_json::json;
 use super::{device_evidence, flag, time_of, At, DeviceFacts, FlagConfig, FlagKind, Severity};
 use crate::compliance::fixes::{stated_fix, FixText};
 use crate::compliance::matching::{self, ProductMatch, Verdict};
+use crate::compliance::sbom::{self, SbomIndex};
+use crate::compliance::vendors::VendorMatch;
 use crate::import::advisories::{Advisory, ProductStatus};
 use crate::import::kev::KevCatalog;
 use crate::import::model::PatchSla;
+use crate::import::sbom::Sbom;
 use crate::store::FlagInstance;
 
 /// Statuses under which a matched version is vulnerable.
@@ -152,13 +155,17 @@ fn is_affected(m: &ProductMatch) -> bool {
     m.cves.iter().any(|c| AFFECTED.contains(&c.status.as_str()))
 }
 
-/// Matches `device` against `advisory`: `None` when no product entry names it.
+/// Matches `device` against `advisory`, directly and through the SBOMs `bound` to it (entries
+/// that identify one of their components by PURL or CPE): `None` when no product entry names
+/// it either way.
 pub fn assess<'a>(
     device: &matching::DeviceFacts<'_>,
+    bound: &[(&Sbom, VendorMatch)],
     advisory: &'a Advisory,
     cfg: &FlagConfig,
 ) -> Option<Assessment<'a>> {
-    let matches = matching::match_device(device, advisory, &cfg.vendor_aliases);
+    let mut matches = matching::match_device(device, advisory, &cfg.vendor_aliases);
+    matches.extend(sbom::match_sboms(device, bound, advisory));
     if matches.is_empty() {
         return None;
     }
@@ -335,10 +342,13 @@ pub fn deadline(from: NaiveDate, days: u32) -> NaiveDate {
 /// once, not each device (a site has many devices and few distinct triples).
 pub type Cache<'a> = HashMap<(Option<String>, Option<String>, Option<String>), Vec<Assessment<'a>>>;
 
-/// The flags of one device against every advisory.
+/// The flags of one device against every advisory (directly, and through the SBOMs of the
+/// product release it runs).
+#[allow(clippy::too_many_arguments)] // the evaluation's parts, each read here
 pub fn advisory_flags<'a>(
     d: &DeviceFacts<'_>,
     advisories: &'a [Advisory],
+    sboms: &SbomIndex<'_>,
     kev: Option<&KevCatalog>,
     cfg: &FlagConfig,
     at: At,
@@ -373,9 +383,10 @@ pub fn advisory_flags<'a>(
         version.map(str::to_owned),
     );
     let assessed = cache.entry(key).or_insert_with(|| {
+        let bound = sboms.bound_to(&facts, &cfg.vendor_aliases);
         advisories
             .iter()
-            .filter_map(|a| assess(&facts, a, cfg))
+            .filter_map(|a| assess(&facts, &bound, a, cfg))
             .collect()
     });
     for a in assessed.iter() {
