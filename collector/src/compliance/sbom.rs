@@ -705,4 +705,67 @@ mod tests {
             .bound_to(&d("Acme Medical", "Infusomat Y", Some("2.0")), &t)
             .is_empty());
     }
+
+    fn data(name: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/sbom")
+            .join(name)
+    }
+
+    /// The test advisory against the 2.0 SBOM: both OpenSSL entries match the nested 1.1.1k
+    /// component, and each explanation names the SBOM, the component and the entry.
+    #[test]
+    fn matches_through_an_sbom_explain_themselves() {
+        let a = crate::import::advisories::load_file(&data("openssl-advisory.json")).unwrap();
+        let binding = crate::import::sbom::Binding {
+            contract_id: "C-1".into(),
+            ..Default::default()
+        };
+        let s = crate::import::sbom::load(&data("product-2.0.cdx.json"), &binding).unwrap();
+        let sboms = [s];
+        let idx = SbomIndex::new(&sboms, &[]);
+        let t = VendorAliases::bundled();
+        let d = DeviceFacts {
+            manufacturer: Some("Acme Medical, Inc."),
+            model: Some("Infusomat Space X"),
+            software_version: Some("2.0"),
+        };
+        let bound = idx.bound_to(&d, &t);
+        assert_eq!(bound.len(), 1);
+        let m = match_sboms(&d, &bound, &a);
+        let ids: Vec<(&str, &Verdict)> = m
+            .iter()
+            .map(|m| (m.product_id.as_str(), &m.verdict))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("OPENSSL-111", &Verdict::Affected),
+                ("OPENSSL-111K", &Verdict::Affected)
+            ]
+        );
+        let e = m[0].explain();
+        for part in [
+            "ACME-TEST-2024-0001 OPENSSL-111",
+            "via SBOM urn:uuid:6c3f4d2e-1b7a-4c1e-9f0a-2d5e8b7c9a01 version 1",
+            "contract C-1",
+            "component openssl 1.1.1k pkg:generic/openssl@1.1.1k",
+            "identifies by PURL pkg:generic/openssl;",
+            "component version 1.1.1k is in vers:generic/>=1.1.1|<1.1.1l: affected",
+            "CVE-2021-3711",
+        ] {
+            assert!(e.contains(part), "{part:?} not in {e}");
+        }
+        // The exact entry also carries a CPE; the PURL is tried first.
+        assert_eq!(
+            m[1].sbom.as_ref().map(|v| &v.component_match.identified_by),
+            Some(&IdentifiedBy::Purl)
+        );
+        // The device's other version is bound to no SBOM, and matches nothing.
+        let d21 = DeviceFacts {
+            software_version: Some("2.1"),
+            ..d
+        };
+        assert!(match_sboms(&d21, &idx.bound_to(&d21, &t), &a).is_empty());
+    }
 }

@@ -820,6 +820,75 @@ pub(crate) mod tests {
         assert_eq!(details, ["ACME-SA-1", "ACME-SA-2"]);
     }
 
+    /// The covered world's `ACME Scan 1` at `version`, an SBOM of release 1.4 bound to C-1
+    /// with OpenSSL at `openssl`, and an advisory whose only entry is OpenSSL by PURL
+    /// (`vers:generic/>=1.1.1|<1.1.1l`).
+    fn sbom_world(version: &str, openssl: &str) -> World {
+        let mut a = advisory(-10, None);
+        a.products[0] = Product {
+            product_id: "P1".into(),
+            name: "OpenSSL 1.1.1 before 1.1.1l".into(),
+            vendor: Some("OpenSSL Project".into()),
+            product: Some("OpenSSL".into()),
+            version: None,
+            version_range: Some("vers:generic/>=1.1.1|<1.1.1l".into()),
+            legacy: false,
+            cpe: None,
+            purl: Some("pkg:generic/openssl".into()),
+            model_numbers: Vec::new(),
+            skus: Vec::new(),
+        };
+        let mut w = world(version, a);
+        w.inv.sboms.push(Sbom {
+            serial_number: Some("urn:uuid:00000000-0000-4000-8000-000000000001".into()),
+            bom_version: 1,
+            spec_version: "1.6".into(),
+            contract_id: "C-1".into(),
+            product_model: "Scan 1".into(),
+            product_version: Some("1.4".into()),
+            manufacturer: None,
+            components: vec![crate::import::sbom::Component {
+                name: "openssl".into(),
+                group: None,
+                version: Some(openssl.into()),
+                purl: Some(format!("pkg:generic/openssl@{openssl}")),
+                cpe: None,
+                supplier: None,
+            }],
+            source: "sbom.json".into(),
+        });
+        w
+    }
+
+    #[test]
+    fn an_sbom_component_raises_the_advisory_flags_with_its_evidence() {
+        let w = sbom_world("1.4", "1.1.1k");
+        let v = w.of(FlagKind::VulnerableSoftware);
+        assert_eq!(v.len(), 1, "{:?}", w.flags());
+        let m = &v[0].evidence["matches"][0];
+        assert_eq!(m["match"]["sbom"]["component"]["version"], "1.1.1k");
+        assert_eq!(m["match"]["sbom"]["contract_id"], "C-1");
+        assert_eq!(m["match"]["model_match"]["how"], "sbom_product");
+        assert!(m["explanation"].as_str().unwrap().contains("via SBOM"));
+        // Another release of the device: no SBOM binds it, nothing matches.
+        assert!(sbom_world("2.0", "1.1.1k")
+            .flags()
+            .iter()
+            .all(|f| f.kind.scope() != super::super::Scope::Advisory));
+        // A fixed component: not vulnerable.
+        assert!(sbom_world("1.4", "1.1.1l")
+            .of(FlagKind::VulnerableSoftware)
+            .is_empty());
+        // A component version the range cannot order: for a person to decide, both strings kept.
+        let w = sbom_world("1.4", "1_1_1k-fips(vendor)");
+        assert!(w.of(FlagKind::VulnerableSoftware).is_empty());
+        let n = w.of(FlagKind::AdvisoryVersionNotComparable);
+        assert_eq!(n.len(), 1, "{:?}", w.flags());
+        let verdict = &n[0].evidence["matches"][0]["match"]["verdict"];
+        assert_eq!(verdict["version"], "1_1_1k-fips(vendor)");
+        assert_eq!(verdict["range"], "vers:generic/>=1.1.1|<1.1.1l");
+    }
+
     fn public(name: &str) -> Advisory {
         let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../../shared/advisories/public")
