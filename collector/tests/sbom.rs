@@ -270,3 +270,74 @@ fn an_advisory_naming_a_component_by_purl_reaches_the_pump_through_its_sbom() {
     assert_eq!(status(&db, "patch_overdue").as_deref(), Some("resolved"));
     assert_eq!(status(&db, "advisory_version_not_comparable"), None);
 }
+
+/// Every malformed SBOM of `tests/data/sbom/`, with the line its error must name and words of
+/// the message.
+const MALFORMED: &[(&str, u32, &str)] = &[
+    ("bad-bom-version.json", 5, "integer from 1"),
+    ("bad-component-name.json", 34, "must not be empty"),
+    ("bad-component-type.json", 33, "unknown variant `libary`"),
+    ("bad-components-not-a-list.json", 21, "expected a sequence"),
+    ("bad-cpe.json", 27, "13 ':'-separated parts"),
+    ("bad-format.json", 2, "expected `CycloneDX`"),
+    ("bad-no-product.json", 6, "--product"),
+    ("bad-purl.json", 37, "starts with pkg:"),
+    ("bad-serial.json", 4, "urn:uuid"),
+    ("bad-spec-version.json", 3, "unknown variant `1.2`"),
+    ("bad-syntax.json", 35, "key must be a string"),
+    ("bad-version-type.json", 35, "expected a string"),
+];
+
+#[test]
+fn malformed_sboms_import_nothing_and_say_file_and_line() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(data(""))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str().map(str::to_owned))
+        .filter(|n| n.starts_with("bad-"))
+        .collect();
+    on_disk.sort();
+    let listed: Vec<String> = MALFORMED.iter().map(|m| m.0.to_owned()).collect();
+    assert_eq!(on_disk, listed, "every malformed file has its line here");
+    assert!(MALFORMED.len() >= 6);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("ward.db");
+    let contracts = tmp.path().join("contracts.yaml");
+    std::fs::write(
+        &contracts,
+        "contracts:\n- id: C-ACME\n  supplier: Acme Medical\n  products: [\"Infusomat*\"]\n",
+    )
+    .unwrap();
+    cli_json(&db, &["contracts", "import", contracts.to_str().unwrap()]);
+    let good = data("product-2.1.cdx.json");
+    cli_json(
+        &db,
+        &[
+            "sbom",
+            "import",
+            good.to_str().unwrap(),
+            "--contract",
+            "C-ACME",
+        ],
+    );
+    let before = sboms(&db);
+    for (name, line, words) in MALFORMED {
+        let p = data(name);
+        let out = cli(
+            &db,
+            &[
+                "sbom",
+                "import",
+                p.to_str().unwrap(),
+                "--contract",
+                "C-ACME",
+            ],
+        );
+        assert!(!out.status.success(), "{name} imported");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let place = format!("{}:{line}:", p.display());
+        assert!(err.contains(&place), "{name}: want {place} in {err}");
+        assert!(err.contains(words), "{name}: want {words:?} in {err}");
+        assert_eq!(sboms(&db), before, "{name} changed the database");
+    }
+}

@@ -249,13 +249,13 @@ pub fn component_match(p: &Product, c: &Component) -> Option<ComponentMatch> {
         let (ap, cp) = (p.purl.as_deref()?, c.purl.as_deref()?);
         let (a, b) = (Purl::parse(ap).ok()?, Purl::parse(cp).ok()?);
         a.same_package(&b)
-            .then(|| (IdentifiedBy::Purl, ap, cp, a.version, b.version))
+            .then_some((IdentifiedBy::Purl, ap, cp, a.version, b.version))
     };
     let by_cpe = || {
         let (ac, cc) = (p.cpe.as_deref()?, c.cpe.as_deref()?);
         let (a, b) = (Cpe::parse(ac).ok()?, Cpe::parse(cc).ok()?);
         a.same_product(&b)
-            .then(|| (IdentifiedBy::Cpe, ac, cc, a.version, b.version))
+            .then_some((IdentifiedBy::Cpe, ac, cc, a.version, b.version))
     };
     let (identified_by, aid, cid, entry_version, id_version) = by_purl().or_else(by_cpe)?;
     let (spec, exact) = match (entry_version, &p.version, &p.version_range) {
