@@ -243,19 +243,67 @@ pub struct ComponentMatch {
     pub verdict: Verdict,
 }
 
+/// The PURL and CPE of an entry or a component, parsed once (an evaluation compares each
+/// entry with every component of the bound SBOMs).
+#[derive(Debug, Clone, Default)]
+pub struct Ids {
+    purl: Option<Purl>,
+    cpe: Option<Cpe>,
+}
+
+impl Ids {
+    /// Parses both (an unreadable one counts as absent: imports checked them already).
+    pub fn new(purl: Option<&str>, cpe: Option<&str>) -> Ids {
+        Ids {
+            purl: purl.and_then(|p| Purl::parse(p).ok()),
+            cpe: cpe.and_then(|c| Cpe::parse(c).ok()),
+        }
+    }
+
+    fn of_component(c: &Component) -> Ids {
+        Ids::new(c.purl.as_deref(), c.cpe.as_deref())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.purl.is_none() && self.cpe.is_none()
+    }
+}
+
 /// Whether `c` is the component `p` identifies, and whether its version is affected.
 pub fn component_match(p: &Product, c: &Component) -> Option<ComponentMatch> {
+    matched(
+        p,
+        &Ids::new(p.purl.as_deref(), p.cpe.as_deref()),
+        c,
+        &Ids::of_component(c),
+    )
+}
+
+/// [`component_match`] with both sides' identifiers parsed.
+fn matched(p: &Product, pi: &Ids, c: &Component, ci: &Ids) -> Option<ComponentMatch> {
     let by_purl = || {
-        let (ap, cp) = (p.purl.as_deref()?, c.purl.as_deref()?);
-        let (a, b) = (Purl::parse(ap).ok()?, Purl::parse(cp).ok()?);
-        a.same_package(&b)
-            .then_some((IdentifiedBy::Purl, ap, cp, a.version, b.version))
+        let (a, b) = (pi.purl.as_ref()?, ci.purl.as_ref()?);
+        a.same_package(b).then(|| {
+            (
+                IdentifiedBy::Purl,
+                p.purl.clone().unwrap_or_default(),
+                c.purl.clone().unwrap_or_default(),
+                a.version.clone(),
+                b.version.clone(),
+            )
+        })
     };
     let by_cpe = || {
-        let (ac, cc) = (p.cpe.as_deref()?, c.cpe.as_deref()?);
-        let (a, b) = (Cpe::parse(ac).ok()?, Cpe::parse(cc).ok()?);
-        a.same_product(&b)
-            .then_some((IdentifiedBy::Cpe, ac, cc, a.version, b.version))
+        let (a, b) = (pi.cpe.as_ref()?, ci.cpe.as_ref()?);
+        a.same_product(b).then(|| {
+            (
+                IdentifiedBy::Cpe,
+                p.cpe.clone().unwrap_or_default(),
+                c.cpe.clone().unwrap_or_default(),
+                a.version.clone(),
+                b.version.clone(),
+            )
+        })
     };
     let (identified_by, aid, cid, entry_version, id_version) = by_purl().or_else(by_cpe)?;
     let (spec, exact) = match (entry_version, &p.version, &p.version_range) {
@@ -286,8 +334,8 @@ pub fn component_match(p: &Product, c: &Component) -> Option<ComponentMatch> {
     };
     Some(ComponentMatch {
         identified_by,
-        advisory_identifier: aid.to_owned(),
-        component_identifier: cid.to_owned(),
+        advisory_identifier: aid,
+        component_identifier: cid,
         version_or_range: spec,
         component_version,
         verdict,
@@ -315,10 +363,22 @@ pub struct SbomVia {
     pub component_match: ComponentMatch,
 }
 
-/// The SBOMs with the vendor names a device's manufacturer is compared with.
+/// The SBOMs with the vendor name a device's manufacturer is compared with and their
+/// components' identifiers parsed, built once per evaluation.
 #[derive(Debug, Clone)]
 pub struct SbomIndex<'a> {
-    sboms: Vec<(&'a Sbom, Option<String>)>,
+    sboms: Vec<(&'a Sbom, Option<String>, Vec<Ids>)>,
+}
+
+/// An SBOM bound to a device: what [`match_sboms`] reads.
+#[derive(Debug, Clone)]
+pub struct Bound<'i> {
+    /// The SBOM.
+    pub sbom: &'i Sbom,
+    /// How the device's manufacturer matched the SBOM's.
+    pub vendor_match: VendorMatch,
+    /// Its components' identifiers, in component order.
+    ids: &'i [Ids],
 }
 
 impl<'a> SbomIndex<'a> {
@@ -334,7 +394,8 @@ impl<'a> SbomIndex<'a> {
                             .find(|c| c.id == s.contract_id)
                             .map(|c| c.supplier.clone())
                     });
-                    (s, vendor)
+                    let ids = s.components.iter().map(Ids::of_component).collect();
+                    (s, vendor, ids)
                 })
                 .collect(),
         }
@@ -346,11 +407,7 @@ impl<'a> SbomIndex<'a> {
     }
 
     /// The SBOMs that describe what `device` runs, with how its manufacturer matched.
-    pub fn bound_to(
-        &self,
-        device: &DeviceFacts<'_>,
-        aliases: &VendorAliases,
-    ) -> Vec<(&'a Sbom, VendorMatch)> {
+    pub fn bound_to(&self, device: &DeviceFacts<'_>, aliases: &VendorAliases) -> Vec<Bound<'_>> {
         let (Some(manufacturer), Some(model)) = (device.manufacturer, device.model) else {
             return Vec::new();
         };
@@ -366,9 +423,9 @@ impl<'a> SbomIndex<'a> {
         }
         self.sboms
             .iter()
-            .filter(|(s, _)| fold(&s.product_model) == model)
+            .filter(|(s, _, _)| fold(&s.product_model) == model)
             .filter(
-                |(s, _)| match (&s.product_version, device.software_version) {
+                |(s, _, _)| match (&s.product_version, device.software_version) {
                     (None, _) => true,
                     (Some(want), Some(v)) => {
                         want.trim().eq_ignore_ascii_case(v.trim())
@@ -377,9 +434,13 @@ impl<'a> SbomIndex<'a> {
                     (Some(_), None) => false,
                 },
             )
-            .filter_map(|(s, vendor)| {
-                let m = aliases.same_vendor(manufacturer, vendor.as_deref()?)?;
-                Some((*s, m))
+            .filter_map(|(s, vendor, ids)| {
+                let vendor_match = aliases.same_vendor(manufacturer, vendor.as_deref()?)?;
+                Some(Bound {
+                    sbom: s,
+                    vendor_match,
+                    ids,
+                })
             })
             .collect()
     }
@@ -388,18 +449,26 @@ impl<'a> SbomIndex<'a> {
 /// Every (advisory entry, component) pair by which `bound` SBOMs put `advisory` on the device.
 pub fn match_sboms(
     device: &DeviceFacts<'_>,
-    bound: &[(&Sbom, VendorMatch)],
+    bound: &[Bound<'_>],
     advisory: &Advisory,
 ) -> Vec<ProductMatch> {
     let mut out = Vec::new();
-    for p in advisory
-        .products
-        .iter()
-        .filter(|p| p.purl.is_some() || p.cpe.is_some())
-    {
-        for (sbom, vendor_match) in bound {
-            for c in &sbom.components {
-                let Some(cm) = component_match(p, c) else {
+    if bound.is_empty() {
+        return out;
+    }
+    for p in &advisory.products {
+        let pi = Ids::new(p.purl.as_deref(), p.cpe.as_deref());
+        if pi.is_empty() {
+            continue;
+        }
+        for Bound {
+            sbom,
+            vendor_match,
+            ids,
+        } in bound
+        {
+            for (c, ci) in sbom.components.iter().zip(ids.iter()) {
+                let Some(cm) = matched(p, &pi, c, ci) else {
                     continue;
                 };
                 out.push(ProductMatch {

@@ -34,11 +34,9 @@ use super::{device_evidence, flag, time_of, At, DeviceFacts, FlagConfig, FlagKin
 use crate::compliance::fixes::{stated_fix, FixText};
 use crate::compliance::matching::{self, ProductMatch, Verdict};
 use crate::compliance::sbom::{self, SbomIndex};
-use crate::compliance::vendors::VendorMatch;
 use crate::import::advisories::{Advisory, ProductStatus};
 use crate::import::kev::KevCatalog;
 use crate::import::model::PatchSla;
-use crate::import::sbom::Sbom;
 use crate::store::FlagInstance;
 
 /// Statuses under which a matched version is vulnerable.
@@ -160,7 +158,7 @@ fn is_affected(m: &ProductMatch) -> bool {
 /// it either way.
 pub fn assess<'a>(
     device: &matching::DeviceFacts<'_>,
-    bound: &[(&Sbom, VendorMatch)],
+    bound: &[sbom::Bound<'_>],
     advisory: &'a Advisory,
     cfg: &FlagConfig,
 ) -> Option<Assessment<'a>> {
@@ -404,12 +402,22 @@ pub fn advisory_flags<'a>(
                     FlagKind::AdvisoryVersionNotComparable,
                     d.subject.clone(),
                     advisory.id.clone(),
-                    format!(
-                        "{}: matches a product of {} but its version ({}) cannot be compared with the advisory's: check by hand",
-                        d.name,
-                        advisory.id,
-                        version.unwrap_or("none seen")
-                    ),
+                    match a.undecided.iter().find_map(|m| m.sbom.as_ref()) {
+                        // Through an SBOM the undecided version is the component's.
+                        Some(via) if a.undecided.iter().all(|m| m.sbom.is_some()) => format!(
+                            "{}: its SBOM's component {} ({}) matches a product of {} but that version cannot be compared with the advisory's: check by hand",
+                            d.name,
+                            via.component.name,
+                            via.component.version.as_deref().unwrap_or("no version given"),
+                            advisory.id,
+                        ),
+                        _ => format!(
+                            "{}: matches a product of {} but its version ({}) cannot be compared with the advisory's: check by hand",
+                            d.name,
+                            advisory.id,
+                            version.unwrap_or("none seen")
+                        ),
+                    },
                     json!({
                         "device": device_evidence(d.device),
                         "advisory": adv,
@@ -475,13 +483,25 @@ pub fn advisory_flags<'a>(
             FlagKind::VulnerableSoftware,
             d.subject.clone(),
             advisory.id.clone(),
-            format!(
-                "{} runs {} which {} lists as affected ({}; {sev_name})",
-                d.name,
-                version.unwrap_or("any version"),
-                advisory.id,
-                cve_ids.join(", ")
-            ),
+            match a.affected.iter().find_map(|m| m.sbom.as_ref()) {
+                // Only through an SBOM: what is affected is a component of the release.
+                Some(via) if a.affected.iter().all(|m| m.sbom.is_some()) => format!(
+                    "{} runs {} whose SBOM lists {} {}, which {} lists as affected ({}; {sev_name})",
+                    d.name,
+                    version.unwrap_or("any version"),
+                    via.component.name,
+                    via.component.version.as_deref().unwrap_or("(no version)"),
+                    advisory.id,
+                    cve_ids.join(", ")
+                ),
+                _ => format!(
+                    "{} runs {} which {} lists as affected ({}; {sev_name})",
+                    d.name,
+                    version.unwrap_or("any version"),
+                    advisory.id,
+                    cve_ids.join(", ")
+                ),
+            },
             base.clone(),
         );
         v.severity = sev.map_or(Severity::High, Cvss::flag_severity);
@@ -596,6 +616,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::import::advisories::{Product, Remediation, Score, Vulnerability};
     use crate::import::kev::KevEntry;
+    use crate::import::sbom::Sbom;
 
     /// A release date `n` days from `today()`.
     fn at(n: i64) -> chrono::DateTime<Utc> {
@@ -870,6 +891,11 @@ pub(crate) mod tests {
         assert_eq!(m["match"]["sbom"]["contract_id"], "C-1");
         assert_eq!(m["match"]["model_match"]["how"], "sbom_product");
         assert!(m["explanation"].as_str().unwrap().contains("via SBOM"));
+        assert!(
+            v[0].summary.contains("whose SBOM lists openssl 1.1.1k"),
+            "{}",
+            v[0].summary
+        );
         // Another release of the device: no SBOM binds it, nothing matches.
         assert!(sbom_world("2.0", "1.1.1k")
             .flags()
@@ -887,6 +913,12 @@ pub(crate) mod tests {
         let verdict = &n[0].evidence["matches"][0]["match"]["verdict"];
         assert_eq!(verdict["version"], "1_1_1k-fips(vendor)");
         assert_eq!(verdict["range"], "vers:generic/>=1.1.1|<1.1.1l");
+        assert!(
+            n[0].summary
+                .contains("component openssl (1_1_1k-fips(vendor))"),
+            "{}",
+            n[0].summary
+        );
     }
 
     fn public(name: &str) -> Advisory {
