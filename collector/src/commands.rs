@@ -1,5 +1,5 @@
 //! What the one-shot commands do (`ingest`, `contracts import`, `assets import`,
-//! `advisories import`, `kev import`, `evaluate`, `token create`), so the binary only parses
+//! `advisories import`, `kev import`, `sbom import`, `evaluate`, `token create`), so the binary only parses
 //! arguments and dispatches, and the demo runs the same sequence as the commands.
 //!
 //! Every command that changes what the evaluation reads goes through [`import_and_evaluate`]:
@@ -23,9 +23,12 @@ use crate::import::assets::{self, ColumnMap};
 use crate::import::contracts;
 use crate::import::kev::{self, KevCatalog};
 use crate::import::model::Contract;
+use crate::import::sbom::{self, Sbom};
 use crate::ingest;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{AdvisoryImportStats, Applied, ImportStats, IngestStats, Store};
+use crate::store::{
+    AdvisoryImportStats, Applied, ImportStats, IngestStats, SbomImportStats, Store,
+};
 
 /// Opens the configured database.
 pub fn open(cfg: &Config) -> anyhow::Result<SqliteStore> {
@@ -75,6 +78,14 @@ pub enum Import {
         /// What it holds.
         catalog: KevCatalog,
     },
+    /// A CycloneDX SBOM of a product release, bound to a contract; replaces the stored BOM of
+    /// the same serial number unless it is older.
+    Sbom {
+        /// Where it came from.
+        file: PathBuf,
+        /// What it holds.
+        sbom: Box<Sbom>,
+    },
 }
 
 impl Import {
@@ -117,6 +128,13 @@ impl Import {
     pub fn kev(file: PathBuf) -> anyhow::Result<Import> {
         let catalog = kev::load(&file)?;
         Ok(Import::Kev { file, catalog })
+    }
+
+    /// Reads and checks a CycloneDX SBOM, bound to a contract and a product (the flags
+    /// override the document's `metadata.component`).
+    pub fn sbom(file: PathBuf, binding: &sbom::Binding) -> anyhow::Result<Import> {
+        let sbom = Box::new(sbom::load(&file, binding)?);
+        Ok(Import::Sbom { file, sbom })
     }
 
     fn store(&self, store: &mut dyn Store, now_us: i64) -> anyhow::Result<Imported> {
@@ -181,6 +199,14 @@ impl Import {
                 tracing::info!(file = %source, catalog_version = %catalog.catalog_version, inserted = st.inserted, replaced = st.replaced, removed = st.removed, "KEV catalog imported");
                 Imported::Kev { kev: st }
             }
+            Import::Sbom { file, sbom } => {
+                let st = store.import_sbom(sbom, now_us)?;
+                if let Some(why) = &st.refused {
+                    anyhow::bail!("nothing imported: {why}");
+                }
+                tracing::info!(file = %file.display(), key = %sbom.key(), contract = %sbom.contract_id, model = %sbom.product_model, components = st.components, "SBOM imported");
+                Imported::Sbom { sbom: st }
+            }
         })
     }
 }
@@ -206,6 +232,15 @@ impl fmt::Display for Import {
                 file.display(),
                 catalog.catalog_version,
                 catalog.entries.len()
+            ),
+            Import::Sbom { file, sbom } => write!(
+                f,
+                "{}: SBOM of {} {} for contract {} with {} components",
+                file.display(),
+                sbom.product_model,
+                sbom.product_version.as_deref().unwrap_or("(any version)"),
+                sbom.contract_id,
+                sbom.components.len()
             ),
         }
     }
@@ -243,6 +278,11 @@ pub enum Imported {
     Kev {
         /// Inserted, replaced and removed entries.
         kev: ImportStats,
+    },
+    /// An SBOM.
+    Sbom {
+        /// Inserted or replaced, and its components.
+        sbom: SbomImportStats,
     },
 }
 

@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 
 use crate::compliance::{fixes, version};
-use crate::import::{advisories, assets, contracts, kev, pattern};
+use crate::import::{advisories, assets, contracts, kev, pattern, sbom};
 use crate::ingest;
 
 /// Longest input a harness looks at: the parsers are linear, so longer inputs add time per
@@ -87,6 +87,39 @@ pub fn advisory(data: &[u8]) {
 pub fn kev(data: &[u8]) {
     if let Some(t) = text(data) {
         let _ = kev::parse(t, "fuzz.json");
+    }
+}
+
+/// A CycloneDX SBOM (JSON); its PURLs and CPEs are also read as an advisory entry's and
+/// matched against every component.
+pub fn sbom(data: &[u8]) {
+    let Some(t) = text(data) else {
+        return;
+    };
+    let binding = sbom::Binding {
+        contract_id: "C-1".into(),
+        model: Some("M".into()),
+        version: None,
+    };
+    if let Ok(s) = sbom::parse(t, "fuzz.json", &binding) {
+        for c in s.components.iter().take(64) {
+            let entry = advisories::Product {
+                product_id: "P".into(),
+                name: c.name.clone(),
+                vendor: None,
+                product: None,
+                version: None,
+                version_range: c.version.clone(),
+                legacy: false,
+                cpe: c.cpe.clone(),
+                purl: c.purl.clone(),
+                model_numbers: Vec::new(),
+                skus: Vec::new(),
+            };
+            for other in s.components.iter().take(64) {
+                let _ = crate::compliance::sbom::component_match(&entry, other);
+            }
+        }
     }
 }
 

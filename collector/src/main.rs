@@ -77,6 +77,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AdvisoriesCmd,
     },
+    /// SBOMs (CycloneDX JSON) of the products under contract: import, list. Advisories that
+    /// identify a component by PURL or CPE (OpenSSL, zlib…) then match the devices that run
+    /// the product release the SBOM describes.
+    Sbom {
+        #[command(subcommand)]
+        cmd: SbomCmd,
+    },
     /// The CISA Known Exploited Vulnerabilities catalog: import, show.
     Kev {
         #[command(subcommand)]
@@ -218,6 +225,39 @@ enum AdvisoriesCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum SbomCmd {
+    /// Import a CycloneDX 1.4-1.6 JSON SBOM (components with name, version, PURL, CPE; nested
+    /// components flattened) for a product under contract. The product is --product/--version,
+    /// else the SBOM's metadata.component name and version; without a model nothing is
+    /// imported. A device whose manufacturer (the SBOM's, else the contract's supplier, through
+    /// the vendor alias table), model (case and spacing ignored) and software version (by the
+    /// version order; no version in the SBOM = every version) are that product's runs its
+    /// components: an advisory that identifies one of them by PURL or CPE raises
+    /// vulnerable_software and the other advisory flags on it, the evidence naming the SBOM,
+    /// the component and the advisory entry. The same serialNumber again replaces the stored
+    /// SBOM unless its BOM version is older (refused). All or nothing, errors as
+    /// file:line:column; the contract must be imported.
+    Import {
+        /// The CycloneDX JSON file.
+        file: PathBuf,
+        /// The contract whose product it describes.
+        #[arg(long, value_name = "ID")]
+        contract: String,
+        /// The device model it describes (default: metadata.component.name).
+        #[arg(long, value_name = "MODEL")]
+        product: Option<String>,
+        /// The software version it describes (default: metadata.component.version).
+        #[arg(long, value_name = "V")]
+        version: Option<String>,
+        /// Validate only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List stored SBOMs with their product binding and components (JSON).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 enum KevCmd {
     /// Import the CISA KEV catalog (known_exploited_vulnerabilities.json), checked against
     /// CISA's schema (required fields, CVE and CWE ids, dates) and for a count that matches its
@@ -323,6 +363,23 @@ fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
                 let table = VendorAliases::load(cfg.advisories.vendor_aliases.as_deref())?;
                 print(table.vendors())
             }
+        },
+        Cmd::Sbom { cmd } => match cmd {
+            SbomCmd::Import {
+                file,
+                contract,
+                product,
+                version,
+                dry_run,
+            } => {
+                let binding = ward_collector::import::sbom::Binding {
+                    contract_id: contract,
+                    model: product,
+                    version,
+                };
+                import(&cfg, Import::sbom(file, &binding)?, dry_run)
+            }
+            SbomCmd::List => print(&open(&cfg)?.sboms()?),
         },
         Cmd::Kev { cmd } => match cmd {
             KevCmd::Import { file, dry_run } => import(&cfg, Import::kev(file)?, dry_run),

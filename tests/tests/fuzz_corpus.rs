@@ -139,6 +139,16 @@ fn kev_corpus() {
     }
 }
 
+/// CycloneDX SBOMs; the collector's own SBOM test documents are seeds too.
+#[test]
+fn sbom_corpus() {
+    replay("sbom", ward_collector::fuzz_harness::sbom);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector/tests/data/sbom");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        ward_collector::fuzz_harness::sbom(&std::fs::read(e.unwrap().path()).unwrap());
+    }
+}
+
 #[test]
 fn versions_corpus() {
     replay("versions", ward_collector::fuzz_harness::versions);

@@ -18,6 +18,7 @@
 
 use serde::Serialize;
 
+use super::sbom::{IdentifiedBy, SbomVia};
 use super::vendors::{VendorAliases, VendorMatch};
 use super::version::{membership, Membership, Range};
 use crate::import::advisories::{Advisory, Product};
@@ -90,6 +91,12 @@ pub enum ModelMatch {
         /// The words of the product name that matched.
         words: String,
     },
+    /// The model is the product of an SBOM one of whose components the entry identifies
+    /// ([`ProductMatch::sbom`] says which).
+    SbomProduct {
+        /// The SBOM's product model.
+        model: String,
+    },
 }
 
 /// The outcome for one product entry.
@@ -154,11 +161,18 @@ pub struct ProductMatch {
     pub end_of_life: bool,
     /// The CVEs that name this product, with its status for each.
     pub cves: Vec<CveStatus>,
+    /// Matched through an SBOM: the entry identifies one of its components (by PURL or CPE)
+    /// and the verdict is about that component's version. Boxed: most matches have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<Box<SbomVia>>,
 }
 
 impl ProductMatch {
     /// One sentence a clinical engineer can take to the vendor.
     pub fn explain(&self) -> String {
+        if let Some(via) = &self.sbom {
+            return self.explain_sbom(via);
+        }
         let vendor = match &self.vendor_match {
             VendorMatch::Folded { .. } => format!("vendor {:?}", self.vendor),
             VendorMatch::Alias { vendor, .. } => {
@@ -174,6 +188,7 @@ impl ProductMatch {
                 format!("is model number {model_number:?}")
             }
             ModelMatch::Words { words } => format!("matches the words {words:?}"),
+            ModelMatch::SbomProduct { model } => format!("is the SBOM's product {model:?}"),
         };
         let range = self
             .version_or_range
@@ -203,6 +218,70 @@ impl ProductMatch {
             self.product_id,
             self.product_name,
             self.device_model,
+            cves.join(", ")
+        )
+    }
+}
+
+impl ProductMatch {
+    /// [`ProductMatch::explain`] for a match through an SBOM: which SBOM put which component on
+    /// the device, and how the advisory entry names that component.
+    fn explain_sbom(&self, via: &SbomVia) -> String {
+        let c = &via.component;
+        let cm = &via.component_match;
+        let component = format!(
+            "component {} {}{}",
+            c.name,
+            c.version.as_deref().unwrap_or("(no version)"),
+            [c.purl.as_deref(), c.cpe.as_deref()]
+                .into_iter()
+                .flatten()
+                .map(|i| format!(" {i}"))
+                .collect::<String>()
+        );
+        let by = match cm.identified_by {
+            IdentifiedBy::Purl => "PURL",
+            IdentifiedBy::Cpe => "CPE",
+        };
+        let range = self.version_or_range.as_deref().unwrap_or("every version");
+        let version = match (&self.verdict, &cm.component_version) {
+            (Verdict::Affected, Some(v)) => {
+                format!("component version {v} is in {range}: affected")
+            }
+            (Verdict::Affected, None) => format!("{range}: affected"),
+            (Verdict::NotAffected, v) => format!(
+                "component version {} is outside {range}",
+                v.as_deref().unwrap_or("?")
+            ),
+            (Verdict::VersionNotComparable { reason, .. }, _) => {
+                format!("component version not comparable with {range} ({reason})")
+            }
+            (Verdict::VersionUnknown, _) => {
+                format!("the SBOM gives the component no version to compare with {range}")
+            }
+        };
+        let vendor = match &self.vendor_match {
+            VendorMatch::Folded { .. } => String::new(),
+            VendorMatch::Alias { vendor, .. } => {
+                format!(" (manufacturer by alias table: {vendor})")
+            }
+        };
+        let cves: Vec<&str> = self.cves.iter().map(|c| c.cve.as_str()).collect();
+        format!(
+            "{} {} {:?} via SBOM {} version {} (contract {}, product {:?} {}, {}): device model {:?} \
+             {}{vendor} runs its {component}, which the advisory identifies by {by} {}; {version}; {}",
+            self.advisory,
+            self.product_id,
+            self.product_name,
+            via.serial_number.as_deref().unwrap_or("without serial number"),
+            via.bom_version,
+            via.contract_id,
+            via.product_model,
+            via.product_version.as_deref().unwrap_or("any version"),
+            via.source,
+            self.device_model,
+            self.device_version.as_deref().unwrap_or("(version not seen)"),
+            cm.advisory_identifier,
             cves.join(", ")
         )
     }
@@ -346,6 +425,7 @@ pub fn match_device(
             verdict,
             end_of_life: p.legacy,
             cves: cves_for(advisory, &p.product_id),
+            sbom: None,
         });
     }
     out
@@ -363,7 +443,7 @@ pub fn known_exploited<'k>(m: &ProductMatch, catalog: &'k KevCatalog) -> Vec<&'k
 
 /// The vulnerabilities that name `product_id` in their product status, with its status and the
 /// highest score given for it.
-fn cves_for(advisory: &Advisory, product_id: &str) -> Vec<CveStatus> {
+pub(crate) fn cves_for(advisory: &Advisory, product_id: &str) -> Vec<CveStatus> {
     let mut out = Vec::new();
     for (i, v) in advisory.vulnerabilities.iter().enumerate() {
         // The first status (in CSAF's key order) that lists the product.

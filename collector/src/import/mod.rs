@@ -1,7 +1,7 @@
 //! What the collector imports from files: contracts ([`contracts`]), the CMMS asset list
 //! ([`assets`]), the records both become ([`model`]) and the vendor/model glob patterns they
 //! use ([`pattern`]), security advisories in CSAF 2.0 ([`advisories`]) and the CISA Known
-//! Exploited Vulnerabilities catalog ([`kev`]), and what every import shares ([`files`]: errors
+//! Exploited Vulnerabilities catalog ([`kev`]), CycloneDX SBOMs of product releases ([`sbom`]), and what every import shares ([`files`]: errors
 //! naming file:line:column, UTF-8 reading, CSV with its quoting checked).
 
 pub mod advisories;
@@ -11,6 +11,7 @@ pub mod files;
 pub mod kev;
 pub mod model;
 pub mod pattern;
+pub mod sbom;
 
 /// Helpers of the import modules' property tests.
 #[cfg(test)]

@@ -24,6 +24,7 @@ use crate::import::advisories::Advisory;
 use crate::import::kev::KevCatalog;
 pub use crate::import::model::Transport;
 use crate::import::model::{Asset, Contract};
+use crate::import::sbom::Sbom;
 
 /// A storage failure. The message names the operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -357,6 +358,9 @@ pub struct Inventory {
     pub advisories: Vec<Advisory>,
     /// The KEV catalog, if imported ([`Store::kev`]), added the same way.
     pub kev: Option<KevCatalog>,
+    /// SBOMs of product releases ([`Store::sboms`]), added the same way: advisories that name
+    /// components by PURL or CPE reach devices through them.
+    pub sboms: Vec<Sbom>,
 }
 
 /// What a link joins.
@@ -768,6 +772,25 @@ pub trait Store: Send {
     ) -> Result<ImportStats, StoreError>;
     /// The stored KEV catalog, if one was imported.
     fn kev(&self) -> Result<Option<KevCatalog>, StoreError>;
+    /// Stores an SBOM bound to its contract (which must exist) and product: one with the same
+    /// key (serial number) and the same or a newer BOM version replaces the stored one whole;
+    /// an older version, or an unknown contract, is refused and nothing is stored.
+    fn import_sbom(&mut self, sbom: &Sbom, now_us: i64) -> Result<SbomImportStats, StoreError>;
+    /// Every stored SBOM, whole, by key.
+    fn sboms(&self) -> Result<Vec<Sbom>, StoreError>;
+}
+
+/// What an SBOM import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SbomImportStats {
+    /// Not stored before.
+    pub inserted: u64,
+    /// Replaced the stored BOM of the same serial number (same or newer version).
+    pub replaced: u64,
+    /// Components stored.
+    pub components: u64,
+    /// Why nothing was stored, when refused.
+    pub refused: Option<String>,
 }
 
 /// What an advisory import did.

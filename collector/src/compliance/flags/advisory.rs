@@ -33,6 +33,7 @@ use serde_json::json;
 use super::{device_evidence, flag, time_of, At, DeviceFacts, FlagConfig, FlagKind, Severity};
 use crate::compliance::fixes::{stated_fix, FixText};
 use crate::compliance::matching::{self, ProductMatch, Verdict};
+use crate::compliance::sbom::{self, SbomIndex};
 use crate::import::advisories::{Advisory, ProductStatus};
 use crate::import::kev::KevCatalog;
 use crate::import::model::PatchSla;
@@ -152,13 +153,17 @@ fn is_affected(m: &ProductMatch) -> bool {
     m.cves.iter().any(|c| AFFECTED.contains(&c.status.as_str()))
 }
 
-/// Matches `device` against `advisory`: `None` when no product entry names it.
+/// Matches `device` against `advisory`, directly and through the SBOMs `bound` to it (entries
+/// that identify one of their components by PURL or CPE): `None` when no product entry names
+/// it either way.
 pub fn assess<'a>(
     device: &matching::DeviceFacts<'_>,
+    bound: &[sbom::Bound<'_>],
     advisory: &'a Advisory,
     cfg: &FlagConfig,
 ) -> Option<Assessment<'a>> {
-    let matches = matching::match_device(device, advisory, &cfg.vendor_aliases);
+    let mut matches = matching::match_device(device, advisory, &cfg.vendor_aliases);
+    matches.extend(sbom::match_sboms(device, bound, advisory));
     if matches.is_empty() {
         return None;
     }
@@ -335,10 +340,13 @@ pub fn deadline(from: NaiveDate, days: u32) -> NaiveDate {
 /// once, not each device (a site has many devices and few distinct triples).
 pub type Cache<'a> = HashMap<(Option<String>, Option<String>, Option<String>), Vec<Assessment<'a>>>;
 
-/// The flags of one device against every advisory.
+/// The flags of one device against every advisory (directly, and through the SBOMs of the
+/// product release it runs).
+#[allow(clippy::too_many_arguments)] // the evaluation's parts, each read here
 pub fn advisory_flags<'a>(
     d: &DeviceFacts<'_>,
     advisories: &'a [Advisory],
+    sboms: &SbomIndex<'_>,
     kev: Option<&KevCatalog>,
     cfg: &FlagConfig,
     at: At,
@@ -373,9 +381,10 @@ pub fn advisory_flags<'a>(
         version.map(str::to_owned),
     );
     let assessed = cache.entry(key).or_insert_with(|| {
+        let bound = sboms.bound_to(&facts, &cfg.vendor_aliases);
         advisories
             .iter()
-            .filter_map(|a| assess(&facts, a, cfg))
+            .filter_map(|a| assess(&facts, &bound, a, cfg))
             .collect()
     });
     for a in assessed.iter() {
@@ -393,12 +402,22 @@ pub fn advisory_flags<'a>(
                     FlagKind::AdvisoryVersionNotComparable,
                     d.subject.clone(),
                     advisory.id.clone(),
-                    format!(
-                        "{}: matches a product of {} but its version ({}) cannot be compared with the advisory's: check by hand",
-                        d.name,
-                        advisory.id,
-                        version.unwrap_or("none seen")
-                    ),
+                    match a.undecided.iter().find_map(|m| m.sbom.as_ref()) {
+                        // Through an SBOM the undecided version is the component's.
+                        Some(via) if a.undecided.iter().all(|m| m.sbom.is_some()) => format!(
+                            "{}: its SBOM's component {} ({}) matches a product of {} but that version cannot be compared with the advisory's: check by hand",
+                            d.name,
+                            via.component.name,
+                            via.component.version.as_deref().unwrap_or("no version given"),
+                            advisory.id,
+                        ),
+                        _ => format!(
+                            "{}: matches a product of {} but its version ({}) cannot be compared with the advisory's: check by hand",
+                            d.name,
+                            advisory.id,
+                            version.unwrap_or("none seen")
+                        ),
+                    },
                     json!({
                         "device": device_evidence(d.device),
                         "advisory": adv,
@@ -464,13 +483,25 @@ pub fn advisory_flags<'a>(
             FlagKind::VulnerableSoftware,
             d.subject.clone(),
             advisory.id.clone(),
-            format!(
-                "{} runs {} which {} lists as affected ({}; {sev_name})",
-                d.name,
-                version.unwrap_or("any version"),
-                advisory.id,
-                cve_ids.join(", ")
-            ),
+            match a.affected.iter().find_map(|m| m.sbom.as_ref()) {
+                // Only through an SBOM: what is affected is a component of the release.
+                Some(via) if a.affected.iter().all(|m| m.sbom.is_some()) => format!(
+                    "{} runs {} whose SBOM lists {} {}, which {} lists as affected ({}; {sev_name})",
+                    d.name,
+                    version.unwrap_or("any version"),
+                    via.component.name,
+                    via.component.version.as_deref().unwrap_or("(no version)"),
+                    advisory.id,
+                    cve_ids.join(", ")
+                ),
+                _ => format!(
+                    "{} runs {} which {} lists as affected ({}; {sev_name})",
+                    d.name,
+                    version.unwrap_or("any version"),
+                    advisory.id,
+                    cve_ids.join(", ")
+                ),
+            },
             base.clone(),
         );
         v.severity = sev.map_or(Severity::High, Cvss::flag_severity);
@@ -585,6 +616,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::import::advisories::{Product, Remediation, Score, Vulnerability};
     use crate::import::kev::KevEntry;
+    use crate::import::sbom::Sbom;
 
     /// A release date `n` days from `today()`.
     fn at(n: i64) -> chrono::DateTime<Utc> {
@@ -807,6 +839,86 @@ pub(crate) mod tests {
             .map(|f| f.detail)
             .collect();
         assert_eq!(details, ["ACME-SA-1", "ACME-SA-2"]);
+    }
+
+    /// The covered world's `ACME Scan 1` at `version`, an SBOM of release 1.4 bound to C-1
+    /// with OpenSSL at `openssl`, and an advisory whose only entry is OpenSSL by PURL
+    /// (`vers:generic/>=1.1.1|<1.1.1l`).
+    fn sbom_world(version: &str, openssl: &str) -> World {
+        let mut a = advisory(-10, None);
+        a.products[0] = Product {
+            product_id: "P1".into(),
+            name: "OpenSSL 1.1.1 before 1.1.1l".into(),
+            vendor: Some("OpenSSL Project".into()),
+            product: Some("OpenSSL".into()),
+            version: None,
+            version_range: Some("vers:generic/>=1.1.1|<1.1.1l".into()),
+            legacy: false,
+            cpe: None,
+            purl: Some("pkg:generic/openssl".into()),
+            model_numbers: Vec::new(),
+            skus: Vec::new(),
+        };
+        let mut w = world(version, a);
+        w.inv.sboms.push(Sbom {
+            serial_number: Some("urn:uuid:00000000-0000-4000-8000-000000000001".into()),
+            bom_version: 1,
+            spec_version: "1.6".into(),
+            contract_id: "C-1".into(),
+            product_model: "Scan 1".into(),
+            product_version: Some("1.4".into()),
+            manufacturer: None,
+            components: vec![crate::import::sbom::Component {
+                name: "openssl".into(),
+                group: None,
+                version: Some(openssl.into()),
+                purl: Some(format!("pkg:generic/openssl@{openssl}")),
+                cpe: None,
+                supplier: None,
+            }],
+            source: "sbom.json".into(),
+        });
+        w
+    }
+
+    #[test]
+    fn an_sbom_component_raises_the_advisory_flags_with_its_evidence() {
+        let w = sbom_world("1.4", "1.1.1k");
+        let v = w.of(FlagKind::VulnerableSoftware);
+        assert_eq!(v.len(), 1, "{:?}", w.flags());
+        let m = &v[0].evidence["matches"][0];
+        assert_eq!(m["match"]["sbom"]["component"]["version"], "1.1.1k");
+        assert_eq!(m["match"]["sbom"]["contract_id"], "C-1");
+        assert_eq!(m["match"]["model_match"]["how"], "sbom_product");
+        assert!(m["explanation"].as_str().unwrap().contains("via SBOM"));
+        assert!(
+            v[0].summary.contains("whose SBOM lists openssl 1.1.1k"),
+            "{}",
+            v[0].summary
+        );
+        // Another release of the device: no SBOM binds it, nothing matches.
+        assert!(sbom_world("2.0", "1.1.1k")
+            .flags()
+            .iter()
+            .all(|f| f.kind.scope() != super::super::Scope::Advisory));
+        // A fixed component: not vulnerable.
+        assert!(sbom_world("1.4", "1.1.1l")
+            .of(FlagKind::VulnerableSoftware)
+            .is_empty());
+        // A component version the range cannot order: for a person to decide, both strings kept.
+        let w = sbom_world("1.4", "1_1_1k-fips(vendor)");
+        assert!(w.of(FlagKind::VulnerableSoftware).is_empty());
+        let n = w.of(FlagKind::AdvisoryVersionNotComparable);
+        assert_eq!(n.len(), 1, "{:?}", w.flags());
+        let verdict = &n[0].evidence["matches"][0]["match"]["verdict"];
+        assert_eq!(verdict["version"], "1_1_1k-fips(vendor)");
+        assert_eq!(verdict["range"], "vers:generic/>=1.1.1|<1.1.1l");
+        assert!(
+            n[0].summary
+                .contains("component openssl (1_1_1k-fips(vendor))"),
+            "{}",
+            n[0].summary
+        );
     }
 
     fn public(name: &str) -> Advisory {

@@ -325,6 +325,7 @@ pub fn evaluate(
     let mut per_contract: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut asset_last_seen: HashMap<&str, i64> = HashMap::new();
     let mut advisory_cache = advisory::Cache::default();
+    let sbom_index = crate::compliance::sbom::SbomIndex::new(&inv.sboms, &inv.contracts);
     for d in &inv.devices {
         let facts = DeviceFacts {
             device: d,
@@ -355,6 +356,7 @@ pub fn evaluate(
         advisory::advisory_flags(
             &facts,
             &inv.advisories,
+            &sbom_index,
             inv.kev.as_ref(),
             cfg,
             at,

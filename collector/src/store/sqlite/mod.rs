@@ -17,6 +17,7 @@ mod evaluation;
 mod imports;
 mod ingest;
 mod reads;
+mod sboms;
 mod schema;
 mod tokens;
 
@@ -330,5 +331,17 @@ impl Store for SqliteStore {
 
     fn kev(&self) -> Result<Option<KevCatalog>, StoreError> {
         advisories::kev(&self.conn)
+    }
+
+    fn import_sbom(
+        &mut self,
+        sbom: &crate::import::sbom::Sbom,
+        now_us: i64,
+    ) -> Result<crate::store::SbomImportStats, StoreError> {
+        sboms::import_sbom(&mut self.conn, sbom, now_us)
+    }
+
+    fn sboms(&self) -> Result<Vec<crate::import::sbom::Sbom>, StoreError> {
+        sboms::sboms(&self.conn)
     }
 }

@@ -151,6 +151,20 @@ CREATE TABLE kev (
     known_ransomware_campaign_use TEXT, notes TEXT, cwes TEXT NOT NULL
 );
 "#,
+    // SBOMs (CycloneDX) bound to a contract and a product release (issue 20). Components are
+    // keyed by the SBOM's key and replaced with it.
+    r#"
+CREATE TABLE sboms (
+    key TEXT PRIMARY KEY, serial_number TEXT, bom_version INTEGER NOT NULL,
+    spec_version TEXT NOT NULL, contract_id TEXT NOT NULL, product_model TEXT NOT NULL,
+    product_version TEXT, manufacturer TEXT, source TEXT NOT NULL, imported_us INTEGER NOT NULL
+);
+CREATE TABLE sbom_components (
+    sbom_key TEXT NOT NULL, ordinal INTEGER NOT NULL, name TEXT NOT NULL, grp TEXT,
+    version TEXT, purl TEXT, cpe TEXT, supplier TEXT,
+    PRIMARY KEY (sbom_key, ordinal)
+);
+"#,
 ];
 
 /// The schema version stored in the file.
