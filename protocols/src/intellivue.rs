@@ -639,6 +639,19 @@ mod tests {
         assert_eq!(direction(DEMOGRAPHICS_RESULT), Direction::FromServer);
     }
 
+    /// A real Connect Indication begins `00 00 01 00 00 01`, a DNS header to a lenient eye: the
+    /// registry must hand it (and every other sample) to IntelliVue, not to mDNS or DNS, whose
+    /// probes come first.
+    #[test]
+    fn the_registry_hands_real_messages_to_intellivue() {
+        for b in ALL {
+            assert_eq!(
+                crate::registry::probe_datagram(b).map(|d| d.protocol),
+                Some(Protocol::Intellivue)
+            );
+        }
+    }
+
     #[test]
     fn label_text_stops_at_nul_and_drops_dash_placeholders() {
         let mut out = Vec::new();
