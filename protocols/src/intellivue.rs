@@ -23,17 +23,17 @@
 //! EUI-64 built from it, 8 octets, as the 866062 sends) and `NOM_ATTR_PCOL_SUPPORT` (the protocols
 //! and ports the monitor offers). Strings are read up to their first NUL: real monitors pad a
 //! label's fixed length with stale bytes after it (a serial `DE22713007\0\t`), and a revision of
-//! dashes only (`--------`) means none. Every other attribute —
-//! bed label, patient demographics, metrics, alarms — is stepped over by its length, unread. Any
-//! other data export message (poll requests and their replies, which carry patient demographics
-//! and measurements) is recognised by its headers and never read beyond them; association
-//! control (session connect / finish / disconnect SPDUs) is recognised and yields nothing.
+//! dashes only (`--------`) means none. Every other attribute — bed label, patient
+//! demographics, metrics, alarms — is stepped over by its length, unread. Any other data export
+//! message (poll requests and their replies, which carry patient demographics and measurements)
+//! is recognised by its headers and never read beyond them; association control (session
+//! connect / finish / disconnect SPDUs) is recognised and yields nothing.
 //!
 //! Recognised by structure, never by port: the nested lengths of `ROapdus`, `ROIVapdu` and
 //! `EventReportArgument` must agree with each other and with the datagram, the managed object
 //! must be the MDS (or, for a Connect Indication, the composite single-bed MDS), and the event
-//! type one of the two above; session SPDUs by their length
-//! indicator and the fixed session data the guide prescribes.
+//! type one of the two above; session SPDUs by their length indicator and the fixed session data
+//! the guide prescribes.
 
 use crate::error::{DecodeError, Layer};
 use crate::evidence::{clean_text, Direction, Fact, Field, MacAddr, Protocol};
