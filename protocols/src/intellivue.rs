@@ -2,31 +2,38 @@
 //!
 //! Layouts follow the *Data Export Interface Programming Guide* (Philips 4535 642 59271) as the
 //! public open-source clients implement it (xeonfusion/VSCaptureMP, mdpnp's OpenICE IntelliVue
-//! driver, the DICES MP70 driver). Every integer is big-endian.
+//! driver, the DICES MP70 driver), checked against public byte dumps of real monitors' messages
+//! (protocols/testdata/intellivue/README.md). Every integer is big-endian.
 //!
 //! Two monitor messages carry identity, both as an `AttributeList` (count, length, then
 //! `AVAType { attribute_id: u16, length: u16, value }`):
 //!
 //! - the **Connect Indication** the monitor broadcasts to UDP 24005: `Nomenclature` (4 bytes),
 //!   `ROapdus`, `ROIVapdu`, `EventReportArgument` (event type `NOM_NOTI_CONN_INDIC`), then the
-//!   attribute list at offset 28;
+//!   attribute list at offset 28. Its managed object is the bed's composite MDS
+//!   (`NOM_MOC_MDS_COMPOS_SINGLE_BED`) in both real dumps (an MP70's and an 866062's), not the MDS
+//!   object the data export messages name;
 //! - the **MDS Create Event Report** the monitor sends once a client associated (UDP 24105):
 //!   `SPpdu` (session id 0xE100, context id), the same three headers (event type
 //!   `NOM_NOTI_MDS_CREAT`), a `ManagedObjectId`, then the attribute list at offset 34.
 //!
 //! From those lists only four attributes are read: `NOM_ATTR_ID_MODEL` (manufacturer and model
 //! strings), `NOM_ATTR_ID_PROD_SPECN` (serial and part number, hardware / software / firmware /
-//! protocol revisions), `NOM_ATTR_SYS_ID` (the MDS system id, a MAC-like octet string) and
-//! `NOM_ATTR_PCOL_SUPPORT` (the protocols and ports the monitor offers). Every other attribute —
-//! bed label, patient demographics, metrics, alarms — is stepped over by its length, unread. Any
-//! other data export message (poll requests and their replies, which carry patient demographics
-//! and measurements) is recognised by its headers and never read beyond them; association
-//! control (session connect / finish / disconnect SPDUs) is recognised and yields nothing.
+//! protocol revisions), `NOM_ATTR_SYS_ID` (the MDS system id: the MAC address, 6 octets, or an
+//! EUI-64 built from it, 8 octets, as the 866062 sends) and `NOM_ATTR_PCOL_SUPPORT` (the protocols
+//! and ports the monitor offers). Strings are read up to their first NUL: real monitors pad a
+//! label's fixed length with stale bytes after it (a serial `DE22713007\0\t`), and a revision of
+//! dashes only (`--------`) means none. Every other attribute — bed label, patient
+//! demographics, metrics, alarms — is stepped over by its length, unread. Any other data export
+//! message (poll requests and their replies, which carry patient demographics and measurements)
+//! is recognised by its headers and never read beyond them; association control (session
+//! connect / finish / disconnect SPDUs) is recognised and yields nothing.
 //!
 //! Recognised by structure, never by port: the nested lengths of `ROapdus`, `ROIVapdu` and
 //! `EventReportArgument` must agree with each other and with the datagram, the managed object
-//! must be the MDS, and the event type one of the two above; session SPDUs by their length
-//! indicator and the fixed session data the guide prescribes.
+//! must be the MDS (or, for a Connect Indication, the composite single-bed MDS), and the event
+//! type one of the two above; session SPDUs by their length indicator and the fixed session data
+//! the guide prescribes.
 
 use crate::error::{DecodeError, Layer};
 use crate::evidence::{clean_text, Direction, Fact, Field, MacAddr, Protocol};
@@ -86,6 +93,9 @@ const CMD_CONFIRMED_EVENT_REPORT: u16 = 1;
 const CMD_MAX: u16 = 7;
 /// `NOM_MOC_VMS_MDS`: the medical device system object.
 const NOM_MOC_VMS_MDS: u16 = 0x0021;
+/// `NOM_MOC_MDS_COMPOS_SINGLE_BED`: the managed object of the Connect Indications real monitors
+/// send (somno/einstein's MP70 sample, Koshsky/Intellivue-api's 866062 capture).
+const NOM_MOC_MDS_COMPOS_SINGLE_BED: u16 = 0x0023;
 const NOM_NOTI_MDS_CREAT: u16 = 0x0d06;
 const NOM_NOTI_CONN_INDIC: u16 = 0x0d17;
 
@@ -221,11 +231,17 @@ fn kind(b: &[u8]) -> Result<Kind, DecodeError> {
             "ROIVapdu length (not the rest of the message)",
         ));
     }
-    if u16_at(b, field::OBJ_CLASS)? != NOM_MOC_VMS_MDS {
-        return Err(invalid(
-            field::OBJ_CLASS,
-            "managed object class (not the MDS)",
-        ));
+    match u16_at(b, field::OBJ_CLASS)? {
+        NOM_MOC_VMS_MDS => {}
+        // Only the broadcast Connect Indication names the composite MDS; it is checked to be
+        // one below (event type, no data export session).
+        NOM_MOC_MDS_COMPOS_SINGLE_BED if !data_export => {}
+        _ => {
+            return Err(invalid(
+                field::OBJ_CLASS,
+                "managed object class (not the MDS)",
+            ))
+        }
     }
     let is_event = matches!(command, CMD_EVENT_REPORT | CMD_CONFIRMED_EVENT_REPORT);
     if !is_event {
@@ -289,8 +305,19 @@ fn label(b: &[u8], at: usize, end: usize) -> Result<(&[u8], usize), DecodeError>
     Ok((b.get(at + 2..stop).unwrap_or_default(), stop))
 }
 
+/// Pushes a label's text: up to its first NUL (what follows is padding, which real monitors
+/// fill with stale bytes), surrounding ASCII whitespace trimmed (`" B.00.05"`, `"L.01.18\n"`),
+/// nothing when empty or only dashes (how a monitor fills a revision it does not have).
 fn push_text(facts: &mut Vec<Fact>, field: Field, raw: &[u8]) {
-    let v = clean_text(raw);
+    let text = raw
+        .split(|&b| b == 0)
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if text.iter().all(|&b| b == b'-') {
+        return;
+    }
+    let v = clean_text(text);
     if !v.is_empty() {
         facts.push(Fact::new(field, v));
     }
@@ -444,6 +471,11 @@ fn attributes(b: &[u8], at: usize, facts: &mut Vec<Fact>) -> Result<(), DecodeEr
                         Field::IntellivueSystemId,
                         MacAddr(mac).to_string(),
                     ));
+                } else if id.len() == 8 {
+                    // An EUI-64 (the 866062 sends 00:09:fb:ff:ff:88:c1:bd for its MAC address
+                    // 00:09:fb:88:c1:bd): kept whole, in the same notation.
+                    let hex: Vec<String> = id.iter().map(|b| format!("{b:02x}")).collect();
+                    facts.push(Fact::new(Field::IntellivueSystemId, hex.join(":")));
                 }
             }
             attr::PCOL_SUPPORT => protocol_support(b, vstart, vend, facts)?,
@@ -470,21 +502,33 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    // Sources (see protocols/testdata/intellivue/README.md):
-    // - connect-indication.bin, mds-create.bin: built by tests/captures/intellivue_peers.py in
-    //   the layouts of the Programming Guide as VSCaptureMP / mdpnp / DICES parse them, with
-    //   canary patient attributes in the MDS create list.
+    // Sources (protocols/testdata/intellivue/README.md has them in full):
+    // - connect-indication-mp70.bin: somno/einstein `einstein/test_intellivue.py` (commit
+    //   03472be42e1a16cfdca0cececec6733a482b3111), `SAMPLE_CONNECT_INDICATION`, verbatim.
+    // - connect-indication-866062.bin: Koshsky/Intellivue-api `my_assoc` (commit
+    //   8c5e68865e477212f0f1d3ac5067356bc7a79612), a Wireshark hex dump; its UDP payload.
+    // - mds-create-m8000.bin: the `alerts_resp` literal of a public Python IntelliVue client
+    //   (the search index did not name its repository), verbatim.
+    // - mds-create.bin, demographics-result.bin: what the capture scenario's monitor sends,
+    //   built by tests/captures/intellivue_peers.py from that MDS create and that client's
+    //   `demo_resp` poll result with the MP70's identity and canary patient values.
     // - aarq.bin, mds-create-result.bin, poll-request.bin: VSCaptureMP's public byte arrays
     //   (`aarq_msg`, `mds_create_resp_msg`, `poll_request_msg`) as a C++ port of it lists them.
-    const CONNECT_INDICATION: &[u8] =
-        include_bytes!("../testdata/intellivue/connect-indication.bin");
+    const CI_MP70: &[u8] = include_bytes!("../testdata/intellivue/connect-indication-mp70.bin");
+    const CI_866062: &[u8] = include_bytes!("../testdata/intellivue/connect-indication-866062.bin");
+    const MDS_CREATE_M8000: &[u8] = include_bytes!("../testdata/intellivue/mds-create-m8000.bin");
     const MDS_CREATE: &[u8] = include_bytes!("../testdata/intellivue/mds-create.bin");
+    const DEMOGRAPHICS_RESULT: &[u8] =
+        include_bytes!("../testdata/intellivue/demographics-result.bin");
     const AARQ: &[u8] = include_bytes!("../testdata/intellivue/aarq.bin");
     const MDS_CREATE_RESULT: &[u8] = include_bytes!("../testdata/intellivue/mds-create-result.bin");
     const POLL_REQUEST: &[u8] = include_bytes!("../testdata/intellivue/poll-request.bin");
-    const ALL: [&[u8]; 5] = [
-        CONNECT_INDICATION,
+    const ALL: [&[u8]; 8] = [
+        CI_MP70,
+        CI_866062,
+        MDS_CREATE_M8000,
         MDS_CREATE,
+        DEMOGRAPHICS_RESULT,
         AARQ,
         MDS_CREATE_RESULT,
         POLL_REQUEST,
@@ -496,43 +540,127 @@ mod tests {
         out.into_iter().map(|f| (f.field, f.value)).collect()
     }
 
-    #[test]
-    fn connect_indication_names_the_monitor() {
-        assert_eq!(
-            facts(CONNECT_INDICATION),
-            vec![
-                (Field::IntellivueSerial, "DE71234567".to_owned()),
-                (Field::IntellivuePartNumber, "M8007A".to_owned()),
-                (Field::IntellivueHwRevision, "A.01".to_owned()),
-                (Field::IntellivueSwRevision, "M.00.03".to_owned()),
-                (Field::IntellivueProtocolRevision, "DX-EXP 2.0".to_owned()),
-                (Field::IntellivueProtocol, "data_out/udp/24105".to_owned()),
-            ]
-        );
-        assert_eq!(direction(CONNECT_INDICATION), Direction::Unknown);
+    fn fact(field: Field, v: &str) -> (Field, String) {
+        (field, v.to_owned())
     }
 
+    /// A real MP70's Connect Indication (somno/einstein, `SAMPLE_CONNECT_INDICATION`): managed
+    /// object `NOM_MOC_MDS_COMPOS_SINGLE_BED`, a serial label with stale bytes after its NUL
+    /// (`DE22713007\0\t`), revisions padded with spaces, a firmware revision of dashes, the
+    /// software revision only on the application software component, and 116 stale bytes
+    /// after the production specification inside its attribute.
     #[test]
-    fn mds_create_names_the_monitor_and_skips_patient_attributes() {
+    fn real_mp70_connect_indication_names_the_monitor() {
+        assert_eq!(u16_at(CI_MP70, field::OBJ_CLASS).unwrap(), 0x0023);
+        assert_eq!(
+            facts(CI_MP70),
+            vec![
+                fact(Field::IntellivueProtocol, "acse/3/24000"),
+                fact(Field::IntellivueProtocol, "2/3/24000"),
+                fact(Field::IntellivueProtocol, "acse/udp/24105"),
+                fact(Field::IntellivueProtocol, "data_out/udp/24105"),
+                fact(Field::IntellivueProtocol, "8/udp/33333"),
+                fact(Field::IntellivueSerial, "DE22713007"),
+                fact(Field::IntellivuePartNumber, "M8007A"),
+                fact(Field::IntellivueHwRevision, "B.00.05"),
+                fact(Field::IntellivueSwRevision, "G.01.78"),
+                fact(Field::IntellivueManufacturer, "Philips"),
+                fact(Field::IntellivueModel, "M8007A"),
+            ]
+        );
+        assert_eq!(probe(CI_MP70), Probe::Certain);
+        assert_eq!(direction(CI_MP70), Direction::Unknown);
+    }
+
+    /// A real Connect Indication of a monitor with product number 866062 (Koshsky/Intellivue-api `my_assoc`): a system id of
+    /// 8 octets (an EUI-64 of its MAC address), a software revision label ending in a line
+    /// feed, a product number (866062) as model and part number.
+    #[test]
+    fn real_866062_connect_indication_names_the_monitor() {
+        assert_eq!(
+            facts(CI_866062),
+            vec![
+                fact(Field::IntellivueProtocol, "acse/3/24000"),
+                fact(Field::IntellivueProtocol, "2/3/24000"),
+                fact(Field::IntellivueProtocol, "acse/udp/24105"),
+                fact(Field::IntellivueProtocol, "data_out/udp/24105"),
+                fact(Field::IntellivueProtocol, "10/udp/24012"),
+                fact(Field::IntellivueSystemId, "00:09:fb:ff:ff:88:c1:bd"),
+                fact(Field::IntellivueManufacturer, "Philips"),
+                fact(Field::IntellivueModel, "866062"),
+                fact(Field::IntellivueSerial, "DE351A4061"),
+                fact(Field::IntellivuePartNumber, "866062"),
+                fact(Field::IntellivueHwRevision, "A.00.30"),
+                fact(Field::IntellivueSwRevision, "L.01.18"),
+            ]
+        );
+        assert_eq!(probe(CI_866062), Probe::Certain);
+    }
+
+    /// A real MDS Create Event Report (a public Python client's `alerts_resp`): 17 attributes,
+    /// of which the system id (6 octets) and the model are read; the bed label ("MICU1", a
+    /// location) and everything else are stepped over.
+    #[test]
+    fn real_mds_create_names_the_monitor() {
+        assert_eq!(
+            facts(MDS_CREATE_M8000),
+            vec![
+                fact(Field::IntellivueSystemId, "00:09:fb:03:49:12"),
+                fact(Field::IntellivueManufacturer, "Philips"),
+                fact(Field::IntellivueModel, "M8000"),
+            ]
+        );
+        assert_eq!(probe(MDS_CREATE_M8000), Probe::Certain);
+        assert_eq!(direction(MDS_CREATE_M8000), Direction::FromServer);
+    }
+
+    /// The capture's MDS create (the real one above, spoken by the MP70, with a canary bed
+    /// label) and its demographics poll result (a real one's layout with canary family name and
+    /// patient id): the canaries never leave the decoder.
+    #[test]
+    fn capture_messages_name_the_mp70_and_skip_patient_attributes() {
         let got = facts(MDS_CREATE);
         assert_eq!(
             got,
             vec![
-                (
-                    Field::IntellivueManufacturer,
-                    "Philips Medical Systems".to_owned()
-                ),
-                (Field::IntellivueModel, "M8007A".to_owned()),
-                (Field::IntellivueSystemId, "00:09:fb:12:34:56".to_owned()),
-                (Field::IntellivueSerial, "DE71234567".to_owned()),
-                (Field::IntellivuePartNumber, "M8007A".to_owned()),
-                (Field::IntellivueSwRevision, "M.00.03".to_owned()),
+                fact(Field::IntellivueSystemId, "00:09:fb:09:77:bd"),
+                fact(Field::IntellivueManufacturer, "Philips"),
+                fact(Field::IntellivueModel, "M8007A"),
             ]
         );
-        for (_, v) in &got {
-            assert!(!v.contains("CANARY"), "{v}");
-        }
         assert_eq!(direction(MDS_CREATE), Direction::FromServer);
+        let carries =
+            |b: &[u8], canary: &str| b.windows(canary.len()).any(|w| w == canary.as_bytes());
+        assert!(carries(MDS_CREATE, "CANARYIV^BEDLABEL"));
+        assert!(carries(DEMOGRAPHICS_RESULT, "CANARYIV^PATIENT"));
+        assert!(carries(DEMOGRAPHICS_RESULT, "CANARY-MRN-IV-0001"));
+        assert_eq!(probe(DEMOGRAPHICS_RESULT), Probe::Certain);
+        assert!(facts(DEMOGRAPHICS_RESULT).is_empty());
+        assert_eq!(direction(DEMOGRAPHICS_RESULT), Direction::FromServer);
+    }
+
+    /// A real Connect Indication begins `00 00 01 00 00 01`, a DNS header to a lenient eye: the
+    /// registry must hand it (and every other sample) to IntelliVue, not to mDNS or DNS, whose
+    /// probes come first.
+    #[test]
+    fn the_registry_hands_real_messages_to_intellivue() {
+        for b in ALL {
+            assert_eq!(
+                crate::registry::probe_datagram(b).map(|d| d.protocol),
+                Some(Protocol::Intellivue)
+            );
+        }
+    }
+
+    #[test]
+    fn label_text_stops_at_nul_and_drops_dash_placeholders() {
+        let mut out = Vec::new();
+        push_text(&mut out, Field::IntellivueSerial, b"DE22713007\0\t");
+        push_text(&mut out, Field::IntellivueSwRevision, b"L.01.18\n");
+        push_text(&mut out, Field::IntellivueFwRevision, b"--------");
+        push_text(&mut out, Field::IntellivueHwRevision, b" \0B.00");
+        let got: Vec<_> = out.into_iter().map(|f| f.value).collect();
+        assert_eq!(got, ["DE22713007", "L.01.18"]);
     }
 
     #[test]
@@ -548,7 +676,7 @@ mod tests {
 
     #[test]
     fn probe_is_strict() {
-        assert_eq!(probe(CONNECT_INDICATION), Probe::Certain);
+        assert_eq!(probe(CI_MP70), Probe::Certain);
         assert_eq!(probe(MDS_CREATE), Probe::Certain);
         for other in [
             &include_bytes!("../testdata/snmp/v2c-response.bin")[..],
@@ -563,6 +691,17 @@ mod tests {
         let mut b = MDS_CREATE.to_vec();
         b.push(0);
         assert_eq!(probe(&b), Probe::NotMine);
+        // The composite MDS object names a Connect Indication only, never a data export
+        // message; a Connect Indication naming another object is not one.
+        let mut b = MDS_CREATE.to_vec();
+        b[field::OBJ_CLASS + 1] = 0x23;
+        assert_eq!(probe(&b), Probe::NotMine);
+        let mut b = CI_MP70.to_vec();
+        b[field::OBJ_CLASS + 1] = 0x06;
+        assert_eq!(probe(&b), Probe::NotMine);
+        let mut b = CI_MP70.to_vec();
+        b[field::OBJ_CLASS + 1] = 0x21;
+        assert_eq!(probe(&b), Probe::Certain);
     }
 
     proptest! {

@@ -119,9 +119,16 @@ fn header(b: &[u8]) -> Result<Header, DecodeError> {
     Ok(Header { response, counts })
 }
 
-/// Structure test: an mDNS header ([`header`]) and a well-formed first name.
+/// Structure test: an mDNS header ([`header`]) and a well-formed first name whose question or
+/// record is of class IN (or ANY, in a question), the top bit being the unicast-response or
+/// cache-flush flag. Without the class, a header-like prefix with a short first "name" is
+/// enough: a real IntelliVue Connect Indication (`00 00 01 00 00 01 …`) passed.
 pub fn probe(payload: &[u8]) -> Probe {
-    if header(payload).is_ok() && read_name(payload, HEADER_LEN).is_ok() {
+    let class_in =
+        |end: usize| be16(payload, end + 2).is_some_and(|class| matches!(class & 0x7fff, 1 | 255));
+    if header(payload).is_ok()
+        && read_name(payload, HEADER_LEN).is_ok_and(|name| class_in(name.end))
+    {
         Probe::Certain
     } else {
         Probe::NotMine

@@ -171,14 +171,16 @@ SNMP_CANARIES = ["CANARY^SNMPCOMMUNITY"]
 # name; the workstation's question name is a hint about whom it talks to, not its own name.
 LLMNR_FACTS = [("llmnr.name", "WARDLLMNR-PUMP7"), ("llmnr.queried_name", "WARDLLMNR-PUMP7")]
 
-# intellivue_peers.py: a fictional IntelliVue MP70 (the monitor side replays messages built in the
-# Programming Guide's layouts; the client side sends VSCaptureMP's public byte arrays).
+# intellivue_peers.py: a real IntelliVue MP70's Connect Indication (somno/einstein's public
+# sample) and a real MDS Create Event Report spoken by that MP70 (model and system id swapped in),
+# then a real demographics poll result's layout carrying canaries; the client side sends
+# VSCaptureMP's public byte arrays (protocols/testdata/intellivue/README.md).
 INTELLIVUE_FACTS = [
-    ("intellivue.manufacturer", "Philips Medical Systems"), ("intellivue.model", "M8007A"),
-    ("intellivue.serial", "DE71234567"), ("intellivue.part_number", "M8007A"),
-    ("intellivue.sw_revision", "M.00.03"), ("intellivue.hw_revision", "A.01"),
-    ("intellivue.protocol_revision", "DX-EXP 2.0"), ("intellivue.system_id", "00:09:fb:12:34:56"),
-    ("intellivue.protocol", "data_out/udp/24105"),
+    ("intellivue.manufacturer", "Philips"), ("intellivue.model", "M8007A"),
+    ("intellivue.serial", "DE22713007"), ("intellivue.part_number", "M8007A"),
+    ("intellivue.sw_revision", "G.01.78"), ("intellivue.hw_revision", "B.00.05"),
+    ("intellivue.system_id", "00:09:fb:09:77:bd"),
+    ("intellivue.protocol", "acse/udp/24105"), ("intellivue.protocol", "data_out/udp/24105"),
 ]
 INTELLIVUE_CANARIES = ["CANARYIV^PATIENT", "CANARY-MRN-IV-0001", "CANARYIV^BEDLABEL"]
 
@@ -1540,25 +1542,27 @@ def udp_payloads(path):
 def intellivue_facts(path):
     """tshark has no IntelliVue dissector: its UDP payloads are walked here, independently of
     ward, along the Programming Guide's layouts. Connect Indication (event 0x0d17, attribute
-    list at 28) and MDS Create Event Report (0xe100 session, event 0x0d06, list at 34); from
-    the lists NOM_ATTR_ID_MODEL, NOM_ATTR_SYS_ID, NOM_ATTR_ID_PROD_SPECN (product component
-    preferred for serial / part number) and NOM_ATTR_PCOL_SUPPORT."""
+    list at 28; real monitors name NOM_MOC_MDS_COMPOS_SINGLE_BED, 0x23, as its object) and MDS
+    Create Event Report (0xe100 session, MDS object 0x21, event 0x0d06, list at 34); from the
+    lists NOM_ATTR_ID_MODEL, NOM_ATTR_SYS_ID (6 or 8 octets), NOM_ATTR_ID_PROD_SPECN (product
+    component preferred for serial / part number; a revision of dashes is none) and
+    NOM_ATTR_PCOL_SUPPORT. Labels end at their first NUL, surrounding whitespace dropped."""
     def u16(b, i):
         return struct.unpack_from("!H", b, i)[0]
 
     def lab(b, i):
         n = u16(b, i)
-        return b[i + 2:i + 2 + n].rstrip(b"\x00 ").decode("ascii"), i + 2 + n
+        return b[i + 2:i + 2 + n].split(b"\x00")[0].strip().decode("ascii"), i + 2 + n
 
     names = {1: "serial", 2: "part_number", 3: "hw_revision", 4: "sw_revision",
              5: "fw_revision", 6: "protocol_revision"}
     facts = []
     for p in udp_payloads(path):
-        if len(p) < 28 or u16(p, 4) != 1 or u16(p, 14) != 0x21:
+        if len(p) < 28 or u16(p, 4) != 1:
             continue
-        if u16(p, 24) == 0x0D17 and p[:2] != b"\xe1\x00":
+        if u16(p, 24) == 0x0D17 and p[:2] != b"\xe1\x00" and u16(p, 14) in (0x21, 0x23):
             at = 28
-        elif u16(p, 24) == 0x0D06 and p[:2] == b"\xe1\x00":
+        elif u16(p, 24) == 0x0D06 and p[:2] == b"\xe1\x00" and u16(p, 14) == 0x21:
             at = 34
         else:
             continue
@@ -1569,8 +1573,9 @@ def intellivue_facts(path):
             if aid == 0x0928:
                 man, j = lab(v, 0)
                 facts += [("intellivue.manufacturer", man), ("intellivue.model", lab(v, j)[0])]
-            elif aid == 0x0984:
-                facts.append(("intellivue.system_id", ":".join("%02x" % x for x in v[2:8])))
+            elif aid == 0x0984 and u16(v, 0) in (6, 8):
+                facts.append(("intellivue.system_id",
+                              ":".join("%02x" % x for x in v[2:2 + u16(v, 0)])))
             elif aid == 0x092D:
                 chosen, j = {}, 4
                 for _ in range(u16(v, 0)):
@@ -1579,7 +1584,8 @@ def intellivue_facts(path):
                     if t in names and (t not in chosen or (comp == 8 and not chosen[t][0])):
                         if t > 2 or comp == 8:
                             chosen[t] = (comp == 8, val)
-                facts += [("intellivue." + names[t], chosen[t][1]) for t in sorted(chosen)]
+                facts += [("intellivue." + names[t], chosen[t][1]) for t in sorted(chosen)
+                          if chosen[t][1].strip("-")]
             elif aid == 0xF101:
                 for k in range(u16(v, 0)):
                     appl, trans, port = struct.unpack_from("!HHH", v, 4 + 8 * k)

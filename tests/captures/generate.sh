@@ -465,9 +465,11 @@ EOC
 
 scenario_intellivue() {
     # intellivue_peers.py on UDP sockets (no open IntelliVue monitor exists): the "monitor"
-    # broadcasts its Connect Indication to 24005 and answers the client's association request
-    # (VSCaptureMP's public aarq bytes) on 24105 with an MDS Create Event Report whose attribute
-    # list carries canary patient attributes; the client acknowledges it and sends one poll.
+    # replays public dumps of real monitors' messages (protocols/testdata/intellivue/README.md):
+    # it broadcasts an MP70's Connect Indication to 24005 and answers the client's association
+    # request (VSCaptureMP's public aarq bytes) on 24105 with an MDS Create Event Report (a canary
+    # bed label); the client acknowledges it and sends one poll, answered with a demographics
+    # poll result carrying canary patient attributes.
     ns_up 02:57:41:52:44:18
     nsx "$NS_A" ip addr add "$IP_A/24" brd + dev "$IF_A"
     nsx "$NS_B" ip addr add "$IP_B/24" brd + dev "$IF_B"
