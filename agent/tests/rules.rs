@@ -1131,7 +1131,7 @@ fn lldp_and_cdp_signals() {
     assert_eq!(c.manufacturer.as_deref(), Some("WardTestTel"), "{c:#?}");
     assert_eq!(c.model.as_deref(), Some("WT-7"));
     assert_eq!(c.software_version.as_deref(), Some("7.4.1"));
-    assert_eq!(c.device_type, "mobile_device");
+    assert_eq!(c.device_type, "ip_phone");
     assert_eq!(
         rule_ids(&c)[..2],
         ["lldp.med.manufacturer", "lldp.med.model"]
@@ -1161,7 +1161,7 @@ fn lldp_and_cdp_signals() {
     let c = classify(&bundled(), None, &[("cdp.platform", "Cisco IP Phone 7965")]);
     assert_eq!(
         (c.model.as_deref(), c.device_type.as_str()),
-        (Some("IP Phone 7965"), "mobile_device")
+        (Some("IP Phone 7965"), "ip_phone")
     );
     let c = classify(
         &bundled(),

@@ -107,7 +107,7 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
     (
         "lldp.pcap",
         "mac:02:57:41:52:44:1d",
-        "mobile_device",
+        "ip_phone",
         "WardTestTel",
     ),
     (
@@ -130,12 +130,11 @@ const EXPECTED: &[(&str, &str, &str, &str)] = &[
         "patient_monitor",
         "Philips",
     ),
-    // The POCT1-A device (its hello names the maker): a point-of-care analyzer, filed as
-    // lab_analyzer (the vocabulary has no point-of-care type).
+    // The POCT1-A device (its hello names the maker): a point-of-care analyzer.
     (
         "poct1a.pcap",
         "mac:02:57:41:52:44:19",
-        "lab_analyzer",
+        "poc_analyzer",
         "Nova Biomedical",
     ),
     // The SpaceCom (it answers for a Perfusor Space): B. Braun, infusion_pump.

@@ -152,6 +152,12 @@ pub const DEVICE_TYPES: &[&str] = &[
     "ventilator",
     "anesthesia",
     "lab_analyzer",
+    // Point-of-care analyzers (blood gas, glucose, coagulation meters at the bedside).
+    "poc_analyzer",
+    // Central or patient-worn telemetry (ECG transmitters and their receivers).
+    "telemetry",
+    // Nurse call systems and their bed and room units.
+    "nurse_call",
     "medical_device_other",
     // Clinical IT.
     "interface_engine",
@@ -161,6 +167,10 @@ pub const DEVICE_TYPES: &[&str] = &[
     "printer",
     "network_infra",
     "mobile_device",
+    // IP telephones (desk phones, wireless handsets on a voice VLAN).
+    "ip_phone",
+    // IP cameras (room and surveillance cameras, video doorbells).
+    "camera",
     "unknown",
 ];
 

@@ -126,6 +126,8 @@ impl Default for FlagConfig {
                 "printer",
                 "network_infra",
                 "mobile_device",
+                "ip_phone",
+                "camera",
             ]
             .iter()
             .map(|s| s.to_string())
