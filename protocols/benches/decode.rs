@@ -251,6 +251,31 @@ fn bench_app_exchanges(c: &mut Criterion) {
             )
         })
     });
+    // FHIR: a client POSTing its own Device resource (the shape of tests/fixtures/fhir.pcap)
+    // and the server's 201 echo: the HTTP decoder collects both JSON bodies for fhir.
+    let device = br#"{"resourceType":"Device","udiCarrier":[{"deviceIdentifier":"00857674005079","carrierHRF":"(01)00857674005079(21)WTP7-000077"}],"status":"active","manufacturer":"WardTestMed","serialNumber":"WTP7-000077","modelNumber":"WTP-700","version":[{"type":{"text":"firmware"},"value":"7.4.2"}]}"#;
+    let mut fq = format!(
+        "POST /Device HTTP/1.1\r\nHost: 192.0.2.20:8090\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\n\r\n",
+        device.len()
+    )
+    .into_bytes();
+    fq.extend_from_slice(device);
+    let mut fp = format!(
+        "HTTP/1.1 201 Created\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\n\r\n",
+        device.len()
+    )
+    .into_bytes();
+    fp.extend_from_slice(device);
+    g.throughput(Throughput::Bytes((fq.len() + fp.len()) as u64));
+    g.bench_function("fhir_device_post", |b| {
+        b.iter(|| {
+            exchange(
+                &mut ward_protocols::http::HttpDecoder::default(),
+                black_box(&fq),
+                black_box(&fp),
+            )
+        })
+    });
     let (cl, sv) = (read("ssh/client.bin"), read("ssh/server.bin"));
     g.throughput(Throughput::Bytes((cl.len() + sv.len()) as u64));
     g.bench_function("ssh_openssh_banners", |b| {
