@@ -63,6 +63,143 @@ pub fn is_json_media_type(value: &[u8]) -> bool {
         || media.eq_ignore_ascii_case(b"application/json")
 }
 
+/// The resource type names ward reports (FHIR R4 and R5 resources, the Resource Index of each
+/// release). `resourceType` is a string its sender chose: a name not in this list (a misuse,
+/// or anything else written there) is never copied out.
+const RESOURCE_TYPES: &[&[u8]] = &[
+    b"Account",
+    b"ActivityDefinition",
+    b"AdverseEvent",
+    b"AllergyIntolerance",
+    b"Appointment",
+    b"AppointmentResponse",
+    b"AuditEvent",
+    b"Basic",
+    b"Binary",
+    b"BiologicallyDerivedProduct",
+    b"BodyStructure",
+    b"Bundle",
+    b"CapabilityStatement",
+    b"CarePlan",
+    b"CareTeam",
+    b"CatalogEntry",
+    b"ChargeItem",
+    b"ChargeItemDefinition",
+    b"Claim",
+    b"ClaimResponse",
+    b"ClinicalImpression",
+    b"CodeSystem",
+    b"Communication",
+    b"CommunicationRequest",
+    b"CompartmentDefinition",
+    b"Composition",
+    b"ConceptMap",
+    b"Condition",
+    b"Consent",
+    b"Contract",
+    b"Coverage",
+    b"CoverageEligibilityRequest",
+    b"CoverageEligibilityResponse",
+    b"DetectedIssue",
+    b"Device",
+    b"DeviceAssociation",
+    b"DeviceDefinition",
+    b"DeviceDispense",
+    b"DeviceMetric",
+    b"DeviceRequest",
+    b"DeviceUsage",
+    b"DeviceUseStatement",
+    b"DiagnosticReport",
+    b"DocumentManifest",
+    b"DocumentReference",
+    b"Encounter",
+    b"Endpoint",
+    b"EnrollmentRequest",
+    b"EnrollmentResponse",
+    b"EpisodeOfCare",
+    b"EventDefinition",
+    b"Evidence",
+    b"EvidenceVariable",
+    b"ExplanationOfBenefit",
+    b"FamilyMemberHistory",
+    b"Flag",
+    b"Goal",
+    b"Group",
+    b"GuidanceResponse",
+    b"HealthcareService",
+    b"ImagingSelection",
+    b"ImagingStudy",
+    b"Immunization",
+    b"ImmunizationEvaluation",
+    b"ImmunizationRecommendation",
+    b"ImplementationGuide",
+    b"InsurancePlan",
+    b"Invoice",
+    b"Library",
+    b"Linkage",
+    b"List",
+    b"Location",
+    b"Measure",
+    b"MeasureReport",
+    b"Media",
+    b"Medication",
+    b"MedicationAdministration",
+    b"MedicationDispense",
+    b"MedicationKnowledge",
+    b"MedicationRequest",
+    b"MedicationStatement",
+    b"MessageDefinition",
+    b"MessageHeader",
+    b"MolecularSequence",
+    b"NamingSystem",
+    b"NutritionIntake",
+    b"NutritionOrder",
+    b"Observation",
+    b"ObservationDefinition",
+    b"OperationDefinition",
+    b"OperationOutcome",
+    b"Organization",
+    b"OrganizationAffiliation",
+    b"Parameters",
+    b"Patient",
+    b"PaymentNotice",
+    b"PaymentReconciliation",
+    b"Person",
+    b"PlanDefinition",
+    b"Practitioner",
+    b"PractitionerRole",
+    b"Procedure",
+    b"Provenance",
+    b"Questionnaire",
+    b"QuestionnaireResponse",
+    b"RelatedPerson",
+    b"RequestGroup",
+    b"RequestOrchestration",
+    b"ResearchStudy",
+    b"ResearchSubject",
+    b"RiskAssessment",
+    b"Schedule",
+    b"SearchParameter",
+    b"ServiceRequest",
+    b"Slot",
+    b"Specimen",
+    b"SpecimenDefinition",
+    b"StructureDefinition",
+    b"StructureMap",
+    b"Subscription",
+    b"Substance",
+    b"SupplyDelivery",
+    b"SupplyRequest",
+    b"Task",
+    b"TerminologyCapabilities",
+    b"TestReport",
+    b"TestScript",
+    b"Transport",
+    b"ValueSet",
+    b"VerificationResult",
+    b"VisionPrescription",
+];
+
 /// The facts of one JSON body: the resource types it holds and, when `identity` (a request
 /// body: the sender describing itself), the allow-listed members of its `Device` and
 /// `DeviceDefinition` resources. Nothing for a body that is not a FHIR resource.
@@ -87,7 +224,9 @@ fn resource(j: &mut Json<'_>, identity: bool, top: bool, out: &mut Vec<Fact>) {
     let Some(kind) = j.member_string(b"resourceType") else {
         return;
     };
-    push(out, Field::FhirResourceType, kind);
+    if RESOURCE_TYPES.contains(&kind) {
+        push(out, Field::FhirResourceType, kind);
+    }
     j.pos = start;
     match kind {
         b"Device" | b"DeviceDefinition" if identity => device(j, out),
@@ -422,6 +561,15 @@ mod tests {
             facts(patient, true),
             [(Field::FhirResourceType, "Patient".to_owned())]
         );
+    }
+
+    /// `resourceType` is copied only when it names a FHIR resource: a patient name written
+    /// there stays on the wire.
+    #[test]
+    fn only_known_resource_type_names_are_copied() {
+        let odd = r#"{"resourceType":"CANARYFHIR^PATIENT","manufacturer":"x"}"#;
+        assert!(facts(odd, true).is_empty());
+        assert!(RESOURCE_TYPES.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -397,8 +397,11 @@ impl StreamDecoder for Poct1aDecoder {
                     let self_closing = tag_end(rest, lt)
                         .is_some_and(|e| rest.get(e.saturating_sub(2)) == Some(&b'/'));
                     let identity = IDENTITY_MESSAGES.contains(&name.as_slice());
-                    let text = clean_text(&name);
-                    self.push(facts, Field::Poct1aMessageType, text);
+                    // Only a name of POCT1-A's message shape (`HEL.R01`: three capitals, a
+                    // dot, R and two digits) is copied: the root element name is the sender's.
+                    if is_message_name(&name) {
+                        self.push(facts, Field::Poct1aMessageType, clean_text(&name));
+                    }
                     if self_closing {
                         pos += tag_end(rest, lt).unwrap_or(rest.len());
                         continue;
@@ -437,6 +440,13 @@ impl StreamDecoder for Poct1aDecoder {
             }
         }
     }
+}
+
+/// `AAA.Rnn`: a POCT1-A message type (CLSI POCT1-A2 names them topic `.` `R` version).
+fn is_message_name(name: &[u8]) -> bool {
+    matches!(name, [a, b, c, b'.', b'R', d, e]
+        if [a, b, c].iter().all(|x| x.is_ascii_uppercase())
+            && d.is_ascii_digit() && e.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -570,6 +580,14 @@ mod tests {
             let _ = dec.feed(Direction::FromClient, &b, true, &mut Vec::new());
             let _ = looks_like_poct1a(&b);
             let _ = find_message_start(&b);
+        }
+    }
+
+    #[test]
+    fn only_message_shaped_root_names_are_reported() {
+        assert!(is_message_name(b"HEL.R01") && is_message_name(b"OBS.R02"));
+        for n in [&b"CANARY"[..], b"hel.r01", b"HEL.R1", b"HELO.R01", b""] {
+            assert!(!is_message_name(n), "{n:?}");
         }
     }
 }
