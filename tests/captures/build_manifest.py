@@ -1734,7 +1734,9 @@ def build(fixdir, spec, generated):
         missing = [fv for fv in SDC_METADATA_FACTS if fv not in metadata]
         if generated and missing:
             raise Failure("%s: DPWS metadata not found: %r" % (path, missing))
-        facts += discovery + (metadata if spec.get("sdc_metadata") else [])
+        # Sorted: the consumer's Probe and the provider's Hello race, and the manifest is
+        # compared as text.
+        facts += sorted(discovery) + (metadata if spec.get("sdc_metadata") else [])
     if spec.get("astm"):
         streams = tcp_streams(path)
         facts += astm_facts(path, streams)
