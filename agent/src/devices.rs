@@ -17,6 +17,7 @@ type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 use std::net::IpAddr;
 
 use ward_protocols::frame::{Frame, Net, Transport};
+use ward_protocols::roles::{self, Behaviour, RoleRecord, ServiceUse};
 use ward_protocols::{registry, Attribute, Direction, Evidence, Field, MacAddr, Party, Protocol};
 
 use crate::observation::{
@@ -106,6 +107,8 @@ struct Device {
     offered: HashMap<(bool, u16), Service>,
     used: HashMap<(bool, u16), Service>,
     classification: Option<ClassificationRecord>,
+    /// Behavioural roles, derived with the classification (when facts or services change).
+    roles: Vec<RoleRecord>,
     facts_changed: bool,
     dirty: bool,
     tick: u64,
@@ -300,6 +303,7 @@ impl DeviceTable {
                 offered: HashMap::new(),
                 used: HashMap::new(),
                 classification: None,
+                roles: Vec::new(),
                 facts_changed: true,
                 dirty: false,
                 tick,
@@ -364,6 +368,11 @@ impl DeviceTable {
         let service = match frame.transport {
             Transport::Tcp(s) if s.syn && s.ack => Some((true, s.src_port)),
             Transport::Udp(u) if u.src_port < 1024 && u.dst_port >= 1024 => {
+                Some((false, u.src_port))
+            }
+            // DHCP servers answer from a privileged port to one (RFC 2131 §4.1: 67 → 68;
+            // RFC 8415 §7.2: 547 → 546): still a service the sender offers.
+            Transport::Udp(u) if matches!((u.src_port, u.dst_port), (67, 68) | (547, 546)) => {
                 Some((false, u.src_port))
             }
             _ => None,
@@ -775,10 +784,30 @@ fn record(key: DeviceKey, dev: &mut Device, rules: &RuleSet) -> DeviceRecord {
             .collect();
         ordered.sort();
         let facts: Vec<(Field, &str)> = ordered.into_iter().map(|(_, _, f, v)| (f, v)).collect();
+        let uses = |map: &HashMap<(bool, u16), Service>| -> Vec<ServiceUse> {
+            map.iter()
+                .map(|(&(tcp, port), s)| ServiceUse {
+                    tcp,
+                    port,
+                    app: s.app,
+                    peers: s.peers.len() as u64 + s.peer_overflow,
+                })
+                .collect()
+        };
+        let (offered, used) = (uses(&dev.offered), uses(&dev.used));
+        dev.roles = roles::derive(&Behaviour {
+            facts: &facts,
+            offered: &offered,
+            used: &used,
+            // Addresses from IP headers only: a DHCP-assigned or ARP address is the device's own.
+            source_addresses: dev.addresses.iter().filter(|a| a.source == "ip").count(),
+        });
+        let role_names: Vec<&str> = dev.roles.iter().map(|r| r.role.as_str()).collect();
         let input = RuleInput {
             mac: mac.unwrap_or_default(),
             oui_vendor: dev.oui_vendor,
             facts: &facts,
+            roles: &role_names,
         };
         dev.classification = Some(rules.classify(&input));
         dev.facts_changed = false;
@@ -818,6 +847,7 @@ fn record(key: DeviceKey, dev: &mut Device, rules: &RuleSet) -> DeviceRecord {
         facts,
         services_offered: services(&dev.offered),
         services_used: services(&dev.used),
+        roles: dev.roles.clone(),
         classification: dev.classification.clone(),
     }
 }

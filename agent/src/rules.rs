@@ -28,7 +28,7 @@ use std::sync::Arc;
 use regex::Regex;
 use ward_protocols::{Field, MacAddr};
 
-use crate::observation::{ClassificationRecord, RuleMatchRecord};
+use crate::observation::{CandidateRecord, ClassificationRecord, RuleMatchRecord};
 use crate::oui::OuiRegistry;
 use template::Template;
 
@@ -48,6 +48,8 @@ pub struct RuleInput<'a> {
     pub oui_vendor: Option<&'a str>,
     /// Distinct (field, value) facts known for the device.
     pub facts: &'a [(Field, &'a str)],
+    /// Its behavioural roles (`ward_protocols::roles`): the `role` pseudo-field.
+    pub roles: &'a [&'a str],
 }
 
 impl<'a> RuleInput<'a> {
@@ -57,6 +59,7 @@ impl<'a> RuleInput<'a> {
             mac,
             oui_vendor: OuiRegistry::bundled().lookup(mac),
             facts,
+            roles: &[],
         }
     }
 }
@@ -167,6 +170,8 @@ const BUNDLED: &[(&str, &str)] = &[
     ("bundled:poct1a.toml", include_str!("../rules/poct1a.toml")),
     ("bundled:bcc.toml", include_str!("../rules/bcc.toml")),
     ("bundled:fhir.toml", include_str!("../rules/fhir.toml")),
+    ("bundled:roles.toml", include_str!("../rules/roles.toml")),
+    ("bundled:names.toml", include_str!("../rules/names.toml")),
     ("bundled:oui.toml", include_str!("../rules/oui.toml")),
 ];
 
@@ -236,10 +241,12 @@ enum Subject {
     MacPrefix,
     /// The whole MAC, `aa:bb:cc:dd:ee:ff`.
     Mac,
+    /// A behavioural role (`dhcp_server`, `hl7_hub`, … `ward_protocols::roles::ROLES`).
+    Role,
 }
 
-/// Number of index slots: every field, then the three pseudo-fields.
-const SLOTS: usize = Field::ALL.len() + 3;
+/// Number of index slots: every field, then the four pseudo-fields.
+const SLOTS: usize = Field::ALL.len() + 4;
 
 impl Subject {
     fn parse(name: &str) -> Option<Subject> {
@@ -247,6 +254,7 @@ impl Subject {
             "oui" => Some(Subject::Oui),
             "mac_prefix" => Some(Subject::MacPrefix),
             "mac" => Some(Subject::Mac),
+            "role" => Some(Subject::Role),
             _ => Field::ALL
                 .iter()
                 .find(|f| f.name() == name)
@@ -260,6 +268,7 @@ impl Subject {
             Subject::Oui => "oui",
             Subject::MacPrefix => "mac_prefix",
             Subject::Mac => "mac",
+            Subject::Role => "role",
         }
     }
 
@@ -270,6 +279,7 @@ impl Subject {
             Subject::Oui => Field::ALL.len(),
             Subject::MacPrefix => Field::ALL.len() + 1,
             Subject::Mac => Field::ALL.len() + 2,
+            Subject::Role => Field::ALL.len() + 3,
         }
     }
 
@@ -474,8 +484,10 @@ impl RuleSet {
         } else {
             String::new()
         };
-        let mut facts: Vec<(Subject, &str)> = Vec::with_capacity(input.facts.len() + 3);
+        let mut facts: Vec<(Subject, &str)> =
+            Vec::with_capacity(input.facts.len() + input.roles.len() + 3);
         facts.extend(input.facts.iter().map(|&(f, v)| (Subject::Fact(f), v)));
+        facts.extend(input.roles.iter().map(|&r| (Subject::Role, r)));
         if let Some(vendor) = input.oui_vendor {
             facts.push((Subject::Oui, vendor));
         }
@@ -540,33 +552,56 @@ impl RuleSet {
             software_version: None,
             confidence: 0.0,
             matches: Vec::with_capacity(hits.len()),
+            candidates: Vec::new(),
+            explanation: None,
         };
+        let mut proposals = Proposals::default();
         let mut type_confidence: Option<f32> = None;
         for hit in &hits {
             let Some(rule) = self.rules.get(hit.rule) else {
                 continue;
             };
-            if let (Some(t), None) = (rule.device_type, type_confidence) {
-                out.device_type = t.to_owned();
-                type_confidence = Some(rule.confidence);
+            if let Some(t) = rule.device_type {
+                if type_confidence.is_none() {
+                    out.device_type = t.to_owned();
+                    type_confidence = Some(rule.confidence);
+                }
+                proposals.add(Proposed::DeviceType, t, rule, hit.subject);
             }
-            let slots = [
-                (&mut out.manufacturer, rule.manufacturer.as_ref()),
-                (&mut out.model, rule.model.as_ref()),
-                (&mut out.software_version, rule.software_version.as_ref()),
-            ];
             // Regex captures only when a template that will be used needs them.
             let mut captures = None;
-            for (slot, template) in slots {
-                let (None, Some(template)) = (&slot, template) else {
+            for (what, template) in [
+                (Proposed::Manufacturer, rule.manufacturer.as_ref()),
+                (Proposed::Model, rule.model.as_ref()),
+                (Proposed::SoftwareVersion, rule.software_version.as_ref()),
+            ] {
+                let Some(template) = template else {
                     continue;
                 };
+                let slot = match what {
+                    Proposed::Manufacturer => &mut out.manufacturer,
+                    Proposed::Model => &mut out.model,
+                    _ => &mut out.software_version,
+                };
+                // Versions are not weighed against each other (the latest seen leads), so a
+                // later rule's version is not even expanded.
+                if what == Proposed::SoftwareVersion && slot.is_some() {
+                    continue;
+                }
                 if template.needs_captures() && captures.is_none() {
                     if let Some(Test::Regex(re)) = rule.conditions.first().map(|c| &c.test) {
                         captures = re.captures(hit.value);
                     }
                 }
-                *slot = template.expand(hit.value, captures.as_ref());
+                let Some(value) = template.expand(hit.value, captures.as_ref()) else {
+                    continue;
+                };
+                if what != Proposed::SoftwareVersion {
+                    proposals.add(what, &value, rule, hit.subject);
+                }
+                if slot.is_none() {
+                    *slot = Some(value);
+                }
             }
             out.matches.push(RuleMatchRecord {
                 rule: rule.at.id.clone(),
@@ -581,6 +616,7 @@ impl RuleSet {
             .and_then(|h| self.rules.get(h.rule))
             .map(|r| r.confidence);
         out.confidence = type_confidence.or(best_any).unwrap_or(0.0);
+        proposals.explain(&mut out);
         out
     }
 
@@ -599,6 +635,133 @@ impl RuleSet {
     }
 }
 
+/// An attribute a rule proposes a value for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proposed {
+    DeviceType,
+    Manufacturer,
+    Model,
+    SoftwareVersion,
+}
+
+impl Proposed {
+    fn name(self) -> &'static str {
+        match self {
+            Proposed::DeviceType => "device_type",
+            Proposed::Manufacturer => "manufacturer",
+            Proposed::Model => "model",
+            Proposed::SoftwareVersion => "software_version",
+        }
+    }
+}
+
+/// Spellings of one value are one candidate, not a conflict: case, punctuation and spaces
+/// ("MINDRAY", "Mindray"), and a registry's longer form of a name ("Mindray DS USA, Inc." for
+/// "Mindray", "ICU Medical, Inc." for "ICU Medical").
+fn comparison_key(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Keys of one value: equal, or one extends the other and the shorter is long enough not to be
+/// a different company's prefix ("ge" is not "getinge").
+fn same_value(a: &str, b: &str) -> bool {
+    const MIN_PREFIX: usize = 5;
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    short == long || (short.len() >= MIN_PREFIX && long.starts_with(short))
+}
+
+/// Rules listed per candidate: enough to explain, bounded for a device with hundreds of facts.
+const MAX_CANDIDATE_RULES: usize = 8;
+
+/// Every value the matching rules proposed, per attribute, in precedence order — so the first
+/// proposal of an attribute is the chosen one and its rule's confidence is its score.
+#[derive(Debug, Default)]
+struct Proposals {
+    /// (attribute, comparison key, candidate).
+    seen: Vec<(Proposed, String, CandidateRecord)>,
+}
+
+impl Proposals {
+    fn add(&mut self, what: Proposed, value: &str, rule: &Rule, subject: Subject) {
+        let key = comparison_key(value);
+        let label = format!("{} ({})", rule.at.id, subject.name());
+        match self
+            .seen
+            .iter_mut()
+            .find(|(w, k, _)| *w == what && same_value(k, &key))
+        {
+            Some((_, _, c)) => {
+                if c.rules.len() < MAX_CANDIDATE_RULES && !c.rules.contains(&label) {
+                    c.rules.push(label);
+                }
+            }
+            None => {
+                let chosen = !self.seen.iter().any(|(w, _, _)| *w == what);
+                self.seen.push((
+                    what,
+                    key,
+                    CandidateRecord {
+                        attribute: what.name().to_owned(),
+                        value: value.to_owned(),
+                        score: rule.confidence,
+                        rules: vec![label],
+                        chosen,
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Moves the candidates of every attribute the evidence disagreed on into `out`, with one
+    /// sentence per such attribute saying what won and over what.
+    fn explain(self, out: &mut ClassificationRecord) {
+        let mut sentences = Vec::new();
+        for what in [
+            Proposed::DeviceType,
+            Proposed::Manufacturer,
+            Proposed::Model,
+        ] {
+            let of: Vec<&CandidateRecord> = self
+                .seen
+                .iter()
+                .filter(|(w, _, _)| *w == what)
+                .map(|(_, _, c)| c)
+                .collect();
+            let [winner, rest @ ..] = of.as_slice() else {
+                continue;
+            };
+            if rest.is_empty() {
+                continue;
+            }
+            let others: Vec<String> = rest
+                .iter()
+                .map(|c| format!("{} ({:.2})", c.value, c.score))
+                .collect();
+            let why = if rest.iter().any(|c| c.score == winner.score) {
+                "equal confidence; the more specific or earlier rule wins"
+            } else {
+                "the strongest evidence wins"
+            };
+            sentences.push(format!(
+                "{}: {} ({:.2}, {}) over {}: {why}",
+                what.name(),
+                winner.value,
+                winner.score,
+                winner.rules.first().map(String::as_str).unwrap_or_default(),
+                others.join(", ")
+            ));
+            out.candidates.extend(of.into_iter().cloned());
+        }
+        if !sentences.is_empty() {
+            out.explanation = Some(sentences.join("; "));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -612,6 +775,7 @@ mod tests {
             mac: MacAddr::default(),
             oui_vendor: None,
             facts,
+            roles: &[],
         }
     }
 
@@ -672,12 +836,111 @@ mod tests {
     }
 
     #[test]
+    fn disagreeing_evidence_lists_candidates_and_roles_are_a_pseudo_field() {
+        let set = rules(
+            r#"
+[[rule]]
+id = "t.code"
+description = "an observation code naming a monitor"
+confidence = 0.6
+device_type = "patient_monitor"
+manufacturer = "Acmedica"
+match = [{ field = "hl7.device_code", equals = "69965" }]
+
+[[rule]]
+id = "t.gateway"
+description = "reports for several devices"
+confidence = 0.85
+device_type = "monitor_gateway"
+match = [{ field = "role", equals = "device_gateway" }]
+
+[[rule]]
+id = "t.oui"
+description = "MAC vendor"
+confidence = 0.3
+device_type = "medical_device_other"
+manufacturer = "ACMEDICA, Inc."
+match = [{ field = "oui", equals = "ACMEDICA, Inc." }]
+"#,
+        );
+        let facts = [(Field::Hl7DeviceCode, "69965")];
+        let mut inp = input(&facts);
+        inp.oui_vendor = Some("ACMEDICA, Inc.");
+        let c = set.classify(&inp);
+        assert_eq!(c.device_type, "patient_monitor");
+        let types: Vec<(&str, bool)> = c
+            .candidates
+            .iter()
+            .filter(|c| c.attribute == "device_type")
+            .map(|c| (c.value.as_str(), c.chosen))
+            .collect();
+        assert_eq!(
+            types,
+            [("patient_monitor", true), ("medical_device_other", false)]
+        );
+        // "Acmedica" and "ACMEDICA, Inc." are one manufacturer: no manufacturer conflict.
+        assert!(c.candidates.iter().all(|c| c.attribute == "device_type"));
+        let why = c.explanation.unwrap();
+        assert!(
+            why.starts_with("device_type: patient_monitor (0.60, t.code (hl7.device_code)) over medical_device_other (0.30)"),
+            "{why}"
+        );
+
+        inp.roles = &["device_gateway"];
+        let c = set.classify(&inp);
+        assert_eq!(c.device_type, "monitor_gateway");
+        assert_eq!(c.confidence, 0.85);
+        assert_eq!(c.candidates.len(), 3);
+        assert_eq!(c.matches[0].field, "role");
+        assert_eq!(c.matches[0].value, "device_gateway");
+
+        // Agreement: no candidates, no explanation.
+        let c = set.classify(&input(&facts));
+        assert!(c.candidates.is_empty() && c.explanation.is_none());
+    }
+
+    #[test]
+    fn a_mac_vendor_rule_never_outranks_a_protocol_rule() {
+        // The bundled MAC-vendor rules that set a type stay at or below 0.3, under every rule
+        // that reads what a device says or does (none of which sets a type below 0.3 …
+        // except deliberately weak hints, which then lose to the vendor, as they should).
+        let set = RuleSet::bundled().unwrap();
+        for r in &set.rules {
+            let mac = r.conditions.first().is_some_and(|c| {
+                matches!(c.subject, Subject::Oui | Subject::MacPrefix | Subject::Mac)
+            });
+            if mac && r.device_type.is_some() {
+                assert!(r.confidence <= 0.3, "{} {}", r.at.id, r.confidence);
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_role_is_a_load_error() {
+        let err = RuleSet::parse(
+            "t.toml",
+            r#"
+[[rule]]
+id = "t.role"
+description = "x"
+confidence = 0.5
+device_type = "pacs"
+match = [{ field = "role", equals = "dhcp_sever" }]
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown role \"dhcp_sever\""), "{err}");
+    }
+
+    #[test]
     fn every_field_has_a_slot() {
         for (i, f) in Field::ALL.iter().enumerate() {
             assert_eq!(Subject::Fact(*f).slot(), i, "{f}");
             assert_eq!(Subject::parse(f.name()), Some(Subject::Fact(*f)));
         }
-        assert_eq!(Subject::Mac.slot(), SLOTS - 1);
+        assert_eq!(Subject::Role.slot(), SLOTS - 1);
+        assert_eq!(Subject::parse("role"), Some(Subject::Role));
     }
 
     #[test]

@@ -32,6 +32,7 @@ fn classify(set: &RuleSet, mac: Option<&str>, facts: &[(&str, &str)]) -> Classif
         mac: mac.unwrap_or_default(),
         oui_vendor: mac.and_then(|m| OuiRegistry::bundled().lookup(m)),
         facts: &facts,
+        roles: &[],
     };
     let c = set.classify(&input);
     check_matches_name_rules_and_evidence(set, &input, &c);
@@ -937,6 +938,7 @@ mod properties {
                 mac,
                 oui_vendor: OuiRegistry::bundled().lookup(mac),
                 facts: &facts,
+                roles: &[],
             };
             let c = shared().classify(&input);
             check_matches_name_rules_and_evidence(shared(), &input, &c);

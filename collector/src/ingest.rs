@@ -54,6 +54,8 @@ pub const MAX_SERVICES: usize = 256;
 pub const MAX_PEERS: usize = 256;
 /// Rule matches per classification.
 pub const MAX_MATCHES: usize = 64;
+/// Evidence lines per role, and rules per classification candidate.
+pub const MAX_ROLE_EVIDENCE: usize = 16;
 /// Highest valid VLAN id (4095 is reserved).
 pub const MAX_VLAN: u16 = 4094;
 /// Latest valid time, µs since the epoch: 9999-12-31T23:59:59.999999Z. Times are never negative.
@@ -447,7 +449,43 @@ impl Fixer {
             self.cap(list, MAX_SERVICES);
             list.retain_mut(|s| self.service(s));
         }
+        // Roles: only the vocabulary's words, each at most once; bounded evidence.
+        self.cap(&mut d.roles, ward_protocols::roles::ROLES.len());
+        let mut roles_seen = Vec::new();
+        d.roles.retain_mut(|r| {
+            let ok = ward_protocols::roles::ROLES.contains(&r.role.as_str())
+                && !roles_seen.contains(&r.role);
+            self.adj.items_dropped += u64::from(!ok);
+            if ok {
+                roles_seen.push(r.role.clone());
+            }
+            ok
+        });
+        for r in &mut d.roles {
+            self.cap(&mut r.evidence, MAX_ROLE_EVIDENCE);
+            for e in &mut r.evidence {
+                self.text(e, MAX_VALUE_CHARS);
+            }
+        }
         if let Some(c) = &mut d.classification {
+            self.cap(&mut c.candidates, MAX_MATCHES);
+            for k in &mut c.candidates {
+                self.text(&mut k.attribute, MAX_TEXT_CHARS);
+                self.text(&mut k.value, MAX_TEXT_CHARS);
+                self.cap(&mut k.rules, MAX_ROLE_EVIDENCE);
+                for r in &mut k.rules {
+                    self.text(r, MAX_TEXT_CHARS);
+                }
+                if !(0.0..=1.0).contains(&k.score) {
+                    k.score = if k.score.is_nan() {
+                        0.0
+                    } else {
+                        k.score.clamp(0.0, 1.0)
+                    };
+                    self.adj.numbers_clamped += 1;
+                }
+            }
+            self.opt_text(&mut c.explanation, MAX_VALUE_CHARS);
             self.opt_text(&mut c.manufacturer, MAX_TEXT_CHARS);
             self.opt_text(&mut c.model, MAX_TEXT_CHARS);
             self.opt_text(&mut c.software_version, MAX_TEXT_CHARS);

@@ -890,6 +890,7 @@ fn observation(seq: u64, time_us: i64, version: &str) -> Message {
             facts: vec![],
             services_offered: vec![],
             services_used: vec![],
+            roles: vec![],
             classification: Some(ClassificationRecord {
                 manufacturer: Some("ACME".into()),
                 model: Some("Scanner".into()),
@@ -897,6 +898,8 @@ fn observation(seq: u64, time_us: i64, version: &str) -> Message {
                 software_version: Some(version.into()),
                 confidence: 0.9,
                 matches: vec![],
+                candidates: vec![],
+                explanation: None,
             }),
         }],
     })

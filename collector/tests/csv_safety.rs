@@ -160,6 +160,7 @@ fn device(mac: [u8; 6], ip: u8, manufacturer: &str, model: &str, software: &str)
         facts: vec![],
         services_offered: vec![],
         services_used: vec![],
+        roles: vec![],
         classification: Some(ClassificationRecord {
             manufacturer: Some(manufacturer.into()),
             model: Some(model.into()),
@@ -167,6 +168,8 @@ fn device(mac: [u8; 6], ip: u8, manufacturer: &str, model: &str, software: &str)
             software_version: Some(software.into()),
             confidence: 0.9,
             matches: vec![],
+            candidates: vec![],
+            explanation: None,
         }),
     }
 }

@@ -66,6 +66,7 @@ fn line(instance: &str, time: &str, version: &str) -> String {
             facts: vec![],
             services_offered: vec![],
             services_used: vec![],
+            roles: vec![],
             classification: Some(ClassificationRecord {
                 manufacturer: Some("Santesoft".into()),
                 model: Some("Sante DICOM Viewer Pro".into()),
@@ -73,6 +74,8 @@ fn line(instance: &str, time: &str, version: &str) -> String {
                 software_version: Some(version.into()),
                 confidence: 0.9,
                 matches: vec![],
+                candidates: vec![],
+                explanation: None,
             }),
         }],
     };

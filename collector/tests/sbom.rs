@@ -68,6 +68,7 @@ fn line(instance: &str, time: &str, version: &str) -> String {
             facts: vec![],
             services_offered: vec![],
             services_used: vec![],
+            roles: vec![],
             classification: Some(ClassificationRecord {
                 manufacturer: Some("Acme Medical".into()),
                 model: Some("Infusomat Space X".into()),
@@ -75,6 +76,8 @@ fn line(instance: &str, time: &str, version: &str) -> String {
                 software_version: Some(version.into()),
                 confidence: 0.9,
                 matches: vec![],
+                candidates: vec![],
+                explanation: None,
             }),
         }],
     };

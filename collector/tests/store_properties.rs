@@ -75,6 +75,7 @@ fn record(s: &Spec) -> DeviceRecord {
             peer_addresses: vec![std::net::IpAddr::from([10, 0, 0, 200])],
             seen,
         }],
+        roles: vec![],
         classification: Some(ClassificationRecord {
             manufacturer: Some("ACME".into()),
             model: Some("Scanner".into()),
@@ -82,6 +83,8 @@ fn record(s: &Spec) -> DeviceRecord {
             software_version: Some(format!("V{}", s.version)),
             confidence: 0.9,
             matches: vec![],
+            candidates: vec![],
+            explanation: None,
         }),
     }
 }

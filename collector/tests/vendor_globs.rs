@@ -76,6 +76,7 @@ fn device(i: u8, manufacturer: &str) -> DeviceRecord {
         facts: vec![],
         services_offered: vec![],
         services_used: vec![],
+        roles: vec![],
         classification: Some(ClassificationRecord {
             manufacturer: Some(manufacturer.into()),
             model: Some("Evita V500".into()),
@@ -83,6 +84,8 @@ fn device(i: u8, manufacturer: &str) -> DeviceRecord {
             software_version: Some("2.1".into()),
             confidence: 0.9,
             matches: vec![],
+            candidates: vec![],
+            explanation: None,
         }),
     }
 }

@@ -48,6 +48,7 @@ pub mod nbns;
 pub mod poct1a;
 pub mod reassembly;
 pub mod registry;
+pub mod roles;
 pub mod schema;
 pub mod sdc;
 pub mod snmp;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use regex::RegexBuilder;
 use serde::Deserialize;
 use toml::Spanned;
+use ward_protocols::roles::ROLES;
 use ward_protocols::Field;
 
 use super::{
@@ -318,7 +319,7 @@ fn compile_condition(
         let names: Vec<&str> = Field::ALL
             .iter()
             .map(|f| f.name())
-            .chain(["oui", "mac_prefix", "mac"])
+            .chain(["oui", "mac_prefix", "mac", "role"])
             .collect();
         err(
             raw.field.span(),
@@ -365,6 +366,17 @@ fn compile_condition(
     let mut text = pattern.into_inner();
     if text.is_empty() {
         return Err(err(pattern_span, format!("empty `{kind}` pattern")));
+    }
+    // A role is a fixed word: a misspelt one would silently never match.
+    if subject == Subject::Role && kind == "equals" && !ROLES.contains(&text.as_str()) {
+        return Err(err(
+            pattern_span,
+            format!(
+                "unknown role {:?} (expected one of: {})",
+                text,
+                ROLES.join(", ")
+            ),
+        ));
     }
     // MAC pseudo-fields are lowercase and colon-separated; literal patterns are normalised to
     // that form and every test on them ignores case.

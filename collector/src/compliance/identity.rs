@@ -600,6 +600,8 @@ mod tests {
             software_version: Some("VX 2.1".into()),
             confidence: 0.9,
             matches: vec![],
+            candidates: vec![],
+            explanation: None,
         });
         assert_eq!(software_version(&rec), Some(("VX 2.1", 5, 20)));
         // Stated by the classification alone: the record's times.

@@ -166,6 +166,12 @@ pub const DEVICE_TYPES: &[&str] = &[
     // General IT.
     "printer",
     "network_infra",
+    // Kinds of network infrastructure, when the evidence says which (their family is
+    // `network_infra`, see `device_type_family`).
+    "dhcp_server",
+    "router",
+    "switch",
+    "wireless_ap",
     "mobile_device",
     // IP telephones (desk phones, wireless handsets on a voice VLAN).
     "ip_phone",
@@ -173,6 +179,25 @@ pub const DEVICE_TYPES: &[&str] = &[
     "camera",
     "unknown",
 ];
+
+/// The broader type a specific one belongs to — `dhcp_server`, `router`, `switch` and
+/// `wireless_ap` are `network_infra` — and every other type itself. Filters and the collector's
+/// non-medical list match on the family, so a query for `network_infra` finds a switch.
+pub fn device_type_family(device_type: &str) -> &str {
+    match device_type {
+        "dhcp_server" | "router" | "switch" | "wireless_ap" => "network_infra",
+        other => other,
+    }
+}
+
+/// The specific types of a family (`network_infra` → itself and its four kinds), for filters.
+pub fn device_types_in_family(family: &str) -> Vec<&'static str> {
+    DEVICE_TYPES
+        .iter()
+        .copied()
+        .filter(|t| device_type_family(t) == family)
+        .collect()
+}
 
 /// How this device's identity was classified, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,6 +217,29 @@ pub struct ClassificationRecord {
     pub confidence: f32,
     /// The rules that matched, each with the evidence that made it match.
     pub matches: Vec<RuleMatchRecord>,
+    /// When the evidence disagrees — rules propose different device types, manufacturers or
+    /// models — every value proposed for that attribute, the chosen one first, each with its
+    /// score and the rules behind it. Empty when the evidence agrees.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<CandidateRecord>,
+    /// Why the chosen values won, when there were candidates (one sentence per attribute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
+}
+
+/// One value the evidence proposed for an attribute of a classification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateRecord {
+    /// `device_type`, `manufacturer` or `model`.
+    pub attribute: String,
+    /// The value proposed.
+    pub value: String,
+    /// Its score: the confidence of the strongest rule proposing it (0.0–1.0).
+    pub score: f32,
+    /// The rules proposing it, strongest first, as `rule id (field)`.
+    pub rules: Vec<String>,
+    /// Whether this is the value the classification chose.
+    pub chosen: bool,
 }
 
 /// One rule that contributed to a classification.
@@ -235,6 +283,10 @@ pub struct DeviceRecord {
     pub services_offered: Vec<ServiceRecord>,
     /// Services it connected to.
     pub services_used: Vec<ServiceRecord>,
+    /// Behavioural roles (what the device does: answers DHCP, accepts HL7 feeds…), each with
+    /// the observations behind it; the `role` pseudo-field of the rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<crate::roles::RoleRecord>,
     /// Classification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classification: Option<ClassificationRecord>,

@@ -69,6 +69,7 @@ fn device(i: u64, t: i64) -> DeviceRecord {
             peer_addresses: vec![std::net::IpAddr::from([10, 0, 0, 5])],
             seen,
         }],
+        roles: vec![],
         classification: Some(ClassificationRecord {
             manufacturer: Some("WARD TEST MEDICAL".into()),
             model: Some("WardScan 64".into()),
@@ -76,6 +77,8 @@ fn device(i: u64, t: i64) -> DeviceRecord {
             software_version: Some("VA40B".into()),
             confidence: 0.9,
             matches: vec![],
+            candidates: vec![],
+            explanation: None,
         }),
     }
 }

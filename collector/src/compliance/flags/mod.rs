@@ -252,7 +252,9 @@ pub fn carries_patient_data(s: &ServiceView) -> bool {
 pub fn is_medical(d: &DeviceView, cfg: &FlagConfig) -> bool {
     let speaks_clinical = d.services.iter().any(carries_patient_data);
     let t = d.current("device_type").unwrap_or("unknown");
-    speaks_clinical || !cfg.non_medical_types.iter().any(|n| n == t)
+    // A listed family covers its kinds: `network_infra` lists switches and DHCP servers too.
+    let family = ward_protocols::schema::observation::device_type_family(t);
+    speaks_clinical || !cfg.non_medical_types.iter().any(|n| n == t || n == family)
 }
 
 fn internal(cfg: &FlagConfig, ip: &IpAddr) -> bool {

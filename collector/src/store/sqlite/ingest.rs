@@ -291,6 +291,10 @@ impl Ingest<'_> {
                 attrs.push(("model", v.clone(), first, last, seen_count));
             }
         }
+        // Behavioural roles are attributes like facts: history, filters and the device view.
+        for r in &rec.roles {
+            attrs.push(("role", r.role.clone(), first, last, seen_count));
+        }
         for f in &rec.facts {
             attrs.push((
                 f.field.name(),

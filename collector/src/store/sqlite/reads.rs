@@ -321,8 +321,16 @@ pub(super) fn device_page(
         f.and(format!("sites LIKE {p} ESCAPE '\\'"));
     }
     if let Some(t) = &q.device_type {
-        let p = f.text(t.clone());
-        f.and(format!("device_type = {p}"));
+        // A family (`network_infra`) finds its kinds too (`switch`, `dhcp_server`, …).
+        let kinds = ward_protocols::schema::observation::device_types_in_family(t);
+        let mut ps = vec![f.text(t.clone())];
+        ps.extend(
+            kinds
+                .iter()
+                .filter(|k| *k != t)
+                .map(|k| f.text((*k).to_owned())),
+        );
+        f.and(format!("device_type IN ({})", ps.join(", ")));
     }
     if let Some(m) = &q.manufacturer {
         let needle = crate::import::pattern::Substring::new(m);
