@@ -25,6 +25,7 @@ import re
 import struct
 import subprocess
 import sys
+import tomllib
 
 # --------------------------------------------------------------------------
 # Fixture table.  ports: decode-as for tshark; expect: facts the generator
@@ -1831,6 +1832,18 @@ def main():
     except Failure as e:
         print("build_manifest: %s" % e, file=sys.stderr)
         return 1
+    # The devices each capture holds (the truth classification is measured against): every
+    # capture must state them, so a new fixture cannot escape the figures.
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "expected-devices.toml"), "rb") as f:
+        expected = tomllib.load(f)
+    for entry in out["fixtures"]:
+        devices = expected.get(entry["file"])
+        if not devices:
+            print("build_manifest: %s: no devices in expected-devices.toml" % entry["file"],
+                  file=sys.stderr)
+            return 1
+        entry["devices"] = devices
     with open(os.path.join(fixdir, "manifest.json"), "w") as f:
         json.dump(out, f, indent=2, ensure_ascii=False)
         f.write("\n")

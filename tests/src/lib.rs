@@ -71,6 +71,29 @@ pub struct Fixture {
     /// VLAN ids the evidence must carry.
     #[serde(default)]
     pub vlans: Vec<u16>,
+    /// The devices the capture holds, as a clinical engineer names them from the wire (from
+    /// `tests/captures/expected-devices.toml`).
+    #[serde(default)]
+    pub devices: Vec<ExpectedDevice>,
+}
+
+/// One device a capture holds, and what it is: the truth classification is measured against.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExpectedDevice {
+    /// The agent's device key (`mac:…`, `mac:…@vlan`, `ip:…`).
+    pub key: String,
+    /// Device type, or `mixed` for a test-harness host that is several systems at once.
+    #[serde(rename = "type")]
+    pub device_type: String,
+    /// Manufacturer, where the wire names it.
+    #[serde(default)]
+    pub manufacturer: Option<String>,
+    /// Model, where the wire names it.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Why this type, when not obvious.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// `tests/fixtures/manifest.json`.
