@@ -718,6 +718,7 @@ pub fn evaluate(
     inv.advisories = store.advisories()?;
     inv.kev = store.kev()?;
     inv.sboms = store.sboms()?;
+    inv.eox = store.eox_statements()?;
     let links = link::link(&inv, flags::date_of(now_us));
     let flags = flags::evaluate(&inv, &links, cfg, now_us);
     let st = store.apply_evaluation(&links, &flags, now_us)?;

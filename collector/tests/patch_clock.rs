@@ -268,3 +268,78 @@ fn vulnerable_then_overdue_then_patched_on_a_real_advisory() {
         "{csv}"
     );
 }
+
+/// OpenEoX (issue 20 point 5): a shell statement on Santesoft "Sante DICOM Viewer Pro" `<=14.0.4`
+/// (end of security support 2024-06-30, end of life 2024-12-31) raises `end_of_life_product`
+/// on the ingested workstation from the day after the earlier date, with the statement, the
+/// date, the days since and the match in its evidence; a release outside the range does not.
+#[test]
+fn an_openeox_statement_raises_end_of_life_once_its_date_has_passed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let db = dir.join("ward.db");
+    let run1 = dir.join("run1.jsonl");
+    std::fs::write(
+        &run1,
+        line("run-1", "2024-03-01T09:00:00Z", "14.0.3") + "\n",
+    )
+    .unwrap();
+    cli_json(&db, &["ingest", run1.to_str().unwrap()]);
+    let eox = dir.join("santesoft-eox.json");
+    std::fs::write(
+        &eox,
+        r#"{
+  "$schema": "https://docs.oasis-open.org/openeox/tbd/schema/shell.json",
+  "statements": [{
+    "core": {
+      "$schema": "https://docs.oasis-open.org/openeox/v1.0/schema/core.json",
+      "end_of_life": "2024-12-31T23:59:59Z",
+      "end_of_security_support": "2024-06-30T23:59:59Z",
+      "last_updated": "2024-01-10T00:00:00Z"
+    },
+    "vendorName": "Santesoft",
+    "productName": "Sante DICOM Viewer Pro",
+    "productVersion": "<=14.0.4"
+  }]
+}"#,
+    )
+    .unwrap();
+    cli_json(&db, &["eox", "import", eox.to_str().unwrap()]);
+    let eol = |db: &Path| -> Vec<Value> {
+        cli_json(db, &["flags", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "end_of_life_product")
+            .cloned()
+            .collect()
+    };
+    // The last day of security support: not yet.
+    cli_json(&db, &["evaluate", "--now", "2024-06-30T12:00:00Z"]);
+    assert!(eol(&db).is_empty());
+    cli_json(&db, &["evaluate", "--now", "2024-07-10T12:00:00Z"]);
+    let f = eol(&db);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(
+        f[0]["detail"],
+        "eox:santesoft/sante dicom viewer pro/<=14.0.4"
+    );
+    let ev = &f[0]["evidence"];
+    assert_eq!(ev["passed"]["date"], "end_of_security_support");
+    assert_eq!(ev["passed"]["day"], "2024-06-30");
+    assert_eq!(ev["passed"]["days_since"], 10);
+    assert_eq!(ev["eox"]["source"], eox.to_str().unwrap());
+    assert_eq!(ev["match"]["device_version"], "14.0.3");
+    assert_eq!(ev["match"]["vendor_match"]["how"], "folded");
+    assert_eq!(ev["match"]["model_match"]["how"], "product_name");
+    // A release the statement does not cover: resolved.
+    let run2 = dir.join("run2.jsonl");
+    std::fs::write(
+        &run2,
+        line("run-2", "2024-07-15T08:00:00Z", "15.0.0") + "\n",
+    )
+    .unwrap();
+    cli_json(&db, &["ingest", run2.to_str().unwrap()]);
+    cli_json(&db, &["evaluate", "--now", "2024-07-16T12:00:00Z"]);
+    assert!(eol(&db).is_empty());
+}

@@ -21,6 +21,7 @@ use ward_protocols::MacAddr;
 
 pub use crate::compliance::flags::{FlagKind, Severity};
 use crate::import::advisories::Advisory;
+use crate::import::eox::EoxStatement;
 use crate::import::kev::KevCatalog;
 pub use crate::import::model::Transport;
 use crate::import::model::{Asset, Contract};
@@ -326,6 +327,28 @@ pub struct DeviceView {
     pub attributes: BTreeMap<String, Vec<AttributeValue>>,
     /// Services.
     pub services: Vec<ServiceView>,
+    /// The software-version timeline: every episode (a version seen with no other version
+    /// seen in between), by first seen. A rollback to an earlier version is an episode of its
+    /// own, unlike in `attributes`, which keeps one row per value.
+    pub software_versions: Vec<VersionEpisode>,
+}
+
+/// One stretch of time a device ran one software version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionEpisode {
+    /// The version.
+    pub value: String,
+    /// First seen in this episode, µs.
+    pub first_us: i64,
+    /// Last seen in this episode, µs.
+    pub last_us: i64,
+    /// The site of the agent that last reported it.
+    pub site: String,
+    /// That agent.
+    pub agent_id: String,
+    /// The evidence fields that carried the version (allow-list names, e.g. a DICOM or HL7
+    /// software-version field); empty when the classification rules inferred it.
+    pub fields: Vec<String>,
 }
 
 impl DeviceView {
@@ -361,6 +384,8 @@ pub struct Inventory {
     /// SBOMs of product releases ([`Store::sboms`]), added the same way: advisories that name
     /// components by PURL or CPE reach devices through them.
     pub sboms: Vec<Sbom>,
+    /// OpenEoX end-of-life statements ([`Store::eox_statements`]), added the same way.
+    pub eox: Vec<EoxStatement>,
 }
 
 /// What a link joins.
@@ -778,6 +803,29 @@ pub trait Store: Send {
     fn import_sbom(&mut self, sbom: &Sbom, now_us: i64) -> Result<SbomImportStats, StoreError>;
     /// Every stored SBOM, whole, by key.
     fn sboms(&self) -> Result<Vec<Sbom>, StoreError>;
+    /// Stores OpenEoX statements by key ([`EoxStatement::key`]): a new key is inserted, a later
+    /// `last_updated` replaces the stored statement, the same one is left as it is. An earlier
+    /// one is refused, and then nothing of the call is stored (`refused` says why).
+    fn import_eox(
+        &mut self,
+        statements: &[EoxStatement],
+        now_us: i64,
+    ) -> Result<EoxImportStats, StoreError>;
+    /// Every stored OpenEoX statement, by key.
+    fn eox_statements(&self) -> Result<Vec<EoxStatement>, StoreError>;
+}
+
+/// What an OpenEoX import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EoxImportStats {
+    /// Statements not stored before.
+    pub inserted: u64,
+    /// Stored statements replaced by ones updated later.
+    pub replaced: u64,
+    /// Statements already stored with the same `last_updated`.
+    pub unchanged: u64,
+    /// Statements older than the stored ones: when not empty, nothing was stored.
+    pub refused: Vec<String>,
 }
 
 /// What an SBOM import did.

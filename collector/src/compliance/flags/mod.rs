@@ -13,6 +13,7 @@
 //! | contract | [`contract::contract_flags`] | a contract and the devices linked to it |
 //! | asset | [`asset::asset_flags`] | a row of the asset register |
 //! | advisory | [`advisory::advisory_flags`] | a device against each imported security advisory (CSAF), the KEV catalog and the covering contract's `patch_sla_days` |
+//! | advisory | [`eox::eox_flags`] | a device against each imported OpenEoX end-of-life statement |
 //!
 //! What a contract means — when it covers, the end-of-support boundaries, who counts as a
 //! medical device — is written in `docs/contracts.md` ("How ward evaluates a contract") and
@@ -37,6 +38,7 @@ pub mod advisory;
 pub mod asset;
 pub mod contract;
 pub mod device;
+pub mod eox;
 pub mod kind;
 pub mod remote_names;
 pub mod service;
@@ -365,6 +367,7 @@ pub fn evaluate(
             &mut advisory_cache,
             &mut out,
         );
+        eox::eox_flags(&facts, &inv.eox, cfg, at, &mut out);
     }
     for a in &inv.assets {
         let last = asset_last_seen.get(a.tag.as_str()).copied();
@@ -391,6 +394,7 @@ mod tests {
         v.extend(contract::cases());
         v.extend(asset::cases());
         v.extend(advisory::tests::cases());
+        v.extend(eox::tests::cases());
         v
     }
 

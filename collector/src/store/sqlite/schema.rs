@@ -165,6 +165,28 @@ CREATE TABLE sbom_components (
     PRIMARY KEY (sbom_key, ordinal)
 );
 "#,
+    // OpenEoX end-of-life statements, keyed by vendor/product/version (folded), and the
+    // software-version timeline: one row per episode (a version seen without another version
+    // seen in between), so a rollback to a version seen before is a row of its own, which the
+    // per-value `attributes` row cannot show (issue 20). Existing histories start with one
+    // episode per value.
+    r#"
+CREATE TABLE eox_statements (
+    key TEXT PRIMARY KEY, vendor TEXT NOT NULL, product TEXT NOT NULL, version TEXT,
+    end_of_life TEXT NOT NULL, end_of_security_support TEXT NOT NULL, end_of_sales TEXT,
+    general_availability TEXT, last_updated TEXT NOT NULL, source TEXT NOT NULL,
+    imported_us INTEGER NOT NULL
+);
+CREATE TABLE version_episodes (
+    device_id INTEGER NOT NULL, value TEXT NOT NULL, first_us INTEGER NOT NULL,
+    last_us INTEGER NOT NULL, site TEXT NOT NULL, agent_id TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    PRIMARY KEY (device_id, first_us, value)
+);
+INSERT INTO version_episodes (device_id, value, first_us, last_us, site, agent_id, fields)
+    SELECT device_id, value, first_us, last_us, site, agent_id, '' FROM attributes
+    WHERE name = 'software_version';
+"#,
 ];
 
 /// The schema version stored in the file.
