@@ -222,6 +222,38 @@ fn vulnerable_then_overdue_then_patched_on_a_real_advisory() {
         Some("resolved"),
         "{f:#?}"
     );
+    // Each resolved flag says why: patched to 14.0.4, first seen 2024-04-20 08:00, 53 days
+    // after the fix of 2024-02-27, past the 30-day SLA (due 2024-03-28).
+    let all = cli_json(&db, &["flags", "--all", "--json"]);
+    for kind in ["vulnerable_software", "patch_overdue"] {
+        let noted: Vec<&Value> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == kind && f["status"] == "resolved")
+            .filter(|f| !f["evidence"]["resolution"].is_null())
+            .collect();
+        assert_eq!(noted.len(), 1, "{kind}: {all:#}");
+        let r = &noted[0]["evidence"]["resolution"];
+        assert_eq!(r["software_version"], "14.0.4");
+        assert_eq!(r["previous_version"], "14.0.3");
+        assert_eq!(r["version_first_seen"], "2024-04-20T08:00:00Z");
+        assert_eq!(r["patched_on"], "2024-04-20");
+        assert_eq!(r["fix_available_since"], "2024-02-27");
+        assert_eq!(r["fixed_version"], "14.0.4");
+        assert_eq!(r["days_after_fix"], 53);
+        assert_eq!(r["patch_sla_days"], 30);
+        assert_eq!(r["within_sla"], false);
+        assert!(
+            noted[0]["summary"].as_str().unwrap().ends_with(
+                "; resolved: patched to 14.0.4 at 2024-04-20, 53 days after the fix (2024-02-27), past the patch SLA"
+            ),
+            "{}",
+            noted[0]["summary"]
+        );
+    }
+    let table = cli(&db, &["flags", "--all"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("53 days after the fix (2024-02-27)"));
 
     // The report: patched 53 days after the fix (2024-02-27 → 2024-04-20), past the SLA.
     let report = cli_json(&db, &["report", "patch-sla", "--format", "json"]);

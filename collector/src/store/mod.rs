@@ -442,6 +442,24 @@ pub struct FlagInstance {
     pub evidence: serde_json::Value,
 }
 
+/// What an evaluation knows about why a condition stopped holding, for the flag it resolves:
+/// e.g. "patched at T, N days after the fix" when the wire shows a device on a version an
+/// advisory no longer names. Applied only if that evaluation resolves an open flag of the same
+/// kind, subject and detail; otherwise it says nothing (the condition was not open).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResolutionNote {
+    /// The kind of the flag it resolves.
+    pub kind: FlagKind,
+    /// Its subject.
+    pub subject: String,
+    /// Its detail.
+    pub detail: String,
+    /// Appended to the resolved flag's summary.
+    pub summary: String,
+    /// Stored as the resolved flag's `evidence.resolution`.
+    pub evidence: serde_json::Value,
+}
+
 /// A stored flag. Kind and severity stay the stored text: a database may hold kinds this
 /// version does not evaluate (written by a newer collector, or a kind since retired), and they
 /// must still list and resolve. [`FlagKind`]'s `FromStr` reads a stored kind when it matters.
@@ -729,11 +747,13 @@ pub trait Store: Send {
     /// Reads what linking and flag evaluation need.
     fn inventory(&self) -> Result<Inventory, StoreError>;
     /// Replaces the links with `links` and reconciles flags: conditions in `flags` open (or stay
-    /// open), open flags not in `flags` are resolved at `now_us`.
+    /// open), open flags not in `flags` are resolved at `now_us`, each with the note of
+    /// `notes` that names it, if any (its summary appended, its evidence under `resolution`).
     fn apply_evaluation(
         &mut self,
         links: &[Link],
         flags: &[FlagInstance],
+        notes: &[ResolutionNote],
         now_us: i64,
     ) -> Result<Applied, StoreError>;
     /// Flags, newest first; `open_only` filters.

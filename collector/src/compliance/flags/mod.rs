@@ -60,7 +60,9 @@ pub use kind::{FlagKind, Scope, Severity, UnknownFlagKind, KINDS};
 use crate::compliance::link::{self, manufacturer_model};
 use crate::compliance::vendors::VendorAliases;
 use crate::import::model::Contract;
-use crate::store::{DeviceView, FlagInstance, Inventory, Link, LinkKind, ServiceView};
+use crate::store::{
+    DeviceView, FlagInstance, Inventory, Link, LinkKind, ResolutionNote, ServiceView,
+};
 
 /// Evaluation settings (`[flags]` in the collector's configuration).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -315,6 +317,18 @@ pub fn evaluate(
     cfg: &FlagConfig,
     now_us: i64,
 ) -> Vec<FlagInstance> {
+    evaluate_with_notes(inv, links, cfg, now_us).0
+}
+
+/// [`evaluate`], with what it knows of why conditions stopped holding (a device seen on a
+/// version an advisory no longer names: "patched at T, N days after the fix"), for the store
+/// to keep with the flags that resolve.
+pub fn evaluate_with_notes(
+    inv: &Inventory,
+    links: &[Link],
+    cfg: &FlagConfig,
+    now_us: i64,
+) -> (Vec<FlagInstance>, Vec<ResolutionNote>) {
     let at = At::new(now_us);
     let contracts: HashMap<&str, &Contract> =
         inv.contracts.iter().map(|c| (c.id.as_str(), c)).collect();
@@ -326,6 +340,7 @@ pub fn evaluate(
     let lapsed: HashMap<i64, &Link> = lapsed_links.iter().map(|l| (l.device_id, l)).collect();
 
     let mut out = Vec::new();
+    let mut notes = Vec::new();
     let mut per_contract: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut asset_last_seen: HashMap<&str, i64> = HashMap::new();
     let mut advisory_cache = advisory::Cache::default();
@@ -366,6 +381,7 @@ pub fn evaluate(
             at,
             &mut advisory_cache,
             &mut out,
+            &mut notes,
         );
         eox::eox_flags(&facts, &inv.eox, cfg, at, &mut out);
     }
@@ -380,7 +396,7 @@ pub fn evaluate(
             .unwrap_or(&[]);
         contract::contract_flags(c, devs, &mut out);
     }
-    out
+    (out, notes)
 }
 
 #[cfg(test)]

@@ -226,9 +226,10 @@ impl Store for SqliteStore {
         &mut self,
         links: &[Link],
         flags: &[FlagInstance],
+        notes: &[crate::store::ResolutionNote],
         now_us: i64,
     ) -> Result<Applied, StoreError> {
-        evaluation::apply(&mut self.conn, links, flags, now_us)
+        evaluation::apply(&mut self.conn, links, flags, notes, now_us)
     }
 
     fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError> {
