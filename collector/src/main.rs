@@ -108,6 +108,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// One device: its software-version timeline (`device versions ID`).
+    Device {
+        #[command(subcommand)]
+        cmd: DeviceCmd,
+    },
     /// Print flags (open ones unless --all).
     Flags {
         /// Include resolved flags.
@@ -282,6 +287,21 @@ enum KevCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum DeviceCmd {
+    /// Every software-version change of a device, oldest first (a rollback is an entry of its
+    /// own): first and last seen, the agent and evidence fields that reported it, upgrade or
+    /// rollback by the version order, and which one is current. The API's
+    /// /api/v1/devices/{id}/versions.
+    Versions {
+        /// The device id (`devices` lists them).
+        id: i64,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum EoxCmd {
     /// Import OpenEoX JSON files (or directories of *.json): shell documents (the TC's draft
     /// shell schema: statements, each a core document with vendorName, productName and
@@ -446,6 +466,11 @@ fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
             print(&import_and_evaluate(&mut open(&cfg)?, &[], &cfg.flags, now)?.evaluation)
         }
         Cmd::Devices { json } => report::inventory(&open(&cfg)?, Format::json_if(json), out),
+        Cmd::Device { cmd } => match cmd {
+            DeviceCmd::Versions { id, json } => {
+                report::device_versions(&open(&cfg)?, id, Format::json_if(json), out)
+            }
+        },
         Cmd::Flags { all, json } => {
             report::stored_flags(&open(&cfg)?, !all, Format::json_if(json), out)
         }

@@ -369,6 +369,35 @@ pub fn current_version_since(d: &DeviceView) -> Option<i64> {
     })
 }
 
+/// A rollback: the device's current version episode follows an episode of a newer version (by
+/// the version order). The advisory flags it re-opens say so, since a version that was patched
+/// and came back is a different conversation with the vendor than one never patched.
+pub fn rollback(d: &DeviceView) -> Option<serde_json::Value> {
+    let current = d.current("software_version")?;
+    let i = d
+        .software_versions
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.value == current)
+        .max_by_key(|(_, e)| (e.last_us, e.first_us))
+        .map(|(i, _)| i)?;
+    let now = d.software_versions.get(i)?;
+    let before = d.software_versions.get(i.checked_sub(1)?)?;
+    if crate::compliance::version::compare(&before.value, &now.value)
+        != Some(std::cmp::Ordering::Greater)
+    {
+        return None;
+    }
+    Some(json!({
+        "from_version": before.value,
+        "from_version_last_seen": time_of(before.last_us),
+        "to_version": now.value,
+        "rolled_back_at": time_of(now.first_us),
+        "rolled_back_on": super::date_of(now.first_us).to_string(),
+        "agent_id": now.agent_id,
+    }))
+}
+
 /// Fills `cache` for the device's manufacturer and model at `version`.
 fn assess_into<'a>(
     cache: &mut Cache<'a>,
@@ -550,6 +579,8 @@ pub fn advisory_flags<'a>(
     let Some(assessed) = cache.get(&key) else {
         return;
     };
+    let rolled_back = rollback(d.device);
+    let start = out.len();
     for a in assessed.iter() {
         let advisory = a.advisory;
         let adv = json!({
@@ -642,6 +673,9 @@ pub fn advisory_flags<'a>(
             "patch_clock": clock,
             "affected_version_last_seen": version_last_seen,
         });
+        if let Some(rb) = &rolled_back {
+            base["rollback"] = rb.clone();
+        }
         let mut v = flag(
             FlagKind::VulnerableSoftware,
             d.subject.clone(),
@@ -766,6 +800,18 @@ pub fn advisory_flags<'a>(
                         base,
                     ));
                 }
+            }
+        }
+    }
+    if let Some(rb) = &rolled_back {
+        let (from, on) = (
+            rb["from_version"].as_str().unwrap_or_default(),
+            rb["rolled_back_on"].as_str().unwrap_or_default(),
+        );
+        for f in out.iter_mut().skip(start) {
+            if PATCHED_KINDS.contains(&f.kind) {
+                f.summary
+                    .push_str(&format!(" (rolled back from {from} on {on})"));
             }
         }
     }
