@@ -472,7 +472,7 @@ fn patch_notes<'a>(
         )
         .filter(|(v, _)| *v != version)
         .collect();
-    earlier.sort_by(|a, b| b.1.cmp(&a.1));
+    earlier.sort_by_key(|e| std::cmp::Reverse(e.1));
     let mut seen = std::collections::HashSet::new();
     earlier.retain(|(v, _)| seen.insert(*v));
     let keys: Vec<(String, _)> = earlier

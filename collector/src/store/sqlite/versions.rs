@@ -10,10 +10,11 @@ use crate::store::{StoreError, VersionEpisode};
 
 /// Records that `dev` ran `value` from `first` to `last`, reported by `agent` at `site`
 /// through `fields`. The sighting extends the episode it falls in or right after (the latest
-/// one starting at or before it) when that is the same version; else an episode of the same
-/// version that starts within it moves back to its start; else it starts an episode of its
-/// own. Agents report in time order, so this is the one write per version change; a late,
-/// out-of-order message lands in the right place as far as the rows say.
+/// one starting at or before it) when that is the same version; else, when the next episode is
+/// the same version (nothing else was seen between them), that one moves back to its start;
+/// else it starts an episode of its own. Agents report in time order, so this is one write
+/// per sighting and one row per version change; a late, out-of-order message lands in the
+/// right place as far as the rows say.
 #[allow(clippy::too_many_arguments)] // the columns of one row
 pub(super) fn record(
     conn: &Connection,
@@ -50,7 +51,7 @@ pub(super) fn record(
         return Ok(());
     }
     let next = episodes.iter().find(|e| e.first_us > first);
-    if let Some(n) = next.filter(|n| n.value == value && n.first_us <= last) {
+    if let Some(n) = next.filter(|n| n.value == value) {
         exec(
             conn,
             "moving version episode back",
@@ -112,4 +113,55 @@ pub(super) fn read(
         m.entry(id).or_default().push(e);
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    fn timeline(s: &SqliteStore) -> Vec<(String, i64, i64)> {
+        read(&s.conn, Some(1))
+            .unwrap()
+            .remove(&1)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.value, e.first_us, e.last_us))
+            .collect()
+    }
+
+    #[test]
+    fn episodes_follow_changes_rollbacks_and_late_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("w.db")).unwrap();
+        let put = |v: &str, f: i64, l: i64| {
+            record(&s.conn, 1, v, f, l, "main", "a1", &["x.software_version"]).unwrap()
+        };
+        put("1.0", 0, 10);
+        put("1.0", 20, 30);
+        put("1.1", 40, 50);
+        put("1.0", 60, 70);
+        let v = |a: &str, f: i64, l: i64| (a.to_owned(), f, l);
+        assert_eq!(
+            timeline(&s),
+            [v("1.0", 0, 30), v("1.1", 40, 50), v("1.0", 60, 70)]
+        );
+        // A late message inside an episode extends nothing new; one before the first episode
+        // of the same version moves it back; one of another version before everything is an
+        // episode of its own.
+        put("1.1", 45, 48);
+        put("1.0", -10, -5);
+        put("0.9", -30, -20);
+        assert_eq!(
+            timeline(&s),
+            [
+                v("0.9", -30, -20),
+                v("1.0", -10, 30),
+                v("1.1", 40, 50),
+                v("1.0", 60, 70)
+            ]
+        );
+        let fields = &read(&s.conn, Some(1)).unwrap()[&1][1].fields;
+        assert_eq!(fields, &["x.software_version".to_owned()]);
+    }
 }
