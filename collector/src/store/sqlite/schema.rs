@@ -236,4 +236,37 @@ mod tests {
         let e = SqliteStore::open(&p).unwrap_err();
         assert!(e.to_string().contains("newer"), "{e}");
     }
+
+    /// A database from before the version timeline starts it with one episode per stored
+    /// software version (the per-value history is all it had): the migration's backfill, run
+    /// over rows written before it (found by content, so the test holds wherever the migration
+    /// ends up in the list).
+    #[test]
+    fn the_timeline_migration_starts_from_the_stored_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("w.db")).unwrap();
+        let m = MIGRATIONS
+            .iter()
+            .find(|m| m.contains("CREATE TABLE version_episodes"))
+            .unwrap();
+        let backfill = &m[m.find("INSERT INTO version_episodes").unwrap()..];
+        s.conn
+            .execute_batch(
+                "INSERT INTO devices (id, first_us, last_us) VALUES (1, 10, 40);
+                 INSERT INTO attributes VALUES (1, 'software_version', '1.0', 10, 20, 2, 'main', 'a1');
+                 INSERT INTO attributes VALUES (1, 'software_version', '1.1', 30, 40, 1, 'main', 'a1');
+                 INSERT INTO attributes VALUES (1, 'model', 'X', 10, 40, 3, 'main', 'a1');",
+            )
+            .unwrap();
+        s.conn.execute_batch(backfill).unwrap();
+        let v = crate::store::Store::device(&s, 1)
+            .unwrap()
+            .unwrap()
+            .software_versions;
+        let got: Vec<(&str, i64, i64)> = v
+            .iter()
+            .map(|e| (e.value.as_str(), e.first_us, e.last_us))
+            .collect();
+        assert_eq!(got, [("1.0", 10, 20), ("1.1", 30, 40)]);
+    }
 }
