@@ -656,6 +656,19 @@ fn the_configured_alias_file_extends_the_bundled_table() {
 fn openeox_statements_import_with_their_revisions() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ward.db");
+    // A good file beside a malformed one: nothing of either is stored.
+    let out = cli(
+        &db,
+        &[
+            "eox",
+            "import",
+            data("good-eox.json").to_str().unwrap(),
+            data("bad-eox-date.json").to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad-eox-date.json:7:"));
+    assert_eq!(cli_json(&db, &["eox", "list"]), serde_json::json!([]));
     let example = public().join("openeox-example.json");
     let example = example.to_str().unwrap();
     let out = cli(&db, &["eox", "import", example]);
