@@ -1,5 +1,5 @@
 //! What the one-shot commands do (`ingest`, `contracts import`, `assets import`,
-//! `advisories import`, `kev import`, `sbom import`, `evaluate`, `token create`), so the binary only parses
+//! `advisories import`, `kev import`, `sbom import`, `eox import`, `evaluate`, `token create`), so the binary only parses
 //! arguments and dispatches, and the demo runs the same sequence as the commands.
 //!
 //! Every command that changes what the evaluation reads goes through [`import_and_evaluate`]:
@@ -21,13 +21,14 @@ use crate::config::Config;
 use crate::import::advisories::{self, Advisory};
 use crate::import::assets::{self, ColumnMap};
 use crate::import::contracts;
+use crate::import::eox::{self, EoxStatement};
 use crate::import::kev::{self, KevCatalog};
 use crate::import::model::Contract;
 use crate::import::sbom::{self, Sbom};
 use crate::ingest;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    AdvisoryImportStats, Applied, ImportStats, IngestStats, SbomImportStats, Store,
+    AdvisoryImportStats, Applied, EoxImportStats, ImportStats, IngestStats, SbomImportStats, Store,
 };
 
 /// Opens the configured database.
@@ -86,6 +87,13 @@ pub enum Import {
         /// What it holds.
         sbom: Box<Sbom>,
     },
+    /// OpenEoX end-of-life statements, revisions ordered by `last_updated`.
+    Eox {
+        /// The files and directories given.
+        paths: Vec<PathBuf>,
+        /// What they hold.
+        statements: Vec<EoxStatement>,
+    },
 }
 
 impl Import {
@@ -135,6 +143,13 @@ impl Import {
     pub fn sbom(file: PathBuf, binding: &sbom::Binding) -> anyhow::Result<Import> {
         let sbom = Box::new(sbom::load(&file, binding)?);
         Ok(Import::Sbom { file, sbom })
+    }
+
+    /// Reads and checks OpenEoX files (core documents are bound to the product `binding`
+    /// names), all of them before anything is stored.
+    pub fn eox(paths: Vec<PathBuf>, binding: &eox::Binding) -> anyhow::Result<Import> {
+        let statements = eox::load(&paths, binding)?;
+        Ok(Import::Eox { paths, statements })
     }
 
     fn store(&self, store: &mut dyn Store, now_us: i64) -> anyhow::Result<Imported> {
@@ -207,6 +222,19 @@ impl Import {
                 tracing::info!(file = %file.display(), key = %sbom.key(), contract = %sbom.contract_id, model = %sbom.product_model, components = st.components, "SBOM imported");
                 Imported::Sbom { sbom: st }
             }
+            Import::Eox { statements, .. } => {
+                let st = store.import_eox(statements, now_us)?;
+                if !st.refused.is_empty() {
+                    anyhow::bail!("nothing imported:\n{}", st.refused.join("\n"));
+                }
+                tracing::info!(
+                    inserted = st.inserted,
+                    replaced = st.replaced,
+                    unchanged = st.unchanged,
+                    "OpenEoX statements imported"
+                );
+                Imported::Eox { eox: st }
+            }
         })
     }
 }
@@ -242,6 +270,15 @@ impl fmt::Display for Import {
                 sbom.contract_id,
                 sbom.components.len()
             ),
+            Import::Eox { statements, .. } => {
+                let keys: Vec<String> = statements.iter().map(EoxStatement::key).collect();
+                write!(
+                    f,
+                    "{} OpenEoX statements ({})",
+                    statements.len(),
+                    keys.join(", ")
+                )
+            }
         }
     }
 }
@@ -283,6 +320,11 @@ pub enum Imported {
     Sbom {
         /// Inserted or replaced, and its components.
         sbom: SbomImportStats,
+    },
+    /// OpenEoX statements.
+    Eox {
+        /// Inserted, replaced, unchanged.
+        eox: EoxImportStats,
     },
 }
 

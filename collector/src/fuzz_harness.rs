@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 
 use crate::compliance::{fixes, version};
-use crate::import::{advisories, assets, contracts, kev, pattern, sbom};
+use crate::import::{advisories, assets, contracts, eox, kev, pattern, sbom};
 use crate::ingest;
 
 /// Longest input a harness looks at: the parsers are linear, so longer inputs add time per
@@ -87,6 +87,37 @@ pub fn advisory(data: &[u8]) {
 pub fn kev(data: &[u8]) {
     if let Some(t) = text(data) {
         let _ = kev::parse(t, "fuzz.json");
+    }
+}
+
+/// An OpenEoX document (JSON): the first byte picks whether the import names a product (odd:
+/// `--vendor ACME --product "Scan 1" --version <2.0`, as a core document needs; even: none, as a
+/// shell document needs), the rest is the document. Each statement's version is also matched
+/// against a device version, as the evaluation does.
+pub fn eox(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let binding = if sel % 2 == 1 {
+        eox::Binding {
+            vendor: Some("ACME".into()),
+            product: Some("Scan 1".into()),
+            version: Some("<2.0".into()),
+        }
+    } else {
+        eox::Binding::default()
+    };
+    let Some(t) = text(rest) else {
+        return;
+    };
+    if let Ok(statements) = eox::parse(t, "fuzz.json", &binding) {
+        for s in &statements {
+            let _ = s.key();
+            if let Some(v) = &s.version {
+                let _ = version::membership("1.0", v, false);
+                let _ = version::membership("1.0", v, true);
+            }
+        }
     }
 }
 

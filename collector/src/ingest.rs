@@ -756,9 +756,10 @@ pub fn evaluate(
     inv.advisories = store.advisories()?;
     inv.kev = store.kev()?;
     inv.sboms = store.sboms()?;
+    inv.eox = store.eox_statements()?;
     let links = link::link(&inv, flags::date_of(now_us));
-    let flags = flags::evaluate(&inv, &links, cfg, now_us);
-    let st = store.apply_evaluation(&links, &flags, now_us)?;
+    let (flags, notes) = flags::evaluate_with_notes(&inv, &links, cfg, now_us);
+    let st = store.apply_evaluation(&links, &flags, &notes, now_us)?;
     store.write_summaries(&crate::compliance::summary::summaries(
         &inv, &links, &flags, cfg,
     ))?;

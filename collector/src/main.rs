@@ -89,6 +89,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: KevCmd,
     },
+    /// OpenEoX end-of-life statements (when a vendor stops supporting and patching a
+    /// product): import, list. A device matched to a statement's product raises
+    /// end_of_life_product once its end of security support or end of life has passed.
+    Eox {
+        #[command(subcommand)]
+        cmd: EoxCmd,
+    },
     /// Re-link devices and re-evaluate every flag now (serve also does this on a schedule).
     Evaluate {
         /// Evaluate as of this time (RFC 3339 or YYYY-MM-DD) instead of now: for audits and tests.
@@ -100,6 +107,11 @@ enum Cmd {
         /// JSON output.
         #[arg(long)]
         json: bool,
+    },
+    /// One device: its software-version timeline (`device versions ID`).
+    Device {
+        #[command(subcommand)]
+        cmd: DeviceCmd,
     },
     /// Print flags (open ones unless --all).
     Flags {
@@ -274,6 +286,53 @@ enum KevCmd {
     List,
 }
 
+#[derive(Debug, Subcommand)]
+enum DeviceCmd {
+    /// Every software-version change of a device, oldest first (a rollback is an entry of its
+    /// own): first and last seen, the agent and evidence fields that reported it, upgrade or
+    /// rollback by the version order, and which one is current. The API's
+    /// /api/v1/devices/{id}/versions.
+    Versions {
+        /// The device id (`devices` lists them).
+        id: i64,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EoxCmd {
+    /// Import OpenEoX JSON files (or directories of *.json): shell documents (the TC's draft
+    /// shell schema: statements, each a core document with vendorName, productName and
+    /// productVersion), or a bare OpenEoX Core 1.0 document (the dates only) with --vendor and
+    /// --product (and --version) saying which product it is about. The core is checked as its
+    /// closed schema says (unknown keys, dates that are neither RFC 3339 nor "tba" refused).
+    /// A statement is keyed by vendor, product and version: a later last_updated replaces the
+    /// stored one, the same changes nothing, an earlier one is refused. All or nothing, errors
+    /// as file:line:column. productVersion is an exact version, or a range such as "<2.0" or
+    /// "vers:generic/>=1.0|<2.0".
+    Import {
+        /// OpenEoX JSON files or directories.
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<PathBuf>,
+        /// For core documents: the vendor (matched through the vendor alias table).
+        #[arg(long, value_name = "VENDOR")]
+        vendor: Option<String>,
+        /// For core documents: the product (matched to device models like an advisory's).
+        #[arg(long, value_name = "PRODUCT")]
+        product: Option<String>,
+        /// For core documents: the version or range (default: every version).
+        #[arg(long, value_name = "V")]
+        version: Option<String>,
+        /// Validate only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List stored statements (JSON).
+    List,
+}
+
 fn main() -> std::process::ExitCode {
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -385,11 +444,33 @@ fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
             KevCmd::Import { file, dry_run } => import(&cfg, Import::kev(file)?, dry_run),
             KevCmd::List => print(&open(&cfg)?.kev()?),
         },
+        Cmd::Eox { cmd } => match cmd {
+            EoxCmd::Import {
+                paths,
+                vendor,
+                product,
+                version,
+                dry_run,
+            } => {
+                let binding = ward_collector::import::eox::Binding {
+                    vendor,
+                    product,
+                    version,
+                };
+                import(&cfg, Import::eox(paths, &binding)?, dry_run)
+            }
+            EoxCmd::List => print(&open(&cfg)?.eox_statements()?),
+        },
         Cmd::Evaluate { now } => {
             let now = now.unwrap_or_else(now_us);
             print(&import_and_evaluate(&mut open(&cfg)?, &[], &cfg.flags, now)?.evaluation)
         }
         Cmd::Devices { json } => report::inventory(&open(&cfg)?, Format::json_if(json), out),
+        Cmd::Device { cmd } => match cmd {
+            DeviceCmd::Versions { id, json } => {
+                report::device_versions(&open(&cfg)?, id, Format::json_if(json), out)
+            }
+        },
         Cmd::Flags { all, json } => {
             report::stored_flags(&open(&cfg)?, !all, Format::json_if(json), out)
         }

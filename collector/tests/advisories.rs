@@ -1,4 +1,5 @@
-//! Security advisories (CSAF 2.0) and the CISA KEV catalog (issue 20): every real CISA medical
+//! Security advisories (CSAF 2.0), the CISA KEV catalog and OpenEoX end-of-life statements
+//! (issue 20): every real CISA medical
 //! advisory in `../shared/advisories/public/` imports with the counts read from the files
 //! themselves, revisions replace forward and are refused backward, and every malformed file in
 //! `tests/data/advisories/` is refused whole, with file:line, leaving the database as it was.
@@ -414,12 +415,22 @@ const MALFORMED: &[(&str, &str, u32)] = &[
     ("kev", "bad-kev-empty.json", 6),
     ("kev", "bad-kev-missing-catalog-version.json", 35),
     ("kev", "bad-kev-missing-due-date.json", 33),
+    ("eox", "bad-eox-core-schema.json", 6),
+    ("eox", "bad-eox-date.json", 7),
+    ("eox", "bad-eox-document-schema.json", 2),
+    ("eox", "bad-eox-duplicate.json", 18),
+    ("eox", "bad-eox-empty-product.json", 25),
+    // serde_json places this one at the close of the core object whose last value is wrong.
+    ("eox", "bad-eox-last-updated-tba.json", 23),
+    ("eox", "bad-eox-truncated.json", 24),
+    ("eox", "bad-eox-unknown-field.json", 10),
 ];
 
-fn snapshot(db: &Path) -> (serde_json::Value, serde_json::Value) {
+fn snapshot(db: &Path) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
     (
         cli_json(db, &["advisories", "list"]),
         cli_json(db, &["kev", "list"]),
+        cli_json(db, &["eox", "list"]),
     )
 }
 
@@ -447,8 +458,13 @@ fn malformed_files_import_nothing_and_say_file_and_line() {
         &db,
         &["kev", "import", data("good-kev.json").to_str().unwrap()],
     );
+    cli_json(
+        &db,
+        &["eox", "import", data("good-eox.json").to_str().unwrap()],
+    );
     let before = snapshot(&db);
     assert_eq!(before.0.as_array().unwrap().len(), 1);
+    assert_eq!(before.2.as_array().unwrap().len(), 2);
 
     for (cmd, name, line) in MALFORMED {
         let f = data(name);
@@ -631,4 +647,100 @@ fn the_configured_alias_file_extends_the_bundled_table() {
         !out.status.success() && err.contains("aliases.toml") && err.contains("CareFusion"),
         "{err}"
     );
+}
+
+/// OpenEoX: the OASIS core example imports only when told its product; statements are keyed by
+/// vendor/product/version, and `last_updated` orders revisions (later replaces, same is a
+/// no-op, earlier is refused with nothing of the invocation stored).
+#[test]
+fn openeox_statements_import_with_their_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ward.db");
+    // A good file beside a malformed one: nothing of either is stored.
+    let out = cli(
+        &db,
+        &[
+            "eox",
+            "import",
+            data("good-eox.json").to_str().unwrap(),
+            data("bad-eox-date.json").to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad-eox-date.json:7:"));
+    assert_eq!(cli_json(&db, &["eox", "list"]), serde_json::json!([]));
+    let example = public().join("openeox-example.json");
+    let example = example.to_str().unwrap();
+    let out = cli(&db, &["eox", "import", example]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--vendor and --product"));
+    let r = cli_json(
+        &db,
+        &[
+            "eox",
+            "import",
+            example,
+            "--vendor",
+            "ACME",
+            "--product",
+            "Scan 1",
+            "--version",
+            "<2.0",
+        ],
+    );
+    assert_eq!(r["eox"]["inserted"], 1, "{r}");
+    let listed = cli_json(&db, &["eox", "list"]);
+    assert_eq!(listed[0]["vendor"], "ACME");
+    assert_eq!(listed[0]["version"], "<2.0");
+    assert_eq!(listed[0]["end_of_sales"], "2025-09-01T23:59:59Z");
+    assert_eq!(listed[0]["end_of_life"], "2025-12-31T12:00:00Z");
+
+    let good = data("good-eox.json");
+    let r = cli_json(&db, &["eox", "import", good.to_str().unwrap()]);
+    assert_eq!(
+        (r["eox"]["inserted"].as_u64(), r["eox"]["replaced"].as_u64()),
+        (Some(2), Some(0)),
+        "{r}"
+    );
+    let r = cli_json(&db, &["eox", "import", good.to_str().unwrap()]);
+    assert_eq!(r["eox"]["unchanged"], 2, "{r}");
+    let text = std::fs::read_to_string(&good).unwrap();
+    let later = dir.path().join("later.json");
+    std::fs::write(
+        &later,
+        text.replacen("2025-01-15T00:00:00Z", "2025-03-01T00:00:00Z", 1)
+            .replacen(
+                "\"end_of_life\": \"2025-12-31T00:00:00Z\"",
+                "\"end_of_life\": \"2026-06-30T00:00:00Z\"",
+                1,
+            ),
+    )
+    .unwrap();
+    let r = cli_json(&db, &["eox", "import", later.to_str().unwrap()]);
+    assert_eq!(
+        (
+            r["eox"]["replaced"].as_u64(),
+            r["eox"]["unchanged"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+    let before = cli_json(&db, &["eox", "list"]);
+    // The original again: its first statement is older than the stored one, so nothing of it
+    // is stored (not even the unchanged second one).
+    let out = cli(&db, &["eox", "import", good.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("an older statement never replaces a newer one"),
+        "{err}"
+    );
+    assert_eq!(cli_json(&db, &["eox", "list"]), before);
+    let stored = before
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["version"] == "<3.0")
+        .unwrap();
+    assert_eq!(stored["end_of_life"], "2026-06-30T00:00:00Z");
 }

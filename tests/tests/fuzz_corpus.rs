@@ -139,6 +139,26 @@ fn kev_corpus() {
     }
 }
 
+/// OpenEoX documents; the collector's own OpenEoX test documents (shell documents, selector 0)
+/// are seeds too.
+#[test]
+fn eox_corpus() {
+    replay("eox", ward_collector::fuzz_harness::eox);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector/tests/data/advisories");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.contains("eox"))
+        {
+            let mut data = vec![0u8];
+            data.extend(std::fs::read(&path).unwrap());
+            ward_collector::fuzz_harness::eox(&data);
+        }
+    }
+}
+
 /// CycloneDX SBOMs; the collector's own SBOM test documents are seeds too.
 #[test]
 fn sbom_corpus() {

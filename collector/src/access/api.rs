@@ -414,6 +414,18 @@ async fn get_device(
     Ok(Json(v))
 }
 
+async fn get_device_versions(
+    State(st): State<Arc<ApiState>>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let v = authed(&st, &c, Cost::Cheap, move |s, p| {
+        Ok(serde_json::to_value(views::device_versions(s, p, id)?).unwrap_or(Value::Null))
+    })
+    .await?;
+    Ok(Json(v))
+}
+
 async fn list_flags(
     State(st): State<Arc<ApiState>>,
     c: Caller,
@@ -789,6 +801,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/devices", get(list_devices))
         .route("/api/v1/devices/:id", get(get_device))
+        .route("/api/v1/devices/:id/versions", get(get_device_versions))
         .route("/api/v1/flags", get(list_flags))
         .route("/api/v1/contracts", get(list_contracts))
         .route("/api/v1/assets", get(list_assets))

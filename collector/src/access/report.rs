@@ -234,6 +234,48 @@ pub fn inventory(store: &dyn Store, format: Format, out: &mut dyn Write) -> anyh
     write((head, rows, json), format, out)
 }
 
+/// `ward-collector device versions ID`: a device's software-version timeline (what
+/// `/api/v1/devices/{id}/versions` answers an admin).
+pub fn device_versions(
+    store: &dyn Store,
+    id: i64,
+    format: Format,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let d = store
+        .device(id)?
+        .ok_or_else(|| anyhow::anyhow!("no device {id}"))?;
+    let timeline = crate::access::views::version_timeline(&d);
+    let rows = timeline
+        .iter()
+        .map(|v| {
+            vec![
+                v.software_version.clone(),
+                v.first_seen.clone(),
+                v.last_seen.clone(),
+                v.change.to_owned(),
+                if v.current { "yes" } else { "" }.to_owned(),
+                format!("{}/{}", v.site, v.agent_id),
+                if v.fields.is_empty() {
+                    "classification".to_owned()
+                } else {
+                    v.fields.join(",")
+                },
+            ]
+        })
+        .collect();
+    let head = vec![
+        "version",
+        "first_seen",
+        "last_seen",
+        "change",
+        "current",
+        "agent",
+        "source",
+    ];
+    write((head, rows, serde_json::to_value(&timeline)?), format, out)
+}
+
 /// `ward-collector flags`: the stored flags, open ones only with `open_only`.
 pub fn stored_flags(
     store: &dyn Store,

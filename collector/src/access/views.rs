@@ -174,6 +174,95 @@ pub fn device(store: &dyn Store, p: &Principal, id: i64) -> Result<Value, ViewEr
     }))
 }
 
+/// One change of a device's software version, as the version timeline lists it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VersionChange {
+    /// The version.
+    pub software_version: String,
+    /// First seen in this episode (RFC 3339).
+    pub first_seen: String,
+    /// Last seen in this episode (RFC 3339).
+    pub last_seen: String,
+    /// First seen, µs.
+    pub first_us: i64,
+    /// Last seen, µs.
+    pub last_us: i64,
+    /// The site of the agent that last reported it in this episode.
+    pub site: String,
+    /// That agent.
+    pub agent_id: String,
+    /// The evidence fields that carried it (allow-list names); empty when the classification
+    /// rules inferred it.
+    pub fields: Vec<String>,
+    /// Against the version before it, by the version order: `first`, `upgrade`, `rollback`,
+    /// `reinstall` (the same version again) or `not_comparable`.
+    pub change: &'static str,
+    /// Whether this is the version the device runs now (the one seen last).
+    pub current: bool,
+}
+
+/// Every software-version change of a device, oldest first: each episode (a version seen with
+/// no other seen in between) with its time, its source and whether it is current. A vendor sees
+/// the timeline of its own devices only (another device is a 404, as for [`device`]).
+pub fn device_versions(
+    store: &dyn Store,
+    p: &Principal,
+    id: i64,
+) -> Result<Vec<VersionChange>, ViewError> {
+    let summary = store.device_summary(id)?.ok_or(ViewError::NotFound)?;
+    if !owns(p, summary.manufacturer.as_deref()) {
+        return Err(ViewError::Invisible);
+    }
+    let d = store.device(id)?.ok_or(ViewError::NotFound)?;
+    Ok(version_timeline(&d))
+}
+
+/// [`device_versions`] of a device already read.
+pub fn version_timeline(d: &DeviceView) -> Vec<VersionChange> {
+    let current = d.current("software_version");
+    let latest = d
+        .software_versions
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| Some(e.value.as_str()) == current)
+        .max_by_key(|(_, e)| (e.last_us, e.first_us))
+        .map(|(i, _)| i);
+    let time = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default()
+    };
+    let mut prev: Option<&str> = None;
+    d.software_versions
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let change = match prev {
+                None => "first",
+                Some(p) => match crate::compliance::version::compare(p, &e.value) {
+                    Some(std::cmp::Ordering::Less) => "upgrade",
+                    Some(std::cmp::Ordering::Greater) => "rollback",
+                    Some(std::cmp::Ordering::Equal) => "reinstall",
+                    None => "not_comparable",
+                },
+            };
+            prev = Some(&e.value);
+            VersionChange {
+                software_version: e.value.clone(),
+                first_seen: time(e.first_us),
+                last_seen: time(e.last_us),
+                first_us: e.first_us,
+                last_us: e.last_us,
+                site: e.site.clone(),
+                agent_id: e.agent_id.clone(),
+                fields: e.fields.clone(),
+                change,
+                current: Some(i) == latest,
+            }
+        })
+        .collect()
+}
+
 /// Flags.
 pub fn flags(store: &dyn Store, p: &Principal, mut q: FlagQuery) -> Result<Page<Value>, ViewError> {
     if q.limit == 0 || q.limit > MAX_LIMIT {
@@ -496,13 +585,9 @@ fn patch_seen(store: &dyn Store, f: &Value) -> Option<(Option<chrono::NaiveDate>
     let resolved = f["resolved_us"].as_i64()?;
     let d = store.device(id).ok()??;
     let current = d.current("software_version")?;
-    let first = d
-        .attributes
-        .get("software_version")?
-        .iter()
-        .filter(|a| a.value == current)
-        .map(|a| a.first_us)
-        .min()?;
+    // The first sighting of the episode that runs now: after a rollback and a second patch,
+    // the second patch (as the resolved flag's note says).
+    let first = crate::compliance::flags::advisory::current_version_since(&d)?;
     Some((
         (first <= resolved).then(|| crate::compliance::flags::date_of(first)),
         Some(current.to_owned()),

@@ -274,6 +274,20 @@ pub fn software_version(rec: &DeviceRecord) -> Option<(&str, i64, i64)> {
     Some((v, first, last))
 }
 
+/// The allow-list names of the fields of `rec` that carried its software version `v` (the
+/// version timeline's source); empty when the classification rules inferred it.
+pub fn software_version_fields(rec: &DeviceRecord, v: &str) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = rec
+        .facts
+        .iter()
+        .filter(|f| f.field.attribute() == Attribute::SoftwareVersion && f.value.contains(v))
+        .map(|f| f.field.name())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 pub mod advisories;
 pub mod assets;
 pub mod contracts;
+pub mod eox;
 pub mod files;
 pub mod kev;
 pub mod model;

@@ -21,6 +21,7 @@ use ward_protocols::MacAddr;
 
 pub use crate::compliance::flags::{FlagKind, Severity};
 use crate::import::advisories::Advisory;
+use crate::import::eox::EoxStatement;
 use crate::import::kev::KevCatalog;
 pub use crate::import::model::Transport;
 use crate::import::model::{Asset, Contract};
@@ -326,6 +327,28 @@ pub struct DeviceView {
     pub attributes: BTreeMap<String, Vec<AttributeValue>>,
     /// Services.
     pub services: Vec<ServiceView>,
+    /// The software-version timeline: every episode (a version seen with no other version
+    /// seen in between), by first seen. A rollback to an earlier version is an episode of its
+    /// own, unlike in `attributes`, which keeps one row per value.
+    pub software_versions: Vec<VersionEpisode>,
+}
+
+/// One stretch of time a device ran one software version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionEpisode {
+    /// The version.
+    pub value: String,
+    /// First seen in this episode, µs.
+    pub first_us: i64,
+    /// Last seen in this episode, µs.
+    pub last_us: i64,
+    /// The site of the agent that last reported it.
+    pub site: String,
+    /// That agent.
+    pub agent_id: String,
+    /// The evidence fields that carried the version (allow-list names, e.g. a DICOM or HL7
+    /// software-version field); empty when the classification rules inferred it.
+    pub fields: Vec<String>,
 }
 
 impl DeviceView {
@@ -361,6 +384,8 @@ pub struct Inventory {
     /// SBOMs of product releases ([`Store::sboms`]), added the same way: advisories that name
     /// components by PURL or CPE reach devices through them.
     pub sboms: Vec<Sbom>,
+    /// OpenEoX end-of-life statements ([`Store::eox_statements`]), added the same way.
+    pub eox: Vec<EoxStatement>,
 }
 
 /// What a link joins.
@@ -414,6 +439,24 @@ pub struct FlagInstance {
     /// One line for people.
     pub summary: String,
     /// The evidence, structured.
+    pub evidence: serde_json::Value,
+}
+
+/// What an evaluation knows about why a condition stopped holding, for the flag it resolves:
+/// e.g. "patched at T, N days after the fix" when the wire shows a device on a version an
+/// advisory no longer names. Applied only if that evaluation resolves an open flag of the same
+/// kind, subject and detail; otherwise it says nothing (the condition was not open).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResolutionNote {
+    /// The kind of the flag it resolves.
+    pub kind: FlagKind,
+    /// Its subject.
+    pub subject: String,
+    /// Its detail.
+    pub detail: String,
+    /// Appended to the resolved flag's summary.
+    pub summary: String,
+    /// Stored as the resolved flag's `evidence.resolution`.
     pub evidence: serde_json::Value,
 }
 
@@ -704,11 +747,13 @@ pub trait Store: Send {
     /// Reads what linking and flag evaluation need.
     fn inventory(&self) -> Result<Inventory, StoreError>;
     /// Replaces the links with `links` and reconciles flags: conditions in `flags` open (or stay
-    /// open), open flags not in `flags` are resolved at `now_us`.
+    /// open), open flags not in `flags` are resolved at `now_us`, each with the note of
+    /// `notes` that names it, if any (its summary appended, its evidence under `resolution`).
     fn apply_evaluation(
         &mut self,
         links: &[Link],
         flags: &[FlagInstance],
+        notes: &[ResolutionNote],
         now_us: i64,
     ) -> Result<Applied, StoreError>;
     /// Flags, newest first; `open_only` filters.
@@ -778,6 +823,29 @@ pub trait Store: Send {
     fn import_sbom(&mut self, sbom: &Sbom, now_us: i64) -> Result<SbomImportStats, StoreError>;
     /// Every stored SBOM, whole, by key.
     fn sboms(&self) -> Result<Vec<Sbom>, StoreError>;
+    /// Stores OpenEoX statements by key ([`EoxStatement::key`]): a new key is inserted, a later
+    /// `last_updated` replaces the stored statement, the same one is left as it is. An earlier
+    /// one is refused, and then nothing of the call is stored (`refused` says why).
+    fn import_eox(
+        &mut self,
+        statements: &[EoxStatement],
+        now_us: i64,
+    ) -> Result<EoxImportStats, StoreError>;
+    /// Every stored OpenEoX statement, by key.
+    fn eox_statements(&self) -> Result<Vec<EoxStatement>, StoreError>;
+}
+
+/// What an OpenEoX import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EoxImportStats {
+    /// Statements not stored before.
+    pub inserted: u64,
+    /// Stored statements replaced by ones updated later.
+    pub replaced: u64,
+    /// Statements already stored with the same `last_updated`.
+    pub unchanged: u64,
+    /// Statements older than the stored ones: when not empty, nothing was stored.
+    pub refused: Vec<String>,
 }
 
 /// What an SBOM import did.

@@ -37,7 +37,7 @@ use crate::compliance::sbom::{self, SbomIndex};
 use crate::import::advisories::{Advisory, ProductStatus};
 use crate::import::kev::KevCatalog;
 use crate::import::model::PatchSla;
-use crate::store::FlagInstance;
+use crate::store::{DeviceView, FlagInstance, ResolutionNote};
 
 /// Statuses under which a matched version is vulnerable.
 const AFFECTED: &[&str] = &[
@@ -340,8 +340,211 @@ pub fn deadline(from: NaiveDate, days: u32) -> NaiveDate {
 /// once, not each device (a site has many devices and few distinct triples).
 pub type Cache<'a> = HashMap<(Option<String>, Option<String>, Option<String>), Vec<Assessment<'a>>>;
 
+/// The kinds a move to an unaffected version resolves, and so the ones a patch note is for.
+const PATCHED_KINDS: &[FlagKind] = &[
+    FlagKind::VulnerableSoftware,
+    FlagKind::PatchOverdue,
+    FlagKind::VendorFixOverdue,
+    FlagKind::KnownExploitedVulnerability,
+];
+
+/// When the device was first seen on its current version in the episode that runs now (the
+/// version timeline), else in the per-value history: T of "patched at T". A version rolled
+/// back to and patched again is dated by its latest episode, not its first ever.
+pub fn current_version_since(d: &DeviceView) -> Option<i64> {
+    let current = d.current("software_version")?;
+    let episode = d
+        .software_versions
+        .iter()
+        .filter(|e| e.value == current)
+        .max_by_key(|e| (e.last_us, e.first_us))
+        .map(|e| e.first_us);
+    episode.or_else(|| {
+        d.attributes
+            .get("software_version")?
+            .iter()
+            .filter(|a| a.value == current)
+            .map(|a| a.first_us)
+            .min()
+    })
+}
+
+/// A rollback: the device's current version episode follows an episode of a newer version (by
+/// the version order). The advisory flags it re-opens say so, since a version that was patched
+/// and came back is a different conversation with the vendor than one never patched.
+pub fn rollback(d: &DeviceView) -> Option<serde_json::Value> {
+    let current = d.current("software_version")?;
+    let i = d
+        .software_versions
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.value == current)
+        .max_by_key(|(_, e)| (e.last_us, e.first_us))
+        .map(|(i, _)| i)?;
+    let now = d.software_versions.get(i)?;
+    let before = d.software_versions.get(i.checked_sub(1)?)?;
+    if crate::compliance::version::compare(&before.value, &now.value)
+        != Some(std::cmp::Ordering::Greater)
+    {
+        return None;
+    }
+    Some(json!({
+        "from_version": before.value,
+        "from_version_last_seen": time_of(before.last_us),
+        "to_version": now.value,
+        "rolled_back_at": time_of(now.first_us),
+        "rolled_back_on": super::date_of(now.first_us).to_string(),
+        "agent_id": now.agent_id,
+    }))
+}
+
+/// Fills `cache` for the device's manufacturer and model at `version`.
+fn assess_into<'a>(
+    cache: &mut Cache<'a>,
+    manufacturer: Option<&str>,
+    model: Option<&str>,
+    version: Option<&str>,
+    advisories: &'a [Advisory],
+    sboms: &SbomIndex<'_>,
+    cfg: &FlagConfig,
+) -> (Option<String>, Option<String>, Option<String>) {
+    let key = (
+        manufacturer.map(str::to_owned),
+        model.map(str::to_owned),
+        version.map(str::to_owned),
+    );
+    cache.entry(key.clone()).or_insert_with(|| {
+        let facts = matching::DeviceFacts {
+            manufacturer,
+            model,
+            software_version: version,
+        };
+        let bound = sboms.bound_to(&facts, &cfg.vendor_aliases);
+        advisories
+            .iter()
+            .filter_map(|a| assess(&facts, &bound, a, cfg))
+            .collect()
+    });
+    key
+}
+
+/// "Patched at T, N days after the fix": for each advisory the device's current version is
+/// clear of (matched, not affected, nothing undecided) while an earlier version it ran was
+/// affected, the note every advisory flag of the pair carries when it resolves. T is the first
+/// sighting of the current version ([`current_version_since`]), F the fix the advisory gave
+/// for the affected version, N the days from F to T.
+#[allow(clippy::too_many_arguments)] // the evaluation's parts, each read here
+fn patch_notes<'a>(
+    d: &DeviceFacts<'_>,
+    key: &(Option<String>, Option<String>, Option<String>),
+    advisories: &'a [Advisory],
+    sboms: &SbomIndex<'_>,
+    cfg: &FlagConfig,
+    cache: &mut Cache<'a>,
+    notes: &mut Vec<ResolutionNote>,
+) {
+    let Some(version) = key.2.as_deref() else {
+        return;
+    };
+    let cleared: Vec<&'a Advisory> = cache
+        .get(key)
+        .into_iter()
+        .flatten()
+        .filter(|a| a.affected.is_empty() && a.undecided.is_empty())
+        .map(|a| a.advisory)
+        .collect();
+    if cleared.is_empty() {
+        return;
+    }
+    // Earlier versions, most recent first.
+    let mut earlier: Vec<(&str, i64)> = d
+        .device
+        .software_versions
+        .iter()
+        .map(|e| (e.value.as_str(), e.last_us))
+        .chain(
+            d.device
+                .attributes
+                .get("software_version")
+                .into_iter()
+                .flatten()
+                .map(|a| (a.value.as_str(), a.last_us)),
+        )
+        .filter(|(v, _)| *v != version)
+        .collect();
+    earlier.sort_by_key(|e| std::cmp::Reverse(e.1));
+    let mut seen = std::collections::HashSet::new();
+    earlier.retain(|(v, _)| seen.insert(*v));
+    let keys: Vec<(String, _)> = earlier
+        .iter()
+        .map(|(v, _)| {
+            let k = assess_into(
+                cache,
+                key.0.as_deref(),
+                key.1.as_deref(),
+                Some(v),
+                advisories,
+                sboms,
+                cfg,
+            );
+            ((*v).to_owned(), k)
+        })
+        .collect();
+    let since = current_version_since(d.device);
+    let contract = d.contract.map(|c| c.contract);
+    for advisory in cleared {
+        let Some((from, old)) = keys.iter().find_map(|(v, k)| {
+            cache
+                .get(k)?
+                .iter()
+                .find(|a| a.advisory.id == advisory.id && !a.affected.is_empty())
+                .map(|a| (v, a))
+        }) else {
+            continue;
+        };
+        let t = since.map(super::date_of);
+        let fix = old.fix.as_ref().map(|f| f.since);
+        let days = t.zip(fix).map(|(t, f)| (t - f).num_days());
+        let sla = contract.and_then(|c| sla_days(&c.patch_sla_days, old.severity));
+        let within = fix.zip(sla).zip(t).map(|((f, s), t)| t <= deadline(f, s));
+        let summary = match (t, fix, days) {
+            (Some(t), Some(f), Some(n)) => format!(
+                "patched to {version} at {t}, {n} days after the fix ({f}){}",
+                match within {
+                    Some(true) => ", within the patch SLA",
+                    Some(false) => ", past the patch SLA",
+                    None => "",
+                }
+            ),
+            (Some(t), None, _) => format!("patched to {version} at {t} (no vendor fix was known)"),
+            _ => format!("now runs {version}"),
+        };
+        let evidence = json!({
+            "patched": true,
+            "software_version": version,
+            "previous_version": from,
+            "version_first_seen": since.map(time_of),
+            "patched_on": t.map(|t| t.to_string()),
+            "fix_available_since": fix.map(|f| f.to_string()),
+            "fixed_version": old.fix.as_ref().and_then(|f| f.version.clone()),
+            "days_after_fix": days,
+            "patch_sla_days": sla,
+            "within_sla": within,
+        });
+        for k in PATCHED_KINDS {
+            notes.push(ResolutionNote {
+                kind: *k,
+                subject: d.subject.clone(),
+                detail: advisory.id.clone(),
+                summary: summary.clone(),
+                evidence: evidence.clone(),
+            });
+        }
+    }
+}
+
 /// The flags of one device against every advisory (directly, and through the SBOMs of the
-/// product release it runs).
+/// product release it runs), and the patch notes of the advisories it is clear of now.
 #[allow(clippy::too_many_arguments)] // the evaluation's parts, each read here
 pub fn advisory_flags<'a>(
     d: &DeviceFacts<'_>,
@@ -352,17 +555,13 @@ pub fn advisory_flags<'a>(
     at: At,
     cache: &mut Cache<'a>,
     out: &mut Vec<FlagInstance>,
+    notes: &mut Vec<ResolutionNote>,
 ) {
     if advisories.is_empty() {
         return;
     }
     let (manufacturer, model) = super::manufacturer_model(d.device);
     let version = d.device.current("software_version");
-    let facts = matching::DeviceFacts {
-        manufacturer,
-        model,
-        software_version: version,
-    };
     // The last time the current (affected) version was seen.
     let version_last_seen = d
         .device
@@ -375,18 +574,13 @@ pub fn advisory_flags<'a>(
                 .max()
         })
         .map(time_of);
-    let key = (
-        manufacturer.map(str::to_owned),
-        model.map(str::to_owned),
-        version.map(str::to_owned),
-    );
-    let assessed = cache.entry(key).or_insert_with(|| {
-        let bound = sboms.bound_to(&facts, &cfg.vendor_aliases);
-        advisories
-            .iter()
-            .filter_map(|a| assess(&facts, &bound, a, cfg))
-            .collect()
-    });
+    let key = assess_into(cache, manufacturer, model, version, advisories, sboms, cfg);
+    patch_notes(d, &key, advisories, sboms, cfg, cache, notes);
+    let Some(assessed) = cache.get(&key) else {
+        return;
+    };
+    let rolled_back = rollback(d.device);
+    let start = out.len();
     for a in assessed.iter() {
         let advisory = a.advisory;
         let adv = json!({
@@ -479,6 +673,9 @@ pub fn advisory_flags<'a>(
             "patch_clock": clock,
             "affected_version_last_seen": version_last_seen,
         });
+        if let Some(rb) = &rolled_back {
+            base["rollback"] = rb.clone();
+        }
         let mut v = flag(
             FlagKind::VulnerableSoftware,
             d.subject.clone(),
@@ -603,6 +800,18 @@ pub fn advisory_flags<'a>(
                         base,
                     ));
                 }
+            }
+        }
+    }
+    if let Some(rb) = &rolled_back {
+        let (from, on) = (
+            rb["from_version"].as_str().unwrap_or_default(),
+            rb["rolled_back_on"].as_str().unwrap_or_default(),
+        );
+        for f in out.iter_mut().skip(start) {
+            if PATCHED_KINDS.contains(&f.kind) {
+                f.summary
+                    .push_str(&format!(" (rolled back from {from} on {on})"));
             }
         }
     }
@@ -825,6 +1034,59 @@ pub(crate) mod tests {
             [(ProductStatus::Fixed, vec!["P1".to_string()])].into();
         let w = world("1.4", a);
         assert!(w.flags().is_empty(), "{:?}", w.flags());
+    }
+
+    /// A device that ran 1.4 (affected) and runs 2.0 since 5 days ago, against an advisory
+    /// whose fix is 20 days old: every advisory kind of the pair gets the note "patched to 2.0
+    /// at T, 15 days after the fix", and no flag holds; without the earlier version, no note.
+    #[test]
+    fn a_move_to_a_fixed_version_carries_a_patch_note() {
+        let w = World::covered_with(|w| {
+            let d = std::mem::take(w.d());
+            *w.d() = d
+                .attr_at(
+                    "software_version",
+                    "1.4",
+                    now_us() - 9 * DAY_US,
+                    now_us() - 6 * DAY_US,
+                )
+                .attr_at(
+                    "software_version",
+                    "2.0",
+                    now_us() - 5 * DAY_US,
+                    now_us() - HOUR_US,
+                );
+            w.c().patch_sla_days.high = Some(30);
+            w.inv.advisories.push(advisory(-40, Some(-20)));
+        });
+        let links = crate::compliance::link::link(&w.inv, super::super::date_of(w.now_us));
+        let (flags, notes) = super::super::evaluate_with_notes(&w.inv, &links, &w.cfg, w.now_us);
+        assert!(flags
+            .iter()
+            .all(|f| f.kind.scope() != super::super::Scope::Advisory));
+        let kinds: Vec<FlagKind> = notes.iter().map(|n| n.kind).collect();
+        assert_eq!(kinds, PATCHED_KINDS);
+        let n = &notes[0];
+        assert_eq!(n.detail, "ACME-SA-1");
+        assert_eq!(n.evidence["previous_version"], "1.4");
+        assert_eq!(n.evidence["days_after_fix"], 15);
+        assert_eq!(n.evidence["within_sla"], true);
+        assert_eq!(n.evidence["patched_on"], days(-5).to_string());
+        assert_eq!(
+            n.summary,
+            format!(
+                "patched to 2.0 at {}, 15 days after the fix ({}), within the patch SLA",
+                days(-5),
+                days(-20)
+            )
+        );
+        let w = world("2.0", advisory(-40, Some(-20)));
+        let links = crate::compliance::link::link(&w.inv, super::super::date_of(w.now_us));
+        assert!(
+            super::super::evaluate_with_notes(&w.inv, &links, &w.cfg, w.now_us)
+                .1
+                .is_empty()
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | contract | [`contract::contract_flags`] | a contract and the devices linked to it |
 //! | asset | [`asset::asset_flags`] | a row of the asset register |
 //! | advisory | [`advisory::advisory_flags`] | a device against each imported security advisory (CSAF), the KEV catalog and the covering contract's `patch_sla_days` |
+//! | advisory | [`eox::eox_flags`] | a device against each imported OpenEoX end-of-life statement |
 //!
 //! What a contract means — when it covers, the end-of-support boundaries, who counts as a
 //! medical device — is written in `docs/contracts.md` ("How ward evaluates a contract") and
@@ -37,6 +38,7 @@ pub mod advisory;
 pub mod asset;
 pub mod contract;
 pub mod device;
+pub mod eox;
 pub mod kind;
 pub mod remote_names;
 pub mod service;
@@ -58,7 +60,9 @@ pub use kind::{FlagKind, Scope, Severity, UnknownFlagKind, KINDS};
 use crate::compliance::link::{self, manufacturer_model};
 use crate::compliance::vendors::VendorAliases;
 use crate::import::model::Contract;
-use crate::store::{DeviceView, FlagInstance, Inventory, Link, LinkKind, ServiceView};
+use crate::store::{
+    DeviceView, FlagInstance, Inventory, Link, LinkKind, ResolutionNote, ServiceView,
+};
 
 /// Evaluation settings (`[flags]` in the collector's configuration).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -315,6 +319,18 @@ pub fn evaluate(
     cfg: &FlagConfig,
     now_us: i64,
 ) -> Vec<FlagInstance> {
+    evaluate_with_notes(inv, links, cfg, now_us).0
+}
+
+/// [`evaluate`], with what it knows of why conditions stopped holding (a device seen on a
+/// version an advisory no longer names: "patched at T, N days after the fix"), for the store
+/// to keep with the flags that resolve.
+pub fn evaluate_with_notes(
+    inv: &Inventory,
+    links: &[Link],
+    cfg: &FlagConfig,
+    now_us: i64,
+) -> (Vec<FlagInstance>, Vec<ResolutionNote>) {
     let at = At::new(now_us);
     let contracts: HashMap<&str, &Contract> =
         inv.contracts.iter().map(|c| (c.id.as_str(), c)).collect();
@@ -326,6 +342,7 @@ pub fn evaluate(
     let lapsed: HashMap<i64, &Link> = lapsed_links.iter().map(|l| (l.device_id, l)).collect();
 
     let mut out = Vec::new();
+    let mut notes = Vec::new();
     let mut per_contract: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut asset_last_seen: HashMap<&str, i64> = HashMap::new();
     let mut advisory_cache = advisory::Cache::default();
@@ -366,7 +383,9 @@ pub fn evaluate(
             at,
             &mut advisory_cache,
             &mut out,
+            &mut notes,
         );
+        eox::eox_flags(&facts, &inv.eox, cfg, at, &mut out);
     }
     for a in &inv.assets {
         let last = asset_last_seen.get(a.tag.as_str()).copied();
@@ -379,7 +398,7 @@ pub fn evaluate(
             .unwrap_or(&[]);
         contract::contract_flags(c, devs, &mut out);
     }
-    out
+    (out, notes)
 }
 
 #[cfg(test)]
@@ -393,6 +412,7 @@ mod tests {
         v.extend(contract::cases());
         v.extend(asset::cases());
         v.extend(advisory::tests::cases());
+        v.extend(eox::tests::cases());
         v
     }
 

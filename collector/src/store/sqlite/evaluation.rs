@@ -7,12 +7,15 @@ use rusqlite::{params, Connection};
 
 use super::reads::{self, flag_row, FlagRowRaw};
 use super::{db, decode, encode, exec, query};
-use crate::store::{Applied, ApplyStats, DeviceSummary, FlagInstance, FlagRow, Link, StoreError};
+use crate::store::{
+    Applied, ApplyStats, DeviceSummary, FlagInstance, FlagRow, Link, ResolutionNote, StoreError,
+};
 
 pub(super) fn apply(
     conn: &mut Connection,
     links: &[Link],
     flags: &[FlagInstance],
+    notes: &[ResolutionNote],
     now_us: i64,
 ) -> Result<Applied, StoreError> {
     let tx = conn
@@ -127,6 +130,10 @@ pub(super) fn apply(
             }
         }
     }
+    let notes: HashMap<(&str, &str, &str), &ResolutionNote> = notes
+        .iter()
+        .map(|n| ((n.kind.name(), n.subject.as_str(), n.detail.as_str()), n))
+        .collect();
     for (key, id) in &open {
         if !still.contains(id) {
             tx.execute(
@@ -134,6 +141,30 @@ pub(super) fn apply(
                 params![id, now_us],
             )
             .map_err(db("resolving flag"))?;
+            if let Some(n) = notes.get(&(key.0.as_str(), key.1.as_str(), key.2.as_str())) {
+                // Why it resolved, kept with the evidence of when it last held.
+                let (summary, evidence): (String, String) = tx
+                    .query_row(
+                        "SELECT summary, evidence FROM flags WHERE id = ?1",
+                        params![id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .map_err(db("reading resolved flag"))?;
+                let mut evidence: serde_json::Value = decode("flag evidence", &evidence)?;
+                if let Some(obj) = evidence.as_object_mut() {
+                    obj.insert("resolution".into(), n.evidence.clone());
+                }
+                exec(
+                    &tx,
+                    "noting flag resolution",
+                    "UPDATE flags SET summary = ?2, evidence = ?3 WHERE id = ?1",
+                    params![
+                        id,
+                        format!("{summary}; resolved: {}", n.summary),
+                        encode(&evidence)
+                    ],
+                )?;
+            }
             st.flags_resolved += 1;
             resolved.push(*id);
             tracing::info!(kind = %key.0, subject = %key.1, detail = %key.2, "flag resolved");

@@ -311,6 +311,13 @@ impl Ingest<'_> {
             if !self.need(T_ATTRIBUTE, dev, format!("{name}|{value}"), f, l) {
                 continue;
             }
+            if name == "software_version" {
+                // The timeline keeps each change, a rollback included (the row below keeps one
+                // per value). Written when the attribute row is: a sighting the cache covers
+                // changes neither.
+                let fields = identity::software_version_fields(rec, &value);
+                super::versions::record(tx, dev, &value, f, l, site, agent, &fields)?;
+            }
             exec(
                 tx,
                 "storing attribute",
@@ -511,6 +518,9 @@ fn merge(
            last_us = max(attributes.last_us, excluded.last_us),
            count = max(attributes.count, excluded.count)",
         "DELETE FROM attributes WHERE device_id = ?2",
+        "INSERT OR IGNORE INTO version_episodes (device_id, value, first_us, last_us, site, agent_id, fields)
+         SELECT ?1, value, first_us, last_us, site, agent_id, fields FROM version_episodes WHERE device_id = ?2",
+        "DELETE FROM version_episodes WHERE device_id = ?2",
         "INSERT INTO services (device_id, direction, transport, port, app, peers, first_us, last_us, count)
          SELECT ?1, direction, transport, port, app, peers, first_us, last_us, count FROM services WHERE device_id = ?2
          ON CONFLICT (device_id, direction, transport, port) DO UPDATE SET

@@ -13,6 +13,7 @@
 //! every backend.
 
 mod advisories;
+mod eox;
 mod evaluation;
 mod imports;
 mod ingest;
@@ -20,6 +21,7 @@ mod reads;
 mod sboms;
 mod schema;
 mod tokens;
+mod versions;
 
 use std::path::Path;
 
@@ -224,9 +226,10 @@ impl Store for SqliteStore {
         &mut self,
         links: &[Link],
         flags: &[FlagInstance],
+        notes: &[crate::store::ResolutionNote],
         now_us: i64,
     ) -> Result<Applied, StoreError> {
-        evaluation::apply(&mut self.conn, links, flags, now_us)
+        evaluation::apply(&mut self.conn, links, flags, notes, now_us)
     }
 
     fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError> {
@@ -343,5 +346,17 @@ impl Store for SqliteStore {
 
     fn sboms(&self) -> Result<Vec<crate::import::sbom::Sbom>, StoreError> {
         sboms::sboms(&self.conn)
+    }
+
+    fn import_eox(
+        &mut self,
+        statements: &[crate::import::eox::EoxStatement],
+        now_us: i64,
+    ) -> Result<crate::store::EoxImportStats, StoreError> {
+        eox::import_eox(&mut self.conn, statements, now_us)
+    }
+
+    fn eox_statements(&self) -> Result<Vec<crate::import::eox::EoxStatement>, StoreError> {
+        eox::statements(&self.conn)
     }
 }

@@ -86,6 +86,11 @@ fn load_devices(
             d.attributes.entry(name).or_default().push(v);
         }
     }
+    for (id, episodes) in super::versions::read(conn, one)? {
+        if let Some(d) = devs.get_mut(&id) {
+            d.software_versions = episodes;
+        }
+    }
     let sightings: Vec<(i64, Sighting)> = query(
         conn,
         "reading sightings",

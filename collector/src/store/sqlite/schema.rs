@@ -165,6 +165,28 @@ CREATE TABLE sbom_components (
     PRIMARY KEY (sbom_key, ordinal)
 );
 "#,
+    // OpenEoX end-of-life statements, keyed by vendor/product/version (folded), and the
+    // software-version timeline: one row per episode (a version seen without another version
+    // seen in between), so a rollback to a version seen before is a row of its own, which the
+    // per-value `attributes` row cannot show (issue 20). Existing histories start with one
+    // episode per value.
+    r#"
+CREATE TABLE eox_statements (
+    key TEXT PRIMARY KEY, vendor TEXT NOT NULL, product TEXT NOT NULL, version TEXT,
+    end_of_life TEXT NOT NULL, end_of_security_support TEXT NOT NULL, end_of_sales TEXT,
+    general_availability TEXT, last_updated TEXT NOT NULL, source TEXT NOT NULL,
+    imported_us INTEGER NOT NULL
+);
+CREATE TABLE version_episodes (
+    device_id INTEGER NOT NULL, value TEXT NOT NULL, first_us INTEGER NOT NULL,
+    last_us INTEGER NOT NULL, site TEXT NOT NULL, agent_id TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    PRIMARY KEY (device_id, first_us, value)
+);
+INSERT INTO version_episodes (device_id, value, first_us, last_us, site, agent_id, fields)
+    SELECT device_id, value, first_us, last_us, site, agent_id, '' FROM attributes
+    WHERE name = 'software_version';
+"#,
 ];
 
 /// The schema version stored in the file.
@@ -213,5 +235,38 @@ mod tests {
         drop(s);
         let e = SqliteStore::open(&p).unwrap_err();
         assert!(e.to_string().contains("newer"), "{e}");
+    }
+
+    /// A database from before the version timeline starts it with one episode per stored
+    /// software version (the per-value history is all it had): the migration's backfill, run
+    /// over rows written before it (found by content, so the test holds wherever the migration
+    /// ends up in the list).
+    #[test]
+    fn the_timeline_migration_starts_from_the_stored_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("w.db")).unwrap();
+        let m = MIGRATIONS
+            .iter()
+            .find(|m| m.contains("CREATE TABLE version_episodes"))
+            .unwrap();
+        let backfill = &m[m.find("INSERT INTO version_episodes").unwrap()..];
+        s.conn
+            .execute_batch(
+                "INSERT INTO devices (id, first_us, last_us) VALUES (1, 10, 40);
+                 INSERT INTO attributes VALUES (1, 'software_version', '1.0', 10, 20, 2, 'main', 'a1');
+                 INSERT INTO attributes VALUES (1, 'software_version', '1.1', 30, 40, 1, 'main', 'a1');
+                 INSERT INTO attributes VALUES (1, 'model', 'X', 10, 40, 3, 'main', 'a1');",
+            )
+            .unwrap();
+        s.conn.execute_batch(backfill).unwrap();
+        let v = crate::store::Store::device(&s, 1)
+            .unwrap()
+            .unwrap()
+            .software_versions;
+        let got: Vec<(&str, i64, i64)> = v
+            .iter()
+            .map(|e| (e.value.as_str(), e.first_us, e.last_us))
+            .collect();
+        assert_eq!(got, [("1.0", 10, 20), ("1.1", 30, 40)]);
     }
 }
