@@ -365,23 +365,29 @@ impl DeviceTable {
         if let Some(ip) = learned {
             self.learn_ip(src_key, ip);
         }
+        // (service, whether the receiver is recorded as using it).
         let service = match frame.transport {
-            Transport::Tcp(s) if s.syn && s.ack => Some((true, s.src_port)),
+            Transport::Tcp(s) if s.syn && s.ack => Some(((true, s.src_port), true)),
             Transport::Udp(u) if u.src_port < 1024 && u.dst_port >= 1024 => {
-                Some((false, u.src_port))
+                Some(((false, u.src_port), true))
             }
             // DHCP servers answer from a privileged port to one (RFC 2131 §4.1: 67 → 68;
-            // RFC 8415 §7.2: 547 → 546): still a service the sender offers.
+            // RFC 8415 §7.2: 547 → 546): a service the server offers (its behavioural role).
+            // Every client uses DHCP, so that side is not recorded: it says nothing about the
+            // client and no contract lists it.
             Transport::Udp(u) if matches!((u.src_port, u.dst_port), (67, 68) | (547, 546)) => {
-                Some((false, u.src_port))
+                Some(((false, u.src_port), false))
             }
             _ => None,
         };
-        if let Some(svc) = service {
+        if let Some((svc, client_too)) = service {
             let peer = dst_ip;
             let capped = record_service(self.touch(src_key, t), &cfg, true, svc, peer, None, t);
             self.stats.capped += u64::from(capped);
-            if let Some(dst_key) = self.key_for(frame.dst_mac, vlan, dst_ip) {
+            let client = client_too
+                .then(|| self.key_for(frame.dst_mac, vlan, dst_ip))
+                .flatten();
+            if let Some(dst_key) = client {
                 let capped =
                     record_service(self.touch(dst_key, t), &cfg, false, svc, src_ip, None, t);
                 self.stats.capped += u64::from(capped);

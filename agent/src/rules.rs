@@ -31,6 +31,7 @@ use ward_protocols::{Field, MacAddr};
 use crate::observation::{CandidateRecord, ClassificationRecord, RuleMatchRecord};
 use crate::oui::OuiRegistry;
 use template::Template;
+use ward_protocols::schema::observation::device_type_family;
 
 /// The device-type vocabulary: a rule may only set one of these. Documented in
 /// `agent/rules/README.md`; it is the observation schema's (a collector stores any other value
@@ -718,7 +719,33 @@ impl Proposals {
 
     /// Moves the candidates of every attribute the evidence disagreed on into `out`, with one
     /// sentence per such attribute saying what won and over what.
-    fn explain(self, out: &mut ClassificationRecord) {
+    fn explain(mut self, out: &mut ClassificationRecord) {
+        // A generic type refined by a kind of it the evidence also proposed (`network_infra`
+        // from an IOS description, `switch` from the bridge capability): the kind is what the
+        // evidence says together, so it is chosen, whatever the scores.
+        let mut refined = false;
+        if let Some(kind) = self
+            .seen
+            .iter()
+            .filter(|(w, _, c)| {
+                *w == Proposed::DeviceType
+                    && c.value != out.device_type
+                    && device_type_family(&c.value) == out.device_type
+            })
+            .map(|(_, _, c)| c.value.clone())
+            .next()
+        {
+            out.device_type = kind;
+            refined = true;
+            for (w, _, c) in &mut self.seen {
+                if *w == Proposed::DeviceType {
+                    c.chosen = c.value == out.device_type;
+                }
+            }
+            // Chosen first.
+            self.seen
+                .sort_by_key(|(w, _, c)| (*w != Proposed::DeviceType, !c.chosen));
+        }
         let mut sentences = Vec::new();
         for what in [
             Proposed::DeviceType,
@@ -741,7 +768,9 @@ impl Proposals {
                 .iter()
                 .map(|c| format!("{} ({:.2})", c.value, c.score))
                 .collect();
-            let why = if rest.iter().any(|c| c.score == winner.score) {
+            let why = if refined && what == Proposed::DeviceType {
+                "a kind of the type the stronger evidence gives is more specific"
+            } else if rest.iter().any(|c| c.score == winner.score) {
                 "equal confidence; the more specific or earlier rule wins"
             } else {
                 "the strongest evidence wins"

@@ -1157,7 +1157,8 @@ fn lldp_and_cdp_signals() {
     assert_eq!(c.manufacturer.as_deref(), Some("Cisco"), "{c:#?}");
     assert_eq!(c.model.as_deref(), Some("WS-C2960-24TT-L"));
     assert_eq!(c.software_version.as_deref(), Some("IOS 15.0(2)SE11"));
-    assert_eq!(c.device_type, "network_infra");
+    // A Catalyst platform says which kind of network equipment: a switch.
+    assert_eq!(c.device_type, "switch");
 
     // Cisco IP phone and Aironet access point platforms.
     let c = classify(&bundled(), None, &[("cdp.platform", "Cisco IP Phone 7965")]);
@@ -1172,7 +1173,7 @@ fn lldp_and_cdp_signals() {
     );
     assert_eq!(
         (c.model.as_deref(), c.device_type.as_str()),
-        (Some("AIR-CAP3702I-E-K9"), "network_infra")
+        (Some("AIR-CAP3702I-E-K9"), "wireless_ap")
     );
 
     // An LLDP switch: bridge enabled, an IOS system description.
@@ -1189,7 +1190,7 @@ fn lldp_and_cdp_signals() {
     );
     assert_eq!(c.manufacturer.as_deref(), Some("Cisco"), "{c:#?}");
     assert_eq!(c.software_version.as_deref(), Some("IOS 15.2(4)E10"));
-    assert_eq!(c.device_type, "network_infra");
+    assert_eq!(c.device_type, "switch", "{c:#?}");
 
     // lldpd on a Linux host with IP forwarding and a software bridge: not network equipment.
     let c = classify(

@@ -397,9 +397,32 @@ fn every_endpoint_with_every_role_and_vendor_isolation() {
         .unwrap()
         .iter()
         .any(|f| f["kind"] == "end_of_support_passed"));
+    // The agent's latest classification, whole: the rules behind the type, and the other
+    // types the evidence proposed (the modality, the toolkit) with the explanation.
+    let class = &full["device"]["classification"];
+    assert_eq!(class["device_type"], "ct", "{class}");
+    assert!(class["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["field"] == "dicom.modality"));
+    assert!(
+        class["explanation"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("device_type: ct")),
+        "{class}"
+    );
     let own = get_json(port, &format!("/api/v1/devices/{ct_id}"), &ct);
     assert!(no_peer_keys(&own), "{own}");
     assert!(!own.to_string().contains("dicom.called_ae"), "{own}");
+    // A vendor sees the rule matches only on fields it may see (no AE titles, no MAC vendor).
+    let own_matches = own["device"]["classification"]["matches"]
+        .as_array()
+        .unwrap();
+    assert!(!own_matches.is_empty());
+    assert!(own_matches
+        .iter()
+        .all(|m| m["field"] != "dicom.calling_ae" && m["field"] != "oui"));
     let (st, _) = http(port, "GET", &format!("/api/v1/devices/{mr_id}"), Some(&ct));
     assert_eq!(st, 404, "a vendor must not see another vendor's device");
     let (st, _) = http(port, "GET", &format!("/api/v1/devices/{ct_id}"), Some(&mr));

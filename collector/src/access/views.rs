@@ -135,6 +135,15 @@ fn device_json(d: &DeviceView, vendor: bool) -> Value {
         if let Some(m) = v.get_mut("identities").and_then(Value::as_object_mut) {
             m.retain(|k, _| VENDOR_IDENTITIES.contains(&k.as_str()));
         }
+        // The rule matches quote their evidence (an AE title, a peer's name): a vendor sees
+        // only those of fields it may see as attributes.
+        if let Some(m) = v
+            .get_mut("classification")
+            .and_then(|c| c.get_mut("matches"))
+            .and_then(Value::as_array_mut)
+        {
+            m.retain(|r| r["field"].as_str().is_some_and(vendor_may_see_attribute));
+        }
         strip_peers(&mut v);
     }
     v

@@ -331,6 +331,11 @@ pub struct DeviceView {
     /// seen in between), by first seen. A rollback to an earlier version is an episode of its
     /// own, unlike in `attributes`, which keeps one row per value.
     pub software_versions: Vec<VersionEpisode>,
+    /// The latest classification an agent reported (the observation schema's
+    /// `classification`: rules matched, and candidates with an explanation when the evidence
+    /// disagreed), as stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classification: Option<serde_json::Value>,
 }
 
 /// One stretch of time a device ran one software version.

@@ -332,6 +332,18 @@ impl Ingest<'_> {
                 params![dev, name, value, f, l, c as i64, site, agent],
             )?;
         }
+        if let Some(c) = &rec.classification {
+            let record = serde_json::to_string(c).unwrap_or_default();
+            exec(
+                tx,
+                "storing classification",
+                "INSERT INTO classifications (device_id, last_us, record) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (device_id) DO UPDATE SET
+                   record = CASE WHEN excluded.last_us >= last_us THEN excluded.record ELSE record END,
+                   last_us = max(last_us, excluded.last_us)",
+                params![dev, last, record],
+            )?;
+        }
         for s in &rec.services_offered {
             self.service(dev, ServiceDirection::Offered.as_str(), s)?;
         }
@@ -521,6 +533,12 @@ fn merge(
         "INSERT OR IGNORE INTO version_episodes (device_id, value, first_us, last_us, site, agent_id, fields)
          SELECT ?1, value, first_us, last_us, site, agent_id, fields FROM version_episodes WHERE device_id = ?2",
         "DELETE FROM version_episodes WHERE device_id = ?2",
+        "INSERT INTO classifications (device_id, last_us, record)
+         SELECT ?1, last_us, record FROM classifications WHERE device_id = ?2
+         ON CONFLICT (device_id) DO UPDATE SET
+           record = CASE WHEN excluded.last_us > classifications.last_us THEN excluded.record ELSE classifications.record END,
+           last_us = max(classifications.last_us, excluded.last_us)",
+        "DELETE FROM classifications WHERE device_id = ?2",
         "INSERT INTO services (device_id, direction, transport, port, app, peers, first_us, last_us, count)
          SELECT ?1, direction, transport, port, app, peers, first_us, last_us, count FROM services WHERE device_id = ?2
          ON CONFLICT (device_id, direction, transport, port) DO UPDATE SET

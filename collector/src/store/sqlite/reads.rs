@@ -86,6 +86,23 @@ fn load_devices(
             d.attributes.entry(name).or_default().push(v);
         }
     }
+    // The whole classification only for one device's view: evaluation over the inventory
+    // never reads it, and it is the bulkiest part of a device.
+    let classifications: Vec<(i64, String)> = match one {
+        Some(_) => query(
+            conn,
+            "reading classifications",
+            "SELECT device_id, record FROM classifications WHERE device_id = ?1",
+            params_from_iter(one),
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?,
+        None => Vec::new(),
+    };
+    for (id, record) in classifications {
+        if let Some(d) = devs.get_mut(&id) {
+            d.classification = Some(decode("classification", &record)?);
+        }
+    }
     for (id, episodes) in super::versions::read(conn, one)? {
         if let Some(d) = devs.get_mut(&id) {
             d.software_versions = episodes;

@@ -187,6 +187,14 @@ INSERT INTO version_episodes (device_id, value, first_us, last_us, site, agent_i
     SELECT device_id, value, first_us, last_us, site, agent_id, '' FROM attributes
     WHERE name = 'software_version';
 "#,
+    // The latest classification an agent reported for a device, whole (rules matched,
+    // candidates and explanation when the evidence disagreed): the device view's "why" (issue
+    // 19). The newest report wins; a late one never replaces a newer.
+    r#"
+CREATE TABLE classifications (
+    device_id INTEGER PRIMARY KEY, last_us INTEGER NOT NULL, record TEXT NOT NULL
+);
+"#,
 ];
 
 /// The schema version stored in the file.
