@@ -432,9 +432,13 @@ impl DeviceTable {
                 None => true,
                 Some(p) => p != e.protocol && upgrades(p, e.protocol),
             };
-            if relabel && registry::is_stream(e.protocol) {
+            // Datagram protocols that carry patient data (IntelliVue Data Export over UDP)
+            // label their service too: it is as much a cleartext-PHI service as a TCP one,
+            // and its client is what collects device data.
+            let tcp = registry::is_stream(e.protocol);
+            if relabel && (tcp || e.protocol.carries_patient_data()) {
                 labelled = Some(e.protocol);
-                self.label_service(&e, sender, receiver);
+                self.label_service(&e, sender, receiver, tcp);
             }
             let key = match subject(e.field, e.direction) {
                 Some(Party::Sender) => sender,
@@ -471,6 +475,7 @@ impl DeviceTable {
         e: &Evidence,
         sender: Option<DeviceKey>,
         receiver: Option<DeviceKey>,
+        tcp: bool,
     ) {
         let ends = &e.endpoints;
         let (server, client, port, server_ip, client_ip) = match e.direction {
@@ -486,7 +491,7 @@ impl DeviceTable {
                 self.touch(k, t),
                 &cfg,
                 true,
-                (true, port),
+                (tcp, port),
                 client_ip,
                 Some(e.protocol),
                 t,
@@ -498,7 +503,7 @@ impl DeviceTable {
                 self.touch(k, t),
                 &cfg,
                 false,
-                (true, port),
+                (tcp, port),
                 server_ip,
                 Some(e.protocol),
                 t,

@@ -325,9 +325,6 @@ fn truth() -> Vec<(String, ExpectedDevice)> {
 
 /// Devices whose type ward still gets wrong, and why.
 const KNOWN_MISSES: &[(&str, &str)] = &[
-    // The Data Export client polls the monitor over UDP from an unprivileged port: no service
-    // is recorded for it, so no device_data_client role.
-    ("intellivue.pcap", "mac:02:57:41:52:44:20"),
     // Known by their DHCP vendor class "Mindray BeneVision N17" alone: the product dictionary
     // names that product line.
     ("../../examples/sample-site.pcap", "mac:00:a0:37:9a:53:03"),
