@@ -390,6 +390,14 @@ impl Fixer {
         }
     }
 
+    /// A score or confidence: 0.0–1.0 (NaN is 0).
+    fn unit(&mut self, x: &mut f32) {
+        if !(0.0..=1.0).contains(x) {
+            *x = if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) };
+            self.adj.numbers_clamped += 1;
+        }
+    }
+
     /// Counts are stored as SQLite integers.
     fn count(&mut self, n: &mut u64) {
         if *n > i64::MAX as u64 {
@@ -476,14 +484,7 @@ impl Fixer {
                 for r in &mut k.rules {
                     self.text(r, MAX_TEXT_CHARS);
                 }
-                if !(0.0..=1.0).contains(&k.score) {
-                    k.score = if k.score.is_nan() {
-                        0.0
-                    } else {
-                        k.score.clamp(0.0, 1.0)
-                    };
-                    self.adj.numbers_clamped += 1;
-                }
+                self.unit(&mut k.score);
             }
             self.opt_text(&mut c.explanation, MAX_VALUE_CHARS);
             self.opt_text(&mut c.manufacturer, MAX_TEXT_CHARS);
@@ -493,14 +494,7 @@ impl Fixer {
                 c.device_type = "unknown".into();
                 self.adj.device_types_unknown += 1;
             }
-            if !(0.0..=1.0).contains(&c.confidence) {
-                c.confidence = if c.confidence.is_nan() {
-                    0.0
-                } else {
-                    c.confidence.clamp(0.0, 1.0)
-                };
-                self.adj.numbers_clamped += 1;
-            }
+            self.unit(&mut c.confidence);
             self.cap(&mut c.matches, MAX_MATCHES);
             for m in &mut c.matches {
                 self.text(&mut m.rule, MAX_TEXT_CHARS);
