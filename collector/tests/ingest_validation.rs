@@ -358,7 +358,17 @@ fn hostile_field_values_are_bounded_or_refused() {
     d3["seen"] = seen(T0 + 10, T0);
     let mut d4 = device(4);
     d4["key"] = json!("mac:\u{1b}[2J");
-    let d5 = device(5);
+    // Roles: one known word kept once with its evidence capped; an unknown word and a repeat
+    // dropped. Candidates: a score out of range clamped.
+    let mut d5 = device(5);
+    d5["roles"] = json!([
+        {"role": "dhcp_server", "evidence": vec!["offered udp/67"; 20]},
+        {"role": "toaster", "evidence": []},
+        {"role": "dhcp_server", "evidence": []},
+    ]);
+    d5["classification"]["candidates"] = json!([
+        {"attribute": "device_type", "value": "ct", "score": 9.0, "rules": ["r (f)"], "chosen": true},
+    ]);
     let mut d6 = device(6);
     d6["addresses"] = Value::Array(
         (0..100)
@@ -398,15 +408,18 @@ fn hostile_field_values_are_bounded_or_refused() {
     assert_eq!(ing["rejected"]["topic"], 1, "{out}");
     let adj = &ing["adjusted"];
     assert_eq!(adj["devices_dropped"], 3, "vlan, times, key: {out}");
-    assert_eq!(adj["items_dropped"], 2, "port 0, sctp: {out}");
+    assert_eq!(
+        adj["items_dropped"], 4,
+        "port 0, sctp, an unknown role, a repeated role: {out}"
+    );
     assert_eq!(adj["device_types_unknown"], 1, "{out}");
-    assert_eq!(adj["lists_capped"], 1, "{out}");
+    assert_eq!(adj["lists_capped"], 2, "addresses, role evidence: {out}");
     assert!(adj["texts_truncated"].as_u64().unwrap() >= 2, "{out}");
     assert!(
         adj["control_characters_replaced"].as_u64().unwrap() >= 3,
         "{out}"
     );
-    assert!(adj["numbers_clamped"].as_u64().unwrap() >= 2, "{out}");
+    assert!(adj["numbers_clamped"].as_u64().unwrap() >= 3, "{out}");
     assert_logs_safe(&all, "ingest");
     assert_eq!(lines_with(&all, "message rejected"), 6);
     assert_eq!(lines_with(&all, "message adjusted"), 1);
@@ -460,6 +473,17 @@ fn hostile_field_values_are_bounded_or_refused() {
         .map(|s| s["port"].as_u64().unwrap())
         .collect();
     assert_eq!(ports, vec![104], "{d1}");
+    let d5 = devs
+        .iter()
+        .find(|d| d["macs"][0] == "02:00:00:00:00:05")
+        .unwrap();
+    let roles: Vec<&str> = d5["attributes"]["role"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["dhcp_server"], "{d5}");
     let d6 = devs
         .iter()
         .find(|d| d["macs"][0] == "02:00:00:00:00:06")
