@@ -553,6 +553,24 @@ mod tests {
     }
 
     #[test]
+    fn products_dir_from_the_file_or_the_flag() {
+        let file = FileConfig::parse(
+            Path::new("a.toml"),
+            "[rules]\ndir = \"/r\"\n[products]\ndir = \"/p\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(file.clone(), Overrides::default()).unwrap();
+        assert_eq!(c.products_dir.as_deref(), Some(Path::new("/p")));
+        let o = Overrides {
+            products_dir: Some("/flag".into()),
+            ..Overrides::default()
+        };
+        let c = Config::resolve(file, o).unwrap();
+        assert_eq!(c.products_dir.as_deref(), Some(Path::new("/flag")));
+        assert_eq!(c.rules_dir.as_deref(), Some(Path::new("/r")));
+    }
+
+    #[test]
     fn bad_values_name_the_setting() {
         let file = FileConfig::parse(Path::new("a.toml"), "[log]\nformat = \"xml\"\n").unwrap();
         let e = Config::resolve(file, Overrides::default()).unwrap_err();
