@@ -54,8 +54,70 @@ struct RawProduct {
     #[serde(rename = "match")]
     conditions: Option<Spanned<Vec<Spanned<RawCondition>>>>,
     /// Alternatives: each condition on its own recognises the product (one rule each).
-    match_any: Option<Spanned<Vec<Spanned<RawCondition>>>>,
+    match_any: Option<Spanned<Vec<Spanned<RawAlternative>>>>,
 }
+
+/// A `match_any` entry: a rule condition whose `fields` may list several fields, standing for
+/// one condition per field (a product name is recognised the same way in every field that can
+/// carry it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlternative {
+    field: Option<Spanned<String>>,
+    fields: Option<Spanned<Vec<Spanned<String>>>>,
+    equals: Option<Spanned<String>>,
+    prefix: Option<Spanned<String>>,
+    contains: Option<Spanned<String>>,
+    regex: Option<Spanned<String>>,
+    #[serde(default)]
+    case_insensitive: bool,
+}
+
+impl RawAlternative {
+    /// The conditions this entry stands for, in field order.
+    fn expand(
+        self,
+        span: Range<usize>,
+        err: &dyn Fn(Range<usize>, String) -> RuleError,
+    ) -> Result<Vec<Spanned<RawCondition>>, RuleError> {
+        let fields: Vec<Spanned<String>> = match (self.field, self.fields) {
+            (Some(f), None) => vec![f],
+            (None, Some(list)) if list.get_ref().is_empty() => {
+                return Err(err(list.span(), "`fields` is empty".to_owned()))
+            }
+            (None, Some(list)) => list.into_inner(),
+            (None, None) => {
+                return Err(err(span, "condition has no `field` or `fields`".to_owned()))
+            }
+            (Some(f), Some(_)) => {
+                return Err(err(
+                    f.span(),
+                    "give `field` or `fields`, not both".to_owned(),
+                ))
+            }
+        };
+        Ok(fields
+            .into_iter()
+            .map(|field| {
+                Spanned::new(
+                    span.clone(),
+                    RawCondition {
+                        field,
+                        equals: self.equals.clone(),
+                        prefix: self.prefix.clone(),
+                        contains: self.contains.clone(),
+                        regex: self.regex.clone(),
+                        case_insensitive: self.case_insensitive,
+                        not: false,
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+/// Most conditions one `match_any` stands for (each is a rule).
+const MAX_ALTERNATIVES: usize = 256;
 
 fn yes() -> bool {
     true
@@ -410,7 +472,19 @@ fn compile_product(
                         "`match_any` is empty: give at least one condition".to_owned(),
                     ));
                 }
-                list.into_iter()
+                let mut conditions = Vec::new();
+                for alternative in list {
+                    let a_span = alternative.span();
+                    conditions.extend(alternative.into_inner().expand(a_span, &err)?);
+                }
+                if conditions.len() > MAX_ALTERNATIVES {
+                    return Err(err(
+                        any_span,
+                        format!("`match_any` stands for more than {MAX_ALTERNATIVES} conditions"),
+                    ));
+                }
+                conditions
+                    .into_iter()
                     .enumerate()
                     .map(|(k, c)| {
                         let c_span = c.span();

@@ -91,6 +91,43 @@ fn match_any_makes_one_rule_per_condition_with_the_confidence_of_its_field() {
 }
 
 #[test]
+fn match_any_fields_stand_for_one_condition_per_field() {
+    let head = "[[product]]\nid = \"p\"\nmanufacturer = \"Acme Medical\"\nline = \"L\"\n\
+                device_type = \"ct\"\nsource = \"s\"\n";
+    let d = parse(&format!(
+        "{head}[[product.match_any]]\nfields = [\"dicom.model_name\", \"hl7.device_model\"]\n\
+         regex = '^L'\n[[product.match_any]]\nfield = \"dhcp.hostname\"\nprefix = \"l-\"\n"
+    ))
+    .unwrap();
+    assert_eq!(d.rules().ids().collect::<Vec<_>>(), ["p.1", "p.2", "p.3"]);
+    // An unknown field of a list is located at that field.
+    let e = error(&format!(
+        "{head}[[product.match_any]]\nfields = [\"dicom.model_name\", \"dicom.modle\"]\n\
+         regex = '^L'\n"
+    ));
+    assert!(e.starts_with(&at(8, 31)), "{e}");
+    assert!(
+        e.contains("rule \"p.2\": unknown field \"dicom.modle\""),
+        "{e}"
+    );
+    for (body, what) in [
+        (
+            "field = \"dhcp.hostname\"\nfields = [\"dhcp.fqdn\"]\nprefix = \"x\"\n",
+            "not both",
+        ),
+        ("fields = []\nprefix = \"x\"\n", "`fields` is empty"),
+        ("prefix = \"x\"\n", "no `field` or `fields`"),
+        (
+            "field = \"dhcp.hostname\"\nprefix = \"x\"\nnot = true\n",
+            "unknown field `not`",
+        ),
+    ] {
+        let e = error(&format!("{head}[[product.match_any]]\n{body}"));
+        assert!(e.contains(what), "{e}");
+    }
+}
+
+#[test]
 fn default_confidences_by_kind_of_field() {
     assert_eq!(default_confidence("dicom.model_name"), 0.85);
     assert_eq!(default_confidence("lldp.med_model"), 0.85);

@@ -55,14 +55,14 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCondition {
     pub(crate) field: Spanned<String>,
-    equals: Option<Spanned<String>>,
-    prefix: Option<Spanned<String>>,
-    contains: Option<Spanned<String>>,
-    regex: Option<Spanned<String>>,
+    pub(crate) equals: Option<Spanned<String>>,
+    pub(crate) prefix: Option<Spanned<String>>,
+    pub(crate) contains: Option<Spanned<String>>,
+    pub(crate) regex: Option<Spanned<String>>,
     #[serde(default)]
-    case_insensitive: bool,
+    pub(crate) case_insensitive: bool,
     #[serde(default)]
-    not: bool,
+    pub(crate) not: bool,
 }
 
 /// Error builder for one file.
