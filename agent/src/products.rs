@@ -235,11 +235,21 @@ pub struct Dictionary {
 impl Dictionary {
     /// The dictionary bundled with ward (`agent/products/*.toml`).
     pub fn bundled() -> Result<Dictionary, RuleError> {
-        let files = BUNDLED
-            .iter()
-            .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
-            .collect();
-        load::load_set(files, &Aliases::default())
+        // Compiled once per process: its thousand-odd regexes cost more than a clone (which
+        // shares them), and every `RuleSet::bundled` — each test's, too — starts from it.
+        static COMPILED: std::sync::OnceLock<Option<Dictionary>> = std::sync::OnceLock::new();
+        let load = || {
+            let files = BUNDLED
+                .iter()
+                .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
+                .collect();
+            load::load_set(files, &Aliases::default())
+        };
+        match COMPILED.get_or_init(|| load().ok()) {
+            Some(d) => Ok(d.clone()),
+            // Not cached: load again for the error (a test catches a broken bundled file).
+            None => load(),
+        }
     }
 
     /// Loads every `*.toml` file of `dir` (not recursive) in file-name order, as a site
@@ -335,8 +345,8 @@ impl fmt::Display for Summary {
 }
 
 /// Loads and validates every `*.toml` file in `dir` as a site dictionary over the bundled one
-/// (what `ward-agent products check DIR` runs); the ids of its products must not clash with
-/// the rules' own.
+/// (what `ward-agent products check DIR` runs): its products may name bundled manufacturers,
+/// and a product with a bundled rule's id replaces that rule.
 pub fn check_dir(dir: &Path) -> Result<Summary, RuleError> {
     let bundled = RuleSet::bundled()?;
     let site = Dictionary::load_dir(dir, bundled.aliases())?;
