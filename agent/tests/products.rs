@@ -103,6 +103,18 @@ const CASES: &[Case] = &[
     ),
     // Monitoring, central stations, telemetry.
     (
+        &[("dhcp.hostname", "carescape-b650-icu12")],
+        "GE HealthCare",
+        "CARESCAPE",
+        "patient_monitor",
+    ),
+    (
+        &[("mdns.host_name", "IntelliVue-MX800-07.local")],
+        "Philips",
+        "IntelliVue",
+        "patient_monitor",
+    ),
+    (
         &[("hl7.device_model", "IntelliVue MX450")],
         "Philips",
         "IntelliVue MX450",
@@ -194,6 +206,12 @@ const CASES: &[Case] = &[
     ),
     // Ventilation and anaesthesia.
     (
+        &[("dhcp.hostname", "EVITA-V500-0031")],
+        "Dräger",
+        "Evita",
+        "ventilator",
+    ),
+    (
         &[("sdc.model_name", "Evita V800")],
         "Dräger",
         "Evita V800",
@@ -230,6 +248,18 @@ const CASES: &[Case] = &[
         "anesthesia",
     ),
     // Laboratory and point of care.
+    (
+        &[("dhcp.hostname", "statstrip-ed-04")],
+        "Nova Biomedical",
+        "StatStrip",
+        "poc_analyzer",
+    ),
+    (
+        &[("dhcp.vendor_class", "Accu-Chek Inform II")],
+        "Roche Diagnostics",
+        "Accu-Chek Inform II",
+        "poc_analyzer",
+    ),
     (
         &[("poct1a.model_id", "i-STAT 1")],
         "Abbott",
@@ -394,6 +424,12 @@ const CASES: &[Case] = &[
         "mammography",
     ),
     // Nurse call.
+    (
+        &[("nbns.name", "NAVICARE-SRV01")],
+        "Hill-Rom",
+        "NaviCare",
+        "nurse_call",
+    ),
     (
         &[("lldp.system_description", "NaviCare Nurse Call bed station")],
         "Hill-Rom",

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use toml::Spanned;
+use ward_protocols::Field;
 
 use super::{
     normalise, Aliases, Dictionary, FileSummary, Summary, MAX_ALIASES, MAX_CONFIDENCE, MAX_FILES,
@@ -127,9 +128,9 @@ fn yes() -> bool {
 /// that names the product model is strong, a vendor's product string in a protocol header a
 /// little less, a name someone chose (host names, AE titles, friendly names) weak.
 pub(super) fn default_confidence(field: &str) -> f64 {
-    if MODEL_FIELDS.contains(&field) {
+    if is_one_of(field, MODEL_FIELDS) {
         0.85
-    } else if PRODUCT_STRINGS.contains(&field) {
+    } else if is_one_of(field, PRODUCT_STRINGS) {
         // Above the vendor-only rules of the same fields (0.6: "a B. Braun device"), which a
         // product line refines.
         0.65
@@ -139,42 +140,47 @@ pub(super) fn default_confidence(field: &str) -> f64 {
     }
 }
 
+/// Whether the field named `name` (as a condition gives it) is one of `fields`.
+fn is_one_of(name: &str, fields: &[Field]) -> bool {
+    fields.iter().any(|f| f.name() == name)
+}
+
 /// Fields whose value is the device's own model name: a product recognised there keeps the
 /// model as sent (`SOMATOM Force`) rather than the product line (`SOMATOM`).
-const MODEL_FIELDS: &[&str] = &[
-    "dicom.model_name",
-    "hl7.device_model",
-    "lldp.med_model",
-    "sdc.model_name",
-    "sdc.model_number",
-    "ssdp.model_name",
-    "ssdp.model_number",
-    "mdns.model",
-    "intellivue.model",
-    "poct1a.model_id",
-    "astm.sender_model",
-    "fhir.device_model_number",
-    "bcc.pump_model",
+const MODEL_FIELDS: &[Field] = &[
+    Field::DicomModelName,
+    Field::Hl7DeviceModel,
+    Field::LldpMedModel,
+    Field::SdcModelName,
+    Field::SdcModelNumber,
+    Field::SsdpModelName,
+    Field::SsdpModelNumber,
+    Field::MdnsModel,
+    Field::IntellivueModel,
+    Field::Poct1aModelId,
+    Field::AstmSenderModel,
+    Field::FhirDeviceModelNumber,
+    Field::BccPumpModel,
 ];
 
 /// Fields carrying a vendor's product string (protocol headers, vendor classes, descriptions).
-const PRODUCT_STRINGS: &[&str] = &[
-    "dhcp.vendor_class",
-    "dhcpv6.vendor_class",
-    "hl7.sending_application",
-    "hl7.receiving_application",
-    "hl7.equipment_instance",
-    "astm.sender",
-    "http.user_agent",
-    "http.server",
-    "snmp.sys_descr",
-    "lldp.system_description",
-    "cdp.platform",
-    "ssdp.server",
-    "ssdp.model_description",
-    "dicom.implementation_version",
-    "dicom.software_versions",
-    "mdns.service_type",
+const PRODUCT_STRINGS: &[Field] = &[
+    Field::DhcpVendorClass,
+    Field::Dhcpv6VendorClass,
+    Field::Hl7SendingApplication,
+    Field::Hl7ReceivingApplication,
+    Field::Hl7EquipmentInstance,
+    Field::AstmSender,
+    Field::HttpUserAgent,
+    Field::HttpServer,
+    Field::SnmpSysDescr,
+    Field::LldpSystemDescription,
+    Field::CdpPlatform,
+    Field::SsdpServer,
+    Field::SsdpModelDescription,
+    Field::DicomImplementationVersion,
+    Field::DicomSoftwareVersions,
+    Field::MdnsServiceType,
 ];
 
 /// One parsed file, kept until every file's manufacturers are known.
@@ -527,7 +533,7 @@ fn compile_product(
         // (the most specific name known).
         let model = match &raw.model {
             Some(m) => Spanned::new(m.span(), m.get_ref().clone()),
-            None if MODEL_FIELDS.contains(&field.as_str()) => {
+            None if is_one_of(&field, MODEL_FIELDS) => {
                 Spanned::new(line.span(), "${value}".to_owned())
             }
             None => Spanned::new(line.span(), literal(line.get_ref())),
