@@ -628,3 +628,59 @@ fn products_check_reports_the_first_error_with_its_location() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// `read --products-dir DIR`: a site dictionary extends the bundled one in the running agent
+/// (a site product naming every DHCP client, so any capture with DHCP shows it), and a broken
+/// site dictionary stops the agent before it reads anything, naming file and line.
+#[test]
+fn read_applies_a_site_products_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let products = dir.path().join("products");
+    std::fs::create_dir(&products).unwrap();
+    std::fs::write(
+        products.join("site.toml"),
+        "[[manufacturer]]\nname = \"Site Test Maker\"\nsource = \"test\"\n\n\
+         [[product]]\nid = \"site.every-dhcp-client\"\nmanufacturer = \"Site Test Maker\"\n\
+         line = \"Anything\"\ndevice_type = \"camera\"\nsource = \"test\"\nconfidence = 0.85\n\
+         match = [{ field = \"dhcp.parameter_request_list\", regex = '.' }]\n",
+    )
+    .unwrap();
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dhcp.pcap");
+    let run = |products: &Path| {
+        let jsonl = dir.path().join("out.jsonl");
+        let _ = std::fs::remove_file(&jsonl);
+        let out = Command::new(AGENT)
+            .arg("read")
+            .arg(&capture)
+            .args(["--output", &format!("jsonl:{}", jsonl.display())])
+            .arg("--spool-dir")
+            .arg(dir.path().join("spool"))
+            .arg("--products-dir")
+            .arg(products)
+            .env_remove("WARD_CONFIG")
+            .env_remove("WARD_PRODUCTS_DIR")
+            .output()
+            .unwrap();
+        (out, std::fs::read_to_string(&jsonl).unwrap_or_default())
+    };
+    let (out, jsonl) = run(&products);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        jsonl.contains("\"manufacturer\":\"Site Test Maker\""),
+        "{jsonl}"
+    );
+    assert!(
+        jsonl.contains("\"rule\":\"site.every-dhcp-client\""),
+        "{jsonl}"
+    );
+
+    std::fs::write(
+        products.join("site.toml"),
+        "[[product]]\nmanufacturer = 3\n",
+    )
+    .unwrap();
+    let (out, _) = run(&products);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(stderr.contains("site.toml:2:16: "), "{stderr}");
+}
