@@ -41,6 +41,9 @@ pub struct FileConfig {
     /// Fingerprint rules.
     #[serde(default)]
     pub rules: RulesSection,
+    /// Product dictionary.
+    #[serde(default)]
+    pub products: ProductsSection,
     /// Logging.
     #[serde(default)]
     pub log: LogSection,
@@ -116,6 +119,15 @@ pub struct RulesSection {
     pub dir: Option<PathBuf>,
 }
 
+/// `[products]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProductsSection {
+    /// Directory of site product dictionary files (extend the bundled dictionary; a product with
+    /// a bundled product's id replaces it).
+    pub dir: Option<PathBuf>,
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -142,6 +154,8 @@ pub struct Overrides {
     pub stats_interval_secs: Option<u64>,
     /// `--rules-dir` / `WARD_RULES_DIR`.
     pub rules_dir: Option<PathBuf>,
+    /// `--products-dir` / `WARD_PRODUCTS_DIR`.
+    pub products_dir: Option<PathBuf>,
     /// `--spool-dir` / `WARD_SPOOL_DIR`.
     pub spool_dir: Option<PathBuf>,
     /// `--spool-max-bytes` / `WARD_SPOOL_MAX_BYTES`.
@@ -242,6 +256,8 @@ pub struct Config {
     pub stream_prefix_bytes: usize,
     /// User rules directory.
     pub rules_dir: Option<PathBuf>,
+    /// Site product dictionary directory.
+    pub products_dir: Option<PathBuf>,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -475,6 +491,7 @@ impl Config {
                 64 * 1024,
             )?,
             rules_dir: o.rules_dir.or(file.rules.dir),
+            products_dir: o.products_dir.or(file.products.dir),
             log_format,
             log_level: o
                 .log_level
@@ -533,6 +550,24 @@ mod tests {
         assert_eq!(c.spool_max_bytes, 1000);
         assert_eq!(c.output, DEFAULT_OUTPUT);
         assert_eq!(c.max_flows, 65_536);
+    }
+
+    #[test]
+    fn products_dir_from_the_file_or_the_flag() {
+        let file = FileConfig::parse(
+            Path::new("a.toml"),
+            "[rules]\ndir = \"/r\"\n[products]\ndir = \"/p\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(file.clone(), Overrides::default()).unwrap();
+        assert_eq!(c.products_dir.as_deref(), Some(Path::new("/p")));
+        let o = Overrides {
+            products_dir: Some("/flag".into()),
+            ..Overrides::default()
+        };
+        let c = Config::resolve(file, o).unwrap();
+        assert_eq!(c.products_dir.as_deref(), Some(Path::new("/flag")));
+        assert_eq!(c.rules_dir.as_deref(), Some(Path::new("/r")));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod output;
 pub mod pcap;
 pub mod pipeline;
 pub mod privileges;
+pub mod products;
 pub mod rules;
 pub mod run;
 pub mod workers;

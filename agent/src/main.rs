@@ -19,6 +19,7 @@ use ward_agent::engine::{Engine, EngineConfig};
 use ward_agent::output::jsonl::JsonlOutput;
 use ward_agent::output::mqtt::{MqttConfig, MqttOutput};
 use ward_agent::output::{parse_output_url, Output, OutputSpec};
+use ward_agent::products::{self, Dictionary};
 use ward_agent::rules::{self, RuleSet};
 use ward_agent::run::{run_file, run_live, LoopConfig};
 use ward_protocols::dissect::DissectorConfig;
@@ -43,7 +44,8 @@ const DEFAULT_USER: &str = "ward";
         ward-agent capture --interface eth1 --site main-campus --output mqtts://collector:8883\n  \
         ward-agent read --output jsonl:- tests/fixtures/dicom-dcmtk.pcap\n  \
         tcpdump -i eth1 -w - | ward-agent read --output jsonl:devices.jsonl -\n  \
-        ward-agent rules check /etc/ward/rules"
+        ward-agent rules check /etc/ward/rules\n  \
+        ward-agent products check /etc/ward/products"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -100,6 +102,23 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Product dictionary files (manufacturer aliases, product lines).
+    Products {
+        #[command(subcommand)]
+        command: ProductsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProductsCommand {
+    /// Validate every *.toml dictionary file in DIR as a site extension of the bundled
+    /// dictionary; errors name the file and line.
+    Check {
+        /// Directory of product dictionary files.
+        dir: PathBuf,
+    },
+    /// List the bundled manufacturers and product rule ids.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +150,10 @@ struct Common {
     /// Directory of user rule files; rules with a bundled rule's id replace it.
     #[arg(long, env = "WARD_RULES_DIR", value_name = "DIR")]
     rules_dir: Option<PathBuf>,
+    /// Directory of site product dictionary files; they extend the bundled dictionary, and a
+    /// product with a bundled product's id replaces it.
+    #[arg(long, env = "WARD_PRODUCTS_DIR", value_name = "DIR")]
+    products_dir: Option<PathBuf>,
     /// Spool directory for messages not yet acknowledged by the broker
     /// [default: /var/lib/ward-agent/spool].
     #[arg(long, env = "WARD_SPOOL_DIR", value_name = "DIR")]
@@ -203,6 +226,7 @@ fn load_config(common: Common, live: LiveOptions) -> anyhow::Result<Config> {
         user,
         stats_interval_secs: common.stats_interval,
         rules_dir: common.rules_dir,
+        products_dir: common.products_dir,
         spool_dir: common.spool_dir,
         spool_max_bytes: common.spool_max_bytes,
         mqtt_username: common.mqtt_username,
@@ -251,8 +275,19 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
 
 fn load_rules(cfg: &Config) -> anyhow::Result<RuleSet> {
     let bundled = RuleSet::bundled().context("bundled rules")?;
-    Ok(match &cfg.rules_dir {
-        Some(dir) => bundled.with_overrides(RuleSet::load_dir(dir)?),
+    let site_rules = match &cfg.rules_dir {
+        Some(dir) => Some(RuleSet::load_dir(dir)?),
+        None => None,
+    };
+    // Site products are site rules too: they replace bundled ids and win precedence ties.
+    let site = match &cfg.products_dir {
+        Some(dir) => Some(
+            Dictionary::load_dir(dir, bundled.aliases())?.apply(site_rules.unwrap_or_default())?,
+        ),
+        None => site_rules,
+    };
+    Ok(match site {
+        Some(site) => bundled.with_overrides(site),
         None => bundled,
     })
 }
@@ -367,7 +402,7 @@ fn agent(command: Command) -> anyhow::Result<()> {
         Command::Read { files, common } => {
             (load_config(common, LiveOptions::default())?, Some(files))
         }
-        Command::Rules { .. } => unreachable!("handled before"),
+        Command::Rules { .. } | Command::Products { .. } => unreachable!("handled before"),
     };
     init_logging(&cfg)?;
     let rules = load_rules(&cfg)?;
@@ -556,10 +591,30 @@ fn rules_command(cmd: RulesCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn products_command(cmd: ProductsCommand) -> anyhow::Result<()> {
+    match cmd {
+        ProductsCommand::Check { dir } => {
+            let summary = products::check_dir(&dir)?;
+            println!("{summary}");
+        }
+        ProductsCommand::List => {
+            let dictionary = Dictionary::bundled()?;
+            for name in dictionary.aliases().names() {
+                println!("manufacturer {name}");
+            }
+            for id in dictionary.rules().ids() {
+                println!("{id}");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Rules { command } => rules_command(command),
+        Command::Products { command } => products_command(command),
         other => agent(other),
     };
     match result {

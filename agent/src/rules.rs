@@ -16,7 +16,7 @@
 //! comes from the matching rule of highest precedence: higher confidence, then user over bundled,
 //! then more conditions, then earlier in file order.
 
-mod load;
+pub(crate) mod load;
 mod template;
 
 use std::cmp::Ordering;
@@ -30,6 +30,7 @@ use ward_protocols::{Field, MacAddr};
 
 use crate::observation::{CandidateRecord, ClassificationRecord, RuleMatchRecord};
 use crate::oui::OuiRegistry;
+use crate::products::Aliases;
 use template::Template;
 use ward_protocols::schema::observation::device_type_family;
 
@@ -191,6 +192,9 @@ pub struct RuleSet {
     /// Rules switched off with `enabled = false`: they only matter to `with_overrides`.
     disabled: Vec<Located>,
     index: Index,
+    /// Manufacturer aliases of the product dictionary (`crate::products`): every classification's
+    /// manufacturer is reported under its canonical name.
+    aliases: Arc<Aliases>,
 }
 
 /// Where a rule was defined.
@@ -399,13 +403,25 @@ struct Hit<'f> {
 }
 
 impl RuleSet {
-    /// The rules bundled with ward (`agent/rules/*.toml`).
+    /// The rules bundled with ward (`agent/rules/*.toml`), with the bundled product dictionary
+    /// (`agent/products/*.toml`, compiled to rules after them, and its manufacturer aliases).
     pub fn bundled() -> Result<RuleSet, RuleError> {
         let mut set = RuleSet::default();
         for (name, text) in BUNDLED {
             set = load::merge(set, load::parse(name, text)?)?;
         }
-        Ok(set)
+        crate::products::Dictionary::bundled()?.apply(set)
+    }
+
+    /// The set with `aliases` as its manufacturer alias table (replacing the current one).
+    pub fn with_aliases(mut self, aliases: Aliases) -> RuleSet {
+        self.aliases = Arc::new(aliases);
+        self
+    }
+
+    /// The manufacturer alias table classifications are canonicalised with.
+    pub fn aliases(&self) -> &Aliases {
+        &self.aliases
     }
 
     /// Loads every `*.toml` file of `dir` (not recursive), in file-name order. Ids must be unique
@@ -423,6 +439,7 @@ impl RuleSet {
     /// rule with the same id (a user rule with `enabled = false` just removes it), and user rules
     /// win precedence ties against the rest.
     pub fn with_overrides(self, user: RuleSet) -> RuleSet {
+        let aliases = Arc::new(self.aliases.overlaid(&user.aliases));
         let replaced: HashSet<&str> = user
             .rules
             .iter()
@@ -445,7 +462,10 @@ impl RuleSet {
             r
         }));
         disabled.extend(user.disabled);
-        RuleSet::from_parts(rules, disabled)
+        RuleSet {
+            aliases,
+            ..RuleSet::from_parts(rules, disabled)
+        }
     }
 
     /// Number of (enabled) rules.
@@ -475,6 +495,7 @@ impl RuleSet {
             rules,
             disabled,
             index,
+            aliases: Arc::default(),
         }
     }
 
@@ -594,9 +615,18 @@ impl RuleSet {
                         captures = re.captures(hit.value);
                     }
                 }
-                let Some(value) = template.expand(hit.value, captures.as_ref()) else {
+                let Some(mut value) = template.expand(hit.value, captures.as_ref()) else {
                     continue;
                 };
+                // One name per manufacturer, whatever spelling the evidence used: candidates
+                // then disagree only when the companies do.
+                if what == Proposed::Manufacturer {
+                    if let Some(canonical) = self.aliases.canonical(&value) {
+                        if canonical != value {
+                            value = canonical.to_owned();
+                        }
+                    }
+                }
                 if what != Proposed::SoftwareVersion {
                     proposals.add(what, &value, rule, hit.subject);
                 }
@@ -617,6 +647,15 @@ impl RuleSet {
             .and_then(|h| self.rules.get(h.rule))
             .map(|r| r.confidence);
         out.confidence = type_confidence.or(best_any).unwrap_or(0.0);
+        // One name per manufacturer whatever spelling the evidence used (the match records keep
+        // the spelling seen).
+        if let Some(name) = out.manufacturer.as_deref() {
+            if let Some(canonical) = self.aliases.canonical(name) {
+                if canonical != name {
+                    out.manufacturer = Some(canonical.to_owned());
+                }
+            }
+        }
         proposals.explain(&mut out);
         out
     }

@@ -8,7 +8,7 @@ use ward_agent::rules::RuleSet;
 use ward_protocols::frame::LinkType;
 
 /// Documented bound for the default limits (100 000 devices, 65 536 flows); see README.
-const RSS_BOUND_MB: u64 = 400;
+const RSS_BOUND_MB: u64 = 440;
 
 fn rss_mb() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");

@@ -324,12 +324,7 @@ fn truth() -> Vec<(String, ExpectedDevice)> {
 }
 
 /// Devices whose type ward still gets wrong, and why.
-const KNOWN_MISSES: &[(&str, &str)] = &[
-    // Known by their DHCP vendor class "Mindray BeneVision N17" alone: the product dictionary
-    // names that product line.
-    ("../../examples/sample-site.pcap", "mac:00:a0:37:9a:53:03"),
-    ("../../examples/sample-site.pcap", "mac:00:a0:37:9a:53:04"),
-];
+const KNOWN_MISSES: &[(&str, &str)] = &[];
 
 #[test]
 fn every_device_of_every_capture_is_named_right() {

@@ -29,38 +29,41 @@ struct RawFile {
     rule: Vec<Spanned<RawRule>>,
 }
 
+/// One `[[rule]]` table as written. The product dictionary (`crate::products`) assembles these
+/// from its own entries so that they are validated and compiled exactly like rules.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRule {
-    id: Spanned<String>,
+pub(crate) struct RawRule {
+    pub(crate) id: Spanned<String>,
     #[serde(default = "yes")]
-    enabled: bool,
-    description: Option<Spanned<String>>,
-    confidence: Option<Spanned<f64>>,
-    manufacturer: Option<Spanned<String>>,
-    model: Option<Spanned<String>>,
-    device_type: Option<Spanned<String>>,
-    software_version: Option<Spanned<String>>,
+    pub(crate) enabled: bool,
+    pub(crate) description: Option<Spanned<String>>,
+    pub(crate) confidence: Option<Spanned<f64>>,
+    pub(crate) manufacturer: Option<Spanned<String>>,
+    pub(crate) model: Option<Spanned<String>>,
+    pub(crate) device_type: Option<Spanned<String>>,
+    pub(crate) software_version: Option<Spanned<String>>,
     #[serde(rename = "match")]
-    conditions: Option<Spanned<Vec<Spanned<RawCondition>>>>,
+    pub(crate) conditions: Option<Spanned<Vec<Spanned<RawCondition>>>>,
 }
 
 fn yes() -> bool {
     true
 }
 
+/// One condition as written (`match` entries of rules and of products).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawCondition {
-    field: Spanned<String>,
-    equals: Option<Spanned<String>>,
-    prefix: Option<Spanned<String>>,
-    contains: Option<Spanned<String>>,
-    regex: Option<Spanned<String>>,
+pub(crate) struct RawCondition {
+    pub(crate) field: Spanned<String>,
+    pub(crate) equals: Option<Spanned<String>>,
+    pub(crate) prefix: Option<Spanned<String>>,
+    pub(crate) contains: Option<Spanned<String>>,
+    pub(crate) regex: Option<Spanned<String>>,
     #[serde(default)]
-    case_insensitive: bool,
+    pub(crate) case_insensitive: bool,
     #[serde(default)]
-    not: bool,
+    pub(crate) not: bool,
 }
 
 /// Error builder for one file.
@@ -70,6 +73,10 @@ struct Ctx<'t> {
     /// Byte offsets of the newlines: every rule is located, and scanning the text from the
     /// start for each one made loading quadratic in the file's size.
     newlines: Vec<usize>,
+    /// Regexes compiled so far in this file, by (pattern, case-insensitive): a product entry of
+    /// the dictionary repeats one pattern over several fields, and compiling it once per field
+    /// multiplied the start-up cost.
+    regexes: std::cell::RefCell<HashMap<(String, bool), regex::Regex>>,
 }
 
 impl Ctx<'_> {
@@ -110,13 +117,32 @@ impl Ctx<'_> {
     }
 }
 
+impl<'t> Ctx<'t> {
+    fn new(source_name: &str, text: &'t str) -> Ctx<'t> {
+        Ctx {
+            source: Arc::from(source_name),
+            text,
+            newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
+            regexes: Default::default(),
+        }
+    }
+}
+
+/// An error at byte `span` of `text` (the file `source_name`), located as `line:column`: for
+/// other loaders of rule-like files (`crate::products`) so that their errors read the same.
+pub(crate) fn error_at(
+    source_name: &str,
+    text: &str,
+    span: Range<usize>,
+    rule: Option<&str>,
+    message: String,
+) -> RuleError {
+    Ctx::new(source_name, text).error(span, rule, message)
+}
+
 /// Parses and validates one rule file.
 pub(super) fn parse(source_name: &str, text: &str) -> Result<RuleSet, RuleError> {
-    let ctx = Ctx {
-        source: Arc::from(source_name),
-        text,
-        newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
-    };
+    let ctx = Ctx::new(source_name, text);
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         let rule = rule_at(text, span.start);
@@ -127,21 +153,35 @@ pub(super) fn parse(source_name: &str, text: &str) -> Result<RuleSet, RuleError>
             e.message().trim().replace('\n', "; "),
         )
     })?;
-    let mut rules = Vec::with_capacity(raw.rule.len());
+    compile_all(&ctx, raw.rule)
+}
+
+/// Validates and compiles rules assembled by another loader from the file `source_name`
+/// (whose `text` the spans point into): ids, duplicates and every rule check, as for a rule file.
+pub(crate) fn compile_raw(
+    source_name: &str,
+    text: &str,
+    raw: Vec<Spanned<RawRule>>,
+) -> Result<RuleSet, RuleError> {
+    compile_all(&Ctx::new(source_name, text), raw)
+}
+
+fn compile_all(ctx: &Ctx<'_>, raw: Vec<Spanned<RawRule>>) -> Result<RuleSet, RuleError> {
+    let mut rules = Vec::with_capacity(raw.len());
     let mut disabled = Vec::new();
     let mut seen: HashMap<String, Located> = HashMap::new();
-    for spanned in raw.rule {
+    for spanned in raw {
         let span = spanned.span();
         let raw_rule = spanned.into_inner();
         let id = raw_rule.id.get_ref().clone();
-        check_id(&ctx, &raw_rule.id)?;
+        check_id(ctx, &raw_rule.id)?;
         let at = ctx.located(&id, span.clone());
         if let Some(first) = seen.get(&id) {
-            return Err(duplicate(&ctx, &raw_rule.id, first));
+            return Err(duplicate(ctx, &raw_rule.id, first));
         }
         seen.insert(id.clone(), at.clone());
         if raw_rule.enabled {
-            rules.push(compile(&ctx, at, span, raw_rule)?);
+            rules.push(compile(ctx, at, span, raw_rule)?);
         } else {
             disabled.push(at);
         }
@@ -259,7 +299,7 @@ fn compile(
     let mut conditions = Vec::with_capacity(conditions_raw.get_ref().len());
     for (i, cond) in conditions_raw.into_inner().into_iter().enumerate() {
         let cond_span = cond.span();
-        let compiled = compile_condition(cond.into_inner(), &err, cond_span.clone())?;
+        let compiled = compile_condition(cond.into_inner(), &err, cond_span.clone(), &ctx.regexes)?;
         if i == 0 && compiled.negate {
             return Err(err(
                 cond_span,
@@ -314,6 +354,7 @@ fn compile_condition(
     raw: RawCondition,
     err: &dyn Fn(Range<usize>, String) -> RuleError,
     span: Range<usize>,
+    cache: &std::cell::RefCell<HashMap<(String, bool), regex::Regex>>,
 ) -> Result<Condition, RuleError> {
     let subject = Subject::parse(raw.field.get_ref()).ok_or_else(|| {
         let names: Vec<&str> = Field::ALL
@@ -397,11 +438,18 @@ fn compile_condition(
         text = text.to_ascii_lowercase().replace('-', ":");
     }
     let build_regex = |source: &str| {
-        RegexBuilder::new(source)
+        let key = (source.to_owned(), ci);
+        if let Some(re) = cache.borrow().get(&key) {
+            // A clone shares the compiled program.
+            return Ok(re.clone());
+        }
+        let re = RegexBuilder::new(source)
             .case_insensitive(ci)
             .size_limit(REGEX_SIZE_LIMIT)
             .build()
-            .map_err(|e| err(pattern_span.clone(), regex_message(&e)))
+            .map_err(|e| err(pattern_span.clone(), regex_message(&e)))?;
+        cache.borrow_mut().insert(key, re.clone());
+        Ok(re)
     };
     let test = match (kind, ci) {
         ("equals", false) => Test::Equals(text.into()),
@@ -431,7 +479,7 @@ fn regex_message(e: &regex::Error) -> String {
 }
 
 /// Appends `more` to `set`, rejecting an id defined in both.
-pub(super) fn merge(set: RuleSet, more: RuleSet) -> Result<RuleSet, RuleError> {
+pub(crate) fn merge(set: RuleSet, more: RuleSet) -> Result<RuleSet, RuleError> {
     let known: HashMap<&str, &Located> = set
         .rules
         .iter()
@@ -509,6 +557,7 @@ mod tests {
             source: Arc::from("t"),
             text,
             newlines: vec![2, text.len() - 1],
+            regexes: Default::default(),
         };
         assert_eq!(ctx.line_col(0), (1, 1));
         assert_eq!(ctx.line_col(2), (1, 3));
