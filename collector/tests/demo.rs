@@ -135,6 +135,26 @@ fn demo_shows_every_flag_kind_and_no_canary() {
             "flag kind {kind} missing from the demo:\n{stdout}"
         );
     }
+    // The sample site's Mindray monitors (known by their DHCP vendor class) and their
+    // eGateway (known by what it does: PCD-01 results for several monitors) are named right.
+    let device_rows: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("DEVICES"))
+        .take_while(|l| !l.starts_with("OPEN FLAGS"))
+        .collect();
+    for (mac, model, dtype) in [
+        ("00:a0:37:9a:53:03", "BeneVision N17", "patient_monitor"),
+        ("00:a0:37:9a:53:04", "BeneVision N17", "patient_monitor"),
+        ("00:a0:37:6e:00:60", "BeneLink eGateway", "monitor_gateway"),
+    ] {
+        assert!(
+            device_rows
+                .iter()
+                .any(|l| l.contains(mac) && l.contains(model) && l.contains(dtype)),
+            "{mac} not shown as {model} {dtype}:\n{}",
+            device_rows.join("\n")
+        );
+    }
     for step in 1..=6 {
         assert!(stderr.contains(&format!("[demo {step}/6]")), "{stderr}");
     }
