@@ -5,6 +5,8 @@
 //!
 //! - the collector moves to the next node and its session (held in replicated JetStream
 //!   streams) goes on there: nothing it had not acknowledged is lost;
+//! - the collector itself is `kill -9`ed a moment later and restarted: what it had received
+//!   but not committed was never acknowledged and comes again;
 //! - the agent of the killed node replays its messages on a surviving node (as its spool
 //!   does): what had already arrived is deduplicated by (site, agent, instance, seq);
 //! - every message a publisher saw acknowledged is stored exactly once, and the inventory is
@@ -186,7 +188,7 @@ fn finish(child: Child, what: &str) -> bool {
 }
 
 #[test]
-fn kill_9_of_a_nats_node_mid_stream_loses_and_doubles_nothing() {
+fn kill_9_of_a_nats_node_and_of_the_collector_mid_stream_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut nats = NatsCluster::start(&dir.path().join("nats"));
     let db = dir.path().join("ward.db");
@@ -212,6 +214,17 @@ fn kill_9_of_a_nats_node_mid_stream_loses_and_doubles_nothing() {
     let at_kill = stored(&db);
     std::thread::sleep(Duration::from_secs(1));
     nats.restart(0);
+    // And the collector, while its session still has a backlog: what it had received but not
+    // committed was never acknowledged, so the cluster delivers it again after the restart.
+    let before = stored(&db);
+    wait_stored(&db, before + 300, &c);
+    c.kill9();
+    let at_collector_kill = stored(&db);
+    assert!(
+        at_collector_kill < (3 * N) as i64,
+        "everything stored before the collector's kill; slow the rate"
+    );
+    let mut c = serve(&db, &args, &log);
     let runs: Vec<u32> = agents.into_iter().map(|a| a.join().unwrap()).collect();
     assert!(
         runs[0] > 1,
@@ -289,8 +302,9 @@ fn kill_9_of_a_nats_node_mid_stream_loses_and_doubles_nothing() {
         );
     }
     eprintln!(
-        "node 0 killed with {at_kill} of {} stored; agents' runs {runs:?}; after failover and \
-         the replays all stored once; inventory ({} devices) equal to the single-broker oracle",
+        "node 0 killed with {at_kill} of {} stored, the collector with {at_collector_kill}; \
+         agents' runs {runs:?}; after failover, redelivery and the replays all stored once; \
+         inventory ({} devices) equal to the single-broker oracle",
         3 * N,
         want.as_array().map_or(0, Vec::len)
     );
