@@ -37,6 +37,15 @@
 //! buffer more. Connection failures are retried with exponential backoff (0.5 s to 30 s, with
 //! jitter); subscriptions are renewed whenever the broker did not keep the session.
 //!
+//! # A cluster of nodes
+//!
+//! [`ExternalSource::fallback_urls`] lists the other nodes of one broker cluster: whenever a
+//! connection fails the source moves to the next node (at once after a lost connection, with the
+//! backoff when nodes cannot be reached). Meant for a NATS JetStream cluster, whose MQTT
+//! listeners keep the persistent session in replicated streams, so the session, its queued
+//! messages and the unacked deliveries follow the collector to whichever node it reaches; acks
+//! of the old connection are void as after any reconnect, and those messages come again.
+//!
 //! # Embedded broker: acked on commit
 //!
 //! The embedded source is the ingest channel of the [`crate::mqtt::broker`] endpoint: agents'
