@@ -238,8 +238,9 @@ pub struct ServeOverrides {
     /// mqtts://host:port. For a NATS cluster (JetStream on, an `mqtt { }` listener per node)
     /// list every node's MQTT listener, comma-separated (mqtt://n1:1883,mqtt://n2:1883,…):
     /// the persistent session lives in the cluster, so the collector moves to the next node
-    /// when one fails. NATS 2.9 has no `$share` groups: one collector per NATS cluster, or
-    /// give each its own client id (each then receives every message; the store deduplicates).
+    /// when one fails. NATS 2.9 has no `$share` groups (--share-group would receive nothing
+    /// there): one collector per NATS cluster; several, each with its own client id, would
+    /// each receive every message.
     #[arg(long, env = "WARD_COLLECTOR_BROKER", value_name = "URL")]
     pub broker: Option<String>,
     /// MQTT client id at the external broker (stable: it names the persistent session).
