@@ -5,6 +5,10 @@
 #
 #   bench/soak.sh [MINUTES]          # default 10
 #   SOAK_SECONDS=60 bench/soak.sh    # duration in seconds (overrides MINUTES)
+#   bench/soak.sh --nats [MINUTES]   # the broker is a 3-node NATS JetStream cluster (its MQTT
+#                                    # listeners): the agent on node 0, the collector with all
+#                                    # three nodes in --broker; a broker kill is kill -9 of a
+#                                    # random node. Writes no docs section unless BENCH_DOCS is set.
 #
 # Environment (all optional):
 #   SOAK_CAPTURES        capture files replayed (default: tests/fixtures/*.pcap*,
@@ -23,6 +27,7 @@
 #   SOAK_AGENT_WRAP      command put before the agent, for memory investigations, e.g.
 #                        "heaptrack -o /tmp/agent" (the RSS samples are then the wrapper's)
 #   SOAK_NOTE            a line on the run's conditions for the report (e.g. what else ran)
+#   SOAK_PROFILE         cargo profile of the binaries (default release; debug for a smoke run)
 #   BENCH_RESULTS_DIR    where the report goes (default bench/results)
 #   BENCH_DOCS           document whose "soak" section gets the report (default
 #                        docs/BENCHMARKS.md; empty: do not touch it, e.g. for smoke runs)
@@ -39,6 +44,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
+NATS=0
+if [[ ${1:-} == --nats ]]; then NATS=1; shift; fi
 MINUTES=${1:-10}
 [[ $MINUTES =~ ^[0-9]+$ ]] || { echo "soak.sh: MINUTES must be a whole number, got '$MINUTES'" >&2; exit 2; }
 DURATION=${SOAK_SECONDS:-$((MINUTES * 60))}
@@ -50,14 +57,20 @@ RANDOM=$SEED
 
 need() { command -v "$1" > /dev/null 2>&1 || { echo "soak.sh: missing '$1': $2" >&2; exit 2; }; }
 need mosquitto "install it: apt-get install mosquitto"
+if ((NATS)); then need nats-server "install it: apt-get install nats-server"; need curl "install it: apt-get install curl"; fi
 need python3 "install Python 3"
 need cargo "install Rust (rustup)"
 
 SITE_MIB=${SOAK_SITE_MIB:-8}
 [[ $SITE_MIB =~ ^[0-9]+$ ]] || { echo "soak.sh: SOAK_SITE_MIB must be a whole number" >&2; exit 2; }
 
-echo "soak: building ward-agent and ward-collector (release)" >&2
-cargo build --release -q -p ward-agent -p ward-collector -p ward-tests
+PROFILE=${SOAK_PROFILE:-release}
+echo "soak: building ward-agent and ward-collector ($PROFILE)" >&2
+if [[ $PROFILE == release ]]; then
+  cargo build --release -q -p ward-agent -p ward-collector -p ward-tests
+else
+  cargo build -q -p ward-agent -p ward-collector -p ward-tests
+fi
 SRC_STATE="commit $(git rev-parse --short HEAD 2> /dev/null || echo unknown)$(git diff --quiet HEAD -- agent protocols collector 2> /dev/null || echo ', with uncommitted changes under agent/, protocols/ or collector/')"
 if [[ -n ${SOAK_CAPTURES:-} ]]; then
   read -r -a CAPTURES <<< "$SOAK_CAPTURES"
@@ -66,19 +79,20 @@ else
   if ((SITE_MIB > 0)); then
     # Deterministic: the same size gives the same file, so it is reused between runs.
     SITE_CAP=/tmp/ward-soak-site-$SITE_MIB.pcap
-    [[ -s $SITE_CAP ]] || ./target/release/make-mixed-capture "$SITE_CAP" "$SITE_MIB" site
+    [[ -s $SITE_CAP ]] || "./target/$PROFILE/make-mixed-capture" "$SITE_CAP" "$SITE_MIB" site
     CAPTURES+=("$SITE_CAP")
   fi
 fi
 for c in "${CAPTURES[@]}"; do
   [[ -s $c ]] || { echo "soak.sh: capture '$c' is missing or empty" >&2; exit 2; }
 done
-AGENT=$ROOT/target/release/ward-agent
-COLLECTOR=$ROOT/target/release/ward-collector
+AGENT=$ROOT/target/$PROFILE/ward-agent
+COLLECTOR=$ROOT/target/$PROFILE/ward-collector
 
 TMP=$(mktemp -d /tmp/ward-soak.XXXXXX)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 MQ_PID='' COLL_PID='' AGENT_PID='' FEED_PID=''
+NATS_PIDS=('' '' '') DOWN_NODE=''
 
 stop_pid() { # PID [SIGNAL]: signal one process we started and reap it (10 s, then KILL)
   local pid=$1 sig=${2:-TERM} i
@@ -99,6 +113,7 @@ cleanup() {
   stop_pid "$AGENT_PID"
   stop_pid "$COLL_PID"
   stop_pid "$MQ_PID"
+  for p in "${NATS_PIDS[@]}"; do stop_pid "$p"; done
   if [[ ${SOAK_KEEP:-0} == 1 ]]; then
     echo "soak: kept $TMP" >&2
   else
@@ -111,8 +126,31 @@ trap 'exit 130' INT TERM
 
 fail() { echo "SOAK FAIL: $*"; exit 1; }
 
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
 BROKER=mqtt://127.0.0.1:$PORT
+COLL_BROKER=$BROKER
+if ((NATS)); then
+  # Three nodes: JetStream store, routes to all, an MQTT listener each; node 0's MQTT port is
+  # $PORT, the agent's.
+  NMQTT=("$PORT" "$(free_port)" "$(free_port)")
+  NCLUSTER=("$(free_port)" "$(free_port)" "$(free_port)")
+  NHTTP=("$(free_port)" "$(free_port)" "$(free_port)")
+  routes=$(printf 'nats://127.0.0.1:%s, ' "${NCLUSTER[@]}")
+  for i in 0 1 2; do
+    cat > "$TMP/n$i.conf" << EOF
+server_name: n$i
+listen: 127.0.0.1:$(free_port)
+http: 127.0.0.1:${NHTTP[$i]}
+jetstream { store_dir: "$TMP/js$i" }
+cluster { name: ward, listen: 127.0.0.1:${NCLUSTER[$i]}, routes: [${routes%, }] }
+mqtt { listen: 127.0.0.1:${NMQTT[$i]}, ack_wait: "10s", max_ack_pending: 4096 }
+EOF
+  done
+  COLL_BROKER=$(printf 'mqtt://127.0.0.1:%s,' "${NMQTT[@]}")
+  COLL_BROKER=${COLL_BROKER%,}
+  BENCH_DOCS=${BENCH_DOCS-}
+fi
 mkdir -p "$TMP/mosquitto" "$TMP/spool"
 # Persistence written after every change (mosquitto has no write-ahead log: this is as durable
 # as it gets); no queue limits, so a collector that is down for a while loses nothing.
@@ -132,8 +170,8 @@ log_type error
 log_type warning
 EOF
 
-wait_port() {
-  python3 - "$PORT" << 'PY'
+wait_port() { # [PORT], default $PORT
+  python3 - "${1:-$PORT}" << 'PY'
 import socket, sys, time
 for _ in range(100):
     try:
@@ -144,13 +182,41 @@ for _ in range(100):
 sys.exit(1)
 PY
 }
+start_nats_node() { # I: start node I, wait for its MQTT listener
+  nats-server -c "$TMP/n$1.conf" >> "$TMP/n$1.log" 2>&1 &
+  NATS_PIDS[$1]=$!
+  wait_port "${NMQTT[$1]}" || fail "NATS node $1 did not listen on ${NMQTT[$1]} (see log: $(tail -3 "$TMP/n$1.log"))"
+}
+wait_nats_cluster() { # until every node has its routes and sees a JetStream meta leader
+  local i ok try
+  for ((try = 0; try < 150; try++)); do
+    ok=1
+    for i in 0 1 2; do
+      curl -s "127.0.0.1:${NHTTP[$i]}/routez" | grep -q '"num_routes": 2' || ok=0
+      curl -s "127.0.0.1:${NHTTP[$i]}/jsz" | grep -q '"leader": "n' || ok=0
+    done
+    ((ok)) && return 0
+    sleep 0.2
+  done
+  fail "the NATS cluster did not form (see $TMP/n*.log)"
+}
 start_broker() {
+  if ((NATS)); then
+    if [[ -n $DOWN_NODE ]]; then
+      start_nats_node "$DOWN_NODE"
+      DOWN_NODE=''
+    else
+      for i in 0 1 2; do start_nats_node "$i"; done
+    fi
+    wait_nats_cluster
+    return
+  fi
   mosquitto -c "$TMP/mosquitto.conf" >> "$TMP/mosquitto.log" 2>&1 &
   MQ_PID=$!
   wait_port || fail "mosquitto did not listen on port $PORT (see log: $(tail -3 "$TMP/mosquitto.log"))"
 }
 start_collector() {
-  "$COLLECTOR" serve --broker "$BROKER" --client-id soak --no-http --db "$TMP/ward.db" \
+  "$COLLECTOR" serve --broker "$COLL_BROKER" --client-id soak --no-http --db "$TMP/ward.db" \
     --log-level 'warn,ward_collector=info' >> "$TMP/collector.log" 2>&1 &
   COLL_PID=$!
 }
@@ -200,7 +266,13 @@ while ((SECONDS < DURATION)); do
     next_sample=$((now + SAMPLE))
   fi
   if [[ -z $down ]] && ((now >= next_kill && now < KILL_UNTIL)); then
-    if ((next_target == 0)); then
+    if ((next_target == 0)) && ((NATS)); then
+      DOWN_NODE=$((RANDOM % 3))
+      kill -KILL "${NATS_PIDS[$DOWN_NODE]}"; wait "${NATS_PIDS[$DOWN_NODE]}" 2> /dev/null || true
+      NATS_PIDS[DOWN_NODE]=''
+      down=broker kills_broker=$((kills_broker + 1))
+      echo "soak: t=${now}s NATS node $DOWN_NODE killed" >&2
+    elif ((next_target == 0)); then
       kill -KILL "$MQ_PID"; wait "$MQ_PID" 2> /dev/null || true
       down=broker kills_broker=$((kills_broker + 1)) MQ_PID=''
     else
@@ -273,7 +345,8 @@ OUT=$RESULTS/soak-$(date +%Y-%m-%d-%H%M).md
   tail -1 "$TMP/verdict.txt"
   echo '```'
   echo
-  if [[ -n ${SOAK_SECONDS:-} ]]; then CMD="SOAK_SEED=$SEED SOAK_SECONDS=$SOAK_SECONDS bench/soak.sh"; else CMD="SOAK_SEED=$SEED bench/soak.sh $MINUTES"; fi
+  NATS_ARG=$( ((NATS)) && echo ' --nats' || true)
+  if [[ -n ${SOAK_SECONDS:-} ]]; then CMD="SOAK_SEED=$SEED SOAK_SECONDS=$SOAK_SECONDS bench/soak.sh$NATS_ARG"; else CMD="SOAK_SEED=$SEED bench/soak.sh$NATS_ARG $MINUTES"; fi
   echo "- Command: \`$CMD\` (the seed reproduces the kill schedule)"
   echo "- Captures replayed every ${ROUND} s as a live pcapng stream: $(printf '`%s` ' "${CAPTURES[@]}")"
   echo "- Kills (kill -9, then restart after $( ((DOWN_MAX > 1)) && echo "1-$DOWN_MAX" || echo 1) s): $kills_broker broker, $kills_collector collector, between 25 % and 65 % of the run"
@@ -290,7 +363,7 @@ OUT=$RESULTS/soak-$(date +%Y-%m-%d-%H%M).md
     }' "$TMP/rss.tsv"
   echo "- Collector: $(jq -c . "$TMP/status.json" 2> /dev/null || tr -d ' \n' < "$TMP/status.json")"
   echo "- Source: $SRC_STATE"
-  echo "- Versions: $("$AGENT" --version), $("$COLLECTOR" --version), $({ mosquitto -h 2> /dev/null || true; } | head -1)"
+  echo "- Versions: $("$AGENT" --version), $("$COLLECTOR" --version), $({ mosquitto -h 2> /dev/null || true; } | head -1)$( ((NATS)) && echo ", broker: 3-node $(nats-server --version)" || true)"
   echo "- Machine: $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(nproc) cores; load average at the start $LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadavg)"
   if [[ -n ${SOAK_NOTE:-} ]]; then echo "- Conditions: $SOAK_NOTE"; fi
 } > "$OUT"

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(tshark wireshark-common dcmtk tcpdump libpcap-dev tcpreplay dnsmasq-base isc-dhcp-client iproute2 ethtool mosquitto mosquitto-clients openssl python3-pip curl openssh-server openssh-client snmpd snmp samba-common-bin minidlna bind9-dnsutils lldpd)
+APT_PACKAGES=(tshark wireshark-common dcmtk tcpdump libpcap-dev tcpreplay dnsmasq-base isc-dhcp-client iproute2 ethtool mosquitto mosquitto-clients openssl python3-pip curl openssh-server openssh-client snmpd snmp samba-common-bin minidlna bind9-dnsutils lldpd nats-server)
 PIP_PACKAGES=(pynetdicom==3.0.4 pydicom==3.0.2 hl7apy==1.3.5 hl7==0.4.5 cryptography==48.0.0 zeroconf==0.147.0 async-upnp-client==0.49.0 aiohttp==3.14.5 sdc11073==3.0.0 lxml==6.2.0 astm-2025==1.0.0)
 
 log() { printf '\n==> %s\n' "$*"; }

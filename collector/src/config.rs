@@ -124,7 +124,9 @@ impl Default for BrokerSection {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SourceSection {
-    /// `mqtt://host:port` or `mqtts://host:port`; unset = embedded broker.
+    /// `mqtt://host:port` or `mqtts://host:port`; unset = embedded broker. A comma-separated
+    /// list names the nodes of one broker cluster sharing sessions (NATS with JetStream: each
+    /// node's MQTT listener); the collector uses the first and moves to the next on failure.
     pub url: Option<String>,
     /// MQTT client id (must be stable: the broker keeps the persistent session under it).
     pub client_id: Option<String>,
@@ -233,7 +235,12 @@ pub struct ServeOverrides {
     #[arg(long, env = "WARD_COLLECTOR_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Subscribe to this external broker instead of embedding one: mqtt://host:port or
-    /// mqtts://host:port.
+    /// mqtts://host:port. For a NATS cluster (JetStream on, an `mqtt { }` listener per node)
+    /// list every node's MQTT listener, comma-separated (mqtt://n1:1883,mqtt://n2:1883,…):
+    /// the persistent session lives in the cluster, so the collector moves to the next node
+    /// when one fails. NATS 2.9 has no `$share` groups (--share-group would receive nothing
+    /// there): one collector per NATS cluster; several, each with its own client id, would
+    /// each receive every message.
     #[arg(long, env = "WARD_COLLECTOR_BROKER", value_name = "URL")]
     pub broker: Option<String>,
     /// MQTT client id at the external broker (stable: it names the persistent session).

@@ -145,7 +145,14 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                         .unwrap_or_else(|_| "local".into())
                 )
             });
-            let mut ext = source::ExternalSource::new(url.clone(), client_id);
+            // A list names the nodes of one cluster (NATS): the first, then the others in turn.
+            let mut urls = ward_mqtt::endpoint::split_list(url);
+            if urls.is_empty() {
+                anyhow::bail!("source.url / --broker names no broker URL");
+            }
+            let first = urls.remove(0);
+            let mut ext = source::ExternalSource::new(first, client_id);
+            ext.fallback_urls = urls;
             ext.client.username = cfg.source.username.clone();
             ext.client.password = password;
             ext.client.tls.ca_file = cfg.source.ca.clone();

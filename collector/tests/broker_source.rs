@@ -1002,6 +1002,14 @@ async fn external_reconnects_after_broker_restart_and_rejects_bad_settings() {
             },
             "shared_group",
         ),
+        // Every node of a list is checked at spawn, not when the first one fails.
+        (
+            ExternalSource {
+                fallback_urls: vec!["nats://n2:4222".into()],
+                ..ExternalSource::new("mqtt://n1", "c")
+            },
+            "MQTT listener",
+        ),
     ] {
         let err = source::spawn(SourceConfig::External(cfg), &filters(), tx.clone())
             .await
@@ -1077,6 +1085,60 @@ async fn external_reconnects_after_broker_restart_and_rejects_bad_settings() {
 
 /// Mosquitto on `port` with persistence in `dir` (`common::mosquitto_settings`; start it again
 /// on the same `dir` and port to restart the broker).
+/// A list of nodes (`--broker a,b`): the first is down, the source moves on to the next one and
+/// the messages flow; when that one dies too it goes back to the first, now up. (Two
+/// Mosquittos share no session, so each move here subscribes afresh; a NATS cluster keeps the
+/// session across nodes: `tests/nats_cluster.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_moves_to_the_next_node_of_a_list_when_one_is_down() {
+    init_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let (down, up) = (free_port(), free_port());
+    let mosq_up = start_mosquitto_on(&tmp.path().join("up"), up);
+    let (tx, mut rx) = mpsc::channel(16);
+    let mut cfg = ExternalSource::new(format!("mqtt://127.0.0.1:{down}"), "collector-list");
+    cfg.fallback_urls = vec![format!("mqtt://127.0.0.1:{up}")];
+    let src = source::spawn(SourceConfig::External(cfg), &filters(), tx)
+        .await
+        .unwrap();
+    assert!(
+        src.wait_subscribed(Duration::from_secs(15)).await,
+        "{:?}",
+        src.status()
+    );
+    let mut agent = Client::tcp("agent-list", up);
+    agent.connected().await.unwrap();
+    agent
+        .publish_range("ward/v1/s/agent-list/devices", 0..3)
+        .await;
+    agent.pubacks(3).await;
+    for d in recv_n(&mut rx, 3, Duration::from_secs(10)).await {
+        src.ack(d.ack);
+    }
+
+    // The second node dies, the first comes up: back to the first.
+    let _mosq_first = start_mosquitto_on(&tmp.path().join("down"), down);
+    drop(mosq_up);
+    wait_until(
+        "a connection to the first node",
+        Duration::from_secs(20),
+        || src.status().connections >= 2 && src.status().subscribed,
+    )
+    .await;
+    let mut agent = Client::tcp("agent-list-2", down);
+    agent.connected().await.unwrap();
+    agent
+        .publish_range("ward/v1/s/agent-list-2/devices", 0..2)
+        .await;
+    agent.pubacks(2).await;
+    let got = recv_n(&mut rx, 2, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2);
+    for d in got {
+        src.ack(d.ack);
+    }
+    src.shutdown().await;
+}
+
 fn start_mosquitto_on(dir: &Path, port: u16) -> Mosquitto {
     common::mosquitto_on(dir, port)
         .unwrap_or_else(|| panic!("port {port} taken: mosquitto cannot start on it"))

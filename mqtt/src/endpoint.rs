@@ -34,6 +34,9 @@ pub enum UrlProblem {
     /// `tcp://`.
     #[error("use mqtt://host[:port]")]
     PlainSchemeAlias,
+    /// `nats://`: ward speaks MQTT to a NATS server, through its MQTT listener.
+    #[error("a NATS server is reached through its MQTT listener: use mqtt://host:<mqtt port>")]
+    NatsScheme,
     /// `ssl://` or `tls://`.
     #[error("use mqtts://host[:port]")]
     TlsSchemeAlias,
@@ -96,6 +99,8 @@ impl Endpoint {
             let lower = url.to_ascii_lowercase();
             return Err(bad(if lower.starts_with("tcp://") {
                 UrlProblem::PlainSchemeAlias
+            } else if lower.starts_with("nats://") || lower.starts_with("tls+nats://") {
+                UrlProblem::NatsScheme
             } else if lower.starts_with("ssl://") || lower.starts_with("tls://") {
                 UrlProblem::TlsSchemeAlias
             } else if lower.starts_with("mqtt://") || lower.starts_with("mqtts://") {
@@ -168,6 +173,21 @@ impl Endpoint {
     }
 }
 
+/// Splits a broker setting that lists several nodes of one cluster
+/// (`mqtt://n1:1883,mqtt://n2:1883`) into its URLs, in order, blanks around commas dropped;
+/// each is then parsed on its own. A client connects to the first and moves to the next one
+/// whenever a connection fails, so the nodes must share the session state (a NATS cluster's
+/// MQTT sessions live in replicated JetStream streams; two independent Mosquittos do not
+/// qualify). One URL without a comma is a list of one.
+pub fn split_list(setting: &str) -> Vec<String> {
+    setting
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 impl fmt::Display for Endpoint {
     /// The URL again, port included: `mqtts://broker:8883`, `mqtt://[::1]:1883`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -211,6 +231,7 @@ mod tests {
             ("broker:1883", UnknownScheme, "expected mqtt://"),
             ("http://x", UnknownScheme, "expected mqtt://"),
             ("tcp://broker", PlainSchemeAlias, "use mqtt://"),
+            ("nats://n1:4222", NatsScheme, "MQTT listener"),
             ("ssl://broker", TlsSchemeAlias, "use mqtts://"),
             ("TLS://broker", TlsSchemeAlias, "use mqtts://"),
             ("MQTT://broker", SchemeCase, "lower case"),
@@ -251,6 +272,16 @@ mod tests {
             "[::1]"
         );
         assert_eq!(Endpoint::parse("mqtt://h").unwrap().connect_host(), "h");
+    }
+
+    #[test]
+    fn splits_a_list_of_cluster_nodes() {
+        assert_eq!(split_list("mqtt://a:1"), ["mqtt://a:1"]);
+        assert_eq!(
+            split_list(" mqtt://a:1 , mqtt://b:2,,mqtts://c "),
+            ["mqtt://a:1", "mqtt://b:2", "mqtts://c"]
+        );
+        assert!(split_list(" , ").is_empty());
     }
 
     proptest::proptest! {

@@ -37,6 +37,15 @@
 //! buffer more. Connection failures are retried with exponential backoff (0.5 s to 30 s, with
 //! jitter); subscriptions are renewed whenever the broker did not keep the session.
 //!
+//! # A cluster of nodes
+//!
+//! [`ExternalSource::fallback_urls`] lists the other nodes of one broker cluster: whenever a
+//! connection fails the source moves to the next node (at once after a lost connection, with the
+//! backoff when nodes cannot be reached). Meant for a NATS JetStream cluster, whose MQTT
+//! listeners keep the persistent session in replicated streams, so the session, its queued
+//! messages and the unacked deliveries follow the collector to whichever node it reaches; acks
+//! of the old connection are void as after any reconnect, and those messages come again.
+//!
 //! # Embedded broker: acked on commit
 //!
 //! The embedded source is the ingest channel of the [`crate::mqtt::broker`] endpoint: agents'
@@ -141,6 +150,9 @@ impl AckToken {
 
 /// Which broker to read from.
 #[derive(Debug, Clone)]
+// Built once at startup and moved into the source task: the size does not matter, and boxing
+// would only make every caller write `Box::new`.
+#[allow(clippy::large_enum_variant)]
 pub enum SourceConfig {
     /// The collector's own broker, through an in-process link.
     Embedded(EmbeddedSource),
@@ -174,6 +186,12 @@ pub struct ExternalSource {
     /// `message_size_limit`) at or below it: a larger message makes the source drop the
     /// connection, and the broker redelivers it after every reconnect, blocking the session.
     pub max_packet_size: usize,
+    /// Other nodes of the same broker cluster (same scheme rules as `client.url`), tried in
+    /// turn after `client.url` whenever a connection fails or cannot be made. Only for brokers
+    /// whose nodes share the persistent session (a NATS cluster's MQTT listeners keep sessions
+    /// in replicated JetStream streams): the session must follow the collector to the next
+    /// node, or the messages queued for it on the dead node wait until that node returns.
+    pub fallback_urls: Vec<String>,
 }
 
 impl ExternalSource {
@@ -184,6 +202,7 @@ impl ExternalSource {
             client: ClientConfig::new(url, client_id),
             shared_group: None,
             max_packet_size: DEFAULT_MAX_PACKET,
+            fallback_urls: Vec::new(),
         }
     }
 }
@@ -541,6 +560,18 @@ impl AckState {
     }
 }
 
+/// The options of `cfg.client.url` followed by those of each fallback URL.
+fn node_options(cfg: &ExternalSource) -> Result<Vec<(String, Endpoint, MqttOptions)>, SourceError> {
+    let mut nodes = vec![];
+    for url in std::iter::once(&cfg.client.url).chain(&cfg.fallback_urls) {
+        let mut node = cfg.clone();
+        node.client.url = url.clone();
+        let (ep, o) = mqtt_options(&node)?;
+        nodes.push((url.clone(), ep, o));
+    }
+    Ok(nodes)
+}
+
 fn mqtt_options(cfg: &ExternalSource) -> Result<(Endpoint, MqttOptions), SourceError> {
     let (ep, mut o) = cfg.client.options()?;
     if let Some(g) = &cfg.shared_group {
@@ -572,11 +603,15 @@ fn spawn_external(
     filters: &[String],
     tx: mpsc::Sender<Delivery>,
 ) -> Result<SourceHandle, SourceError> {
-    let (ep, options) = mqtt_options(cfg)?;
+    let mut nodes = node_options(cfg)?;
+    let (_, ep, options) = nodes.remove(0);
+    let fallbacks: Vec<(String, MqttOptions)> =
+        nodes.into_iter().map(|(url, _, o)| (url, o)).collect();
     let filters: Vec<String> = match &cfg.shared_group {
         Some(g) => filters.iter().map(|f| format!("$share/{g}/{f}")).collect(),
         None => filters.to_vec(),
     };
+    let options_copy = options.clone();
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
     // PUBACKs are tiny and the broker's window waits for them: no Nagle delay.
     eventloop.set_network_options(network_options());
@@ -602,6 +637,10 @@ fn spawn_external(
         "connecting to the MQTT broker"
     );
     let poller = Poller {
+        nodes: std::iter::once((url.clone(), options_copy))
+            .chain(fallbacks)
+            .collect(),
+        node: 0,
         url,
         client,
         filters,
@@ -625,6 +664,10 @@ fn spawn_external(
 }
 
 struct Poller {
+    /// Every node of the broker (URL, options), the configured one first.
+    nodes: Vec<(String, MqttOptions)>,
+    /// Index in `nodes` of the node in use.
+    node: usize,
     url: String,
     client: AsyncClient,
     filters: Vec<String>,
@@ -825,12 +868,26 @@ impl Poller {
             was_connected
         };
         // With jitter, so that collectors restarted together do not reconnect in lockstep.
-        let delay = self.backoff.next_delay();
+        let mut delay = self.backoff.next_delay();
+        let failed_url = self.url.clone();
+        if self.nodes.len() > 1 {
+            // The next node of the cluster: it holds the same session (queued messages and
+            // unacked deliveries), so ingest goes on while the failed node is down. A lost
+            // connection moves on at once; nodes that cannot be reached back off as usual.
+            self.node = (self.node + 1) % self.nodes.len();
+            let (url, options) = &self.nodes[self.node];
+            eventloop.mqtt_options = options.clone();
+            self.url = url.clone();
+            if was_connected {
+                delay = Duration::ZERO;
+            }
+            info!(from = failed_url, to = self.url, retry_in = ?delay, "moving to the next broker node");
+        }
         match e {
             ConnectionError::MqttState(rumqttc::StateError::Deserialization(
                 rumqttc::Error::PayloadSizeLimitExceeded(size),
             )) => error!(
-                url = self.url,
+                url = failed_url,
                 size,
                 max_packet_size = self.max_packet_size,
                 retry_in = ?delay,
@@ -839,16 +896,16 @@ impl Poller {
                  or the broker's message_size_limit keeps such messages out"
             ),
             ConnectionError::ConnectionRefused(code) => error!(
-                url = self.url,
+                url = failed_url,
                 ?code,
                 retry_in = ?delay,
                 "the MQTT broker refused the connection (credentials? client id?)"
             ),
             e if was_connected => {
-                warn!(url = self.url, error = %e, retry_in = ?delay, "MQTT connection lost")
+                warn!(url = failed_url, error = %e, retry_in = ?delay, "MQTT connection lost")
             }
             e => warn!(
-                url = self.url,
+                url = failed_url,
                 error = %e,
                 retry_in = ?delay,
                 "cannot connect to the MQTT broker"

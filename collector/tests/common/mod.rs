@@ -17,7 +17,8 @@ use ward_canary::{Kind, Scanner};
 // Re-exported for the test files; each uses only some, as with the rest of this module.
 #[allow(unused_imports)]
 pub use ward_testkit::{
-    assert_no_byte_dump, find_binary, fixtures, lease_port as free_port, Mosquitto, Proc,
+    assert_no_byte_dump, find_binary, fixtures, lease_port as free_port, Mosquitto, NatsCluster,
+    Proc,
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 //! - [`wait`]: waits on state (a port, a log line, a value), never on guessed sleeps;
 //! - [`process`]: child processes with their output captured in a log file, killed on drop;
 //! - [`mosquitto`]: a real Mosquitto per test, configured in its temporary directory;
+//! - [`nats`]: a real 3-node NATS cluster (JetStream, MQTT listeners) per test;
 //! - [`pki`]: a throwaway CA with server and client certificates (the `openssl` command);
 //! - [`tools`]: the external programs, found or a failure that says how to install them;
 //! - temporary directories ([`temp_dir`]), the repository's paths ([`fixtures`],
@@ -18,6 +19,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod mosquitto;
+pub mod nats;
 pub mod pki;
 pub mod ports;
 pub mod process;
@@ -25,6 +27,7 @@ pub mod tools;
 pub mod wait;
 
 pub use mosquitto::{write_passwd, Mosquitto};
+pub use nats::NatsCluster;
 pub use pki::{make_pki, openssl};
 pub use ports::lease_port;
 pub use process::{address_in_use, Proc};

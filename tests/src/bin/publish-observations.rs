@@ -10,6 +10,12 @@
 //! With `WARD_ACKED_FILE=<path>`, the seq of every acknowledged message is appended to that
 //! file (one per line) as its PUBACK arrives, and the file is flushed even when the
 //! connection fails: the kill -9 tests compare it with what the collector committed.
+//!
+//! With `WARD_PUBLISH_RATE=<messages per second>`, messages leave at that steady rate instead of
+//! as fast as the window allows (a live site, so that a fault hits mid-stream). With
+//! `WARD_INSTANCE=<id>`, the messages carry that instance instead of one per process: a second
+//! run with the same instance replays the same (instance, seq) pairs, as an agent replaying
+//! its spool after a broker failure does, and the collector must store each once.
 
 use std::time::{Duration, Instant};
 
@@ -130,12 +136,22 @@ async fn main() -> anyhow::Result<()> {
     o.set_max_packet_size(8 << 20, 8 << 20);
     o.set_inflight(1000);
     let (client, mut ev) = AsyncClient::new(o, 2000);
-    let instance = format!("{agent}-{}", std::process::id());
+    let instance = std::env::var("WARD_INSTANCE")
+        .unwrap_or_else(|_| format!("{agent}-{}", std::process::id()));
+    let rate: Option<f64> = std::env::var("WARD_PUBLISH_RATE")
+        .ok()
+        .map(|r| r.parse())
+        .transpose()?
+        .filter(|r: &f64| *r > 0.0);
     let topic = ward_mqtt::topic::devices_topic("bench", &agent);
     let t0 = Instant::now();
     let pubber = tokio::spawn(async move {
         let base = 1_767_225_600_000_000i64; // 2026-01-01
+        let started = tokio::time::Instant::now();
         for n in 1..=count {
+            if let Some(rate) = rate {
+                tokio::time::sleep_until(started + Duration::from_secs_f64(n as f64 / rate)).await;
+            }
             let t = base + n as i64 * 1000;
             let devices = (0..per)
                 .map(|k| device(((n - 1) * per + k) % pool, t))
