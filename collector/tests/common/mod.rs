@@ -542,10 +542,13 @@ pub fn make_pki(dir: &Path) {
     );
 }
 
-/// The `publish-observations` load generator (ward-tests), built on first use.
+/// The `publish-observations` load generator (ward-tests), built once per test process: it is
+/// another package's binary, which `cargo test -p ward-collector` does not rebuild, and a stale
+/// one (an older publisher without `WARD_INSTANCE`) makes a replay look like new messages.
 pub fn publisher() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
     let p = collector_bin().with_file_name("publish-observations");
-    if !p.exists() {
+    BUILT.call_once(|| {
         let st = Command::new(env!("CARGO"))
             .args([
                 "build",
@@ -559,6 +562,6 @@ pub fn publisher() -> PathBuf {
             .status()
             .expect("running cargo build");
         assert!(st.success());
-    }
+    });
     p
 }
