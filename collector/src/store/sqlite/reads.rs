@@ -11,9 +11,9 @@ use ward_protocols::MacAddr;
 use super::{db, decode, encode, query};
 use crate::import::model::{Asset, Contract};
 use crate::store::{
-    AgentRow, AttributeValue, Counts, Coverage, DeviceQuery, DeviceSummary, DeviceView, FlagQuery,
-    FlagRow, Inventory, Link, LinkKind, MergeRow, ServiceDirection, ServiceView, Sighting,
-    StoreError, Transport,
+    AgentRow, AttributeValue, Counts, Coverage, DeviceQuery, DeviceSort, DeviceSummary, DeviceView,
+    FlagDay, FlagQuery, FlagRow, Inventory, Link, LinkFilter, LinkKind, MergeRow, ServiceDirection,
+    ServiceView, Sighting, StoreError, Transport,
 };
 
 /// Devices (not merged away) with everything stored about them; `one` restricts to one id.
@@ -336,6 +336,25 @@ pub(super) fn device_page(
         let p = f.text(format!("%,{},%", like_literal(flag)));
         f.and(format!("flag_kinds LIKE {p} ESCAPE '\\'"));
     }
+    if let Some(text) = q.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let p = f.text(format!("%{}%", like_literal(text)));
+        f.and(format!(
+            "(body LIKE {p} ESCAPE '\\' OR device_id IN (SELECT device_id FROM identities
+              WHERE kind IN ('mac', 'ip', 'hostname', 'serial', 'eui64', 'udi')
+              AND value LIKE {p} ESCAPE '\\'))"
+        ));
+    }
+    for (column, link) in [("contract_id", &q.contract), ("asset_tag", &q.asset)] {
+        match link {
+            None => {}
+            Some(LinkFilter::Linked) => f.and(format!("{column} IS NOT NULL")),
+            Some(LinkFilter::Unlinked) => f.and(format!("{column} IS NULL")),
+            Some(LinkFilter::To(target)) => {
+                let p = f.text(target.clone());
+                f.and(format!("{column} = {p}"));
+            }
+        }
+    }
     if let Some(pats) = &q.vendors {
         vendor_devices(conn, &mut f, pats)?;
     }
@@ -343,7 +362,13 @@ pub(super) fn device_page(
         what: "devices",
         table: "device_summary",
         columns: "body",
-        order: "device_id",
+        order: match q.sort {
+            DeviceSort::Id => "device_id",
+            DeviceSort::Manufacturer => "manufacturer IS NULL, manufacturer, model, device_id",
+            DeviceSort::Type => "device_type, device_id",
+            DeviceSort::LastSeen => "last_us DESC, device_id",
+            DeviceSort::Flags => "open_flags DESC, device_id",
+        },
     };
     let (total, rows) = f.page(conn, &listing, (q.limit, q.offset), |r| {
         r.get::<_, String>(0)
@@ -449,17 +474,7 @@ pub(super) fn flag_page(
         }
     }
     if let Some(pats) = &q.vendors {
-        // A vendor sees flags on its devices and on its own contracts, nothing else.
-        let devices = names_where(conn, "device_summary", "manufacturer", |n| {
-            glob_any(pats, n)
-        })?;
-        let devices = f.list(&devices);
-        let contracts = names_where(conn, "contracts", "supplier", |n| glob_any(pats, n))?;
-        let contracts = f.list(&contracts);
-        f.and(format!(
-            "(subject IN (SELECT 'device:' || device_id FROM device_summary WHERE manufacturer IN {devices})
-              OR subject IN (SELECT 'contract:' || id FROM contracts WHERE supplier IN {contracts}))"
-        ));
+        vendor_flags(conn, &mut f, pats)?;
     }
     let listing = Listing {
         what: "flags",
@@ -469,6 +484,63 @@ pub(super) fn flag_page(
     };
     let (total, rows) = f.page(conn, &listing, (q.limit, q.offset), flag_row)?;
     Ok((total, decode_flags(rows)?))
+}
+
+/// Restricts `f` to the flags a vendor sees: on its devices and on its own contracts, nothing
+/// else.
+fn vendor_flags(conn: &Connection, f: &mut Filter, pats: &[String]) -> Result<(), StoreError> {
+    let devices = names_where(conn, "device_summary", "manufacturer", |n| {
+        glob_any(pats, n)
+    })?;
+    let devices = f.list(&devices);
+    let contracts = names_where(conn, "contracts", "supplier", |n| glob_any(pats, n))?;
+    let contracts = f.list(&contracts);
+    f.and(format!(
+        "(subject IN (SELECT 'device:' || device_id FROM device_summary WHERE manufacturer IN {devices})
+          OR subject IN (SELECT 'contract:' || id FROM contracts WHERE supplier IN {contracts}))"
+    ));
+    Ok(())
+}
+
+/// Flags opened and resolved per UTC day since `since_us` (of the flags `vendors` see).
+pub(super) fn flag_timeline(
+    conn: &Connection,
+    vendors: Option<&[String]>,
+    since_us: i64,
+) -> Result<Vec<FlagDay>, StoreError> {
+    const DAY_US: i64 = 86_400_000_000;
+    let mut f = Filter::default();
+    if let Some(pats) = vendors {
+        vendor_flags(conn, &mut f, pats)?;
+    }
+    let vendor_sql = if f.conds.is_empty() {
+        String::new()
+    } else {
+        format!(" AND {}", f.conds.join(" AND "))
+    };
+    let since = f.args.len() + 1;
+    f.args.push(rusqlite::types::Value::Integer(since_us));
+    query(
+        conn,
+        "reading the flag timeline",
+        &format!(
+            "SELECT day, sum(o), sum(r) FROM (
+               SELECT opened_us / {DAY_US} AS day, 1 AS o, 0 AS r FROM flags
+                 WHERE opened_us >= ?{since}{vendor_sql}
+               UNION ALL
+               SELECT resolved_us / {DAY_US}, 0, 1 FROM flags
+                 WHERE resolved_us IS NOT NULL AND resolved_us >= ?{since}{vendor_sql})
+             GROUP BY day ORDER BY day"
+        ),
+        params_from_iter(f.args.iter()),
+        |r| {
+            Ok(FlagDay {
+                day: r.get(0)?,
+                opened: r.get::<_, i64>(1)?.max(0) as u64,
+                resolved: r.get::<_, i64>(2)?.max(0) as u64,
+            })
+        },
+    )
 }
 
 /// Restricts `f` to the devices whose manufacturer matches one of the vendor globs.

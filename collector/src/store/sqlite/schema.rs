@@ -165,6 +165,16 @@ CREATE TABLE sbom_components (
     PRIMARY KEY (sbom_key, ordinal)
 );
 "#,
+    // Web console sessions (issue 21): stored, not kept in one process, so several collectors
+    // on one database share them and a sign-out or a revoked token ends them everywhere. Only
+    // the SHA-256 of the session secret is kept (a copy of the database signs nobody in).
+    r#"
+CREATE TABLE console_sessions (
+    id_sha256 TEXT PRIMARY KEY, token_id TEXT NOT NULL, csrf TEXT NOT NULL,
+    created_us INTEGER NOT NULL, last_used_us INTEGER NOT NULL
+);
+CREATE INDEX console_sessions_token ON console_sessions(token_id);
+"#,
 ];
 
 /// The schema version stored in the file.
