@@ -63,7 +63,7 @@ pub fn flags_chart(days: &[FlagDay], now_us: i64) -> Markup {
                     rect class="resolved" x=(x + bar + 1) y=(y(d.resolved)) width=(bar) height=(H - PAD - y(d.resolved)) {
                         title { (label(d.day)) ": " (d.resolved) " resolved" }
                     }
-                    @if i % 7 == 0 || i as i64 == DAYS - 1 {
+                    @if (DAYS - 1 - i as i64) % 7 == 0 {
                         text class="tick" x=(x) y=(H - 6) { (label(d.day)) }
                     }
                 }

@@ -219,16 +219,19 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Whether a POST comes from this origin: when the browser says where the form was (`Origin`),
-/// it must be this host. A browser always sends `Origin` on a cross-site POST.
+/// Whether a POST comes from this origin, as far as the browser says: `Sec-Fetch-Site` (sent
+/// by current browsers) must be `same-origin` (or `none`: typed by the user), else an `Origin`
+/// must be this host. `Origin: null` is what a browser sends under `Referrer-Policy:
+/// no-referrer`, so it proves nothing either way and the form's token decides.
 fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let get = |h| headers.get(h).and_then(|v: &HeaderValue| v.to_str().ok());
+    if let Some(site) = get(header::HeaderName::from_static("sec-fetch-site")) {
+        return site == "same-origin" || site == "none";
+    }
+    let Some(origin) = get(header::ORIGIN).filter(|o| *o != "null") else {
         return true;
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let host = get(header::HOST).unwrap_or("");
     origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
@@ -615,6 +618,7 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
         .route("/agents", get(agents))
         .route("/patch-sla", get(patch_sla))
         .route(CSS_PATH, get(css))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
@@ -656,7 +660,11 @@ mod tests {
         );
         assert!(!same_origin(&h));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(same_origin(&h), "no-referrer pages post with Origin: null");
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
         assert!(!same_origin(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&h));
     }
 
     #[test]

@@ -50,7 +50,6 @@ fn head(title: &str) -> Markup {
         head {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
-            meta name="referrer" content="no-referrer";
             title { (title) " — ward" }
             link rel="stylesheet" href=(CSS_PATH);
         }
@@ -124,7 +123,7 @@ pub fn sign_in(csrf: &str, error: Option<&str>) -> Markup {
                             aria-describedby="token-help";
                         p id="token-help" class="help" {
                             "The token you were given (" code { "ward-collector token create" }
-                            "). It is kept on the collector, not in this browser: the session "
+                            "). It is checked once and not kept in this browser: the session "
                             "cookie is a separate secret that ends when you sign out."
                         }
                         button type="submit" { "Sign in" }
@@ -630,11 +629,11 @@ pub fn device(store: &mut dyn Store, s: &Session, id: i64) -> Result<Markup, Pag
         "oui_vendor",
         "mac_kind",
     ];
-    let title = format!(
-        "Device {id}: {} {}",
-        text(&sum["manufacturer"]),
-        text(&sum["model"])
-    );
+    let what = format!("{} {}", text(&sum["manufacturer"]), text(&sum["model"]));
+    let title = match what.trim() {
+        "" => format!("Device {id}"),
+        w => format!("Device {id}: {w}"),
+    };
     let services = d["services"].as_array().cloned().unwrap_or_default();
     let show_peers = services.iter().any(|s| s.get("peer_addresses").is_some());
     let body = html! {
@@ -694,6 +693,7 @@ pub fn device(store: &mut dyn Store, s: &Session, id: i64) -> Result<Markup, Pag
         @if p.role != Role::Vendor {
             section aria-labelledby="svc" {
                 h2 id="svc" { "Services and peers" }
+                @if services.is_empty() { p { "None seen." } } @else {
                 table {
                     thead {
                         tr {
@@ -718,6 +718,7 @@ pub fn device(store: &mut dyn Store, s: &Session, id: i64) -> Result<Markup, Pag
                             }
                         }
                     }
+                }
                 }
             }
         }
