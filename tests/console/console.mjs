@@ -45,6 +45,8 @@ async function save(page, role, name) {
   const html = await page.content();
   fs.writeFileSync(path.join(out, `${role}-${name}.html`), html);
   await page.screenshot({ path: path.join(out, `${role}-${name}.png`), fullPage: true });
+  // What a laptop screen shows first (docs/console.md uses these).
+  await page.screenshot({ path: path.join(out, `${role}-${name}.top.png`) });
   // No page of the console has a script element, inline or not: nothing could have injected one.
   check((await page.locator('script').count()) === 0, `${role} ${name}: no <script> element`);
   check(

@@ -440,6 +440,7 @@ async fn list_flags(
                 vendors: None,
                 limit: q.limit.unwrap_or(100),
                 offset: q.offset.unwrap_or(0),
+                ..FlagQuery::default()
             },
         )?)
     })

@@ -556,6 +556,12 @@ pub fn device_merges(
     Ok(out)
 }
 
+/// Open flags by kind (the web console's overview): the flags this principal may see, counted
+/// by the store in one pass.
+pub fn open_flag_counts(store: &dyn Store, p: &Principal) -> Result<Vec<(String, u64)>, ViewError> {
+    Ok(store.open_flag_counts(vendors(p).as_deref())?)
+}
+
 /// Flags opened and resolved per day since `since_us` (the web console's chart): the flags this
 /// principal may see, counted by the store.
 pub fn flag_timeline(

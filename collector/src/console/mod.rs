@@ -64,6 +64,9 @@ pub struct ConsoleState {
     pool: Mutex<Vec<SqliteStore>>,
     limits: SessionLimits,
     secure_cookie: bool,
+    /// Pages whose cost grows with the inventory (the CSV export of every device, the assets
+    /// reconciliation) run a few at a time, as the API's expensive requests do.
+    expensive: tokio::sync::Semaphore,
 }
 
 impl ConsoleState {
@@ -78,6 +81,26 @@ impl ConsoleState {
                 absolute_us: minutes(cfg.session_max_hours.saturating_mul(60)),
             },
             secure_cookie: cfg.secure_cookie,
+            expensive: tokio::sync::Semaphore::new(
+                crate::access::api::DEFAULT_EXPENSIVE_CONCURRENCY,
+            ),
+        }
+    }
+
+    /// A turn for an expensive page, or 503 after [`crate::access::api::DEFAULT_EXPENSIVE_WAIT`].
+    async fn expensive_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Response> {
+        match tokio::time::timeout(
+            crate::access::api::DEFAULT_EXPENSIVE_WAIT,
+            self.expensive.acquire(),
+        )
+        .await
+        {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(PageError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "The collector is busy with other large pages; try again shortly.",
+            }
+            .into_response()),
         }
     }
 
@@ -524,6 +547,10 @@ async fn devices_csv(
     headers: HeaderMap,
     Query(q): Query<pages::DeviceParams>,
 ) -> Response {
+    let _turn = match st.expensive_turn().await {
+        Ok(t) => t,
+        Err(busy) => return busy,
+    };
     signed_in(&st, &headers, move |s, sess| {
         let mut out = Vec::new();
         crate::access::report::devices_csv(s, &sess.principal, q.query(0, 1)?, &mut out)
@@ -580,6 +607,10 @@ async fn contracts(State(st): State<Arc<ConsoleState>>, headers: HeaderMap) -> R
 }
 
 async fn assets(State(st): State<Arc<ConsoleState>>, headers: HeaderMap) -> Response {
+    let _turn = match st.expensive_turn().await {
+        Ok(t) => t,
+        Err(busy) => return busy,
+    };
     signed_in(&st, &headers, |s, sess| Ok(html(pages::assets(s, sess)?))).await
 }
 

@@ -229,22 +229,16 @@ fn stat(label: &str, value: u64, href: Option<String>) -> Markup {
 pub fn overview(store: &mut dyn Store, s: &Session) -> Result<Markup, PageError> {
     let p = &s.principal;
     let c = views::coverage(store, p)?;
-    let mut by_kind: Vec<(FlagKind, u64)> = Vec::new();
-    for k in FlagKind::ALL {
-        let page = views::flags(
-            store,
-            p,
-            FlagQuery {
-                status: Some("open".into()),
-                kind: Some(k.name().into()),
-                limit: 1,
-                ..FlagQuery::default()
-            },
-        )?;
-        if page.total > 0 {
-            by_kind.push((*k, page.total));
-        }
-    }
+    let counts = views::open_flag_counts(store, p)?;
+    let by_kind: Vec<(FlagKind, u64)> = FlagKind::ALL
+        .iter()
+        .filter_map(|k| {
+            counts
+                .iter()
+                .find(|(name, _)| name == k.name())
+                .map(|(_, n)| (*k, *n))
+        })
+        .collect();
     let agents = match p.role {
         Role::Vendor => None,
         _ => Some(views::agents(store, p)?),
@@ -464,7 +458,7 @@ pub fn devices(
     let sort = params.get("sort");
     let body = html! {
         form class="filters" method="get" action="/devices" role="search" aria-label="Devices" {
-            (text_filter("q", "Search", &params.get("q"), Some("MAC, IP, host name, serial or model")))
+            (text_filter("q", "Search", &params.get("q"), Some("MAC, IP, host name or serial (starts with); model or manufacturer (contains)")))
             (text_filter("site", "Site", &params.get("site"), None))
             (text_filter("type", "Type", &params.get("type"), None))
             (text_filter("manufacturer", "Manufacturer", &params.get("manufacturer"), None))
@@ -562,11 +556,18 @@ fn json_block(v: &Value) -> Markup {
     html! { pre class="evidence" { (serde_json::to_string_pretty(v).unwrap_or_default()) } }
 }
 
-/// Where a fact came from: the protocol of its field, or the collector's own derivation.
+/// Where a fact came from: the protocol of its field, else how the agent or the collector
+/// derived it.
 fn source_of(attribute: &str) -> &'static str {
     match Field::from_name(attribute) {
         Some(f) => f.protocol().name(),
-        None => "classification",
+        None => match attribute {
+            "device_type" | "manufacturer" | "model" => "agent rules",
+            "oui_vendor" => "IEEE OUI registry",
+            "mac_kind" => "MAC address",
+            "software_version" => "derived from the facts",
+            _ => "collector",
+        },
     }
 }
 
@@ -820,6 +821,8 @@ pub struct FlagParams {
     kind: Option<String>,
     severity: Option<String>,
     subject: Option<String>,
+    site: Option<String>,
+    contract: Option<String>,
     offset: Option<String>,
 }
 
@@ -832,10 +835,12 @@ pub fn flags(store: &mut dyn Store, s: &Session, q: &FlagParams) -> Result<Marku
         _ => return Err(PageError::bad_request("Status is open, resolved or all.")),
     };
     let offset = some(&q.offset).and_then(|o| o.parse().ok()).unwrap_or(0u64);
-    let (kind, severity, subject) = (
+    let (kind, severity, subject, site, contract) = (
         some(&q.kind).unwrap_or_default(),
         some(&q.severity).unwrap_or_default(),
         some(&q.subject).unwrap_or_default(),
+        some(&q.site).unwrap_or_default(),
+        some(&q.contract).unwrap_or_default(),
     );
     let page = views::flags(
         store,
@@ -845,6 +850,8 @@ pub fn flags(store: &mut dyn Store, s: &Session, q: &FlagParams) -> Result<Marku
             kind: some(&q.kind),
             severity: some(&q.severity),
             subject: some(&q.subject),
+            site: some(&q.site),
+            contract: some(&q.contract),
             vendors: None,
             limit: FLAG_PAGE_SIZE,
             offset,
@@ -859,6 +866,8 @@ pub fn flags(store: &mut dyn Store, s: &Session, q: &FlagParams) -> Result<Marku
                 ("kind", &kind),
                 ("severity", &severity),
                 ("subject", &subject),
+                ("site", &site),
+                ("contract", &contract),
                 ("offset", if o == "0" { "" } else { &o }),
             ])
         )
@@ -891,6 +900,8 @@ pub fn flags(store: &mut dyn Store, s: &Session, q: &FlagParams) -> Result<Marku
                     }
                 }
             }
+            (text_filter("site", "Site", &site, None))
+            (text_filter("contract", "Contract", &contract, Some("its flags and its devices'")))
             (text_filter("subject", "Subject", &subject, Some("device:<id>, contract:<id> or asset:<tag>")))
             div class="actions" {
                 button type="submit" { "Apply" }
@@ -961,7 +972,11 @@ pub fn contracts(store: &mut dyn Store, s: &Session) -> Result<Markup, PageError
                     dt { "External communication permitted" } dd { @if c.external_communication_permitted { "yes" } @else { "no" } }
                     dt { "Permitted services" } dd { (c.permitted_services.len()) }
                     dt { "Open flags" }
-                    dd { a href={"/flags?status=open&subject=contract:" (enc(&c.id))} { (open) } }
+                    dd {
+                        a href={"/flags?status=open&subject=contract:" (enc(&c.id))} { (open) " on the contract" }
+                        ", "
+                        a href={"/flags?status=open&contract=" (enc(&c.id))} { "with its devices'" }
+                    }
                     @if let Some(n) = &c.notes { dt { "Notes" } dd { (n) } }
                 }
             }

@@ -631,9 +631,10 @@ pub struct DeviceQuery {
     pub manufacturer: Option<String>,
     /// Has an open flag of this kind.
     pub flag: Option<String>,
-    /// A MAC, IP, model or manufacturer in its row, or a MAC, IP, host name, serial, EUI-64 or
-    /// UDI among its identities, contains this (case-insensitive). AE titles are not searched:
-    /// a vendor may not see them, so it may not probe for them either.
+    /// Its manufacturer or model contains this (case-insensitive), or one of its MAC, IP, host
+    /// name, serial, EUI-64 or UDI identities starts with it (as typed, in lower or in upper
+    /// case): index lookups, fast at any inventory size. AE titles are not searched: a vendor
+    /// may not see them, so it may not probe for them either.
     pub search: Option<String>,
     /// Contract link.
     pub contract: Option<LinkFilter>,
@@ -725,6 +726,10 @@ pub struct FlagQuery {
     pub severity: Option<String>,
     /// Subject.
     pub subject: Option<String>,
+    /// Only flags on devices seen at this site.
+    pub site: Option<String>,
+    /// Only flags on this contract or on the devices linked to it.
+    pub contract: Option<String>,
     /// Only flags on these vendors' devices and contracts; `None` = all.
     pub vendors: Option<Vec<String>>,
     /// Page size.
@@ -865,6 +870,12 @@ pub trait Store: Send {
     ) -> Result<Option<ConsoleSession>, StoreError>;
     /// Ends a session (sign-out); false if there was none.
     fn session_end(&mut self, id_sha256: &str) -> Result<bool, StoreError>;
+    /// Open flags by kind, of the flags these vendors see (the same subjects as
+    /// [`Store::flag_page`] with `vendors`).
+    fn open_flag_counts(
+        &self,
+        vendors: Option<&[String]>,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
     /// Flags opened and resolved per day since `since_us`, of the flags these vendors see
     /// (the same subjects as [`Store::flag_page`] with `vendors`).
     fn flag_timeline(

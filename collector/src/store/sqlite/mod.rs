@@ -363,6 +363,13 @@ impl Store for SqliteStore {
         sessions::end(&self.conn, id_sha256)
     }
 
+    fn open_flag_counts(
+        &self,
+        vendors: Option<&[String]>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        reads::open_flag_counts(&self.conn, vendors)
+    }
+
     fn flag_timeline(
         &self,
         vendors: Option<&[String]>,

@@ -337,11 +337,25 @@ pub(super) fn device_page(
         f.and(format!("flag_kinds LIKE {p} ESCAPE '\\'"));
     }
     if let Some(text) = q.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let p = f.text(format!("%{}%", like_literal(text)));
+        // Identities by prefix — each kind and spelling a range of the identities' primary
+        // key, so a search stays an index lookup at any inventory size — and manufacturer or
+        // model by substring (two narrow columns of the summaries).
+        let mut spellings = vec![text.to_owned(), text.to_lowercase(), text.to_uppercase()];
+        spellings.dedup();
+        let mut ranges = Vec::new();
+        for spelling in spellings {
+            let p = f.text(format!("{}*", glob_literal(&spelling)));
+            for kind in SEARCHED_IDENTITIES {
+                ranges.push(format!(
+                    "SELECT device_id FROM identities WHERE kind = '{kind}' AND value GLOB {p}"
+                ));
+            }
+        }
+        let like = f.text(format!("%{}%", like_literal(text)));
         f.and(format!(
-            "(body LIKE {p} ESCAPE '\\' OR device_id IN (SELECT device_id FROM identities
-              WHERE kind IN ('mac', 'ip', 'hostname', 'serial', 'eui64', 'udi')
-              AND value LIKE {p} ESCAPE '\\'))"
+            "(manufacturer LIKE {like} ESCAPE '\\' OR model LIKE {like} ESCAPE '\\'
+              OR device_id IN ({}))",
+            ranges.join(" UNION ")
         ));
     }
     for (column, link) in [("contract_id", &q.contract), ("asset_tag", &q.asset)] {
@@ -473,6 +487,19 @@ pub(super) fn flag_page(
             f.and(format!("{col} = {p}"));
         }
     }
+    if let Some(site) = &q.site {
+        let p = f.text(format!("%,{},%", like_literal(site)));
+        f.and(format!(
+            "subject IN (SELECT 'device:' || device_id FROM device_summary WHERE sites LIKE {p} ESCAPE '\\')"
+        ));
+    }
+    if let Some(c) = &q.contract {
+        let p = f.text(c.clone());
+        let own = f.text(format!("contract:{c}"));
+        f.and(format!(
+            "(subject = {own} OR subject IN (SELECT 'device:' || device_id FROM device_summary WHERE contract_id = {p}))"
+        ));
+    }
     if let Some(pats) = &q.vendors {
         vendor_flags(conn, &mut f, pats)?;
     }
@@ -520,27 +547,32 @@ pub(super) fn flag_timeline(
     };
     let since = f.args.len() + 1;
     f.args.push(rusqlite::types::Value::Integer(since_us));
-    query(
-        conn,
-        "reading the flag timeline",
-        &format!(
-            "SELECT day, sum(o), sum(r) FROM (
-               SELECT opened_us / {DAY_US} AS day, 1 AS o, 0 AS r FROM flags
-                 WHERE opened_us >= ?{since}{vendor_sql}
-               UNION ALL
-               SELECT resolved_us / {DAY_US}, 0, 1 FROM flags
-                 WHERE resolved_us IS NOT NULL AND resolved_us >= ?{since}{vendor_sql})
-             GROUP BY day ORDER BY day"
-        ),
-        params_from_iter(f.args.iter()),
-        |r| {
-            Ok(FlagDay {
-                day: r.get(0)?,
-                opened: r.get::<_, i64>(1)?.max(0) as u64,
-                resolved: r.get::<_, i64>(2)?.max(0) as u64,
-            })
-        },
-    )
+    // Two grouped index scans (flags_opened, flags_resolved), merged here.
+    let mut days: BTreeMap<i64, FlagDay> = BTreeMap::new();
+    for (column, opened) in [("opened_us", true), ("resolved_us", false)] {
+        let rows = query(
+            conn,
+            "reading the flag timeline",
+            &format!(
+                "SELECT {column} / {DAY_US} AS day, count(*) FROM flags
+                 WHERE {column} >= ?{since}{vendor_sql} GROUP BY day"
+            ),
+            params_from_iter(f.args.iter()),
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
+        )?;
+        for (day, n) in rows {
+            let e = days.entry(day).or_insert(FlagDay {
+                day,
+                ..FlagDay::default()
+            });
+            if opened {
+                e.opened += n;
+            } else {
+                e.resolved += n;
+            }
+        }
+    }
+    Ok(days.into_values().collect())
 }
 
 /// Restricts `f` to the devices whose manufacturer matches one of the vendor globs.
@@ -633,6 +665,48 @@ impl Filter {
     }
 }
 
+/// Identity kinds the device search looks in: not AE titles, which a vendor may not see and so
+/// may not probe for either.
+const SEARCHED_IDENTITIES: &[&str] = &["mac", "ip", "hostname", "serial", "eui64", "udi"];
+
+/// Search text taken literally inside a GLOB pattern (`*`, `?` and `[` bracketed).
+fn glob_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '*' | '?' | '[' => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Open flags by kind (of the flags `vendors` see), in one pass over the open-flags index.
+pub(super) fn open_flag_counts(
+    conn: &Connection,
+    vendors: Option<&[String]>,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut f = Filter::default();
+    f.and("status = 'open'".into());
+    if let Some(pats) = vendors {
+        vendor_flags(conn, &mut f, pats)?;
+    }
+    query(
+        conn,
+        "counting open flags",
+        &format!(
+            "SELECT kind, count(*) FROM flags{} GROUP BY kind ORDER BY kind",
+            f.where_sql()
+        ),
+        params_from_iter(f.args.iter()),
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
+    )
+}
+
 /// API filter text taken literally inside a LIKE pattern: a caller's `%` or `_` must neither
 /// widen the match nor make SQLite backtrack over every row.
 fn like_literal(s: &str) -> String {
@@ -694,4 +768,87 @@ pub(super) fn flag_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FlagRowRaw> {
         },
         r.get::<_, String>(7)?,
     ))
+}
+
+#[cfg(test)]
+mod console_query_tests {
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{DeviceQuery, DeviceSort, DeviceSummary, LinkFilter, LinkRef, Store};
+
+    fn row(id: i64, model: &str, contract: Option<&str>, asset: bool, flags: u32) -> DeviceSummary {
+        let link = |t: &str| LinkRef {
+            target: t.into(),
+            method: "mac".into(),
+            confidence: 1.0,
+        };
+        DeviceSummary {
+            id,
+            macs: vec![format!("02:00:00:00:00:{id:02x}")],
+            ips: vec![format!("10.0.0.{id}")],
+            manufacturer: Some(if id % 2 == 0 { "ACME" } else { "Other" }.into()),
+            model: Some(model.into()),
+            device_type: "ct".into(),
+            software_version: None,
+            sites: vec!["s".into()],
+            vlans: vec![],
+            first_us: 0,
+            last_us: id * 10,
+            asset: asset.then(|| link("A")),
+            contract: contract.map(link),
+            open_flags: flags,
+            flag_kinds: vec![],
+            medical: true,
+        }
+    }
+
+    fn ids(s: &SqliteStore, q: DeviceQuery) -> Vec<i64> {
+        let (total, rows) = s.device_page(&DeviceQuery { limit: 100, ..q }).unwrap();
+        assert_eq!(total as usize, rows.len());
+        rows.iter().map(|r| r.id).collect()
+    }
+
+    /// The console's search, link filters and orders (issue 21), with the vendor filter.
+    #[test]
+    fn search_link_filters_and_sorts() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        s.write_summaries(&[
+            row(1, "Scan 64", Some("C-1"), true, 0),
+            row(2, "Scan 128", Some("C-2"), false, 3),
+            row(3, "Pump 5%", None, true, 1),
+            row(4, "Pump 7", None, false, 2),
+        ])
+        .unwrap();
+        let q = |f: fn(&mut DeviceQuery)| {
+            let mut q = DeviceQuery::default();
+            f(&mut q);
+            q
+        };
+        assert_eq!(ids(&s, q(|q| q.search = Some("scan".into()))), [1, 2]);
+        assert_eq!(ids(&s, q(|q| q.search = Some("ACM".into()))), [2, 4]);
+        assert_eq!(super::glob_literal("a*b?[c"), "a[*]b[?][[]c");
+        // A caller's % is a literal, not a wildcard.
+        assert_eq!(ids(&s, q(|q| q.search = Some("5%".into()))), [3]);
+        assert_eq!(
+            ids(&s, q(|q| q.contract = Some(LinkFilter::Linked))),
+            [1, 2]
+        );
+        assert_eq!(
+            ids(&s, q(|q| q.contract = Some(LinkFilter::Unlinked))),
+            [3, 4]
+        );
+        assert_eq!(
+            ids(&s, q(|q| q.contract = Some(LinkFilter::To("C-2".into())))),
+            [2]
+        );
+        assert_eq!(ids(&s, q(|q| q.asset = Some(LinkFilter::Unlinked))), [2, 4]);
+        assert_eq!(ids(&s, q(|q| q.sort = DeviceSort::Flags)), [2, 4, 3, 1]);
+        assert_eq!(ids(&s, q(|q| q.sort = DeviceSort::LastSeen)), [4, 3, 2, 1]);
+        assert_eq!(
+            ids(&s, q(|q| q.sort = DeviceSort::Manufacturer)),
+            [4, 2, 3, 1]
+        );
+        let mut v = q(|q| q.search = Some("pump".into()));
+        v.vendors = Some(vec!["acme".into()]);
+        assert_eq!(ids(&s, v), [4]);
+    }
 }
