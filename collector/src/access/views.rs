@@ -562,14 +562,15 @@ pub fn open_flag_counts(store: &dyn Store, p: &Principal) -> Result<Vec<(String,
     Ok(store.open_flag_counts(vendors(p).as_deref())?)
 }
 
-/// Flags opened and resolved per day since `since_us` (the web console's chart): the flags this
+/// Flags opened and resolved per day from `since_us` to `until_us` (the web console's chart): the flags this
 /// principal may see, counted by the store.
 pub fn flag_timeline(
     store: &dyn Store,
     p: &Principal,
     since_us: i64,
+    until_us: i64,
 ) -> Result<Vec<crate::store::FlagDay>, ViewError> {
-    Ok(store.flag_timeline(vendors(p).as_deref(), since_us)?)
+    Ok(store.flag_timeline(vendors(p).as_deref(), since_us, until_us)?)
 }
 
 /// A value for a terminal table: control characters and invisible formatting characters

@@ -244,7 +244,7 @@ pub fn overview(store: &mut dyn Store, s: &Session) -> Result<Markup, PageError>
         _ => Some(views::agents(store, p)?),
     };
     let now = crate::ingest::now_us();
-    let days = views::flag_timeline(store, p, now - chart::DAYS * chart::DAY_US)?;
+    let days = views::flag_timeline(store, p, now - (chart::DAYS - 1) * chart::DAY_US, now)?;
     let body = html! {
         section aria-labelledby="inv" {
             h2 id="inv" { "Inventory" }

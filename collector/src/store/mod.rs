@@ -876,12 +876,14 @@ pub trait Store: Send {
         &self,
         vendors: Option<&[String]>,
     ) -> Result<Vec<(String, u64)>, StoreError>;
-    /// Flags opened and resolved per day since `since_us`, of the flags these vendors see
-    /// (the same subjects as [`Store::flag_page`] with `vendors`).
+    /// Flags opened and resolved per UTC day from `since_us` to `until_us` (at most a year),
+    /// of the flags these vendors see (the same subjects as [`Store::flag_page`] with
+    /// `vendors`); days with neither are left out.
     fn flag_timeline(
         &self,
         vendors: Option<&[String]>,
         since_us: i64,
+        until_us: i64,
     ) -> Result<Vec<FlagDay>, StoreError>;
 }
 

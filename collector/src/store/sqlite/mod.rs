@@ -374,7 +374,8 @@ impl Store for SqliteStore {
         &self,
         vendors: Option<&[String]>,
         since_us: i64,
+        until_us: i64,
     ) -> Result<Vec<crate::store::FlagDay>, StoreError> {
-        reads::flag_timeline(&self.conn, vendors, since_us)
+        reads::flag_timeline(&self.conn, vendors, since_us, until_us)
     }
 }

@@ -182,6 +182,12 @@ CREATE INDEX device_summary_manufacturer
     ON device_summary(manufacturer IS NULL, manufacturer, model, device_id);
 CREATE INDEX device_summary_contract ON device_summary(contract_id);
 CREATE INDEX device_summary_asset ON device_summary(asset_tag);
+-- Coverage (the overview, /api/v1/coverage) reads these columns of every summary: from this
+-- index alone rather than from rows that carry the whole summary body.
+CREATE INDEX device_summary_coverage
+    ON device_summary(medical, asset_tag, contract_id, open_flags, flag_kinds, manufacturer);
+-- Flags of one kind, open or resolved, newest first (the patch-SLA view pages through them).
+CREATE INDEX flags_kind ON flags(kind, id);
 CREATE INDEX flags_opened ON flags(opened_us);
 CREATE INDEX flags_resolved ON flags(resolved_us) WHERE resolved_us IS NOT NULL;
 "#,
