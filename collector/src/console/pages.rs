@@ -565,6 +565,7 @@ fn source_of(attribute: &str) -> &'static str {
             "device_type" | "manufacturer" | "model" => "agent rules",
             "oui_vendor" => "IEEE OUI registry",
             "mac_kind" => "MAC address",
+            "rule_match" => "agent rule",
             "software_version" => "derived from the facts",
             _ => "collector",
         },
@@ -629,6 +630,7 @@ pub fn device(store: &mut dyn Store, s: &Session, id: i64) -> Result<Markup, Pag
         "model",
         "oui_vendor",
         "mac_kind",
+        "rule_match",
     ];
     let what = format!("{} {}", text(&sum["manufacturer"]), text(&sum["model"]));
     let title = match what.trim() {
@@ -663,7 +665,10 @@ pub fn device(store: &mut dyn Store, s: &Session, id: i64) -> Result<Markup, Pag
         }
         section aria-labelledby="class" {
             h2 id="class" { "Classification" }
-            p class="help" { "What the agents' rules concluded, with when and by which agent each value was reported." }
+            p class="help" {
+                "What the agents' rules concluded, and each rule that matched with the evidence "
+                "it matched (" code { "rule_match" } "), with when and by which agent each was reported."
+            }
             (attribute_table(attrs, |n| classification.contains(&n)))
         }
         section aria-labelledby="facts" {

@@ -16,6 +16,9 @@ use super::{db, exec, query};
 use crate::compliance::identity::{self, Ident, MergeCandidate, MergeDecision};
 use crate::store::{IngestStats, Message, ServiceDirection, StoreError};
 
+/// The attribute holding each rule that classified a device (`rule (file): field = value`).
+pub const RULE_MATCH: &str = "rule_match";
+
 /// Times within this much of what this process already committed are not written again:
 /// agents send a delta every few seconds for every active device, and rewriting each of its rows
 /// each time would bound ingest by row updates, not by new information. Stored first/last-seen
@@ -289,6 +292,18 @@ impl Ingest<'_> {
             }
             if let Some(v) = &c.model {
                 attrs.push(("model", v.clone(), first, last, seen_count));
+            }
+            // The rules behind the classification, with the evidence each matched (the
+            // console's device page shows them; vendors do not see them: the value can be any
+            // fact, an AE title included).
+            for m in &c.matches {
+                attrs.push((
+                    RULE_MATCH,
+                    format!("{} ({}): {} = {}", m.rule, m.source, m.field, m.value),
+                    first,
+                    last,
+                    seen_count,
+                ));
             }
         }
         for f in &rec.facts {
