@@ -706,7 +706,9 @@ scenario_dhcp_hostile() {
     # the host name as text (issue 21). Same peers as scenario_dhcp, another MAC.
     ns_up 02:57:41:52:44:3c
     addr "$NS_B" "$IF_B" 192.0.2.1/24
-    rm -f "$WORK/dnsmasq.leases" "$WORK/dhclient.log"
+    # Its own dhclient lease file: with scenario_dhcp's (same interface name) it would first
+    # ask for that lease again (INIT-REBOOT) and the exchange would differ run to run.
+    rm -f "$WORK/dnsmasq.leases" "$WORK/dhclient-hostile.leases"
     bg "$NS_B" dnsmasq dnsmasq --no-daemon --conf-file=/dev/null --port=0 \
         --interface="$IF_B" --bind-interfaces --except-interface=lo \
         --dhcp-range=192.0.2.100,192.0.2.199,255.255.255.0,1h \
@@ -714,15 +716,15 @@ scenario_dhcp_hostile() {
         --user=root --log-dhcp
     wait_port "$NS_B" 67 udp
     cap_start "$NS_B" "$IF_B" dhcp-hostile.pcap
-    bg "$NS_A" dhclient dhclient -4 -1 -d -v -cf "$HERE/data/dhclient-hostile.conf" \
-        -lf "$WORK/dhclient.leases" -pf "$WORK/dhclient.pid" -sf /bin/true "$IF_A"
+    bg "$NS_A" dhclient-hostile dhclient -4 -1 -d -v -cf "$HERE/data/dhclient-hostile.conf" \
+        -lf "$WORK/dhclient-hostile.leases" -pf "$WORK/dhclient-hostile.pid" -sf /bin/true "$IF_A"
     local dh=$LAST_BG i
     for i in $(seq 1 300); do
-        grep -qs "^bound to" "$WORK/dhclient.log" && break
+        grep -qs "^bound to" "$WORK/dhclient-hostile.log" && break
         kill -0 "$dh" 2>/dev/null || break
         sleep 0.05
     done
-    grep -q "^bound to" "$WORK/dhclient.log" || { cat "$WORK/dhclient.log" >&2; die "dhclient got no lease"; }
+    grep -q "^bound to" "$WORK/dhclient-hostile.log" || { cat "$WORK/dhclient-hostile.log" >&2; die "dhclient got no lease"; }
     stop_bg "$dh"
     cap_stop
     stop_all_bg
