@@ -860,8 +860,9 @@ pub trait Store: Send {
     fn sboms(&self) -> Result<Vec<Sbom>, StoreError>;
     /// Stores a new console session.
     fn session_insert(&mut self, s: &ConsoleSession) -> Result<(), StoreError>;
-    /// Ends every session past `limits`, then returns the session whose secret hashes to
-    /// `id_sha256`, marked used at `now_us`; `None` if it is unknown or has ended.
+    /// The session whose secret hashes to `id_sha256` if it is within `limits` at `now_us`,
+    /// its use recorded (to within a minute, or a quarter of the idle limit: most calls only
+    /// read); `None` if it is unknown or has ended. Expired sessions are deleted when it writes.
     fn session_use(
         &mut self,
         id_sha256: &str,
