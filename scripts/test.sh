@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(tshark wireshark-common dcmtk tcpdump libpcap-dev tcpreplay dnsmasq-base isc-dhcp-client iproute2 ethtool mosquitto mosquitto-clients openssl python3-pip curl openssh-server openssh-client snmpd snmp samba-common-bin minidlna bind9-dnsutils lldpd nats-server)
+APT_PACKAGES=(tshark wireshark-common dcmtk tcpdump libpcap-dev tcpreplay dnsmasq-base isc-dhcp-client iproute2 ethtool mosquitto mosquitto-clients openssl python3-pip curl openssh-server openssh-client snmpd snmp samba-common-bin minidlna bind9-dnsutils lldpd nats-server chromium)
 PIP_PACKAGES=(pynetdicom==3.0.4 pydicom==3.0.2 hl7apy==1.3.5 hl7==0.4.5 cryptography==48.0.0 zeroconf==0.147.0 async-upnp-client==0.49.0 aiohttp==3.14.5 sdc11073==3.0.0 lxml==6.2.0 astm-2025==1.0.0)
 
 log() { printf '\n==> %s\n' "$*"; }
@@ -57,7 +57,11 @@ require() {
 }
 
 install_deps
-require cargo cargo-deb dpkg mosquitto mosquitto_sub openssl tc tshark tcpdump /usr/bin/storescu /usr/bin/storescp /usr/bin/echoscu /usr/bin/findscu wlmscpfs dump2dcm dnsmasq dhclient mllp_send ip ethtool editcap capinfos
+# The web console's browser tests (collector/tests/console.rs): Debian's Chromium driven by
+# playwright-core from tests/console/package-lock.json, with the machine's Node.js and npm.
+log "npm ci (tests/console)"
+(cd tests/console && npm ci --no-audit --no-fund)
+require node npm /usr/bin/chromium cargo cargo-deb dpkg mosquitto mosquitto_sub openssl tc tshark tcpdump /usr/bin/storescu /usr/bin/storescp /usr/bin/echoscu /usr/bin/findscu wlmscpfs dump2dcm dnsmasq dhclient mllp_send ip ethtool editcap capinfos
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

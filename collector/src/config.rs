@@ -34,6 +34,8 @@ pub struct Config {
     pub ingest: IngestSection,
     /// The HTTP API.
     pub http: HttpSection,
+    /// The web console on the API's address (issue 21).
+    pub console: ConsoleSection,
     /// Alerts on new and resolved flags (MQTT `ward/v1/alerts/<site>`, webhook).
     pub alerts: crate::alerts::AlertConfig,
     /// Flag thresholds.
@@ -61,6 +63,7 @@ impl Default for Config {
             source: SourceSection::default(),
             ingest: IngestSection::default(),
             http: HttpSection::default(),
+            console: ConsoleSection::default(),
             alerts: crate::alerts::AlertConfig::default(),
             flags: FlagConfig::default(),
             advisories: AdvisoriesSection::default(),
@@ -172,6 +175,32 @@ impl Default for HttpSection {
             allow_insecure_listen: false,
             expensive_concurrency: crate::access::api::DEFAULT_EXPENSIVE_CONCURRENCY,
             expensive_wait_ms: crate::access::api::DEFAULT_EXPENSIVE_WAIT.as_millis() as u64,
+        }
+    }
+}
+
+/// `[console]`: the web console served at `/` on the API's address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// Serve the console (with the API; `[http] enabled = false` turns both off).
+    pub enabled: bool,
+    /// A session ends after this many minutes without a request.
+    pub session_idle_minutes: u64,
+    /// A session ends this many hours after sign-in, however busy.
+    pub session_max_hours: u64,
+    /// Mark the session cookie `Secure` (sent over HTTPS only). Set it when a TLS-terminating
+    /// proxy fronts the collector, which serves plain HTTP itself.
+    pub secure_cookie: bool,
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        ConsoleSection {
+            enabled: true,
+            session_idle_minutes: 30,
+            session_max_hours: 12,
+            secure_cookie: false,
         }
     }
 }

@@ -314,7 +314,7 @@ fn run_in(args: DemoArgs, dir_used: &mut Option<PathBuf>) -> anyhow::Result<()> 
     step(
         6,
         &format!(
-            "the API is serving until Ctrl-C:\n\n    curl -H 'Authorization: Bearer {token}' http://{http}/api/v1/devices\n    curl -H 'Authorization: Bearer {token}' 'http://{http}/api/v1/flags?status=open'\n    OpenAPI: http://{http}/api/v1/openapi.json\n"
+            "the console and the API are serving until Ctrl-C:\n\n    console: http://{http}/  (sign in with the token {token})\n\n    curl -H 'Authorization: Bearer {token}' http://{http}/api/v1/devices\n    curl -H 'Authorization: Bearer {token}' 'http://{http}/api/v1/flags?status=open'\n    OpenAPI: http://{http}/api/v1/openapi.json\n"
         ),
     );
     match server.join() {

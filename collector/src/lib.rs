@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod commands;
 pub mod compliance;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod fuzz_harness;
 pub mod import;

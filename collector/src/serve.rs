@@ -250,7 +250,17 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             ),
         );
         let stop = stop_http.clone();
-        Some(api::serve(cfg.http.listen, state, async move { stop.notified().await }).await?)
+        let shutdown = async move { stop.notified().await };
+        if cfg.console.enabled {
+            // The web console on the API's address (issue 21): same tokens, same views.
+            let console = crate::console::router(Arc::new(crate::console::ConsoleState::new(
+                cfg.db.clone(),
+                &cfg.console,
+            )));
+            Some(api::serve_with(cfg.http.listen, state, console, shutdown).await?)
+        } else {
+            Some(api::serve(cfg.http.listen, state, shutdown).await?)
+        }
     } else {
         None
     };

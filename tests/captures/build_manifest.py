@@ -209,6 +209,11 @@ BCC_CANARIES = ["CANARY-MRN-BCC-0001", "CANARYBCC^JOHNSMITH", "CANARYBCC^NURSING
 NBNS_FACTS = [("nbns.name", "WARDNB-PUMP9"), ("nbns.suffix", "00"), ("nbns.suffix", "20"),
               ("nbns.group", "WARDTESTGRP")]
 
+# dnsmasq + ISC dhclient with markup for a host name (generate.sh scenario_dhcp_hostile,
+# data/dhclient-hostile.conf): what the console must render inert (issue 21).
+DHCP_HOSTILE_FACTS = [
+    ("dhcp.client_mac", "02:57:41:52:44:3c"), ("dhcp.hostname", "<script>alert(1)</script>"),
+    ("dhcp.vendor_class", "WardTestMed-Hostile")]
 # dnsmasq + ISC dhclient -6 (generate.sh scenario_dhcpv6, data/dhclient6.conf).
 DHCPV6_FACTS = [("dhcpv6.client_mac", "02:57:41:52:44:16"), ("dhcpv6.vendor_enterprise", "32473"),
                 ("dhcpv6.vendor_class", "WardPump-500 fw 3.1"),
@@ -329,6 +334,8 @@ GENERATED = [
     dict(file="hl7-sll2.pcap", hl7=[2575], expect=ADT_FACTS, canaries=ADT_CANARIES),
     dict(file="dhcp.pcap", dhcp=True, expect=DHCP_FACTS, canaries=[],
          no_patient_data="DHCP: no field carries patient data"),
+    dict(file="dhcp-hostile.pcap", dhcp=True, expect=DHCP_HOSTILE_FACTS, canaries=[],
+         no_patient_data="DHCP: no field carries patient data (a host name that is markup)"),
     dict(file="http.pcap", http=[8080], expect=HTTP_FACTS, canaries=HTTP_CANARIES),
     dict(file="ssh.pcap", ssh=True, expect=[], expect_fields=["ssh.banner", "ssh.software_version"],
          canaries=[], no_patient_data="SSH: identification strings, then an encrypted session"),

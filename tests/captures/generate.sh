@@ -701,6 +701,35 @@ scenario_dhcp() {
     stop_all_bg
 }
 
+scenario_dhcp_hostile() {
+    # A device that names itself with markup (dhclient-hostile.conf): the console must show
+    # the host name as text (issue 21). Same peers as scenario_dhcp, another MAC.
+    ns_up 02:57:41:52:44:3c
+    addr "$NS_B" "$IF_B" 192.0.2.1/24
+    # Its own dhclient lease file: with scenario_dhcp's (same interface name) it would first
+    # ask for that lease again (INIT-REBOOT) and the exchange would differ run to run.
+    rm -f "$WORK/dnsmasq.leases" "$WORK/dhclient-hostile.leases"
+    bg "$NS_B" dnsmasq dnsmasq --no-daemon --conf-file=/dev/null --port=0 \
+        --interface="$IF_B" --bind-interfaces --except-interface=lo \
+        --dhcp-range=192.0.2.100,192.0.2.199,255.255.255.0,1h \
+        --dhcp-leasefile="$WORK/dnsmasq.leases" --no-ping --pid-file= \
+        --user=root --log-dhcp
+    wait_port "$NS_B" 67 udp
+    cap_start "$NS_B" "$IF_B" dhcp-hostile.pcap
+    bg "$NS_A" dhclient-hostile dhclient -4 -1 -d -v -cf "$HERE/data/dhclient-hostile.conf" \
+        -lf "$WORK/dhclient-hostile.leases" -pf "$WORK/dhclient-hostile.pid" -sf /bin/true "$IF_A"
+    local dh=$LAST_BG i
+    for i in $(seq 1 300); do
+        grep -qs "^bound to" "$WORK/dhclient-hostile.log" && break
+        kill -0 "$dh" 2>/dev/null || break
+        sleep 0.05
+    done
+    grep -q "^bound to" "$WORK/dhclient-hostile.log" || { cat "$WORK/dhclient-hostile.log" >&2; die "dhclient got no lease"; }
+    stop_bg "$dh"
+    cap_stop
+    stop_all_bg
+}
+
 scenario_dhcpv6() {
     # dnsmasq as a DHCPv6 server, ISC dhclient -6 as the client (dhclient6.conf: vendor class
     # and FQDN). IPv6 is switched back on for this scenario only, without DAD so the link-local
@@ -937,7 +966,7 @@ prepare_data
 log "python: $PY; dcmtk: $DCMTK"
 
 SCENARIOS=(dicom_dcmtk dicom_pynetdicom dicom_reject_abort hl7_mllp hl7_vlan qinq hl7_sll2
-           dicom_sll dhcp http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6 dns lldp sdc astm intellivue poct1a bcc fhir)
+           dicom_sll dhcp dhcp_hostile http ssh tls mdns ssdp upnp snmp llmnr nbns dhcpv6 dns lldp sdc astm intellivue poct1a bcc fhir)
 if [[ -n ${WARD_SCENARIOS:-} ]]; then
     [[ -n ${OUT_DIR:-} ]] || die "WARD_SCENARIOS needs OUT_DIR: a partial run must not replace tests/fixtures"
     read -r -a SCENARIOS <<<"$WARD_SCENARIOS"

@@ -395,6 +395,7 @@ async fn list_devices(
                 vendors: None,
                 limit: q.limit.unwrap_or(100),
                 offset: q.offset.unwrap_or(0),
+                ..DeviceQuery::default()
             },
         )?)
     })
@@ -451,6 +452,7 @@ async fn list_flags(
                 vendors: None,
                 limit: q.limit.unwrap_or(100),
                 offset: q.offset.unwrap_or(0),
+                ..FlagQuery::default()
             },
         )?)
     })
@@ -823,13 +825,23 @@ pub async fn serve(
     state: Arc<ApiState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    serve_with(addr, state, Router::new(), shutdown).await
+}
+
+/// [`serve`] with `extra` routes (the web console) on the same address.
+pub async fn serve_with(
+    addr: SocketAddr,
+    state: Arc<ApiState>,
+    extra: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use anyhow::Context;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("HTTP API: cannot listen on {addr}"))?;
     let local = listener.local_addr().unwrap_or(addr);
     tracing::info!(listen = %local, "HTTP API listening");
-    let app = router(state);
+    let app = router(state).merge(extra);
     Ok(tokio::spawn(serve_connections(
         listener,
         app,

@@ -117,11 +117,16 @@ fn all_pages<T>(
 }
 
 fn rows_devices(store: &dyn Store, p: &Principal) -> anyhow::Result<Table> {
+    rows_devices_where(store, p, DeviceQuery::default())
+}
+
+/// The device report of the devices `q` selects (its filters and order; every page).
+fn rows_devices_where(store: &dyn Store, p: &Principal, q: DeviceQuery) -> anyhow::Result<Table> {
     let all = all_pages(|offset| {
         let q = DeviceQuery {
             limit: MAX_LIMIT,
             offset,
-            ..DeviceQuery::default()
+            ..q.clone()
         };
         views::devices(store, p, q)
     })?;
@@ -295,6 +300,17 @@ pub fn stored_flags(
         .collect();
     let head = vec!["id", "status", "severity", "kind", "summary"];
     write((head, rows, serde_json::to_value(&flags)?), format, out)
+}
+
+/// The device report as CSV for the devices `q` selects (the web console's export of the view
+/// on screen): the same columns and the same formula-safe cells as `report devices --format csv`.
+pub fn devices_csv(
+    store: &dyn Store,
+    p: &Principal,
+    q: DeviceQuery,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    write(rows_devices_where(store, p, q)?, Format::Csv, out)
 }
 
 /// A CSV cell that no spreadsheet runs as a formula (OWASP CSV injection): `cell` itself unless

@@ -624,6 +624,49 @@ pub fn agents(store: &dyn Store, p: &Principal) -> Result<Vec<AgentRow>, ViewErr
     Ok(store.agents()?)
 }
 
+/// The merges that formed a device (it kept the record; absorbed devices, and those they had
+/// absorbed), with their explanations; the same visibility as [`device`].
+pub fn device_merges(
+    store: &dyn Store,
+    p: &Principal,
+    id: i64,
+) -> Result<Vec<crate::store::MergeRow>, ViewError> {
+    let summary = store.device_summary(id)?.ok_or(ViewError::NotFound)?;
+    if !owns(p, summary.manufacturer.as_deref()) {
+        return Err(ViewError::Invisible);
+    }
+    let all = store.merges()?;
+    let mut ids = vec![id];
+    let mut out = Vec::new();
+    while let Some(kept) = ids.pop() {
+        for m in all.iter().filter(|m| m.kept == kept) {
+            if !out.contains(m) {
+                ids.push(m.absorbed);
+                out.push(m.clone());
+            }
+        }
+    }
+    out.sort_by_key(|m| m.at_us);
+    Ok(out)
+}
+
+/// Open flags by kind (the web console's overview): the flags this principal may see, counted
+/// by the store in one pass.
+pub fn open_flag_counts(store: &dyn Store, p: &Principal) -> Result<Vec<(String, u64)>, ViewError> {
+    Ok(store.open_flag_counts(vendors(p).as_deref())?)
+}
+
+/// Flags opened and resolved per day from `since_us` to `until_us` (the web console's chart): the flags this
+/// principal may see, counted by the store.
+pub fn flag_timeline(
+    store: &dyn Store,
+    p: &Principal,
+    since_us: i64,
+    until_us: i64,
+) -> Result<Vec<crate::store::FlagDay>, ViewError> {
+    Ok(store.flag_timeline(vendors(p).as_deref(), since_us, until_us)?)
+}
+
 /// A value for a terminal table: control characters and invisible formatting characters
 /// ([`crate::ingest::unsafe_char`]) written as `\u{…}` escapes, so nothing stored — an agent
 /// value from before ingest bounded them, an imported asset tag or contract field — can move the

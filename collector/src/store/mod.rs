@@ -679,12 +679,88 @@ pub struct DeviceQuery {
     pub manufacturer: Option<String>,
     /// Has an open flag of this kind.
     pub flag: Option<String>,
+    /// Its manufacturer or model contains this (case-insensitive), or one of its MAC, IP, host
+    /// name, serial, EUI-64 or UDI identities starts with it (as typed, in lower or in upper
+    /// case): index lookups, fast at any inventory size. AE titles are not searched: a vendor
+    /// may not see them, so it may not probe for them either.
+    pub search: Option<String>,
+    /// Contract link.
+    pub contract: Option<LinkFilter>,
+    /// Asset (CMMS register) link.
+    pub asset: Option<LinkFilter>,
+    /// Order.
+    pub sort: DeviceSort,
     /// Only devices whose manufacturer matches one of these globs; `None` = all.
     pub vendors: Option<Vec<String>>,
     /// Page size.
     pub limit: u32,
     /// Page start.
     pub offset: u64,
+}
+
+/// How a device list is ordered (`DeviceQuery::sort`); every order ends with the device id, so
+/// pages never overlap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeviceSort {
+    /// Device id (the order devices were first stored).
+    #[default]
+    Id,
+    /// Manufacturer, then model.
+    Manufacturer,
+    /// Device type.
+    Type,
+    /// Last seen, most recent first.
+    LastSeen,
+    /// Open flags, most first.
+    Flags,
+}
+
+/// Whether a device is linked (`DeviceQuery::contract`, `DeviceQuery::asset`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkFilter {
+    /// Linked to anything.
+    Linked,
+    /// Not linked.
+    Unlinked,
+    /// Linked to this target (contract id, asset tag).
+    To(String),
+}
+
+/// Flags opened and resolved on one day (UTC), for the console's chart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FlagDay {
+    /// Days since 1970-01-01.
+    pub day: i64,
+    /// Flags first found true that day.
+    pub opened: u64,
+    /// Flags found no longer true that day.
+    pub resolved: u64,
+}
+
+/// A web console session as stored: the SHA-256 of its secret (the cookie holds the secret),
+/// the API token it was opened with, and its CSRF token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// SHA-256 of the session secret, hex.
+    pub id_sha256: String,
+    /// The token whose role and vendors the session has (checked on every request, so a
+    /// revoked or expired token ends its sessions).
+    pub token_id: String,
+    /// The token every state-changing form of this session carries.
+    pub csrf: String,
+    /// Opened, µs.
+    pub created_us: i64,
+    /// Last used, µs.
+    pub last_used_us: i64,
+}
+
+/// How long a console session lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Ends after this long unused, µs.
+    pub idle_us: i64,
+    /// Ends this long after sign-in whatever its use, µs.
+    pub absolute_us: i64,
 }
 
 /// Flag list filters.
@@ -698,6 +774,10 @@ pub struct FlagQuery {
     pub severity: Option<String>,
     /// Subject.
     pub subject: Option<String>,
+    /// Only flags on devices seen at this site.
+    pub site: Option<String>,
+    /// Only flags on this contract or on the devices linked to it.
+    pub contract: Option<String>,
     /// Only flags on these vendors' devices and contracts; `None` = all.
     pub vendors: Option<Vec<String>>,
     /// Page size.
@@ -838,6 +918,34 @@ pub trait Store: Send {
     ) -> Result<EoxImportStats, StoreError>;
     /// Every stored OpenEoX statement, by key.
     fn eox_statements(&self) -> Result<Vec<EoxStatement>, StoreError>;
+    /// Stores a new console session.
+    fn session_insert(&mut self, s: &ConsoleSession) -> Result<(), StoreError>;
+    /// The session whose secret hashes to `id_sha256` if it is within `limits` at `now_us`,
+    /// its use recorded (to within a minute, or a quarter of the idle limit: most calls only
+    /// read); `None` if it is unknown or has ended. Expired sessions are deleted when it writes.
+    fn session_use(
+        &mut self,
+        id_sha256: &str,
+        now_us: i64,
+        limits: SessionLimits,
+    ) -> Result<Option<ConsoleSession>, StoreError>;
+    /// Ends a session (sign-out); false if there was none.
+    fn session_end(&mut self, id_sha256: &str) -> Result<bool, StoreError>;
+    /// Open flags by kind, of the flags these vendors see (the same subjects as
+    /// [`Store::flag_page`] with `vendors`).
+    fn open_flag_counts(
+        &self,
+        vendors: Option<&[String]>,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Flags opened and resolved per UTC day from `since_us` to `until_us` (at most a year),
+    /// of the flags these vendors see (the same subjects as [`Store::flag_page`] with
+    /// `vendors`); days with neither are left out.
+    fn flag_timeline(
+        &self,
+        vendors: Option<&[String]>,
+        since_us: i64,
+        until_us: i64,
+    ) -> Result<Vec<FlagDay>, StoreError>;
 }
 
 /// What an OpenEoX import did.

@@ -20,6 +20,7 @@ mod ingest;
 mod reads;
 mod sboms;
 mod schema;
+mod sessions;
 mod tokens;
 mod versions;
 
@@ -358,5 +359,38 @@ impl Store for SqliteStore {
 
     fn eox_statements(&self) -> Result<Vec<crate::import::eox::EoxStatement>, StoreError> {
         eox::statements(&self.conn)
+    }
+
+    fn session_insert(&mut self, s: &crate::store::ConsoleSession) -> Result<(), StoreError> {
+        sessions::insert(&self.conn, s)
+    }
+
+    fn session_use(
+        &mut self,
+        id_sha256: &str,
+        now_us: i64,
+        limits: crate::store::SessionLimits,
+    ) -> Result<Option<crate::store::ConsoleSession>, StoreError> {
+        sessions::use_session(&mut self.conn, id_sha256, now_us, limits)
+    }
+
+    fn session_end(&mut self, id_sha256: &str) -> Result<bool, StoreError> {
+        sessions::end(&self.conn, id_sha256)
+    }
+
+    fn open_flag_counts(
+        &self,
+        vendors: Option<&[String]>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        reads::open_flag_counts(&self.conn, vendors)
+    }
+
+    fn flag_timeline(
+        &self,
+        vendors: Option<&[String]>,
+        since_us: i64,
+        until_us: i64,
+    ) -> Result<Vec<crate::store::FlagDay>, StoreError> {
+        reads::flag_timeline(&self.conn, vendors, since_us, until_us)
     }
 }

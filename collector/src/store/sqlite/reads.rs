@@ -11,9 +11,9 @@ use ward_protocols::MacAddr;
 use super::{db, decode, encode, query};
 use crate::import::model::{Asset, Contract};
 use crate::store::{
-    AgentRow, AttributeValue, Counts, Coverage, DeviceQuery, DeviceSummary, DeviceView, FlagQuery,
-    FlagRow, Inventory, Link, LinkKind, MergeRow, ServiceDirection, ServiceView, Sighting,
-    StoreError, Transport,
+    AgentRow, AttributeValue, Counts, Coverage, DeviceQuery, DeviceSort, DeviceSummary, DeviceView,
+    FlagDay, FlagQuery, FlagRow, Inventory, Link, LinkFilter, LinkKind, MergeRow, ServiceDirection,
+    ServiceView, Sighting, StoreError, Transport,
 };
 
 /// Devices (not merged away) with everything stored about them; `one` restricts to one id.
@@ -366,6 +366,39 @@ pub(super) fn device_page(
         let p = f.text(format!("%,{},%", like_literal(flag)));
         f.and(format!("flag_kinds LIKE {p} ESCAPE '\\'"));
     }
+    if let Some(text) = q.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        // Identities by prefix — each kind and spelling a range of the identities' primary
+        // key, so a search stays an index lookup at any inventory size — and manufacturer or
+        // model by substring (two narrow columns of the summaries).
+        let mut spellings = vec![text.to_owned(), text.to_lowercase(), text.to_uppercase()];
+        spellings.dedup();
+        let mut ranges = Vec::new();
+        for spelling in spellings {
+            let p = f.text(format!("{}*", glob_literal(&spelling)));
+            for kind in SEARCHED_IDENTITIES {
+                ranges.push(format!(
+                    "SELECT device_id FROM identities WHERE kind = '{kind}' AND value GLOB {p}"
+                ));
+            }
+        }
+        let like = f.text(format!("%{}%", like_literal(text)));
+        f.and(format!(
+            "(manufacturer LIKE {like} ESCAPE '\\' OR model LIKE {like} ESCAPE '\\'
+              OR device_id IN ({}))",
+            ranges.join(" UNION ")
+        ));
+    }
+    for (column, link) in [("contract_id", &q.contract), ("asset_tag", &q.asset)] {
+        match link {
+            None => {}
+            Some(LinkFilter::Linked) => f.and(format!("{column} IS NOT NULL")),
+            Some(LinkFilter::Unlinked) => f.and(format!("{column} IS NULL")),
+            Some(LinkFilter::To(target)) => {
+                let p = f.text(target.clone());
+                f.and(format!("{column} = {p}"));
+            }
+        }
+    }
     if let Some(pats) = &q.vendors {
         vendor_devices(conn, &mut f, pats)?;
     }
@@ -373,7 +406,13 @@ pub(super) fn device_page(
         what: "devices",
         table: "device_summary",
         columns: "body",
-        order: "device_id",
+        order: match q.sort {
+            DeviceSort::Id => "device_id",
+            DeviceSort::Manufacturer => "manufacturer IS NULL, manufacturer, model, device_id",
+            DeviceSort::Type => "device_type, device_id",
+            DeviceSort::LastSeen => "last_us DESC, device_id",
+            DeviceSort::Flags => "open_flags DESC, device_id",
+        },
     };
     let (total, rows) = f.page(conn, &listing, (q.limit, q.offset), |r| {
         r.get::<_, String>(0)
@@ -478,18 +517,21 @@ pub(super) fn flag_page(
             f.and(format!("{col} = {p}"));
         }
     }
-    if let Some(pats) = &q.vendors {
-        // A vendor sees flags on its devices and on its own contracts, nothing else.
-        let devices = names_where(conn, "device_summary", "manufacturer", |n| {
-            glob_any(pats, n)
-        })?;
-        let devices = f.list(&devices);
-        let contracts = names_where(conn, "contracts", "supplier", |n| glob_any(pats, n))?;
-        let contracts = f.list(&contracts);
+    if let Some(site) = &q.site {
+        let p = f.text(format!("%,{},%", like_literal(site)));
         f.and(format!(
-            "(subject IN (SELECT 'device:' || device_id FROM device_summary WHERE manufacturer IN {devices})
-              OR subject IN (SELECT 'contract:' || id FROM contracts WHERE supplier IN {contracts}))"
+            "subject IN (SELECT 'device:' || device_id FROM device_summary WHERE sites LIKE {p} ESCAPE '\\')"
         ));
+    }
+    if let Some(c) = &q.contract {
+        let p = f.text(c.clone());
+        let own = f.text(format!("contract:{c}"));
+        f.and(format!(
+            "(subject = {own} OR subject IN (SELECT 'device:' || device_id FROM device_summary WHERE contract_id = {p}))"
+        ));
+    }
+    if let Some(pats) = &q.vendors {
+        vendor_flags(conn, &mut f, pats)?;
     }
     let listing = Listing {
         what: "flags",
@@ -499,6 +541,73 @@ pub(super) fn flag_page(
     };
     let (total, rows) = f.page(conn, &listing, (q.limit, q.offset), flag_row)?;
     Ok((total, decode_flags(rows)?))
+}
+
+/// Restricts `f` to the flags a vendor sees: on its devices and on its own contracts, nothing
+/// else.
+fn vendor_flags(conn: &Connection, f: &mut Filter, pats: &[String]) -> Result<(), StoreError> {
+    let devices = names_where(conn, "device_summary", "manufacturer", |n| {
+        glob_any(pats, n)
+    })?;
+    let devices = f.list(&devices);
+    let contracts = names_where(conn, "contracts", "supplier", |n| glob_any(pats, n))?;
+    let contracts = f.list(&contracts);
+    f.and(format!(
+        "(subject IN (SELECT 'device:' || device_id FROM device_summary WHERE manufacturer IN {devices})
+          OR subject IN (SELECT 'contract:' || id FROM contracts WHERE supplier IN {contracts}))"
+    ));
+    Ok(())
+}
+
+/// Flags opened and resolved per UTC day from `since_us` to `until_us` (of the flags `vendors`
+/// see). One range count per day and column over the `flags_opened` and `flags_resolved`
+/// indexes: a grouped scan of every flag sorts them all (125 ms at 200 000 flags; the range
+/// counts take 10 ms).
+pub(super) fn flag_timeline(
+    conn: &Connection,
+    vendors: Option<&[String]>,
+    since_us: i64,
+    until_us: i64,
+) -> Result<Vec<FlagDay>, StoreError> {
+    const DAY_US: i64 = 86_400_000_000;
+    let mut f = Filter::default();
+    if let Some(pats) = vendors {
+        vendor_flags(conn, &mut f, pats)?;
+    }
+    let vendor_sql = if f.conds.is_empty() {
+        String::new()
+    } else {
+        format!(" AND {}", f.conds.join(" AND "))
+    };
+    let (from, to) = (f.args.len() + 1, f.args.len() + 2);
+    let (first, last) = (since_us.div_euclid(DAY_US), until_us.div_euclid(DAY_US));
+    // At most a year of days, whatever the caller asks.
+    let first = first.max(last - 366);
+    let mut out = Vec::new();
+    for day in first..=last {
+        let mut args = f.args.clone();
+        args.push(rusqlite::types::Value::Integer(day * DAY_US));
+        args.push(rusqlite::types::Value::Integer((day + 1) * DAY_US));
+        let mut counts = [0u64; 2];
+        for (i, column) in ["opened_us", "resolved_us"].iter().enumerate() {
+            let n: i64 = conn
+                .prepare_cached(&format!(
+                    "SELECT count(*) FROM flags
+                     WHERE {column} >= ?{from} AND {column} < ?{to}{vendor_sql}"
+                ))
+                .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0)))
+                .map_err(db("reading the flag timeline"))?;
+            counts[i] = n.max(0) as u64;
+        }
+        if counts != [0, 0] {
+            out.push(FlagDay {
+                day,
+                opened: counts[0],
+                resolved: counts[1],
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Restricts `f` to the devices whose manufacturer matches one of the vendor globs.
@@ -591,6 +700,48 @@ impl Filter {
     }
 }
 
+/// Identity kinds the device search looks in: not AE titles, which a vendor may not see and so
+/// may not probe for either.
+const SEARCHED_IDENTITIES: &[&str] = &["mac", "ip", "hostname", "serial", "eui64", "udi"];
+
+/// Search text taken literally inside a GLOB pattern (`*`, `?` and `[` bracketed).
+fn glob_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '*' | '?' | '[' => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Open flags by kind (of the flags `vendors` see), in one pass over the open-flags index.
+pub(super) fn open_flag_counts(
+    conn: &Connection,
+    vendors: Option<&[String]>,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut f = Filter::default();
+    f.and("status = 'open'".into());
+    if let Some(pats) = vendors {
+        vendor_flags(conn, &mut f, pats)?;
+    }
+    query(
+        conn,
+        "counting open flags",
+        &format!(
+            "SELECT kind, count(*) FROM flags{} GROUP BY kind ORDER BY kind",
+            f.where_sql()
+        ),
+        params_from_iter(f.args.iter()),
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
+    )
+}
+
 /// API filter text taken literally inside a LIKE pattern: a caller's `%` or `_` must neither
 /// widen the match nor make SQLite backtrack over every row.
 fn like_literal(s: &str) -> String {
@@ -652,4 +803,146 @@ pub(super) fn flag_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FlagRowRaw> {
         },
         r.get::<_, String>(7)?,
     ))
+}
+
+#[cfg(test)]
+mod console_query_tests {
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{DeviceQuery, DeviceSort, DeviceSummary, LinkFilter, LinkRef, Store};
+
+    fn row(id: i64, model: &str, contract: Option<&str>, asset: bool, flags: u32) -> DeviceSummary {
+        let link = |t: &str| LinkRef {
+            target: t.into(),
+            method: "mac".into(),
+            confidence: 1.0,
+        };
+        DeviceSummary {
+            id,
+            macs: vec![format!("02:00:00:00:00:{id:02x}")],
+            ips: vec![format!("10.0.0.{id}")],
+            manufacturer: Some(if id % 2 == 0 { "ACME" } else { "Other" }.into()),
+            model: Some(model.into()),
+            device_type: "ct".into(),
+            software_version: None,
+            sites: vec!["s".into()],
+            vlans: vec![],
+            first_us: 0,
+            last_us: id * 10,
+            asset: asset.then(|| link("A")),
+            contract: contract.map(link),
+            open_flags: flags,
+            flag_kinds: vec![],
+            medical: true,
+        }
+    }
+
+    fn ids(s: &SqliteStore, q: DeviceQuery) -> Vec<i64> {
+        let (total, rows) = s.device_page(&DeviceQuery { limit: 100, ..q }).unwrap();
+        assert_eq!(total as usize, rows.len());
+        rows.iter().map(|r| r.id).collect()
+    }
+
+    /// The console's search, link filters and orders (issue 21), with the vendor filter.
+    #[test]
+    fn search_link_filters_and_sorts() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        s.write_summaries(&[
+            row(1, "Scan 64", Some("C-1"), true, 0),
+            row(2, "Scan 128", Some("C-2"), false, 3),
+            row(3, "Pump 5%", None, true, 1),
+            row(4, "Pump 7", None, false, 2),
+        ])
+        .unwrap();
+        let q = |f: fn(&mut DeviceQuery)| {
+            let mut q = DeviceQuery::default();
+            f(&mut q);
+            q
+        };
+        assert_eq!(ids(&s, q(|q| q.search = Some("scan".into()))), [1, 2]);
+        assert_eq!(ids(&s, q(|q| q.search = Some("ACM".into()))), [2, 4]);
+        assert_eq!(super::glob_literal("a*b?[c"), "a[*]b[?][[]c");
+        // A caller's % is a literal, not a wildcard.
+        assert_eq!(ids(&s, q(|q| q.search = Some("5%".into()))), [3]);
+        assert_eq!(
+            ids(&s, q(|q| q.contract = Some(LinkFilter::Linked))),
+            [1, 2]
+        );
+        assert_eq!(
+            ids(&s, q(|q| q.contract = Some(LinkFilter::Unlinked))),
+            [3, 4]
+        );
+        assert_eq!(
+            ids(&s, q(|q| q.contract = Some(LinkFilter::To("C-2".into())))),
+            [2]
+        );
+        assert_eq!(ids(&s, q(|q| q.asset = Some(LinkFilter::Unlinked))), [2, 4]);
+        assert_eq!(ids(&s, q(|q| q.sort = DeviceSort::Flags)), [2, 4, 3, 1]);
+        assert_eq!(ids(&s, q(|q| q.sort = DeviceSort::LastSeen)), [4, 3, 2, 1]);
+        assert_eq!(
+            ids(&s, q(|q| q.sort = DeviceSort::Manufacturer)),
+            [4, 2, 3, 1]
+        );
+        let mut v = q(|q| q.search = Some("pump".into()));
+        v.vendors = Some(vec!["acme".into()]);
+        assert_eq!(ids(&s, v), [4]);
+    }
+}
+
+#[cfg(test)]
+mod console_flag_tests {
+    use crate::compliance::flags::FlagKind;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{FlagDay, FlagInstance, Store};
+
+    const DAY: i64 = 86_400_000_000;
+
+    fn flag(kind: FlagKind, subject: &str) -> FlagInstance {
+        FlagInstance {
+            kind,
+            subject: subject.into(),
+            detail: String::new(),
+            severity: kind.severity(),
+            summary: "s".into(),
+            evidence: serde_json::Value::Null,
+        }
+    }
+
+    /// The overview's counts and chart (issue 21): open flags by kind, and flags opened and
+    /// resolved per day from the stored times.
+    #[test]
+    fn open_counts_and_timeline() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let a = flag(FlagKind::NoContract, "device:1");
+        let b = flag(FlagKind::NoContract, "device:2");
+        let c = flag(FlagKind::AssetNotSeen, "asset:A");
+        s.apply_evaluation(&[], &[a.clone(), b, c.clone()], &[], 10 * DAY + 5)
+            .unwrap();
+        s.apply_evaluation(&[], &[a, c], &[], 12 * DAY + 7).unwrap();
+        assert_eq!(
+            s.open_flag_counts(None).unwrap(),
+            [
+                ("asset_not_seen".to_string(), 1),
+                ("no_contract".to_string(), 1)
+            ]
+        );
+        let t = s.flag_timeline(None, 0, 13 * DAY).unwrap();
+        assert_eq!(
+            t,
+            [
+                FlagDay {
+                    day: 10,
+                    opened: 3,
+                    resolved: 0
+                },
+                FlagDay {
+                    day: 12,
+                    opened: 0,
+                    resolved: 1
+                }
+            ]
+        );
+        assert_eq!(s.flag_timeline(None, 11 * DAY, 11 * DAY).unwrap(), []);
+        // A vendor sees no flag of a device that is not its own.
+        assert_eq!(s.open_flag_counts(Some(&["nobody".into()])).unwrap(), []);
+    }
 }

@@ -195,6 +195,32 @@ CREATE TABLE classifications (
     device_id INTEGER PRIMARY KEY, last_us INTEGER NOT NULL, record TEXT NOT NULL
 );
 "#,
+    // Web console sessions (issue 21): stored, not kept in one process, so several collectors
+    // on one database share them and a sign-out or a revoked token ends them everywhere. Only
+    // the SHA-256 of the session secret is kept (a copy of the database signs nobody in).
+    r#"
+CREATE TABLE console_sessions (
+    id_sha256 TEXT PRIMARY KEY, token_id TEXT NOT NULL, csrf TEXT NOT NULL,
+    created_us INTEGER NOT NULL, last_used_us INTEGER NOT NULL
+);
+CREATE INDEX console_sessions_token ON console_sessions(token_id);
+-- The console's orders and link filters over the device summaries, and its chart of flags per
+-- day (bench/console.sh: without them a sorted page at 100 000 devices sorts the whole table).
+CREATE INDEX device_summary_last ON device_summary(last_us DESC, device_id);
+CREATE INDEX device_summary_open_flags ON device_summary(open_flags DESC, device_id);
+CREATE INDEX device_summary_manufacturer
+    ON device_summary(manufacturer IS NULL, manufacturer, model, device_id);
+CREATE INDEX device_summary_contract ON device_summary(contract_id);
+CREATE INDEX device_summary_asset ON device_summary(asset_tag);
+-- Coverage (the overview, /api/v1/coverage) reads these columns of every summary: from this
+-- index alone rather than from rows that carry the whole summary body.
+CREATE INDEX device_summary_coverage
+    ON device_summary(medical, asset_tag, contract_id, open_flags, flag_kinds, manufacturer);
+-- Flags of one kind, open or resolved, newest first (the patch-SLA view pages through them).
+CREATE INDEX flags_kind ON flags(kind, id);
+CREATE INDEX flags_opened ON flags(opened_us);
+CREATE INDEX flags_resolved ON flags(resolved_us) WHERE resolved_us IS NOT NULL;
+"#,
 ];
 
 /// The schema version stored in the file.
