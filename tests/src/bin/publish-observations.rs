@@ -192,6 +192,10 @@ async fn main() -> anyhow::Result<()> {
                 acked += 1;
                 if let (Some(f), Some(seq)) = (acked_file.as_mut(), in_flight.remove(&a.pkid)) {
                     writeln!(f, "{seq}")?;
+                    // Progress a test can watch (it kills a broker mid-stream by it).
+                    if acked % 100 == 0 {
+                        f.flush()?;
+                    }
                 }
             }
             Ok(_) => {}
