@@ -19,7 +19,6 @@ use crate::config::Config;
 use crate::ingest::{self, decode};
 use crate::mqtt::broker::{self, BrokerConfig};
 use crate::mqtt::source::{self, Delivery, SourceConfig};
-use crate::store::sqlite::SqliteStore;
 use crate::store::{IngestStats, Store};
 
 /// Longest a batch waits to fill once messages are flowing.
@@ -47,8 +46,7 @@ fn evaluator(
     rx: std::sync::mpsc::Receiver<EvalMsg>,
 ) -> anyhow::Result<()> {
     use std::sync::mpsc::RecvTimeoutError;
-    let mut store =
-        SqliteStore::open(&cfg.db).with_context(|| format!("database {}", cfg.db.display()))?;
+    let mut store = crate::commands::open_db(&cfg.db)?;
     let interval = Duration::from_secs(cfg.ingest.evaluate_interval_secs.max(1));
     let debounce = Duration::from_secs(cfg.ingest.evaluate_debounce_secs);
     let mut dirty = false;
@@ -120,8 +118,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn run_async(cfg: Config) -> anyhow::Result<()> {
-    let mut store =
-        SqliteStore::open(&cfg.db).with_context(|| format!("database {}", cfg.db.display()))?;
+    let mut store = crate::commands::open_db(&cfg.db)?;
     let (tx, mut rx) = mpsc::channel::<Delivery>(cfg.ingest.batch.max(1) * 4);
     let filters: Vec<String> = FILTERS.iter().map(|s| s.to_string()).collect();
     let mut embedded: Option<broker::EmbeddedBroker> = None;
@@ -247,7 +244,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    tracing::info!(db = %cfg.db.display(), "collector running");
+    tracing::info!(db = %crate::store::display_db(&cfg.db.to_string_lossy()), "collector running");
 
     let batch_max = cfg.ingest.batch.max(1);
     let mut stats_tick = tokio::time::interval(Duration::from_secs(30));

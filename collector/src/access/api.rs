@@ -29,7 +29,6 @@ use crate::access::tokens::{self, Principal};
 use crate::access::views::{self, ViewError};
 use crate::compliance::flags::FlagConfig;
 use crate::ingest::SafeText;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{DeviceQuery, FlagQuery, Store};
 
 /// The OpenAPI 3 document, served at `/api/v1/openapi.json`.
@@ -74,7 +73,7 @@ pub struct Metrics {
 #[derive(Debug)]
 pub struct ApiState {
     db: PathBuf,
-    pool: Mutex<Vec<SqliteStore>>,
+    pool: Mutex<Vec<Box<dyn Store>>>,
     metrics: Arc<Metrics>,
     flags: FlagConfig,
     expensive: Arc<tokio::sync::Semaphore>,
@@ -105,15 +104,15 @@ impl ApiState {
         self
     }
 
-    fn connection(&self) -> Result<SqliteStore, ApiError> {
+    fn connection(&self) -> Result<Box<dyn Store>, ApiError> {
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {
             Some(s) => Ok(s),
-            None => SqliteStore::open(&self.db).map_err(internal),
+            None => crate::store::open_store(&self.db.to_string_lossy()).map_err(internal),
         }
     }
 
-    fn give_back(&self, store: SqliteStore) {
+    fn give_back(&self, store: Box<dyn Store>) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < POOL_MAX {
             pool.push(store);
@@ -268,7 +267,7 @@ async fn authed<T: Send + 'static>(
     st: &Arc<ApiState>,
     c: &Caller,
     cost: Cost,
-    f: impl FnOnce(&mut SqliteStore, &Principal) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&mut dyn Store, &Principal) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     st.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     let Some(token) = bearer(&c.headers) else {
@@ -279,7 +278,7 @@ async fn authed<T: Send + 'static>(
     let st2 = st.clone();
     let authenticated = tokio::task::spawn_blocking(move || {
         let store = st2.connection()?;
-        match tokens::authenticate(&store, &token, crate::ingest::now_us()) {
+        match tokens::authenticate(&*store, &token, crate::ingest::now_us()) {
             Ok(p) => Ok((store, p)),
             Err(e) => {
                 st2.give_back(store);
@@ -335,7 +334,7 @@ async fn authed<T: Send + 'static>(
     let (st3, p3) = (st.clone(), p.clone());
     let result = tokio::task::spawn_blocking(move || {
         let mut store = store;
-        let r = f(&mut store, &p3);
+        let r = f(&mut *store, &p3);
         st3.give_back(store);
         drop(permit);
         r

@@ -7,7 +7,7 @@ use crate::store::StoreError;
 
 /// Migrations, in order; `user_version` = how many have run. Never edit one that shipped:
 /// append.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE agents (
     site TEXT NOT NULL, agent_id TEXT NOT NULL,
