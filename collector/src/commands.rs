@@ -39,7 +39,8 @@ pub fn open(cfg: &Config) -> anyhow::Result<Box<dyn Store>> {
 /// its password.
 pub fn open_db(db: &std::path::Path) -> anyhow::Result<Box<dyn Store>> {
     let db = db.to_string_lossy();
-    crate::store::open_store(&db).with_context(|| format!("database {}", crate::store::display_db(&db)))
+    crate::store::open_store(&db)
+        .with_context(|| format!("database {}", crate::store::display_db(&db)))
 }
 
 /// Something brought into the store before an evaluation. Contracts and assets are read and

@@ -882,16 +882,33 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn ingest(&mut self, batch: &[Message], received_us: i64) -> Result<IngestStats, StoreError> {
         (**self).ingest(batch, received_us)
     }
-    fn import_contracts(&mut self, contracts: &[Contract], source: &str, now_us: i64) -> Result<ImportStats, StoreError> {
+    fn import_contracts(
+        &mut self,
+        contracts: &[Contract],
+        source: &str,
+        now_us: i64,
+    ) -> Result<ImportStats, StoreError> {
         (**self).import_contracts(contracts, source, now_us)
     }
-    fn import_assets(&mut self, assets: &[Asset], replace: bool, source: &str, now_us: i64) -> Result<ImportStats, StoreError> {
+    fn import_assets(
+        &mut self,
+        assets: &[Asset],
+        replace: bool,
+        source: &str,
+        now_us: i64,
+    ) -> Result<ImportStats, StoreError> {
         (**self).import_assets(assets, replace, source, now_us)
     }
     fn inventory(&self) -> Result<Inventory, StoreError> {
         (**self).inventory()
     }
-    fn apply_evaluation(&mut self, links: &[Link], flags: &[FlagInstance], notes: &[ResolutionNote], now_us: i64) -> Result<Applied, StoreError> {
+    fn apply_evaluation(
+        &mut self,
+        links: &[Link],
+        flags: &[FlagInstance],
+        notes: &[ResolutionNote],
+        now_us: i64,
+    ) -> Result<Applied, StoreError> {
         (**self).apply_evaluation(links, flags, notes, now_us)
     }
     fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError> {
@@ -921,7 +938,10 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn device_page(&self, q: &DeviceQuery) -> Result<(u64, Vec<DeviceSummary>), StoreError> {
         (**self).device_page(q)
     }
-    fn device_summaries(&self, vendors: Option<&[String]>) -> Result<Vec<DeviceSummary>, StoreError> {
+    fn device_summaries(
+        &self,
+        vendors: Option<&[String]>,
+    ) -> Result<Vec<DeviceSummary>, StoreError> {
         (**self).device_summaries(vendors)
     }
     fn coverage(&self, vendors: Option<&[String]>) -> Result<Coverage, StoreError> {
@@ -951,13 +971,22 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn token_revoke(&mut self, id: &str, now_us: i64) -> Result<bool, StoreError> {
         (**self).token_revoke(id, now_us)
     }
-    fn import_advisories(&mut self, advisories: &[Advisory], now_us: i64) -> Result<AdvisoryImportStats, StoreError> {
+    fn import_advisories(
+        &mut self,
+        advisories: &[Advisory],
+        now_us: i64,
+    ) -> Result<AdvisoryImportStats, StoreError> {
         (**self).import_advisories(advisories, now_us)
     }
     fn advisories(&self) -> Result<Vec<Advisory>, StoreError> {
         (**self).advisories()
     }
-    fn import_kev(&mut self, catalog: &KevCatalog, source: &str, now_us: i64) -> Result<ImportStats, StoreError> {
+    fn import_kev(
+        &mut self,
+        catalog: &KevCatalog,
+        source: &str,
+        now_us: i64,
+    ) -> Result<ImportStats, StoreError> {
         (**self).import_kev(catalog, source, now_us)
     }
     fn kev(&self) -> Result<Option<KevCatalog>, StoreError> {
@@ -969,13 +998,23 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn sboms(&self) -> Result<Vec<Sbom>, StoreError> {
         (**self).sboms()
     }
-    fn import_eox(&mut self, statements: &[EoxStatement], now_us: i64) -> Result<EoxImportStats, StoreError> {
+    fn import_eox(
+        &mut self,
+        statements: &[EoxStatement],
+        now_us: i64,
+    ) -> Result<EoxImportStats, StoreError> {
         (**self).import_eox(statements, now_us)
     }
     fn eox_statements(&self) -> Result<Vec<EoxStatement>, StoreError> {
         (**self).eox_statements()
     }
-    fn try_lease(&mut self, name: &str, holder: &str, ttl_us: i64, now_us: i64) -> Result<bool, StoreError> {
+    fn try_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        ttl_us: i64,
+        now_us: i64,
+    ) -> Result<bool, StoreError> {
         (**self).try_lease(name, holder, ttl_us, now_us)
     }
     fn cluster(&self) -> Result<Option<ClusterStats>, StoreError> {
@@ -1006,7 +1045,9 @@ pub fn open_store(db: &str) -> Result<Box<dyn Store>, StoreError> {
     if postgres::is_url(db) {
         Ok(Box::new(postgres::PostgresStore::open(db)?))
     } else {
-        Ok(Box::new(sqlite::SqliteStore::open(std::path::Path::new(db))?))
+        Ok(Box::new(sqlite::SqliteStore::open(std::path::Path::new(
+            db,
+        ))?))
     }
 }
 

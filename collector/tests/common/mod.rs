@@ -590,7 +590,9 @@ pub fn postgres_server() -> Option<String> {
 
 /// The server URL with its database replaced by `name`.
 fn with_database(server: &str, name: &str) -> String {
-    let (base, query) = server.split_once('?').map_or((server, None), |(b, q)| (b, Some(q)));
+    let (base, query) = server
+        .split_once('?')
+        .map_or((server, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
     let host_end = base[scheme_end..]
         .find('/')
@@ -620,8 +622,24 @@ pub fn db_arg(path: &Path) -> String {
     let created = CREATED.get_or_init(Default::default);
     let mut created = created.lock().unwrap_or_else(|e| e.into_inner());
     let database = with_database(&server, "ward_test");
+    // The postgres client runs its own runtime, which tokio refuses inside a #[tokio::test]:
+    // the set-up runs on a thread of its own.
+    let set: &mut std::collections::HashSet<String> = &mut created;
+    std::thread::scope(|sc| sc.spawn(|| create(&server, &database, &schema, set)).join())
+        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let sep = if database.contains('?') { '&' } else { '?' };
+    format!("{database}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// Creates the database `ward_test` (once per process) and `schema` in it (once).
+fn create(
+    server: &str,
+    database: &str,
+    schema: &str,
+    created: &mut std::collections::HashSet<String>,
+) {
     if created.is_empty() {
-        let mut admin = postgres::Client::connect(&server, postgres::NoTls)
+        let mut admin = postgres::Client::connect(server, postgres::NoTls)
             .unwrap_or_else(|e| panic!("connecting to WARD_TEST_POSTGRES: {e:?}"));
         let exists = !admin
             .query("SELECT 1 FROM pg_database WHERE datname = 'ward_test'", &[])
@@ -638,21 +656,22 @@ pub fn db_arg(path: &Path) -> String {
         }
         created.insert(String::new());
     }
-    if !created.contains(&schema) {
-        let mut c = postgres::Client::connect(&database, postgres::NoTls)
+    if !created.contains(schema) {
+        let mut c = postgres::Client::connect(database, postgres::NoTls)
             .unwrap_or_else(|e| panic!("connecting to ward_test: {e:?}"));
         c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
             .unwrap_or_else(|e| panic!("creating schema {schema}: {e}"));
-        created.insert(schema.clone());
+        created.insert(schema.to_string());
     }
-    let sep = if database.contains('?') { '&' } else { '?' };
-    format!("{database}{sep}options=-c%20search_path%3D{schema}")
 }
 
 /// The schema [`db_arg`] gives `path`.
 fn schema_of(path: &Path) -> String {
     let url = db_arg(path);
-    url.rsplit("search_path%3D").next().unwrap_or("").to_string()
+    url.rsplit("search_path%3D")
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Opens the test's store at `path` (see [`db_arg`]).
@@ -706,4 +725,49 @@ pub fn pg_dump(path: &Path) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// Rows of a read-only query on the test's database, every value as text (SQLite's or
+/// PostgreSQL's text form): for the tests that look at what is stored beneath the collector.
+pub fn db_rows(path: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    if postgres_server().is_none() {
+        let conn =
+            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .expect("open the database");
+        let mut st = conn.prepare(sql).unwrap();
+        let n = st.column_count();
+        let mut rows = st.query([]).unwrap();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().unwrap() {
+            out.push(
+                (0..n)
+                    .map(|i| match r.get_ref(i).unwrap() {
+                        rusqlite::types::ValueRef::Null => None,
+                        rusqlite::types::ValueRef::Integer(v) => Some(v.to_string()),
+                        rusqlite::types::ValueRef::Real(v) => Some(v.to_string()),
+                        rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => {
+                            Some(String::from_utf8_lossy(b).into_owned())
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        return out;
+    }
+    let url = db_arg(path);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls)
+                .expect("connect to the test database");
+            let mut out = Vec::new();
+            for m in c.simple_query(sql).expect("query") {
+                if let postgres::SimpleQueryMessage::Row(r) = m {
+                    out.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
+                }
+            }
+            out
+        })
+        .join()
+    })
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }

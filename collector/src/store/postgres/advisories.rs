@@ -3,8 +3,8 @@
 //! by the advisory id and replaced together when a newer revision arrives. Which revision wins
 //! is [`crate::import::advisories::revision`]'s decision, not this file's.
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use super::sql::{params, Connection, OptionalExtension, Transaction};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 
 use super::{db, exec, query};
 use crate::import::advisories::{

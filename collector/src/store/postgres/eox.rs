@@ -1,7 +1,7 @@
 //! OpenEoX statements (issue 20): stored by key, revisions ordered by `last_updated`.
 
-use chrono::{DateTime, Utc};
 use super::sql::{params, Connection, OptionalExtension};
+use chrono::{DateTime, Utc};
 
 use super::{db, exec, query};
 use crate::import::eox::{EoxDate, EoxStatement};

@@ -113,11 +113,7 @@ pub fn redacted(db: &str) -> String {
     } else {
         user.to_string()
     };
-    redact_query(&format!(
-        "{}{shown}{}",
-        &db[..scheme_end],
-        &rest[at..]
-    ))
+    redact_query(&format!("{}{shown}{}", &db[..scheme_end], &rest[at..]))
 }
 
 /// A `password=` query parameter, redacted.
@@ -148,24 +144,27 @@ pub struct Manager {
 impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // postgres::Config's Debug redacts the password; the TLS connector has nothing to show.
-        f.debug_struct("Manager").field("config", &self.config).finish()
+        f.debug_struct("Manager")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
 impl r2d2::ManageConnection for Manager {
     type Connection = Session;
-    type Error = postgres::Error;
+    type Error = sql::Error;
 
-    fn connect(&self) -> Result<Session, postgres::Error> {
-        self.config.connect(self.tls.clone()).map(Session::new)
+    fn connect(&self) -> Result<Session, sql::Error> {
+        let (config, tls) = (&self.config, self.tls.clone());
+        Ok(sql::off_runtime(|| config.connect(tls)).map(Session::new)?)
     }
 
-    fn is_valid(&self, s: &mut Session) -> Result<(), postgres::Error> {
-        s.client.simple_query("").map(|_| ())
+    fn is_valid(&self, s: &mut Session) -> Result<(), sql::Error> {
+        s.ping()
     }
 
     fn has_broken(&self, s: &mut Session) -> bool {
-        s.client.is_closed()
+        s.is_closed()
     }
 }
 
@@ -223,7 +222,10 @@ fn parse(url: &str) -> Result<(postgres::Config, Option<String>), StoreError> {
     Ok((config, root))
 }
 
-fn tls(url: &str, root: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+fn tls(
+    url: &str,
+    root: Option<&str>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
     use rumqttc::tokio_rustls::rustls::{ClientConfig, RootCertStore};
     let mut roots = RootCertStore::empty();
     match root {
@@ -233,7 +235,8 @@ fn tls(url: &str, root: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustl
                 source: e,
             })?;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| config_error(url, format!("sslrootcert {path}: {e}")))?;
+                let cert =
+                    cert.map_err(|e| config_error(url, format!("sslrootcert {path}: {e}")))?;
                 roots
                     .add(cert)
                     .map_err(|e| config_error(url, format!("sslrootcert {path}: {e}")))?;
@@ -270,6 +273,10 @@ fn pool(url: &str) -> Result<Arc<r2d2::Pool<Manager>>, StoreError> {
         .max_size(POOL_SIZE)
         .min_idle(Some(1))
         .connection_timeout(POOL_WAIT)
+        // No round trip per checkout (one per store call would be one per ingest batch): a
+        // session whose connection died is dropped by `has_broken`, and a statement on one
+        // that died unnoticed fails its transaction, which the caller retries.
+        .test_on_check_out(false)
         // r2d2 logs connection errors itself through `log`; ours say which database.
         .error_handler(Box::new(r2d2::NopErrorHandler))
         .build(manager)
@@ -293,14 +300,17 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects (TLS per `sslmode`) and migrates the database `url` names.
     pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
-        let store = PostgresStore {
-            pool: pool(url)?,
-            cache: ingest::WriteCache::default(),
-            url: redacted(url),
-        };
-        let conn = store.conn()?;
-        schema::migrate(&conn)?;
-        Ok(store)
+        sql::off_runtime(|| {
+            let store = PostgresStore {
+                pool: pool(url)?,
+                cache: ingest::WriteCache::default(),
+                url: redacted(url),
+            };
+            let conn = store.conn()?;
+            schema::migrate(&conn)?;
+            drop(conn);
+            Ok(store)
+        })
     }
 
     fn conn(&self) -> Result<Connection, StoreError> {
@@ -319,10 +329,14 @@ impl PostgresStore {
     }
 }
 
+// Every method runs its statements off any async runtime (`sql::off_runtime`): the collector
+// calls the store from its ingest loop, a tokio task.
 impl Store for PostgresStore {
     fn ingest(&mut self, batch: &[Message], received_us: i64) -> Result<IngestStats, StoreError> {
-        let mut conn = self.conn()?;
-        ingest::batch(&mut conn, &mut self.cache, batch, received_us)
+        sql::off_runtime(|| {
+            let mut conn = self.conn()?;
+            ingest::batch(&mut conn, &mut self.cache, batch, received_us)
+        })
     }
 
     fn import_contracts(
@@ -331,7 +345,7 @@ impl Store for PostgresStore {
         source: &str,
         now_us: i64,
     ) -> Result<ImportStats, StoreError> {
-        imports::contracts(&mut self.conn()?, contracts, source, now_us)
+        sql::off_runtime(|| imports::contracts(&mut self.conn()?, contracts, source, now_us))
     }
 
     fn import_assets(
@@ -341,13 +355,15 @@ impl Store for PostgresStore {
         source: &str,
         now_us: i64,
     ) -> Result<ImportStats, StoreError> {
-        imports::assets(&mut self.conn()?, assets, replace, source, now_us)
+        sql::off_runtime(|| imports::assets(&mut self.conn()?, assets, replace, source, now_us))
     }
 
     fn inventory(&self) -> Result<Inventory, StoreError> {
-        // reads::inventory reads on one snapshot (REPEATABLE READ): devices, identities and
-        // attributes agree even while another collector writes.
-        reads::inventory(&self.conn()?)
+        sql::off_runtime(|| {
+            // reads::inventory reads on one snapshot (REPEATABLE READ): devices, identities and
+            // attributes agree even while another collector writes.
+            reads::inventory(&self.conn()?)
+        })
     }
 
     fn apply_evaluation(
@@ -357,86 +373,86 @@ impl Store for PostgresStore {
         notes: &[crate::store::ResolutionNote],
         now_us: i64,
     ) -> Result<Applied, StoreError> {
-        evaluation::apply(&mut self.conn()?, links, flags, notes, now_us)
+        sql::off_runtime(|| evaluation::apply(&mut self.conn()?, links, flags, notes, now_us))
     }
 
     fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError> {
-        reads::flags(&self.conn()?, open_only)
+        sql::off_runtime(|| reads::flags(&self.conn()?, open_only))
     }
 
     fn links(&self) -> Result<Vec<Link>, StoreError> {
-        reads::links(&self.conn()?)
+        sql::off_runtime(|| reads::links(&self.conn()?))
     }
 
     fn merges(&self) -> Result<Vec<MergeRow>, StoreError> {
-        reads::merges(&self.conn()?)
+        sql::off_runtime(|| reads::merges(&self.conn()?))
     }
 
     fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {
-        reads::agents(&self.conn()?)
+        sql::off_runtime(|| reads::agents(&self.conn()?))
     }
 
     fn counts(&self) -> Result<Counts, StoreError> {
-        reads::counts(&self.conn()?)
+        sql::off_runtime(|| reads::counts(&self.conn()?))
     }
 
     fn inventory_contracts(&self) -> Result<Vec<Contract>, StoreError> {
-        reads::contracts(&self.conn()?)
+        sql::off_runtime(|| reads::contracts(&self.conn()?))
     }
 
     fn inventory_assets(&self) -> Result<Vec<Asset>, StoreError> {
-        reads::assets(&self.conn()?)
+        sql::off_runtime(|| reads::assets(&self.conn()?))
     }
 
     fn write_summaries(&mut self, rows: &[DeviceSummary]) -> Result<u64, StoreError> {
-        evaluation::write_summaries(&mut self.conn()?, rows)
+        sql::off_runtime(|| evaluation::write_summaries(&mut self.conn()?, rows))
     }
 
     fn device_page(&self, q: &DeviceQuery) -> Result<(u64, Vec<DeviceSummary>), StoreError> {
-        reads::device_page(&self.conn()?, q)
+        sql::off_runtime(|| reads::device_page(&self.conn()?, q))
     }
 
     fn device_summaries(
         &self,
         vendors: Option<&[String]>,
     ) -> Result<Vec<DeviceSummary>, StoreError> {
-        reads::device_summaries(&self.conn()?, vendors)
+        sql::off_runtime(|| reads::device_summaries(&self.conn()?, vendors))
     }
 
     fn coverage(&self, vendors: Option<&[String]>) -> Result<Coverage, StoreError> {
-        reads::coverage(&self.conn()?, vendors)
+        sql::off_runtime(|| reads::coverage(&self.conn()?, vendors))
     }
 
     fn device_summary(&self, id: i64) -> Result<Option<DeviceSummary>, StoreError> {
-        reads::device_summary(&self.conn()?, id)
+        sql::off_runtime(|| reads::device_summary(&self.conn()?, id))
     }
 
     fn device(&self, id: i64) -> Result<Option<DeviceView>, StoreError> {
-        reads::device(&self.conn()?, id)
+        sql::off_runtime(|| reads::device(&self.conn()?, id))
     }
 
     fn flag_page(&self, q: &FlagQuery) -> Result<(u64, Vec<FlagRow>), StoreError> {
-        reads::flag_page(&self.conn()?, q)
+        sql::off_runtime(|| reads::flag_page(&self.conn()?, q))
     }
 
     fn take_alerts(&mut self, max: usize) -> Result<Applied, StoreError> {
-        evaluation::take_alerts(&mut self.conn()?, max)
+        sql::off_runtime(|| evaluation::take_alerts(&mut self.conn()?, max))
     }
 
     fn token_insert(&mut self, t: &TokenRecord) -> Result<(), StoreError> {
-        tokens::insert(&self.conn()?, t)
+        sql::off_runtime(|| tokens::insert(&self.conn()?, t))
     }
 
     fn token_get(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
-        tokens::get(&self.conn()?, id)
+        sql::off_runtime(|| tokens::get(&self.conn()?, id))
     }
 
     fn token_list(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        tokens::list(&self.conn()?)
+        sql::off_runtime(|| tokens::list(&self.conn()?))
     }
 
     fn token_revoke(&mut self, id: &str, now_us: i64) -> Result<bool, StoreError> {
-        tokens::revoke(&self.conn()?, id, now_us)
+        sql::off_runtime(|| tokens::revoke(&self.conn()?, id, now_us))
     }
 
     fn import_advisories(
@@ -444,11 +460,11 @@ impl Store for PostgresStore {
         advisories: &[Advisory],
         now_us: i64,
     ) -> Result<AdvisoryImportStats, StoreError> {
-        advisories::import_advisories(&mut self.conn()?, advisories, now_us)
+        sql::off_runtime(|| advisories::import_advisories(&mut self.conn()?, advisories, now_us))
     }
 
     fn advisories(&self) -> Result<Vec<Advisory>, StoreError> {
-        advisories::advisories(&self.conn()?)
+        sql::off_runtime(|| advisories::advisories(&self.conn()?))
     }
 
     fn import_kev(
@@ -457,11 +473,11 @@ impl Store for PostgresStore {
         source: &str,
         now_us: i64,
     ) -> Result<ImportStats, StoreError> {
-        advisories::import_kev(&mut self.conn()?, catalog, source, now_us)
+        sql::off_runtime(|| advisories::import_kev(&mut self.conn()?, catalog, source, now_us))
     }
 
     fn kev(&self) -> Result<Option<KevCatalog>, StoreError> {
-        advisories::kev(&self.conn()?)
+        sql::off_runtime(|| advisories::kev(&self.conn()?))
     }
 
     fn import_sbom(
@@ -469,11 +485,11 @@ impl Store for PostgresStore {
         sbom: &crate::import::sbom::Sbom,
         now_us: i64,
     ) -> Result<crate::store::SbomImportStats, StoreError> {
-        sboms::import_sbom(&mut self.conn()?, sbom, now_us)
+        sql::off_runtime(|| sboms::import_sbom(&mut self.conn()?, sbom, now_us))
     }
 
     fn sboms(&self) -> Result<Vec<crate::import::sbom::Sbom>, StoreError> {
-        sboms::sboms(&self.conn()?)
+        sql::off_runtime(|| sboms::sboms(&self.conn()?))
     }
 
     fn import_eox(
@@ -481,11 +497,11 @@ impl Store for PostgresStore {
         statements: &[crate::import::eox::EoxStatement],
         now_us: i64,
     ) -> Result<crate::store::EoxImportStats, StoreError> {
-        eox::import_eox(&mut self.conn()?, statements, now_us)
+        sql::off_runtime(|| eox::import_eox(&mut self.conn()?, statements, now_us))
     }
 
     fn eox_statements(&self) -> Result<Vec<crate::import::eox::EoxStatement>, StoreError> {
-        eox::statements(&self.conn()?)
+        sql::off_runtime(|| eox::statements(&self.conn()?))
     }
 
     fn try_lease(
@@ -495,11 +511,11 @@ impl Store for PostgresStore {
         ttl_us: i64,
         now_us: i64,
     ) -> Result<bool, StoreError> {
-        schema::try_lease(&self.conn()?, name, holder, ttl_us, now_us)
+        sql::off_runtime(|| schema::try_lease(&self.conn()?, name, holder, ttl_us, now_us))
     }
 
     fn cluster(&self) -> Result<Option<super::ClusterStats>, StoreError> {
-        schema::cluster(&self.conn()?).map(Some)
+        sql::off_runtime(|| schema::cluster(&self.conn()?).map(Some))
     }
 }
 

@@ -58,7 +58,11 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     .or_else(|e| {
         // Two collectors creating it at the same instant: the loser sees it exist.
         if conn
-            .query_row("SELECT to_regclass('schema_migrations') IS NOT NULL", [], |r| r.get::<_, bool>(0))
+            .query_row(
+                "SELECT to_regclass('schema_migrations') IS NOT NULL",
+                [],
+                |r| r.get::<_, bool>(0),
+            )
             .unwrap_or(false)
         {
             Ok(())
@@ -69,12 +73,17 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     .map_err(db("creating schema_migrations"))?;
     let lists: [(&str, Vec<String>); 2] = [
         ("shared", SHARED.iter().map(|m| rewrite(m)).collect()),
-        ("postgres", POSTGRES_ONLY.iter().map(|m| m.to_string()).collect()),
+        (
+            "postgres",
+            POSTGRES_ONLY.iter().map(|m| m.to_string()).collect(),
+        ),
     ];
     for (kind, list) in lists {
         let tx = conn.transaction().map_err(db("starting migration"))?;
-        tx.query_row("SELECT pg_advisory_xact_lock(?1)", [MIGRATION_LOCK], |_| Ok(()))
-            .map_err(db("waiting for the migration lock"))?;
+        tx.query_row("SELECT pg_advisory_xact_lock(?1)", [MIGRATION_LOCK], |_| {
+            Ok(())
+        })
+        .map_err(db("waiting for the migration lock"))?;
         let found: i64 = tx
             .query_row(
                 "SELECT coalesce(max(version), 0) FROM schema_migrations WHERE kind = ?1",
@@ -155,7 +164,13 @@ pub(super) fn cluster(conn: &Connection) -> Result<ClusterStats, StoreError> {
         "reading leases",
         "SELECT name, holder, expires_us FROM leases ORDER BY name",
         [],
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        },
     )?;
     let sessions: i64 = conn
         .query_row(

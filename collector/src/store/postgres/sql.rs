@@ -92,7 +92,14 @@ impl PgToSql for Value {
         out: &mut BytesMut,
     ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         let text = |ty: &Type| {
-            [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME, Type::UNKNOWN].contains(ty)
+            [
+                Type::TEXT,
+                Type::VARCHAR,
+                Type::BPCHAR,
+                Type::NAME,
+                Type::UNKNOWN,
+            ]
+            .contains(ty)
         };
         match self {
             Value::Null => Ok(IsNull::Yes),
@@ -443,11 +450,19 @@ impl Row<'_> {
         let r = self.0;
         let v = match *col.type_() {
             Type::INT8 => r.try_get::<_, Option<i64>>(i)?.map(Value::Integer),
-            Type::INT4 => r.try_get::<_, Option<i32>>(i)?.map(|v| Value::Integer(v.into())),
-            Type::INT2 => r.try_get::<_, Option<i16>>(i)?.map(|v| Value::Integer(v.into())),
-            Type::BOOL => r.try_get::<_, Option<bool>>(i)?.map(|v| Value::Integer(v.into())),
+            Type::INT4 => r
+                .try_get::<_, Option<i32>>(i)?
+                .map(|v| Value::Integer(v.into())),
+            Type::INT2 => r
+                .try_get::<_, Option<i16>>(i)?
+                .map(|v| Value::Integer(v.into())),
+            Type::BOOL => r
+                .try_get::<_, Option<bool>>(i)?
+                .map(|v| Value::Integer(v.into())),
             Type::FLOAT8 => r.try_get::<_, Option<f64>>(i)?.map(Value::Real),
-            Type::FLOAT4 => r.try_get::<_, Option<f32>>(i)?.map(|v| Value::Real(v.into())),
+            Type::FLOAT4 => r
+                .try_get::<_, Option<f32>>(i)?
+                .map(|v| Value::Real(v.into())),
             Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob),
             _ => r.try_get::<_, Option<String>>(i)?.map(Value::Text),
         };
@@ -486,9 +501,26 @@ impl<T> OptionalExtension<T> for Result<T> {
     }
 }
 
+/// Runs a blocking call of the `postgres` client where it may block: the client drives its
+/// own small runtime, which tokio refuses to start on a thread that is running async tasks.
+/// Outside a runtime (the CLI, the API's blocking threads) it runs in place; inside one (the
+/// collector's ingest loop) on a scoped thread of its own, which is outside it. (`block_in_place`
+/// is not enough: it does not leave the runtime when called from `Runtime::block_on`'s thread.)
+/// The store wraps each whole method, so a batch costs one thread, not one per statement.
+pub(super) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
 /// A pooled PostgreSQL session with its prepared statements.
 pub struct Session {
-    pub(super) client: postgres::Client,
+    client: Option<postgres::Client>,
     /// Prepared statements by their SQLite text, with which bound value each `$n` takes.
     statements: HashMap<String, (postgres::Statement, Vec<usize>)>,
 }
@@ -501,15 +533,48 @@ impl std::fmt::Debug for Session {
     }
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Closing the client blocks on its runtime: the same rule as every call.
+        if let Some(c) = self.client.take() {
+            off_runtime(move || drop(c));
+        }
+    }
+}
+
 /// Prepared statements kept per session (as SQLite's statement cache): more than the store uses.
 const STATEMENT_CACHE: usize = 256;
 
 impl Session {
     pub(super) fn new(client: postgres::Client) -> Session {
         Session {
-            client,
+            client: Some(client),
             statements: HashMap::new(),
         }
+    }
+
+    /// The client (present until the session is dropped).
+    fn client(&mut self) -> Result<&mut postgres::Client> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| Error::Pool("session closed".into()))
+    }
+
+    /// Whether the connection is gone (the pool then discards the session).
+    pub(super) fn is_closed(&self) -> bool {
+        self.client.as_ref().is_none_or(|c| c.is_closed())
+    }
+
+    /// A round trip, to check the session before the pool hands it out.
+    pub(super) fn ping(&mut self) -> Result<()> {
+        let c = self.client()?;
+        off_runtime(|| c.simple_query("").map(|_| ()))?;
+        Ok(())
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        let c = self.client()?;
+        Ok(off_runtime(|| c.batch_execute(sql))?)
     }
 
     fn statement(&mut self, sql: &str) -> Result<(postgres::Statement, Vec<usize>)> {
@@ -517,7 +582,8 @@ impl Session {
             return Ok(s.clone());
         }
         let (text, used) = translate_with_params(sql);
-        let s = (self.client.prepare(&text)?, used);
+        let c = self.client()?;
+        let s = (off_runtime(|| c.prepare(&text))?, used);
         if self.statements.len() >= STATEMENT_CACHE {
             self.statements.clear();
         }
@@ -536,12 +602,14 @@ impl Session {
 
     fn run(&mut self, sql: &str, values: &[Value]) -> Result<Vec<postgres::Row>> {
         let (st, used) = self.statement(sql)?;
-        Ok(self.client.query(&st, &Self::bind(values, &used))?)
+        let c = self.client()?;
+        Ok(off_runtime(|| c.query(&st, &Self::bind(values, &used)))?)
     }
 
     fn execute(&mut self, sql: &str, values: &[Value]) -> Result<u64> {
         let (st, used) = self.statement(sql)?;
-        Ok(self.client.execute(&st, &Self::bind(values, &used))?)
+        let c = self.client()?;
+        Ok(off_runtime(|| c.execute(&st, &Self::bind(values, &used)))?)
     }
 }
 
@@ -591,7 +659,7 @@ impl Connection {
 
     /// Runs statements without parameters.
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
-        self.with(|s| Ok(s.client.batch_execute(sql)?))
+        self.with(|s| s.batch(sql))
     }
 
     /// Runs one statement; the rows it changed.
@@ -806,7 +874,10 @@ fn rewrite_placeholders(sql: &str) -> (String, Vec<usize>) {
         out.push('$');
         out.push_str(&new.to_string());
     }
-    let used = named.iter().map(|n| (*n as usize).saturating_sub(1)).collect();
+    let used = named
+        .iter()
+        .map(|n| (*n as usize).saturating_sub(1))
+        .collect();
     (out, used)
 }
 
@@ -851,7 +922,11 @@ fn rewrite_min_max(sql: &str) -> String {
     let mut i = 0;
     while i < sql.len() {
         let rest = &sql[i..];
-        let lower: String = rest.chars().take(4).collect::<String>().to_ascii_lowercase();
+        let lower: String = rest
+            .chars()
+            .take(4)
+            .collect::<String>()
+            .to_ascii_lowercase();
         let boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
         if boundary && (lower == "min(" || lower == "max(") {
             let open = i + 3;

@@ -118,4 +118,3 @@ pub(super) fn read(
     }
     Ok(m)
 }
-
