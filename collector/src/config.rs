@@ -184,6 +184,9 @@ pub struct IngestSection {
     pub evaluate_interval_secs: u64,
     /// Least seconds between evaluations triggered by ingest.
     pub evaluate_debounce_secs: u64,
+    /// Seconds the evaluator's lease lasts without renewal (several collectors on one
+    /// PostgreSQL database: one evaluates; another takes over this long after it died).
+    pub evaluator_lease_secs: u64,
 }
 
 impl Default for IngestSection {
@@ -192,6 +195,7 @@ impl Default for IngestSection {
             batch: 512,
             evaluate_interval_secs: 60,
             evaluate_debounce_secs: 2,
+            evaluator_lease_secs: 30,
         }
     }
 }

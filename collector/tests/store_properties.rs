@@ -337,3 +337,43 @@ fn a_shared_serial_without_traffic_merges_and_the_explanation_names_both_macs() 
         assert!(e.contains("both report serial \"SN-0001\""), "{e}");
     }
 }
+
+/// Two collectors resolving the same device at once (PostgreSQL: two stores on one database,
+/// on two threads, each ingesting one of the two records that share a serial, in both orders,
+/// many rounds): one device and the merge explained once, whoever commits first. On SQLite the
+/// same holds through its file lock; the test runs on both.
+#[test]
+fn two_writers_resolving_one_device_at_once_merge_it_once() {
+    let (mr, pacs) = mr_and_pacs(false);
+    for round in 0..12 {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ward.db");
+        // Both open before either writes (SQLite: a file, not in memory, so they share it).
+        let stores = [common::open_store(&db), common::open_store(&db)];
+        let msgs = if round % 2 == 0 {
+            [mr.clone(), pacs.clone()]
+        } else {
+            [pacs.clone(), mr.clone()]
+        };
+        let barrier = std::sync::Barrier::new(2);
+        let mut back: Vec<Box<dyn Store>> = std::thread::scope(|s| {
+            let handles: Vec<_> = stores
+                .into_iter()
+                .zip(msgs)
+                .map(|(mut store, m)| {
+                    let barrier = &barrier;
+                    s.spawn(move || {
+                        barrier.wait();
+                        store.ingest(&[m], 0).unwrap();
+                        store
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let store = back.remove(0);
+        assert_eq!(store.inventory().unwrap().devices.len(), 1, "round {round}");
+        let merges = store.merges().unwrap();
+        assert_eq!(merges.len(), 1, "round {round}: {merges:#?}");
+    }
+}

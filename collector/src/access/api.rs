@@ -61,6 +61,8 @@ pub struct Metrics {
     pub statuses: AtomicU64,
     /// Evaluations run.
     pub evaluations: AtomicU64,
+    /// 1 while this collector holds the evaluator's lease (always, on SQLite).
+    pub evaluator_lease: AtomicU64,
     /// API requests served.
     pub http_requests: AtomicU64,
     /// Expensive API requests refused with 503 (too many at once).
@@ -639,6 +641,12 @@ async fn metrics(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Response,
             vec![(String::new(), ld(&m.evaluations))],
         );
         metric(
+            "ward_collector_evaluator_lease",
+            "gauge",
+            "1 while this collector is the one evaluating flags and sending alerts (the lease; several collectors share a PostgreSQL database).",
+            vec![(String::new(), ld(&m.evaluator_lease))],
+        );
+        metric(
             "ward_collector_http_requests_total",
             "counter",
             "API requests.",
@@ -700,6 +708,59 @@ async fn metrics(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Response,
             )],
         );
         capture_metrics(&agents, &mut metric);
+        // Several collectors on one PostgreSQL database: the numbers above are this
+        // collector's (its counters) or the database's; these are the whole cluster's.
+        if let Some(c) = s.cluster().map_err(ViewError::from)? {
+            let n = |v: i64| v.max(0) as u64;
+            metric(
+                "ward_cluster_devices",
+                "gauge",
+                "Devices in the shared inventory.",
+                vec![(String::new(), n(c.devices))],
+            );
+            metric(
+                "ward_cluster_messages_stored",
+                "gauge",
+                "Observation messages stored by every collector.",
+                vec![(String::new(), n(c.messages))],
+            );
+            metric(
+                "ward_cluster_flags_open",
+                "gauge",
+                "Open flags.",
+                vec![(String::new(), n(c.open_flags))],
+            );
+            metric(
+                "ward_cluster_alerts_pending",
+                "gauge",
+                "Flag openings and resolutions no collector has claimed to alert yet.",
+                vec![(String::new(), n(c.unalerted_flags))],
+            );
+            metric(
+                "ward_cluster_collector_sessions",
+                "gauge",
+                "Database sessions of ward-collector processes.",
+                vec![(String::new(), n(c.sessions))],
+            );
+            metric(
+                "ward_cluster_lease_held",
+                "gauge",
+                "Leases by name and holder: 1 while live (the evaluator's lease names the collector evaluating).",
+                c.leases
+                    .iter()
+                    .map(|(name, holder, live)| {
+                        (
+                            format!(
+                                "{{lease=\"{}\",holder=\"{}\"}}",
+                                label_value(name),
+                                label_value(holder)
+                            ),
+                            u64::from(*live),
+                        )
+                    })
+                    .collect(),
+            );
+        }
         Ok(out)
     })
     .await?;
