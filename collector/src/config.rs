@@ -20,7 +20,8 @@ use crate::compliance::flags::FlagConfig;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// SQLite database file.
+    /// SQLite database file, or a `postgres://`/`postgresql://` URL (PostgreSQL; several
+    /// collectors may share it).
     pub db: PathBuf,
     /// Log level or filter.
     pub log_level: String,
@@ -212,7 +213,8 @@ pub struct Overrides {
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,
-    /// SQLite database file [default: ward-collector.db].
+    /// SQLite database file, or a PostgreSQL URL (`postgres://user@host/db?sslmode=require`)
+    /// [default: ward-collector.db].
     #[arg(long, global = true, env = "WARD_COLLECTOR_DB", value_name = "FILE")]
     pub db: Option<PathBuf>,
     /// Log level or filter, e.g. info, debug, ward_collector=debug [default: info].

@@ -329,13 +329,36 @@ impl PostgresStore {
     }
 }
 
+/// Runs a writing transaction again when PostgreSQL asks for it (a serialization failure or a
+/// deadlock: `sql::Error::is_retryable`), a few times with a short pause. Writers are serialised
+/// by the write lock, so this is the exception (a DDL or a hand-run transaction in between), but
+/// a transaction PostgreSQL aborted is never reported as the store's failure while a retry would
+/// do. Each attempt is a whole transaction: nothing of a failed one was committed.
+fn retrying<T>(mut f: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let mut attempt = 0u32;
+    loop {
+        match f() {
+            Err(StoreError::Postgres { source, context })
+                if source.is_retryable() && attempt < 5 =>
+            {
+                attempt += 1;
+                tracing::debug!(attempt, context = %context, "PostgreSQL asked for a retry");
+                std::thread::sleep(Duration::from_millis(20 * u64::from(attempt)));
+            }
+            other => return other,
+        }
+    }
+}
+
 // Every method runs its statements off any async runtime (`sql::off_runtime`): the collector
 // calls the store from its ingest loop, a tokio task.
 impl Store for PostgresStore {
     fn ingest(&mut self, batch: &[Message], received_us: i64) -> Result<IngestStats, StoreError> {
         sql::off_runtime(|| {
-            let mut conn = self.conn()?;
-            ingest::batch(&mut conn, &mut self.cache, batch, received_us)
+            retrying(|| {
+                let mut conn = self.conn()?;
+                ingest::batch(&mut conn, &mut self.cache, batch, received_us)
+            })
         })
     }
 
@@ -373,7 +396,9 @@ impl Store for PostgresStore {
         notes: &[crate::store::ResolutionNote],
         now_us: i64,
     ) -> Result<Applied, StoreError> {
-        sql::off_runtime(|| evaluation::apply(&mut self.conn()?, links, flags, notes, now_us))
+        sql::off_runtime(|| {
+            retrying(|| evaluation::apply(&mut self.conn()?, links, flags, notes, now_us))
+        })
     }
 
     fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError> {
@@ -436,7 +461,7 @@ impl Store for PostgresStore {
     }
 
     fn take_alerts(&mut self, max: usize) -> Result<Applied, StoreError> {
-        sql::off_runtime(|| evaluation::take_alerts(&mut self.conn()?, max))
+        sql::off_runtime(|| retrying(|| evaluation::take_alerts(&mut self.conn()?, max)))
     }
 
     fn token_insert(&mut self, t: &TokenRecord) -> Result<(), StoreError> {
