@@ -269,6 +269,14 @@ fn pool(url: &str) -> Result<Arc<r2d2::Pool<Manager>>, StoreError> {
         config,
         tls: tls(url, root.as_deref())?,
     };
+    // One connection first, outside the pool: a wrong host, password or TLS setting fails now
+    // with the server's own reason, instead of after the pool's wait with "timed out".
+    drop(
+        r2d2::ManageConnection::connect(&manager).map_err(|source| StoreError::Postgres {
+            context: format!("connecting to {}", redacted(url)),
+            source,
+        })?,
+    );
     let p = r2d2::Pool::builder()
         .max_size(POOL_SIZE)
         .min_idle(Some(1))
