@@ -160,6 +160,18 @@ fn alert_keys(hooks: &Mutex<Vec<Value>>) -> BTreeSet<(String, i64)> {
     set
 }
 
+/// The start of a lease holder's name (`host:pid:…`) for the collector with `pid`.
+fn survivor_holder_prefix(pid: u32) -> String {
+    let host = hostname_of_this_machine();
+    format!("{host}:{pid}:")
+}
+
+fn hostname_of_this_machine() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
 fn lease_holder(db: &Path) -> Option<String> {
     db_rows(db, "SELECT holder FROM leases WHERE name = 'evaluator'")
         .into_iter()
@@ -341,6 +353,29 @@ fn two_collectors_on_one_database_store_once_evaluate_once_and_alert_once() {
         events,
         "{:#?}",
         hooks.lock().unwrap()
+    );
+    // The survivor's /metrics: its own lease gauge and the cluster's numbers from the database.
+    let admin = token(&db, &["--name", "ops", "--role", "admin"]);
+    let (status, metrics) = http(survivor.http_port(), "GET", "/metrics", Some(&admin));
+    assert_eq!(status, 200, "{metrics}");
+    assert!(
+        metrics.contains("\nward_collector_evaluator_lease 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("\nward_cluster_devices {}\n", devices(&url).len())),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nward_cluster_alerts_pending 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "holder=\"{}",
+            survivor_holder_prefix(survivor_pid)
+        )),
+        "{metrics}"
     );
     eprintln!(
         "{} devices, {} merges, {} alerts ({before} before the holder {holder} was killed), lease now {:?}",

@@ -1,9 +1,9 @@
-//! (PostgreSQL: every read that SQLite returns in primary-key order by walking the key's index
-//! says so with ORDER BY here; PostgreSQL returns ties in no particular order.)
-//!
 //! Reads: the inventory (devices with everything stored about them, assets, contracts) and the
 //! API's pages, counts and lists. Every read of several statements runs in one read transaction
 //! so its pieces agree with each other.
+//!
+//! PostgreSQL: every read that SQLite returns in primary-key order (walking the key's index)
+//! says so with ORDER BY here; PostgreSQL returns ties in no particular order.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
