@@ -139,6 +139,13 @@ fn evaluator(
             break;
         }
     }
+    if holding {
+        // A clean stop hands the lease on at once rather than after it expires: renewed as
+        // already expired, which only its holder may do.
+        if let Err(e) = store.try_lease("evaluator", &holder, -1, ingest::now_us()) {
+            tracing::warn!(error = %e, "releasing the evaluator's lease");
+        }
+    }
     Ok(())
 }
 

@@ -80,3 +80,48 @@ fn sslmode_require_refuses_a_server_without_tls() {
         "{e}"
     );
 }
+
+#[test]
+fn the_lease_has_one_holder_until_it_expires_or_is_released() {
+    let mut a = fresh_store();
+    if sqlite() {
+        // One collector per file: always granted.
+        assert!(a.try_lease("evaluator", "a", 1_000, 0).unwrap());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ward.db");
+    let (mut a, mut b) = (common::open_store(&db), common::open_store(&db));
+    let ttl = 10_000_000;
+    assert!(a.try_lease("evaluator", "a", ttl, 0).unwrap());
+    assert!(!b.try_lease("evaluator", "b", ttl, 1).unwrap(), "held by a");
+    assert!(
+        a.try_lease("evaluator", "a", ttl, 5_000_000).unwrap(),
+        "renewed"
+    );
+    assert!(
+        !b.try_lease("evaluator", "b", ttl, 14_000_000).unwrap(),
+        "renewed until 15 s"
+    );
+    assert!(
+        b.try_lease("evaluator", "b", ttl, 15_000_001).unwrap(),
+        "expired: taken over"
+    );
+    assert!(
+        !a.try_lease("evaluator", "a", ttl, 15_000_002).unwrap(),
+        "a lost it"
+    );
+    // Released (renewed as expired) by its holder: free at once; nobody else can release it.
+    assert!(!a.try_lease("evaluator", "a", -1, 15_000_003).unwrap());
+    assert!(
+        !a.try_lease("evaluator", "a", ttl, 15_000_004).unwrap(),
+        "still b's"
+    );
+    b.try_lease("evaluator", "b", -1, 15_000_005).unwrap();
+    assert!(
+        a.try_lease("evaluator", "a", ttl, 15_000_006).unwrap(),
+        "released by b"
+    );
+    // Other leases are independent.
+    assert!(b.try_lease("other", "b", ttl, 15_000_007).unwrap());
+}
