@@ -50,6 +50,18 @@ pub(super) fn version(conn: &Connection) -> Result<i64, StoreError> {
 /// Runs the migrations the database has not seen, each in its own transaction, under a lock so
 /// that collectors starting together do not race. A database from a newer program is refused.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    // Checked first: `CREATE TABLE IF NOT EXISTS` on an existing table sends a NOTICE that
+    // the driver logs at info on every start.
+    let exists: bool = conn
+        .query_row(
+            "SELECT to_regclass('schema_migrations') IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db("looking for schema_migrations"))?;
+    if exists {
+        return migrate_from(conn);
+    }
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             kind TEXT NOT NULL, version BIGINT NOT NULL, applied_us BIGINT NOT NULL,
@@ -71,6 +83,11 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         }
     })
     .map_err(db("creating schema_migrations"))?;
+    migrate_from(conn)
+}
+
+/// The migrations not yet recorded in `schema_migrations`.
+fn migrate_from(conn: &Connection) -> Result<(), StoreError> {
     let lists: [(&str, Vec<String>); 2] = [
         ("shared", SHARED.iter().map(|m| rewrite(m)).collect()),
         (
