@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(tshark wireshark-common dcmtk tcpdump libpcap-dev tcpreplay dnsmasq-base isc-dhcp-client iproute2 ethtool mosquitto mosquitto-clients openssl python3-pip curl openssh-server openssh-client snmpd snmp samba-common-bin minidlna bind9-dnsutils lldpd nats-server chromium)
+APT_PACKAGES=(tshark wireshark-common dcmtk tcpdump libpcap-dev tcpreplay dnsmasq-base isc-dhcp-client iproute2 ethtool mosquitto mosquitto-clients openssl python3-pip curl openssh-server openssh-client snmpd snmp samba-common-bin minidlna bind9-dnsutils lldpd nats-server chromium postgresql)
 PIP_PACKAGES=(pynetdicom==3.0.4 pydicom==3.0.2 hl7apy==1.3.5 hl7==0.4.5 cryptography==48.0.0 zeroconf==0.147.0 async-upnp-client==0.49.0 aiohttp==3.14.5 sdc11073==3.0.0 lxml==6.2.0 astm-2025==1.0.0)
 
 log() { printf '\n==> %s\n' "$*"; }
@@ -61,7 +61,7 @@ install_deps
 # playwright-core from tests/console/package-lock.json, with the machine's Node.js and npm.
 log "npm ci (tests/console)"
 (cd tests/console && npm ci --no-audit --no-fund)
-require node npm /usr/bin/chromium cargo cargo-deb dpkg mosquitto mosquitto_sub openssl tc tshark tcpdump /usr/bin/storescu /usr/bin/storescp /usr/bin/echoscu /usr/bin/findscu wlmscpfs dump2dcm dnsmasq dhclient mllp_send ip ethtool editcap capinfos
+require node npm /usr/bin/chromium cargo cargo-deb dpkg mosquitto mosquitto_sub pg_dump openssl tc tshark tcpdump /usr/bin/storescu /usr/bin/storescp /usr/bin/echoscu /usr/bin/findscu wlmscpfs dump2dcm dnsmasq dhclient mllp_send ip ethtool editcap capinfos
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -82,6 +82,26 @@ export WARD_FRESH_CAPTURES="$FRESH"
 
 log "cargo test (workspace)"
 cargo test --workspace --locked --no-fail-fast
+
+# The collector's integration tests again, on PostgreSQL (issue 22): a throw-away server from
+# Debian's package (initdb + pg_ctl as the unprivileged `postgres` user, on a free port, in a
+# temp dir, durability off: it is deleted afterwards), each test in a schema of its own
+# (collector/tests/common: WARD_TEST_POSTGRES). A missing server is an error, never a skip.
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[[ -x "$PG_BIN/initdb" && -x "$PG_BIN/pg_ctl" ]] || { echo "missing PostgreSQL server (initdb, pg_ctl): apt-get install postgresql" >&2; exit 1; }
+PG_DIR=$(mktemp -d /tmp/ward-pg.XXXXXX)
+PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+as_pg() { if [[ $(id -u) -eq 0 ]]; then chown -R postgres "$PG_DIR"; runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_stop() { as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$PG_DIR"; }
+trap 'pg_stop; rm -rf "$FRESH"' EXIT
+log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT ($PG_DIR)"
+as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -U ward --auth=trust -E UTF8 >"$PG_DIR/initdb.log"
+as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -o \
+  "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c wal_level=minimal -c max_wal_senders=0" start
+log "cargo test -p ward-collector (integration tests) on PostgreSQL"
+WARD_TEST_POSTGRES="postgres://ward@127.0.0.1:$PG_PORT/postgres" \
+  cargo test -p ward-collector --locked --no-fail-fast --test '*'
+pg_stop
 
 # The .deb packages: build, install, systemd-analyze verify, run as their service users, remove,
 # purge. Needs root (dpkg); like every other part, never skipped.

@@ -26,14 +26,21 @@ use crate::import::kev::{self, KevCatalog};
 use crate::import::model::Contract;
 use crate::import::sbom::{self, Sbom};
 use crate::ingest;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{
     AdvisoryImportStats, Applied, EoxImportStats, ImportStats, IngestStats, SbomImportStats, Store,
 };
 
 /// Opens the configured database.
-pub fn open(cfg: &Config) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open(&cfg.db).with_context(|| format!("database {}", cfg.db.display()))
+pub fn open(cfg: &Config) -> anyhow::Result<Box<dyn Store>> {
+    open_db(&cfg.db)
+}
+
+/// Opens the store `db` names (a SQLite path or a `postgres://` URL); errors name it without
+/// its password.
+pub fn open_db(db: &std::path::Path) -> anyhow::Result<Box<dyn Store>> {
+    let db = db.to_string_lossy();
+    crate::store::open_store(&db)
+        .with_context(|| format!("database {}", crate::store::display_db(&db)))
 }
 
 /// Something brought into the store before an evaluation. Contracts and assets are read and

@@ -20,7 +20,8 @@ use crate::compliance::flags::FlagConfig;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// SQLite database file.
+    /// SQLite database file, or a `postgres://`/`postgresql://` URL (PostgreSQL; several
+    /// collectors may share it).
     pub db: PathBuf,
     /// Log level or filter.
     pub log_level: String,
@@ -215,6 +216,9 @@ pub struct IngestSection {
     pub evaluate_interval_secs: u64,
     /// Least seconds between evaluations triggered by ingest.
     pub evaluate_debounce_secs: u64,
+    /// Seconds the evaluator's lease lasts without renewal (several collectors on one
+    /// PostgreSQL database: one evaluates; another takes over this long after it died).
+    pub evaluator_lease_secs: u64,
 }
 
 impl Default for IngestSection {
@@ -223,6 +227,7 @@ impl Default for IngestSection {
             batch: 512,
             evaluate_interval_secs: 60,
             evaluate_debounce_secs: 2,
+            evaluator_lease_secs: 30,
         }
     }
 }
@@ -239,7 +244,8 @@ pub struct Overrides {
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,
-    /// SQLite database file [default: ward-collector.db].
+    /// SQLite database file, or a PostgreSQL URL (`postgres://user@host/db?sslmode=require`)
+    /// [default: ward-collector.db].
     #[arg(long, global = true, env = "WARD_COLLECTOR_DB", value_name = "FILE")]
     pub db: Option<PathBuf>,
     /// Log level or filter, e.g. info, debug, ward_collector=debug [default: info].

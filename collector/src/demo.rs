@@ -14,7 +14,6 @@ use crate::access::report::{self, Format, Kind, Status};
 use crate::commands::{import_and_evaluate, Import};
 use crate::config::Config;
 use crate::ingest;
-use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
 /// Demo options (`ward-collector demo`'s flags).
@@ -207,7 +206,7 @@ fn run_in(args: DemoArgs, dir_used: &mut Option<PathBuf>) -> anyhow::Result<()> 
     // Wait until the collector has stored everything the agent sent.
     let mut last = (0u64, Instant::now());
     loop {
-        let store = SqliteStore::open(&db)?;
+        let store = crate::commands::open_db(&db)?;
         let agents = store.agents()?;
         let n: i64 = agents.iter().map(|a| a.messages).sum();
         let missing: i64 = agents.iter().map(|a| a.missing).sum();
@@ -236,7 +235,7 @@ fn run_in(args: DemoArgs, dir_used: &mut Option<PathBuf>) -> anyhow::Result<()> 
 
     // 3. Contracts and CMMS export, evaluated as of one day after the capture (the sample's
     //    time-based flags are relative to it).
-    let mut store = SqliteStore::open(&db)?;
+    let mut store = crate::commands::open_db(&db)?;
     let inv = store.inventory()?;
     let last_seen = inv.devices.iter().map(|d| d.last_us).max().unwrap_or(0);
     let now = last_seen + 86_400_000_000;

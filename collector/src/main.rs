@@ -365,6 +365,15 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
         .log_level
         .parse()
         .with_context(|| format!("invalid log filter {:?}", cfg.log_level))?;
+    // The PostgreSQL driver logs every statement's bound values at debug: the inventory's
+    // contents (and token hashes) stay out of the log unless its target is asked for by name.
+    let filter = if cfg.log_level.contains("postgres") {
+        filter
+    } else {
+        filter
+            .with_target("tokio_postgres", tracing::Level::INFO)
+            .with_target("postgres", tracing::Level::INFO)
+    };
     let builder = tracing_subscriber::fmt()
         // The builder's own ceiling is INFO; the `Targets` layer below decides.
         .with_max_level(tracing::Level::TRACE)

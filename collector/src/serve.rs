@@ -19,7 +19,6 @@ use crate::config::Config;
 use crate::ingest::{self, decode};
 use crate::mqtt::broker::{self, BrokerConfig};
 use crate::mqtt::source::{self, Delivery, SourceConfig};
-use crate::store::sqlite::SqliteStore;
 use crate::store::{IngestStats, Store};
 
 /// Longest a batch waits to fill once messages are flowing.
@@ -47,8 +46,21 @@ fn evaluator(
     rx: std::sync::mpsc::Receiver<EvalMsg>,
 ) -> anyhow::Result<()> {
     use std::sync::mpsc::RecvTimeoutError;
-    let mut store =
-        SqliteStore::open(&cfg.db).with_context(|| format!("database {}", cfg.db.display()))?;
+    let mut store = crate::commands::open_db(&cfg.db)?;
+    // Several collectors on one PostgreSQL database: one evaluates and sends alerts at a time,
+    // the holder of the lease "evaluator", renewed at every wake-up (at least three times a
+    // lease) and taken over by another collector once it expires (its holder died or hung).
+    // SQLite grants it always.
+    let lease = Duration::from_secs(cfg.ingest.evaluator_lease_secs.max(3));
+    let holder = format!(
+        "{}:{}:{}",
+        hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id(),
+        ingest::now_us()
+    );
+    let mut holding = false;
     let interval = Duration::from_secs(cfg.ingest.evaluate_interval_secs.max(1));
     let debounce = Duration::from_secs(cfg.ingest.evaluate_debounce_secs);
     let mut dirty = false;
@@ -62,7 +74,8 @@ fn evaluator(
                 (last + debounce.max(cost * 4)).min(scheduled)
             } else {
                 scheduled
-            };
+            }
+            .min(Instant::now() + lease / 3);
             match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
                 Ok(EvalMsg::Dirty) => {
                     dirty = true;
@@ -76,6 +89,35 @@ fn evaluator(
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
+        }
+        let held = store
+            .try_lease(
+                "evaluator",
+                &holder,
+                i64::try_from(lease.as_micros()).unwrap_or(i64::MAX),
+                ingest::now_us(),
+            )
+            .context("taking the evaluator's lease")?;
+        if held != holding {
+            tracing::info!(holder = %holder, held, "evaluator lease");
+            holding = held;
+            metrics
+                .evaluator_lease
+                .store(u64::from(held), Ordering::Relaxed);
+            if held {
+                // Taken over: what the previous holder left unevaluated is evaluated now.
+                dirty = true;
+            }
+        }
+        let now = Instant::now();
+        let due_now =
+            (dirty && now >= last + debounce.max(cost * 4)) || now >= scheduled || stopping;
+        if !held || !due_now {
+            // Another collector evaluates (or nothing is due yet: this wake-up only renewed).
+            if stopping {
+                break;
+            }
+            continue;
         }
         let t = Instant::now();
         ingest::evaluate(&mut store, &cfg.flags, ingest::now_us()).context("evaluating flags")?;
@@ -95,6 +137,13 @@ fn evaluator(
         dirty = false;
         if stopping {
             break;
+        }
+    }
+    if holding {
+        // A clean stop hands the lease on at once rather than after it expires: renewed as
+        // already expired, which only its holder may do.
+        if let Err(e) = store.try_lease("evaluator", &holder, -1, ingest::now_us()) {
+            tracing::warn!(error = %e, "releasing the evaluator's lease");
         }
     }
     Ok(())
@@ -120,8 +169,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn run_async(cfg: Config) -> anyhow::Result<()> {
-    let mut store =
-        SqliteStore::open(&cfg.db).with_context(|| format!("database {}", cfg.db.display()))?;
+    let mut store = crate::commands::open_db(&cfg.db)?;
     let (tx, mut rx) = mpsc::channel::<Delivery>(cfg.ingest.batch.max(1) * 4);
     let filters: Vec<String> = FILTERS.iter().map(|s| s.to_string()).collect();
     let mut embedded: Option<broker::EmbeddedBroker> = None;
@@ -264,7 +312,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    tracing::info!(db = %cfg.db.display(), "collector running");
+    tracing::info!(db = %crate::store::display_db(&cfg.db.to_string_lossy()), "collector running");
 
     let batch_max = cfg.ingest.batch.max(1);
     let mut stats_tick = tokio::time::interval(Duration::from_secs(30));

@@ -27,7 +27,6 @@ use ward_collector::import::model::{
 };
 use ward_collector::ingest;
 use ward_collector::mqtt::broker::{BrokerConfig, EmbeddedBroker};
-use ward_collector::store::sqlite::SqliteStore;
 use ward_collector::store::{Applied, FlagRow, Message, Store};
 use ward_mqtt::ClientConfig;
 use ward_protocols::schema::observation::{
@@ -951,7 +950,7 @@ async fn a_flag_raised_and_resolved_by_ingest_reaches_mqtt_and_the_webhook() {
     )
     .unwrap();
 
-    let mut store = SqliteStore::in_memory().unwrap();
+    let mut store = common::fresh_store();
     let now = ingest::now_us();
     let t1 = now - 30 * 60_000_000;
     let t2 = now - 20 * 60_000_000;

@@ -640,16 +640,11 @@ fn assert_no_token_secret(what: &str, bytes: &[u8], tokens: &[&String]) {
 /// The database holds, per token id, the SHA-256 (lower-case hex) of the token's secret part,
 /// and nothing else of it (collector/src/access/tokens.rs).
 fn assert_tokens_stored_as_sha256(db: &Path, tokens: &[&String]) {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    let stored: std::collections::BTreeMap<String, String> = conn
-        .prepare("SELECT id, secret_sha256 FROM tokens")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let stored: std::collections::BTreeMap<String, String> =
+        db_rows(db, "SELECT id, secret_sha256 FROM tokens")
+            .into_iter()
+            .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+            .collect();
     assert_eq!(stored.len(), tokens.len(), "{stored:?}");
     for t in tokens {
         let (id, secret) = split_token(t);
@@ -665,24 +660,18 @@ fn assert_tokens_stored_as_sha256(db: &Path, tokens: &[&String]) {
         assert_ne!(want, secret);
     }
     // No column of any row of any table holds a secret.
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+    if !sqlite() {
+        assert_no_token_secret("pg_dump", &pg_dump(db), tokens);
+        return;
+    }
+    let tables: Vec<String> = db_rows(db, "SELECT name FROM sqlite_master WHERE type = 'table'")
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
         .collect();
     for table in tables {
-        let mut st = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
-        let n = st.column_count();
-        let mut rows = st.query([]).unwrap();
-        while let Some(r) = rows.next().unwrap() {
-            for i in 0..n {
-                let text = match r.get_ref(i).unwrap() {
-                    rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => b,
-                    _ => continue,
-                };
-                assert_no_token_secret(&format!("table {table}"), text, tokens);
+        for row in db_rows(db, &format!("SELECT * FROM \"{table}\"")) {
+            for text in row.iter().flatten() {
+                assert_no_token_secret(&format!("table {table}"), text.as_bytes(), tokens);
             }
         }
     }

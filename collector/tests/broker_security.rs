@@ -15,7 +15,7 @@ use common::*;
 fn serve_output(db: &Path, args: &[&str]) -> std::process::Output {
     let mut child = Command::new(collector_bin())
         .arg("--db")
-        .arg(db)
+        .arg(db_arg(db))
         .arg("serve")
         .args(args)
         .env("WARD_COLLECTOR_LOG", "debug")

@@ -83,7 +83,7 @@ fn write_lines(path: &Path, lines: &[Vec<u8>]) {
 fn ingest(db: &Path, file: &Path) -> (bool, Vec<u8>, Vec<u8>) {
     let out = Command::new(collector_bin())
         .arg("--db")
-        .arg(db)
+        .arg(db_arg(db))
         .args(["--log-level", "debug", "ingest"])
         .arg(file)
         .stdin(Stdio::null())

@@ -18,16 +18,14 @@ use common::*;
 
 /// Seqs of the messages stored for `agent`, read from the database file itself.
 fn stored_seqs(db: &Path, agent: &str) -> std::collections::BTreeSet<u64> {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open the database");
-    let mut st = conn
-        .prepare("SELECT seq FROM messages WHERE agent_id = ?1")
-        .unwrap();
-    st.query_map([agent], |r| r.get::<_, i64>(0))
-        .unwrap()
-        .map(|s| s.unwrap() as u64)
-        .collect()
+    assert!(agent.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    db_rows(
+        db,
+        &format!("SELECT seq FROM messages WHERE agent_id = '{agent}'"),
+    )
+    .into_iter()
+    .map(|r| r[0].as_deref().unwrap().parse::<u64>().unwrap())
+    .collect()
 }
 
 fn stored(db: &Path) -> i64 {

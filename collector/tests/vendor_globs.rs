@@ -24,7 +24,6 @@ use ward_collector::import::model::{
 };
 use ward_collector::import::pattern;
 use ward_collector::ingest;
-use ward_collector::store::sqlite::SqliteStore;
 use ward_collector::store::{DeviceQuery, FlagQuery, Message, Store};
 use ward_protocols::schema::observation::{
     ClassificationRecord, DeviceRecord, Kind, MacKind, Observation, Seen, SCHEMA,
@@ -130,7 +129,7 @@ fn owned(glob: &str, name: &str) -> bool {
 #[test]
 fn list_detail_flags_and_contracts_agree_for_non_ascii_names() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(&dir.path().join("ward.db")).unwrap();
+    let mut store = common::open_store(&dir.path().join("ward.db"));
     let now = ingest::now_us();
     let devices: Vec<DeviceRecord> = MANUFACTURERS
         .iter()
@@ -325,7 +324,7 @@ fn list_detail_flags_and_contracts_agree_for_non_ascii_names() {
 #[test]
 fn the_manufacturer_filter_folds_non_ascii_case() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(&dir.path().join("ward.db")).unwrap();
+    let mut store = common::open_store(&dir.path().join("ward.db"));
     let now = ingest::now_us();
     let observation = Observation {
         schema: SCHEMA.into(),

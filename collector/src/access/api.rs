@@ -29,7 +29,6 @@ use crate::access::tokens::{self, Principal};
 use crate::access::views::{self, ViewError};
 use crate::compliance::flags::FlagConfig;
 use crate::ingest::SafeText;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{DeviceQuery, FlagQuery, Store};
 
 /// The OpenAPI 3 document, served at `/api/v1/openapi.json`.
@@ -62,6 +61,8 @@ pub struct Metrics {
     pub statuses: AtomicU64,
     /// Evaluations run.
     pub evaluations: AtomicU64,
+    /// 1 while this collector holds the evaluator's lease (always, on SQLite).
+    pub evaluator_lease: AtomicU64,
     /// API requests served.
     pub http_requests: AtomicU64,
     /// Expensive API requests refused with 503 (too many at once).
@@ -74,7 +75,7 @@ pub struct Metrics {
 #[derive(Debug)]
 pub struct ApiState {
     db: PathBuf,
-    pool: Mutex<Vec<SqliteStore>>,
+    pool: Mutex<Vec<Box<dyn Store>>>,
     metrics: Arc<Metrics>,
     flags: FlagConfig,
     expensive: Arc<tokio::sync::Semaphore>,
@@ -105,15 +106,15 @@ impl ApiState {
         self
     }
 
-    fn connection(&self) -> Result<SqliteStore, ApiError> {
+    fn connection(&self) -> Result<Box<dyn Store>, ApiError> {
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {
             Some(s) => Ok(s),
-            None => SqliteStore::open(&self.db).map_err(internal),
+            None => crate::store::open_store(&self.db.to_string_lossy()).map_err(internal),
         }
     }
 
-    fn give_back(&self, store: SqliteStore) {
+    fn give_back(&self, store: Box<dyn Store>) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < POOL_MAX {
             pool.push(store);
@@ -268,7 +269,7 @@ async fn authed<T: Send + 'static>(
     st: &Arc<ApiState>,
     c: &Caller,
     cost: Cost,
-    f: impl FnOnce(&mut SqliteStore, &Principal) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&mut dyn Store, &Principal) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     st.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     let Some(token) = bearer(&c.headers) else {
@@ -279,7 +280,7 @@ async fn authed<T: Send + 'static>(
     let st2 = st.clone();
     let authenticated = tokio::task::spawn_blocking(move || {
         let store = st2.connection()?;
-        match tokens::authenticate(&store, &token, crate::ingest::now_us()) {
+        match tokens::authenticate(&*store, &token, crate::ingest::now_us()) {
             Ok(p) => Ok((store, p)),
             Err(e) => {
                 st2.give_back(store);
@@ -335,7 +336,7 @@ async fn authed<T: Send + 'static>(
     let (st3, p3) = (st.clone(), p.clone());
     let result = tokio::task::spawn_blocking(move || {
         let mut store = store;
-        let r = f(&mut store, &p3);
+        let r = f(&mut *store, &p3);
         st3.give_back(store);
         drop(permit);
         r
@@ -642,6 +643,12 @@ async fn metrics(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Response,
             vec![(String::new(), ld(&m.evaluations))],
         );
         metric(
+            "ward_collector_evaluator_lease",
+            "gauge",
+            "1 while this collector is the one evaluating flags and sending alerts (the lease; several collectors share a PostgreSQL database).",
+            vec![(String::new(), ld(&m.evaluator_lease))],
+        );
+        metric(
             "ward_collector_http_requests_total",
             "counter",
             "API requests.",
@@ -703,6 +710,59 @@ async fn metrics(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Response,
             )],
         );
         capture_metrics(&agents, &mut metric);
+        // Several collectors on one PostgreSQL database: the numbers above are this
+        // collector's (its counters) or the database's; these are the whole cluster's.
+        if let Some(c) = s.cluster().map_err(ViewError::from)? {
+            let n = |v: i64| v.max(0) as u64;
+            metric(
+                "ward_cluster_devices",
+                "gauge",
+                "Devices in the shared inventory.",
+                vec![(String::new(), n(c.devices))],
+            );
+            metric(
+                "ward_cluster_messages_stored",
+                "gauge",
+                "Observation messages stored by every collector.",
+                vec![(String::new(), n(c.messages))],
+            );
+            metric(
+                "ward_cluster_flags_open",
+                "gauge",
+                "Open flags.",
+                vec![(String::new(), n(c.open_flags))],
+            );
+            metric(
+                "ward_cluster_alerts_pending",
+                "gauge",
+                "Flag openings and resolutions no collector has claimed to alert yet.",
+                vec![(String::new(), n(c.unalerted_flags))],
+            );
+            metric(
+                "ward_cluster_collector_sessions",
+                "gauge",
+                "Database sessions of ward-collector processes.",
+                vec![(String::new(), n(c.sessions))],
+            );
+            metric(
+                "ward_cluster_lease_held",
+                "gauge",
+                "Leases by name and holder: 1 while live (the evaluator's lease names the collector evaluating).",
+                c.leases
+                    .iter()
+                    .map(|(name, holder, live)| {
+                        (
+                            format!(
+                                "{{lease=\"{}\",holder=\"{}\"}}",
+                                label_value(name),
+                                label_value(holder)
+                            ),
+                            u64::from(*live),
+                        )
+                    })
+                    .collect(),
+            );
+        }
         Ok(out)
     })
     .await?;

@@ -38,7 +38,6 @@ use crate::access::tokens::{self, Principal, Role};
 use crate::access::views::ViewError;
 use crate::config::ConsoleSection;
 use crate::ingest::SafeText;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{ConsoleSession, SessionLimits, Store};
 
 /// The console's stylesheet, served at [`CSS_PATH`].
@@ -61,7 +60,7 @@ const POOL_MAX: usize = 4;
 #[derive(Debug)]
 pub struct ConsoleState {
     db: PathBuf,
-    pool: Mutex<Vec<SqliteStore>>,
+    pool: Mutex<Vec<Box<dyn Store>>>,
     limits: SessionLimits,
     secure_cookie: bool,
     /// Pages whose cost grows with the inventory (the CSV export of every device, the assets
@@ -104,15 +103,18 @@ impl ConsoleState {
         }
     }
 
-    fn connection(&self) -> Result<SqliteStore, PageError> {
+    fn connection(&self) -> Result<Box<dyn Store>, PageError> {
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {
             Some(s) => Ok(s),
-            None => SqliteStore::open(&self.db).map_err(PageError::internal),
+            // A path (SQLite) or a PostgreSQL URL, as the API's connections.
+            None => {
+                crate::store::open_store(&self.db.to_string_lossy()).map_err(PageError::internal)
+            }
         }
     }
 
-    fn give_back(&self, store: SqliteStore) {
+    fn give_back(&self, store: Box<dyn Store>) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < POOL_MAX {
             pool.push(store);
@@ -303,7 +305,7 @@ enum Outcome {
 async fn signed_in(
     st: &Arc<ConsoleState>,
     headers: &HeaderMap,
-    f: impl FnOnce(&mut SqliteStore, &Session) -> Result<Response, PageError> + Send + 'static,
+    f: impl FnOnce(&mut dyn Store, &Session) -> Result<Response, PageError> + Send + 'static,
 ) -> Response {
     let Some(secret) = cookie(headers, SESSION_COOKIE) else {
         return to_sign_in(st, false);

@@ -9,6 +9,7 @@
 //! - nothing here assumes it is the only writer (no in-process caches of database state that
 //!   another collector could invalidate).
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,23 @@ pub enum StoreError {
         /// The driver's error.
         #[source]
         source: rusqlite::Error,
+    },
+    /// PostgreSQL refused or the connection failed.
+    #[error("database: {context}: {source}")]
+    Postgres {
+        /// What was being done.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: postgres::sql::Error,
+    },
+    /// The database setting does not parse (the password is never shown).
+    #[error("{context}: {detail}")]
+    Config {
+        /// Which database (redacted).
+        context: String,
+        /// Why.
+        detail: String,
     },
     /// A file operation around the database failed (creating its directory or file).
     #[error("{context}: {source}")]
@@ -809,7 +827,7 @@ pub struct TokenRecord {
 }
 
 /// The storage operations. Each is one transaction.
-pub trait Store: Send {
+pub trait Store: Send + std::fmt::Debug {
     /// Stores a batch of agent messages: device records, identities, history, agent status.
     /// Replays (same `site, agent_id, instance, seq`) are skipped.
     fn ingest(&mut self, batch: &[Message], received_us: i64) -> Result<IngestStats, StoreError>;
@@ -946,6 +964,232 @@ pub trait Store: Send {
         since_us: i64,
         until_us: i64,
     ) -> Result<Vec<FlagDay>, StoreError>;
+
+    /// Takes or renews the lease `name` (the evaluator's) for `holder` until `now_us + ttl_us`;
+    /// whether `holder` has it. A lease expired is taken over: its holder died or stalled.
+    /// SQLite: one collector per file, so always granted.
+    fn try_lease(
+        &mut self,
+        _name: &str,
+        _holder: &str,
+        _ttl_us: i64,
+        _now_us: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Numbers about every collector sharing this database (`ward_cluster_*`), when the
+    /// backend is shared (PostgreSQL); `None` for SQLite.
+    fn cluster(&self) -> Result<Option<ClusterStats>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A boxed store is a store (what `open_store` returns passes wherever a store goes).
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn ingest(&mut self, batch: &[Message], received_us: i64) -> Result<IngestStats, StoreError> {
+        (**self).ingest(batch, received_us)
+    }
+    fn import_contracts(
+        &mut self,
+        contracts: &[Contract],
+        source: &str,
+        now_us: i64,
+    ) -> Result<ImportStats, StoreError> {
+        (**self).import_contracts(contracts, source, now_us)
+    }
+    fn import_assets(
+        &mut self,
+        assets: &[Asset],
+        replace: bool,
+        source: &str,
+        now_us: i64,
+    ) -> Result<ImportStats, StoreError> {
+        (**self).import_assets(assets, replace, source, now_us)
+    }
+    fn inventory(&self) -> Result<Inventory, StoreError> {
+        (**self).inventory()
+    }
+    fn apply_evaluation(
+        &mut self,
+        links: &[Link],
+        flags: &[FlagInstance],
+        notes: &[ResolutionNote],
+        now_us: i64,
+    ) -> Result<Applied, StoreError> {
+        (**self).apply_evaluation(links, flags, notes, now_us)
+    }
+    fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError> {
+        (**self).flags(open_only)
+    }
+    fn links(&self) -> Result<Vec<Link>, StoreError> {
+        (**self).links()
+    }
+    fn merges(&self) -> Result<Vec<MergeRow>, StoreError> {
+        (**self).merges()
+    }
+    fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+        (**self).agents()
+    }
+    fn counts(&self) -> Result<Counts, StoreError> {
+        (**self).counts()
+    }
+    fn inventory_contracts(&self) -> Result<Vec<Contract>, StoreError> {
+        (**self).inventory_contracts()
+    }
+    fn inventory_assets(&self) -> Result<Vec<Asset>, StoreError> {
+        (**self).inventory_assets()
+    }
+    fn write_summaries(&mut self, rows: &[DeviceSummary]) -> Result<u64, StoreError> {
+        (**self).write_summaries(rows)
+    }
+    fn device_page(&self, q: &DeviceQuery) -> Result<(u64, Vec<DeviceSummary>), StoreError> {
+        (**self).device_page(q)
+    }
+    fn device_summaries(
+        &self,
+        vendors: Option<&[String]>,
+    ) -> Result<Vec<DeviceSummary>, StoreError> {
+        (**self).device_summaries(vendors)
+    }
+    fn coverage(&self, vendors: Option<&[String]>) -> Result<Coverage, StoreError> {
+        (**self).coverage(vendors)
+    }
+    fn device_summary(&self, id: i64) -> Result<Option<DeviceSummary>, StoreError> {
+        (**self).device_summary(id)
+    }
+    fn device(&self, id: i64) -> Result<Option<DeviceView>, StoreError> {
+        (**self).device(id)
+    }
+    fn flag_page(&self, q: &FlagQuery) -> Result<(u64, Vec<FlagRow>), StoreError> {
+        (**self).flag_page(q)
+    }
+    fn take_alerts(&mut self, max: usize) -> Result<Applied, StoreError> {
+        (**self).take_alerts(max)
+    }
+    fn token_insert(&mut self, t: &TokenRecord) -> Result<(), StoreError> {
+        (**self).token_insert(t)
+    }
+    fn token_get(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        (**self).token_get(id)
+    }
+    fn token_list(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        (**self).token_list()
+    }
+    fn token_revoke(&mut self, id: &str, now_us: i64) -> Result<bool, StoreError> {
+        (**self).token_revoke(id, now_us)
+    }
+    fn import_advisories(
+        &mut self,
+        advisories: &[Advisory],
+        now_us: i64,
+    ) -> Result<AdvisoryImportStats, StoreError> {
+        (**self).import_advisories(advisories, now_us)
+    }
+    fn advisories(&self) -> Result<Vec<Advisory>, StoreError> {
+        (**self).advisories()
+    }
+    fn import_kev(
+        &mut self,
+        catalog: &KevCatalog,
+        source: &str,
+        now_us: i64,
+    ) -> Result<ImportStats, StoreError> {
+        (**self).import_kev(catalog, source, now_us)
+    }
+    fn kev(&self) -> Result<Option<KevCatalog>, StoreError> {
+        (**self).kev()
+    }
+    fn import_sbom(&mut self, sbom: &Sbom, now_us: i64) -> Result<SbomImportStats, StoreError> {
+        (**self).import_sbom(sbom, now_us)
+    }
+    fn sboms(&self) -> Result<Vec<Sbom>, StoreError> {
+        (**self).sboms()
+    }
+    fn import_eox(
+        &mut self,
+        statements: &[EoxStatement],
+        now_us: i64,
+    ) -> Result<EoxImportStats, StoreError> {
+        (**self).import_eox(statements, now_us)
+    }
+    fn eox_statements(&self) -> Result<Vec<EoxStatement>, StoreError> {
+        (**self).eox_statements()
+    }
+    fn try_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        ttl_us: i64,
+        now_us: i64,
+    ) -> Result<bool, StoreError> {
+        (**self).try_lease(name, holder, ttl_us, now_us)
+    }
+    fn cluster(&self) -> Result<Option<ClusterStats>, StoreError> {
+        (**self).cluster()
+    }
+    fn session_insert(&mut self, s: &ConsoleSession) -> Result<(), StoreError> {
+        (**self).session_insert(s)
+    }
+    fn session_use(
+        &mut self,
+        id_sha256: &str,
+        now_us: i64,
+        limits: SessionLimits,
+    ) -> Result<Option<ConsoleSession>, StoreError> {
+        (**self).session_use(id_sha256, now_us, limits)
+    }
+    fn session_end(&mut self, id_sha256: &str) -> Result<bool, StoreError> {
+        (**self).session_end(id_sha256)
+    }
+    fn open_flag_counts(
+        &self,
+        vendors: Option<&[String]>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        (**self).open_flag_counts(vendors)
+    }
+    fn flag_timeline(
+        &self,
+        vendors: Option<&[String]>,
+        since_us: i64,
+        until_us: i64,
+    ) -> Result<Vec<FlagDay>, StoreError> {
+        (**self).flag_timeline(vendors, since_us, until_us)
+    }
+}
+
+/// Numbers about the whole cluster, read from the shared database.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClusterStats {
+    /// Devices (not merged away).
+    pub devices: i64,
+    /// Observation messages stored.
+    pub messages: i64,
+    /// Open flags.
+    pub open_flags: i64,
+    /// Flags whose alert no collector has claimed yet.
+    pub unalerted_flags: i64,
+    /// Collectors' database sessions.
+    pub sessions: i64,
+    /// Leases: `(name, holder, live)`.
+    pub leases: Vec<(String, String, bool)>,
+}
+
+/// Opens the store `db` names: a `postgres://` or `postgresql://` URL is PostgreSQL, anything
+/// else a SQLite file path.
+pub fn open_store(db: &str) -> Result<Box<dyn Store>, StoreError> {
+    if postgres::is_url(db) {
+        Ok(Box::new(postgres::PostgresStore::open(db)?))
+    } else {
+        Ok(Box::new(sqlite::SqliteStore::open(std::path::Path::new(
+            db,
+        ))?))
+    }
+}
+
+/// How `db` is shown in logs and errors: a URL without its password.
+pub fn display_db(db: &str) -> String {
+    postgres::redacted(db)
 }
 
 /// What an OpenEoX import did.

@@ -123,6 +123,15 @@ impl DbCopy {
 /// database and a non-empty WAL exist — so a scan of the copy reads what the WAL held.
 pub fn copy_db_live(db: &Path, to: &Path) -> DbCopy {
     std::fs::create_dir_all(to).unwrap();
+    if postgres_server().is_some() {
+        // PostgreSQL: everything the collector committed, as pg_dump writes it out.
+        let dump = pg_dump(db);
+        assert!(!dump.is_empty(), "pg_dump of {} is empty", db.display());
+        std::fs::write(to.join("pg_dump.sql"), &dump).unwrap();
+        return DbCopy {
+            files: vec![("pg_dump.sql".into(), dump)],
+        };
+    }
     let mut files = Vec::new();
     for suffix in ["", "-wal", "-shm"] {
         let src = PathBuf::from(format!("{}{suffix}", db.display()));
@@ -171,6 +180,10 @@ pub fn assert_db_copy_clean(label: &str, copy: &DbCopy) {
 
 /// The database file and whatever -wal/-shm exist now (after the processes ended).
 pub fn assert_db_clean(label: &str, db: &Path) {
+    if postgres_server().is_some() {
+        assert_clean(&format!("{label}: pg_dump"), pg_dump(db));
+        return;
+    }
     assert_file_clean(label, db);
     for suffix in ["-wal", "-shm"] {
         let p = PathBuf::from(format!("{}{suffix}", db.display()));
@@ -341,7 +354,7 @@ pub fn serve_env(db: &Path, args: &[&str], log: &Path, env: &[(&str, &str)]) -> 
     }
     let mut cmd = Command::new(collector_bin());
     cmd.arg("--db")
-        .arg(db)
+        .arg(db_arg(db))
         .arg("serve")
         .args(&args)
         .env("WARD_COLLECTOR_LOG", "debug");
@@ -445,7 +458,7 @@ pub fn cli_json(db: &Path, args: &[&str]) -> serde_json::Value {
 pub fn cli(db: &Path, args: &[&str]) -> std::process::Output {
     Command::new(collector_bin())
         .arg("--db")
-        .arg(db)
+        .arg(db_arg(db))
         .args(args)
         .env("WARD_COLLECTOR_LOG", "warn")
         .output()
@@ -564,4 +577,201 @@ pub fn publisher() -> PathBuf {
         assert!(st.success());
     });
     p
+}
+
+// ---------------------------------------------------------------------------------------------
+// The backend under test
+
+/// The PostgreSQL server the tests run against (`WARD_TEST_POSTGRES`, e.g.
+/// `postgres://ward@127.0.0.1:5432/postgres`, a database the tests may connect to and a role
+/// that may create databases), or `None` for SQLite. scripts/test.sh runs the suite once each
+/// way.
+pub fn postgres_server() -> Option<String> {
+    std::env::var("WARD_TEST_POSTGRES")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// The server URL with its database replaced by `name`.
+fn with_database(server: &str, name: &str) -> String {
+    let (base, query) = server
+        .split_once('?')
+        .map_or((server, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut url = format!("{}/{name}", &base[..host_end]);
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
+/// What the collector gets as `--db` for a test's database `path`: the path itself (SQLite),
+/// or, under PostgreSQL, a schema of its own in the database `ward_test` named after the path
+/// (created on first use; the URL's `search_path` selects it), so every test, and every
+/// database within a test, starts empty. A schema rather than a database each: creating one is
+/// instant and takes no disk (a database copies its template, megabytes each).
+pub fn db_arg(path: &Path) -> String {
+    let Some(server) = postgres_server() else {
+        return path.to_string_lossy().into_owned();
+    };
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    let schema = format!("ws_{:016x}", h.finish());
+    static CREATED: OnceLock<Mutex<std::collections::HashSet<String>>> = OnceLock::new();
+    let created = CREATED.get_or_init(Default::default);
+    let mut created = created.lock().unwrap_or_else(|e| e.into_inner());
+    let database = with_database(&server, "ward_test");
+    // The postgres client runs its own runtime, which tokio refuses inside a #[tokio::test]:
+    // the set-up runs on a thread of its own.
+    let set: &mut std::collections::HashSet<String> = &mut created;
+    std::thread::scope(|sc| sc.spawn(|| create(&server, &database, &schema, set)).join())
+        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let sep = if database.contains('?') { '&' } else { '?' };
+    format!("{database}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// Creates the database `ward_test` (once per process) and `schema` in it (once).
+fn create(
+    server: &str,
+    database: &str,
+    schema: &str,
+    created: &mut std::collections::HashSet<String>,
+) {
+    if created.is_empty() {
+        let mut admin = postgres::Client::connect(server, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connecting to WARD_TEST_POSTGRES: {e:?}"));
+        let exists = !admin
+            .query("SELECT 1 FROM pg_database WHERE datname = 'ward_test'", &[])
+            .unwrap()
+            .is_empty();
+        if !exists {
+            // Several test binaries may race to create it: the loser finds it there.
+            if let Err(e) = admin.batch_execute("CREATE DATABASE ward_test") {
+                let again = admin
+                    .query("SELECT 1 FROM pg_database WHERE datname = 'ward_test'", &[])
+                    .unwrap();
+                assert!(!again.is_empty(), "creating database ward_test: {e}");
+            }
+        }
+        created.insert(String::new());
+    }
+    if !created.contains(schema) {
+        let mut c = postgres::Client::connect(database, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connecting to ward_test: {e:?}"));
+        c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .unwrap_or_else(|e| panic!("creating schema {schema}: {e}"));
+        created.insert(schema.to_string());
+    }
+}
+
+/// The schema [`db_arg`] gives `path`.
+fn schema_of(path: &Path) -> String {
+    let url = db_arg(path);
+    url.rsplit("search_path%3D")
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Opens the test's store at `path` (see [`db_arg`]).
+pub fn open_store(path: &Path) -> Box<dyn ward_collector::store::Store> {
+    ward_collector::store::open_store(&db_arg(path)).expect("opening the store")
+}
+
+/// A fresh, empty store: SQLite in memory, or a new PostgreSQL database.
+pub fn fresh_store() -> Box<dyn ward_collector::store::Store> {
+    if postgres_server().is_none() {
+        return Box::new(ward_collector::store::sqlite::SqliteStore::in_memory().unwrap());
+    }
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!(
+        "ward-fresh-{}-{}-{n}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    open_store(&path)
+}
+
+/// Whether the tests run on SQLite (a file on disk, its mode, its WAL).
+pub fn sqlite() -> bool {
+    postgres_server().is_none()
+}
+
+/// Everything stored in the test's PostgreSQL schema, as `pg_dump --data-only` prints it
+/// (what the canary scans read under PostgreSQL).
+pub fn pg_dump(path: &Path) -> Vec<u8> {
+    let url = with_database(&postgres_server().expect("PostgreSQL"), "ward_test");
+    let schema = schema_of(path);
+    let bin = ["/usr/bin/pg_dump", "/usr/lib/postgresql/15/bin/pg_dump"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("pg_dump");
+    let out = Command::new(bin)
+        .arg("--data-only")
+        .arg("--schema")
+        .arg(&schema)
+        .arg("--dbname")
+        .arg(&url)
+        .output()
+        .expect("running pg_dump");
+    assert!(
+        out.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Rows of a read-only query on the test's database, every value as text (SQLite's or
+/// PostgreSQL's text form): for the tests that look at what is stored beneath the collector.
+pub fn db_rows(path: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    if postgres_server().is_none() {
+        let conn =
+            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .expect("open the database");
+        let mut st = conn.prepare(sql).unwrap();
+        let n = st.column_count();
+        let mut rows = st.query([]).unwrap();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().unwrap() {
+            out.push(
+                (0..n)
+                    .map(|i| match r.get_ref(i).unwrap() {
+                        rusqlite::types::ValueRef::Null => None,
+                        rusqlite::types::ValueRef::Integer(v) => Some(v.to_string()),
+                        rusqlite::types::ValueRef::Real(v) => Some(v.to_string()),
+                        rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => {
+                            Some(String::from_utf8_lossy(b).into_owned())
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        return out;
+    }
+    let url = db_arg(path);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls)
+                .expect("connect to the test database");
+            let mut out = Vec::new();
+            for m in c.simple_query(sql).expect("query") {
+                if let postgres::SimpleQueryMessage::Row(r) = m {
+                    out.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
+                }
+            }
+            out
+        })
+        .join()
+    })
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }

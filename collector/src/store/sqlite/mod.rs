@@ -19,7 +19,7 @@ mod imports;
 mod ingest;
 mod reads;
 mod sboms;
-mod schema;
+pub(crate) mod schema;
 mod sessions;
 mod tokens;
 mod versions;

@@ -7,7 +7,7 @@ use crate::store::StoreError;
 
 /// Migrations, in order; `user_version` = how many have run. Never edit one that shipped:
 /// append.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE agents (
     site TEXT NOT NULL, agent_id TEXT NOT NULL,
@@ -209,7 +209,7 @@ CREATE INDEX console_sessions_token ON console_sessions(token_id);
 CREATE INDEX device_summary_last ON device_summary(last_us DESC, device_id);
 CREATE INDEX device_summary_open_flags ON device_summary(open_flags DESC, device_id);
 CREATE INDEX device_summary_manufacturer
-    ON device_summary(manufacturer IS NULL, manufacturer, model, device_id);
+    ON device_summary((manufacturer IS NULL), manufacturer, model, device_id);
 CREATE INDEX device_summary_contract ON device_summary(contract_id);
 CREATE INDEX device_summary_asset ON device_summary(asset_tag);
 -- Coverage (the overview, /api/v1/coverage) reads these columns of every summary: from this

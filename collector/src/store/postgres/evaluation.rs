@@ -1,0 +1,307 @@
+//! What an evaluation writes: links, flags (opened, kept, resolved), the per-device summaries
+//! the API pages through, and which flag changes have been alerted.
+
+use std::collections::{HashMap, HashSet};
+
+use super::sql::{params, Connection};
+
+use super::reads::{self, flag_row, FlagRowRaw};
+use super::{db, decode, encode, exec, query};
+use crate::store::{
+    Applied, ApplyStats, DeviceSummary, FlagInstance, FlagRow, Link, ResolutionNote, StoreError,
+};
+
+pub(super) fn apply(
+    conn: &mut Connection,
+    links: &[Link],
+    flags: &[FlagInstance],
+    notes: &[ResolutionNote],
+    now_us: i64,
+) -> Result<Applied, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(super::sql::TransactionBehavior::Immediate)
+        .map_err(db("starting evaluation"))?;
+    let mut st = ApplyStats::default();
+    let mut opened: Vec<FlagRow> = Vec::new();
+    let mut resolved: Vec<i64> = Vec::new();
+    let existing: HashMap<(i64, String), (String, String, f64)> = query(
+        &tx,
+        "reading links",
+        "SELECT device_id, kind, target, method, confidence FROM links",
+        [],
+        |r| Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?, r.get(4)?))),
+    )?
+    .into_iter()
+    .collect();
+    let mut wanted: HashSet<(i64, String)> = HashSet::new();
+    for l in links {
+        let key = (l.device_id, l.kind.as_str().to_string());
+        wanted.insert(key.clone());
+        let same = existing.get(&key).is_some_and(|(t, m, c)| {
+            t == &l.target && m == &l.method && (*c - f64::from(l.confidence)).abs() < 1e-6
+        });
+        if !same {
+            tx.execute(
+                "INSERT INTO links (device_id, kind, target, method, confidence, since_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (device_id, kind) DO UPDATE SET target = excluded.target,
+                   method = excluded.method, confidence = excluded.confidence,
+                   since_us = excluded.since_us",
+                params![
+                    l.device_id,
+                    l.kind.as_str(),
+                    l.target,
+                    l.method,
+                    f64::from(l.confidence),
+                    now_us
+                ],
+            )
+            .map_err(db("storing link"))?;
+            st.links_changed += 1;
+        }
+    }
+    for key in existing.keys() {
+        if !wanted.contains(key) {
+            tx.execute(
+                "DELETE FROM links WHERE device_id = ?1 AND kind = ?2",
+                params![key.0, key.1],
+            )
+            .map_err(db("removing link"))?;
+            st.links_removed += 1;
+        }
+    }
+    let open: HashMap<(String, String, String), i64> = query(
+        &tx,
+        "reading flags",
+        "SELECT kind, subject, detail, id FROM flags WHERE status = 'open'",
+        [],
+        |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)),
+    )?
+    .into_iter()
+    .collect();
+    let mut still: HashSet<i64> = HashSet::new();
+    for f in flags {
+        let key = (
+            f.kind.name().to_string(),
+            f.subject.clone(),
+            f.detail.clone(),
+        );
+        match open.get(&key) {
+            Some(&id) => {
+                still.insert(id);
+                exec(
+                    &tx,
+                    "updating flag",
+                    "UPDATE flags SET last_true_us = ?2, severity = ?3, summary = ?4, evidence = ?5 WHERE id = ?1",
+                    params![id, now_us, f.severity.as_str(), f.summary, encode(&f.evidence)],
+                )?;
+            }
+            None => {
+                // PostgreSQL: the new id comes back with RETURNING (SQLite: last_insert_rowid).
+                let id: i64 = tx.query_row(
+                    "INSERT INTO flags (kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us)
+                     VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?7) RETURNING id",
+                    params![
+                        f.kind.name(),
+                        f.subject,
+                        f.detail,
+                        f.severity.as_str(),
+                        f.summary,
+                        encode(&f.evidence),
+                        now_us
+                    ],
+                    |r| r.get(0),
+                ).map_err(db("opening flag"))?;
+                st.flags_opened += 1;
+                opened.push(FlagRow {
+                    id,
+                    kind: f.kind.name().to_string(),
+                    subject: f.subject.clone(),
+                    detail: f.detail.clone(),
+                    severity: f.severity.as_str().to_string(),
+                    status: "open".into(),
+                    summary: f.summary.clone(),
+                    evidence: f.evidence.clone(),
+                    opened_us: now_us,
+                    last_true_us: now_us,
+                    resolved_us: None,
+                });
+                tracing::info!(kind = %f.kind, subject = %f.subject, detail = %f.detail, severity = %f.severity, "flag opened");
+            }
+        }
+    }
+    let notes: HashMap<(&str, &str, &str), &ResolutionNote> = notes
+        .iter()
+        .map(|n| ((n.kind.name(), n.subject.as_str(), n.detail.as_str()), n))
+        .collect();
+    for (key, id) in &open {
+        if !still.contains(id) {
+            tx.execute(
+                "UPDATE flags SET status = 'resolved', resolved_us = ?2 WHERE id = ?1",
+                params![id, now_us],
+            )
+            .map_err(db("resolving flag"))?;
+            if let Some(n) = notes.get(&(key.0.as_str(), key.1.as_str(), key.2.as_str())) {
+                // Why it resolved, kept with the evidence of when it last held.
+                let (summary, evidence): (String, String) = tx
+                    .query_row(
+                        "SELECT summary, evidence FROM flags WHERE id = ?1",
+                        params![id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .map_err(db("reading resolved flag"))?;
+                let mut evidence: serde_json::Value = decode("flag evidence", &evidence)?;
+                if let Some(obj) = evidence.as_object_mut() {
+                    obj.insert("resolution".into(), n.evidence.clone());
+                }
+                exec(
+                    &tx,
+                    "noting flag resolution",
+                    "UPDATE flags SET summary = ?2, evidence = ?3 WHERE id = ?1",
+                    params![
+                        id,
+                        format!("{summary}; resolved: {}", n.summary),
+                        encode(&evidence)
+                    ],
+                )?;
+            }
+            st.flags_resolved += 1;
+            resolved.push(*id);
+            tracing::info!(kind = %key.0, subject = %key.1, detail = %key.2, "flag resolved");
+        }
+    }
+    st.flags_open = tx
+        .query_row(
+            "SELECT count(*) FROM flags WHERE status = 'open'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(db("counting flags"))? as u64;
+    tx.commit().map_err(db("committing evaluation"))?;
+    let resolved = if resolved.is_empty() {
+        Vec::new()
+    } else {
+        let ids: HashSet<i64> = resolved.into_iter().collect();
+        reads::flags(conn, false)?
+            .into_iter()
+            .filter(|f| ids.contains(&f.id))
+            .collect()
+    };
+    Ok(Applied {
+        stats: st,
+        opened,
+        resolved,
+    })
+}
+
+pub(super) fn write_summaries(
+    conn: &mut Connection,
+    rows: &[DeviceSummary],
+) -> Result<u64, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(super::sql::TransactionBehavior::Immediate)
+        .map_err(db("starting summary write"))?;
+    let existing: HashMap<i64, String> = query(
+        &tx,
+        "reading summaries",
+        "SELECT device_id, body FROM device_summary",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?
+    .into_iter()
+    .collect();
+    let mut written = 0u64;
+    let mut keep: HashSet<i64> = HashSet::with_capacity(rows.len());
+    for r in rows {
+        keep.insert(r.id);
+        let body = encode(r);
+        if existing.get(&r.id) == Some(&body) {
+            continue;
+        }
+        let join = |v: &[String]| format!(",{},", v.join(","));
+        exec(
+            &tx,
+            "writing summary",
+            // PostgreSQL: an upsert (SQLite: INSERT OR REPLACE).
+            "INSERT INTO device_summary (device_id, body, manufacturer, model,
+               device_type, software_version, sites, first_us, last_us, asset_tag, contract_id,
+               open_flags, flag_kinds, medical)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (device_id) DO UPDATE SET body = excluded.body,
+               manufacturer = excluded.manufacturer, model = excluded.model,
+               device_type = excluded.device_type, software_version = excluded.software_version,
+               sites = excluded.sites, first_us = excluded.first_us, last_us = excluded.last_us,
+               asset_tag = excluded.asset_tag, contract_id = excluded.contract_id,
+               open_flags = excluded.open_flags, flag_kinds = excluded.flag_kinds,
+               medical = excluded.medical",
+            params![
+                r.id,
+                body,
+                r.manufacturer,
+                r.model,
+                r.device_type,
+                r.software_version,
+                join(&r.sites),
+                r.first_us,
+                r.last_us,
+                r.asset.as_ref().map(|a| a.target.clone()),
+                r.contract.as_ref().map(|c| c.target.clone()),
+                r.open_flags,
+                join(&r.flag_kinds),
+                r.medical
+            ],
+        )?;
+        written += 1;
+    }
+    for id in existing.keys() {
+        if !keep.contains(id) {
+            tx.execute(
+                "DELETE FROM device_summary WHERE device_id = ?1",
+                params![id],
+            )
+            .map_err(db("removing summary"))?;
+            written += 1;
+        }
+    }
+    tx.commit().map_err(db("committing summaries"))?;
+    Ok(written)
+}
+
+/// Claims the flags not yet alerted and marks them in the same transaction (PostgreSQL: the
+/// rows are locked `FOR UPDATE SKIP LOCKED` under the write lock), so across collectors each
+/// alert is handed out once: the alert sender of whichever collector claims it.
+pub(super) fn take_alerts(conn: &mut Connection, max: usize) -> Result<Applied, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(super::sql::TransactionBehavior::Immediate)
+        .map_err(db("starting alert read"))?;
+    let rows: Vec<(FlagRowRaw, i64)> = query(
+        &tx,
+        "reading unalerted flags",
+        "SELECT id, kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us, resolved_us, alerted
+         FROM flags WHERE alerted != 3
+           AND ((status = 'open' AND alerted & 1 = 0) OR (status = 'resolved' AND alerted & 2 = 0))
+         ORDER BY id LIMIT ?1 FOR UPDATE SKIP LOCKED",
+        params![max as i64],
+        |r| Ok((flag_row(r)?, r.get(11)?)),
+    )?;
+    let mut out = Applied::default();
+    for ((mut f, ev), alerted) in rows {
+        f.evidence = decode("flag evidence", &ev)?;
+        let mark = if f.status == "open" { 1 } else { 3 };
+        exec(
+            &tx,
+            "marking flag alerted",
+            "UPDATE flags SET alerted = alerted | ?2 WHERE id = ?1",
+            params![f.id, mark],
+        )?;
+        if alerted & 1 == 0 {
+            // Opened and resolved between two alert rounds: say both, in order.
+            out.opened.push(f.clone());
+        }
+        if f.status == "resolved" {
+            out.resolved.push(f);
+        }
+    }
+    tx.commit().map_err(db("committing alert marks"))?;
+    Ok(out)
+}

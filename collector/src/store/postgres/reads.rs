@@ -1,0 +1,791 @@
+//! Reads: the inventory (devices with everything stored about them, assets, contracts) and the
+//! API's pages, counts and lists. Every read of several statements runs in one read transaction
+//! so its pieces agree with each other.
+//!
+//! PostgreSQL: every read that SQLite returns in primary-key order (walking the key's index)
+//! says so with ORDER BY here; PostgreSQL returns ties in no particular order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use super::sql::{params, params_from_iter, Connection, OptionalExtension};
+use ward_protocols::MacAddr;
+
+use super::{db, decode, encode, query};
+use crate::import::model::{Asset, Contract};
+use crate::store::{
+    AgentRow, AttributeValue, Counts, Coverage, DeviceQuery, DeviceSort, DeviceSummary, DeviceView,
+    FlagDay, FlagQuery, FlagRow, Inventory, Link, LinkFilter, LinkKind, MergeRow, ServiceDirection,
+    ServiceView, Sighting, StoreError, Transport,
+};
+
+/// Devices (not merged away) with everything stored about them; `one` restricts to one id.
+fn load_devices(
+    conn: &Connection,
+    one: Option<i64>,
+) -> Result<BTreeMap<i64, DeviceView>, StoreError> {
+    // One device's rows through the device_id indexes, bound as ?1; or every device's.
+    let (w, and_id) = match one {
+        Some(_) => (" WHERE device_id = ?1", " AND id = ?1"),
+        None => ("", ""),
+    };
+    let mut devs: BTreeMap<i64, DeviceView> = query(
+        conn,
+        "reading devices",
+        &format!("SELECT id, first_us, last_us FROM devices WHERE merged_into IS NULL{and_id}"),
+        params_from_iter(one),
+        |r| {
+            let id = r.get(0)?;
+            Ok((
+                id,
+                DeviceView {
+                    id,
+                    first_us: r.get(1)?,
+                    last_us: r.get(2)?,
+                    ..Default::default()
+                },
+            ))
+        },
+    )?
+    .into_iter()
+    .collect();
+    let identities: Vec<(i64, String, String)> = query(
+        conn,
+        "reading identities",
+        &format!("SELECT device_id, kind, value FROM identities{w} ORDER BY device_id, kind, first_us, value"),
+        params_from_iter(one),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    for (id, kind, value) in identities {
+        if let Some(d) = devs.get_mut(&id) {
+            if kind == "mac" {
+                if let Ok(m) = value.parse::<MacAddr>() {
+                    d.macs.push(m);
+                }
+            }
+            d.identities.entry(kind).or_default().push(value);
+        }
+    }
+    let attributes: Vec<(i64, String, AttributeValue)> = query(
+        conn,
+        "reading attributes",
+        &format!("SELECT device_id, name, value, first_us, last_us, agent_id FROM attributes{w} ORDER BY device_id, name, first_us, value"),
+        params_from_iter(one),
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                AttributeValue {
+                    value: r.get(2)?,
+                    first_us: r.get(3)?,
+                    last_us: r.get(4)?,
+                    agent_id: r.get(5)?,
+                },
+            ))
+        },
+    )?;
+    for (id, name, v) in attributes {
+        if let Some(d) = devs.get_mut(&id) {
+            d.attributes.entry(name).or_default().push(v);
+        }
+    }
+    // The whole classification only for one device's view: evaluation over the inventory
+    // never reads it, and it is the bulkiest part of a device.
+    let classifications: Vec<(i64, String)> = match one {
+        Some(_) => query(
+            conn,
+            "reading classifications",
+            "SELECT device_id, record FROM classifications WHERE device_id = ?1",
+            params_from_iter(one),
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?,
+        None => Vec::new(),
+    };
+    for (id, record) in classifications {
+        if let Some(d) = devs.get_mut(&id) {
+            d.classification = Some(decode("classification", &record)?);
+        }
+    }
+    for (id, episodes) in super::versions::read(conn, one)? {
+        if let Some(d) = devs.get_mut(&id) {
+            d.software_versions = episodes;
+        }
+    }
+    let sightings: Vec<(i64, Sighting)> = query(
+        conn,
+        "reading sightings",
+        &format!("SELECT site, agent_id, key, device_id, vlan, first_us, last_us FROM sightings{w} ORDER BY device_id, site, agent_id, key"),
+        params_from_iter(one),
+        |r| {
+            Ok((
+                r.get(3)?,
+                Sighting {
+                    site: r.get(0)?,
+                    agent_id: r.get(1)?,
+                    key: r.get(2)?,
+                    vlan: r.get(4)?,
+                    first_us: r.get(5)?,
+                    last_us: r.get(6)?,
+                },
+            ))
+        },
+    )?;
+    for (id, si) in sightings {
+        if let Some(d) = devs.get_mut(&id) {
+            d.sightings.push(si);
+        }
+    }
+    let mut peers: HashMap<(i64, ServiceDirection, Transport, u16), Vec<IpAddr>> = HashMap::new();
+    let rows: Vec<(i64, ServiceDirection, Transport, u16, String)> = query(
+        conn,
+        "reading service peers",
+        &format!("SELECT device_id, direction, transport, port, peer FROM service_peers{w} ORDER BY device_id, direction, transport, port, peer"),
+        params_from_iter(one),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?;
+    for (id, dir, tr, port, peer) in rows {
+        if let Ok(ip) = peer.parse::<IpAddr>() {
+            peers.entry((id, dir, tr, port)).or_default().push(ip);
+        }
+    }
+    let services: Vec<(i64, ServiceView)> = query(
+        conn,
+        "reading services",
+        &format!("SELECT device_id, direction, transport, port, app, peers, first_us, last_us FROM services{w} ORDER BY device_id, direction, transport, port"),
+        params_from_iter(one),
+        |r| {
+            Ok((
+                r.get(0)?,
+                ServiceView {
+                    direction: r.get(1)?,
+                    transport: r.get(2)?,
+                    port: r.get(3)?,
+                    app: r.get(4)?,
+                    peers: r.get::<_, i64>(5)?.max(0) as u64,
+                    peer_addresses: Vec::new(),
+                    first_us: r.get(6)?,
+                    last_us: r.get(7)?,
+                },
+            ))
+        },
+    )?;
+    for (id, mut sv) in services {
+        if let Some(mut p) = peers.remove(&(id, sv.direction, sv.transport, sv.port)) {
+            p.sort_unstable();
+            sv.peer_addresses = p;
+        }
+        if let Some(d) = devs.get_mut(&id) {
+            d.services.push(sv);
+        }
+    }
+    Ok(devs)
+}
+
+/// Imported contracts and assets: validated records stored whole as JSON.
+fn bodies<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    what: &str,
+    sql: &str,
+) -> Result<Vec<T>, StoreError> {
+    query(conn, &format!("reading {what}s"), sql, [], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?
+    .into_iter()
+    .map(|(key, body)| decode(&format!("{what} {key}"), &body))
+    .collect()
+}
+
+pub(super) fn contracts(conn: &Connection) -> Result<Vec<Contract>, StoreError> {
+    bodies(
+        conn,
+        "contract",
+        "SELECT id, body FROM contracts ORDER BY id",
+    )
+}
+
+pub(super) fn assets(conn: &Connection) -> Result<Vec<Asset>, StoreError> {
+    bodies(conn, "asset", "SELECT tag, body FROM assets ORDER BY tag")
+}
+
+pub(super) fn inventory(conn: &Connection) -> Result<Inventory, StoreError> {
+    // One read transaction so the pieces agree with each other.
+    let tx = conn.unchecked_transaction().map_err(db("starting read"))?;
+    let devs = load_devices(&tx, None)?;
+    let contracts = contracts(&tx)?;
+    let assets = assets(&tx)?;
+    Ok(Inventory {
+        devices: devs.into_values().collect(),
+        assets,
+        contracts,
+        ..Inventory::default()
+    })
+}
+
+pub(super) fn device(conn: &Connection, id: i64) -> Result<Option<DeviceView>, StoreError> {
+    let tx = conn.unchecked_transaction().map_err(db("starting read"))?;
+    Ok(load_devices(&tx, Some(id))?.remove(&id))
+}
+
+const FLAG_COLUMNS: &str = "id, kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us, resolved_us";
+
+/// Flag rows with their evidence decoded.
+fn decode_flags(rows: Vec<FlagRowRaw>) -> Result<Vec<FlagRow>, StoreError> {
+    rows.into_iter()
+        .map(|(mut f, ev)| {
+            f.evidence = decode("flag evidence", &ev)?;
+            Ok(f)
+        })
+        .collect()
+}
+
+pub(super) fn flags(conn: &Connection, open_only: bool) -> Result<Vec<FlagRow>, StoreError> {
+    let filter = if open_only {
+        " WHERE status = 'open'"
+    } else {
+        ""
+    };
+    let sql = format!("SELECT {FLAG_COLUMNS} FROM flags{filter} ORDER BY id DESC");
+    decode_flags(query(conn, "reading flags", &sql, [], flag_row)?)
+}
+
+pub(super) fn links(conn: &Connection) -> Result<Vec<Link>, StoreError> {
+    query(
+        conn,
+        "reading links",
+        "SELECT device_id, kind, target, method, confidence FROM links ORDER BY device_id, kind",
+        [],
+        |r| {
+            Ok(Link {
+                device_id: r.get(0)?,
+                kind: if r.get::<_, String>(1)? == "asset" {
+                    LinkKind::Asset
+                } else {
+                    LinkKind::Contract
+                },
+                target: r.get(2)?,
+                method: r.get(3)?,
+                confidence: r.get::<_, f64>(4)? as f32,
+            })
+        },
+    )
+}
+
+pub(super) fn merges(conn: &Connection) -> Result<Vec<MergeRow>, StoreError> {
+    query(
+        conn,
+        "reading merges",
+        "SELECT kept, absorbed, identity_kind, identity_value, explanation, at_us FROM merges ORDER BY id",
+        [],
+        |r| {
+            Ok(MergeRow {
+                kept: r.get(0)?,
+                absorbed: r.get(1)?,
+                identity_kind: r.get(2)?,
+                identity_value: r.get(3)?,
+                explanation: r.get(4)?,
+                at_us: r.get(5)?,
+            })
+        },
+    )
+}
+
+pub(super) fn agents(conn: &Connection) -> Result<Vec<AgentRow>, StoreError> {
+    query(
+        conn,
+        "reading agents",
+        "SELECT a.site, a.agent_id, a.instance, a.state, a.version, a.status_time, a.reason, a.stats,
+           (SELECT count(*) FROM messages m WHERE m.site = a.site AND m.agent_id = a.agent_id),
+           (SELECT coalesce(sum(mx - n), 0)::BIGINT FROM
+              (SELECT max(seq) AS mx, count(*) AS n FROM messages m
+               WHERE m.site = a.site AND m.agent_id = a.agent_id GROUP BY instance) AS gaps)
+         FROM agents a ORDER BY a.site, a.agent_id",
+        [],
+        |r| {
+            Ok(AgentRow {
+                site: r.get(0)?,
+                agent_id: r.get(1)?,
+                instance: r.get(2)?,
+                state: r.get(3)?,
+                version: r.get(4)?,
+                status_time: r.get(5)?,
+                reason: r.get(6)?,
+                stats: r
+                    .get::<_, Option<String>>(7)?
+                    .and_then(|s| serde_json::from_str(&s).ok()),
+                messages: r.get(8)?,
+                missing: r.get(9)?,
+            })
+        },
+    )
+}
+
+pub(super) fn counts(conn: &Connection) -> Result<Counts, StoreError> {
+    let one = |sql: &str| -> Result<u64, StoreError> {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .map_err(db("counting"))
+    };
+    Ok(Counts {
+        devices: one("SELECT count(*) FROM devices WHERE merged_into IS NULL")?,
+        messages: one("SELECT count(*) FROM messages")?,
+        contracts: one("SELECT count(*) FROM contracts")?,
+        assets: one("SELECT count(*) FROM assets")?,
+        links: one("SELECT count(*) FROM links")?,
+        open_flags: one("SELECT count(*) FROM flags WHERE status = 'open'")?,
+        merges: one("SELECT count(*) FROM merges")?,
+    })
+}
+
+pub(super) fn device_page(
+    conn: &Connection,
+    q: &DeviceQuery,
+) -> Result<(u64, Vec<DeviceSummary>), StoreError> {
+    let mut f = Filter::default();
+    if let Some(site) = &q.site {
+        let p = f.text(format!("%,{},%", like_literal(site)));
+        f.and(format!("sites LIKE {p} ESCAPE '\\'"));
+    }
+    if let Some(t) = &q.device_type {
+        // A family (`network_infra`) finds its kinds too (`switch`, `dhcp_server`, …).
+        let kinds = ward_protocols::schema::observation::device_types_in_family(t);
+        let mut ps = vec![f.text(t.clone())];
+        ps.extend(
+            kinds
+                .iter()
+                .filter(|k| *k != t)
+                .map(|k| f.text((*k).to_owned())),
+        );
+        f.and(format!("device_type IN ({})", ps.join(", ")));
+    }
+    if let Some(m) = &q.manufacturer {
+        let needle = crate::import::pattern::Substring::new(m);
+        let names = names_where(conn, "device_summary", "manufacturer", |n| {
+            needle.matches(n)
+        })?;
+        let list = f.list(&names);
+        f.and(format!("manufacturer IN {list}"));
+    }
+    if let Some(flag) = &q.flag {
+        let p = f.text(format!("%,{},%", like_literal(flag)));
+        f.and(format!("flag_kinds LIKE {p} ESCAPE '\\'"));
+    }
+    if let Some(text) = q.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        // Identities by prefix — each kind and spelling a range of the identities' primary
+        // key, so a search stays an index lookup at any inventory size — and manufacturer or
+        // model by substring (two narrow columns of the summaries).
+        let mut spellings = vec![text.to_owned(), text.to_lowercase(), text.to_uppercase()];
+        spellings.dedup();
+        let mut ranges = Vec::new();
+        for spelling in spellings {
+            // PostgreSQL has no GLOB: a prefix LIKE, the caller's `%`/`_` taken literally.
+            let p = f.text(format!("{}%", like_literal(&spelling)));
+            for kind in SEARCHED_IDENTITIES {
+                ranges.push(format!(
+                    "SELECT device_id FROM identities WHERE kind = '{kind}' AND value LIKE {p} ESCAPE '\\'"
+                ));
+            }
+        }
+        let like = f.text(format!("%{}%", like_literal(text)));
+        f.and(format!(
+            "(manufacturer LIKE {like} ESCAPE '\\' OR model LIKE {like} ESCAPE '\\'
+              OR device_id IN ({}))",
+            ranges.join(" UNION ")
+        ));
+    }
+    for (column, link) in [("contract_id", &q.contract), ("asset_tag", &q.asset)] {
+        match link {
+            None => {}
+            Some(LinkFilter::Linked) => f.and(format!("{column} IS NOT NULL")),
+            Some(LinkFilter::Unlinked) => f.and(format!("{column} IS NULL")),
+            Some(LinkFilter::To(target)) => {
+                let p = f.text(target.clone());
+                f.and(format!("{column} = {p}"));
+            }
+        }
+    }
+    if let Some(pats) = &q.vendors {
+        vendor_devices(conn, &mut f, pats)?;
+    }
+    let listing = Listing {
+        what: "devices",
+        table: "device_summary",
+        columns: "body",
+        order: match q.sort {
+            DeviceSort::Id => "device_id",
+            DeviceSort::Manufacturer => "manufacturer IS NULL, manufacturer, model, device_id",
+            DeviceSort::Type => "device_type, device_id",
+            DeviceSort::LastSeen => "last_us DESC, device_id",
+            DeviceSort::Flags => "open_flags DESC, device_id",
+        },
+    };
+    let (total, rows) = f.page(conn, &listing, (q.limit, q.offset), |r| {
+        r.get::<_, String>(0)
+    })?;
+    let rows = rows
+        .iter()
+        .map(|b| decode("device summary", b))
+        .collect::<Result<Vec<DeviceSummary>, _>>()?;
+    Ok((total, rows))
+}
+
+pub(super) fn device_summaries(
+    conn: &Connection,
+    vendors: Option<&[String]>,
+) -> Result<Vec<DeviceSummary>, StoreError> {
+    let (_, rows) = device_page(
+        conn,
+        &DeviceQuery {
+            vendors: vendors.map(<[String]>::to_vec),
+            limit: u32::MAX,
+            ..DeviceQuery::default()
+        },
+    )?;
+    Ok(rows)
+}
+
+pub(super) fn coverage(
+    conn: &Connection,
+    vendors: Option<&[String]>,
+) -> Result<Coverage, StoreError> {
+    let mut f = Filter::default();
+    if let Some(pats) = vendors {
+        vendor_devices(conn, &mut f, pats)?;
+    }
+    let where_sql = f.where_sql();
+    // A row at a time, five narrow columns, no summary body decoded: memory stays flat
+    // whatever the inventory's size.
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT medical, asset_tag IS NOT NULL, contract_id IS NOT NULL, open_flags, flag_kinds
+             FROM device_summary{where_sql}"
+        ))
+        .map_err(db("reading coverage"))?;
+    let mut rows = stmt
+        .query(params_from_iter(f.args.iter()))
+        .map_err(db("reading coverage"))?;
+    let mut c = Coverage::default();
+    while let Some(r) = rows.next().map_err(db("reading coverage"))? {
+        let medical: bool = r.get(0).map_err(db("reading coverage"))?;
+        let asset: bool = r.get(1).map_err(db("reading coverage"))?;
+        let contract: bool = r.get(2).map_err(db("reading coverage"))?;
+        let open: i64 = r.get(3).map_err(db("reading coverage"))?;
+        let kinds: String = r.get(4).map_err(db("reading coverage"))?;
+        c.devices += 1;
+        if medical {
+            c.medical += 1;
+            c.medical_in_asset_register += u64::from(asset);
+            c.medical_under_contract += u64::from(contract);
+        }
+        c.with_open_flags += u64::from(open > 0);
+        for k in kinds.split(',').filter(|k| !k.is_empty()) {
+            c.end_of_support_passed += u64::from(k == "end_of_support_passed");
+            c.end_of_support_within += u64::from(k == "end_of_support_within");
+            match c.open_flags_by_kind.get_mut(k) {
+                Some(n) => *n += 1,
+                None => {
+                    c.open_flags_by_kind.insert(k.to_string(), 1);
+                }
+            }
+        }
+    }
+    Ok(c)
+}
+
+pub(super) fn device_summary(
+    conn: &Connection,
+    id: i64,
+) -> Result<Option<DeviceSummary>, StoreError> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM device_summary WHERE device_id = ?1")
+        .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+        .map_err(db("reading device summary"))?;
+    body.map(|b| decode("device summary", &b)).transpose()
+}
+
+pub(super) fn flag_page(
+    conn: &Connection,
+    q: &FlagQuery,
+) -> Result<(u64, Vec<FlagRow>), StoreError> {
+    let mut f = Filter::default();
+    for (col, v) in [
+        ("status", &q.status),
+        ("kind", &q.kind),
+        ("severity", &q.severity),
+        ("subject", &q.subject),
+    ] {
+        if let Some(v) = v {
+            let p = f.text(v.clone());
+            f.and(format!("{col} = {p}"));
+        }
+    }
+    if let Some(site) = &q.site {
+        let p = f.text(format!("%,{},%", like_literal(site)));
+        f.and(format!(
+            "subject IN (SELECT 'device:' || device_id FROM device_summary WHERE sites LIKE {p} ESCAPE '\\')"
+        ));
+    }
+    if let Some(c) = &q.contract {
+        let p = f.text(c.clone());
+        let own = f.text(format!("contract:{c}"));
+        f.and(format!(
+            "(subject = {own} OR subject IN (SELECT 'device:' || device_id FROM device_summary WHERE contract_id = {p}))"
+        ));
+    }
+    if let Some(pats) = &q.vendors {
+        vendor_flags(conn, &mut f, pats)?;
+    }
+    let listing = Listing {
+        what: "flags",
+        table: "flags",
+        columns: FLAG_COLUMNS,
+        order: "id DESC",
+    };
+    let (total, rows) = f.page(conn, &listing, (q.limit, q.offset), flag_row)?;
+    Ok((total, decode_flags(rows)?))
+}
+
+/// Restricts `f` to the flags a vendor sees: on its devices and on its own contracts, nothing
+/// else.
+fn vendor_flags(conn: &Connection, f: &mut Filter, pats: &[String]) -> Result<(), StoreError> {
+    let devices = names_where(conn, "device_summary", "manufacturer", |n| {
+        glob_any(pats, n)
+    })?;
+    let devices = f.list(&devices);
+    let contracts = names_where(conn, "contracts", "supplier", |n| glob_any(pats, n))?;
+    let contracts = f.list(&contracts);
+    f.and(format!(
+        "(subject IN (SELECT 'device:' || device_id FROM device_summary WHERE manufacturer IN {devices})
+          OR subject IN (SELECT 'contract:' || id FROM contracts WHERE supplier IN {contracts}))"
+    ));
+    Ok(())
+}
+
+/// Flags opened and resolved per UTC day from `since_us` to `until_us` (of the flags `vendors`
+/// see). One range count per day and column over the `flags_opened` and `flags_resolved`
+/// indexes: a grouped scan of every flag sorts them all (125 ms at 200 000 flags; the range
+/// counts take 10 ms).
+pub(super) fn flag_timeline(
+    conn: &Connection,
+    vendors: Option<&[String]>,
+    since_us: i64,
+    until_us: i64,
+) -> Result<Vec<FlagDay>, StoreError> {
+    const DAY_US: i64 = 86_400_000_000;
+    let mut f = Filter::default();
+    if let Some(pats) = vendors {
+        vendor_flags(conn, &mut f, pats)?;
+    }
+    let vendor_sql = if f.conds.is_empty() {
+        String::new()
+    } else {
+        format!(" AND {}", f.conds.join(" AND "))
+    };
+    let (from, to) = (f.args.len() + 1, f.args.len() + 2);
+    let (first, last) = (since_us.div_euclid(DAY_US), until_us.div_euclid(DAY_US));
+    // At most a year of days, whatever the caller asks.
+    let first = first.max(last - 366);
+    let mut out = Vec::new();
+    for day in first..=last {
+        let mut args = f.args.clone();
+        args.push(super::sql::Value::Integer(day * DAY_US));
+        args.push(super::sql::Value::Integer((day + 1) * DAY_US));
+        let mut counts = [0u64; 2];
+        for (i, column) in ["opened_us", "resolved_us"].iter().enumerate() {
+            let n: i64 = conn
+                .prepare_cached(&format!(
+                    "SELECT count(*) FROM flags
+                     WHERE {column} >= ?{from} AND {column} < ?{to}{vendor_sql}"
+                ))
+                .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0)))
+                .map_err(db("reading the flag timeline"))?;
+            counts[i] = n.max(0) as u64;
+        }
+        if counts != [0, 0] {
+            out.push(FlagDay {
+                day,
+                opened: counts[0],
+                resolved: counts[1],
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Restricts `f` to the devices whose manufacturer matches one of the vendor globs.
+fn vendor_devices(conn: &Connection, f: &mut Filter, globs: &[String]) -> Result<(), StoreError> {
+    let names = names_where(conn, "device_summary", "manufacturer", |n| {
+        glob_any(globs, n)
+    })?;
+    let list = f.list(&names);
+    f.and(format!("manufacturer IN {list}"));
+    Ok(())
+}
+
+/// What an API page lists: `columns` of `table` in `order`; `what` names it in errors.
+#[derive(Clone, Copy)]
+struct Listing<'a> {
+    what: &'a str,
+    table: &'a str,
+    columns: &'a str,
+    order: &'a str,
+}
+
+/// A WHERE clause built from API filters: conditions joined by AND, every value bound as a
+/// parameter (`?n`), never spliced into the SQL.
+#[derive(Default)]
+struct Filter {
+    conds: Vec<String>,
+    args: Vec<super::sql::types::Value>,
+}
+
+impl Filter {
+    /// Binds `v`; returns its placeholder.
+    fn text(&mut self, v: String) -> String {
+        self.args.push(super::sql::types::Value::Text(v));
+        format!("?{}", self.args.len())
+    }
+
+    /// `(SELECT value FROM json_each(?n))` binding `names` as one JSON array parameter: any
+    /// number of names in one statement, no dynamic SQL.
+    fn list(&mut self, names: &[String]) -> String {
+        let p = self.text(encode(&names));
+        format!("(SELECT value FROM json_each({p}))")
+    }
+
+    fn and(&mut self, cond: String) {
+        self.conds.push(cond);
+    }
+
+    fn where_sql(&self) -> String {
+        if self.conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.conds.join(" AND "))
+        }
+    }
+
+    /// How many rows the filter selects, and the requested `(limit, offset)` page of them.
+    fn page<T>(
+        mut self,
+        conn: &Connection,
+        l: &Listing<'_>,
+        (limit, offset): (u32, u64),
+        map: impl FnMut(&super::sql::Row<'_>) -> super::sql::Result<T>,
+    ) -> Result<(u64, Vec<T>), StoreError> {
+        let Listing {
+            what,
+            table,
+            columns,
+            order,
+        } = *l;
+        let where_sql = self.where_sql();
+        let total: i64 = conn
+            .prepare_cached(&format!("SELECT count(*) FROM {table}{where_sql}"))
+            .and_then(|mut s| s.query_row(params_from_iter(self.args.iter()), |r| r.get(0)))
+            .map_err(db(format!("counting {what}")))?;
+        self.args
+            .push(super::sql::types::Value::Integer(i64::from(limit)));
+        let lim = self.args.len();
+        self.args.push(super::sql::types::Value::Integer(
+            i64::try_from(offset).unwrap_or(i64::MAX),
+        ));
+        let off = self.args.len();
+        let rows = query(
+            conn,
+            &format!("listing {what}"),
+            &format!("SELECT {columns} FROM {table}{where_sql} ORDER BY {order} LIMIT ?{lim} OFFSET ?{off}"),
+            params_from_iter(self.args.iter()),
+            map,
+        )?;
+        Ok((total.max(0) as u64, rows))
+    }
+}
+
+/// Identity kinds the device search looks in: not AE titles, which a vendor may not see and so
+/// may not probe for either.
+const SEARCHED_IDENTITIES: &[&str] = &["mac", "ip", "hostname", "serial", "eui64", "udi"];
+
+/// Open flags by kind (of the flags `vendors` see), in one pass over the open-flags index.
+pub(super) fn open_flag_counts(
+    conn: &Connection,
+    vendors: Option<&[String]>,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut f = Filter::default();
+    f.and("status = 'open'".into());
+    if let Some(pats) = vendors {
+        vendor_flags(conn, &mut f, pats)?;
+    }
+    query(
+        conn,
+        "counting open flags",
+        &format!(
+            "SELECT kind, count(*) FROM flags{} GROUP BY kind ORDER BY kind",
+            f.where_sql()
+        ),
+        params_from_iter(f.args.iter()),
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
+    )
+}
+
+/// API filter text taken literally inside a LIKE pattern: a caller's `%` or `_` must neither
+/// widen the match nor make SQLite backtrack over every row.
+fn like_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Whether `name` matches one of the vendor globs: `pattern::matches`, the same test the views
+/// apply to a single device or contract. SQLite's `LIKE` folds ASCII case only, so a glob is
+/// never translated to SQL: the store lists the distinct stored names ([`names_where`])
+/// and filters by the ones that match.
+fn glob_any(globs: &[String], name: &str) -> bool {
+    globs
+        .iter()
+        .any(|g| crate::import::pattern::matches(g, name))
+}
+
+/// The distinct non-null values of `table.column` (a name column: manufacturers, suppliers)
+/// for which `keep` holds. There are far fewer distinct names than rows, and each is tested
+/// once (globs are compiled once per thread).
+fn names_where(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, StoreError> {
+    let names: Vec<String> = query(
+        conn,
+        "listing names",
+        &format!("SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL"),
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(names.into_iter().filter(|n| keep(n)).collect())
+}
+
+pub(super) type FlagRowRaw = (FlagRow, String);
+
+pub(super) fn flag_row(r: &super::sql::Row<'_>) -> super::sql::Result<FlagRowRaw> {
+    Ok((
+        FlagRow {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            subject: r.get(2)?,
+            detail: r.get(3)?,
+            severity: r.get(4)?,
+            status: r.get(5)?,
+            summary: r.get(6)?,
+            evidence: serde_json::Value::Null,
+            opened_us: r.get(8)?,
+            last_true_us: r.get(9)?,
+            resolved_us: r.get(10)?,
+        },
+        r.get::<_, String>(7)?,
+    ))
+}
