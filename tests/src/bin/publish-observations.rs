@@ -193,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
                 if let (Some(f), Some(seq)) = (acked_file.as_mut(), in_flight.remove(&a.pkid)) {
                     writeln!(f, "{seq}")?;
                     // Progress a test can watch (it kills a broker mid-stream by it).
-                    if acked % 100 == 0 {
+                    if acked.is_multiple_of(100) {
                         f.flush()?;
                     }
                 }
