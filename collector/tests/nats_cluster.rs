@@ -94,16 +94,19 @@ fn acked(dir: &Path, agent: &str) -> BTreeSet<u64> {
 }
 
 fn stored_seqs(db: &Path, agent: &str) -> BTreeSet<u64> {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open the database");
-    let mut st = conn
-        .prepare("SELECT seq FROM messages WHERE agent_id = ?1")
-        .unwrap();
-    st.query_map([agent], |r| r.get::<_, i64>(0))
-        .unwrap()
-        .map(|s| s.unwrap() as u64)
-        .collect()
+    // Through `db_rows`: the store is SQLite or, in the PostgreSQL pass, a schema there. The
+    // agent ids are this file's constants, so they can be spelled into the SQL.
+    assert!(agent
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    db_rows(
+        db,
+        &format!("SELECT seq FROM messages WHERE agent_id = '{agent}'"),
+    )
+    .into_iter()
+    .filter_map(|r| r.first().cloned().flatten())
+    .map(|s| s.parse::<u64>().expect("a seq"))
+    .collect()
 }
 
 fn stored(db: &Path) -> i64 {
