@@ -35,7 +35,10 @@ const DEFAULT_USER: &str = "ward";
     about = "Passive medical-device fingerprinting agent for span ports and capture files",
     long_about = "Passive medical-device fingerprinting agent for span ports and capture files.\n\n\
         ward-agent listens on a SPAN/mirror port (or reads pcap/pcapng files), identifies devices \
-        from DICOM, HL7 v2/MLLP, DHCP, ARP and their MAC vendors, and streams device \
+        from what they say (DICOM, HL7 v2, FHIR, IEEE 11073 SDC, ASTM, POCT1-A, IntelliVue, \
+        B. Braun BCC, DHCP, HTTP, TLS, SSH, mDNS, SSDP/UPnP, SNMP, DNS, LLDP/CDP, MAC vendors) \
+        and what they do (answering DHCP, relaying HL7, reporting for several monitors…), names \
+        them with fingerprint rules and a product dictionary kept as data, and streams device \
         observations to a ward collector over MQTT, spooling to disk while the broker is away. \
         It never transmits on the monitored interface and never exports patient data.\n\n\
         Configuration: a TOML file (--config, default /etc/ward/agent.toml when present), then \
