@@ -147,6 +147,10 @@ pub struct SourceSection {
     /// Shared-subscription group: several collectors split the agents' messages
     /// (`$share/<group>/ward/v1/+/+/devices`).
     pub share_group: Option<String>,
+    /// Only these sites' agents (`ward/v1/<site>/+/…`); empty: every site. Collectors of a
+    /// broker without shared subscriptions (a NATS cluster) split the agents by site with it,
+    /// each taking a disjoint set.
+    pub sites: Vec<String>,
 }
 
 /// `[http]`: the API and `/metrics`.
@@ -274,8 +278,8 @@ pub struct ServeOverrides {
     /// list every node's MQTT listener, comma-separated (mqtt://n1:1883,mqtt://n2:1883,…):
     /// the persistent session lives in the cluster, so the collector moves to the next node
     /// when one fails. NATS 2.9 has no `$share` groups (--share-group would receive nothing
-    /// there): one collector per NATS cluster; several, each with its own client id, would
-    /// each receive every message.
+    /// there): several collectors on one NATS cluster split the agents by site (--sites), or
+    /// each receives every message (stored once; high availability, not a load split).
     #[arg(long, env = "WARD_COLLECTOR_BROKER", value_name = "URL")]
     pub broker: Option<String>,
     /// MQTT client id at the external broker (stable: it names the persistent session).
@@ -291,6 +295,17 @@ pub struct ServeOverrides {
     /// Shared-subscription group at the external broker, so several collectors split agents.
     #[arg(long, env = "WARD_COLLECTOR_SHARE_GROUP")]
     pub share_group: Option<String>,
+    /// Take only these sites' agents from the external broker (comma-separated site names;
+    /// default every site). A NATS cluster has no shared subscriptions: give each collector a
+    /// disjoint set of sites there to split the load (each keeps its own persistent session,
+    /// so a collector's sites wait in the cluster while it restarts).
+    #[arg(
+        long,
+        env = "WARD_COLLECTOR_SITES",
+        value_name = "SITE,…",
+        value_delimiter = ','
+    )]
+    pub sites: Vec<String>,
     /// Per-agent credentials for the embedded broker (TOML: agent-id = "password", or
     /// agent-id = { password = "...", site = "..." }). The user name is the agent id: an agent
     /// may publish only under ward/v1/<site>/<its id>/ and connect only as client id <id> or
@@ -459,6 +474,20 @@ impl Config {
                     setting: "advisories.vendor_aliases",
                     message: e.to_string(),
                 })?;
+        if !c.source.sites.is_empty() && c.source.url.is_none() {
+            return Err(ConfigError::Invalid {
+                setting: "source.sites / --sites / WARD_COLLECTOR_SITES",
+                message: "applies to an external broker (source.url / --broker); the embedded \
+                          broker's agents all belong to this collector"
+                    .into(),
+            });
+        }
+        for site in &c.source.sites {
+            ward_mqtt::topic::check_level(site).map_err(|e| ConfigError::Invalid {
+                setting: "source.sites / --sites / WARD_COLLECTOR_SITES",
+                message: format!("a site {e}"),
+            })?;
+        }
         if c.source.url.is_none() && c.broker.tls_cert.is_some() != c.broker.tls_key.is_some() {
             return Err(ConfigError::Invalid {
                 setting: "broker.tls_cert and broker.tls_key / --tls-cert and --tls-key",
@@ -478,6 +507,9 @@ impl Config {
             s.mqtt_password_file.map(Some),
         );
         set(&mut self.source.share_group, s.share_group.map(Some));
+        if !s.sites.is_empty() {
+            self.source.sites = s.sites;
+        }
         set(&mut self.broker.credentials_file, s.credentials.map(Some));
         if !s.alert_readers.is_empty() {
             self.broker.alert_readers = s.alert_readers;
@@ -667,6 +699,7 @@ mod tests {
             ("mqtt-username", env("MQTT_USERNAME")),
             ("mqtt-password-file", env("MQTT_PASSWORD_FILE")),
             ("share-group", env("SHARE_GROUP")),
+            ("sites", env("SITES")),
             ("credentials", env("CREDENTIALS")),
             ("alert-reader", None),
             ("allow-insecure-listen", env("ALLOW_INSECURE_LISTEN")),
@@ -711,6 +744,19 @@ mod tests {
         let s = flags(&["--tls-cert", "c.pem"]).serve;
         let e = invalid(Config::default(), &Overrides::default(), Some(&s));
         assert!(e.contains("--tls-key"), "{e}");
+        // Sites split an external broker's agents; each is a topic level.
+        let s = flags(&["--sites", "north,south"]).serve;
+        let e = invalid(Config::default(), &Overrides::default(), Some(&s));
+        assert!(
+            e.contains("--sites") && e.contains("external broker"),
+            "{e}"
+        );
+        let s = flags(&["--broker", "mqtt://n1:1883", "--sites", "north,a/b"]).serve;
+        let e = invalid(Config::default(), &Overrides::default(), Some(&s));
+        assert!(e.contains("--sites") && e.contains("'/'"), "{e}");
+        let s = flags(&["--broker", "mqtt://n1:1883", "--sites", "north,south"]).serve;
+        let c = Config::resolve(Config::default(), &Overrides::default(), Some(&s)).unwrap();
+        assert_eq!(c.source.sites, ["north", "south"]);
         // A flag's own type is checked by clap, which names the flag.
         let e = Flags::try_parse_from(["t", "--log-format", "xml"]).unwrap_err();
         assert!(e.to_string().contains("--log-format"), "{e}");

@@ -171,7 +171,17 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let mut store = crate::commands::open_db(&cfg.db)?;
     let (tx, mut rx) = mpsc::channel::<Delivery>(cfg.ingest.batch.max(1) * 4);
-    let filters: Vec<String> = FILTERS.iter().map(|s| s.to_string()).collect();
+    // Every site's agents, or (several collectors without shared subscriptions) this
+    // collector's sites only; the sites were checked as topic levels with the configuration.
+    let filters: Vec<String> = if cfg.source.sites.is_empty() {
+        FILTERS.iter().map(|s| s.to_string()).collect()
+    } else {
+        let mut f = Vec::new();
+        for site in &cfg.source.sites {
+            f.extend(ward_mqtt::topic::site_filters(site).context("source.sites")?);
+        }
+        f
+    };
     let mut embedded: Option<broker::EmbeddedBroker> = None;
     let alert_mqtt: Option<alerts::AlertMqtt>;
     let source_cfg = match &cfg.source.url {
@@ -208,7 +218,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             ext.client.tls.client_key = cfg.source.key.clone();
             ext.shared_group = cfg.source.share_group.clone();
             ext.max_packet_size = cfg.broker.max_payload;
-            tracing::info!(url = %url, client_id = %ext.client.client_id, share_group = ?ext.shared_group, "subscribing to an external broker");
+            tracing::info!(url = %url, client_id = %ext.client.client_id, share_group = ?ext.shared_group, sites = ?cfg.source.sites, "subscribing to an external broker");
             let mut alert_client = ext.client.clone();
             // A second connection: the broker would drop the ingest session on a duplicate id.
             alert_client.client_id = format!("{}-alerts", ext.client.client_id);

@@ -35,14 +35,27 @@ const AGENTS: [&str; 3] = ["nats-a", "nats-b", "nats-c"];
 const WAIT: Duration = Duration::from_secs(180);
 
 fn publish(dir: &Path, port: u16, agent: &str, run: &str, rate: Option<&str>) -> Child {
+    publish_n(dir, port, agent, run, rate, N, "bench")
+}
+
+fn publish_n(
+    dir: &Path,
+    port: u16,
+    agent: &str,
+    run: &str,
+    rate: Option<&str>,
+    n: u64,
+    site: &str,
+) -> Child {
     let mut cmd = Command::new(publisher());
     cmd.args([
         &format!("127.0.0.1:{port}"),
-        &N.to_string(),
+        &n.to_string(),
         PER,
         agent,
         POOL,
     ])
+    .env("WARD_SITE", site)
     .env("WARD_ACKED_FILE", dir.join(format!("acked-{agent}-{run}")))
     // One instance per agent across runs: a rerun replays the same (instance, seq) pairs.
     .env("WARD_INSTANCE", format!("{agent}-1"))
@@ -320,4 +333,90 @@ fn kill_9_of_a_nats_node_and_of_the_collector_mid_stream_loses_and_doubles_nothi
         3 * N,
         want.as_array().map_or(0, Vec::len)
     );
+}
+
+/// NATS has no `$share` groups: two collectors on one cluster split the agents by site
+/// (`--sites`), each with its own persistent session. Each stores exactly its sites' messages,
+/// and the one `kill -9`ed mid-stream finds its sites' backlog waiting in the cluster.
+#[test]
+fn collectors_split_a_nats_cluster_by_site() {
+    const M: u64 = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsCluster::start(&dir.path().join("nats"));
+    let (north_db, south_db) = (dir.path().join("north.db"), dir.path().join("south.db"));
+    let (nu, su) = (nats.mqtt_urls_from(0), nats.mqtt_urls_from(1));
+    let north_args = [
+        "--broker",
+        nu.as_str(),
+        "--client-id",
+        "ward-north",
+        "--sites",
+        "north",
+    ];
+    let south_args = [
+        "--broker",
+        su.as_str(),
+        "--client-id",
+        "ward-south",
+        "--sites",
+        "south,west",
+    ];
+    let north_log = dir.path().join("north.log");
+    let mut north = serve(&north_db, &north_args, &north_log);
+    let mut south = serve(&south_db, &south_args, &dir.path().join("south.log"));
+    let pubs = [
+        ("split-n", "north", 0usize),
+        ("split-s", "south", 1),
+        ("split-w", "west", 2),
+    ]
+    .map(|(agent, site, node)| {
+        let d = dir.path().to_path_buf();
+        let port = nats.ports[node].mqtt;
+        std::thread::spawn(move || {
+            for run in 1..20 {
+                let child = publish_n(&d, port, agent, &run.to_string(), Some("200"), M, site);
+                if finish(child, agent) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            panic!("{agent} could not publish everything");
+        })
+    });
+    // The north collector dies with north's traffic under way and comes back: its session
+    // (and the messages queued in it meanwhile) waited in the cluster.
+    let start = Instant::now();
+    while acked(dir.path(), "split-n").len() < (M / 4) as usize {
+        assert!(start.elapsed() < WAIT, "the north agent never got going");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    north.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut north = serve(&north_db, &north_args, &north_log);
+    for p in pubs {
+        p.join().unwrap();
+    }
+    wait_stored(&north_db, M as i64, &north);
+    wait_stored(&south_db, 2 * M as i64, &south);
+    assert!(north.sigterm().success(), "{}", north.log_text());
+    assert!(south.sigterm().success(), "{}", south.log_text());
+    // Each holds its own sites' messages, every acknowledged one, once; nothing of the other's.
+    assert_eq!(stored(&north_db), M as i64, "north: extra messages");
+    assert_eq!(stored(&south_db), 2 * M as i64, "south: extra messages");
+    for (db, agent, other) in [
+        (&north_db, "split-n", "split-s"),
+        (&south_db, "split-s", "split-n"),
+        (&south_db, "split-w", "split-n"),
+    ] {
+        let got = stored_seqs(db, agent);
+        assert!(
+            acked(dir.path(), agent).is_subset(&got),
+            "{agent}: acknowledged, not stored"
+        );
+        assert_eq!(got.len() as u64, M, "{agent}");
+        assert!(
+            stored_seqs(db, other).is_empty(),
+            "{other}'s messages in {agent}'s store"
+        );
+    }
 }

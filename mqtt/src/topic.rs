@@ -27,6 +27,16 @@ pub const DEVICES_FILTER: &str = "ward/v1/+/+/devices";
 pub const STATUS_FILTER: &str = "ward/v1/+/+/status";
 /// Both agent filters: what the collector's ingest subscribes to.
 pub const AGENT_FILTERS: [&str; 2] = [DEVICES_FILTER, STATUS_FILTER];
+/// The agent filters of one site: `ward/v1/<site>/+/devices` and `ward/v1/<site>/+/status`.
+/// Collectors that cannot share a subscription (a NATS cluster: no `$share` groups) split the
+/// agents between them by site with these. `site` is checked as a level ([`check_level`]).
+pub fn site_filters(site: &str) -> Result<[String; 2], LevelError> {
+    check_level(site)?;
+    Ok([
+        format!("{ROOT}/{site}/+/{}", Kind::Devices.as_str()),
+        format!("{ROOT}/{site}/+/{}", Kind::Status.as_str()),
+    ])
+}
 /// Longest site or agent id level, in bytes.
 pub const MAX_LEVEL_BYTES: usize = 256;
 /// Longest topic MQTT can carry (a 16-bit length).
@@ -561,5 +571,32 @@ mod tests {
                 None => prop_assert!(site.is_empty()),
             }
         }
+    }
+    #[test]
+    fn site_filters_are_checked_levels() {
+        assert_eq!(
+            site_filters("north").unwrap(),
+            [
+                "ward/v1/north/+/devices".to_string(),
+                "ward/v1/north/+/status".to_string()
+            ]
+        );
+        assert_eq!(site_filters(""), Err(LevelError::Empty));
+        assert_eq!(site_filters("a/b"), Err(LevelError::Forbidden('/')));
+        assert_eq!(site_filters("+"), Err(LevelError::Forbidden('+')));
+        // Each filter is exactly what the agent of that site publishes to.
+        let [d, st] = site_filters("north").unwrap();
+        assert_eq!(
+            d.replace('+', "a1"),
+            AgentTopic::new("north", "a1", Kind::Devices)
+                .unwrap()
+                .to_string()
+        );
+        assert_eq!(
+            st.replace('+', "a1"),
+            AgentTopic::new("north", "a1", Kind::Status)
+                .unwrap()
+                .to_string()
+        );
     }
 }

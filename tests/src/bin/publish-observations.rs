@@ -15,7 +15,9 @@
 //! as fast as the window allows (a live site, so that a fault hits mid-stream). With
 //! `WARD_INSTANCE=<id>`, the messages carry that instance instead of one per process: a second
 //! run with the same instance replays the same (instance, seq) pairs, as an agent replaying
-//! its spool after a broker failure does, and the collector must store each once.
+//! its spool after a broker failure does, and the collector must store each once. With
+//! `WARD_SITE=<site>`, the messages are published under that site instead of `bench`
+//! (collectors splitting the agents by site).
 
 use std::time::{Duration, Instant};
 
@@ -98,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
     let count: u64 = args.get(2).ok_or_else(|| anyhow::anyhow!(usage))?.parse()?;
     let per: u64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(1);
     let agent = args.get(4).cloned().unwrap_or_else(|| "bench".into());
+    let site = std::env::var("WARD_SITE").unwrap_or_else(|_| "bench".into());
     let pool: u64 = args
         .get(5)
         .map(|s| s.parse())
@@ -113,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
             let t = base + n as i64 * 1000;
             let obs = Observation {
                 schema: SCHEMA.into(),
-                site: "bench".into(),
+                site: site.clone(),
                 agent_id: agent.clone(),
                 instance: "jsonl".into(),
                 seq: n,
@@ -143,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|r| r.parse())
         .transpose()?
         .filter(|r: &f64| *r > 0.0);
-    let topic = ward_mqtt::topic::devices_topic("bench", &agent);
+    let topic = ward_mqtt::topic::devices_topic(&site, &agent);
     let t0 = Instant::now();
     let pubber = tokio::spawn(async move {
         let base = 1_767_225_600_000_000i64; // 2026-01-01
@@ -158,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
                 .collect();
             let obs = Observation {
                 schema: SCHEMA.into(),
-                site: "bench".into(),
+                site: site.clone(),
                 agent_id: agent.clone(),
                 instance: instance.clone(),
                 seq: n,
