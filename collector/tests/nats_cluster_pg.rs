@@ -30,7 +30,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::replay::*;
 use common::*;
@@ -142,6 +142,7 @@ fn three_collectors_on_a_nats_cluster_survive_kill_9_of_a_node_and_of_a_collecto
         eprintln!("PostgreSQL only: runs in the suite's PostgreSQL pass (WARD_TEST_POSTGRES)");
         return;
     }
+    let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut nats = NatsCluster::start(&d.join("nats"));
@@ -213,6 +214,7 @@ fn three_collectors_on_a_nats_cluster_survive_kill_9_of_a_node_and_of_a_collecto
         "the agent of node 0 finished before the kill; slow the rate"
     );
     wait_stored(&LOAD, &db, (3 * N) as i64, &[&c[0], &c[1], &c[2]]);
+    let all_stored = t0.elapsed();
 
     // The final evaluation, over everything stored; the evaluator alerts what it changed.
     evaluate(&db);
@@ -271,6 +273,7 @@ fn three_collectors_on_a_nats_cluster_survive_kill_9_of_a_node_and_of_a_collecto
         alerted.difference(&events).take(10).collect::<Vec<_>>()
     );
 
+    let checked = t0.elapsed();
     // The oracle: the same contract and input through one Mosquitto into one collector.
     let odb = oracle(&LOAD, d, &AGENTS, &[], |odb| import_contract(d, odb));
     let devices = assert_same_inventory(&db, &odb);
@@ -292,9 +295,12 @@ fn three_collectors_on_a_nats_cluster_survive_kill_9_of_a_node_and_of_a_collecto
     eprintln!(
         "node 0 killed with {at_node_kill} of {} stored, collector 1 with {at_collector_kill}; \
          agents' runs {runs:?}; all stored once; inventory ({devices} devices) and {} open \
-         flags equal to the oracle's; {} alerts, each once, all from collector 0",
+         flags equal to the oracle's; {} alerts, each once, all from collector 0 \
+         (all stored at {all_stored:.1?}, alerts and lease checked at {checked:.1?}, oracle \
+         compared at {:.1?})",
         3 * N,
         got.len(),
-        counts.len()
+        counts.len(),
+        t0.elapsed()
     );
 }

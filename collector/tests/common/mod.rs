@@ -259,12 +259,39 @@ pub fn collector_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ward-collector"))
 }
 
+/// `cargo`, for a build from inside a test, without the variables cargo set for the test
+/// process (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …): a build script that watches one (ring's
+/// watches `CARGO_MANIFEST_DIR`) would see it change between that build and the next
+/// `cargo test` from a shell, and each would rebuild ring, rustls and everything above them
+/// (about 100 s on the shared machine, on every run of a test that builds the publisher).
+fn cargo() -> Command {
+    let mut cmd = Command::new(env!("CARGO"));
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+        {
+            cmd.env_remove(k.as_ref());
+        }
+    }
+    cmd
+}
+
 /// The agent binary of this workspace. `cargo test --workspace` builds it (the agent has
 /// integration tests); alone, `cargo test -p ward-collector` builds it here.
 pub fn agent_bin() -> PathBuf {
     let p = collector_bin().with_file_name("ward-agent");
     if !p.exists() {
-        let st = Command::new(env!("CARGO"))
+        let st = cargo()
             .args(["build", "-q", "-p", "ward-agent", "--bin", "ward-agent"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
@@ -565,7 +592,7 @@ pub fn publisher() -> PathBuf {
     static BUILT: std::sync::Once = std::sync::Once::new();
     let p = collector_bin().with_file_name("publish-observations");
     BUILT.call_once(|| {
-        let st = Command::new(env!("CARGO"))
+        let st = cargo()
             .args([
                 "build",
                 "-q",
