@@ -9,8 +9,17 @@
 #                                    # listeners): the agent on node 0, the collector with all
 #                                    # three nodes in --broker; a broker kill is kill -9 of a
 #                                    # random node. Writes no docs section unless BENCH_DOCS is set.
+#   SOAK_COLLECTORS=3 SOAK_DB=postgres://ward@db:5432/ward bench/soak.sh --nats [MINUTES]
+#                                    # three collectors on one PostgreSQL database (a schema of
+#                                    # the run's own, dropped afterwards), collector i starting
+#                                    # at node i of the list, each with its own client id; a
+#                                    # collector kill is kill -9 of a random one. NATS has no
+#                                    # $share: each receives every message (high availability).
 #
 # Environment (all optional):
+#   SOAK_DB              PostgreSQL URL of the collectors' database (default: SQLite in the
+#                        temporary directory); the run creates a schema there and drops it
+#   SOAK_COLLECTORS      collectors (default 1; more than 1 needs --nats)
 #   SOAK_CAPTURES        capture files replayed (default: tests/fixtures/*.pcap*,
 #                        examples/sample-site.pcap and a SOAK_SITE_MIB capture of the site mix)
 #   SOAK_SITE_MIB        size of the generated site-mix capture in the default set (default 8:
@@ -61,6 +70,11 @@ if ((NATS)); then need nats-server "install it: apt-get install nats-server"; ne
 need python3 "install Python 3"
 need cargo "install Rust (rustup)"
 
+COLLECTORS=${SOAK_COLLECTORS:-1}
+[[ $COLLECTORS =~ ^[1-3]$ ]] || { echo "soak.sh: SOAK_COLLECTORS must be 1, 2 or 3" >&2; exit 2; }
+((COLLECTORS == 1 || NATS)) || { echo "soak.sh: several collectors need --nats (a Mosquitto site shares with \$share groups instead)" >&2; exit 2; }
+if [[ -n ${SOAK_DB:-} ]]; then need psql "install it: apt-get install postgresql-client"; fi
+
 SITE_MIB=${SOAK_SITE_MIB:-8}
 [[ $SITE_MIB =~ ^[0-9]+$ ]] || { echo "soak.sh: SOAK_SITE_MIB must be a whole number" >&2; exit 2; }
 
@@ -91,8 +105,11 @@ COLLECTOR=$ROOT/target/$PROFILE/ward-collector
 
 TMP=$(mktemp -d /tmp/ward-soak.XXXXXX)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-MQ_PID='' COLL_PID='' AGENT_PID='' FEED_PID=''
-NATS_PIDS=('' '' '') DOWN_NODE=''
+MQ_PID='' AGENT_PID='' FEED_PID=''
+# COLL_PIDS[i]: collector i (the RSS samples are collector 0's).
+COLL_PIDS=()
+DB=$TMP/ward.db PG_SCHEMA=''
+NATS_PIDS=('' '' '') DOWN_NODE='' DOWN_COLL=''
 
 stop_pid() { # PID [SIGNAL]: signal one process we started and reap it (10 s, then KILL)
   local pid=$1 sig=${2:-TERM} i
@@ -111,9 +128,12 @@ cleanup() {
   trap - EXIT INT TERM
   stop_pid "$FEED_PID"
   stop_pid "$AGENT_PID"
-  stop_pid "$COLL_PID"
+  for p in "${COLL_PIDS[@]}"; do stop_pid "$p"; done
   stop_pid "$MQ_PID"
   for p in "${NATS_PIDS[@]}"; do stop_pid "$p"; done
+  if [[ -n $PG_SCHEMA && ${SOAK_KEEP:-0} != 1 ]]; then
+    psql "$SOAK_DB" -qc "DROP SCHEMA $PG_SCHEMA CASCADE" > /dev/null 2>&1 || true
+  fi
   if [[ ${SOAK_KEEP:-0} == 1 ]]; then
     echo "soak: kept $TMP" >&2
   else
@@ -215,10 +235,16 @@ start_broker() {
   MQ_PID=$!
   wait_port || fail "mosquitto did not listen on port $PORT (see log: $(tail -3 "$TMP/mosquitto.log"))"
 }
-start_collector() {
-  "$COLLECTOR" serve --broker "$COLL_BROKER" --client-id soak --no-http --db "$TMP/ward.db" \
-    --log-level 'warn,ward_collector=info' >> "$TMP/collector.log" 2>&1 &
-  COLL_PID=$!
+start_collector() { # I: collector I, its own client id, node I first in its broker list
+  local i=$1 id=soak broker=$COLL_BROKER
+  if ((COLLECTORS > 1)); then
+    id=soak-$i
+    broker=$(for k in 0 1 2; do printf 'mqtt://127.0.0.1:%s,' "${NMQTT[$(((i + k) % 3))]}"; done)
+    broker=${broker%,}
+  fi
+  "$COLLECTOR" serve --broker "$broker" --client-id "$id" --no-http --db "$DB" \
+    --log-level 'warn,ward_collector=info' >> "$TMP/collector-$i.log" 2>&1 &
+  COLL_PIDS[i]=$!
 }
 rss_kb() { # PID [FIELD]: a /proc/PID/status field in kB (default VmRSS), or "-"
   local v=''
@@ -232,9 +258,15 @@ rss_kb() { # PID [FIELD]: a /proc/PID/status field in kB (default VmRSS), or "-"
 "$COLLECTOR" --db "$TMP/ref.db" --log-level warn ingest "$TMP/offline.jsonl" > /dev/null
 "$COLLECTOR" --db "$TMP/ref.db" --log-level warn devices --json > "$TMP/ref-devices.json"
 
-# 2. Broker, collector, agent fed by the replayer.
+# 2. Broker, collectors, agent fed by the replayer.
+if [[ -n ${SOAK_DB:-} ]]; then
+  # A schema of the run's own in the given database, selected through the URL's search_path.
+  PG_SCHEMA=soak_$$_$SEED
+  psql "$SOAK_DB" -qc "CREATE SCHEMA $PG_SCHEMA" > /dev/null || fail "cannot create schema $PG_SCHEMA in SOAK_DB"
+  DB="$SOAK_DB$([[ $SOAK_DB == *\?* ]] && echo '&' || echo '?')options=-c%20search_path%3D$PG_SCHEMA"
+fi
 start_broker
-start_collector
+for ((c = 0; c < COLLECTORS; c++)); do start_collector "$c"; done
 mkfifo "$TMP/feed"
 printf 'batch_interval_secs = 1\nsnapshot_interval_secs = %s\nstats_interval_secs = 5\n' \
   "${SOAK_SNAPSHOT_SECONDS:-2}" > "$TMP/agent.toml"
@@ -243,7 +275,7 @@ FEED_PID=$!
 ${SOAK_AGENT_WRAP:-} "$AGENT" read - --config "$TMP/agent.toml" --output "$BROKER" --site soak --agent-id soak-1 \
   --spool-dir "$TMP/spool" --log-level "${SOAK_AGENT_LOG:-warn,ward_agent::run=info}" < "$TMP/feed" > "$TMP/agent.log" 2>&1 &
 AGENT_PID=$!
-echo "soak: ${DURATION} s, seed $SEED, broker $BROKER, RSS every ${SAMPLE} s, dir $TMP" >&2
+echo "soak: ${DURATION} s, seed $SEED, broker $BROKER, $COLLECTORS collector(s) on $([[ -n $PG_SCHEMA ]] && echo "PostgreSQL schema $PG_SCHEMA" || echo SQLite), RSS every ${SAMPLE} s, dir $TMP" >&2
 
 # 3. Run: sample RSS, kill -9 and restart broker / collector (alternately) at random times.
 KILL_FROM=$((DURATION * 25 / 100)) KILL_UNTIL=$((DURATION * 65 / 100))
@@ -261,7 +293,7 @@ while ((SECONDS < DURATION)); do
   kill -0 "$AGENT_PID" 2> /dev/null || fail "the agent exited during the run: $(tail -3 "$TMP/agent.log")"
   kill -0 "$FEED_PID" 2> /dev/null || fail "the replayer exited during the run: $(tail -3 "$TMP/replay.log")"
   if ((now >= next_sample)); then
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$now" "$(rss_kb "$AGENT_PID")" "$(rss_kb "$COLL_PID")" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$now" "$(rss_kb "$AGENT_PID")" "$(rss_kb "${COLL_PIDS[0]}")" \
       "$(rss_kb "$AGENT_PID" RssAnon)" "$(rss_kb "$AGENT_PID" RssFile)" "$(find "$TMP/spool" -name '*.msg' | wc -l)" >> "$TMP/rss.tsv"
     next_sample=$((now + SAMPLE))
   fi
@@ -276,25 +308,36 @@ while ((SECONDS < DURATION)); do
       kill -KILL "$MQ_PID"; wait "$MQ_PID" 2> /dev/null || true
       down=broker kills_broker=$((kills_broker + 1)) MQ_PID=''
     else
-      kill -KILL "$COLL_PID"; wait "$COLL_PID" 2> /dev/null || true
-      down=collector kills_collector=$((kills_collector + 1)) COLL_PID=''
+      DOWN_COLL=$((RANDOM % COLLECTORS))
+      kill -KILL "${COLL_PIDS[$DOWN_COLL]}"; wait "${COLL_PIDS[$DOWN_COLL]}" 2> /dev/null || true
+      COLL_PIDS[DOWN_COLL]=''
+      down=collector kills_collector=$((kills_collector + 1))
+      echo "soak: t=${now}s collector $DOWN_COLL killed" >&2
     fi
     restart_at=$((now + $(rand_between 1 "$DOWN_MAX")))
     echo "soak: t=${now}s kill -9 $down (back at t=${restart_at}s)" >&2
     next_target=$((1 - next_target))
   fi
   if [[ -n $down ]] && ((now >= restart_at)); then
-    if [[ $down == broker ]]; then start_broker; else start_collector; echo "$SECONDS" >> "$TMP/collector-starts"; fi
+    if [[ $down == broker ]]; then
+      start_broker
+    else
+      start_collector "$DOWN_COLL"
+      # The RSS window of the collector starts after collector 0's last start.
+      if ((DOWN_COLL == 0)); then echo "$SECONDS" >> "$TMP/collector-starts"; fi
+    fi
     down=''
     next_kill=$((SECONDS + $(rand_between "$KMIN" "$KMAX")))
   fi
-  if [[ -n $COLL_PID ]] && ! kill -0 "$COLL_PID" 2> /dev/null; then
-    fail "the collector died on its own: $(tail -3 "$TMP/collector.log")"
-  fi
+  for ((c = 0; c < COLLECTORS; c++)); do
+    if [[ -n ${COLL_PIDS[$c]} ]] && ! kill -0 "${COLL_PIDS[$c]}" 2> /dev/null; then
+      fail "collector $c died on its own: $(tail -3 "$TMP/collector-$c.log")"
+    fi
+  done
   sleep 1
 done
 if [[ $down == broker ]]; then start_broker; fi
-if [[ $down == collector ]]; then start_collector; fi
+if [[ $down == collector ]]; then start_collector "$DOWN_COLL"; fi
 
 # 4. Stop the input; the agent flushes and exits; then drain what is left in its spool.
 stop_pid "$FEED_PID"; FEED_PID=''
@@ -321,17 +364,17 @@ corrupt=$(find "$TMP/spool" -name '*.corrupt' | wc -l)
 last='' stable=0
 for ((i = 0; i < 60 && stable < 3; i++)); do
   sleep 1
-  cur=$("$COLLECTOR" --db "$TMP/ward.db" --log-level error agents 2> /dev/null | tr -d ' \n' || true)
+  cur=$("$COLLECTOR" --db "$DB" --log-level error agents 2> /dev/null | tr -d ' \n' || true)
   if [[ -n $cur && $cur == "$last" ]]; then stable=$((stable + 1)); else stable=0; fi
   last=$cur
 done
-stop_pid "$COLL_PID"; COLL_PID=''
+for ((c = 0; c < COLLECTORS; c++)); do stop_pid "${COLL_PIDS[$c]}"; COLL_PIDS[c]=''; done
 stop_pid "$MQ_PID"; MQ_PID=''
 
 # 6. Judge.
-"$COLLECTOR" --db "$TMP/ward.db" --log-level warn devices --json > "$TMP/devices.json"
-"$COLLECTOR" --db "$TMP/ward.db" --log-level warn agents > "$TMP/agents.json"
-"$COLLECTOR" --db "$TMP/ward.db" --log-level warn status > "$TMP/status.json"
+"$COLLECTOR" --db "$DB" --log-level warn devices --json > "$TMP/devices.json"
+"$COLLECTOR" --db "$DB" --log-level warn agents > "$TMP/agents.json"
+"$COLLECTOR" --db "$DB" --log-level warn status > "$TMP/status.json"
 verdict_rc=0
 python3 bench/lib/soak_check.py "$TMP" "$DURATION" "$kills_broker" "$kills_collector" | tee "$TMP/verdict.txt" || verdict_rc=$?
 
@@ -361,6 +404,7 @@ OUT=$RESULTS/soak-$(date +%Y-%m-%d-%H%M).md
       for (i = 0; i < 10; i++) printf " %d", m[i]
       printf "\n"
     }' "$TMP/rss.tsv"
+  echo "- Collectors: $COLLECTORS, on $([[ -n $PG_SCHEMA ]] && echo "PostgreSQL $(psql "$SOAK_DB" -Atc 'SHOW server_version' 2> /dev/null)" || echo SQLite)$( ((COLLECTORS > 1)) && echo ' (each receives every message: NATS has no $share)' || true)"
   echo "- Collector: $(jq -c . "$TMP/status.json" 2> /dev/null || tr -d ' \n' < "$TMP/status.json")"
   echo "- Source: $SRC_STATE"
   echo "- Versions: $("$AGENT" --version), $("$COLLECTOR" --version), $({ mosquitto -h 2> /dev/null || true; } | head -1)$( ((NATS)) && echo ", broker: 3-node $(nats-server --version)" || true)"

@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ward_canary::{Kind, Scanner};
+
+/// Publishers replaying into brokers and the single-collector oracle of the fault tests.
+pub mod replay;
 // Re-exported for the test files; each uses only some, as with the rest of this module.
 #[allow(unused_imports)]
 pub use ward_testkit::{
@@ -256,12 +259,39 @@ pub fn collector_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ward-collector"))
 }
 
+/// `cargo`, for a build from inside a test, without the variables cargo set for the test
+/// process (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …): a build script that watches one (ring's
+/// watches `CARGO_MANIFEST_DIR`) would see it change between that build and the next
+/// `cargo test` from a shell, and each would rebuild ring, rustls and everything above them
+/// (about 100 s on the shared machine, on every run of a test that builds the publisher).
+fn cargo() -> Command {
+    let mut cmd = Command::new(env!("CARGO"));
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+        {
+            cmd.env_remove(k.as_ref());
+        }
+    }
+    cmd
+}
+
 /// The agent binary of this workspace. `cargo test --workspace` builds it (the agent has
 /// integration tests); alone, `cargo test -p ward-collector` builds it here.
 pub fn agent_bin() -> PathBuf {
     let p = collector_bin().with_file_name("ward-agent");
     if !p.exists() {
-        let st = Command::new(env!("CARGO"))
+        let st = cargo()
             .args(["build", "-q", "-p", "ward-agent", "--bin", "ward-agent"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
@@ -562,7 +592,7 @@ pub fn publisher() -> PathBuf {
     static BUILT: std::sync::Once = std::sync::Once::new();
     let p = collector_bin().with_file_name("publish-observations");
     BUILT.call_once(|| {
-        let st = Command::new(env!("CARGO"))
+        let st = cargo()
             .args([
                 "build",
                 "-q",
@@ -774,4 +804,46 @@ pub fn db_rows(path: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
         .join()
     })
     .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+// ---------------------------------------------------------------------------------------------
+// An alert webhook
+
+/// A real HTTP/1.1 server on 127.0.0.1 (port 0) that records each POSTed JSON body (`Null` if
+/// it is not JSON) and answers 200: the receiving end of the collector's alert webhook.
+pub fn alert_webhook() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+    use std::io::BufRead;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+            let mut len = 0usize;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; len];
+            if r.read_exact(&mut body).is_ok() {
+                g.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, got)
 }
