@@ -288,10 +288,18 @@ fn run_in(args: DemoArgs, dir_used: &mut Option<PathBuf>) -> anyhow::Result<()> 
         writeln!(o, "\n{title}")?;
         report::run(&store, &p, kind, Format::Table, Status::Open, &mut o)?;
     }
-    // Mark what the demo opened as alerted: the serving collector must not replay it.
+    // Mark what the demo opened as alerted and delivered (the tables above showed it): the
+    // serving collector must not replay it.
     while {
         let b = store.take_alerts(1000)?;
-        !(b.opened.is_empty() && b.resolved.is_empty())
+        let done: Vec<(i64, i64)> = b
+            .opened
+            .iter()
+            .map(|f| (f.id, 1))
+            .chain(b.resolved.iter().map(|f| (f.id, 2)))
+            .collect();
+        store.confirm_alerts(&done)?;
+        !done.is_empty()
     } {}
     let (_, token) = crate::access::tokens::create(
         &mut store,

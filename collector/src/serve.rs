@@ -35,6 +35,37 @@ enum EvalMsg {
     Stop,
 }
 
+/// Alerts claimed and never confirmed delivered — by a previous holder of the evaluator's
+/// lease that died or hung, or by this collector before a crash — queued again (at least once:
+/// receivers deduplicate on the flag id and event).
+fn resend_undelivered(store: &mut dyn Store, alerter: &alerts::Alerter) -> anyhow::Result<()> {
+    let (mut after, mut resent) = (0i64, 0usize);
+    loop {
+        let batch = store
+            .undelivered_alerts(after, 1000)
+            .context("reading undelivered alerts")?;
+        let Some(last) = batch
+            .opened
+            .iter()
+            .chain(&batch.resolved)
+            .map(|f| f.id)
+            .max()
+        else {
+            break;
+        };
+        after = last;
+        resent += batch.opened.len() + batch.resolved.len();
+        alerter.notify(&batch);
+    }
+    if resent > 0 {
+        tracing::warn!(
+            alerts = resent,
+            "alerts claimed but never delivered: sending them again"
+        );
+    }
+    Ok(())
+}
+
 /// Links, flags, summaries, then alerts for what opened or resolved — on its own thread and
 /// database connection, so ingest never waits for an evaluation (seconds at 100 000 devices).
 /// Runs at start, after new data (debounced: never sooner than four times its own last cost, so
@@ -105,10 +136,17 @@ fn evaluator(
                 .evaluator_lease
                 .store(u64::from(held), Ordering::Relaxed);
             if held {
-                // Taken over: what the previous holder left unevaluated is evaluated now.
+                // Taken over: what the previous holder left unevaluated is evaluated now, and
+                // the alerts it claimed but never delivered (it died in between) are sent.
                 dirty = true;
+                resend_undelivered(&mut *store, &alerter)?;
             }
         }
+        // What the destinations acknowledged since the last wake-up: recorded, so no holder
+        // sends it again.
+        store
+            .confirm_alerts(&alerter.take_delivered())
+            .context("recording delivered alerts")?;
         let now = Instant::now();
         let due_now =
             (dirty && now >= last + debounce.max(cost * 4)) || now >= scheduled || stopping;
@@ -447,7 +485,14 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         Err(_) => anyhow::bail!("the evaluator thread panicked"),
     }
     if let Ok(a) = Arc::try_unwrap(alerter) {
+        let delivered = a.delivered_log();
         let st = a.shutdown(Duration::from_secs(5)).await;
+        // The last flush's deliveries, recorded through the ingest's store (the evaluator's
+        // is gone); what did not go out stays claimed-but-undelivered for the next holder.
+        let done = std::mem::take(&mut *delivered.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Err(e) = tokio::task::block_in_place(|| store.confirm_alerts(&done)) {
+            tracing::warn!(error = %e, "recording the last delivered alerts");
+        }
         tracing::info!(
             published = st.published,
             webhook_delivered = st.webhook_delivered,

@@ -223,3 +223,144 @@ fn flags_opened_by_ingest_and_resolved_by_import_are_alerted() {
         "no alert carries evidence"
     );
 }
+
+/// A webhook receiver that answers 503 until `accept` is set, then records each POSTed JSON
+/// body and answers 200.
+#[allow(clippy::type_complexity)]
+fn switchable_webhook() -> (
+    u16,
+    Arc<std::sync::atomic::AtomicBool>,
+    Arc<Mutex<Vec<Value>>>,
+) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let accept = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let (a, g) = (accept.clone(), got.clone());
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let (mut len, mut line) = (0usize, String::new());
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; len];
+            let read = r.read_exact(&mut body).is_ok();
+            if a.load(std::sync::atomic::Ordering::SeqCst) {
+                if read {
+                    g.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            } else {
+                let _ = s.write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        }
+    });
+    (port, accept, got)
+}
+
+/// A collector `kill -9`ed after claiming alerts and before delivering them (its webhook was
+/// down) no longer loses them: the next holder of the evaluator's lease — here the same
+/// collector restarted — finds them claimed and undelivered and sends them; once delivered
+/// they are recorded and not sent again.
+#[test]
+fn alerts_claimed_by_a_collector_killed_before_delivery_are_sent_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = d.join("ward.db");
+    let (hook_port, accept, hooks) = switchable_webhook();
+    let cfg = d.join("collector.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[alerts]\nwebhook_url = \"http://127.0.0.1:{hook_port}/ward\"\nmqtt = false\n\
+             webhook_backoff_initial_ms = 100\nwebhook_max_attempts = 1000\n\
+             [ingest]\nevaluate_debounce_secs = 0\n"
+        ),
+    )
+    .unwrap();
+    let args = [
+        "--config",
+        cfg.to_str().unwrap(),
+        "--evaluate-interval",
+        "1",
+    ];
+    let log = d.join("collector.log");
+    let mut c = serve(&db, &args, &log);
+    let port = c.mqtt_port();
+    let out = Command::new(agent_bin())
+        .arg("read")
+        .arg(fixtures().join("dicom-dcmtk.pcap"))
+        .args(["--output", &format!("mqtt://127.0.0.1:{port}")])
+        .args(["--site", "north", "--agent-id", "span-1"])
+        .arg("--spool-dir")
+        .arg(d.join("spool"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let count = |sql: &str| -> i64 {
+        db_rows(&db, sql)
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1)
+    };
+    eventually(
+        "flags claimed for alerting, the webhook refusing them",
+        || count("SELECT count(*) FROM flags WHERE alerted != delivered") > 0,
+    );
+    c.kill9();
+    let claimed = count("SELECT count(*) FROM flags WHERE alerted != delivered");
+    assert_eq!(
+        count("SELECT count(*) FROM flags WHERE alerted = 0"),
+        0,
+        "every flag was claimed before the kill"
+    );
+    assert!(hooks.lock().unwrap().is_empty());
+
+    accept.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut c = serve(&db, &args, &log);
+    eventually("the claimed alerts delivered after the restart", || {
+        hooks.lock().unwrap().len() as i64 >= claimed
+            && count("SELECT count(*) FROM flags WHERE alerted != delivered") == 0
+    });
+    assert!(c.sigterm().success(), "{}", c.log_text());
+    assert!(
+        c.log_text().contains("alerts claimed but never delivered"),
+        "{}",
+        c.log_text()
+    );
+    // Each opening once: delivered ones were recorded, so the restart sent only the lost.
+    let mut ids: Vec<i64> = hooks
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|v| v["event"] == "opened")
+        .map(|v| v["flag"]["id"].as_i64().unwrap())
+        .collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "an alert delivered twice");
+    assert_eq!(n as i64, claimed, "every claimed opening delivered");
+}

@@ -739,6 +739,12 @@ async fn metrics(State(st): State<Arc<ApiState>>, c: Caller) -> Result<Response,
                 vec![(String::new(), n(c.unalerted_flags))],
             );
             metric(
+                "ward_cluster_alerts_undelivered",
+                "gauge",
+                "Flag openings and resolutions claimed for alerting and not yet confirmed delivered to every destination.",
+                vec![(String::new(), n(c.undelivered_flags))],
+            );
+            metric(
                 "ward_cluster_collector_sessions",
                 "gauge",
                 "Database sessions of ward-collector processes.",

@@ -48,6 +48,13 @@
 //! [`Alerter::shutdown`] stops taking alerts and delivers what is queued until its timeout;
 //! a webhook retry waiting for its backoff is attempted at once. What is left then is counted
 //! in [`AlertStats::dropped`]. Dropping the [`Alerter`] instead aborts the tasks.
+//!
+//! # Delivered, not only claimed
+//!
+//! A flag event whose every message reached every destination goes to the delivered log
+//! ([`Alerter::take_delivered`]), which the serve loop records in the store. An event claimed
+//! from the store and never recorded delivered (dropped, given up, or queued in a collector
+//! that crashed) is sent again by the next holder of the evaluator's lease: at least once.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
@@ -349,6 +356,42 @@ struct Item {
     flag_id: i64,
     event: AlertEvent,
     site: Option<String>,
+    /// Shared by every message of this flag's event, on every destination.
+    done: Arc<Completion>,
+}
+
+/// `(flag id, event bit)` of alerts delivered everywhere (bit 1 opened, 2 resolved), for the
+/// store to record ([`crate::store::Store::confirm_alerts`]).
+pub type DeliveredLog = Arc<Mutex<Vec<(i64, i64)>>>;
+
+/// One flag event's messages still to deliver: its sites × the destinations. When the last is
+/// delivered, the event goes to the delivered log. A message dropped (full queue, shutdown) or
+/// given up never completes it, so the event stays claimed-but-undelivered in the database
+/// and is sent again by the next holder of the evaluator's lease: at least once.
+#[derive(Debug)]
+struct Completion {
+    remaining: std::sync::atomic::AtomicUsize,
+    flag_id: i64,
+    bit: i64,
+    log: DeliveredLog,
+}
+
+impl Completion {
+    fn finish(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            lock(&self.log).push((self.flag_id, self.bit));
+        }
+    }
+}
+
+impl AlertEvent {
+    /// The event's bit in the store's `alerted`/`delivered` columns.
+    pub fn bit(self) -> i64 {
+        match self {
+            AlertEvent::Opened => 1,
+            AlertEvent::Resolved => 2,
+        }
+    }
 }
 
 /// Counters of an [`Alerter`].
@@ -475,6 +518,7 @@ struct Sink {
 /// Sends alerts for flag transitions; see the module documentation.
 pub struct Alerter {
     collector: String,
+    delivered: DeliveredLog,
     counters: Arc<Counters>,
     closing: watch::Sender<bool>,
     mqtt: Option<Sink>,
@@ -574,6 +618,7 @@ impl Alerter {
         }
         Ok(Alerter {
             collector,
+            delivered: DeliveredLog::default(),
             counters,
             closing,
             mqtt: mqtt_sink,
@@ -585,26 +630,64 @@ impl Alerter {
     /// and a short lock; a full queue drops its oldest messages (counted, with a warning).
     pub fn notify(&self, applied: &Applied) {
         if self.mqtt.is_none() && self.webhook.is_none() {
+            // Nowhere to send: the flags are only stored, and nothing is left to deliver.
+            let mut log = lock(&self.delivered);
+            log.extend(
+                applied
+                    .opened
+                    .iter()
+                    .map(|f| (f.id, AlertEvent::Opened.bit())),
+            );
+            log.extend(
+                applied
+                    .resolved
+                    .iter()
+                    .map(|f| (f.id, AlertEvent::Resolved.bit())),
+            );
             return;
         }
         if applied.opened.is_empty() && applied.resolved.is_empty() {
             return;
         }
-        let items: Vec<Arc<Item>> = alert_messages(applied, &self.collector)
-            .into_iter()
-            .filter_map(|(topic, message)| {
-                let flag_id = message.flag.id;
-                let event = message.event;
-                let site = message.site.clone();
-                encode(message).map(|payload| {
-                    Arc::new(Item {
-                        topic,
-                        payload,
-                        flag_id,
-                        event,
-                        site,
+        #[allow(clippy::type_complexity)]
+        let encoded: Vec<(String, i64, AlertEvent, Option<String>, Vec<u8>)> =
+            alert_messages(applied, &self.collector)
+                .into_iter()
+                .filter_map(|(topic, message)| {
+                    let (flag_id, event, site) =
+                        (message.flag.id, message.event, message.site.clone());
+                    encode(message).map(|payload| (topic, flag_id, event, site, payload))
+                })
+                .collect();
+        let sinks = [&self.mqtt, &self.webhook].into_iter().flatten().count();
+        let mut completions: std::collections::HashMap<(i64, i64), Arc<Completion>> =
+            std::collections::HashMap::new();
+        for (_, flag_id, event, _, _) in &encoded {
+            completions
+                .entry((*flag_id, event.bit()))
+                .or_insert_with(|| {
+                    Arc::new(Completion {
+                        remaining: std::sync::atomic::AtomicUsize::new(0),
+                        flag_id: *flag_id,
+                        bit: event.bit(),
+                        log: self.delivered.clone(),
                     })
                 })
+                .remaining
+                .fetch_add(sinks, Ordering::Relaxed);
+        }
+        let items: Vec<Arc<Item>> = encoded
+            .into_iter()
+            .filter_map(|(topic, flag_id, event, site, payload)| {
+                let done = completions.get(&(flag_id, event.bit()))?.clone();
+                Some(Arc::new(Item {
+                    topic,
+                    payload,
+                    flag_id,
+                    event,
+                    site,
+                    done,
+                }))
             })
             .collect();
         debug!(
@@ -626,6 +709,17 @@ impl Alerter {
                 );
             }
         }
+    }
+
+    /// The flag events delivered everywhere since the last call, for the store to record.
+    pub fn take_delivered(&self) -> Vec<(i64, i64)> {
+        std::mem::take(&mut *lock(&self.delivered))
+    }
+
+    /// The log [`Alerter::take_delivered`] reads, kept by the caller to read what the final
+    /// flush of [`Alerter::shutdown`] delivered.
+    pub fn delivered_log(&self) -> DeliveredLog {
+        self.delivered.clone()
     }
 
     /// Counters so far.
@@ -718,6 +812,7 @@ async fn run_embedded(
             // A memory hand-off to the consumers' bounded queues: never blocks.
             for item in &batch {
                 linker.publish(&item.topic, &item.payload);
+                item.done.finish();
             }
             add(&counters.published, batch.len() as u64);
             continue;
@@ -863,6 +958,7 @@ impl ExternalWorker {
                 if let Some(i) = self.inflight.iter().position(|(p, _)| *p == ack.pkid) {
                     if let Some((_, item)) = self.inflight.remove(i) {
                         add(&self.counters.published, 1);
+                        item.done.finish();
                         debug!(
                             flag_id = item.flag_id,
                             event = item.event.as_str(),
@@ -1132,6 +1228,7 @@ async fn deliver(
         let reason = match result {
             Ok(()) => {
                 add(&counters.webhook_delivered, 1);
+                item.done.finish();
                 debug!(
                     webhook = hook.display,
                     flag_id = item.flag_id,
@@ -1278,6 +1375,26 @@ mod tests {
     }
 
     #[test]
+    fn an_event_is_delivered_once_every_message_of_it_is() {
+        let log = DeliveredLog::default();
+        let c = Completion {
+            remaining: std::sync::atomic::AtomicUsize::new(4),
+            flag_id: 9,
+            bit: 2,
+            log: log.clone(),
+        };
+        for _ in 0..3 {
+            c.finish();
+        }
+        assert!(
+            lock(&log).is_empty(),
+            "a site or a destination still owes it"
+        );
+        c.finish();
+        assert_eq!(*lock(&log), [(9, 2)]);
+    }
+
+    #[test]
     fn full_queue_drops_oldest() {
         let q = Queue::new("t", 2);
         let item = |id| {
@@ -1287,6 +1404,12 @@ mod tests {
                 flag_id: id,
                 event: AlertEvent::Opened,
                 site: None,
+                done: Arc::new(Completion {
+                    remaining: std::sync::atomic::AtomicUsize::new(1),
+                    flag_id: id,
+                    bit: 1,
+                    log: DeliveredLog::default(),
+                }),
             })
         };
         assert_eq!(q.push([item(1), item(2), item(3)]), 1);

@@ -893,6 +893,12 @@ pub trait Store: Send + std::fmt::Debug {
     /// Flags whose opening or resolution has not been alerted yet (whoever evaluated: the
     /// collector, or a CLI import), at most `max`; marks them alerted. Applied's stats are zero.
     fn take_alerts(&mut self, max: usize) -> Result<Applied, StoreError>;
+    /// Records alerts as delivered to every destination: `(flag id, event bit)`, 1 for the
+    /// opening, 2 for the resolution.
+    fn confirm_alerts(&mut self, done: &[(i64, i64)]) -> Result<(), StoreError>;
+    /// Alerts taken ([`Store::take_alerts`]) but never confirmed delivered, flag ids above
+    /// `after`, at most `max`: lost with the collector that took them, to be sent again.
+    fn undelivered_alerts(&mut self, after: i64, max: usize) -> Result<Applied, StoreError>;
     /// Stores a new token.
     fn token_insert(&mut self, t: &TokenRecord) -> Result<(), StoreError>;
     /// A token by id.
@@ -1067,6 +1073,12 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn take_alerts(&mut self, max: usize) -> Result<Applied, StoreError> {
         (**self).take_alerts(max)
     }
+    fn confirm_alerts(&mut self, done: &[(i64, i64)]) -> Result<(), StoreError> {
+        (**self).confirm_alerts(done)
+    }
+    fn undelivered_alerts(&mut self, after: i64, max: usize) -> Result<Applied, StoreError> {
+        (**self).undelivered_alerts(after, max)
+    }
     fn token_insert(&mut self, t: &TokenRecord) -> Result<(), StoreError> {
         (**self).token_insert(t)
     }
@@ -1169,6 +1181,9 @@ pub struct ClusterStats {
     pub open_flags: i64,
     /// Flags whose alert no collector has claimed yet.
     pub unalerted_flags: i64,
+    /// Flags whose alert was claimed and not yet confirmed delivered (in a collector's queue,
+    /// or lost with it and waiting for the next holder of the evaluator's lease).
+    pub undelivered_flags: i64,
     /// Collectors' database sessions.
     pub sessions: i64,
     /// Leases: `(name, holder, live)`.

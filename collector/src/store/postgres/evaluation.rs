@@ -305,3 +305,55 @@ pub(super) fn take_alerts(conn: &mut Connection, max: usize) -> Result<Applied, 
     tx.commit().map_err(db("committing alert marks"))?;
     Ok(out)
 }
+
+/// Records that alerts were delivered to every destination: `(flag id, event bit)`, bit 1 the
+/// opening and 2 the resolution. What is claimed ([`take_alerts`]) but never recorded here was
+/// lost with the collector that claimed it, and is sent again by [`undelivered_alerts`].
+pub(super) fn confirm_alerts(conn: &mut Connection, done: &[(i64, i64)]) -> Result<(), StoreError> {
+    if done.is_empty() {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(super::sql::TransactionBehavior::Immediate)
+        .map_err(db("starting alert confirmation"))?;
+    for (id, bit) in done {
+        exec(
+            &tx,
+            "marking alert delivered",
+            "UPDATE flags SET delivered = delivered | ?2 WHERE id = ?1",
+            params![id, bit],
+        )?;
+    }
+    tx.commit().map_err(db("committing alert confirmations"))?;
+    Ok(())
+}
+
+/// Alerts claimed but not recorded as delivered, with flag ids above `after`, at most `max`
+/// (the events in `opened` and `resolved` as [`take_alerts`] gives them). The evaluator's new
+/// lease holder sends them again: whoever claimed them died (or hung) before delivering.
+pub(super) fn undelivered_alerts(
+    conn: &Connection,
+    after: i64,
+    max: usize,
+) -> Result<Applied, StoreError> {
+    let rows: Vec<(FlagRowRaw, i64, i64)> = query(
+        conn,
+        "reading undelivered alerts",
+        "SELECT id, kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us, resolved_us, alerted, delivered
+         FROM flags WHERE alerted != delivered AND id > ?1 ORDER BY id LIMIT ?2",
+        params![after, max as i64],
+        |r| Ok((flag_row(r)?, r.get(11)?, r.get(12)?)),
+    )?;
+    let mut out = Applied::default();
+    for ((mut f, ev), alerted, delivered) in rows {
+        f.evidence = decode("flag evidence", &ev)?;
+        let missing = alerted & !delivered;
+        if missing & 1 != 0 {
+            out.opened.push(f.clone());
+        }
+        if missing & 2 != 0 {
+            out.resolved.push(f);
+        }
+    }
+    Ok(out)
+}

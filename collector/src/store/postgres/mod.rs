@@ -473,6 +473,14 @@ impl Store for PostgresStore {
         sql::off_runtime(|| retrying(|| evaluation::take_alerts(&mut self.conn()?, max)))
     }
 
+    fn confirm_alerts(&mut self, done: &[(i64, i64)]) -> Result<(), StoreError> {
+        sql::off_runtime(|| retrying(|| evaluation::confirm_alerts(&mut self.conn()?, done)))
+    }
+
+    fn undelivered_alerts(&mut self, after: i64, max: usize) -> Result<Applied, StoreError> {
+        sql::off_runtime(|| evaluation::undelivered_alerts(&self.conn()?, after, max))
+    }
+
     fn token_insert(&mut self, t: &TokenRecord) -> Result<(), StoreError> {
         sql::off_runtime(|| tokens::insert(&self.conn()?, t))
     }

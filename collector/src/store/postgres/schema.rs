@@ -165,15 +165,16 @@ pub(super) fn try_lease(
 /// Numbers about the whole cluster, from the database every collector shares.
 pub(super) fn cluster(conn: &Connection) -> Result<ClusterStats, StoreError> {
     let now = now_us();
-    let (devices, messages, open_flags, unalerted) = conn
+    let (devices, messages, open_flags, unalerted, undelivered) = conn
         .query_row(
             "SELECT (SELECT count(*) FROM devices WHERE merged_into IS NULL),
                     (SELECT count(*) FROM messages),
                     (SELECT count(*) FROM flags WHERE status = 'open'),
                     (SELECT count(*) FROM flags WHERE alerted != 3
-                       AND ((status = 'open' AND alerted & 1 = 0) OR (status = 'resolved' AND alerted & 2 = 0)))",
+                       AND ((status = 'open' AND alerted & 1 = 0) OR (status = 'resolved' AND alerted & 2 = 0))),
+                    (SELECT count(*) FROM flags WHERE alerted != delivered)",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .map_err(db("reading cluster numbers"))?;
     let leases = query(
@@ -203,6 +204,7 @@ pub(super) fn cluster(conn: &Connection) -> Result<ClusterStats, StoreError> {
         messages,
         open_flags,
         unalerted_flags: unalerted,
+        undelivered_flags: undelivered,
         sessions,
         leases: leases
             .into_iter()

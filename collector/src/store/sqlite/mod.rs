@@ -296,6 +296,14 @@ impl Store for SqliteStore {
         evaluation::take_alerts(&mut self.conn, max)
     }
 
+    fn confirm_alerts(&mut self, done: &[(i64, i64)]) -> Result<(), StoreError> {
+        evaluation::confirm_alerts(&mut self.conn, done)
+    }
+
+    fn undelivered_alerts(&mut self, after: i64, max: usize) -> Result<Applied, StoreError> {
+        evaluation::undelivered_alerts(&self.conn, after, max)
+    }
+
     fn token_insert(&mut self, t: &TokenRecord) -> Result<(), StoreError> {
         tokens::insert(&self.conn, t)
     }

@@ -221,6 +221,15 @@ CREATE INDEX flags_kind ON flags(kind, id);
 CREATE INDEX flags_opened ON flags(opened_us);
 CREATE INDEX flags_resolved ON flags(resolved_us) WHERE resolved_us IS NOT NULL;
 "#,
+    // Alerts delivered, beside alerts claimed (`alerted`): a collector that dies between
+    // claiming alerts and delivering them no longer loses them; the next holder of the
+    // evaluator's lease sends what is claimed and not delivered (at least once). Alerts of
+    // databases from before this migration count as delivered, as they were then.
+    r#"
+ALTER TABLE flags ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;
+UPDATE flags SET delivered = alerted;
+CREATE INDEX flags_undelivered ON flags(id) WHERE alerted != delivered;
+"#,
 ];
 
 /// The schema version stored in the file.
