@@ -714,6 +714,11 @@ pub struct DeviceQuery {
     pub limit: u32,
     /// Page start.
     pub offset: u64,
+    /// Count at most this many matching devices for the total when it cannot be read from the
+    /// summary of the summaries: a total above it is returned as `u64::MAX` ("more than cap"),
+    /// so a broad filter's total costs `cap` index entries, not the whole inventory (the
+    /// console). `None` counts them all (the API's exact totals).
+    pub count_cap: Option<u64>,
 }
 
 /// How a device list is ordered (`DeviceQuery::sort`); every order ends with the device id, so

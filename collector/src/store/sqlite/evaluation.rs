@@ -255,8 +255,52 @@ pub(super) fn write_summaries(
             written += 1;
         }
     }
+    write_counts(&tx, rows)?;
     tx.commit().map_err(db("committing summaries"))?;
     Ok(written)
+}
+
+/// Keeps the summary of the summaries (`summary_counts`) equal to the counts of `rows`, in the
+/// summaries' transaction: only the rows that changed are written.
+fn write_counts(tx: &Connection, rows: &[DeviceSummary]) -> Result<(), StoreError> {
+    let want: HashMap<(String, String, String), u64> =
+        crate::compliance::summary::summary_counts(rows)
+            .into_iter()
+            .map(|((g, v, n), c)| ((g.to_string(), v, n), c))
+            .collect();
+    let have: HashMap<(String, String, String), i64> = query(
+        tx,
+        "reading summary counts",
+        "SELECT grp, value, name, n FROM summary_counts",
+        [],
+        |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)),
+    )?
+    .into_iter()
+    .collect();
+    for ((grp, value, name), n) in &want {
+        let n = i64::try_from(*n).unwrap_or(i64::MAX);
+        if have.get(&(grp.clone(), value.clone(), name.clone())) == Some(&n) {
+            continue;
+        }
+        exec(
+            tx,
+            "writing summary count",
+            "INSERT OR REPLACE INTO summary_counts (grp, value, name, n) VALUES (?1, ?2, ?3, ?4)",
+            params![grp, value, name, n],
+        )?;
+    }
+    for key in have.keys() {
+        if !want.contains_key(key) {
+            let (grp, value, name) = key;
+            exec(
+                tx,
+                "removing summary count",
+                "DELETE FROM summary_counts WHERE grp = ?1 AND value = ?2 AND name = ?3",
+                params![grp, value, name],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn take_alerts(conn: &mut Connection, max: usize) -> Result<Applied, StoreError> {

@@ -221,6 +221,21 @@ CREATE INDEX flags_kind ON flags(kind, id);
 CREATE INDEX flags_opened ON flags(opened_us);
 CREATE INDEX flags_resolved ON flags(resolved_us) WHERE resolved_us IS NOT NULL;
 "#,
+    // The summary of the summaries (compliance::summary::summary_counts), kept with them by
+    // every evaluation: coverage and the device list's totals read a few rows instead of
+    // every summary, and the search matches a substring against the distinct manufacturers and
+    // models, then fetches their devices through the two indexes below (bench/console.sh at
+    // 100 000 devices). `device_summary_ids` lets a deep page in id order skip rows through a
+    // narrow index rather than through the rows carrying the summary bodies.
+    r#"
+CREATE TABLE summary_counts (
+    grp TEXT NOT NULL, value TEXT NOT NULL, name TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (grp, value, name)
+);
+CREATE INDEX device_summary_by_manufacturer ON device_summary(manufacturer);
+CREATE INDEX device_summary_model ON device_summary(model);
+CREATE INDEX device_summary_ids ON device_summary(device_id);
+"#,
 ];
 
 /// The schema version stored in the file.
