@@ -192,6 +192,30 @@ fn answers(s: &dyn Store) -> Answers {
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
             out.push((format!("{q:?}"), format!("{total} {ids:?}")));
         }
+        // The assets page's linked devices: the asset-linked summaries, by tag then id.
+        let mut want: Vec<(String, i64, Option<String>, Option<String>)> = s
+            .device_page(&DeviceQuery {
+                asset: Some(LinkFilter::Linked),
+                vendors: v.clone(),
+                limit: 1000,
+                ..DeviceQuery::default()
+            })
+            .unwrap()
+            .1
+            .into_iter()
+            .map(|d| (d.asset.unwrap().target, d.id, d.manufacturer, d.model))
+            .collect();
+        want.sort();
+        // Sorted here too: PostgreSQL orders tags by its collation, SQLite by bytes.
+        let mut got: Vec<_> = s
+            .asset_links(v.as_deref())
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.tag, l.device_id, l.manufacturer, l.model))
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "{v:?}");
+        out.push((format!("asset links {v:?}"), format!("{got:?}")));
     }
     out
 }

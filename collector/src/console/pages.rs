@@ -1094,29 +1094,11 @@ pub fn assets(store: &mut dyn Store, s: &Session) -> Result<Markup, PageError> {
         },
     )?
     .total;
+    // Tag → the device linked to it (the last by id, when several are): one narrow index
+    // read, not the linked devices' summaries page by page.
     let mut linked = std::collections::HashMap::new();
-    let mut offset = 0;
-    loop {
-        let page = views::devices(
-            store,
-            p,
-            DeviceQuery {
-                asset: Some(LinkFilter::Linked),
-                limit: MAX_LIMIT,
-                offset,
-                ..DeviceQuery::default()
-            },
-        )?;
-        let n = page.items.len() as u64;
-        for d in page.items {
-            if let Some(a) = &d.asset {
-                linked.insert(a.target.clone(), d.clone());
-            }
-        }
-        offset += n;
-        if n == 0 || offset >= page.total {
-            break;
-        }
+    for l in views::asset_links(store, p)? {
+        linked.insert(l.tag.clone(), l);
     }
     let differs = |a: Option<&str>, b: Option<&str>| match (a, b) {
         (Some(a), Some(b)) => !a.trim().eq_ignore_ascii_case(b.trim()),
@@ -1149,7 +1131,7 @@ pub fn assets(store: &mut dyn Store, s: &Session) -> Result<Markup, PageError> {
                                 td { (a.tag) }
                                 td { (a.manufacturer.as_deref().unwrap_or("")) " " (a.model.as_deref().unwrap_or("")) }
                                 td { (d.manufacturer.as_deref().unwrap_or("")) " " (d.model.as_deref().unwrap_or("")) }
-                                td { a href={"/devices/" (d.id)} { (d.id) } }
+                                td { a href={"/devices/" (d.device_id)} { (d.device_id) } }
                             }
                         }
                     }
@@ -1183,7 +1165,7 @@ pub fn assets(store: &mut dyn Store, s: &Session) -> Result<Markup, PageError> {
                                 td { (a.location.as_deref().unwrap_or("")) }
                                 td { (a.contract_id.as_deref().unwrap_or("")) }
                                 td {
-                                    @if let Some(d) = linked.get(&a.tag) { a href={"/devices/" (d.id)} { "device " (d.id) } }
+                                    @if let Some(d) = linked.get(&a.tag) { a href={"/devices/" (d.device_id)} { "device " (d.device_id) } }
                                     @else { "not seen" }
                                 }
                             }

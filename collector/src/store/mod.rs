@@ -614,6 +614,20 @@ pub struct ImportStats {
     pub removed: u64,
 }
 
+/// A device linked to an asset of the register, with what the network says it is (the
+/// console's reconciliation of the register with the network).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetLinkRow {
+    /// Asset tag.
+    pub tag: String,
+    /// Device id.
+    pub device_id: i64,
+    /// The device's manufacturer.
+    pub manufacturer: Option<String>,
+    /// The device's model.
+    pub model: Option<String>,
+}
+
 /// A link as shown with a device.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LinkRef {
@@ -889,6 +903,9 @@ pub trait Store: Send + std::fmt::Debug {
     ) -> Result<Vec<DeviceSummary>, StoreError>;
     /// Coverage counts over the device summaries (of these vendors), without loading them.
     fn coverage(&self, vendors: Option<&[String]>) -> Result<Coverage, StoreError>;
+    /// The devices linked to an asset (of these vendors), by tag: four narrow columns of one
+    /// index, no summary body.
+    fn asset_links(&self, vendors: Option<&[String]>) -> Result<Vec<AssetLinkRow>, StoreError>;
     /// One device's summary.
     fn device_summary(&self, id: i64) -> Result<Option<DeviceSummary>, StoreError>;
     /// One device in full.
@@ -1059,6 +1076,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn coverage(&self, vendors: Option<&[String]>) -> Result<Coverage, StoreError> {
         (**self).coverage(vendors)
+    }
+    fn asset_links(&self, vendors: Option<&[String]>) -> Result<Vec<AssetLinkRow>, StoreError> {
+        (**self).asset_links(vendors)
     }
     fn device_summary(&self, id: i64) -> Result<Option<DeviceSummary>, StoreError> {
         (**self).device_summary(id)

@@ -14,9 +14,9 @@ use ward_protocols::MacAddr;
 use super::{db, decode, encode, query};
 use crate::import::model::{Asset, Contract};
 use crate::store::{
-    AgentRow, AttributeValue, Counts, Coverage, DeviceQuery, DeviceSort, DeviceSummary, DeviceView,
-    FlagDay, FlagQuery, FlagRow, Inventory, Link, LinkFilter, LinkKind, MergeRow, ServiceDirection,
-    ServiceView, Sighting, StoreError, Transport,
+    AgentRow, AssetLinkRow, AttributeValue, Counts, Coverage, DeviceQuery, DeviceSort,
+    DeviceSummary, DeviceView, FlagDay, FlagQuery, FlagRow, Inventory, Link, LinkFilter, LinkKind,
+    MergeRow, ServiceDirection, ServiceView, Sighting, StoreError, Transport,
 };
 
 /// Devices (not merged away) with everything stored about them; `one` restricts to one id.
@@ -636,6 +636,45 @@ pub(super) fn coverage(
     Ok(crate::compliance::summary::coverage_from(
         rows.into_iter().map(|(k, n)| (k, n.max(0) as u64)),
     ))
+}
+
+/// The devices linked to an asset (of these vendors), by tag then device: from the
+/// `device_summary_asset_links` index alone (tag, id, manufacturer, model), in one statement.
+pub(super) fn asset_links(
+    conn: &Connection,
+    vendors: Option<&[String]>,
+) -> Result<Vec<AssetLinkRow>, StoreError> {
+    let mut f = Filter::default();
+    f.and("asset_tag IS NOT NULL".into());
+    if let Some(pats) = vendors {
+        let names = if counts_kept(conn)? {
+            counted_manufacturers(conn, |n| glob_any(pats, n))?
+        } else {
+            names_where(conn, "device_summary", "manufacturer", |n| {
+                glob_any(pats, n)
+            })?
+        };
+        let list = f.list(&names);
+        f.and(format!("manufacturer IN {list}"));
+    }
+    query(
+        conn,
+        "listing asset links",
+        &format!(
+            "SELECT asset_tag, device_id, manufacturer, model FROM device_summary{}
+             ORDER BY asset_tag, device_id",
+            f.where_sql()
+        ),
+        params_from_iter(f.args.iter()),
+        |r| {
+            Ok(AssetLinkRow {
+                tag: r.get(0)?,
+                device_id: r.get(1)?,
+                manufacturer: r.get(2)?,
+                model: r.get(3)?,
+            })
+        },
+    )
 }
 
 /// Whether the summary of the summaries is kept (see `coverage`).
