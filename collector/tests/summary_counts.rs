@@ -9,7 +9,10 @@ mod common;
 
 use std::path::Path;
 
-use ward_collector::store::{DeviceQuery, DeviceSort, DeviceSummary, LinkFilter, LinkRef, Store};
+use ward_collector::compliance::flags::FlagKind;
+use ward_collector::store::{
+    DeviceQuery, DeviceSort, DeviceSummary, FlagInstance, LinkFilter, LinkRef, Store,
+};
 
 fn link(t: &str) -> LinkRef {
     LinkRef {
@@ -216,8 +219,53 @@ fn answers(s: &dyn Store) -> Answers {
         got.sort();
         assert_eq!(got, want, "{v:?}");
         out.push((format!("asset links {v:?}"), format!("{got:?}")));
+        // The overview's flag counts and chart.
+        out.push((
+            format!("open flags {v:?}"),
+            format!("{:?}", s.open_flag_counts(v.as_deref()).unwrap()),
+        ));
+        for (from, to) in [(0, 40 * DAY), (9 * DAY, 12 * DAY - 1), (-3 * DAY, DAY)] {
+            out.push((
+                format!("timeline {v:?} {from} {to}"),
+                format!("{:?}", s.flag_timeline(v.as_deref(), from, to).unwrap()),
+            ));
+        }
     }
     out
+}
+
+const DAY: i64 = 86_400_000_000;
+
+fn flag(kind: FlagKind, subject: &str) -> FlagInstance {
+    FlagInstance {
+        kind,
+        subject: subject.into(),
+        detail: String::new(),
+        severity: kind.severity(),
+        summary: "s".into(),
+        evidence: serde_json::Value::Null,
+    }
+}
+
+/// Flags opened and resolved over several days (one before 1970: the day rounds down).
+fn evaluate_flags(s: &mut dyn Store) {
+    let all: Vec<FlagInstance> = (1..=12)
+        .map(|i| {
+            let kind = [
+                FlagKind::NoContract,
+                FlagKind::NotInAssetRegister,
+                FlagKind::EndOfSupportPassed,
+            ][i % 3];
+            flag(kind, &format!("device:{i}"))
+        })
+        .chain([flag(FlagKind::AssetNotSeen, "asset:A-1")])
+        .collect();
+    s.apply_evaluation(&[], &all[..8], &[], -DAY / 2).unwrap();
+    s.apply_evaluation(&[], &all, &[], 10 * DAY + 5).unwrap();
+    s.apply_evaluation(&[], &all[3..], &[], 11 * DAY + 7)
+        .unwrap();
+    s.apply_evaluation(&[], &all[5..], &[], 11 * DAY + 9)
+        .unwrap();
 }
 
 #[test]
@@ -225,10 +273,19 @@ fn stored_counts_answer_as_the_pass_over_every_summary() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ward.db");
     let mut s = common::open_store(&path);
+    evaluate_flags(&mut *s);
     let mut rows = inventory();
     s.write_summaries(&rows).unwrap();
     let stored = common::db_rows(&path, "SELECT count(*) FROM summary_counts");
     assert_ne!(stored[0][0].as_deref(), Some("0"), "counts kept");
+    let flags_kept = common::db_rows(
+        &path,
+        "SELECT count(*) FROM summary_counts WHERE grp = 'flags' AND name = 'kept'",
+    );
+    assert_eq!(flags_kept[0][0].as_deref(), Some("1"), "flag counts kept");
+    let t = s.flag_timeline(None, -3 * DAY, 40 * DAY).unwrap();
+    let t: Vec<(i64, u64, u64)> = t.iter().map(|d| (d.day, d.opened, d.resolved)).collect();
+    assert_eq!(t, [(-1, 8, 0), (10, 5, 0), (11, 0, 5)]);
     let kept = answers(&*s);
     forget_counts(&path);
     let counted = answers(&*s);

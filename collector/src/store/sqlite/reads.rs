@@ -838,6 +838,13 @@ pub(super) fn flag_timeline(
     until_us: i64,
 ) -> Result<Vec<FlagDay>, StoreError> {
     const DAY_US: i64 = 86_400_000_000;
+    if vendors.is_none() && flag_counts_kept(conn)? {
+        return kept_flag_timeline(
+            conn,
+            since_us.div_euclid(DAY_US),
+            until_us.div_euclid(DAY_US),
+        );
+    }
     let mut f = Filter::default();
     if let Some(pats) = vendors {
         vendor_flags(conn, &mut f, pats)?;
@@ -988,11 +995,71 @@ fn glob_literal(s: &str) -> String {
     out
 }
 
+/// Whether the evaluation keeps the flag counts (`write_flag_counts`; not before the first
+/// evaluation of this version).
+fn flag_counts_kept(conn: &Connection) -> Result<bool, StoreError> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM summary_counts WHERE grp = 'flags' AND value = '' AND name = 'kept'",
+    )
+    .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+    .map(|n| n > 0)
+    .map_err(db("reading flag counts"))
+}
+
+/// The timeline from the kept per-day counts: every day with a flag opened or resolved is a
+/// row, so the stored set grows by at most two rows a day.
+fn kept_flag_timeline(
+    conn: &Connection,
+    first: i64,
+    last: i64,
+) -> Result<Vec<FlagDay>, StoreError> {
+    // At most a year of days, whatever the caller asks (as the counted timeline).
+    let first = first.max(last - 366);
+    let rows: Vec<(String, String, i64)> = query(
+        conn,
+        "reading the flag timeline",
+        "SELECT grp, value, n FROM summary_counts WHERE grp IN ('flags_opened', 'flags_resolved')",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let mut days: BTreeMap<i64, [u64; 2]> = BTreeMap::new();
+    for (grp, day, n) in rows {
+        let Ok(day) = day.parse::<i64>() else {
+            continue;
+        };
+        if day < first || day > last {
+            continue;
+        }
+        let i = usize::from(grp == "flags_resolved");
+        days.entry(day).or_default()[i] += n.max(0) as u64;
+    }
+    Ok(days
+        .into_iter()
+        .filter(|(_, c)| *c != [0, 0])
+        .map(|(day, [opened, resolved])| FlagDay {
+            day,
+            opened,
+            resolved,
+        })
+        .collect())
+}
+
 /// Open flags by kind (of the flags `vendors` see), in one pass over the open-flags index.
 pub(super) fn open_flag_counts(
     conn: &Connection,
     vendors: Option<&[String]>,
 ) -> Result<Vec<(String, u64)>, StoreError> {
+    if vendors.is_none() && flag_counts_kept(conn)? {
+        // Kept by the evaluation with the flags. A vendor's are counted: its flags are those
+        // of its devices and contracts, which no stored count follows.
+        return query(
+            conn,
+            "counting open flags",
+            "SELECT value, n FROM summary_counts WHERE grp = 'flags_open' ORDER BY value",
+            [],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
+        );
+    }
     let mut f = Filter::default();
     f.and("status = 'open'".into());
     if let Some(pats) = vendors {
