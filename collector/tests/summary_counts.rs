@@ -37,7 +37,7 @@ fn inventory() -> Vec<DeviceSummary> {
             let flag_kinds: Vec<String> = kinds
                 .iter()
                 .enumerate()
-                .filter(|(k, _)| (i as usize + k) % 3 == 0)
+                .filter(|(k, _)| (i as usize + k).is_multiple_of(3))
                 .map(|(_, k)| k.to_string())
                 .collect();
             DeviceSummary {

@@ -328,7 +328,8 @@ pub fn asset_links(
 
 pub use crate::store::Coverage;
 
-/// Coverage summary, counted by the store in one pass (no inventory load).
+/// Coverage summary, from the counts the store keeps with the device summaries (no inventory
+/// load).
 pub fn coverage(store: &dyn Store, p: &Principal) -> Result<Coverage, ViewError> {
     Ok(store.coverage(vendors(p).as_deref())?)
 }

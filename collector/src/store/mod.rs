@@ -678,8 +678,8 @@ pub struct DeviceSummary {
 }
 
 /// Coverage: is every device known, covered and supported (`/api/v1/coverage`, the coverage
-/// report). Counted by the store in one pass over the device summaries, so its cost in memory
-/// does not grow with the inventory.
+/// report). Read from the counts every evaluation keeps with the device summaries (per
+/// manufacturer for a vendor), so neither its time nor its memory grows with the inventory.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Coverage {
     /// Devices.
@@ -901,7 +901,8 @@ pub trait Store: Send + std::fmt::Debug {
         &self,
         vendors: Option<&[String]>,
     ) -> Result<Vec<DeviceSummary>, StoreError>;
-    /// Coverage counts over the device summaries (of these vendors), without loading them.
+    /// Coverage counts over the device summaries (of these vendors), from the counts kept with
+    /// them (`compliance::summary::summary_counts`), without loading them.
     fn coverage(&self, vendors: Option<&[String]>) -> Result<Coverage, StoreError>;
     /// The devices linked to an asset (of these vendors), by tag: four narrow columns of one
     /// index, no summary body.
