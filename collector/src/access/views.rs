@@ -318,9 +318,18 @@ pub fn assets(store: &dyn Store, p: &Principal) -> Result<Vec<Asset>, ViewError>
         .collect())
 }
 
+/// The devices linked to an asset of the register (of the vendor's devices for a vendor).
+pub fn asset_links(
+    store: &dyn Store,
+    p: &Principal,
+) -> Result<Vec<crate::store::AssetLinkRow>, ViewError> {
+    Ok(store.asset_links(vendors(p).as_deref())?)
+}
+
 pub use crate::store::Coverage;
 
-/// Coverage summary, counted by the store in one pass (no inventory load).
+/// Coverage summary, from the counts the store keeps with the device summaries (no inventory
+/// load).
 pub fn coverage(store: &dyn Store, p: &Principal) -> Result<Coverage, ViewError> {
     Ok(store.coverage(vendors(p).as_deref())?)
 }

@@ -1,11 +1,11 @@
 //! Device summaries: the per-device row the API and reports list and filter on, recomputed by
 //! every evaluation from the inventory, its links and its flags.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::compliance::flags::{is_medical, FlagConfig};
 use crate::compliance::link::manufacturer_model;
-use crate::store::{DeviceSummary, FlagInstance, Inventory, Link, LinkKind, LinkRef};
+use crate::store::{Coverage, DeviceSummary, FlagInstance, Inventory, Link, LinkKind, LinkRef};
 
 /// One summary per device.
 pub fn summaries(
@@ -64,4 +64,92 @@ pub fn summaries(
             }
         })
         .collect()
+}
+
+/// The group of a [`summary_counts`] row: every device, one manufacturer's devices, or one
+/// model's.
+pub const ALL: &str = "all";
+/// Counts of one manufacturer's devices (`value` = the manufacturer as stored).
+pub const MANUFACTURER: &str = "manufacturer";
+/// Devices of one model (`value` = the model as stored; only `devices` is counted).
+pub const MODEL: &str = "model";
+/// The name of an open-flag-kind count: `open:` and the kind.
+pub const OPEN_PREFIX: &str = "open:";
+
+/// The summary of the summaries: `(group, value, name) → n`, what the coverage view, the
+/// device list's totals and its search read instead of a pass over every summary. Kept by the
+/// store with the summaries (in the same transaction), so the two never disagree.
+///
+/// Names: `devices`, `medical`, `medical_in_asset_register`, `medical_under_contract`,
+/// `end_of_support_passed`, `end_of_support_within`, `with_open_flags`, `with_asset`,
+/// `with_contract`, and `open:<kind>` (devices with an open flag of that kind) per [`ALL`] and per
+/// [`MANUFACTURER`] (a vendor's coverage is the sum over the manufacturers its globs match);
+/// `devices` per [`MODEL`] (the distinct models the search matches a substring against). The
+/// [`ALL`] group always has its `devices` row, zero included: its presence says the counts were
+/// kept (a database summarised by an older collector has none until the next evaluation).
+pub fn summary_counts(rows: &[DeviceSummary]) -> BTreeMap<(&'static str, String, String), u64> {
+    let mut out: BTreeMap<(&'static str, String, String), u64> = BTreeMap::new();
+    out.insert((ALL, String::new(), "devices".into()), 0);
+    for r in rows {
+        let mut names: Vec<String> = vec!["devices".into()];
+        if r.medical {
+            names.push("medical".into());
+            if r.asset.is_some() {
+                names.push("medical_in_asset_register".into());
+            }
+            if r.contract.is_some() {
+                names.push("medical_under_contract".into());
+            }
+        }
+        if r.open_flags > 0 {
+            names.push("with_open_flags".into());
+        }
+        if r.asset.is_some() {
+            names.push("with_asset".into());
+        }
+        if r.contract.is_some() {
+            names.push("with_contract".into());
+        }
+        // As the stored `flag_kinds` column splits them: one count per listed kind.
+        for k in r.flag_kinds.iter().filter(|k| !k.is_empty()) {
+            if k == "end_of_support_passed" || k == "end_of_support_within" {
+                names.push(k.clone());
+            }
+            names.push(format!("{OPEN_PREFIX}{k}"));
+        }
+        for name in names {
+            *out.entry((ALL, String::new(), name.clone())).or_default() += 1;
+            if let Some(m) = &r.manufacturer {
+                *out.entry((MANUFACTURER, m.clone(), name)).or_default() += 1;
+            }
+        }
+        if let Some(m) = &r.model {
+            *out.entry((MODEL, m.clone(), "devices".into())).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Coverage from the `name → n` counts of one group (or their sums over several).
+pub fn coverage_from(counts: impl IntoIterator<Item = (String, u64)>) -> Coverage {
+    let mut c = Coverage::default();
+    for (name, n) in counts {
+        match name.as_str() {
+            "devices" => c.devices += n,
+            "medical" => c.medical += n,
+            "medical_in_asset_register" => c.medical_in_asset_register += n,
+            "medical_under_contract" => c.medical_under_contract += n,
+            "end_of_support_passed" => c.end_of_support_passed += n,
+            "end_of_support_within" => c.end_of_support_within += n,
+            "with_open_flags" => c.with_open_flags += n,
+            other => {
+                if let Some(kind) = other.strip_prefix(OPEN_PREFIX) {
+                    if n > 0 {
+                        *c.open_flags_by_kind.entry(kind.to_string()).or_default() += n;
+                    }
+                }
+            }
+        }
+    }
+    c
 }

@@ -17,6 +17,10 @@ use crate::store::{DeviceQuery, DeviceSort, FlagQuery, LinkFilter, Store};
 
 /// Devices per page.
 pub const PAGE_SIZE: u32 = 50;
+/// The device list counts at most this many matching devices when the total is not one of the
+/// stored counts (a filter by type, site or search): a broad filter at 100 000 devices shows
+/// "more than 10000" rather than counting every one on each page view (docs/console.md).
+pub const COUNT_CAP: u64 = 10_000;
 /// Flags per page.
 pub const FLAG_PAGE_SIZE: u32 = 50;
 /// Rows the assets page lists at most.
@@ -387,6 +391,7 @@ impl DeviceParams {
             vendors: None,
             limit,
             offset,
+            count_cap: None,
         })
     }
 
@@ -449,7 +454,16 @@ pub fn devices(
     params: &DeviceParams,
 ) -> Result<Markup, PageError> {
     let offset = params.offset();
-    let page = views::devices(store, &s.principal, params.query(offset, PAGE_SIZE)?)?;
+    let mut q = params.query(offset, PAGE_SIZE)?;
+    q.count_cap = Some(COUNT_CAP);
+    let page = views::devices(store, &s.principal, q)?;
+    // Above the cap the total is "more than" it; the next page exists while pages are full.
+    let capped = page.total == u64::MAX;
+    let known_total = match (capped, page.items.len() == PAGE_SIZE as usize) {
+        (true, true) => u64::MAX,
+        (true, false) => offset.saturating_add(page.items.len() as u64),
+        (false, _) => page.total,
+    };
     let (first, last) = (
         if page.items.is_empty() { 0 } else { offset + 1 },
         offset + page.items.len() as u64,
@@ -487,7 +501,9 @@ pub fn devices(
             }
         }
         p class="summary" aria-live="polite" {
-            "Devices " (first) "–" (last) " of " (page.total) ". "
+            "Devices " (first) "–" (last) " of "
+            @if capped { "more than " (COUNT_CAP) } @else { (page.total) }
+            ". "
             a href=(params.href("/devices.csv", None)) download { "Export this view as CSV" }
         }
         div class="scroll" {
@@ -533,7 +549,7 @@ pub fn devices(
                 }
             }
         }
-        (pager(offset, PAGE_SIZE, page.total, |o| params.href("/devices", Some(o))))
+        (pager(offset, PAGE_SIZE, known_total, |o| params.href("/devices", Some(o))))
     };
     Ok(layout(s, "Devices", Nav::Devices, body))
 }
@@ -545,8 +561,8 @@ fn pager(offset: u64, size: u32, total: u64, href: impl Fn(u64) -> String) -> Ma
             @if offset > 0 {
                 a rel="prev" href=(href(offset.saturating_sub(size))) { "← Previous" }
             }
-            @if offset + size < total {
-                a rel="next" href=(href(offset + size)) { "Next →" }
+            @if offset.saturating_add(size) < total {
+                a rel="next" href=(href(offset.saturating_add(size))) { "Next →" }
             }
         }
     }
@@ -1078,29 +1094,11 @@ pub fn assets(store: &mut dyn Store, s: &Session) -> Result<Markup, PageError> {
         },
     )?
     .total;
+    // Tag → the device linked to it (the last by id, when several are): one narrow index
+    // read, not the linked devices' summaries page by page.
     let mut linked = std::collections::HashMap::new();
-    let mut offset = 0;
-    loop {
-        let page = views::devices(
-            store,
-            p,
-            DeviceQuery {
-                asset: Some(LinkFilter::Linked),
-                limit: MAX_LIMIT,
-                offset,
-                ..DeviceQuery::default()
-            },
-        )?;
-        let n = page.items.len() as u64;
-        for d in page.items {
-            if let Some(a) = &d.asset {
-                linked.insert(a.target.clone(), d.clone());
-            }
-        }
-        offset += n;
-        if n == 0 || offset >= page.total {
-            break;
-        }
+    for l in views::asset_links(store, p)? {
+        linked.insert(l.tag.clone(), l);
     }
     let differs = |a: Option<&str>, b: Option<&str>| match (a, b) {
         (Some(a), Some(b)) => !a.trim().eq_ignore_ascii_case(b.trim()),
@@ -1133,7 +1131,7 @@ pub fn assets(store: &mut dyn Store, s: &Session) -> Result<Markup, PageError> {
                                 td { (a.tag) }
                                 td { (a.manufacturer.as_deref().unwrap_or("")) " " (a.model.as_deref().unwrap_or("")) }
                                 td { (d.manufacturer.as_deref().unwrap_or("")) " " (d.model.as_deref().unwrap_or("")) }
-                                td { a href={"/devices/" (d.id)} { (d.id) } }
+                                td { a href={"/devices/" (d.device_id)} { (d.device_id) } }
                             }
                         }
                     }
@@ -1167,7 +1165,7 @@ pub fn assets(store: &mut dyn Store, s: &Session) -> Result<Markup, PageError> {
                                 td { (a.location.as_deref().unwrap_or("")) }
                                 td { (a.contract_id.as_deref().unwrap_or("")) }
                                 td {
-                                    @if let Some(d) = linked.get(&a.tag) { a href={"/devices/" (d.id)} { "device " (d.id) } }
+                                    @if let Some(d) = linked.get(&a.tag) { a href={"/devices/" (d.device_id)} { "device " (d.device_id) } }
                                     @else { "not seen" }
                                 }
                             }

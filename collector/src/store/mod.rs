@@ -614,6 +614,20 @@ pub struct ImportStats {
     pub removed: u64,
 }
 
+/// A device linked to an asset of the register, with what the network says it is (the
+/// console's reconciliation of the register with the network).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetLinkRow {
+    /// Asset tag.
+    pub tag: String,
+    /// Device id.
+    pub device_id: i64,
+    /// The device's manufacturer.
+    pub manufacturer: Option<String>,
+    /// The device's model.
+    pub model: Option<String>,
+}
+
 /// A link as shown with a device.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LinkRef {
@@ -664,8 +678,8 @@ pub struct DeviceSummary {
 }
 
 /// Coverage: is every device known, covered and supported (`/api/v1/coverage`, the coverage
-/// report). Counted by the store in one pass over the device summaries, so its cost in memory
-/// does not grow with the inventory.
+/// report). Read from the counts every evaluation keeps with the device summaries (per
+/// manufacturer for a vendor), so neither its time nor its memory grows with the inventory.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Coverage {
     /// Devices.
@@ -714,6 +728,11 @@ pub struct DeviceQuery {
     pub limit: u32,
     /// Page start.
     pub offset: u64,
+    /// Count at most this many matching devices for the total when it cannot be read from the
+    /// summary of the summaries: a total above it is returned as `u64::MAX` ("more than cap"),
+    /// so a broad filter's total costs `cap` index entries, not the whole inventory (the
+    /// console). `None` counts them all (the API's exact totals).
+    pub count_cap: Option<u64>,
 }
 
 /// How a device list is ordered (`DeviceQuery::sort`); every order ends with the device id, so
@@ -882,8 +901,12 @@ pub trait Store: Send + std::fmt::Debug {
         &self,
         vendors: Option<&[String]>,
     ) -> Result<Vec<DeviceSummary>, StoreError>;
-    /// Coverage counts over the device summaries (of these vendors), without loading them.
+    /// Coverage counts over the device summaries (of these vendors), from the counts kept with
+    /// them (`compliance::summary::summary_counts`), without loading them.
     fn coverage(&self, vendors: Option<&[String]>) -> Result<Coverage, StoreError>;
+    /// The devices linked to an asset (of these vendors), by tag: four narrow columns of one
+    /// index, no summary body.
+    fn asset_links(&self, vendors: Option<&[String]>) -> Result<Vec<AssetLinkRow>, StoreError>;
     /// One device's summary.
     fn device_summary(&self, id: i64) -> Result<Option<DeviceSummary>, StoreError>;
     /// One device in full.
@@ -1060,6 +1083,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn coverage(&self, vendors: Option<&[String]>) -> Result<Coverage, StoreError> {
         (**self).coverage(vendors)
+    }
+    fn asset_links(&self, vendors: Option<&[String]>) -> Result<Vec<AssetLinkRow>, StoreError> {
+        (**self).asset_links(vendors)
     }
     fn device_summary(&self, id: i64) -> Result<Option<DeviceSummary>, StoreError> {
         (**self).device_summary(id)

@@ -177,6 +177,7 @@ pub(super) fn apply(
             |r| r.get::<_, i64>(0),
         )
         .map_err(db("counting flags"))? as u64;
+    write_flag_counts(&tx)?;
     tx.commit().map_err(db("committing evaluation"))?;
     let resolved = if resolved.is_empty() {
         Vec::new()
@@ -263,8 +264,102 @@ pub(super) fn write_summaries(
             written += 1;
         }
     }
+    write_counts(&tx, rows)?;
     tx.commit().map_err(db("committing summaries"))?;
     Ok(written)
+}
+
+/// The overview's flag counts, kept with the flags in the evaluation's transaction: open flags
+/// by kind, and flags opened and resolved per UTC day (`summary_counts` groups `flags_open`,
+/// `flags_opened`, `flags_resolved`; `flags`/`kept` says they are kept). Recounted from the
+/// flags' indexes each evaluation (tens of milliseconds at 200 000 flags) so that a page view
+/// reads a few rows instead of counting them.
+fn write_flag_counts(tx: &Connection) -> Result<(), StoreError> {
+    exec(
+        tx,
+        "clearing flag counts",
+        "DELETE FROM summary_counts
+         WHERE grp IN ('flags', 'flags_open', 'flags_opened', 'flags_resolved')",
+        [],
+    )?;
+    exec(
+        tx,
+        "counting open flags",
+        "INSERT INTO summary_counts (grp, value, name, n)
+         SELECT 'flags_open', kind, '', count(*) FROM flags WHERE status = 'open' GROUP BY kind",
+        [],
+    )?;
+    for (grp, column) in [
+        ("flags_opened", "opened_us"),
+        ("flags_resolved", "resolved_us"),
+    ] {
+        // The UTC day, rounded down (negative times too, as `i64::div_euclid`).
+        exec(
+            tx,
+            "counting flags per day",
+            &format!(
+                "INSERT INTO summary_counts (grp, value, name, n)
+                 SELECT '{grp}', CAST(day AS TEXT), '', count(*) FROM
+                   (SELECT CASE WHEN {column} >= 0 THEN {column} / 86400000000
+                                ELSE ({column} + 1) / 86400000000 - 1 END AS day
+                    FROM flags WHERE {column} IS NOT NULL) AS days
+                 GROUP BY day"
+            ),
+            [],
+        )?;
+    }
+    exec(
+        tx,
+        "marking flag counts",
+        "INSERT INTO summary_counts (grp, value, name, n) VALUES ('flags', '', 'kept', 1)",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Keeps the summary of the summaries (`summary_counts`) equal to the counts of `rows`, in the
+/// summaries' transaction: only the rows that changed are written.
+fn write_counts(tx: &Connection, rows: &[DeviceSummary]) -> Result<(), StoreError> {
+    let want: HashMap<(String, String, String), u64> =
+        crate::compliance::summary::summary_counts(rows)
+            .into_iter()
+            .map(|((g, v, n), c)| ((g.to_string(), v, n), c))
+            .collect();
+    let have: HashMap<(String, String, String), i64> = query(
+        tx,
+        "reading summary counts",
+        "SELECT grp, value, name, n FROM summary_counts
+         WHERE grp IN ('all', 'manufacturer', 'model')",
+        [],
+        |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)),
+    )?
+    .into_iter()
+    .collect();
+    for ((grp, value, name), n) in &want {
+        let n = i64::try_from(*n).unwrap_or(i64::MAX);
+        if have.get(&(grp.clone(), value.clone(), name.clone())) == Some(&n) {
+            continue;
+        }
+        exec(
+            tx,
+            "writing summary count",
+            "INSERT INTO summary_counts (grp, value, name, n) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (grp, value, name) DO UPDATE SET n = excluded.n",
+            params![grp, value, name, n],
+        )?;
+    }
+    for key in have.keys() {
+        if !want.contains_key(key) {
+            let (grp, value, name) = key;
+            exec(
+                tx,
+                "removing summary count",
+                "DELETE FROM summary_counts WHERE grp = ?1 AND value = ?2 AND name = ?3",
+                params![grp, value, name],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Claims the flags not yet alerted and marks them in the same transaction (PostgreSQL: the

@@ -456,6 +456,12 @@ impl Store for PostgresStore {
     fn coverage(&self, vendors: Option<&[String]>) -> Result<Coverage, StoreError> {
         sql::off_runtime(|| reads::coverage(&self.conn()?, vendors))
     }
+    fn asset_links(
+        &self,
+        vendors: Option<&[String]>,
+    ) -> Result<Vec<crate::store::AssetLinkRow>, StoreError> {
+        sql::off_runtime(|| reads::asset_links(&self.conn()?, vendors))
+    }
 
     fn device_summary(&self, id: i64) -> Result<Option<DeviceSummary>, StoreError> {
         sql::off_runtime(|| reads::device_summary(&self.conn()?, id))

@@ -279,6 +279,12 @@ impl Store for SqliteStore {
     fn coverage(&self, vendors: Option<&[String]>) -> Result<Coverage, StoreError> {
         reads::coverage(&self.conn, vendors)
     }
+    fn asset_links(
+        &self,
+        vendors: Option<&[String]>,
+    ) -> Result<Vec<crate::store::AssetLinkRow>, StoreError> {
+        reads::asset_links(&self.conn, vendors)
+    }
 
     fn device_summary(&self, id: i64) -> Result<Option<DeviceSummary>, StoreError> {
         reads::device_summary(&self.conn, id)

@@ -11,9 +11,9 @@ use ward_protocols::MacAddr;
 use super::{db, decode, encode, query};
 use crate::import::model::{Asset, Contract};
 use crate::store::{
-    AgentRow, AttributeValue, Counts, Coverage, DeviceQuery, DeviceSort, DeviceSummary, DeviceView,
-    FlagDay, FlagQuery, FlagRow, Inventory, Link, LinkFilter, LinkKind, MergeRow, ServiceDirection,
-    ServiceView, Sighting, StoreError, Transport,
+    AgentRow, AssetLinkRow, AttributeValue, Counts, Coverage, DeviceQuery, DeviceSort,
+    DeviceSummary, DeviceView, FlagDay, FlagQuery, FlagRow, Inventory, Link, LinkFilter, LinkKind,
+    MergeRow, ServiceDirection, ServiceView, Sighting, StoreError, Transport,
 };
 
 /// Devices (not merged away) with everything stored about them; `one` restricts to one id.
@@ -337,6 +337,10 @@ pub(super) fn device_page(
     conn: &Connection,
     q: &DeviceQuery,
 ) -> Result<(u64, Vec<DeviceSummary>), StoreError> {
+    // With the summary of the summaries kept, the names a filter matches come from its few
+    // rows, not from a pass over every summary (a database from an older collector: until its
+    // next evaluation).
+    let kept = counts_kept(conn)?;
     let mut f = Filter::default();
     if let Some(site) = &q.site {
         let p = f.text(format!("%,{},%", like_literal(site)));
@@ -354,13 +358,20 @@ pub(super) fn device_page(
         );
         f.and(format!("device_type IN ({})", ps.join(", ")));
     }
+    // The manufacturers the filter and the vendor globs leave (`None`: any).
+    let mut manufacturers: Option<Vec<String>> = None;
     if let Some(m) = &q.manufacturer {
         let needle = crate::import::pattern::Substring::new(m);
-        let names = names_where(conn, "device_summary", "manufacturer", |n| {
-            needle.matches(n)
-        })?;
+        let names = if kept {
+            counted_manufacturers(conn, |n| needle.matches(n))?
+        } else {
+            names_where(conn, "device_summary", "manufacturer", |n| {
+                needle.matches(n)
+            })?
+        };
         let list = f.list(&names);
         f.and(format!("manufacturer IN {list}"));
+        manufacturers = Some(names);
     }
     if let Some(flag) = &q.flag {
         let p = f.text(format!("%,{},%", like_literal(flag)));
@@ -369,7 +380,10 @@ pub(super) fn device_page(
     if let Some(text) = q.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         // Identities by prefix — each kind and spelling a range of the identities' primary
         // key, so a search stays an index lookup at any inventory size — and manufacturer or
-        // model by substring (two narrow columns of the summaries).
+        // model by substring: matched against the distinct manufacturers and models (the
+        // summary counts' rows, a small set), whose devices are then read through the
+        // manufacturer and model indexes. The same devices as a substring test of every
+        // summary's two columns, which is what is left when the counts are not kept.
         let mut spellings = vec![text.to_owned(), text.to_lowercase(), text.to_uppercase()];
         spellings.dedup();
         let mut ranges = Vec::new();
@@ -382,9 +396,18 @@ pub(super) fn device_page(
             }
         }
         let like = f.text(format!("%{}%", like_literal(text)));
+        let names = if kept {
+            format!(
+                "manufacturer IN (SELECT value FROM summary_counts
+                   WHERE grp = 'manufacturer' AND name = 'devices' AND value LIKE {like} ESCAPE '\\')
+                 OR model IN (SELECT value FROM summary_counts
+                   WHERE grp = 'model' AND name = 'devices' AND value LIKE {like} ESCAPE '\\')"
+            )
+        } else {
+            format!("manufacturer LIKE {like} ESCAPE '\\' OR model LIKE {like} ESCAPE '\\'")
+        };
         f.and(format!(
-            "(manufacturer LIKE {like} ESCAPE '\\' OR model LIKE {like} ESCAPE '\\'
-              OR device_id IN ({}))",
+            "({names} OR device_id IN ({}))",
             ranges.join(" UNION ")
         ));
     }
@@ -400,28 +423,170 @@ pub(super) fn device_page(
         }
     }
     if let Some(pats) = &q.vendors {
-        vendor_devices(conn, &mut f, pats)?;
+        let names = if kept {
+            counted_manufacturers(conn, |n| glob_any(pats, n))?
+        } else {
+            names_where(conn, "device_summary", "manufacturer", |n| {
+                glob_any(pats, n)
+            })?
+        };
+        let list = f.list(&names);
+        f.and(format!("manufacturer IN {list}"));
+        manufacturers = Some(match manufacturers {
+            None => names,
+            Some(m) => m.into_iter().filter(|n| names.contains(n)).collect(),
+        });
     }
-    let listing = Listing {
-        what: "devices",
-        table: "device_summary",
-        columns: "body",
-        order: match q.sort {
-            DeviceSort::Id => "device_id",
-            DeviceSort::Manufacturer => "manufacturer IS NULL, manufacturer, model, device_id",
-            DeviceSort::Type => "device_type, device_id",
-            DeviceSort::LastSeen => "last_us DESC, device_id",
-            DeviceSort::Flags => "open_flags DESC, device_id",
-        },
+    let where_sql = f.where_sql();
+    let counted = match (kept, counted_name(q)) {
+        (true, Some((name, negate))) => {
+            Some(counted_total(conn, manufacturers.as_deref(), name, negate)?)
+        }
+        _ => None,
     };
-    let (total, rows) = f.page(conn, &listing, (q.limit, q.offset), |r| {
-        r.get::<_, String>(0)
-    })?;
-    let rows = rows
+    let total = match counted {
+        Some(n) => n,
+        None => {
+            // Counted in a subquery bounded by the cap when there is one.
+            let (inner, cap) = match q.count_cap {
+                Some(cap) => (
+                    format!(
+                        "SELECT 1 FROM device_summary{where_sql} LIMIT {}",
+                        cap.saturating_add(1).min(i64::MAX as u64)
+                    ),
+                    Some(cap),
+                ),
+                None => (format!("SELECT 1 FROM device_summary{where_sql}"), None),
+            };
+            let n: i64 = conn
+                .prepare_cached(&format!("SELECT count(*) FROM ({inner}) AS matching"))
+                .and_then(|mut s| s.query_row(params_from_iter(f.args.iter()), |r| r.get(0)))
+                .map_err(db("counting devices"))?;
+            let n = n.max(0) as u64;
+            // Above the cap: "more than cap" (`DeviceQuery::count_cap`).
+            cap.map_or(n, |c| if n > c { u64::MAX } else { n })
+        }
+    };
+    let order = match q.sort {
+        DeviceSort::Id => "device_id",
+        DeviceSort::Manufacturer => "manufacturer IS NULL, manufacturer, model, device_id",
+        DeviceSort::Type => "device_type, device_id",
+        DeviceSort::LastSeen => "last_us DESC, device_id",
+        DeviceSort::Flags => "open_flags DESC, device_id",
+    };
+    // The page's ids first, then their bodies: skipping `offset` rows walks an index (every
+    // order has one holding its columns and the id), never the rows carrying the summary
+    // bodies. In id order with no filter the narrow `device_summary_ids` is named, as SQLite
+    // would otherwise walk the table itself.
+    let index = if q.sort == DeviceSort::Id && f.conds.is_empty() {
+        " INDEXED BY device_summary_ids"
+    } else {
+        ""
+    };
+    let mut args = f.args;
+    args.push(rusqlite::types::Value::Integer(i64::from(q.limit)));
+    let lim = args.len();
+    args.push(rusqlite::types::Value::Integer(
+        i64::try_from(q.offset).unwrap_or(i64::MAX),
+    ));
+    let off = args.len();
+    let bodies: Vec<String> = query(
+        conn,
+        "listing devices",
+        &format!(
+            "SELECT body FROM device_summary WHERE device_id IN
+               (SELECT device_id FROM device_summary{index}{where_sql}
+                ORDER BY {order} LIMIT ?{lim} OFFSET ?{off})
+             ORDER BY {order}"
+        ),
+        params_from_iter(args.iter()),
+        |r| r.get(0),
+    )?;
+    let rows = bodies
         .iter()
         .map(|b| decode("device summary", b))
         .collect::<Result<Vec<DeviceSummary>, _>>()?;
     Ok((total, rows))
+}
+
+/// The summary count a device query's total is, when it is one: the query filters by nothing
+/// but manufacturers (its filter, the vendor's globs) and at most one of an open-flag kind, a
+/// contract or an asset link (any or none). `(name, negate)`: `negate` = devices minus `name`.
+fn counted_name(q: &DeviceQuery) -> Option<(String, bool)> {
+    if q.site.is_some() || q.device_type.is_some() {
+        return None;
+    }
+    if q.search.as_deref().is_some_and(|t| !t.trim().is_empty()) {
+        return None;
+    }
+    let mut names = Vec::new();
+    if let Some(flag) = &q.flag {
+        // The stored list is comma-joined (a comma would match across two kinds), and its
+        // Its LIKE folds case: only a kind as stored (lower case) is its count.
+        if flag.is_empty()
+            || !flag
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return None;
+        }
+        names.push((
+            format!("{}{flag}", crate::compliance::summary::OPEN_PREFIX),
+            false,
+        ));
+    }
+    for (name, link) in [("with_contract", &q.contract), ("with_asset", &q.asset)] {
+        match link {
+            None => {}
+            Some(LinkFilter::Linked) => names.push((name.to_string(), false)),
+            Some(LinkFilter::Unlinked) => names.push((name.to_string(), true)),
+            Some(LinkFilter::To(_)) => return None,
+        }
+    }
+    match names.len() {
+        0 => Some(("devices".into(), false)),
+        1 => names.pop(),
+        _ => None,
+    }
+}
+
+/// A total from the summary counts: `name` (or devices minus `name`) over every device, or
+/// summed over `manufacturers`.
+fn counted_total(
+    conn: &Connection,
+    manufacturers: Option<&[String]>,
+    name: String,
+    negate: bool,
+) -> Result<u64, StoreError> {
+    let (sql, args) = match manufacturers {
+        None => (
+            "SELECT coalesce(sum(CASE WHEN name = 'devices' THEN n ELSE 0 END), 0),
+                    coalesce(sum(CASE WHEN name = ?1 THEN n ELSE 0 END), 0)
+             FROM summary_counts WHERE grp = 'all' AND name IN ('devices', ?1)",
+            vec![name],
+        ),
+        Some(m) => (
+            "SELECT coalesce(sum(CASE WHEN name = 'devices' THEN n ELSE 0 END), 0),
+                    coalesce(sum(CASE WHEN name = ?1 THEN n ELSE 0 END), 0)
+             FROM summary_counts WHERE grp = 'manufacturer' AND name IN ('devices', ?1)
+               AND value IN (SELECT value FROM json_each(?2))",
+            vec![name, encode(&m)],
+        ),
+    };
+    let (devices, named): (i64, i64) = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| {
+            s.query_row(params_from_iter(args.iter()), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
+        .map_err(db("counting devices"))?;
+    let (devices, named) = (devices.max(0) as u64, named.max(0) as u64);
+    Ok(if negate {
+        devices.saturating_sub(named)
+    } else {
+        named
+    })
 }
 
 pub(super) fn device_summaries(
@@ -439,7 +604,110 @@ pub(super) fn device_summaries(
     Ok(rows)
 }
 
+/// Coverage from the summary of the summaries (`summary_counts`, kept by every evaluation with
+/// the summaries): a few rows for everyone, a few per manufacturer for a vendor (the sum over
+/// the manufacturers its globs match, as its device list is restricted). A database summarised
+/// by an older collector has no counts until the next evaluation: then the summaries are counted.
 pub(super) fn coverage(
+    conn: &Connection,
+    vendors: Option<&[String]>,
+) -> Result<Coverage, StoreError> {
+    if !counts_kept(conn)? {
+        return coverage_scan(conn, vendors);
+    }
+    let rows: Vec<(String, i64)> = match vendors {
+        None => query(
+            conn,
+            "reading coverage",
+            "SELECT name, n FROM summary_counts WHERE grp = 'all'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?,
+        Some(globs) => {
+            let names = counted_manufacturers(conn, |n| glob_any(globs, n))?;
+            query(
+                conn,
+                "reading coverage",
+                "SELECT name, n FROM summary_counts
+                 WHERE grp = 'manufacturer' AND value IN (SELECT value FROM json_each(?1))",
+                [encode(&names)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+        }
+    };
+    Ok(crate::compliance::summary::coverage_from(
+        rows.into_iter().map(|(k, n)| (k, n.max(0) as u64)),
+    ))
+}
+
+/// The devices linked to an asset (of these vendors), by tag then device: from the
+/// `device_summary_asset_links` index alone (tag, id, manufacturer, model), in one statement.
+pub(super) fn asset_links(
+    conn: &Connection,
+    vendors: Option<&[String]>,
+) -> Result<Vec<AssetLinkRow>, StoreError> {
+    let mut f = Filter::default();
+    f.and("asset_tag IS NOT NULL".into());
+    if let Some(pats) = vendors {
+        let names = if counts_kept(conn)? {
+            counted_manufacturers(conn, |n| glob_any(pats, n))?
+        } else {
+            names_where(conn, "device_summary", "manufacturer", |n| {
+                glob_any(pats, n)
+            })?
+        };
+        let list = f.list(&names);
+        f.and(format!("manufacturer IN {list}"));
+    }
+    query(
+        conn,
+        "listing asset links",
+        &format!(
+            "SELECT asset_tag, device_id, manufacturer, model FROM device_summary{}
+             ORDER BY asset_tag, device_id",
+            f.where_sql()
+        ),
+        params_from_iter(f.args.iter()),
+        |r| {
+            Ok(AssetLinkRow {
+                tag: r.get(0)?,
+                device_id: r.get(1)?,
+                manufacturer: r.get(2)?,
+                model: r.get(3)?,
+            })
+        },
+    )
+}
+
+/// Whether the summary of the summaries is kept (see `coverage`).
+fn counts_kept(conn: &Connection) -> Result<bool, StoreError> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM summary_counts WHERE grp = 'all' AND value = '' AND name = 'devices'",
+    )
+    .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+    .map(|n| n > 0)
+    .map_err(db("reading summary counts"))
+}
+
+/// The distinct manufacturers of the summaries (from their counts: one row each) for which
+/// `keep` holds.
+fn counted_manufacturers(
+    conn: &Connection,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, StoreError> {
+    let names: Vec<String> = query(
+        conn,
+        "listing manufacturers",
+        "SELECT value FROM summary_counts WHERE grp = 'manufacturer' AND name = 'devices'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(names.into_iter().filter(|n| keep(n)).collect())
+}
+
+/// Coverage counted over every summary (of these vendors): the computation the stored counts
+/// replace, kept for a database whose counts are not kept yet and as the tests' reference.
+pub(super) fn coverage_scan(
     conn: &Connection,
     vendors: Option<&[String]>,
 ) -> Result<Coverage, StoreError> {
@@ -570,6 +838,13 @@ pub(super) fn flag_timeline(
     until_us: i64,
 ) -> Result<Vec<FlagDay>, StoreError> {
     const DAY_US: i64 = 86_400_000_000;
+    if vendors.is_none() && flag_counts_kept(conn)? {
+        return kept_flag_timeline(
+            conn,
+            since_us.div_euclid(DAY_US),
+            until_us.div_euclid(DAY_US),
+        );
+    }
     let mut f = Filter::default();
     if let Some(pats) = vendors {
         vendor_flags(conn, &mut f, pats)?;
@@ -720,11 +995,71 @@ fn glob_literal(s: &str) -> String {
     out
 }
 
+/// Whether the evaluation keeps the flag counts (`write_flag_counts`; not before the first
+/// evaluation of this version).
+fn flag_counts_kept(conn: &Connection) -> Result<bool, StoreError> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM summary_counts WHERE grp = 'flags' AND value = '' AND name = 'kept'",
+    )
+    .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+    .map(|n| n > 0)
+    .map_err(db("reading flag counts"))
+}
+
+/// The timeline from the kept per-day counts: every day with a flag opened or resolved is a
+/// row, so the stored set grows by at most two rows a day.
+fn kept_flag_timeline(
+    conn: &Connection,
+    first: i64,
+    last: i64,
+) -> Result<Vec<FlagDay>, StoreError> {
+    // At most a year of days, whatever the caller asks (as the counted timeline).
+    let first = first.max(last - 366);
+    let rows: Vec<(String, String, i64)> = query(
+        conn,
+        "reading the flag timeline",
+        "SELECT grp, value, n FROM summary_counts WHERE grp IN ('flags_opened', 'flags_resolved')",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let mut days: BTreeMap<i64, [u64; 2]> = BTreeMap::new();
+    for (grp, day, n) in rows {
+        let Ok(day) = day.parse::<i64>() else {
+            continue;
+        };
+        if day < first || day > last {
+            continue;
+        }
+        let i = usize::from(grp == "flags_resolved");
+        days.entry(day).or_default()[i] += n.max(0) as u64;
+    }
+    Ok(days
+        .into_iter()
+        .filter(|(_, c)| *c != [0, 0])
+        .map(|(day, [opened, resolved])| FlagDay {
+            day,
+            opened,
+            resolved,
+        })
+        .collect())
+}
+
 /// Open flags by kind (of the flags `vendors` see), in one pass over the open-flags index.
 pub(super) fn open_flag_counts(
     conn: &Connection,
     vendors: Option<&[String]>,
 ) -> Result<Vec<(String, u64)>, StoreError> {
+    if vendors.is_none() && flag_counts_kept(conn)? {
+        // Kept by the evaluation with the flags. A vendor's are counted: its flags are those
+        // of its devices and contracts, which no stored count follows.
+        return query(
+            conn,
+            "counting open flags",
+            "SELECT value, n FROM summary_counts WHERE grp = 'flags_open' ORDER BY value",
+            [],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
+        );
+    }
     let mut f = Filter::default();
     f.and("status = 'open'".into());
     if let Some(pats) = vendors {

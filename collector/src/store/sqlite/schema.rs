@@ -221,6 +221,24 @@ CREATE INDEX flags_kind ON flags(kind, id);
 CREATE INDEX flags_opened ON flags(opened_us);
 CREATE INDEX flags_resolved ON flags(resolved_us) WHERE resolved_us IS NOT NULL;
 "#,
+    // The summary of the summaries (compliance::summary::summary_counts), kept with them by
+    // every evaluation: coverage and the device list's totals read a few rows instead of
+    // every summary, and the search matches a substring against the distinct manufacturers and
+    // models, then fetches their devices through the two indexes below (bench/console.sh at
+    // 100 000 devices). `device_summary_ids` lets a deep page in id order skip rows through a
+    // narrow index rather than through the rows carrying the summary bodies;
+    // `device_summary_asset_links` gives the assets page its linked devices without them.
+    r#"
+CREATE TABLE summary_counts (
+    grp TEXT NOT NULL, value TEXT NOT NULL, name TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (grp, value, name)
+);
+CREATE INDEX device_summary_by_manufacturer ON device_summary(manufacturer);
+CREATE INDEX device_summary_model ON device_summary(model);
+CREATE INDEX device_summary_ids ON device_summary(device_id);
+CREATE INDEX device_summary_asset_links
+    ON device_summary(asset_tag, device_id, manufacturer, model) WHERE asset_tag IS NOT NULL;
+"#,
     // Alerts delivered, beside alerts claimed (`alerted`): a collector that dies between
     // claiming alerts and delivering them no longer loses them; the next holder of the
     // evaluator's lease sends what is claimed and not delivered (at least once). Alerts of
