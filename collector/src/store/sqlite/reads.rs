@@ -356,9 +356,7 @@ pub(super) fn device_page(
     }
     if let Some(m) = &q.manufacturer {
         let needle = crate::import::pattern::Substring::new(m);
-        let names = names_where(conn, "device_summary", "manufacturer", |n| {
-            needle.matches(n)
-        })?;
+        let names = summary_names(conn, "manufacturer", |n| needle.matches(n))?;
         let list = f.list(&names);
         f.and(format!("manufacturer IN {list}"));
     }
@@ -369,7 +367,9 @@ pub(super) fn device_page(
     if let Some(text) = q.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         // Identities by prefix — each kind and spelling a range of the identities' primary
         // key, so a search stays an index lookup at any inventory size — and manufacturer or
-        // model by substring (two narrow columns of the summaries).
+        // model by substring, tested on their distinct names ([`summary_names`]) and then
+        // looked up by their indexes. One `device_id IN (… UNION …)`: an OR of several
+        // conditions reads every summary on PostgreSQL (0.4 s at 1 000 000 devices).
         let mut spellings = vec![text.to_owned(), text.to_lowercase(), text.to_uppercase()];
         spellings.dedup();
         let mut ranges = Vec::new();
@@ -381,12 +381,17 @@ pub(super) fn device_page(
                 ));
             }
         }
-        let like = f.text(format!("%{}%", like_literal(text)));
-        f.and(format!(
-            "(manufacturer LIKE {like} ESCAPE '\\' OR model LIKE {like} ESCAPE '\\'
-              OR device_id IN ({}))",
-            ranges.join(" UNION ")
-        ));
+        let needle = crate::import::pattern::Substring::new(text);
+        for column in ["manufacturer", "model"] {
+            let names = summary_names(conn, column, |n| needle.matches(n))?;
+            if !names.is_empty() {
+                let list = f.list(&names);
+                ranges.push(format!(
+                    "SELECT device_id FROM device_summary WHERE {column} IN {list}"
+                ));
+            }
+        }
+        f.and(format!("device_id IN ({})", ranges.join(" UNION ")));
     }
     for (column, link) in [("contract_id", &q.contract), ("asset_tag", &q.asset)] {
         match link {
@@ -763,6 +768,34 @@ fn glob_any(globs: &[String], name: &str) -> bool {
     globs
         .iter()
         .any(|g| crate::import::pattern::matches(g, name))
+}
+
+/// The distinct non-null values of `device_summary.column` (`manufacturer` or `model`) for
+/// which `keep` holds, read by a loose index scan over the column's index: one index probe per
+/// distinct name. A `SELECT DISTINCT` reads every summary (0.3 s at 1 000 000 devices on
+/// PostgreSQL, which has no skip scan), and there are few names.
+fn summary_names(
+    conn: &Connection,
+    column: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, StoreError> {
+    let names: Vec<String> = query(
+        conn,
+        "listing names",
+        &format!(
+            "WITH RECURSIVE n(v) AS (
+               SELECT (SELECT {column} FROM device_summary WHERE {column} IS NOT NULL
+                       ORDER BY {column} LIMIT 1)
+               UNION ALL
+               SELECT (SELECT {column} FROM device_summary WHERE {column} > n.v
+                       ORDER BY {column} LIMIT 1)
+               FROM n WHERE n.v IS NOT NULL)
+             SELECT v FROM n WHERE v IS NOT NULL"
+        ),
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(names.into_iter().filter(|n| keep(n)).collect())
 }
 
 /// The distinct non-null values of `table.column` (a name column: manufacturers, suppliers)

@@ -221,6 +221,14 @@ CREATE INDEX flags_kind ON flags(kind, id);
 CREATE INDEX flags_opened ON flags(opened_us);
 CREATE INDEX flags_resolved ON flags(resolved_us) WHERE resolved_us IS NOT NULL;
 "#,
+    // The API's device list at a million devices (issue 22, scripts/bench-api-postgres.sh): the
+    // distinct manufacturers and models that the manufacturer filter and the search match are
+    // read by a loose index scan over these (one probe per name), not by a pass over every
+    // summary.
+    r#"
+CREATE INDEX device_summary_by_manufacturer ON device_summary(manufacturer);
+CREATE INDEX device_summary_by_model ON device_summary(model);
+"#,
 ];
 
 /// The schema version stored in the file.
