@@ -378,11 +378,18 @@ pub(super) fn device_page(
         spellings.dedup();
         let mut ranges = Vec::new();
         for spelling in spellings {
-            // PostgreSQL has no GLOB: a prefix LIKE, the caller's `%`/`_` taken literally.
-            let p = f.text(format!("{}%", like_literal(&spelling)));
+            // PostgreSQL has no GLOB, and its LIKE (ILIKE here) with a bound pattern is never
+            // an index range: 1.3 s per search at 1 000 000 devices. A range of byte order
+            // (`COLLATE "C"`, over the `identities_prefix` index) is exactly the values that
+            // start with the spelling, whatever the database's collation — SQLite's GLOB.
+            let from = f.text(spelling.clone());
+            let until = match prefix_end(&spelling) {
+                Some(end) => format!(" AND value COLLATE \"C\" < {}", f.text(end)),
+                None => String::new(),
+            };
             for kind in SEARCHED_IDENTITIES {
                 ranges.push(format!(
-                    "SELECT device_id FROM identities WHERE kind = '{kind}' AND value LIKE {p} ESCAPE '\\'"
+                    "SELECT device_id FROM identities WHERE kind = '{kind}' AND value COLLATE \"C\" >= {from}{until}"
                 ));
             }
         }
@@ -491,6 +498,21 @@ pub(super) fn device_page(
         .map(|b| decode("device summary", b))
         .collect::<Result<Vec<DeviceSummary>, _>>()?;
     Ok((total, rows))
+}
+
+/// The least string greater, in byte (code point) order, than every string that starts with
+/// `prefix`: its last character that has a successor, incremented, after the characters before
+/// it. `None` when there is none (every character is the last code point).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        let next = (u32::from(c) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 /// Positions of the device list remembered per filter: every this many devices.

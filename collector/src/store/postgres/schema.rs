@@ -53,6 +53,11 @@ CREATE TRIGGER summary_filtered_columns AFTER UPDATE ON device_summary FOR EACH 
        OR OLD.flag_kinds IS DISTINCT FROM NEW.flag_kinds OR OLD.medical IS DISTINCT FROM NEW.medical)
     EXECUTE FUNCTION summary_generation_moves();
 "#,
+    // The device search's identity prefixes as ranges of byte order (reads.rs `device_page`),
+    // whatever the database's collation.
+    r#"
+CREATE INDEX identities_prefix ON identities(kind, (value COLLATE "C"));
+"#,
 ];
 
 /// The lock two collectors migrating at once take, one after the other.
