@@ -29,7 +29,7 @@ CREATE INDEX device_summary_type_id ON device_summary(device_type, device_id);
     // The summaries' generation: moved by every summary inserted or deleted and every change of
     // a column the device list filters on, never by an evaluation that only moves last-seen
     // times. The device list remembers its counts and page positions for as long as it holds
-    // (reads.rs `device_page`: a count over a million summaries takes 0.6 s).
+    // (reads.rs `device_page`: a count over a million summaries takes 0.07–0.6 s).
     r#"
 CREATE TABLE summary_generation (one BIGINT PRIMARY KEY CHECK (one = 1), n BIGINT NOT NULL);
 INSERT INTO summary_generation VALUES (1, 0);

@@ -369,7 +369,7 @@ pub(super) fn device_page(
         // key, so a search stays an index lookup at any inventory size — and manufacturer or
         // model by substring, tested on their distinct names ([`summary_names`]) and then
         // looked up by their indexes. One `device_id IN (… UNION …)`: an OR of several
-        // conditions reads every summary on PostgreSQL (0.4 s at 1 000 000 devices).
+        // conditions reads every summary on PostgreSQL (3.6 s per search at 1 000 000 devices).
         let mut spellings = vec![text.to_owned(), text.to_lowercase(), text.to_uppercase()];
         spellings.dedup();
         let mut ranges = Vec::new();
@@ -772,7 +772,7 @@ fn glob_any(globs: &[String], name: &str) -> bool {
 
 /// The distinct non-null values of `device_summary.column` (`manufacturer` or `model`) for
 /// which `keep` holds, read by a loose index scan over the column's index: one index probe per
-/// distinct name. A `SELECT DISTINCT` reads every summary (0.3 s at 1 000 000 devices on
+/// distinct name. A `SELECT DISTINCT` reads every summary (80 ms at 1 000 000 devices on
 /// PostgreSQL, which has no skip scan), and there are few names.
 fn summary_names(
     conn: &Connection,
