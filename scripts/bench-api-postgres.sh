@@ -72,7 +72,7 @@ if [[ "$have" -eq 0 ]]; then
   echo "ingest: $M device records in $P parallel chunks, $(python3 -c "print(f'{$t1-$t0:.0f} s, {$M/($t1-$t0):,.0f} records/s')")"
   if [[ "$N" -gt "$M" ]]; then
     t0=$(date +%s.%N)
-    psql -q "$URL" -v m="$M" -v n="$N" <<'SQL'
+    psql -q "$URL" -v m="$M" -v n="$N" > /dev/null <<'SQL'
 \set ON_ERROR_STOP on
 BEGIN;
 CREATE TEMP TABLE copies AS SELECT k * :m AS off FROM generate_series(1, (:n - 1) / :m) k;
