@@ -218,7 +218,9 @@ pub struct IngestSection {
     pub batch: usize,
     /// Seconds between scheduled link + flag evaluations (time-based flags need them).
     pub evaluate_interval_secs: u64,
-    /// Least seconds between evaluations triggered by ingest.
+    /// Least seconds between evaluations triggered by ingest, on top of the evaluator's own
+    /// rule (never sooner than four times the last evaluation's cost, nor than 250 ms). 0 = that
+    /// rule alone: an observation on a small inventory becomes a flag within a second.
     pub evaluate_debounce_secs: u64,
     /// Seconds the evaluator's lease lasts without renewal (several collectors on one
     /// PostgreSQL database: one evaluates; another takes over this long after it died).
@@ -230,7 +232,7 @@ impl Default for IngestSection {
         IngestSection {
             batch: 512,
             evaluate_interval_secs: 60,
-            evaluate_debounce_secs: 2,
+            evaluate_debounce_secs: 0,
             evaluator_lease_secs: 30,
         }
     }

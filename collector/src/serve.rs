@@ -24,6 +24,12 @@ use crate::store::{IngestStats, Store};
 /// Longest a batch waits to fill once messages are flowing.
 const BATCH_WAIT: Duration = Duration::from_millis(5);
 
+/// Least time between two evaluations triggered by ingest, whatever the configured debounce:
+/// a burst of batches is evaluated once rather than once per batch, while an observation still
+/// becomes a flag within a fraction of a second on an inventory that evaluates in milliseconds
+/// (bench/wire-to-flag.sh: a two-second debounce alone put the p99 above two seconds).
+const MIN_EVALUATION_GAP: Duration = Duration::from_millis(250);
+
 /// Topic filters the collector subscribes to.
 pub const FILTERS: [&str; 2] = ward_mqtt::topic::AGENT_FILTERS;
 
@@ -69,7 +75,9 @@ fn resend_undelivered(store: &mut dyn Store, alerter: &alerts::Alerter) -> anyho
 /// Links, flags, summaries, then alerts for what opened or resolved — on its own thread and
 /// database connection, so ingest never waits for an evaluation (seconds at 100 000 devices).
 /// Runs at start, after new data (debounced: never sooner than four times its own last cost, so
-/// it cannot take more than a fifth of the database's time), and on the schedule.
+/// it cannot take more than a fifth of the database's time, nor than the configured debounce or
+/// [`MIN_EVALUATION_GAP`] after the previous one; at once when those have passed), and on the
+/// schedule.
 fn evaluator(
     cfg: Config,
     metrics: Arc<Metrics>,
@@ -93,7 +101,7 @@ fn evaluator(
     );
     let mut holding = false;
     let interval = Duration::from_secs(cfg.ingest.evaluate_interval_secs.max(1));
-    let debounce = Duration::from_secs(cfg.ingest.evaluate_debounce_secs);
+    let debounce = Duration::from_secs(cfg.ingest.evaluate_debounce_secs).max(MIN_EVALUATION_GAP);
     let mut dirty = false;
     let mut last = Instant::now();
     let mut cost = Duration::ZERO;

@@ -125,3 +125,90 @@ fn the_lease_has_one_holder_until_it_expires_or_is_released() {
     // Other leases are independent.
     assert!(b.try_lease("other", "b", ttl, 15_000_007).unwrap());
 }
+
+/// The device list's totals and deep pages, which the PostgreSQL store remembers for as long as
+/// the summaries' generation holds (issue 22; SQLite computes them each time, and this runs on
+/// either backend): every probed page of 2 500 summaries, in id order and filtered by type,
+/// holds exactly the ids it should, and after a write that removes summaries and changes types
+/// — or one that only moves last-seen times — they are right again at once.
+#[test]
+fn device_list_totals_and_deep_pages_follow_every_summary_write() {
+    use ward_collector::store::{DeviceQuery, DeviceSummary, Store};
+    let mut s = fresh_store();
+    let row = |id: i64, t: &str| DeviceSummary {
+        id,
+        macs: vec![],
+        ips: vec![],
+        manufacturer: Some("ACME".into()),
+        model: None,
+        device_type: t.into(),
+        software_version: None,
+        sites: vec!["s".into()],
+        vlans: vec![],
+        first_us: 0,
+        last_us: 0,
+        asset: None,
+        contract: None,
+        open_flags: 0,
+        flag_kinds: vec![],
+        medical: true,
+    };
+    fn check(s: &dyn Store, rows: &[DeviceSummary], t: Option<&str>) {
+        let want: Vec<i64> = rows
+            .iter()
+            .filter(|r| t.is_none_or(|t| r.device_type == t))
+            .map(|r| r.id)
+            .collect();
+        let n = want.len();
+        for offset in [0, 1, 999, 1000, 1001, 1999, 2000, 2345, n - 1, n, n + 5] {
+            let (total, got) = s
+                .device_page(&DeviceQuery {
+                    device_type: t.map(Into::into),
+                    limit: 7,
+                    offset: offset as u64,
+                    ..DeviceQuery::default()
+                })
+                .unwrap();
+            assert_eq!(total as usize, n, "type {t:?}");
+            let got: Vec<i64> = got.iter().map(|r| r.id).collect();
+            let expected: Vec<i64> = want.iter().skip(offset).take(7).copied().collect();
+            assert_eq!(got, expected, "offset {offset}, type {t:?}");
+        }
+    }
+    let rows: Vec<DeviceSummary> = (1..=2500)
+        .map(|i| row(i * 2, if i % 3 == 0 { "pump" } else { "ct" }))
+        .collect();
+    s.write_summaries(&rows).unwrap();
+    for t in [None, Some("ct"), Some("pump")] {
+        check(&*s, &rows, t);
+    }
+    let fewer: Vec<DeviceSummary> = rows
+        .iter()
+        .filter(|r| r.id % 10 != 0)
+        .map(|r| {
+            row(
+                r.id,
+                if r.id % 7 == 0 {
+                    "pump"
+                } else {
+                    &r.device_type
+                },
+            )
+        })
+        .collect();
+    s.write_summaries(&fewer).unwrap();
+    for t in [None, Some("ct"), Some("pump")] {
+        check(&*s, &fewer, t);
+    }
+    let later: Vec<DeviceSummary> = fewer
+        .iter()
+        .map(|r| DeviceSummary {
+            last_us: 99,
+            ..r.clone()
+        })
+        .collect();
+    s.write_summaries(&later).unwrap();
+    for t in [None, Some("ct"), Some("pump")] {
+        check(&*s, &later, t);
+    }
+}

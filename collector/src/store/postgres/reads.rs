@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::sql::{params, params_from_iter, Connection, OptionalExtension};
 use ward_protocols::MacAddr;
@@ -342,7 +343,7 @@ pub(super) fn device_page(
 ) -> Result<(u64, Vec<DeviceSummary>), StoreError> {
     // With the summary of the summaries kept, the names a filter matches come from its few
     // rows, not from a pass over every summary (a database from an older collector: until its
-    // next evaluation).
+    // next evaluation; then the distinct names by a loose index scan, [`summary_names`]).
     let kept = counts_kept(conn)?;
     let mut f = Filter::default();
     if let Some(site) = &q.site {
@@ -368,9 +369,7 @@ pub(super) fn device_page(
         let names = if kept {
             counted_manufacturers(conn, |n| needle.matches(n))?
         } else {
-            names_where(conn, "device_summary", "manufacturer", |n| {
-                needle.matches(n)
-            })?
+            summary_names(conn, "manufacturer", |n| needle.matches(n))?
         };
         let list = f.list(&names);
         f.and(format!("manufacturer IN {list}"));
@@ -380,40 +379,48 @@ pub(super) fn device_page(
         let p = f.text(format!("%,{},%", like_literal(flag)));
         f.and(format!("flag_kinds LIKE {p} ESCAPE '\\'"));
     }
-    if let Some(text) = q.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        // Identities by prefix — each kind and spelling a range of the identities' primary
-        // key, so a search stays an index lookup at any inventory size — and manufacturer or
-        // model by substring: matched against the distinct manufacturers and models (the
-        // summary counts' rows, a small set), whose devices are then read through the
-        // manufacturer and model indexes. The same devices as a substring test of every
-        // summary's two columns, which is what is left when the counts are not kept.
+    let searching = q.search.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    if let Some(text) = searching {
+        // Identities by prefix — each kind and spelling a range of the identities' index, so a
+        // search stays an index lookup at any inventory size — and manufacturer or model by
+        // substring, tested on their distinct names (the summary counts' rows, or
+        // [`summary_names`]) and then looked up by their indexes. One `device_id IN (… UNION
+        // …)`: an OR of several conditions reads every summary on PostgreSQL (3.6 s per
+        // search at 1 000 000 devices).
         let mut spellings = vec![text.to_owned(), text.to_lowercase(), text.to_uppercase()];
         spellings.dedup();
         let mut ranges = Vec::new();
         for spelling in spellings {
-            // PostgreSQL has no GLOB: a prefix LIKE, the caller's `%`/`_` taken literally.
-            let p = f.text(format!("{}%", like_literal(&spelling)));
+            // PostgreSQL has no GLOB, and its LIKE (ILIKE here) with a bound pattern is never
+            // an index range: 1.3 s per search at 1 000 000 devices. A range of byte order
+            // (`COLLATE "C"`, over the `identities_prefix` index) is exactly the values that
+            // start with the spelling, whatever the database's collation — SQLite's GLOB.
+            let from = f.text(spelling.clone());
+            let until = match prefix_end(&spelling) {
+                Some(end) => format!(" AND value COLLATE \"C\" < {}", f.text(end)),
+                None => String::new(),
+            };
             for kind in SEARCHED_IDENTITIES {
                 ranges.push(format!(
-                    "SELECT device_id FROM identities WHERE kind = '{kind}' AND value LIKE {p} ESCAPE '\\'"
+                    "SELECT device_id FROM identities WHERE kind = '{kind}' AND value COLLATE \"C\" >= {from}{until}"
                 ));
             }
         }
-        let like = f.text(format!("%{}%", like_literal(text)));
-        let names = if kept {
-            format!(
-                "manufacturer IN (SELECT value FROM summary_counts
-                   WHERE grp = 'manufacturer' AND name = 'devices' AND value LIKE {like} ESCAPE '\\')
-                 OR model IN (SELECT value FROM summary_counts
-                   WHERE grp = 'model' AND name = 'devices' AND value LIKE {like} ESCAPE '\\')"
-            )
-        } else {
-            format!("manufacturer LIKE {like} ESCAPE '\\' OR model LIKE {like} ESCAPE '\\'")
-        };
-        f.and(format!(
-            "({names} OR device_id IN ({}))",
-            ranges.join(" UNION ")
-        ));
+        let needle = crate::import::pattern::Substring::new(text);
+        for column in ["manufacturer", "model"] {
+            let names = if kept {
+                counted_names(conn, column, |n| needle.matches(n))?
+            } else {
+                summary_names(conn, column, |n| needle.matches(n))?
+            };
+            if !names.is_empty() {
+                let list = f.list(&names);
+                ranges.push(format!(
+                    "SELECT device_id FROM device_summary WHERE {column} IN {list}"
+                ));
+            }
+        }
+        f.and(format!("device_id IN ({})", ranges.join(" UNION ")));
     }
     for (column, link) in [("contract_id", &q.contract), ("asset_tag", &q.asset)] {
         match link {
@@ -430,9 +437,7 @@ pub(super) fn device_page(
         let names = if kept {
             counted_manufacturers(conn, |n| glob_any(pats, n))?
         } else {
-            names_where(conn, "device_summary", "manufacturer", |n| {
-                glob_any(pats, n)
-            })?
+            summary_names(conn, "manufacturer", |n| glob_any(pats, n))?
         };
         let list = f.list(&names);
         f.and(format!("manufacturer IN {list}"));
@@ -441,66 +446,98 @@ pub(super) fn device_page(
             Some(m) => m.into_iter().filter(|n| names.contains(n)).collect(),
         });
     }
-    let where_sql = f.where_sql();
+    let listing = Listing {
+        what: "devices",
+        table: "device_summary",
+        columns: "body",
+        order: match q.sort {
+            DeviceSort::Id => "device_id",
+            DeviceSort::Manufacturer => "manufacturer IS NULL, manufacturer, model, device_id",
+            DeviceSort::Type => "device_type, device_id",
+            DeviceSort::LastSeen => "last_us DESC, device_id",
+            DeviceSort::Flags => "open_flags DESC, device_id",
+        },
+    };
+    // A total the summary counts hold is read from them. Otherwise — a count, or an OFFSET,
+    // over a million summaries reads every one of them (here 0.07–0.6 s for the count,
+    // 0.4–0.6 s for a page half-way) — the device list remembers both: the total, and the
+    // device id at every ANCHOR_STEP-th position in id order, from which a deep page is a short
+    // index range, for as long as the summaries' generation says they still hold. Not for a
+    // search: it also matches identities, which change without the summaries; a search's total
+    // is counted, up to the query's cap when it has one.
     let counted = match (kept, counted_name(q)) {
         (true, Some((name, negate))) => {
             Some(counted_total(conn, manufacturers.as_deref(), name, negate)?)
         }
         _ => None,
     };
-    let total = match counted {
-        Some(n) => n,
-        None => {
-            // Counted in a subquery bounded by the cap when there is one.
-            let (inner, cap) = match q.count_cap {
-                Some(cap) => (
-                    format!(
-                        "SELECT 1 FROM device_summary{where_sql} LIMIT {}",
-                        cap.saturating_add(1).min(i64::MAX as u64)
-                    ),
-                    Some(cap),
-                ),
-                None => (format!("SELECT 1 FROM device_summary{where_sql}"), None),
-            };
-            let n: i64 = conn
-                .prepare_cached(&format!("SELECT count(*) FROM ({inner}) AS matching"))
-                .and_then(|mut s| s.query_row(params_from_iter(f.args.iter()), |r| r.get(0)))
-                .map_err(db("counting devices"))?;
-            let n = n.max(0) as u64;
-            // Above the cap: "more than cap" (`DeviceQuery::count_cap`).
-            cap.map_or(n, |c| if n > c { u64::MAX } else { n })
+    let mut offset = q.offset;
+    let total = if searching.is_none() {
+        let (generation, db_name) = summary_generation(conn)?;
+        let key = format!("{db_name}\u{1f}{}\u{1f}{:?}", f.where_sql(), f.args);
+        let total = match counted {
+            Some(n) => n,
+            None => remembered(
+                conn,
+                generation,
+                &key,
+                |e| e.total,
+                |e, t| e.total = Some(t),
+                || f.count(conn, &listing),
+            )?,
+        };
+        if offset >= total {
+            return Ok((total, Vec::new()));
+        }
+        if q.sort == DeviceSort::Id && offset >= ANCHOR_STEP {
+            let anchors = remembered(
+                conn,
+                generation,
+                &key,
+                |e| e.anchors.clone(),
+                |e, a| e.anchors = Some(a),
+                || {
+                    let sql = format!(
+                        "SELECT device_id FROM (SELECT device_id, row_number() OVER (ORDER BY device_id) AS pos
+                         FROM device_summary{}) AS ranked WHERE pos % {ANCHOR_STEP} = 1 ORDER BY pos",
+                        f.where_sql()
+                    );
+                    query(
+                        conn,
+                        "anchoring the device list",
+                        &sql,
+                        params_from_iter(f.args.iter()),
+                        |r| r.get(0),
+                    )
+                    .map(Arc::new)
+                },
+            )?;
+            let i = usize::try_from(offset / ANCHOR_STEP)
+                .unwrap_or(usize::MAX)
+                .min(anchors.len().saturating_sub(1));
+            if let Some(&from) = anchors.get(i) {
+                let p = f.int(from);
+                f.and(format!("device_id >= {p}"));
+                offset -= i as u64 * ANCHOR_STEP;
+            }
+        }
+        total
+    } else {
+        match q.count_cap {
+            Some(cap) => {
+                let n = f.count_up_to(conn, &listing, cap.saturating_add(1))?;
+                // Above the cap: "more than cap" (`DeviceQuery::count_cap`).
+                if n > cap {
+                    u64::MAX
+                } else {
+                    n
+                }
+            }
+            None => f.count(conn, &listing)?,
         }
     };
-    let order = match q.sort {
-        DeviceSort::Id => "device_id",
-        DeviceSort::Manufacturer => "manufacturer IS NULL, manufacturer, model, device_id",
-        DeviceSort::Type => "device_type, device_id",
-        DeviceSort::LastSeen => "last_us DESC, device_id",
-        DeviceSort::Flags => "open_flags DESC, device_id",
-    };
-    // The page's ids first, then their bodies: skipping `offset` rows walks an index (every
-    // order has one holding its columns and the id), never the rows carrying the summary
-    // bodies.
-    let mut args = f.args;
-    args.push(super::sql::types::Value::Integer(i64::from(q.limit)));
-    let lim = args.len();
-    args.push(super::sql::types::Value::Integer(
-        i64::try_from(q.offset).unwrap_or(i64::MAX),
-    ));
-    let off = args.len();
-    let bodies: Vec<String> = query(
-        conn,
-        "listing devices",
-        &format!(
-            "SELECT body FROM device_summary WHERE device_id IN
-               (SELECT device_id FROM device_summary{where_sql}
-                ORDER BY {order} LIMIT ?{lim} OFFSET ?{off})
-             ORDER BY {order}"
-        ),
-        params_from_iter(args.iter()),
-        |r| r.get(0),
-    )?;
-    let rows = bodies
+    let rows = f.rows(conn, &listing, (q.limit, offset), |r| r.get::<_, String>(0))?;
+    let rows = rows
         .iter()
         .map(|b| decode("device summary", b))
         .collect::<Result<Vec<DeviceSummary>, _>>()?;
@@ -585,6 +622,97 @@ fn counted_total(
     } else {
         named
     })
+}
+
+/// The least string greater, in byte (code point) order, than every string that starts with
+/// `prefix`: its last character that has a successor, incremented, after the characters before
+/// it. `None` when there is none (every character is the last code point).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        let next = (u32::from(c) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Positions of the device list remembered per filter: every this many devices.
+const ANCHOR_STEP: u64 = 1000;
+
+/// Most filters remembered (each at most a total and one id per ANCHOR_STEP devices).
+const LISTED_MAX: usize = 256;
+
+/// What the device list remembers about one filter of one database, valid at `generation`.
+#[derive(Debug, Default)]
+struct Listed {
+    generation: i64,
+    total: Option<u64>,
+    /// The device id at positions 0, ANCHOR_STEP, 2 × ANCHOR_STEP… in id order.
+    anchors: Option<Arc<Vec<i64>>>,
+}
+
+fn listed() -> std::sync::MutexGuard<'static, HashMap<String, Listed>> {
+    static LISTED: OnceLock<Mutex<HashMap<String, Listed>>> = OnceLock::new();
+    LISTED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// The summaries' generation (a trigger moves it whenever a summary is inserted or deleted or a
+/// column the list filters on changes: `summary_generation` in the PostgreSQL migrations), and
+/// which database and schema it counts for.
+fn summary_generation(conn: &Connection) -> Result<(i64, String), StoreError> {
+    conn.query_row(
+        "SELECT n, current_database() || '/' || current_schema() || '/'
+                || coalesce(inet_server_addr()::text, '') || ':' || coalesce(inet_server_port()::text, '')
+         FROM summary_generation",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .map_err(db("reading the summaries' generation"))
+}
+
+/// What `get` finds remembered for `key` at `generation`, or `compute`'s answer — remembered
+/// only if the generation is still the same once it is computed: a writer that committed in
+/// between may or may not be in it.
+fn remembered<T>(
+    conn: &Connection,
+    generation: i64,
+    key: &str,
+    get: impl Fn(&Listed) -> Option<T>,
+    set: impl FnOnce(&mut Listed, T),
+    compute: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError>
+where
+    T: Clone,
+{
+    if let Some(v) = listed()
+        .get(key)
+        .filter(|e| e.generation == generation)
+        .and_then(&get)
+    {
+        return Ok(v);
+    }
+    let v = compute()?;
+    if summary_generation(conn)?.0 == generation {
+        let mut m = listed();
+        if m.len() >= LISTED_MAX && !m.contains_key(key) {
+            m.clear();
+        }
+        let e = m.entry(key.to_string()).or_default();
+        if e.generation != generation {
+            *e = Listed {
+                generation,
+                ..Listed::default()
+            };
+        }
+        set(e, v.clone());
+    }
+    Ok(v)
 }
 
 pub(super) fn device_summaries(
@@ -693,11 +821,21 @@ fn counted_manufacturers(
     conn: &Connection,
     keep: impl Fn(&str) -> bool,
 ) -> Result<Vec<String>, StoreError> {
+    counted_names(conn, "manufacturer", keep)
+}
+
+/// The distinct manufacturers or models (`column`) the summary counts hold, for which `keep`
+/// holds.
+fn counted_names(
+    conn: &Connection,
+    column: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, StoreError> {
     let names: Vec<String> = query(
         conn,
-        "listing manufacturers",
-        "SELECT value FROM summary_counts WHERE grp = 'manufacturer' AND name = 'devices'",
-        [],
+        "listing names",
+        "SELECT value FROM summary_counts WHERE grp = ?1 AND name = 'devices'",
+        params![column],
         |r| r.get(0),
     )?;
     Ok(names.into_iter().filter(|n| keep(n)).collect())
@@ -933,14 +1071,56 @@ impl Filter {
         }
     }
 
+    /// Binds `v`; returns its placeholder.
+    fn int(&mut self, v: i64) -> String {
+        self.args.push(super::sql::types::Value::Integer(v));
+        format!("?{}", self.args.len())
+    }
+
     /// How many rows the filter selects, and the requested `(limit, offset)` page of them.
     fn page<T>(
-        mut self,
+        self,
         conn: &Connection,
         l: &Listing<'_>,
         (limit, offset): (u32, u64),
         map: impl FnMut(&super::sql::Row<'_>) -> super::sql::Result<T>,
     ) -> Result<(u64, Vec<T>), StoreError> {
+        let total = self.count(conn, l)?;
+        Ok((total, self.rows(conn, l, (limit, offset), map)?))
+    }
+
+    /// How many rows the filter selects.
+    fn count(&self, conn: &Connection, l: &Listing<'_>) -> Result<u64, StoreError> {
+        let where_sql = self.where_sql();
+        let total: i64 = conn
+            .prepare_cached(&format!("SELECT count(*) FROM {}{where_sql}", l.table))
+            .and_then(|mut s| s.query_row(params_from_iter(self.args.iter()), |r| r.get(0)))
+            .map_err(db(format!("counting {}", l.what)))?;
+        Ok(total.max(0) as u64)
+    }
+
+    /// How many rows the filter selects, counting no further than `max`.
+    fn count_up_to(&self, conn: &Connection, l: &Listing<'_>, max: u64) -> Result<u64, StoreError> {
+        let where_sql = self.where_sql();
+        let max = max.min(i64::MAX as u64);
+        let total: i64 = conn
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {}{where_sql} LIMIT {max}) AS matching",
+                l.table
+            ))
+            .and_then(|mut s| s.query_row(params_from_iter(self.args.iter()), |r| r.get(0)))
+            .map_err(db(format!("counting {}", l.what)))?;
+        Ok(total.max(0) as u64)
+    }
+
+    /// The `(limit, offset)` page of the rows the filter selects.
+    fn rows<T>(
+        mut self,
+        conn: &Connection,
+        l: &Listing<'_>,
+        (limit, offset): (u32, u64),
+        map: impl FnMut(&super::sql::Row<'_>) -> super::sql::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
         let Listing {
             what,
             table,
@@ -948,10 +1128,6 @@ impl Filter {
             order,
         } = *l;
         let where_sql = self.where_sql();
-        let total: i64 = conn
-            .prepare_cached(&format!("SELECT count(*) FROM {table}{where_sql}"))
-            .and_then(|mut s| s.query_row(params_from_iter(self.args.iter()), |r| r.get(0)))
-            .map_err(db(format!("counting {what}")))?;
         self.args
             .push(super::sql::types::Value::Integer(i64::from(limit)));
         let lim = self.args.len();
@@ -966,7 +1142,7 @@ impl Filter {
             params_from_iter(self.args.iter()),
             map,
         )?;
-        Ok((total.max(0) as u64, rows))
+        Ok(rows)
     }
 }
 
@@ -1077,6 +1253,34 @@ fn glob_any(globs: &[String], name: &str) -> bool {
     globs
         .iter()
         .any(|g| crate::import::pattern::matches(g, name))
+}
+
+/// The distinct non-null values of `device_summary.column` (`manufacturer` or `model`) for
+/// which `keep` holds, read by a loose index scan over the column's index: one index probe per
+/// distinct name. A `SELECT DISTINCT` reads every summary (80 ms at 1 000 000 devices on
+/// PostgreSQL, which has no skip scan), and there are few names.
+fn summary_names(
+    conn: &Connection,
+    column: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, StoreError> {
+    let names: Vec<String> = query(
+        conn,
+        "listing names",
+        &format!(
+            "WITH RECURSIVE n(v) AS (
+               SELECT (SELECT {column} FROM device_summary WHERE {column} IS NOT NULL
+                       ORDER BY {column} LIMIT 1)
+               UNION ALL
+               SELECT (SELECT {column} FROM device_summary WHERE {column} > n.v
+                       ORDER BY {column} LIMIT 1)
+               FROM n WHERE n.v IS NOT NULL)
+             SELECT v FROM n WHERE v IS NOT NULL"
+        ),
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(names.into_iter().filter(|n| keep(n)).collect())
 }
 
 /// The distinct non-null values of `table.column` (a name column: manufacturers, suppliers)

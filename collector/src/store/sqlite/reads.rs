@@ -365,9 +365,7 @@ pub(super) fn device_page(
         let names = if kept {
             counted_manufacturers(conn, |n| needle.matches(n))?
         } else {
-            names_where(conn, "device_summary", "manufacturer", |n| {
-                needle.matches(n)
-            })?
+            summary_names(conn, "manufacturer", |n| needle.matches(n))?
         };
         let list = f.list(&names);
         f.and(format!("manufacturer IN {list}"));
@@ -426,9 +424,7 @@ pub(super) fn device_page(
         let names = if kept {
             counted_manufacturers(conn, |n| glob_any(pats, n))?
         } else {
-            names_where(conn, "device_summary", "manufacturer", |n| {
-                glob_any(pats, n)
-            })?
+            summary_names(conn, "manufacturer", |n| glob_any(pats, n))?
         };
         let list = f.list(&names);
         f.and(format!("manufacturer IN {list}"));
@@ -1098,6 +1094,34 @@ fn glob_any(globs: &[String], name: &str) -> bool {
     globs
         .iter()
         .any(|g| crate::import::pattern::matches(g, name))
+}
+
+/// The distinct non-null values of `device_summary.column` (`manufacturer` or `model`) for
+/// which `keep` holds, read by a loose index scan over the column's index: one index probe per
+/// distinct name. A `SELECT DISTINCT` reads every summary (80 ms at 1 000 000 devices on
+/// PostgreSQL, which has no skip scan), and there are few names.
+fn summary_names(
+    conn: &Connection,
+    column: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, StoreError> {
+    let names: Vec<String> = query(
+        conn,
+        "listing names",
+        &format!(
+            "WITH RECURSIVE n(v) AS (
+               SELECT (SELECT {column} FROM device_summary WHERE {column} IS NOT NULL
+                       ORDER BY {column} LIMIT 1)
+               UNION ALL
+               SELECT (SELECT {column} FROM device_summary WHERE {column} > n.v
+                       ORDER BY {column} LIMIT 1)
+               FROM n WHERE n.v IS NOT NULL)
+             SELECT v FROM n WHERE v IS NOT NULL"
+        ),
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(names.into_iter().filter(|n| keep(n)).collect())
 }
 
 /// The distinct non-null values of `table.column` (a name column: manufacturers, suppliers)
