@@ -475,9 +475,23 @@ pub(super) fn device_page(
     let total = if searching.is_none() {
         let (generation, db_name) = summary_generation(conn)?;
         let key = format!("{db_name}\u{1f}{}\u{1f}{:?}", f.where_sql(), f.args);
-        let total = match counted {
-            Some(n) => n,
-            None => remembered(
+        let known = listed()
+            .get(&key)
+            .filter(|e| e.generation == generation)
+            .and_then(|e| e.total);
+        let total = match (counted, known, q.count_cap) {
+            (Some(n), _, _) | (None, Some(n), _) => n,
+            // A capped count (the console) is not worth a full count to remember: up to the
+            // cap, then "more than cap" (`DeviceQuery::count_cap`).
+            (None, None, Some(cap)) => {
+                let n = f.count_up_to(conn, &listing, cap.saturating_add(1))?;
+                if n > cap {
+                    u64::MAX
+                } else {
+                    n
+                }
+            }
+            (None, None, None) => remembered(
                 conn,
                 generation,
                 &key,
