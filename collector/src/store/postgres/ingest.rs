@@ -283,32 +283,49 @@ impl Ingest<'_> {
     /// Reads into the view every sighting and identity the new messages' records will look up:
     /// one query each.
     fn prefetch(&mut self, batch: &[Message], new: &[bool]) -> Result<(), StoreError> {
+        let observations = || {
+            batch
+                .iter()
+                .zip(new)
+                .filter_map(|(m, n)| match m {
+                    Message::Observation(o) if *n => Some(o),
+                    _ => None,
+                })
+        };
         let mut skeys: HashSet<(&str, &str, &str)> = HashSet::new();
-        let mut ikeys: HashSet<(&'static str, String)> = HashSet::new();
-        for (m, _) in batch.iter().zip(new).filter(|(_, n)| **n) {
-            let Message::Observation(o) = m else { continue };
+        for o in observations() {
             for rec in &o.devices {
                 skeys.insert((o.site.as_str(), o.agent_id.as_str(), rec.key.as_str()));
-                ikeys.insert(identity::primary_identity(&o.site, rec));
+            }
+        }
+        let skeys: Vec<_> = skeys.into_iter().collect();
+        self.fetch_sightings(&skeys)?;
+        // The identities a record will look up: its primary one when its sighting is new, and
+        // its strong ones unless committed for its device by this process (`merge_on` skips
+        // those). A device known and unchanged, the usual delta, needs none.
+        let mut ikeys: HashSet<(&'static str, String)> = HashSet::new();
+        for o in observations() {
+            for rec in &o.devices {
+                let k = (o.site.clone(), o.agent_id.clone(), rec.key.clone());
+                let sighted = self.view.sightings.get(&k).copied().flatten();
+                if sighted.is_none() {
+                    ikeys.insert(identity::primary_identity(&o.site, rec));
+                }
                 for id in identity::identities_of(rec).strong {
-                    ikeys.insert((id.kind, id.value));
+                    let covered = sighted.is_some_and(|dev| {
+                        self.cache.covers(
+                            &(T_IDENTITY, dev, format!("{}|{}", id.kind, id.value)),
+                            rec.seen.first_us,
+                            rec.seen.last_us,
+                        )
+                    });
+                    if !covered {
+                        ikeys.insert((id.kind, id.value));
+                    }
                 }
             }
         }
-        let skeys: Vec<_> = skeys
-            .into_iter()
-            .filter(|(s, a, k)| {
-                !self
-                    .view
-                    .sightings
-                    .contains_key(&(s.to_string(), a.to_string(), k.to_string()))
-            })
-            .collect();
-        let ikeys: Vec<_> = ikeys
-            .into_iter()
-            .filter(|(k, v)| !self.view.identities.contains_key(&(k.to_string(), v.clone())))
-            .collect();
-        self.fetch_sightings(&skeys)?;
+        let ikeys: Vec<_> = ikeys.into_iter().collect();
         self.fetch_identities(&ikeys)
     }
 
