@@ -176,6 +176,74 @@ struct Buffers {
     services: BTreeMap<(i64, String, String, i64), (Option<String>, i64, i64, i64, i64)>,
     /// `(device, direction, transport, port, peer)`.
     peers: BTreeSet<(i64, String, String, i64, String)>,
+    /// Software-version sightings for the timeline, in arrival order (each one's effect
+    /// depends on the episodes before it).
+    versions: Vec<VersionSighting>,
+}
+
+/// One call of [`super::versions::record`], pending.
+#[derive(Debug)]
+struct VersionSighting {
+    dev: i64,
+    value: String,
+    first: i64,
+    last: i64,
+    site: String,
+    agent: String,
+    fields: Vec<&'static str>,
+}
+
+/// A stored `version_episodes` row of one device.
+#[derive(Debug, Clone, PartialEq)]
+struct Episode {
+    value: String,
+    first: i64,
+    last: i64,
+    site: String,
+    agent: String,
+    fields: Vec<String>,
+}
+
+/// [`super::versions::record`] on a device's episodes in memory (ordered as `versions::read`
+/// orders them): the same three cases, the same rows as its statements leave.
+fn record_version(eps: &mut Vec<Episode>, v: &VersionSighting) {
+    let joined = |old: &[String]| {
+        let mut all = old.to_vec();
+        for f in &v.fields {
+            if !all.iter().any(|a| a == f) {
+                all.push((*f).to_owned());
+            }
+        }
+        all
+    };
+    let taken = |eps: &[Episode]| eps.iter().any(|e| e.first == v.first && e.value == v.value);
+    let prev = eps.iter().rposition(|e| e.first <= v.first);
+    let next = eps.iter().position(|e| e.first > v.first);
+    if let Some(p) = prev.filter(|&p| eps[p].value == v.value) {
+        let e = &mut eps[p];
+        if v.last >= e.last {
+            e.site.clone_from(&v.site);
+            e.agent.clone_from(&v.agent);
+        }
+        e.last = e.last.max(v.last);
+        e.fields = joined(&e.fields);
+    } else if let Some(n) = next.filter(|&n| eps[n].value == v.value) {
+        // Moved back unless that would collide with a stored row (UPDATE … AND NOT EXISTS).
+        if !taken(eps) {
+            eps[n].first = v.first;
+            eps[n].fields = joined(&eps[n].fields);
+        }
+    } else if !taken(eps) {
+        eps.push(Episode {
+            value: v.value.clone(),
+            first: v.first,
+            last: v.last,
+            site: v.site.clone(),
+            agent: v.agent.clone(),
+            fields: joined(&[]),
+        });
+    }
+    eps.sort_by(|a, b| (a.first, a.last, &a.value).cmp(&(b.first, b.last, &b.value)));
 }
 
 impl Buffers {
@@ -187,6 +255,7 @@ impl Buffers {
             && self.classifications.is_empty()
             && self.services.is_empty()
             && self.peers.is_empty()
+            && self.versions.is_empty()
     }
 }
 
@@ -614,7 +683,15 @@ impl Ingest<'_> {
                 // per value). Written when the attribute row is: a sighting the cache covers
                 // changes neither.
                 let fields = identity::software_version_fields(rec, &value);
-                super::versions::record(tx, dev, &value, f, l, site, agent, &fields)?;
+                self.buf.versions.push(VersionSighting {
+                    dev,
+                    value: value.clone(),
+                    first: f,
+                    last: l,
+                    site: site.to_string(),
+                    agent: agent.to_string(),
+                    fields,
+                });
             }
             // ON CONFLICT (device_id, name, value): min first, the latest report's site and
             // agent, max last, max count.
@@ -935,6 +1012,112 @@ impl Ingest<'_> {
                 &[&dev, &dir, &transport, &port, &peer],
             )?;
         }
+        if !b.versions.is_empty() {
+            self.flush_versions(b.versions)?;
+        }
+        Ok(())
+    }
+
+    /// The timeline's pending sightings: each device's episodes read in one query, the
+    /// sightings applied to them in memory in arrival order ([`record_version`]), and the rows
+    /// that changed written back in two statements. A device whose version changes within the
+    /// batch (rare: an upgrade) goes through [`super::versions::record`], one sighting at a time.
+    fn flush_versions(&mut self, pending: Vec<VersionSighting>) -> Result<(), StoreError> {
+        let tx = self.tx;
+        let mut by_dev: BTreeMap<i64, Vec<VersionSighting>> = BTreeMap::new();
+        for v in pending {
+            by_dev.entry(v.dev).or_default().push(v);
+        }
+        let (changing, steady): (Vec<_>, Vec<_>) = by_dev
+            .into_iter()
+            .partition(|(_, vs)| vs.iter().any(|v| v.value != vs[0].value));
+        for (dev, vs) in changing {
+            for v in vs {
+                super::versions::record(
+                    tx, dev, &v.value, v.first, v.last, &v.site, &v.agent, &v.fields,
+                )?;
+            }
+        }
+        if steady.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = steady.iter().map(|(d, _)| *d).collect();
+        let rows = tx
+            .query_native(
+                "SELECT device_id, value, first_us, last_us, site, agent_id, fields
+                 FROM version_episodes WHERE device_id = ANY($1::bigint[])
+                 ORDER BY device_id, first_us, last_us, value",
+                &[&ids],
+            )
+            .map_err(db("reading version episodes"))?;
+        let mut stored: HashMap<i64, Vec<Episode>> = HashMap::new();
+        let e = pg("reading version episodes");
+        for r in &rows {
+            let fields: String = r.try_get(6).map_err(&e)?;
+            stored
+                .entry(r.try_get(0).map_err(&e)?)
+                .or_default()
+                .push(Episode {
+                    value: r.try_get(1).map_err(&e)?,
+                    first: r.try_get(2).map_err(&e)?,
+                    last: r.try_get(3).map_err(&e)?,
+                    site: r.try_get(4).map_err(&e)?,
+                    agent: r.try_get(5).map_err(&e)?,
+                    fields: fields
+                        .split(',')
+                        .filter(|f| !f.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                });
+        }
+        let (mut gone_dev, mut gone_first, mut gone_value) = (Vec::new(), Vec::new(), Vec::new());
+        let mut put: Vec<(i64, Episode)> = Vec::new();
+        for (dev, vs) in steady {
+            let before = stored.remove(&dev).unwrap_or_default();
+            let mut eps = before.clone();
+            for v in &vs {
+                record_version(&mut eps, v);
+            }
+            for b in &before {
+                if !eps.iter().any(|e| e.first == b.first && e.value == b.value) {
+                    gone_dev.push(dev);
+                    gone_first.push(b.first);
+                    gone_value.push(b.value.clone());
+                }
+            }
+            for e in eps {
+                if !before.contains(&e) {
+                    put.push((dev, e));
+                }
+            }
+        }
+        if !gone_dev.is_empty() {
+            tx.execute_native(
+                "DELETE FROM version_episodes WHERE (device_id, first_us, value) IN
+                   (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]))",
+                &[&gone_dev, &gone_first, &gone_value],
+            )
+            .map_err(db("moving version episodes"))?;
+        }
+        if !put.is_empty() {
+            let dev: Vec<i64> = put.iter().map(|(d, _)| *d).collect();
+            let value: Vec<&str> = put.iter().map(|(_, e)| e.value.as_str()).collect();
+            let first: Vec<i64> = put.iter().map(|(_, e)| e.first).collect();
+            let last: Vec<i64> = put.iter().map(|(_, e)| e.last).collect();
+            let site: Vec<&str> = put.iter().map(|(_, e)| e.site.as_str()).collect();
+            let agent: Vec<&str> = put.iter().map(|(_, e)| e.agent.as_str()).collect();
+            let fields: Vec<String> = put.iter().map(|(_, e)| e.fields.join(",")).collect();
+            tx.execute_native(
+                "INSERT INTO version_episodes (device_id, value, first_us, last_us, site, agent_id, fields)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[],
+                                      $5::text[], $6::text[], $7::text[])
+                 ON CONFLICT (device_id, first_us, value) DO UPDATE SET
+                   last_us = excluded.last_us, site = excluded.site,
+                   agent_id = excluded.agent_id, fields = excluded.fields",
+                &[&dev, &value, &first, &last, &site, &agent, &fields],
+            )
+            .map_err(db("storing version episodes"))?;
+        }
         Ok(())
     }
 }
@@ -1099,4 +1282,73 @@ pub(super) fn batch(
         cache.commit(pending);
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{record_version, Episode, Span, VersionSighting};
+
+    fn seen(value: &str, first: i64, last: i64, agent: &str) -> VersionSighting {
+        VersionSighting {
+            dev: 1,
+            value: value.into(),
+            first,
+            last,
+            site: "s".into(),
+            agent: agent.into(),
+            fields: vec!["dicom.software_versions"],
+        }
+    }
+
+    fn rows(eps: &[Episode]) -> Vec<(String, i64, i64, String)> {
+        eps.iter()
+            .map(|e| (e.value.clone(), e.first, e.last, e.agent.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_timeline_in_memory_makes_the_rows_versions_record_makes() {
+        let mut eps = Vec::new();
+        // A first sighting starts an episode; the next of the same version extends it, and the
+        // latest report's agent is kept.
+        record_version(&mut eps, &seen("1.0", 10, 20, "a"));
+        record_version(&mut eps, &seen("1.0", 15, 30, "b"));
+        record_version(&mut eps, &seen("1.0", 12, 25, "c"));
+        assert_eq!(rows(&eps), [("1.0".into(), 10, 30, "b".into())]);
+        assert_eq!(eps[0].fields, ["dicom.software_versions"]);
+        // An upgrade, then a rollback: three episodes (the attribute row keeps two values).
+        record_version(&mut eps, &seen("1.1", 40, 50, "a"));
+        record_version(&mut eps, &seen("1.0", 60, 70, "a"));
+        assert_eq!(
+            rows(&eps),
+            [
+                ("1.0".into(), 10, 30, "b".into()),
+                ("1.1".into(), 40, 50, "a".into()),
+                ("1.0".into(), 60, 70, "a".into()),
+            ]
+        );
+        // A late sighting of the next episode's version moves that episode back (its end and
+        // agent stay); one of another version between two starts an episode of its own.
+        record_version(&mut eps, &seen("1.1", 35, 36, "z"));
+        assert_eq!(rows(&eps)[1], ("1.1".into(), 35, 50, "a".into()));
+        record_version(&mut eps, &seen("2.0", 32, 33, "z"));
+        assert_eq!(rows(&eps)[1], ("2.0".into(), 32, 33, "z".into()));
+        assert_eq!(eps.len(), 4);
+    }
+
+    #[test]
+    fn a_folded_upsert_keeps_what_one_by_one_upserts_keep() {
+        // min first, max last, and the agent of the latest report (the later one on a tie).
+        let mut s = Span {
+            first: 10,
+            last: 20,
+            latest: "a",
+        };
+        s.fold(5, 15, "b");
+        assert_eq!((s.first, s.last, s.latest), (5, 20, "a"));
+        s.fold(12, 20, "c");
+        assert_eq!((s.first, s.last, s.latest), (5, 20, "c"));
+        s.fold(30, 40, "d");
+        assert_eq!((s.first, s.last, s.latest), (5, 40, "d"));
+    }
 }
