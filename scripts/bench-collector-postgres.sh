@@ -13,6 +13,9 @@
 # records/s, then where the time went: CPU seconds of PostgreSQL's processes and of the
 # collectors over the run, and (with the script's own server, which loads pg_stat_statements)
 # statements executed per device record and the most frequent ones.
+#
+# With BENCH_EVALUATE=0 the collectors evaluate only at start (debounce and interval one hour):
+# ingest alone, without the evaluator's transactions competing for the write lock.
 set -euo pipefail
 N=${1:-20000}
 PER=${2:-1}
@@ -70,11 +73,16 @@ print(f"{total / tick:.2f}")
 PY
 }
 pgcpu() { if [[ -n "${OWN_PG:-}" ]]; then PGPID=$(head -1 "$TMP/pg/postmaster.pid") cpu; else echo "n/a"; fi; }
+serve_env=()
+if [[ "${BENCH_EVALUATE:-1}" == 0 ]]; then
+  printf '[ingest]\nevaluate_debounce_secs = 3600\nevaluate_interval_secs = 3600\n' >"$TMP/ingest-only.toml"
+  serve_env=(WARD_COLLECTOR_CONFIG="$TMP/ingest-only.toml")
+fi
 pids=()
 ports=()
 for i in $(seq 1 "$C"); do
   port=$(free_port)
-  WARD_COLLECTOR_LOG=warn $BIN/ward-collector --db "$URL" serve --no-http --listen "127.0.0.1:$port" >"$TMP/c$i.log" 2>&1 &
+  env "${serve_env[@]}" WARD_COLLECTOR_LOG=warn $BIN/ward-collector --db "$URL" serve --no-http --listen "127.0.0.1:$port" >"$TMP/c$i.log" 2>&1 &
   pids+=($!)
   ports+=("$port")
 done

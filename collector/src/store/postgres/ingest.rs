@@ -86,6 +86,12 @@ struct Ingest<'a> {
     agents: HashMap<(String, String), i64>,
     view: View,
     buf: Buffers,
+    /// Device ids taken from the sequence and not used yet.
+    reserved: std::collections::VecDeque<i64>,
+    /// The batch's sightings not stored when it started, not yet processed: the most devices
+    /// the rest of the batch can create.
+    prefetched_unsighted: HashSet<SightingKey>,
+    unsighted_left: usize,
 }
 
 /// `(site, agent_id, key)` of a sighting.
@@ -145,7 +151,9 @@ impl<T> Span<T> {
 
 fn fold<K: Ord, T>(map: &mut BTreeMap<K, Span<T>>, key: K, first: i64, last: i64, latest: T) {
     match map.entry(key) {
-        std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().fold(first, last, latest),
+        std::collections::btree_map::Entry::Occupied(mut e) => {
+            e.get_mut().fold(first, last, latest)
+        }
         std::collections::btree_map::Entry::Vacant(e) => {
             e.insert(Span {
                 first,
@@ -160,6 +168,8 @@ fn fold<K: Ord, T>(map: &mut BTreeMap<K, Span<T>>, key: K, first: i64, last: i64
 /// writers take row locks in one order).
 #[derive(Debug, Default)]
 struct Buffers {
+    /// New devices: `(id, first, last)`.
+    new_devices: Vec<(i64, i64, i64)>,
     /// Sightings: the device of the latest write (`device_id = excluded.device_id`) and the
     /// first write's VLAN (the upsert keeps the stored one).
     sightings: BTreeMap<SightingKey, (i64, Option<i64>, i64, i64)>,
@@ -248,7 +258,8 @@ fn record_version(eps: &mut Vec<Episode>, v: &VersionSighting) {
 
 impl Buffers {
     fn is_empty(&self) -> bool {
-        self.sightings.is_empty()
+        self.new_devices.is_empty()
+            && self.sightings.is_empty()
             && self.devices.is_empty()
             && self.identities.is_empty()
             && self.attributes.is_empty()
@@ -353,13 +364,10 @@ impl Ingest<'_> {
     /// one query each.
     fn prefetch(&mut self, batch: &[Message], new: &[bool]) -> Result<(), StoreError> {
         let observations = || {
-            batch
-                .iter()
-                .zip(new)
-                .filter_map(|(m, n)| match m {
-                    Message::Observation(o) if *n => Some(o),
-                    _ => None,
-                })
+            batch.iter().zip(new).filter_map(|(m, n)| match m {
+                Message::Observation(o) if *n => Some(o),
+                _ => None,
+            })
         };
         let mut skeys: HashSet<(&str, &str, &str)> = HashSet::new();
         for o in observations() {
@@ -369,6 +377,13 @@ impl Ingest<'_> {
         }
         let skeys: Vec<_> = skeys.into_iter().collect();
         self.fetch_sightings(&skeys)?;
+        for (s, a, k) in &skeys {
+            let k = (s.to_string(), a.to_string(), k.to_string());
+            if self.view.sightings.get(&k) == Some(&None) {
+                self.prefetched_unsighted.insert(k);
+            }
+        }
+        self.unsighted_left = self.prefetched_unsighted.len();
         // The identities a record will look up: its primary one when its sighting is new, and
         // its strong ones unless committed for its device by this process (`merge_on` skips
         // those). A device known and unchanged, the usual delta, needs none.
@@ -546,35 +561,74 @@ impl Ingest<'_> {
         Ok(())
     }
 
+    /// The id of a new device. PostgreSQL: taken from the identity column's sequence, as many
+    /// at once as the batch's records without a stored sighting (the most it can create), in
+    /// one statement; those left over are handed back before commit ([`Ingest::return_ids`]),
+    /// so the ids are the ones one insert per device would have given (SQLite: the rowid).
+    fn new_device_id(&mut self) -> Result<i64, StoreError> {
+        if self.reserved.is_empty() {
+            let n = i64::try_from(self.unsighted_left.max(1)).unwrap_or(i64::MAX);
+            let rows = self
+                .tx
+                .query_native(
+                    "SELECT nextval(pg_get_serial_sequence('devices', 'id'))
+                     FROM generate_series(1, $1::bigint)",
+                    &[&n],
+                )
+                .map_err(db("creating devices"))?;
+            for r in &rows {
+                self.reserved
+                    .push_back(r.try_get(0).map_err(pg("creating devices"))?);
+            }
+        }
+        self.reserved
+            .pop_front()
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "devices".into(),
+                detail: "the id sequence returned no value".into(),
+            })
+    }
+
+    /// Hands the unused reserved ids back to the sequence. Only ingest creates devices, and
+    /// only under the write lock, which this transaction holds: nobody took an id since.
+    fn return_ids(&mut self) -> Result<(), StoreError> {
+        if let Some(&next) = self.reserved.front() {
+            self.tx
+                .query_native(
+                    "SELECT setval(pg_get_serial_sequence('devices', 'id'), $1::bigint, false)",
+                    &[&next],
+                )
+                .map_err(db("returning device ids"))?;
+            self.reserved.clear();
+        }
+        Ok(())
+    }
+
     fn device(&mut self, site: &str, agent: &str, rec: &DeviceRecord) -> Result<(), StoreError> {
         self.stats.device_records += 1;
-        let tx = self.tx;
         let (first, last) = (rec.seen.first_us, rec.seen.last_us);
+        let unsighted = self.prefetched_unsighted.remove(&(
+            site.to_string(),
+            agent.to_string(),
+            rec.key.clone(),
+        ));
         let sighted = self.sighting(site, agent, &rec.key)?;
         let (primary_kind, primary_value) = identity::primary_identity(site, rec);
         let dev = match sighted {
             Some(d) => d,
-            None => match self
-                .holders(primary_kind, &primary_value)?
-                .first()
-                .copied()
-            {
+            None => match self.holders(primary_kind, &primary_value)?.first().copied() {
                 Some(d) => d,
                 None => {
-                    // PostgreSQL: the new id comes back with RETURNING (SQLite:
-                    // last_insert_rowid).
-                    let id: i64 = tx
-                        .query_row(
-                            "INSERT INTO devices (first_us, last_us) VALUES (?1, ?2) RETURNING id",
-                            params![first, last],
-                            |r| r.get(0),
-                        )
-                        .map_err(db("creating device"))?;
+                    let id = self.new_device_id()?;
+                    self.buf.new_devices.push((id, first, last));
                     self.stats.devices_created += 1;
                     id
                 }
             },
         };
+        if unsighted {
+            self.unsighted_left = self.unsighted_left.saturating_sub(1);
+        }
         let ids = identity::identities_of(rec);
         if self.need(
             T_SIGHTING,
@@ -816,11 +870,7 @@ impl Ingest<'_> {
                 s.seen.last_us,
                 s.seen.count as i64,
             );
-            let e = self
-                .buf
-                .services
-                .entry(k)
-                .or_insert((None, peers, f, l, c));
+            let e = self.buf.services.entry(k).or_insert((None, peers, f, l, c));
             if app.is_some() {
                 e.0 = app;
             }
@@ -858,6 +908,17 @@ impl Ingest<'_> {
         let run = |what: &str, sql: &str, params: &[NativeParam<'_>]| {
             tx.execute_native(sql, params).map(drop).map_err(db(what))
         };
+        if !b.new_devices.is_empty() {
+            let id: Vec<i64> = b.new_devices.iter().map(|d| d.0).collect();
+            let first: Vec<i64> = b.new_devices.iter().map(|d| d.1).collect();
+            let last: Vec<i64> = b.new_devices.iter().map(|d| d.2).collect();
+            run(
+                "creating devices",
+                "INSERT INTO devices (id, first_us, last_us)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])",
+                &[&id, &first, &last],
+            )?;
+        }
         if !b.sightings.is_empty() {
             let (mut site, mut agent, mut key) = (Vec::new(), Vec::new(), Vec::new());
             let (mut dev, mut vlan, mut first, mut last) =
@@ -1261,6 +1322,9 @@ pub(super) fn batch(
         agents: HashMap::new(),
         view: View::default(),
         buf: Buffers::default(),
+        reserved: std::collections::VecDeque::new(),
+        prefetched_unsighted: HashSet::new(),
+        unsighted_left: 0,
     };
     let new = ing.messages(batch, received_us)?;
     ing.prefetch(batch, &new)?;
@@ -1272,6 +1336,7 @@ pub(super) fn batch(
         }
     }
     ing.flush()?;
+    ing.return_ids()?;
     ing.finish_agents()?;
     let (stats, pending, merged) = (ing.stats, ing.pending, ing.merged);
     tx.commit().map_err(db("committing ingest"))?;
