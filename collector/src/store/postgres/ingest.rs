@@ -164,6 +164,13 @@ fn fold<K: Ord, T>(map: &mut BTreeMap<K, Span<T>>, key: K, first: i64, last: i64
     }
 }
 
+/// A pending attribute: its span with the latest `(site, agent)`, and the greatest count.
+type AttributeRow = (Span<(String, String)>, i64);
+/// `(device, direction, transport, port)`.
+type ServiceKey = (i64, String, String, i64);
+/// A pending service: `(app, peers, first, last, count)`.
+type ServiceRow = (Option<String>, i64, i64, i64, i64);
+
 /// The transaction's pending write-only upserts, one entry per row (ordered by key, so that
 /// writers take row locks in one order).
 #[derive(Debug, Default)]
@@ -178,12 +185,12 @@ struct Buffers {
     /// `(kind, value, device)` → agent.
     identities: BTreeMap<(String, String, i64), Span<String>>,
     /// `(device, name, value)` → `(site, agent)`, and the greatest count.
-    attributes: BTreeMap<(i64, String, String), (Span<(String, String)>, i64)>,
+    attributes: BTreeMap<(i64, String, String), AttributeRow>,
     /// device → the latest classification record.
     classifications: BTreeMap<i64, (i64, String)>,
     /// `(device, direction, transport, port)` → `(app: the latest recognised one, peers, first,
     /// last, count)`.
-    services: BTreeMap<(i64, String, String, i64), (Option<String>, i64, i64, i64, i64)>,
+    services: BTreeMap<ServiceKey, ServiceRow>,
     /// `(device, direction, transport, port, peer)`.
     peers: BTreeSet<(i64, String, String, i64, String)>,
     /// Software-version sightings for the timeline, in arrival order (each one's effect
