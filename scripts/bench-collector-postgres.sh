@@ -10,7 +10,12 @@
 # MESSAGES/COLLECTORS synthetic observation messages (QoS 1, DEVICES_PER_MESSAGE device records
 # each, devices from a pool of 5000 per publisher) to each collector at once, and times from the
 # first publish until every message is committed. Release build; prints messages/s and device
-# records/s.
+# records/s, then where the time went: CPU seconds of PostgreSQL's processes and of the
+# collectors over the run, and (with the script's own server, which loads pg_stat_statements)
+# statements executed per device record and the most frequent ones.
+#
+# With BENCH_EVALUATE=0 the collectors evaluate only at start (debounce and interval one hour):
+# ingest alone, without the evaluator's transactions competing for the write lock.
 set -euo pipefail
 N=${1:-20000}
 PER=${2:-1}
@@ -34,18 +39,59 @@ if [[ -z "$URL" ]]; then
   [[ -x "$PG_BIN/initdb" ]] || { echo "missing PostgreSQL server: apt-get install postgresql" >&2; exit 1; }
   pgport=$(free_port)
   as_pg "$PG_BIN/initdb" -D "$TMP/pg" -U ward --auth=trust -E UTF8 >/dev/null
-  as_pg "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg.log" -w -o "-p $pgport -k $TMP -c listen_addresses=127.0.0.1" start >/dev/null
+  as_pg "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg.log" -w -o "-p $pgport -k $TMP -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements" start >/dev/null
   URL="postgres://ward@127.0.0.1:$pgport/postgres"
+  OWN_PG=1
+fi
+# CPU seconds (user + system) of the given processes and, for PostgreSQL's postmaster, of its
+# backends (a backend that exited is not counted: the collectors' pooled sessions live
+# throughout).
+cpu() {
+  python3 - "$@" <<'PY'
+import os, sys
+tick = os.sysconf("SC_CLK_TCK")
+pids = set(int(p) for p in sys.argv[1:])
+if "PGPID" in os.environ:
+    pm = int(os.environ["PGPID"])
+    pids.add(pm)
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                f = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(f[1]) == pm:
+                pids.add(int(d))
+total = 0
+for p in pids:
+    try:
+        f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    total += int(f[11]) + int(f[12])
+print(f"{total / tick:.2f}")
+PY
+}
+pgcpu() { if [[ -n "${OWN_PG:-}" ]]; then PGPID=$(head -1 "$TMP/pg/postmaster.pid") cpu; else echo "n/a"; fi; }
+serve_env=()
+if [[ "${BENCH_EVALUATE:-1}" == 0 ]]; then
+  printf '[ingest]\nevaluate_debounce_secs = 3600\nevaluate_interval_secs = 3600\n' >"$TMP/ingest-only.toml"
+  serve_env=(WARD_COLLECTOR_CONFIG="$TMP/ingest-only.toml")
 fi
 pids=()
 ports=()
 for i in $(seq 1 "$C"); do
   port=$(free_port)
-  WARD_COLLECTOR_LOG=warn $BIN/ward-collector --db "$URL" serve --no-http --listen "127.0.0.1:$port" >"$TMP/c$i.log" 2>&1 &
+  env "${serve_env[@]}" WARD_COLLECTOR_LOG=warn $BIN/ward-collector --db "$URL" serve --no-http --listen "127.0.0.1:$port" >"$TMP/c$i.log" 2>&1 &
   pids+=($!)
   ports+=("$port")
 done
 sleep 2
+if [[ -n "${OWN_PG:-}" ]]; then
+  psql -q -X "$URL" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
+fi
+pg_cpu0=$(pgcpu)
+coll_cpu0=$(cpu "${pids[@]}")
 start=$(date +%s.%N)
 pubs=()
 for i in $(seq 1 "$C"); do
@@ -62,11 +108,26 @@ while :; do
   sleep 0.2
 done
 end=$(date +%s.%N)
-python3 - "$start" "$pub_done" "$end" "$total" "$PER" "$C" <<'PY'
+pg_cpu1=$(pgcpu)
+coll_cpu1=$(cpu "${pids[@]}")
+python3 - "$start" "$pub_done" "$end" "$total" "$PER" "$C" "$pg_cpu0" "$pg_cpu1" "$coll_cpu0" "$coll_cpu1" <<'PY'
 import sys
 s, p, e, n, per, c = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 t = e - s
 print(f"postgresql, {c} collector(s): {n} messages x {per} device records committed in {t:.2f} s "
       f"(publish acked after {p-s:.2f} s): {n/t:,.0f} messages/s, {n*per/t:,.0f} device records/s")
+def used(a, b):
+    try:
+        return f"{float(b) - float(a):.1f} s ({(float(b) - float(a)) / t:.2f} cores)"
+    except ValueError:
+        return "n/a"
+print(f"CPU over the run: PostgreSQL {used(sys.argv[7], sys.argv[8])}, "
+      f"collectors {used(sys.argv[9], sys.argv[10])}, wall {t:.1f} s")
 PY
+if [[ -n "${OWN_PG:-}" ]]; then
+  # Statements of the run (the status polling's included: a handful per poll).
+  psql -q -X -A -t -F ' ' "$URL" -c "SELECT sum(calls), round(sum(calls)::numeric / $((total * PER)), 2) FROM pg_stat_statements" |
+    awk '{print "statements: " $1 " (" $2 " per device record)"}'
+  psql -q -X -A -t -F ' | ' "$URL" -c "SELECT calls, round(total_exec_time::numeric, 0) || ' ms', left(regexp_replace(query, '\s+', ' ', 'g'), 90) FROM pg_stat_statements ORDER BY calls DESC LIMIT 8"
+fi
 for p in "${pids[@]}"; do kill -TERM "$p"; done

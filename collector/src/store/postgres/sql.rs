@@ -611,7 +611,40 @@ impl Session {
         let c = self.client()?;
         Ok(off_runtime(|| c.execute(&st, &Self::bind(values, &used)))?)
     }
+
+    /// A statement in PostgreSQL's own dialect, prepared once per session like the others (kept
+    /// in the same cache under a key SQLite text never has).
+    fn native_statement(&mut self, sql: &str) -> Result<postgres::Statement> {
+        let key = format!("\0native\0{sql}");
+        if let Some((s, _)) = self.statements.get(&key) {
+            return Ok(s.clone());
+        }
+        let c = self.client()?;
+        let s = off_runtime(|| c.prepare(sql))?;
+        if self.statements.len() >= STATEMENT_CACHE {
+            self.statements.clear();
+        }
+        self.statements.insert(key, (s.clone(), Vec::new()));
+        Ok(s)
+    }
+
+    fn run_native(&mut self, sql: &str, params: &[NativeParam<'_>]) -> Result<Vec<postgres::Row>> {
+        let st = self.native_statement(sql)?;
+        let c = self.client()?;
+        Ok(off_runtime(|| c.query(&st, params))?)
+    }
+
+    fn execute_native(&mut self, sql: &str, params: &[NativeParam<'_>]) -> Result<u64> {
+        let st = self.native_statement(sql)?;
+        let c = self.client()?;
+        Ok(off_runtime(|| c.execute(&st, params))?)
+    }
 }
+
+/// A parameter bound as the driver's own type: what the rusqlite-shaped [`Value`] cannot say,
+/// such as the arrays a many-row `INSERT … SELECT * FROM unnest($1::bigint[], …)` takes (one
+/// round trip for a whole table's rows of a transaction).
+pub type NativeParam<'a> = &'a (dyn PgToSql + Sync);
 
 /// How a transaction starts (rusqlite's `TransactionBehavior`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -696,6 +729,21 @@ impl Connection {
     /// Same as [`Connection::prepare_cached`].
     pub fn prepare<'c>(&'c self, sql: &str) -> Result<Statement<'c>> {
         self.prepare_cached(sql)
+    }
+
+    /// Runs a statement written in PostgreSQL's dialect (no [`translate`]) with parameters of
+    /// the driver's own types; the rows it returns.
+    pub fn query_native(
+        &self,
+        sql: &str,
+        params: &[NativeParam<'_>],
+    ) -> Result<Vec<postgres::Row>> {
+        self.with(|s| s.run_native(sql, params))
+    }
+
+    /// [`Connection::query_native`] for a statement without rows; the rows it changed.
+    pub fn execute_native(&self, sql: &str, params: &[NativeParam<'_>]) -> Result<u64> {
+        self.with(|s| s.execute_native(sql, params))
     }
 
     /// Starts a transaction; `Immediate` takes the write lock.
