@@ -72,6 +72,11 @@ fn resend_undelivered(store: &mut dyn Store, alerter: &alerts::Alerter) -> anyho
     Ok(())
 }
 
+/// How often the evaluator's lease holder looks at the shared ingest clock for data other
+/// collectors stored: one single-row read a second, so their flags wait no longer than this
+/// plus the usual debounce.
+const CLUSTER_POLL: Duration = Duration::from_secs(1);
+
 /// Links, flags, summaries, then alerts for what opened or resolved — on its own thread and
 /// database connection, so ingest never waits for an evaluation (seconds at 100 000 devices).
 /// Runs at start, after new data (debounced: never sooner than four times its own last cost, so
@@ -107,6 +112,14 @@ fn evaluator(
     let mut cost = Duration::ZERO;
     let mut scheduled = Instant::now();
     let mut stopping = false;
+    // Several collectors on one database: data another collector stored moves the shared
+    // ingest clock, which the holder reads every CLUSTER_POLL (its own ingest tells it
+    // directly); `None` for SQLite, one collector per file.
+    let clustered = store
+        .ingest_clock()
+        .context("reading the ingest clock")?
+        .is_some();
+    let mut clock: Option<i64> = None;
     loop {
         if !stopping {
             let due = if dirty {
@@ -114,7 +127,14 @@ fn evaluator(
             } else {
                 scheduled
             }
-            .min(Instant::now() + lease / 3);
+            .min(
+                Instant::now()
+                    + if holding && clustered {
+                        CLUSTER_POLL
+                    } else {
+                        lease / 3
+                    },
+            );
             match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
                 Ok(EvalMsg::Dirty) => {
                     dirty = true;
@@ -155,6 +175,13 @@ fn evaluator(
         store
             .confirm_alerts(&alerter.take_delivered())
             .context("recording delivered alerts")?;
+        if held && clustered {
+            let now_clock = store.ingest_clock().context("reading the ingest clock")?;
+            if clock.is_some() && now_clock != clock {
+                dirty = true;
+            }
+            clock = now_clock;
+        }
         let now = Instant::now();
         let due_now =
             (dirty && now >= last + debounce.max(cost * 4)) || now >= scheduled || stopping;

@@ -386,3 +386,67 @@ fn two_collectors_on_one_database_store_once_evaluate_once_and_alert_once() {
     );
     assert!(survivor.sigterm().success(), "{}", survivor.log_text());
 }
+
+/// Data stored by a collector that does not hold the evaluator's lease (sites split between
+/// collectors) is evaluated by the holder within seconds — it reads the shared ingest clock
+/// every second — not at its next scheduled pass (an hour here).
+#[test]
+fn the_lease_holder_evaluates_what_another_collector_stored() {
+    if sqlite() {
+        eprintln!("PostgreSQL only: runs in the suite's PostgreSQL pass (WARD_TEST_POSTGRES)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = d.join("ward.db");
+    let cfg = d.join("collector.toml");
+    std::fs::write(
+        &cfg,
+        "[alerts]\nmqtt = false\n[ingest]\nevaluate_debounce_secs = 0\nevaluator_lease_secs = 30\n",
+    )
+    .unwrap();
+    let args = [
+        "--config",
+        cfg.to_str().unwrap(),
+        "--evaluate-interval",
+        "3600",
+    ];
+    let mut a = serve(&db, &args, &d.join("a.log"));
+    eventually("the first collector holds the lease", || {
+        lease_holder(&db).is_some()
+    });
+    let holder = lease_holder(&db).unwrap();
+    let mut b = serve(&db, &args, &d.join("b.log"));
+    // Only B's embedded broker receives the agent: B stores, A evaluates.
+    let mut agent = publish(
+        d,
+        b.mqtt_port(),
+        &["dicom-dcmtk.pcap", "hl7-mllp.pcap"],
+        "span-b",
+    );
+    assert!(agent.wait().unwrap().success());
+    let open = || -> usize {
+        db_rows(&db, "SELECT count(*) FROM flags WHERE status = 'open'")[0][0]
+            .as_deref()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0)
+    };
+    let stored = std::time::Instant::now();
+    eventually("flags opened for what the other collector stored", || {
+        open() > 0
+    });
+    // Without the clock this never happens within `eventually`'s minute: the holder's next
+    // pass is an hour away, and B's ingest tells only B's evaluator.
+    eprintln!(
+        "flags visible {:?} after the agent finished",
+        stored.elapsed()
+    );
+    assert_eq!(
+        lease_holder(&db).as_deref(),
+        Some(holder.as_str()),
+        "A kept the lease"
+    );
+    assert!(a.sigterm().success(), "{}", a.log_text());
+    assert!(b.sigterm().success(), "{}", b.log_text());
+}

@@ -1012,6 +1012,12 @@ pub trait Store: Send + std::fmt::Debug {
     fn cluster(&self) -> Result<Option<ClusterStats>, StoreError> {
         Ok(None)
     }
+    /// A number that moves whenever any collector sharing the database stored new messages
+    /// (PostgreSQL); `None` where one collector is the only writer (SQLite), whose own ingest
+    /// tells its evaluator.
+    fn ingest_clock(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// A boxed store is a store (what `open_store` returns passes wherever a store goes).
@@ -1165,6 +1171,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn cluster(&self) -> Result<Option<ClusterStats>, StoreError> {
         (**self).cluster()
+    }
+    fn ingest_clock(&self) -> Result<Option<i64>, StoreError> {
+        (**self).ingest_clock()
     }
     fn session_insert(&mut self, s: &ConsoleSession) -> Result<(), StoreError> {
         (**self).session_insert(s)

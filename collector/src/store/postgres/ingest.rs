@@ -1345,6 +1345,16 @@ pub(super) fn batch(
     ing.flush()?;
     ing.return_ids()?;
     ing.finish_agents()?;
+    if ing.stats.messages > 0 {
+        // One row, already under the write lock: tells the evaluator's lease holder, on
+        // whichever collector, that there is new data ([`super::schema::ingest_clock`]).
+        exec(
+            &tx,
+            "advancing the ingest clock",
+            "UPDATE ingest_clock SET n = n + 1",
+            params![],
+        )?;
+    }
     let (stats, pending, merged) = (ing.stats, ing.pending, ing.merged);
     tx.commit().map_err(db("committing ingest"))?;
     if merged {

@@ -600,6 +600,10 @@ impl Store for PostgresStore {
     fn cluster(&self) -> Result<Option<super::ClusterStats>, StoreError> {
         sql::off_runtime(|| schema::cluster(&self.conn()?).map(Some))
     }
+
+    fn ingest_clock(&self) -> Result<Option<i64>, StoreError> {
+        sql::off_runtime(|| schema::ingest_clock(&self.conn()?).map(Some))
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,13 @@ CREATE TRIGGER summary_filtered_columns AFTER UPDATE ON device_summary FOR EACH 
     r#"
 CREATE INDEX identities_prefix ON identities(kind, (value COLLATE "C"));
 "#,
+    // The ingest clock: moved by every batch that stored a new message, whichever collector
+    // committed it. The evaluator's lease holder reads it every second, so data another
+    // collector ingested (sites split between collectors) is evaluated as soon as its own.
+    r#"
+CREATE TABLE ingest_clock (one BIGINT PRIMARY KEY CHECK (one = 1), n BIGINT NOT NULL);
+INSERT INTO ingest_clock VALUES (1, 0);
+"#,
 ];
 
 /// The lock two collectors migrating at once take, one after the other.
@@ -198,6 +205,12 @@ pub(super) fn try_lease(
         .optional()
         .map_err(db("taking the lease"))?;
     Ok(won.as_deref() == Some(holder))
+}
+
+/// The ingest clock: how many batches with new messages every collector committed so far.
+pub(super) fn ingest_clock(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row("SELECT n FROM ingest_clock", [], |r| r.get(0))
+        .map_err(db("reading the ingest clock"))
 }
 
 /// Numbers about the whole cluster, from the database every collector shares.
