@@ -224,57 +224,6 @@ fn flags_opened_by_ingest_and_resolved_by_import_are_alerted() {
     );
 }
 
-/// A webhook receiver that answers 503 until `accept` is set, then records each POSTed JSON
-/// body and answers 200.
-#[allow(clippy::type_complexity)]
-fn switchable_webhook() -> (
-    u16,
-    Arc<std::sync::atomic::AtomicBool>,
-    Arc<Mutex<Vec<Value>>>,
-) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let accept = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let (a, g) = (accept.clone(), got.clone());
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let (mut len, mut line) = (0usize, String::new());
-            loop {
-                line.clear();
-                if r.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0u8; len];
-            let read = r.read_exact(&mut body).is_ok();
-            if a.load(std::sync::atomic::Ordering::SeqCst) {
-                if read {
-                    g.lock()
-                        .unwrap()
-                        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                }
-                let _ = s.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-            } else {
-                let _ = s.write_all(
-                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-            }
-        }
-    });
-    (port, accept, got)
-}
-
 /// A collector `kill -9`ed after claiming alerts and before delivering them (its webhook was
 /// down) no longer loses them: the next holder of the evaluator's lease — here the same
 /// collector restarted — finds them claimed and undelivered and sends them; once delivered
@@ -284,7 +233,7 @@ fn alerts_claimed_by_a_collector_killed_before_delivery_are_sent_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let db = d.join("ward.db");
-    let (hook_port, accept, hooks) = switchable_webhook();
+    let (hook_port, accept, hooks) = switchable_webhook(false);
     let cfg = d.join("collector.toml");
     std::fs::write(
         &cfg,

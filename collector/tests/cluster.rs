@@ -12,51 +12,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use common::*;
 use serde_json::Value;
-
-/// A real HTTP/1.1 server that records each POSTed JSON body and answers 200.
-fn webhook() -> (u16, Arc<Mutex<Vec<Value>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut len = 0usize;
-            let mut line = String::new();
-            loop {
-                line.clear();
-                if r.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0u8; len];
-            if r.read_exact(&mut body).is_ok() {
-                g.lock()
-                    .unwrap()
-                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-            }
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (port, got)
-}
 
 /// The captures, as the agent's observation stream (JSON lines).
 fn observations(dir: &Path, name: &str, captures: &[&str], agent: &str) -> std::path::PathBuf {
@@ -189,7 +150,7 @@ fn two_collectors_on_one_database_store_once_evaluate_once_and_alert_once() {
     let d = dir.path();
     let db = d.join("ward.db");
     let url = db_arg(&db);
-    let (hook_port, hooks) = webhook();
+    let (hook_port, hooks) = alert_webhook();
     let cfg = d.join("collector.toml");
     std::fs::write(
         &cfg,

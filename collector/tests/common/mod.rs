@@ -812,11 +812,27 @@ pub fn db_rows(path: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
 /// A real HTTP/1.1 server on 127.0.0.1 (port 0) that records each POSTed JSON body (`Null` if
 /// it is not JSON) and answers 200: the receiving end of the collector's alert webhook.
 pub fn alert_webhook() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let (port, _, got) = switchable_webhook(true);
+    (port, got)
+}
+
+/// [`alert_webhook`], answering 503 (and recording nothing) while the returned flag is false:
+/// a receiver that is down, then back.
+#[allow(clippy::type_complexity)]
+pub fn switchable_webhook(
+    accepting: bool,
+) -> (
+    u16,
+    Arc<std::sync::atomic::AtomicBool>,
+    Arc<Mutex<Vec<serde_json::Value>>>,
+) {
     use std::io::BufRead;
+    use std::sync::atomic::{AtomicBool, Ordering};
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
+    let accept = Arc::new(AtomicBool::new(accepting));
     let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
+    let (a, g) = (accept.clone(), got.clone());
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
@@ -836,7 +852,14 @@ pub fn alert_webhook() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
                 }
             }
             let mut body = vec![0u8; len];
-            if r.read_exact(&mut body).is_ok() {
+            let read = r.read_exact(&mut body).is_ok();
+            if !a.load(Ordering::SeqCst) {
+                let _ = s.write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            }
+            if read {
                 g.lock()
                     .unwrap()
                     .push(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
@@ -845,5 +868,5 @@ pub fn alert_webhook() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
                 s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
     });
-    (port, got)
+    (port, accept, got)
 }
