@@ -159,7 +159,8 @@ impl Import {
         Ok(Import::Eox { paths, statements })
     }
 
-    fn store(&self, store: &mut dyn Store, now_us: i64) -> anyhow::Result<Imported> {
+    /// Stores what was read, without evaluating ([`import_and_evaluate`] evaluates after).
+    pub fn store(&self, store: &mut dyn Store, now_us: i64) -> anyhow::Result<Imported> {
         Ok(match self {
             Import::Observations { files, batch } => {
                 let t = std::time::Instant::now();

@@ -23,9 +23,7 @@ use ward_protocols::schema::observation::{
 };
 use ward_protocols::schema::status::{StatusMessage, STATUS_SCHEMA};
 
-use crate::compliance::flags::{self, FlagConfig};
-use crate::compliance::link;
-use crate::store::{Adjustments, Applied, IngestStats, Message, Rejections, Store, StoreError};
+use crate::store::{Adjustments, IngestStats, Message, Rejections, Store};
 
 /// Longest message read: an MQTT payload (the broker has its own, smaller, limit) or a line of a
 /// replayed file. Longer lines are skipped without being held in memory.
@@ -737,37 +735,7 @@ pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-/// Links everything and reconciles flags at `now_us`. Called after imports, after ingest
-/// batches (debounced) and on a schedule, so time-based flags (end of support, assets not seen)
-/// open without new traffic.
-pub fn evaluate(
-    store: &mut dyn Store,
-    cfg: &FlagConfig,
-    now_us: i64,
-) -> Result<Applied, StoreError> {
-    let t = std::time::Instant::now();
-    let mut inv = store.inventory()?;
-    inv.advisories = store.advisories()?;
-    inv.kev = store.kev()?;
-    inv.sboms = store.sboms()?;
-    inv.eox = store.eox_statements()?;
-    let links = link::link(&inv, flags::date_of(now_us));
-    let (flags, notes) = flags::evaluate_with_notes(&inv, &links, cfg, now_us);
-    let st = store.apply_evaluation(&links, &flags, &notes, now_us)?;
-    store.write_summaries(&crate::compliance::summary::summaries(
-        &inv, &links, &flags, cfg,
-    ))?;
-    tracing::debug!(
-        devices = inv.devices.len(),
-        links = links.len(),
-        flags_open = st.stats.flags_open,
-        opened = st.stats.flags_opened,
-        resolved = st.stats.flags_resolved,
-        elapsed_ms = t.elapsed().as_millis() as u64,
-        "evaluated"
-    );
-    Ok(st)
-}
+pub use crate::evaluation::evaluate;
 
 /// Reads one line into `out`, keeping at most `max` bytes of it (the rest is read and
 /// discarded, never held); returns the line's full length without its `\n`, `None` at the end.

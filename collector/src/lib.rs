@@ -10,6 +10,7 @@ pub mod compliance;
 pub mod config;
 pub mod console;
 pub mod demo;
+pub mod evaluation;
 pub mod fuzz_harness;
 pub mod import;
 pub mod ingest;

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use crate::access::api::{self, ApiState, Metrics};
 use crate::alerts;
 use crate::config::Config;
+use crate::evaluation;
 use crate::ingest::{self, decode};
 use crate::mqtt::broker::{self, BrokerConfig};
 use crate::mqtt::source::{self, Delivery, SourceConfig};
-use crate::store::{IngestStats, Store};
+use crate::store::{IngestStats, Store, StoreError};
 
 /// Longest a batch waits to fill once messages are flowing.
 const BATCH_WAIT: Duration = Duration::from_millis(5);
@@ -108,6 +109,9 @@ fn evaluator(
     let interval = Duration::from_secs(cfg.ingest.evaluate_interval_secs.max(1));
     let debounce = Duration::from_secs(cfg.ingest.evaluate_debounce_secs).max(MIN_EVALUATION_GAP);
     let mut dirty = false;
+    // The first evaluation is a sweep over every device, and so is the one after an import.
+    let mut sweep_pending = true;
+    let mut reference = evaluation::Reference::default();
     let mut last = Instant::now();
     let mut cost = Duration::ZERO;
     let mut scheduled = Instant::now();
@@ -183,8 +187,9 @@ fn evaluator(
             clock = now_clock;
         }
         let now = Instant::now();
-        let due_now =
-            (dirty && now >= last + debounce.max(cost * 4)) || now >= scheduled || stopping;
+        let changes_due = dirty && now >= last + debounce.max(cost * 4);
+        // Stopping: only what changed, so a stop never waits for a sweep.
+        let mut sweep_due = (sweep_pending || now >= scheduled) && !stopping;
         if !held {
             // Another collector evaluates: wake up only to try the lease again (a third of it
             // from now), or for new data. Without this a collector that is not the holder but
@@ -194,31 +199,66 @@ fn evaluator(
                 break;
             }
             dirty = false;
+            sweep_pending = true;
             scheduled = Instant::now() + lease / 3;
             continue;
         }
-        if !due_now {
+        if !(changes_due || sweep_due || stopping) {
             // Nothing is due yet: this wake-up only renewed the lease.
-            if stopping {
-                break;
-            }
             continue;
         }
         let t = Instant::now();
-        ingest::evaluate(&mut store, &cfg.flags, ingest::now_us()).context("evaluating flags")?;
+        if !sweep_due {
+            // New data: just the devices it changed. `None`: an import changed what every
+            // device is evaluated against, so every device is.
+            let done = evaluation::evaluate_changed(
+                &mut store,
+                &mut reference,
+                &cfg.flags,
+                ingest::now_us(),
+            )
+            .context("evaluating changed devices")?;
+            sweep_due = done.is_none();
+            cost = t.elapsed();
+        }
+        if sweep_due {
+            let (mut resweep, mut lost) = (false, false);
+            let lease_us = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+            evaluation::evaluate_all(
+                &mut store,
+                &mut reference,
+                &cfg.flags,
+                &ingest::now_us,
+                &mut |store, reference| {
+                    // Between two parts of the sweep: new data is evaluated, alerts go out, and
+                    // the lease is renewed (a sweep of a large inventory outlasts it).
+                    if evaluation::evaluate_changed(store, reference, &cfg.flags, ingest::now_us())?
+                        .is_none()
+                    {
+                        resweep = true;
+                    }
+                    send_alerts(store, &alerter)?;
+                    store.confirm_alerts(&alerter.take_delivered())?;
+                    let held = store.try_lease("evaluator", &holder, lease_us, ingest::now_us())?;
+                    lost = !held;
+                    Ok(held)
+                },
+            )
+            .context("evaluating flags")?;
+            let swept = t.elapsed();
+            sweep_pending = resweep;
+            scheduled = Instant::now() + interval.max(swept * 4);
+            if lost {
+                tracing::warn!(holder = %holder, "evaluator lease lost during a sweep: stopped it");
+                holding = false;
+                metrics.evaluator_lease.store(0, Ordering::Relaxed);
+            }
+        }
         metrics.evaluations.fetch_add(1, Ordering::Relaxed);
         // Alerts come from the database, not from this evaluation alone: a CLI import or
         // another collector may have opened or resolved flags since the last round.
-        loop {
-            let batch = store.take_alerts(1000).context("reading flags to alert")?;
-            if batch.opened.is_empty() && batch.resolved.is_empty() {
-                break;
-            }
-            alerter.notify(&batch);
-        }
-        cost = t.elapsed();
+        send_alerts(&mut store, &alerter).context("reading flags to alert")?;
         last = Instant::now();
-        scheduled = last + interval;
         dirty = false;
         if stopping {
             break;
@@ -232,6 +272,17 @@ fn evaluator(
         }
     }
     Ok(())
+}
+
+/// Sends every alert not sent yet (whoever evaluated: this collector, another, a CLI import).
+fn send_alerts(store: &mut dyn Store, alerter: &alerts::Alerter) -> Result<(), StoreError> {
+    loop {
+        let batch = store.take_alerts(1000)?;
+        if batch.opened.is_empty() && batch.resolved.is_empty() {
+            return Ok(());
+        }
+        alerter.notify(&batch);
+    }
 }
 
 fn count(m: &Metrics, st: &IngestStats, rejected: u64) {

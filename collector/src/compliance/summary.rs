@@ -88,8 +88,18 @@ pub const OPEN_PREFIX: &str = "open:";
 /// [`ALL`] group always has its `devices` row, zero included: its presence says the counts were
 /// kept (a database summarised by an older collector has none until the next evaluation).
 pub fn summary_counts(rows: &[DeviceSummary]) -> BTreeMap<(&'static str, String, String), u64> {
+    let mut out = summary_counts_of(rows);
+    out.entry((ALL, String::new(), "devices".into()))
+        .or_insert(0);
+    out
+}
+
+/// [`summary_counts`] without the row of every device when there are none: a sum over the rows,
+/// so the counts of a changed part of the inventory are its new rows' minus its old rows'.
+pub fn summary_counts_of<'a>(
+    rows: impl IntoIterator<Item = &'a DeviceSummary>,
+) -> BTreeMap<(&'static str, String, String), u64> {
     let mut out: BTreeMap<(&'static str, String, String), u64> = BTreeMap::new();
-    out.insert((ALL, String::new(), "devices".into()), 0);
     for r in rows {
         let mut names: Vec<String> = vec!["devices".into()];
         if r.medical {

@@ -12,7 +12,7 @@
 pub mod postgres;
 pub mod sqlite;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -541,6 +541,85 @@ pub struct Applied {
     pub resolved: Vec<FlagRow>,
 }
 
+/// What one evaluation stores, in one transaction: its links, flags and summaries replace the
+/// stored ones within `scope`; `changes` says which recorded changes it has seen.
+#[derive(Debug, Clone, Copy)]
+pub struct Evaluated<'a> {
+    /// The stored rows these results replace.
+    pub scope: EvalScope<'a>,
+    /// Every link of the scope's devices.
+    pub links: &'a [Link],
+    /// Every condition that holds within the scope.
+    pub flags: &'a [FlagInstance],
+    /// Why conditions stopped holding ([`ResolutionNote`]).
+    pub notes: &'a [ResolutionNote],
+    /// The summaries of the scope's devices; `None` leaves the summaries as they are.
+    pub summaries: Option<&'a [DeviceSummary]>,
+    /// The recorded changes ([`Store::changed_devices`]) this evaluation has seen, forgotten
+    /// with it.
+    pub changes: ChangesSeen<'a>,
+    /// When, µs.
+    pub now_us: i64,
+}
+
+/// Which stored rows an evaluation replaces.
+#[derive(Debug, Clone, Copy)]
+pub enum EvalScope<'a> {
+    /// All of them: every link, every open flag, every summary.
+    All,
+    /// Part of the inventory: the links, `device:` flags and summaries of `devices` (a device
+    /// absent from the results — merged away — loses them), and the flags of `assets` and
+    /// `contracts`; with `every_aggregate`, every open `asset:` and `contract:` flag (the
+    /// last step of a sweep, which also recounts the flag counts from the flags).
+    Part {
+        /// Device ids.
+        devices: &'a [i64],
+        /// Asset tags.
+        assets: &'a [String],
+        /// Contract ids.
+        contracts: &'a [String],
+        /// Every asset and contract flag is in scope.
+        every_aggregate: bool,
+    },
+}
+
+/// The recorded changes an evaluation has seen, by the token of the latest one it read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangesSeen<'a> {
+    /// None.
+    None,
+    /// These devices' changes with tokens up to `up_to` (a device changed again since has a
+    /// greater token and stays recorded).
+    These {
+        /// Device ids.
+        devices: &'a [i64],
+        /// The greatest token read.
+        up_to: i64,
+    },
+    /// Every change with a token up to `up_to`: a sweep that started after them.
+    UpTo(i64),
+}
+
+/// Devices whose stored facts changed since an evaluation last saw them (each ingest that
+/// writes a row of a device records it; merges record both devices), oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Device ids, ascending.
+    pub devices: Vec<i64>,
+    /// The greatest token among them (0 when there are none).
+    pub up_to: i64,
+}
+
+/// What links of devices outside an evaluation's part say about the assets and contracts it
+/// touches: the aggregate scopes' inputs ([`crate::compliance::flags::aggregate_flags`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkedElsewhere {
+    /// Asset tag → the latest last-seen time of a device linked to it.
+    pub asset_last_seen: HashMap<String, i64>,
+    /// Contract id → the devices linked to it, ascending.
+    pub contract_devices: BTreeMap<String, Vec<i64>>,
+}
+
 /// A recorded merge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MergeRow {
@@ -868,16 +947,53 @@ pub trait Store: Send + std::fmt::Debug {
     ) -> Result<ImportStats, StoreError>;
     /// Reads what linking and flag evaluation need.
     fn inventory(&self) -> Result<Inventory, StoreError>;
-    /// Replaces the links with `links` and reconciles flags: conditions in `flags` open (or stay
-    /// open), open flags not in `flags` are resolved at `now_us`, each with the note of
-    /// `notes` that names it, if any (its summary appended, its evidence under `resolution`).
+    /// Stores an evaluation: within its scope, the links are replaced with its links, conditions
+    /// in its flags open (or stay open), open flags not in them are resolved at `now_us`, each
+    /// with the note that names it, if any (its summary appended, its evidence under
+    /// `resolution`), and the summaries (if given) replace the stored ones; the counts kept
+    /// with flags and summaries follow, and the changes it saw are forgotten.
+    fn apply_evaluated(&mut self, e: &Evaluated<'_>) -> Result<Applied, StoreError>;
+    /// [`Store::apply_evaluated`] over the whole inventory, without summaries.
     fn apply_evaluation(
         &mut self,
         links: &[Link],
         flags: &[FlagInstance],
         notes: &[ResolutionNote],
         now_us: i64,
-    ) -> Result<Applied, StoreError>;
+    ) -> Result<Applied, StoreError> {
+        self.apply_evaluated(&Evaluated {
+            scope: EvalScope::All,
+            links,
+            flags,
+            notes,
+            summaries: None,
+            changes: ChangesSeen::None,
+            now_us,
+        })
+    }
+    /// Devices whose stored facts changed since an evaluation saw them, at most `max`, oldest
+    /// change first.
+    fn changed_devices(&self, max: usize) -> Result<Changes, StoreError>;
+    /// The greatest change token recorded (0: none).
+    fn last_change(&self) -> Result<i64, StoreError>;
+    /// These devices (merged-away ones absent), by id, as [`Store::inventory`] reads them.
+    fn devices_by_id(&self, ids: &[i64]) -> Result<Vec<DeviceView>, StoreError>;
+    /// Device ids above `after`, ascending, at most `max`: every device's (merged ones too) and
+    /// every summary's, so a sweep over them reaches whatever an evaluation ever stored.
+    fn device_ids_after(&self, after: i64, max: usize) -> Result<Vec<i64>, StoreError>;
+    /// The stored links of these devices.
+    fn links_of(&self, ids: &[i64]) -> Result<Vec<Link>, StoreError>;
+    /// For these assets and contracts, what the links of devices other than `exclude` say.
+    fn linked_elsewhere(
+        &self,
+        exclude: &[i64],
+        assets: &[String],
+        contracts: &[String],
+    ) -> Result<LinkedElsewhere, StoreError>;
+    /// A number that changes whenever an import changes contracts, assets, advisories, the
+    /// KEV catalog, SBOMs or OpenEoX statements: what an evaluator keeps of them in memory is
+    /// current while it holds.
+    fn imports_version(&self) -> Result<Vec<i64>, StoreError>;
     /// Flags, newest first; `open_only` filters.
     fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError>;
     /// Links.
@@ -1045,14 +1161,34 @@ impl<S: Store + ?Sized> Store for Box<S> {
     fn inventory(&self) -> Result<Inventory, StoreError> {
         (**self).inventory()
     }
-    fn apply_evaluation(
-        &mut self,
-        links: &[Link],
-        flags: &[FlagInstance],
-        notes: &[ResolutionNote],
-        now_us: i64,
-    ) -> Result<Applied, StoreError> {
-        (**self).apply_evaluation(links, flags, notes, now_us)
+    fn apply_evaluated(&mut self, e: &Evaluated<'_>) -> Result<Applied, StoreError> {
+        (**self).apply_evaluated(e)
+    }
+    fn changed_devices(&self, max: usize) -> Result<Changes, StoreError> {
+        (**self).changed_devices(max)
+    }
+    fn last_change(&self) -> Result<i64, StoreError> {
+        (**self).last_change()
+    }
+    fn devices_by_id(&self, ids: &[i64]) -> Result<Vec<DeviceView>, StoreError> {
+        (**self).devices_by_id(ids)
+    }
+    fn device_ids_after(&self, after: i64, max: usize) -> Result<Vec<i64>, StoreError> {
+        (**self).device_ids_after(after, max)
+    }
+    fn links_of(&self, ids: &[i64]) -> Result<Vec<Link>, StoreError> {
+        (**self).links_of(ids)
+    }
+    fn linked_elsewhere(
+        &self,
+        exclude: &[i64],
+        assets: &[String],
+        contracts: &[String],
+    ) -> Result<LinkedElsewhere, StoreError> {
+        (**self).linked_elsewhere(exclude, assets, contracts)
+    }
+    fn imports_version(&self) -> Result<Vec<i64>, StoreError> {
+        (**self).imports_version()
     }
     fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError> {
         (**self).flags(open_only)

@@ -59,7 +59,7 @@ pub use kind::{FlagKind, Scope, Severity, UnknownFlagKind, KINDS};
 
 use crate::compliance::link::{self, manufacturer_model};
 use crate::compliance::vendors::VendorAliases;
-use crate::import::model::Contract;
+use crate::import::model::{Asset, Contract};
 use crate::store::{
     DeviceView, FlagInstance, Inventory, Link, LinkKind, ResolutionNote, ServiceView,
 };
@@ -332,6 +332,37 @@ pub fn evaluate_with_notes(
     now_us: i64,
 ) -> (Vec<FlagInstance>, Vec<ResolutionNote>) {
     let at = At::new(now_us);
+    let mut pass = device_pass(inv, links, cfg, at);
+    aggregate_flags(
+        &inv.assets,
+        &pass.asset_last_seen,
+        &inv.contracts,
+        &pass.contract_devices,
+        cfg,
+        at,
+        &mut pass.flags,
+    );
+    (pass.flags, pass.notes)
+}
+
+/// What [`device_pass`] finds: the device scopes' conditions, and what the aggregate scopes
+/// need from the devices it went through.
+#[derive(Debug, Default)]
+pub struct DevicePass {
+    /// Device, service and advisory scope conditions.
+    pub flags: Vec<FlagInstance>,
+    /// Why conditions stopped holding ([`evaluate_with_notes`]).
+    pub notes: Vec<ResolutionNote>,
+    /// Asset tag → the latest last-seen time of a device linked to it.
+    pub asset_last_seen: HashMap<String, i64>,
+    /// Contract id → the devices it covers, in inventory (id) order.
+    pub contract_devices: BTreeMap<String, Vec<i64>>,
+}
+
+/// The device scopes over `inv.devices` (every device, or the part of the inventory an
+/// evaluation looks at: each device's conditions depend on it, its links, the contracts and
+/// the advisories alone). `links` are [`link::link`]'s for those devices.
+pub fn device_pass(inv: &Inventory, links: &[Link], cfg: &FlagConfig, at: At) -> DevicePass {
     let contracts: HashMap<&str, &Contract> =
         inv.contracts.iter().map(|c| (c.id.as_str(), c)).collect();
     let lapsed_links = link::lapsed(inv, links, at.today);
@@ -341,10 +372,8 @@ pub fn evaluate_with_notes(
     }
     let lapsed: HashMap<i64, &Link> = lapsed_links.iter().map(|l| (l.device_id, l)).collect();
 
-    let mut out = Vec::new();
-    let mut notes = Vec::new();
-    let mut per_contract: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    let mut asset_last_seen: HashMap<&str, i64> = HashMap::new();
+    let mut pass = DevicePass::default();
+    let out = &mut pass.flags;
     let mut advisory_cache = advisory::Cache::default();
     let sbom_index = crate::compliance::sbom::SbomIndex::new(&inv.sboms, &inv.contracts);
     for d in &inv.devices {
@@ -360,20 +389,23 @@ pub fn evaluate_with_notes(
             lapsed: lapsed.get(&d.id).and_then(|l| cover(&contracts, l)),
         };
         if let Some(a) = facts.asset {
-            let e = asset_last_seen.entry(a.target.as_str()).or_insert(i64::MIN);
+            let e = pass
+                .asset_last_seen
+                .entry(a.target.clone())
+                .or_insert(i64::MIN);
             *e = (*e).max(d.last_us);
         }
         if let Some(c) = &facts.contract {
-            per_contract
-                .entry(c.contract.id.as_str())
+            pass.contract_devices
+                .entry(c.contract.id.clone())
                 .or_default()
                 .push(d.id);
         }
-        device::device_flags(&facts, cfg, at, &mut out);
+        device::device_flags(&facts, cfg, at, out);
         for s in &d.services {
-            service::service_flags(&facts, s, cfg, &mut out);
+            service::service_flags(&facts, s, cfg, out);
         }
-        service::contacted_remote_access(&facts, cfg, &mut out);
+        service::contacted_remote_access(&facts, cfg, out);
         advisory::advisory_flags(
             &facts,
             &inv.advisories,
@@ -382,23 +414,36 @@ pub fn evaluate_with_notes(
             cfg,
             at,
             &mut advisory_cache,
-            &mut out,
-            &mut notes,
+            out,
+            &mut pass.notes,
         );
-        eox::eox_flags(&facts, &inv.eox, cfg, at, &mut out);
+        eox::eox_flags(&facts, &inv.eox, cfg, at, out);
     }
-    for a in &inv.assets {
+    pass
+}
+
+/// The aggregate scopes: each asset of `assets` given the latest last-seen time of a device
+/// linked to it (`asset_last_seen`), each contract of `contracts` given the devices it covers.
+pub fn aggregate_flags<'a>(
+    assets: impl IntoIterator<Item = &'a Asset>,
+    asset_last_seen: &HashMap<String, i64>,
+    contracts: impl IntoIterator<Item = &'a Contract>,
+    contract_devices: &BTreeMap<String, Vec<i64>>,
+    cfg: &FlagConfig,
+    at: At,
+    out: &mut Vec<FlagInstance>,
+) {
+    for a in assets {
         let last = asset_last_seen.get(a.tag.as_str()).copied();
-        asset::asset_flags(a, last, cfg, at, &mut out);
+        asset::asset_flags(a, last, cfg, at, out);
     }
-    for c in &inv.contracts {
-        let devs = per_contract
+    for c in contracts {
+        let devs = contract_devices
             .get(c.id.as_str())
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        contract::contract_flags(c, devs, &mut out);
+        contract::contract_flags(c, devs, out);
     }
-    (out, notes)
 }
 
 #[cfg(test)]

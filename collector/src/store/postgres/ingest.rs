@@ -83,6 +83,9 @@ struct Ingest<'a> {
     cache: &'a WriteCache,
     pending: Vec<(RowKey, (i64, i64))>,
     merged: bool,
+    /// Devices this batch wrote a row of (merges: both), recorded for the evaluator
+    /// ([`super::evaluation::record_changes`]).
+    changed: std::collections::BTreeSet<i64>,
     agents: HashMap<(String, String), i64>,
     view: View,
     buf: Buffers,
@@ -291,6 +294,7 @@ impl Ingest<'_> {
         if self.cache.covers(&k, first, last) {
             return false;
         }
+        self.changed.insert(dev);
         self.pending.push((k, (first, last)));
         true
     }
@@ -841,6 +845,7 @@ impl Ingest<'_> {
                         self.view.merged(kept.id, absorbed.id);
                         self.stats.merges += 1;
                         self.merged = true;
+                        self.changed.extend([kept.id, absorbed.id]);
                         dev = kept.id;
                     }
                     MergeDecision::Distinct => {
@@ -1326,6 +1331,7 @@ pub(super) fn batch(
         cache: &*cache,
         pending: Vec::new(),
         merged: false,
+        changed: std::collections::BTreeSet::new(),
         agents: HashMap::new(),
         view: View::default(),
         buf: Buffers::default(),
@@ -1345,6 +1351,8 @@ pub(super) fn batch(
     ing.flush()?;
     ing.return_ids()?;
     ing.finish_agents()?;
+    let changed: Vec<i64> = ing.changed.iter().copied().collect();
+    super::evaluation::record_changes(&tx, &changed)?;
     if ing.stats.messages > 0 {
         // One row, already under the write lock: tells the evaluator's lease holder, on
         // whichever collector, that there is new data ([`super::schema::ingest_clock`]).

@@ -23,6 +23,9 @@
 
 mod advisories;
 mod eox;
+// Compiled once per backend on purpose: the same Rust and SQL against each driver.
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/evaluation.rs"]
 mod evaluation;
 mod imports;
 mod ingest;
@@ -34,6 +37,14 @@ pub mod sql;
 mod tokens;
 mod versions;
 
+/// What the files shared with the SQLite backend (`../common`) are compiled against.
+mod driver {
+    pub(super) use super::sql::{params, Connection, Result, Row, TransactionBehavior};
+    /// Claiming rows to alert: locked, and rows another collector has locked are skipped, so
+    /// across collectors each alert is handed out once.
+    pub(super) const CLAIM_ROWS: &str = " FOR UPDATE SKIP LOCKED";
+}
+
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -43,8 +54,8 @@ use sql::{Connection, Session};
 
 use super::{
     AdvisoryImportStats, AgentRow, Applied, Counts, Coverage, DeviceQuery, DeviceSummary,
-    DeviceView, FlagInstance, FlagQuery, FlagRow, ImportStats, IngestStats, Inventory, Link,
-    MergeRow, Message, Store, StoreError, TokenRecord,
+    DeviceView, FlagQuery, FlagRow, ImportStats, IngestStats, Inventory, Link, MergeRow, Message,
+    Store, StoreError, TokenRecord,
 };
 use crate::import::advisories::Advisory;
 use crate::import::kev::KevCatalog;
@@ -398,16 +409,41 @@ impl Store for PostgresStore {
         })
     }
 
-    fn apply_evaluation(
-        &mut self,
-        links: &[Link],
-        flags: &[FlagInstance],
-        notes: &[crate::store::ResolutionNote],
-        now_us: i64,
-    ) -> Result<Applied, StoreError> {
-        sql::off_runtime(|| {
-            retrying(|| evaluation::apply(&mut self.conn()?, links, flags, notes, now_us))
-        })
+    fn apply_evaluated(&mut self, e: &crate::store::Evaluated<'_>) -> Result<Applied, StoreError> {
+        sql::off_runtime(|| retrying(|| evaluation::apply(&mut self.conn()?, e)))
+    }
+
+    fn changed_devices(&self, max: usize) -> Result<crate::store::Changes, StoreError> {
+        sql::off_runtime(|| evaluation::changed_devices(&self.conn()?, max))
+    }
+
+    fn last_change(&self) -> Result<i64, StoreError> {
+        sql::off_runtime(|| evaluation::last_change(&self.conn()?))
+    }
+
+    fn devices_by_id(&self, ids: &[i64]) -> Result<Vec<DeviceView>, StoreError> {
+        sql::off_runtime(|| reads::devices_by_id(&self.conn()?, ids))
+    }
+
+    fn device_ids_after(&self, after: i64, max: usize) -> Result<Vec<i64>, StoreError> {
+        sql::off_runtime(|| evaluation::device_ids_after(&self.conn()?, after, max))
+    }
+
+    fn links_of(&self, ids: &[i64]) -> Result<Vec<Link>, StoreError> {
+        sql::off_runtime(|| evaluation::links_of(&self.conn()?, ids))
+    }
+
+    fn linked_elsewhere(
+        &self,
+        exclude: &[i64],
+        assets: &[String],
+        contracts: &[String],
+    ) -> Result<crate::store::LinkedElsewhere, StoreError> {
+        sql::off_runtime(|| evaluation::linked_elsewhere(&self.conn()?, exclude, assets, contracts))
+    }
+
+    fn imports_version(&self) -> Result<Vec<i64>, StoreError> {
+        sql::off_runtime(|| evaluation::imports_version(&self.conn()?))
     }
 
     fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError> {

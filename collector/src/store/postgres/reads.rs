@@ -20,21 +20,48 @@ use crate::store::{
     MergeRow, ServiceDirection, ServiceView, Sighting, StoreError, Transport,
 };
 
-/// Devices (not merged away) with everything stored about them; `one` restricts to one id.
+/// Which devices [`load_devices`] reads.
+#[derive(Debug, Clone, Copy)]
+enum Which<'a> {
+    /// Every device.
+    All,
+    /// One device, in full (its classification too).
+    One(i64),
+    /// These devices (what an evaluation of part of the inventory reads).
+    These(&'a [i64]),
+}
+
+/// Devices (not merged away) with everything stored about them, of `which`.
 fn load_devices(
     conn: &Connection,
-    one: Option<i64>,
+    which: Which<'_>,
 ) -> Result<BTreeMap<i64, DeviceView>, StoreError> {
-    // One device's rows through the device_id indexes, bound as ?1; or every device's.
-    let (w, and_id) = match one {
-        Some(_) => (" WHERE device_id = ?1", " AND id = ?1"),
-        None => ("", ""),
+    // The rows of one device or a few, through the device_id indexes, bound as ?1 (an id, or
+    // a JSON array of ids); or every device's.
+    const IN_IDS: &str = "IN (SELECT CAST(value AS BIGINT) FROM json_each(?1))";
+    let (w, and_id) = match which {
+        Which::One(_) => (
+            " WHERE device_id = ?1".to_string(),
+            " AND id = ?1".to_string(),
+        ),
+        Which::These(_) => (
+            format!(" WHERE device_id {IN_IDS}"),
+            format!(" AND id {IN_IDS}"),
+        ),
+        Which::All => (String::new(), String::new()),
+    };
+    let one: Option<super::sql::types::Value> = match which {
+        Which::One(id) => Some(super::sql::types::Value::Integer(id)),
+        Which::These(ids) => Some(super::sql::types::Value::Text(
+            serde_json::to_string(ids).unwrap_or_default(),
+        )),
+        Which::All => None,
     };
     let mut devs: BTreeMap<i64, DeviceView> = query(
         conn,
         "reading devices",
         &format!("SELECT id, first_us, last_us FROM devices WHERE merged_into IS NULL{and_id}"),
-        params_from_iter(one),
+        params_from_iter(one.clone()),
         |r| {
             let id = r.get(0)?;
             Ok((
@@ -54,7 +81,7 @@ fn load_devices(
         conn,
         "reading identities",
         &format!("SELECT device_id, kind, value FROM identities{w} ORDER BY device_id, kind, first_us, value"),
-        params_from_iter(one),
+        params_from_iter(one.clone()),
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     for (id, kind, value) in identities {
@@ -71,7 +98,7 @@ fn load_devices(
         conn,
         "reading attributes",
         &format!("SELECT device_id, name, value, first_us, last_us, agent_id FROM attributes{w} ORDER BY device_id, name, first_us, value"),
-        params_from_iter(one),
+        params_from_iter(one.clone()),
         |r| {
             Ok((
                 r.get(0)?,
@@ -92,22 +119,22 @@ fn load_devices(
     }
     // The whole classification only for one device's view: evaluation over the inventory
     // never reads it, and it is the bulkiest part of a device.
-    let classifications: Vec<(i64, String)> = match one {
-        Some(_) => query(
+    let classifications: Vec<(i64, String)> = match which {
+        Which::One(_) => query(
             conn,
             "reading classifications",
             "SELECT device_id, record FROM classifications WHERE device_id = ?1",
-            params_from_iter(one),
+            params_from_iter(one.clone()),
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?,
-        None => Vec::new(),
+        _ => Vec::new(),
     };
     for (id, record) in classifications {
         if let Some(d) = devs.get_mut(&id) {
             d.classification = Some(decode("classification", &record)?);
         }
     }
-    for (id, episodes) in super::versions::read(conn, one)? {
+    for (id, episodes) in super::versions::read(conn, &w, one.clone())? {
         if let Some(d) = devs.get_mut(&id) {
             d.software_versions = episodes;
         }
@@ -116,7 +143,7 @@ fn load_devices(
         conn,
         "reading sightings",
         &format!("SELECT site, agent_id, key, device_id, vlan, first_us, last_us FROM sightings{w} ORDER BY device_id, site, agent_id, key"),
-        params_from_iter(one),
+        params_from_iter(one.clone()),
         |r| {
             Ok((
                 r.get(3)?,
@@ -141,7 +168,7 @@ fn load_devices(
         conn,
         "reading service peers",
         &format!("SELECT device_id, direction, transport, port, peer FROM service_peers{w} ORDER BY device_id, direction, transport, port, peer"),
-        params_from_iter(one),
+        params_from_iter(one.clone()),
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
     for (id, dir, tr, port, peer) in rows {
@@ -153,7 +180,7 @@ fn load_devices(
         conn,
         "reading services",
         &format!("SELECT device_id, direction, transport, port, app, peers, first_us, last_us FROM services{w} ORDER BY device_id, direction, transport, port"),
-        params_from_iter(one),
+        params_from_iter(one.clone()),
         |r| {
             Ok((
                 r.get(0)?,
@@ -211,7 +238,7 @@ pub(super) fn assets(conn: &Connection) -> Result<Vec<Asset>, StoreError> {
 pub(super) fn inventory(conn: &Connection) -> Result<Inventory, StoreError> {
     // One read transaction so the pieces agree with each other.
     let tx = conn.unchecked_transaction().map_err(db("starting read"))?;
-    let devs = load_devices(&tx, None)?;
+    let devs = load_devices(&tx, Which::All)?;
     let contracts = contracts(&tx)?;
     let assets = assets(&tx)?;
     Ok(Inventory {
@@ -222,9 +249,19 @@ pub(super) fn inventory(conn: &Connection) -> Result<Inventory, StoreError> {
     })
 }
 
+pub(super) fn devices_by_id(conn: &Connection, ids: &[i64]) -> Result<Vec<DeviceView>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tx = conn.unchecked_transaction().map_err(db("starting read"))?;
+    Ok(load_devices(&tx, Which::These(ids))?
+        .into_values()
+        .collect())
+}
+
 pub(super) fn device(conn: &Connection, id: i64) -> Result<Option<DeviceView>, StoreError> {
     let tx = conn.unchecked_transaction().map_err(db("starting read"))?;
-    Ok(load_devices(&tx, Some(id))?.remove(&id))
+    Ok(load_devices(&tx, Which::One(id))?.remove(&id))
 }
 
 const FLAG_COLUMNS: &str = "id, kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us, resolved_us";

@@ -26,7 +26,13 @@ pub(super) fn record(
     agent: &str,
     fields: &[&str],
 ) -> Result<(), StoreError> {
-    let episodes = read(conn, Some(dev))?.remove(&dev).unwrap_or_default();
+    let episodes = read(
+        conn,
+        " WHERE device_id = ?1",
+        Some(super::sql::types::Value::Integer(dev)),
+    )?
+    .remove(&dev)
+    .unwrap_or_default();
     let joined = |old: &[String]| {
         let mut all: Vec<String> = old.to_vec();
         for f in fields {
@@ -76,15 +82,14 @@ pub(super) fn record(
 }
 
 /// Episodes by device (of one device when `one`), each device's by first seen.
+/// The episodes of the devices `filter` (a `WHERE` on `device_id`, or nothing) selects with
+/// `bound` as its `?1`.
 pub(super) fn read(
     conn: &Connection,
-    one: Option<i64>,
+    filter: &str,
+    bound: Option<super::sql::types::Value>,
 ) -> Result<BTreeMap<i64, Vec<VersionEpisode>>, StoreError> {
-    let w = if one.is_some() {
-        " WHERE device_id = ?1"
-    } else {
-        ""
-    };
+    let w = filter;
     let rows: Vec<(i64, VersionEpisode)> = query(
         conn,
         "reading version episodes",
@@ -92,7 +97,7 @@ pub(super) fn read(
             "SELECT device_id, value, first_us, last_us, site, agent_id, fields FROM version_episodes{w}
              ORDER BY device_id, first_us, last_us, value"
         ),
-        params_from_iter(one),
+        params_from_iter(bound),
         |r| {
             let fields: String = r.get(6)?;
             Ok((

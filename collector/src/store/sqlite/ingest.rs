@@ -61,6 +61,9 @@ struct Ingest<'a> {
     cache: &'a WriteCache,
     pending: Vec<(RowKey, (i64, i64))>,
     merged: bool,
+    /// Devices this batch wrote a row of (merges: both), recorded for the evaluator
+    /// ([`super::evaluation::record_changes`]).
+    changed: std::collections::BTreeSet<i64>,
     agents: HashMap<(String, String), i64>,
 }
 
@@ -78,6 +81,7 @@ impl Ingest<'_> {
         if self.cache.covers(&k, first, last) {
             return false;
         }
+        self.changed.insert(dev);
         self.pending.push((k, (first, last)));
         true
     }
@@ -395,6 +399,7 @@ impl Ingest<'_> {
                         merge(tx, kept, absorbed, id, site, agent, last)?;
                         self.stats.merges += 1;
                         self.merged = true;
+                        self.changed.extend([kept.id, absorbed.id]);
                         dev = kept.id;
                     }
                     MergeDecision::Distinct => {
@@ -597,6 +602,7 @@ pub(super) fn batch(
         cache: &*cache,
         pending: Vec::new(),
         merged: false,
+        changed: std::collections::BTreeSet::new(),
         agents: HashMap::new(),
     };
     for m in batch {
@@ -606,6 +612,8 @@ pub(super) fn batch(
         }
     }
     ing.finish_agents()?;
+    let changed: Vec<i64> = ing.changed.iter().copied().collect();
+    super::evaluation::record_changes(&tx, &changed)?;
     let (stats, pending, merged) = (ing.stats, ing.pending, ing.merged);
     tx.commit().map_err(db("committing ingest"))?;
     if merged {

@@ -14,6 +14,9 @@
 
 mod advisories;
 mod eox;
+// Compiled once per backend on purpose: the same Rust and SQL against each driver.
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/evaluation.rs"]
 mod evaluation;
 mod imports;
 mod ingest;
@@ -24,6 +27,13 @@ mod sessions;
 mod tokens;
 mod versions;
 
+/// What the files shared with the PostgreSQL backend (`../common`) are compiled against.
+mod driver {
+    pub(super) use rusqlite::{params, Connection, Result, Row, TransactionBehavior};
+    /// Claiming rows to alert: SQLite's writer holds the whole file already.
+    pub(super) const CLAIM_ROWS: &str = "";
+}
+
 use std::path::Path;
 
 use rusqlite::Connection;
@@ -32,8 +42,8 @@ pub use ingest::TIME_RESOLUTION_US;
 
 use super::{
     AdvisoryImportStats, AgentRow, Applied, Counts, Coverage, DeviceQuery, DeviceSummary,
-    DeviceView, FlagInstance, FlagQuery, FlagRow, ImportStats, IngestStats, Inventory, Link,
-    MergeRow, Message, Store, StoreError, TokenRecord,
+    DeviceView, FlagQuery, FlagRow, ImportStats, IngestStats, Inventory, Link, MergeRow, Message,
+    Store, StoreError, TokenRecord,
 };
 use crate::import::advisories::Advisory;
 use crate::import::kev::KevCatalog;
@@ -223,14 +233,41 @@ impl Store for SqliteStore {
         reads::inventory(&self.conn)
     }
 
-    fn apply_evaluation(
-        &mut self,
-        links: &[Link],
-        flags: &[FlagInstance],
-        notes: &[crate::store::ResolutionNote],
-        now_us: i64,
-    ) -> Result<Applied, StoreError> {
-        evaluation::apply(&mut self.conn, links, flags, notes, now_us)
+    fn apply_evaluated(&mut self, e: &crate::store::Evaluated<'_>) -> Result<Applied, StoreError> {
+        evaluation::apply(&mut self.conn, e)
+    }
+
+    fn changed_devices(&self, max: usize) -> Result<crate::store::Changes, StoreError> {
+        evaluation::changed_devices(&self.conn, max)
+    }
+
+    fn last_change(&self) -> Result<i64, StoreError> {
+        evaluation::last_change(&self.conn)
+    }
+
+    fn devices_by_id(&self, ids: &[i64]) -> Result<Vec<DeviceView>, StoreError> {
+        reads::devices_by_id(&self.conn, ids)
+    }
+
+    fn device_ids_after(&self, after: i64, max: usize) -> Result<Vec<i64>, StoreError> {
+        evaluation::device_ids_after(&self.conn, after, max)
+    }
+
+    fn links_of(&self, ids: &[i64]) -> Result<Vec<Link>, StoreError> {
+        evaluation::links_of(&self.conn, ids)
+    }
+
+    fn linked_elsewhere(
+        &self,
+        exclude: &[i64],
+        assets: &[String],
+        contracts: &[String],
+    ) -> Result<crate::store::LinkedElsewhere, StoreError> {
+        evaluation::linked_elsewhere(&self.conn, exclude, assets, contracts)
+    }
+
+    fn imports_version(&self) -> Result<Vec<i64>, StoreError> {
+        evaluation::imports_version(&self.conn)
     }
 
     fn flags(&self, open_only: bool) -> Result<Vec<FlagRow>, StoreError> {

@@ -248,6 +248,16 @@ ALTER TABLE flags ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;
 UPDATE flags SET delivered = alerted;
 CREATE INDEX flags_undelivered ON flags(id) WHERE alerted != delivered;
 "#,
+    // Devices changed since an evaluation saw them: every ingest that writes a row of a device
+    // records it here, with a token greater than any recorded, so the evaluator's lease holder
+    // evaluates just those devices within a second of their data (whichever collector stored
+    // it) and forgets only the changes it saw. The links by target give an evaluation of part
+    // of the inventory what the other devices' links say about the same assets and contracts.
+    r#"
+CREATE TABLE changed_devices (device_id INTEGER PRIMARY KEY, token INTEGER NOT NULL);
+CREATE INDEX changed_devices_token ON changed_devices(token);
+CREATE INDEX links_target ON links(kind, target);
+"#,
 ];
 
 /// The schema version stored in the file.

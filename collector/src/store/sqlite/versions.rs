@@ -26,7 +26,13 @@ pub(super) fn record(
     agent: &str,
     fields: &[&str],
 ) -> Result<(), StoreError> {
-    let episodes = read(conn, Some(dev))?.remove(&dev).unwrap_or_default();
+    let episodes = read(
+        conn,
+        " WHERE device_id = ?1",
+        Some(rusqlite::types::Value::Integer(dev)),
+    )?
+    .remove(&dev)
+    .unwrap_or_default();
     let joined = |old: &[String]| {
         let mut all: Vec<String> = old.to_vec();
         for f in fields {
@@ -72,15 +78,14 @@ pub(super) fn record(
 }
 
 /// Episodes by device (of one device when `one`), each device's by first seen.
+/// The episodes of the devices `filter` (a `WHERE` on `device_id`, or nothing) selects with
+/// `bound` as its `?1`.
 pub(super) fn read(
     conn: &Connection,
-    one: Option<i64>,
+    filter: &str,
+    bound: Option<rusqlite::types::Value>,
 ) -> Result<BTreeMap<i64, Vec<VersionEpisode>>, StoreError> {
-    let w = if one.is_some() {
-        " WHERE device_id = ?1"
-    } else {
-        ""
-    };
+    let w = filter;
     let rows: Vec<(i64, VersionEpisode)> = query(
         conn,
         "reading version episodes",
@@ -88,7 +93,7 @@ pub(super) fn read(
             "SELECT device_id, value, first_us, last_us, site, agent_id, fields FROM version_episodes{w}
              ORDER BY device_id, first_us, last_us, value"
         ),
-        params_from_iter(one),
+        params_from_iter(bound),
         |r| {
             let fields: String = r.get(6)?;
             Ok((
@@ -121,13 +126,17 @@ mod tests {
     use crate::store::sqlite::SqliteStore;
 
     fn timeline(s: &SqliteStore) -> Vec<(String, i64, i64)> {
-        read(&s.conn, Some(1))
-            .unwrap()
-            .remove(&1)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| (e.value, e.first_us, e.last_us))
-            .collect()
+        read(
+            &s.conn,
+            " WHERE device_id = ?1",
+            Some(rusqlite::types::Value::Integer(1)),
+        )
+        .unwrap()
+        .remove(&1)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.value, e.first_us, e.last_us))
+        .collect()
     }
 
     #[test]
@@ -161,7 +170,13 @@ mod tests {
                 v("1.0", 60, 70)
             ]
         );
-        let fields = &read(&s.conn, Some(1)).unwrap()[&1][1].fields;
+        let fields = &read(
+            &s.conn,
+            " WHERE device_id = ?1",
+            Some(rusqlite::types::Value::Integer(1)),
+        )
+        .unwrap()[&1][1]
+            .fields;
         assert_eq!(fields, &["x.software_version".to_owned()]);
     }
 }
