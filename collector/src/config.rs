@@ -216,11 +216,13 @@ impl Default for ConsoleSection {
 pub struct IngestSection {
     /// Most messages per database transaction.
     pub batch: usize,
-    /// Seconds between scheduled link + flag evaluations (time-based flags need them).
+    /// Least seconds between two sweeps, evaluations of every device (time-based flags such as
+    /// end of support need them; new data does not wait for one: the devices it changed are
+    /// evaluated on their own). A sweep also waits four times its own last duration.
     pub evaluate_interval_secs: u64,
-    /// Least seconds between evaluations triggered by ingest, on top of the evaluator's own
-    /// rule (never sooner than four times the last evaluation's cost, nor than 250 ms). 0 = that
-    /// rule alone: an observation on a small inventory becomes a flag within a second.
+    /// Least seconds between evaluations of the devices new data changed, on top of the
+    /// evaluator's own rule (never sooner than four times the last one's cost, nor than
+    /// 250 ms). 0 = that rule alone: an observation becomes a flag within a second.
     pub evaluate_debounce_secs: u64,
     /// Seconds the evaluator's lease lasts without renewal (several collectors on one
     /// PostgreSQL database: one evaluates; another takes over this long after it died).
@@ -349,7 +351,8 @@ pub struct ServeOverrides {
     /// [default: 10000].
     #[arg(long, env = "WARD_COLLECTOR_API_EXPENSIVE_WAIT_MS", value_name = "MS")]
     pub api_expensive_wait_ms: Option<u64>,
-    /// Seconds between scheduled evaluations [default: 60].
+    /// Least seconds between sweeps: evaluations of every device, for time-based flags (new
+    /// data is evaluated within a second without one) [default: 60].
     #[arg(long, value_name = "SECS")]
     pub evaluate_interval: Option<u64>,
 }

@@ -1,9 +1,12 @@
 //! PostgreSQL backend: several collectors on one inventory (issue 22).
 //!
-//! Chosen with `--db postgres://…` (or `postgresql://`); a path stays SQLite. Each file here
-//! is the SQLite backend's file of the same name with the dialect differences written out where
-//! they are not mechanical ([`sql`] rewrites the mechanical ones and gives the files rusqlite's
-//! API), so a change to one backend's SQL is made next to its twin and the two stay in step.
+//! Chosen with `--db postgres://…` (or `postgresql://`); a path stays SQLite. The files both
+//! backends share (`../common/`: evaluation, imports, advisories, SBOMs, OpenEoX, tokens,
+//! sessions) are compiled here against [`sql`], which gives them rusqlite's API and rewrites
+//! the mechanical dialect differences; each file here is the SQLite backend's file of the same
+//! name with the differences that are not mechanical written out (ingest in far fewer round
+//! trips, reads with explicit orders), so a change to one backend's SQL is made next to its
+//! twin and the two stay in step.
 //!
 //! - **Client**: the synchronous `postgres` crate (the [`Store`] trait is synchronous and every
 //!   caller already runs it on a blocking thread), pooled with `r2d2` (one pool per URL per
@@ -21,25 +24,41 @@
 //!   collector made it. Readers never wait.
 //! - **The password** is never logged: errors and logs name the database by [`redacted`].
 
+// The `../common/` files are compiled once per backend on purpose: the same Rust and SQL
+// against each backend's `driver` (below).
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/advisories.rs"]
 mod advisories;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/eox.rs"]
 mod eox;
-// Compiled once per backend on purpose: the same Rust and SQL against each driver.
 #[allow(clippy::duplicate_mod)]
 #[path = "../common/evaluation.rs"]
 mod evaluation;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/imports.rs"]
 mod imports;
 mod ingest;
 mod reads;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/sboms.rs"]
 mod sboms;
 mod schema;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/sessions.rs"]
 mod sessions;
 pub mod sql;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/tokens.rs"]
 mod tokens;
 mod versions;
 
 /// What the files shared with the SQLite backend (`../common`) are compiled against.
 mod driver {
-    pub(super) use super::sql::{params, Connection, Result, Row, TransactionBehavior};
+    pub(super) use super::sql::{
+        params, Connection, OptionalExtension, Params, Result, Row, Transaction,
+        TransactionBehavior,
+    };
     /// Claiming rows to alert: locked, and rows another collector has locked are skipped, so
     /// across collectors each alert is handed out once.
     pub(super) const CLAIM_ROWS: &str = " FOR UPDATE SKIP LOCKED";

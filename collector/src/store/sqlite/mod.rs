@@ -12,24 +12,40 @@
 //! are one device is not decided here: that policy is [`crate::compliance::identity`], shared by
 //! every backend.
 
+// The `../common/` files are compiled once per backend on purpose: the same Rust and SQL
+// against each backend's `driver` (below).
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/advisories.rs"]
 mod advisories;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/eox.rs"]
 mod eox;
-// Compiled once per backend on purpose: the same Rust and SQL against each driver.
 #[allow(clippy::duplicate_mod)]
 #[path = "../common/evaluation.rs"]
 mod evaluation;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/imports.rs"]
 mod imports;
 mod ingest;
 mod reads;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/sboms.rs"]
 mod sboms;
 pub(crate) mod schema;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/sessions.rs"]
 mod sessions;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/tokens.rs"]
 mod tokens;
 mod versions;
 
 /// What the files shared with the PostgreSQL backend (`../common`) are compiled against.
 mod driver {
-    pub(super) use rusqlite::{params, Connection, Result, Row, TransactionBehavior};
+    pub(super) use rusqlite::{
+        params, Connection, OptionalExtension, Params, Result, Row, Transaction,
+        TransactionBehavior,
+    };
     /// Claiming rows to alert: SQLite's writer holds the whole file already.
     pub(super) const CLAIM_ROWS: &str = "";
 }
@@ -443,5 +459,42 @@ impl Store for SqliteStore {
         until_us: i64,
     ) -> Result<Vec<crate::store::FlagDay>, StoreError> {
         reads::flag_timeline(&self.conn, vendors, since_us, until_us)
+    }
+}
+
+/// Console sessions (`../common/sessions.rs`) expire and end; on PostgreSQL the console tests'
+/// PostgreSQL pass runs the same SQL.
+#[cfg(test)]
+mod session_tests {
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{ConsoleSession, SessionLimits, Store};
+
+    #[test]
+    fn sessions_expire_when_idle_or_old_and_end_on_sign_out() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        let limits = SessionLimits {
+            idle_us: 100,
+            absolute_us: 1000,
+        };
+        let mk = |id: &str, at: i64| ConsoleSession {
+            id_sha256: id.into(),
+            token_id: "t".into(),
+            csrf: "c".into(),
+            created_us: at,
+            last_used_us: at,
+        };
+        s.session_insert(&mk("a", 0)).unwrap();
+        s.session_insert(&mk("b", 0)).unwrap();
+        // Used within the idle limit, again and again: alive until the absolute limit.
+        for t in (50..1000).step_by(50) {
+            assert!(s.session_use("a", t, limits).unwrap().is_some(), "{t}");
+        }
+        assert!(s.session_use("a", 1000, limits).unwrap().is_none());
+        // "b" was idle for more than 100 µs: gone (deleted by the check of "a").
+        assert!(s.session_use("b", 60, limits).unwrap().is_none());
+        s.session_insert(&mk("c", 2000)).unwrap();
+        assert!(s.session_end("c").unwrap());
+        assert!(s.session_use("c", 2001, limits).unwrap().is_none());
+        assert!(!s.session_end("c").unwrap());
     }
 }

@@ -3,8 +3,8 @@
 //! by the advisory id and replaced together when a newer revision arrives. Which revision wins
 //! is [`crate::import::advisories::revision`]'s decision, not this file's.
 
+use super::driver::{params, Connection, OptionalExtension, Transaction};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{db, exec, query};
 use crate::import::advisories::{
@@ -57,7 +57,7 @@ pub(super) fn import_advisories(
     now_us: i64,
 ) -> Result<AdvisoryImportStats, StoreError> {
     let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .transaction_with_behavior(super::driver::TransactionBehavior::Immediate)
         .map_err(db("starting advisory import"))?;
     let mut st = AdvisoryImportStats::default();
     for a in advisories {
@@ -413,7 +413,7 @@ pub(super) fn import_kev(
     now_us: i64,
 ) -> Result<ImportStats, StoreError> {
     let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .transaction_with_behavior(super::driver::TransactionBehavior::Immediate)
         .map_err(db("starting KEV import"))?;
     let before: i64 = tx
         .query_row("SELECT count(*) FROM kev", [], |r| r.get(0))

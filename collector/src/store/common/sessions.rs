@@ -1,7 +1,7 @@
 //! Web console sessions: the SHA-256 of each session's secret, the token it was opened with,
 //! its CSRF token and its times. Expired sessions are deleted when any session is used.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::driver::{params, Connection, OptionalExtension};
 
 use super::db;
 use crate::store::{ConsoleSession, SessionLimits, StoreError};
@@ -61,7 +61,7 @@ pub(super) fn use_session(
     let touch = TOUCH_US.min(limits.idle_us / 4).max(0);
     if expired || now_us.saturating_sub(s.last_used_us) >= touch {
         let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .transaction_with_behavior(super::driver::TransactionBehavior::Immediate)
             .map_err(db("starting console session update"))?;
         tx.execute(
             "DELETE FROM console_sessions WHERE last_used_us <= ?1 OR created_us <= ?2",
@@ -96,39 +96,4 @@ pub(super) fn end(conn: &Connection, id_sha256: &str) -> Result<bool, StoreError
         )
         .map_err(db("ending console session"))?;
     Ok(n > 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::store::sqlite::SqliteStore;
-    use crate::store::{ConsoleSession, SessionLimits, Store};
-
-    #[test]
-    fn sessions_expire_when_idle_or_old_and_end_on_sign_out() {
-        let mut s = SqliteStore::in_memory().unwrap();
-        let limits = SessionLimits {
-            idle_us: 100,
-            absolute_us: 1000,
-        };
-        let mk = |id: &str, at: i64| ConsoleSession {
-            id_sha256: id.into(),
-            token_id: "t".into(),
-            csrf: "c".into(),
-            created_us: at,
-            last_used_us: at,
-        };
-        s.session_insert(&mk("a", 0)).unwrap();
-        s.session_insert(&mk("b", 0)).unwrap();
-        // Used within the idle limit, again and again: alive until the absolute limit.
-        for t in (50..1000).step_by(50) {
-            assert!(s.session_use("a", t, limits).unwrap().is_some(), "{t}");
-        }
-        assert!(s.session_use("a", 1000, limits).unwrap().is_none());
-        // "b" was idle for more than 100 µs: gone (deleted by the check of "a").
-        assert!(s.session_use("b", 60, limits).unwrap().is_none());
-        s.session_insert(&mk("c", 2000)).unwrap();
-        assert!(s.session_end("c").unwrap());
-        assert!(s.session_use("c", 2001, limits).unwrap().is_none());
-        assert!(!s.session_end("c").unwrap());
-    }
 }

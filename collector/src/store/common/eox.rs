@@ -1,6 +1,6 @@
 //! OpenEoX statements (issue 20): stored by key, revisions ordered by `last_updated`.
 
-use super::sql::{params, Connection, OptionalExtension};
+use super::driver::{params, Connection, OptionalExtension};
 use chrono::{DateTime, Utc};
 
 use super::{db, exec, query};
@@ -13,7 +13,7 @@ pub(super) fn import_eox(
     now_us: i64,
 ) -> Result<EoxImportStats, StoreError> {
     let tx = conn
-        .transaction_with_behavior(super::sql::TransactionBehavior::Immediate)
+        .transaction_with_behavior(super::driver::TransactionBehavior::Immediate)
         .map_err(db("starting OpenEoX import"))?;
     let mut st = EoxImportStats::default();
     let mut write = Vec::new();

@@ -1,7 +1,7 @@
 //! SBOMs: an import is one transaction that checks the contract exists and the BOM version
 //! does not go backwards, then replaces the SBOM of the same key and its components whole.
 
-use super::sql::{params, Connection, OptionalExtension};
+use super::driver::{params, Connection, OptionalExtension};
 
 use super::{db, exec, query};
 use crate::import::sbom::{Component, Sbom};
@@ -13,7 +13,7 @@ pub(super) fn import_sbom(
     now_us: i64,
 ) -> Result<SbomImportStats, StoreError> {
     let tx = conn
-        .transaction_with_behavior(super::sql::TransactionBehavior::Immediate)
+        .transaction_with_behavior(super::driver::TransactionBehavior::Immediate)
         .map_err(db("starting SBOM import"))?;
     let mut st = SbomImportStats::default();
     let contract: Option<i64> = tx

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection, Transaction};
+use super::driver::{params, Connection, Transaction};
 
 use super::{db, encode, query};
 use crate::import::model::{Asset, Contract};
@@ -16,7 +16,7 @@ pub(super) fn contracts(
     now_us: i64,
 ) -> Result<ImportStats, StoreError> {
     let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .transaction_with_behavior(super::driver::TransactionBehavior::Immediate)
         .map_err(db("starting import"))?;
     let mut st = ImportStats::default();
     for c in contracts {
@@ -43,7 +43,7 @@ pub(super) fn assets(
     now_us: i64,
 ) -> Result<ImportStats, StoreError> {
     let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .transaction_with_behavior(super::driver::TransactionBehavior::Immediate)
         .map_err(db("starting import"))?;
     let mut st = ImportStats::default();
     if replace {
@@ -94,7 +94,7 @@ fn upsert(
     (what, key): (&str, &str),
     exists_sql: &str,
     upsert_sql: &str,
-    params: impl rusqlite::Params,
+    params: impl super::driver::Params,
 ) -> Result<(), StoreError> {
     let existed = tx
         .query_row(exists_sql, [key], |r| r.get::<_, i64>(0))

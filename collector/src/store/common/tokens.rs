@@ -1,6 +1,6 @@
 //! API bearer tokens: stored by id with the SHA-256 of their secret, never the secret.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::driver::{params, Connection, OptionalExtension};
 
 use super::{db, decode, encode, query};
 use crate::store::{StoreError, TokenRecord};
@@ -58,7 +58,7 @@ pub(super) fn revoke(conn: &Connection, id: &str, now_us: i64) -> Result<bool, S
     Ok(n > 0)
 }
 
-fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(TokenRecord, String)> {
+fn token_row(r: &super::driver::Row<'_>) -> super::driver::Result<(TokenRecord, String)> {
     Ok((
         TokenRecord {
             id: r.get(0)?,
