@@ -20,7 +20,7 @@ use ward_collector::compliance::flags::FlagConfig;
 use ward_collector::evaluation::{self, Reference};
 use ward_collector::store::{DeviceQuery, Message, Store};
 use ward_protocols::schema::observation::{
-    DeviceRecord, FactRecord, Kind, MacKind, Observation, Seen, SCHEMA,
+    DeviceRecord, FactRecord, Kind, MacKind, Observation, Seen, ServiceRecord, SCHEMA,
 };
 use ward_protocols::{Field, MacAddr, Protocol};
 
@@ -111,7 +111,15 @@ fn record(mac: u8, serial: Option<&str>, model: &str, t: i64) -> DeviceRecord {
         addresses: vec![],
         facts,
         services_offered: vec![],
-        services_used: vec![],
+        // DICOM: a protocol that carries patient data, so a medical device, with flags.
+        services_used: vec![ServiceRecord {
+            transport: "tcp".into(),
+            port: 104,
+            app: Some(Protocol::Dicom),
+            peers: 1,
+            peer_addresses: vec![std::net::IpAddr::from([10, 0, 0, 200])],
+            seen,
+        }],
         roles: vec![],
         classification: None,
     }
@@ -295,13 +303,14 @@ fn evaluating_what_changed_leaves_what_evaluating_everything_leaves() {
     evaluation::evaluate(&mut full, &cfg, now).unwrap();
     assert_same("first sweep", &inc, &full);
 
-    // The sample site a message at a time, ours among them, the later imports midway.
+    // The sample site a message at a time, ours among them, the later imports near the end.
     let half = messages.len() / 2;
     let mut rest = messages.split_off(half);
     messages.append(&mut ours);
     messages.append(&mut rest);
     let mut swept = 0;
-    let midway = messages.len() / 2;
+    // Late enough that the merge and the move are compared before the imports' sweep.
+    let midway = messages.len() - 2;
     for (n, batch) in messages.chunks(1).enumerate() {
         inc.ingest(batch, now).unwrap();
         full.ingest(batch, now).unwrap();
@@ -339,4 +348,10 @@ fn evaluating_what_changed_leaves_what_evaluating_everything_leaves() {
         );
     }
     assert!(flags.iter().any(|f| f.status == "resolved"));
+    assert!(
+        flags
+            .iter()
+            .any(|f| f.summary.contains("(device merged into")),
+        "the merge resolved no open flag"
+    );
 }

@@ -676,6 +676,47 @@ fn write_counts(tx: &Connection, rows: &[DeviceSummary]) -> Result<(), StoreErro
     Ok(())
 }
 
+/// Resolves the open flags of a device merged into another, in the merge's transaction, and
+/// keeps the flag counts with them (the next evaluation raises what still holds on the device
+/// kept).
+pub(super) fn resolve_merged_flags(
+    tx: &Connection,
+    kept: i64,
+    absorbed: i64,
+    at_us: i64,
+) -> Result<(), StoreError> {
+    let subject = format!("device:{absorbed}");
+    let open: Vec<(String, i64)> = query(
+        tx,
+        "reading merged device flags",
+        "SELECT kind, count(*) FROM flags WHERE subject = ?1 AND status = 'open' GROUP BY kind",
+        params![subject],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if open.is_empty() {
+        return Ok(());
+    }
+    exec(
+        tx,
+        "resolving merged device flags",
+        "UPDATE flags SET status = 'resolved', resolved_us = ?2,
+           summary = summary || ' (device merged into ' || ?3 || ')'
+         WHERE subject = ?1 AND status = 'open'",
+        params![subject, at_us, kept.to_string()],
+    )?;
+    if flag_counts_kept(tx)? {
+        let day = at_us.div_euclid(DAY_US).to_string();
+        let resolved: i64 = open.iter().map(|(_, n)| n).sum();
+        add_counts(
+            tx,
+            open.iter()
+                .map(|(kind, n)| ("flags_open", kind.as_str(), "", -n))
+                .chain([("flags_resolved", day.as_str(), "", resolved)]),
+        )?;
+    }
+    Ok(())
+}
+
 /// Records that these devices' stored facts changed, in the ingest's transaction (under its
 /// write lock): each gets a token greater than every token recorded, so an evaluation that
 /// read older tokens forgets only the changes it saw ([`ChangesSeen`]).

@@ -1296,14 +1296,7 @@ fn merge(
         exec(tx, "merging devices", sql, params![kept, absorbed])?;
     }
     // The absorbed device's open flags end here; the next evaluation raises them on the kept one.
-    exec(
-        tx,
-        "resolving merged device flags",
-        "UPDATE flags SET status = 'resolved', resolved_us = ?2,
-           summary = summary || ' (device merged into ' || ?3 || ')'
-         WHERE subject = ?1 AND status = 'open'",
-        params![format!("device:{absorbed}"), at_us, kept.to_string()],
-    )?;
+    super::evaluation::resolve_merged_flags(tx, kept, absorbed, at_us)?;
     exec(
         tx,
         "recording merge",
