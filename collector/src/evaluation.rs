@@ -62,7 +62,9 @@ impl Reference {
     }
 }
 
-/// Adds what one evaluation did to what the others did.
+/// Adds what one evaluation did to what the others did: its counts. The flags it opened and
+/// resolved are not kept (a first sweep of a million devices opens a million): alerts are
+/// taken from the store ([`Store::take_alerts`]), which marks them in the same transaction.
 fn add(total: &mut Applied, a: Applied) {
     let (t, s) = (&mut total.stats, a.stats);
     t.links_changed += s.links_changed;
@@ -70,8 +72,6 @@ fn add(total: &mut Applied, a: Applied) {
     t.flags_opened += s.flags_opened;
     t.flags_resolved += s.flags_resolved;
     t.flags_open = s.flags_open;
-    total.opened.extend(a.opened);
-    total.resolved.extend(a.resolved);
 }
 
 /// Evaluates the devices `ids` — their links, conditions and summaries, and the conditions of

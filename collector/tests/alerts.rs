@@ -956,14 +956,17 @@ async fn a_flag_raised_and_resolved_by_ingest_reaches_mqtt_and_the_webhook() {
     let t2 = now - 20 * 60_000_000;
     store.import_contracts(&[contract()], "test", now).unwrap();
     store.ingest(&[observation(1, t1, "1.0")], t1).unwrap();
-    let first = ingest::evaluate(&mut store, &FlagConfig::default(), now).unwrap();
+    ingest::evaluate(&mut store, &FlagConfig::default(), now).unwrap();
+    // As the serve loop does: what the evaluation opened or resolved, claimed from the store.
+    let first = store.take_alerts(1000).unwrap();
     let opened: Vec<&FlagRow> = first.opened.iter().filter(|f| f.kind == KIND).collect();
     assert_eq!(opened.len(), 1, "{:#?}", first.opened);
     let flag_id = opened[0].id;
     alerter.notify(&first);
 
     store.ingest(&[observation(2, t2, "2.1")], t2).unwrap();
-    let second = ingest::evaluate(&mut store, &FlagConfig::default(), now + 1).unwrap();
+    ingest::evaluate(&mut store, &FlagConfig::default(), now + 1).unwrap();
+    let second = store.take_alerts(1000).unwrap();
     assert!(
         second
             .resolved

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::driver::{params, Connection, TransactionBehavior, CLAIM_ROWS};
-use super::reads::{flag_row, FlagRowRaw};
+use super::reads::{decode_flags, flag_row, FlagRowRaw};
 use super::{db, decode, encode, exec, query};
 use crate::compliance::flags::DAY_US;
 use crate::compliance::summary;
@@ -105,15 +105,6 @@ pub(super) fn apply(conn: &mut Connection, e: &Evaluated<'_>) -> Result<Applied,
         opened,
         resolved,
     })
-}
-
-fn decode_flags(rows: Vec<FlagRowRaw>) -> Result<Vec<FlagRow>, StoreError> {
-    rows.into_iter()
-        .map(|(mut f, ev)| {
-            f.evidence = decode("flag evidence", &ev)?;
-            Ok(f)
-        })
-        .collect()
 }
 
 /// Replaces the links of the scope (`part`: a JSON array of device ids; `None`: all) with

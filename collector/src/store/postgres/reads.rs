@@ -267,7 +267,7 @@ pub(super) fn device(conn: &Connection, id: i64) -> Result<Option<DeviceView>, S
 const FLAG_COLUMNS: &str = "id, kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us, resolved_us";
 
 /// Flag rows with their evidence decoded.
-fn decode_flags(rows: Vec<FlagRowRaw>) -> Result<Vec<FlagRow>, StoreError> {
+pub(super) fn decode_flags(rows: Vec<FlagRowRaw>) -> Result<Vec<FlagRow>, StoreError> {
     rows.into_iter()
         .map(|(mut f, ev)| {
             f.evidence = decode("flag evidence", &ev)?;
