@@ -32,23 +32,17 @@ cd "$(dirname "$0")/.."
 cargo build -q --release -p ward-collector -p ward-tests --bin ward-collector --bin publish-observations
 BIN=$PWD/target/release
 TMP=$(mktemp -d)
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-as_pg() { if [[ $(id -u) -eq 0 ]]; then chown -R postgres "$TMP"; runuser -u postgres -- "$@"; else "$@"; fi; }
+. bench/lib/pg.sh
 cleanup() {
   kill $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
-  if [[ -n "$PG" ]]; then as_pg "$PG_BIN/pg_ctl" -D "$TMP/pg" -m fast stop >/dev/null 2>&1 || true; fi
+  pg_stop "$TMP"
   rm -rf "$TMP"
 }
 trap cleanup EXIT
 if [[ -n "$PG" ]]; then
-  [[ -x "$PG_BIN/initdb" ]] || { echo "missing PostgreSQL server: apt-get install postgresql" >&2; exit 1; }
-  pgport=$(free_port)
-  as_pg "$PG_BIN/initdb" -D "$TMP/pg" -U ward --auth=trust -E UTF8 >/dev/null
-  as_pg "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg.log" -w -o "-p $pgport -k $TMP -c listen_addresses=127.0.0.1 \
-    -c fsync=off -c synchronous_commit=off -c full_page_writes=off" start >/dev/null
-  DB="postgres://ward@127.0.0.1:$pgport/postgres"
+  pg_start "$TMP" "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  DB=$PG_URL
 else
   DB="$TMP/ward.db"
 fi
@@ -81,7 +75,7 @@ done
 if [[ "$BG" != 0 ]]; then
   WARD_PUBLISH_RATE=$BG $BIN/publish-observations "127.0.0.1:$bport" 100000000 1 background "$N" > /dev/null &
 fi
-echo "$(if [[ -n "$PG" ]]; then echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}')"; else echo SQLite; fi), $N devices, $S samples, pause 0-$GAP s, background $BG messages/s, debounce ${DEBOUNCE:-default}; load: $(uptime | sed 's/.*load average: //')"
+echo "$(if [[ -n "$PG" ]]; then echo "PostgreSQL $(pg_version)"; else echo SQLite; fi), $N devices, $S samples, pause 0-$GAP s, background $BG messages/s, debounce ${DEBOUNCE:-default}; load: $(uptime | sed 's/.*load average: //')"
 python3 - "$port" "$bport" "$TOKEN" "$S" "$GAP" "$TMP/obs.jsonl" <<'PY'
 import http.client, json, random, re, socket, struct, sys, time
 port, bport, token, samples, gap, obs = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]

@@ -31,30 +31,24 @@ cd "$(dirname "$0")/.."
 cargo build -q --release -p ward-collector -p ward-tests --bin ward-collector --bin publish-observations
 BIN=$PWD/target/release
 TMP=$(mktemp -d)
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-as_pg() { if [[ $(id -u) -eq 0 ]]; then chown -R postgres "$TMP"; runuser -u postgres -- "$@"; else "$@"; fi; }
+. bench/lib/pg.sh
 OWN_PG=
 cleanup() {
   kill $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
-  if [[ -n "$OWN_PG" ]]; then as_pg "$PG_BIN/pg_ctl" -D "$TMP/pg" -m fast stop >/dev/null 2>&1 || true; fi
+  if [[ -n "$OWN_PG" ]]; then pg_stop "$TMP"; fi
   rm -rf "$TMP"
 }
 trap cleanup EXIT
 if [[ -z "$URL" ]]; then
-  [[ -x "$PG_BIN/initdb" ]] || { echo "missing PostgreSQL server: apt-get install postgresql" >&2; exit 1; }
-  pgport=$(free_port)
-  as_pg "$PG_BIN/initdb" -D "$TMP/pg" -U ward --auth=trust -E UTF8 >/dev/null
-  as_pg "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg.log" -w -o "-p $pgport -k $TMP -c listen_addresses=127.0.0.1 \
-    -c shared_buffers=1GB -c max_wal_size=8GB -c fsync=off -c synchronous_commit=off -c full_page_writes=off" start >/dev/null
+  pg_start "$TMP" "-c shared_buffers=1GB -c max_wal_size=8GB -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   OWN_PG=1
-  URL="postgres://ward@127.0.0.1:$pgport/postgres"
+  URL=$PG_URL
 fi
 export WARD_COLLECTOR_LOG=warn
 W="$BIN/ward-collector --db $URL"
 have=$($W status | python3 -c 'import json,sys; print(json.load(sys.stdin)["devices"])')
-echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'), $have devices stored; load: $(uptime | sed 's/.*load average: //')"
+echo "PostgreSQL $(pg_version), $have devices stored; load: $(uptime | sed 's/.*load average: //')"
 if [[ "$have" -eq 0 ]]; then
   M=$((N < SEED ? N : SEED))
   $BIN/publish-observations - "$M" 1 bench "$M" > "$TMP/obs.jsonl"

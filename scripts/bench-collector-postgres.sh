@@ -25,22 +25,17 @@ cd "$(dirname "$0")/.."
 cargo build -q --release -p ward-collector -p ward-tests --bin ward-collector --bin publish-observations
 BIN=target/release
 TMP=$(mktemp -d)
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-as_pg() { if [[ $(id -u) -eq 0 ]]; then chown -R postgres "$TMP"; runuser -u postgres -- "$@"; else "$@"; fi; }
+. bench/lib/pg.sh
 cleanup() {
   kill $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
-  if [[ -z "$URL" && -d "$TMP/pg" ]]; then as_pg "$PG_BIN/pg_ctl" -D "$TMP/pg" -m fast stop >/dev/null 2>&1 || true; fi
+  if [[ -z "$URL" ]]; then pg_stop "$TMP"; fi
   rm -rf "$TMP"
 }
 trap cleanup EXIT
 if [[ -z "$URL" ]]; then
-  [[ -x "$PG_BIN/initdb" ]] || { echo "missing PostgreSQL server: apt-get install postgresql" >&2; exit 1; }
-  pgport=$(free_port)
-  as_pg "$PG_BIN/initdb" -D "$TMP/pg" -U ward --auth=trust -E UTF8 >/dev/null
-  as_pg "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg.log" -w -o "-p $pgport -k $TMP -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements" start >/dev/null
-  URL="postgres://ward@127.0.0.1:$pgport/postgres"
+  pg_start "$TMP" "-c shared_preload_libraries=pg_stat_statements"
+  URL=$PG_URL
   OWN_PG=1
 fi
 # CPU seconds (user + system) of the given processes and, for PostgreSQL's postmaster, of its
