@@ -1,8 +1,8 @@
 //! PostgreSQL backend: several collectors on one inventory (issue 22).
 //!
 //! Chosen with `--db postgres://…` (or `postgresql://`); a path stays SQLite. The files both
-//! backends share (`../common/`: evaluation, imports, advisories, SBOMs, OpenEoX, tokens,
-//! sessions) are compiled here against [`sql`], which gives them rusqlite's API and rewrites
+//! backends share (`../common/`: evaluation, the inventory's reads, imports, advisories, SBOMs,
+//! OpenEoX, tokens, sessions) are compiled here against [`sql`], which gives them rusqlite's API and rewrites
 //! the mechanical dialect differences; each file here is the SQLite backend's file of the same
 //! name with the differences that are not mechanical written out (ingest in far fewer round
 //! trips, reads with explicit orders), so a change to one backend's SQL is made next to its
@@ -39,6 +39,9 @@ mod evaluation;
 #[path = "../common/imports.rs"]
 mod imports;
 mod ingest;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/inventory.rs"]
+mod inventory;
 mod reads;
 #[allow(clippy::duplicate_mod)]
 #[path = "../common/sboms.rs"]
@@ -56,8 +59,8 @@ mod versions;
 /// What the files shared with the SQLite backend (`../common`) are compiled against.
 mod driver {
     pub(super) use super::sql::{
-        params, Connection, OptionalExtension, Params, Result, Row, Transaction,
-        TransactionBehavior,
+        params, params_from_iter, types::Value, Connection, OptionalExtension, Params, Result, Row,
+        Transaction, TransactionBehavior,
     };
     /// Claiming rows to alert: locked, and rows another collector has locked are skipped, so
     /// across collectors each alert is handed out once.

@@ -27,6 +27,9 @@ mod evaluation;
 #[path = "../common/imports.rs"]
 mod imports;
 mod ingest;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/inventory.rs"]
+mod inventory;
 mod reads;
 #[allow(clippy::duplicate_mod)]
 #[path = "../common/sboms.rs"]
@@ -43,8 +46,8 @@ mod versions;
 /// What the files shared with the PostgreSQL backend (`../common`) are compiled against.
 mod driver {
     pub(super) use rusqlite::{
-        params, Connection, OptionalExtension, Params, Result, Row, Transaction,
-        TransactionBehavior,
+        params, params_from_iter, types::Value, Connection, OptionalExtension, Params, Result, Row,
+        Transaction, TransactionBehavior,
     };
     /// Claiming rows to alert: SQLite's writer holds the whole file already.
     pub(super) const CLAIM_ROWS: &str = "";
