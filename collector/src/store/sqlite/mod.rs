@@ -30,6 +30,9 @@ mod ingest;
 #[allow(clippy::duplicate_mod)]
 #[path = "../common/inventory.rs"]
 mod inventory;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/merge.rs"]
+mod merge;
 mod reads;
 #[allow(clippy::duplicate_mod)]
 #[path = "../common/sboms.rs"]
