@@ -57,6 +57,8 @@ pub mod sql;
 #[allow(clippy::duplicate_mod)]
 #[path = "../common/tokens.rs"]
 mod tokens;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/versions.rs"]
 mod versions;
 
 /// What the files shared with the SQLite backend (`../common`) are compiled against.

@@ -44,6 +44,8 @@ mod sessions;
 #[allow(clippy::duplicate_mod)]
 #[path = "../common/tokens.rs"]
 mod tokens;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/versions.rs"]
 mod versions;
 
 /// What the files shared with the PostgreSQL backend (`../common`) are compiled against.
@@ -502,5 +504,68 @@ mod session_tests {
         assert!(s.session_end("c").unwrap());
         assert!(s.session_use("c", 2001, limits).unwrap().is_none());
         assert!(!s.session_end("c").unwrap());
+    }
+}
+
+/// The software-version timeline (`../common/versions.rs`) on SQLite; the PostgreSQL pass of
+/// the collector's tests runs the same SQL.
+#[cfg(test)]
+mod version_tests {
+    use super::versions::{read, record};
+    use crate::store::sqlite::SqliteStore;
+
+    fn timeline(s: &SqliteStore) -> Vec<(String, i64, i64)> {
+        read(
+            &s.conn,
+            " WHERE device_id = ?1",
+            Some(rusqlite::types::Value::Integer(1)),
+        )
+        .unwrap()
+        .remove(&1)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.value, e.first_us, e.last_us))
+        .collect()
+    }
+
+    #[test]
+    fn episodes_follow_changes_rollbacks_and_late_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("w.db")).unwrap();
+        let put = |v: &str, f: i64, l: i64| {
+            record(&s.conn, 1, v, f, l, "main", "a1", &["x.software_version"]).unwrap()
+        };
+        put("1.0", 0, 10);
+        put("1.0", 20, 30);
+        put("1.1", 40, 50);
+        put("1.0", 60, 70);
+        let v = |a: &str, f: i64, l: i64| (a.to_owned(), f, l);
+        assert_eq!(
+            timeline(&s),
+            [v("1.0", 0, 30), v("1.1", 40, 50), v("1.0", 60, 70)]
+        );
+        // A late message inside an episode extends nothing new; one before the first episode
+        // of the same version moves it back; one of another version before everything is an
+        // episode of its own.
+        put("1.1", 45, 48);
+        put("1.0", -10, -5);
+        put("0.9", -30, -20);
+        assert_eq!(
+            timeline(&s),
+            [
+                v("0.9", -30, -20),
+                v("1.0", -10, 30),
+                v("1.1", 40, 50),
+                v("1.0", 60, 70)
+            ]
+        );
+        let fields = &read(
+            &s.conn,
+            " WHERE device_id = ?1",
+            Some(rusqlite::types::Value::Integer(1)),
+        )
+        .unwrap()[&1][1]
+            .fields;
+        assert_eq!(fields, &["x.software_version".to_owned()]);
     }
 }

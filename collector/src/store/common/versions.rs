@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::sql::{params, params_from_iter, Connection};
+use super::driver::{params, params_from_iter, Connection};
 
 use super::{exec, query};
 use crate::store::{StoreError, VersionEpisode};
@@ -29,7 +29,7 @@ pub(super) fn record(
     let episodes = read(
         conn,
         " WHERE device_id = ?1",
-        Some(super::sql::types::Value::Integer(dev)),
+        Some(super::driver::Value::Integer(dev)),
     )?
     .remove(&dev)
     .unwrap_or_default();
@@ -61,8 +61,9 @@ pub(super) fn record(
         exec(
             conn,
             "moving version episode back",
-            // PostgreSQL: the row the update would collide with is excluded by NOT EXISTS
-            // (SQLite: UPDATE OR IGNORE); writers are serialised, so nothing slips in between.
+            // The row the update would collide with is excluded by NOT EXISTS (SQLite's
+            // UPDATE OR IGNORE, which PostgreSQL lacks); writers are serialised, so nothing
+            // slips in between.
             "UPDATE version_episodes SET first_us = ?4, fields = ?5
              WHERE device_id = ?1 AND first_us = ?2 AND value = ?3
                AND NOT EXISTS (SELECT 1 FROM version_episodes e
@@ -87,7 +88,7 @@ pub(super) fn record(
 pub(super) fn read(
     conn: &Connection,
     filter: &str,
-    bound: Option<super::sql::types::Value>,
+    bound: Option<super::driver::Value>,
 ) -> Result<BTreeMap<i64, Vec<VersionEpisode>>, StoreError> {
     let w = filter;
     let rows: Vec<(i64, VersionEpisode)> = query(
