@@ -208,6 +208,8 @@ fn evaluator(
             continue;
         }
         let t = Instant::now();
+        // Changed devices left by an evaluation that used up its time: evaluated next round.
+        let mut more = false;
         if !sweep_due {
             // New data: just the devices it changed. `None`: an import changed what every
             // device is evaluated against, so every device is.
@@ -219,6 +221,7 @@ fn evaluator(
             )
             .context("evaluating changed devices")?;
             sweep_due = done.is_none();
+            more = done.is_some_and(|c| c.more);
             cost = t.elapsed();
         }
         if sweep_due {
@@ -259,7 +262,7 @@ fn evaluator(
         // another collector may have opened or resolved flags since the last round.
         send_alerts(&mut store, &alerter).context("reading flags to alert")?;
         last = Instant::now();
-        dirty = false;
+        dirty = more;
         if stopping {
             break;
         }
