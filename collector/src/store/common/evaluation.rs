@@ -871,15 +871,23 @@ pub(super) fn take_alerts(conn: &mut Connection, max: usize) -> Result<Applied, 
         |r| Ok((flag_row(r)?, r.get(11)?)),
     )?;
     let mut out = Applied::default();
-    for ((mut f, ev), alerted) in rows {
-        f.evidence = decode("flag evidence", &ev)?;
+    // Marked in one statement per mark, not one per flag: an import that opens a million flags
+    // is a million alerts to claim.
+    let mut marks: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for ((f, _), _) in &rows {
         let mark = if f.status == "open" { 1 } else { 3 };
+        marks.entry(mark).or_default().push(f.id);
+    }
+    for (mark, ids) in &marks {
         exec(
             &tx,
-            "marking flag alerted",
-            "UPDATE flags SET alerted = alerted | ?2 WHERE id = ?1",
-            params![f.id, mark],
+            "marking flags alerted",
+            &format!("UPDATE flags SET alerted = alerted | ?2 WHERE id IN {IDS_IN}"),
+            params![json(ids), mark],
         )?;
+    }
+    for ((mut f, ev), alerted) in rows {
+        f.evidence = decode("flag evidence", &ev)?;
         if alerted & 1 == 0 {
             // Opened and resolved between two alert rounds: say both, in order.
             out.opened.push(f.clone());
@@ -902,12 +910,16 @@ pub(super) fn confirm_alerts(conn: &mut Connection, done: &[(i64, i64)]) -> Resu
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db("starting alert confirmation"))?;
+    let mut by_bit: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for (id, bit) in done {
+        by_bit.entry(*bit).or_default().push(*id);
+    }
+    for (bit, ids) in &by_bit {
         exec(
             &tx,
-            "marking alert delivered",
-            "UPDATE flags SET delivered = delivered | ?2 WHERE id = ?1",
-            params![id, bit],
+            "marking alerts delivered",
+            &format!("UPDATE flags SET delivered = delivered | ?2 WHERE id IN {IDS_IN}"),
+            params![json(ids), bit],
         )?;
     }
     tx.commit().map_err(db("committing alert confirmations"))?;
