@@ -863,8 +863,8 @@ pub(super) fn take_alerts(conn: &mut Connection, max: usize) -> Result<Applied, 
         "reading unalerted flags",
         &format!(
             "SELECT id, kind, subject, detail, severity, status, summary, evidence, opened_us, last_true_us, resolved_us, alerted
-             FROM flags WHERE alerted != 3
-               AND ((status = 'open' AND alerted & 1 = 0) OR (status = 'resolved' AND alerted & 2 = 0))
+             FROM flags
+             WHERE (status = 'open' AND alerted & 1 = 0) OR (status = 'resolved' AND alerted & 2 = 0)
              ORDER BY id LIMIT ?1{CLAIM_ROWS}"
         ),
         params![max as i64],

@@ -225,8 +225,8 @@ pub(super) fn cluster(conn: &Connection) -> Result<ClusterStats, StoreError> {
                     (SELECT CASE WHEN EXISTS (SELECT 1 FROM summary_counts WHERE grp = 'flags' AND name = 'kept')
                        THEN (SELECT CAST(coalesce(sum(n), 0) AS BIGINT) FROM summary_counts WHERE grp = 'flags_open')
                        ELSE (SELECT count(*) FROM flags WHERE status = 'open') END),
-                    (SELECT count(*) FROM flags WHERE alerted != 3
-                       AND ((status = 'open' AND alerted & 1 = 0) OR (status = 'resolved' AND alerted & 2 = 0))),
+                    (SELECT count(*) FROM flags
+                       WHERE (status = 'open' AND alerted & 1 = 0) OR (status = 'resolved' AND alerted & 2 = 0)),
                     (SELECT count(*) FROM flags WHERE alerted != delivered)",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),

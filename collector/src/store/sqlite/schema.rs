@@ -258,6 +258,14 @@ CREATE TABLE changed_devices (device_id INTEGER PRIMARY KEY, token INTEGER NOT N
 CREATE INDEX changed_devices_token ON changed_devices(token);
 CREATE INDEX links_target ON links(kind, target);
 "#,
+    // The flags whose opening or resolution is still to be alerted, by id: `flags_unalerted`
+    // (`alerted != 3`) also held every open flag already alerted, so claiming alerts walked
+    // every open flag once per evaluation (a second at two million).
+    r#"
+DROP INDEX flags_unalerted;
+CREATE INDEX flags_to_alert ON flags(id)
+    WHERE (status = 'open' AND alerted & 1 = 0) OR (status = 'resolved' AND alerted & 2 = 0);
+"#,
 ];
 
 /// The schema version stored in the file.
