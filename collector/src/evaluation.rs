@@ -113,15 +113,24 @@ fn evaluate_part(
     }
     let assets: Vec<String> = assets.into_iter().collect();
     let contracts: Vec<String> = contracts.into_iter().collect();
-    let mut others = store.linked_elsewhere(ids, &assets, &contracts)?;
+    // Only a contract with a quantity counts its devices (a contract may cover a million).
+    let counted: Vec<String> = inv
+        .contracts
+        .iter()
+        .filter(|c| c.quantity.is_some() && contracts.binary_search(&c.id).is_ok())
+        .map(|c| c.id.clone())
+        .collect();
+    let mut others = store.linked_elsewhere(ids, &assets, &counted)?;
     for (tag, seen) in std::mem::take(&mut pass.asset_last_seen) {
         let e = others.asset_last_seen.entry(tag).or_insert(seen);
         *e = (*e).max(seen);
     }
     for (id, devs) in std::mem::take(&mut pass.contract_devices) {
-        let e = others.contract_devices.entry(id).or_default();
-        e.extend(devs);
-        e.sort_unstable();
+        others
+            .contract_devices
+            .entry(id)
+            .or_default()
+            .add(devs.count, devs.first);
     }
     flags::aggregate_flags(
         inv.assets
@@ -225,7 +234,13 @@ pub fn evaluate_all(
     let inv = &reference.inv;
     let tags: Vec<String> = inv.assets.iter().map(|a| a.tag.clone()).collect();
     let ids: Vec<String> = inv.contracts.iter().map(|c| c.id.clone()).collect();
-    let linked = store.linked_elsewhere(&[], &tags, &ids)?;
+    let counted: Vec<String> = inv
+        .contracts
+        .iter()
+        .filter(|c| c.quantity.is_some())
+        .map(|c| c.id.clone())
+        .collect();
+    let linked = store.linked_elsewhere(&[], &tags, &counted)?;
     let mut found = Vec::new();
     flags::aggregate_flags(
         &inv.assets,

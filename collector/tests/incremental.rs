@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ward_collector::commands::Import;
-use ward_collector::compliance::flags::FlagConfig;
+use ward_collector::compliance::flags::{FlagConfig, FlagKind};
 use ward_collector::evaluation::{self, Reference};
-use ward_collector::store::{DeviceQuery, Message, Store};
+use ward_collector::store::{DeviceQuery, FlagQuery, Message, Store};
 use ward_protocols::schema::observation::{
     DeviceRecord, FactRecord, Kind, MacKind, Observation, Seen, ServiceRecord, SCHEMA,
 };
@@ -203,7 +203,30 @@ fn state(store: &dyn Store) -> BTreeMap<&'static str, Vec<String>> {
     ])
 }
 
+/// The totals of open-flag pages (answered from the counts kept with the flags) are the open
+/// flags there are.
+fn assert_open_totals(step: &str, store: &dyn Store) {
+    let open = store.flags(true).unwrap();
+    let page = |kind: Option<&str>| {
+        store
+            .flag_page(&FlagQuery {
+                status: Some("open".into()),
+                kind: kind.map(str::to_string),
+                limit: 1,
+                ..FlagQuery::default()
+            })
+            .unwrap()
+            .0
+    };
+    assert_eq!(page(None), open.len() as u64, "{step}");
+    for k in FlagKind::ALL {
+        let n = open.iter().filter(|f| f.kind == k.name()).count() as u64;
+        assert_eq!(page(Some(k.name())), n, "{step}: {k}");
+    }
+}
+
 fn assert_same(step: &str, inc: &dyn Store, full: &dyn Store) {
+    assert_open_totals(step, inc);
     let (a, b) = (state(inc), state(full));
     for (what, rows) in &b {
         let got = &a[what];

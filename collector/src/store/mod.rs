@@ -616,8 +616,31 @@ pub struct Changes {
 pub struct LinkedElsewhere {
     /// Asset tag → the latest last-seen time of a device linked to it.
     pub asset_last_seen: HashMap<String, i64>,
-    /// Contract id → the devices linked to it, ascending.
-    pub contract_devices: BTreeMap<String, Vec<i64>>,
+    /// Contract id → the devices linked to it (only contracts with a quantity: nothing else
+    /// counts them).
+    pub contract_devices: BTreeMap<String, Covered>,
+}
+
+/// The devices a contract covers: how many, and the lowest ids (what a flag's evidence lists).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Covered {
+    /// How many.
+    pub count: u64,
+    /// The lowest [`Covered::LISTED`] ids, ascending.
+    pub first: Vec<i64>,
+}
+
+impl Covered {
+    /// Ids an evidence lists at most.
+    pub const LISTED: usize = 200;
+
+    /// Adds devices (none of them counted already).
+    pub fn add(&mut self, count: u64, ids: impl IntoIterator<Item = i64>) {
+        self.count += count;
+        self.first.extend(ids);
+        self.first.sort_unstable();
+        self.first.truncate(Self::LISTED);
+    }
 }
 
 /// A recorded merge.

@@ -5,18 +5,18 @@ use serde_json::json;
 
 use super::{flag, FlagKind, Scope};
 use crate::import::model::Contract;
-use crate::store::FlagInstance;
+use crate::store::{Covered, FlagInstance};
 
 /// Every contract-scope condition that holds for `c`, whose linked devices are `devices`.
-pub fn contract_flags(c: &Contract, devices: &[i64], out: &mut Vec<FlagInstance>) {
+pub fn contract_flags(c: &Contract, devices: &Covered, out: &mut Vec<FlagInstance>) {
     over_quantity(c, devices, out);
 }
 
 /// `over_contracted_quantity`: more devices linked than the contract pays for. No quantity =
 /// not stated.
-fn over_quantity(c: &Contract, devices: &[i64], out: &mut Vec<FlagInstance>) {
+fn over_quantity(c: &Contract, devices: &Covered, out: &mut Vec<FlagInstance>) {
     let Some(q) = c.quantity else { return };
-    if devices.len() as u64 <= u64::from(q) {
+    if devices.count <= u64::from(q) {
         return;
     }
     out.push(flag(
@@ -27,9 +27,9 @@ fn over_quantity(c: &Contract, devices: &[i64], out: &mut Vec<FlagInstance>) {
             "contract {} ({}) covers {q} devices; {} are linked to it",
             c.id,
             c.supplier,
-            devices.len()
+            devices.count
         ),
-        json!({"contract_id": c.id, "supplier": c.supplier, "quantity": q, "linked": devices.len(), "device_ids": devices.iter().take(200).collect::<Vec<_>>()}),
+        json!({"contract_id": c.id, "supplier": c.supplier, "quantity": q, "linked": devices.count, "device_ids": devices.first}),
     ));
 }
 

@@ -61,7 +61,7 @@ use crate::compliance::link::{self, manufacturer_model};
 use crate::compliance::vendors::VendorAliases;
 use crate::import::model::{Asset, Contract};
 use crate::store::{
-    DeviceView, FlagInstance, Inventory, Link, LinkKind, ResolutionNote, ServiceView,
+    Covered, DeviceView, FlagInstance, Inventory, Link, LinkKind, ResolutionNote, ServiceView,
 };
 
 /// Evaluation settings (`[flags]` in the collector's configuration).
@@ -355,8 +355,8 @@ pub struct DevicePass {
     pub notes: Vec<ResolutionNote>,
     /// Asset tag → the latest last-seen time of a device linked to it.
     pub asset_last_seen: HashMap<String, i64>,
-    /// Contract id → the devices it covers, in inventory (id) order.
-    pub contract_devices: BTreeMap<String, Vec<i64>>,
+    /// Contract id → the devices it covers.
+    pub contract_devices: BTreeMap<String, Covered>,
 }
 
 /// The device scopes over `inv.devices` (every device, or the part of the inventory an
@@ -399,7 +399,7 @@ pub fn device_pass(inv: &Inventory, links: &[Link], cfg: &FlagConfig, at: At) ->
             pass.contract_devices
                 .entry(c.contract.id.clone())
                 .or_default()
-                .push(d.id);
+                .add(1, [d.id]);
         }
         device::device_flags(&facts, cfg, at, out);
         for s in &d.services {
@@ -428,7 +428,7 @@ pub fn aggregate_flags<'a>(
     assets: impl IntoIterator<Item = &'a Asset>,
     asset_last_seen: &HashMap<String, i64>,
     contracts: impl IntoIterator<Item = &'a Contract>,
-    contract_devices: &BTreeMap<String, Vec<i64>>,
+    contract_devices: &BTreeMap<String, Covered>,
     cfg: &FlagConfig,
     at: At,
     out: &mut Vec<FlagInstance>,
@@ -437,11 +437,9 @@ pub fn aggregate_flags<'a>(
         let last = asset_last_seen.get(a.tag.as_str()).copied();
         asset::asset_flags(a, last, cfg, at, out);
     }
+    let none = Covered::default();
     for c in contracts {
-        let devs = contract_devices
-            .get(c.id.as_str())
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let devs = contract_devices.get(c.id.as_str()).unwrap_or(&none);
         contract::contract_flags(c, devs, out);
     }
 }

@@ -17,8 +17,8 @@ use super::{db, decode, encode, exec, query};
 use crate::compliance::flags::DAY_US;
 use crate::compliance::summary;
 use crate::store::{
-    Applied, ApplyStats, Changes, ChangesSeen, DeviceSummary, EvalScope, Evaluated, FlagInstance,
-    FlagRow, Link, LinkKind, LinkedElsewhere, ResolutionNote, StoreError,
+    Applied, ApplyStats, Changes, ChangesSeen, Covered, DeviceSummary, EvalScope, Evaluated,
+    FlagInstance, FlagRow, Link, LinkKind, LinkedElsewhere, ResolutionNote, StoreError,
 };
 
 /// `ids IN` one JSON array parameter (`?N`), whichever backend.
@@ -814,20 +814,34 @@ pub(super) fn linked_elsewhere(
         .into_iter()
         .collect();
     }
-    if !contracts.is_empty() {
-        let rows: Vec<(String, i64)> = query(
+    for c in contracts {
+        // How many, and the lowest ids: never every device a contract covers.
+        let count: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM links
+                 WHERE kind = 'contract' AND target = ?1
+                   AND device_id NOT IN (SELECT CAST(value AS BIGINT) FROM json_each(?2))",
+                params![c, exclude],
+                |r| r.get(0),
+            )
+            .map_err(db("counting contract links"))?;
+        if count == 0 {
+            continue;
+        }
+        let first: Vec<i64> = query(
             conn,
             "reading contract links",
-            "SELECT target, device_id FROM links
-             WHERE kind = 'contract' AND target IN (SELECT value FROM json_each(?1))
+            "SELECT device_id FROM links
+             WHERE kind = 'contract' AND target = ?1
                AND device_id NOT IN (SELECT CAST(value AS BIGINT) FROM json_each(?2))
-             ORDER BY target, device_id",
-            params![json(&contracts), exclude],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+             ORDER BY device_id LIMIT ?3",
+            params![c, exclude, Covered::LISTED as i64],
+            |r| r.get(0),
         )?;
-        for (c, d) in rows {
-            out.contract_devices.entry(c).or_default().push(d);
-        }
+        out.contract_devices
+            .entry(c.clone())
+            .or_default()
+            .add(u64::try_from(count).unwrap_or(0), first);
     }
     Ok(out)
 }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use super::driver::{params_from_iter, Connection};
+use super::driver::{params, params_from_iter, Connection};
 use ward_protocols::MacAddr;
 
 use super::reads::{flag_row, FlagRowRaw};
@@ -377,4 +377,24 @@ pub(super) fn counts(conn: &Connection) -> Result<Counts, StoreError> {
         )?,
         merges: one("SELECT count(*) FROM merges")?,
     })
+}
+
+/// The number of open flags (of `kind`), from the counts kept with the flags; `None` where
+/// they are not kept (a database last evaluated by an older collector). What a page of open
+/// flags shows as its total without counting them (a million open flags of one kind: a second
+/// on PostgreSQL, on every page).
+pub(super) fn kept_open_flags(
+    conn: &Connection,
+    kind: Option<&str>,
+) -> Result<Option<u64>, StoreError> {
+    let (kept, n): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM summary_counts WHERE grp = 'flags' AND name = 'kept'),
+                    (SELECT CAST(coalesce(sum(n), 0) AS BIGINT) FROM summary_counts
+                     WHERE grp = 'flags_open' AND (?1 = '' OR value = ?1))",
+            params![kind.unwrap_or("")],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db("reading open flag counts"))?;
+    Ok((kept > 0).then_some(n.max(0) as u64))
 }

@@ -638,7 +638,25 @@ pub(super) fn flag_page(
         columns: FLAG_COLUMNS,
         order: "id DESC",
     };
-    let (total, rows) = f.page(conn, &listing, (q.limit, q.offset), flag_row)?;
+    // Open flags, of one kind or all: the counts kept with the flags are the total.
+    let plain_open = q.status.as_deref() == Some("open")
+        && q.severity.is_none()
+        && q.subject.is_none()
+        && q.site.is_none()
+        && q.contract.is_none()
+        && q.vendors.is_none();
+    let kept = if plain_open {
+        super::inventory::kept_open_flags(conn, q.kind.as_deref())?
+    } else {
+        None
+    };
+    let (total, rows) = match kept {
+        Some(total) => (
+            total,
+            f.rows(conn, &listing, (q.limit, q.offset), flag_row)?,
+        ),
+        None => f.page(conn, &listing, (q.limit, q.offset), flag_row)?,
+    };
     Ok((total, decode_flags(rows)?))
 }
 

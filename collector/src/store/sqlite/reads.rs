@@ -487,7 +487,25 @@ pub(super) fn flag_page(
         columns: FLAG_COLUMNS,
         order: "id DESC",
     };
-    let (total, rows) = f.page(conn, &listing, (q.limit, q.offset), flag_row)?;
+    // Open flags, of one kind or all: the counts kept with the flags are the total.
+    let plain_open = q.status.as_deref() == Some("open")
+        && q.severity.is_none()
+        && q.subject.is_none()
+        && q.site.is_none()
+        && q.contract.is_none()
+        && q.vendors.is_none();
+    let kept = if plain_open {
+        super::inventory::kept_open_flags(conn, q.kind.as_deref())?
+    } else {
+        None
+    };
+    let (total, rows) = match kept {
+        Some(total) => (
+            total,
+            f.rows(conn, &listing, (q.limit, q.offset), flag_row)?,
+        ),
+        None => f.page(conn, &listing, (q.limit, q.offset), flag_row)?,
+    };
     Ok((total, decode_flags(rows)?))
 }
 
@@ -620,12 +638,31 @@ impl Filter {
 
     /// How many rows the filter selects, and the requested `(limit, offset)` page of them.
     fn page<T>(
-        mut self,
+        self,
         conn: &Connection,
         l: &Listing<'_>,
         (limit, offset): (u32, u64),
         map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<(u64, Vec<T>), StoreError> {
+        let where_sql = self.where_sql();
+        let total: i64 = conn
+            .prepare_cached(&format!("SELECT count(*) FROM {}{where_sql}", l.table))
+            .and_then(|mut s| s.query_row(params_from_iter(self.args.iter()), |r| r.get(0)))
+            .map_err(db(format!("counting {}", l.what)))?;
+        Ok((
+            total.max(0) as u64,
+            self.rows(conn, l, (limit, offset), map)?,
+        ))
+    }
+
+    /// The `(limit, offset)` page of the rows the filter selects.
+    fn rows<T>(
+        mut self,
+        conn: &Connection,
+        l: &Listing<'_>,
+        (limit, offset): (u32, u64),
+        map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
         let Listing {
             what,
             table,
@@ -633,10 +670,6 @@ impl Filter {
             order,
         } = *l;
         let where_sql = self.where_sql();
-        let total: i64 = conn
-            .prepare_cached(&format!("SELECT count(*) FROM {table}{where_sql}"))
-            .and_then(|mut s| s.query_row(params_from_iter(self.args.iter()), |r| r.get(0)))
-            .map_err(db(format!("counting {what}")))?;
         self.args
             .push(rusqlite::types::Value::Integer(i64::from(limit)));
         let lim = self.args.len();
@@ -644,14 +677,13 @@ impl Filter {
             i64::try_from(offset).unwrap_or(i64::MAX),
         ));
         let off = self.args.len();
-        let rows = query(
+        query(
             conn,
             &format!("listing {what}"),
             &format!("SELECT {columns} FROM {table}{where_sql} ORDER BY {order} LIMIT ?{lim} OFFSET ?{off}"),
             params_from_iter(self.args.iter()),
             map,
-        )?;
-        Ok((total.max(0) as u64, rows))
+        )
     }
 }
 

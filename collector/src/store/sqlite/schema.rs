@@ -256,7 +256,7 @@ CREATE INDEX flags_undelivered ON flags(id) WHERE alerted != delivered;
     r#"
 CREATE TABLE changed_devices (device_id INTEGER PRIMARY KEY, token INTEGER NOT NULL);
 CREATE INDEX changed_devices_token ON changed_devices(token);
-CREATE INDEX links_target ON links(kind, target);
+CREATE INDEX links_target ON links(kind, target, device_id);
 "#,
     // The flags whose opening or resolution is still to be alerted, by id: `flags_unalerted`
     // (`alerted != 3`) also held every open flag already alerted, so claiming alerts walked
