@@ -93,8 +93,17 @@ port, bport, token, samples, gap, obs = int(sys.argv[1]), int(sys.argv[2]), sys.
 api = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
 auth = {"Authorization": f"Bearer {token}"}
 def get(path):
-    api.request("GET", path, headers=auth)
-    resp = api.getresponse(); body = resp.read()
+    global api
+    # The server closes a keep-alive connection left idle (picking the samples from a million
+    # lines takes a while): one retry on a new connection.
+    for attempt in (0, 1):
+        try:
+            api.request("GET", path, headers=auth)
+            resp = api.getresponse(); body = resp.read()
+            break
+        except (http.client.RemoteDisconnected, ConnectionError):
+            if attempt: raise
+            api.close(); api = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     assert resp.status == 200, (path, resp.status, body[:200])
     return body
 # The collector evaluates once when it starts: sample after it.
@@ -132,11 +141,14 @@ kinds = "/api/v1/flags?kind=service_not_permitted&status=open&limit=1"
 base = json.loads(get(kinds))["total"]
 acked, visible = [], []
 instance = f"wire-to-flag-{int(time.time())}"
+# A service port of this run's own per sample: a database kept from an earlier run
+# (WARD_BENCH_PG_URL) already has the flags of the ports that run used.
+salt = int(time.time()) % 1500 * 30
 for k, o in enumerate(picks, 1):
     now = int(time.time() * 1e6)
     d = o["devices"][0]
     d["seen"]["last_us"] = now
-    d["services_used"].append({"transport": "tcp", "port": 20000 + k, "app": None, "peers": 1,
+    d["services_used"].append({"transport": "tcp", "port": 20000 + (salt + k) % 45000, "app": None, "peers": 1,
         "peer_addresses": ["10.0.0.9"], "seen": {"first_us": now, "last_us": now, "count": 1}})
     o.update(agent_id="wire-to-flag", instance=instance, seq=k, time_us=now)
     payload = json.dumps(o).encode()
